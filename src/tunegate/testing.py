@@ -1,0 +1,49 @@
+"""Test support that users can load in their own suites (``pytest -p tunegate.testing`` is
+automatic once tunegate is installed: it registers itself as a pytest plugin).
+
+- :class:`FakeClock`: a :class:`tunegate._clock.Clock` whose time moves only when told to,
+  or when code under test sleeps on it; policies and drivers accept it as ``clock=``.
+- The emulator fixtures (``emulator``, ``emulator_urls``) come from ``tunegate.emulator``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+__all__ = ["FakeClock"]
+
+
+class FakeClock:
+    """Deterministic time: ``sleep`` advances the clock instead of waiting."""
+
+    def __init__(self, start: float = 1_000.0, wall: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self._wall_offset = wall - start
+        self._lock = threading.Lock()
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def time(self) -> float:
+        return self._now + self._wall_offset
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(max(0.0, seconds))
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(max(0.0, seconds))
+        await asyncio.sleep(0)
+
+
+try:  # the emulator's fixtures, when the emulator package is importable
+    from tunegate.emulator._fixtures import emulator, emulator_urls  # noqa: F401
+except ImportError:  # pragma: no cover - only while the emulator is absent
+    pass
