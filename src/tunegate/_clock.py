@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import time as _time
 from typing import Protocol
 
 __all__ = ["Clock", "SystemClock"]
@@ -24,9 +24,9 @@ class Clock(Protocol):
 class SystemClock:
     """The real clocks: ``time.monotonic`` for intervals, ``time.time`` for wall-clock stamps."""
 
-    monotonic = staticmethod(time.monotonic)
-    time = staticmethod(time.time)
-    sleep = staticmethod(time.sleep)
+    monotonic = staticmethod(_time.monotonic)
+    time = staticmethod(_time.time)
+    sleep = staticmethod(_time.sleep)
 
     async def asleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
