@@ -1,0 +1,862 @@
+"""Circuit breakers for the providers, each on its own or shared by every process through Redis.
+
+The state machine is :mod:`tunegate._policy.breaker`; this module only drives it. A local
+breaker keeps the machine in memory behind a lock held for one policy call. A shared breaker
+(``redis=``) runs the machine's Lua twin in Redis, so one process tripping it opens it for
+all, and half-open probe slots are leased there. It remembers the last answer from Redis for
+``cache_ttl`` seconds (0.5 s by default): a CLOSED breaker, or an OPEN one still inside its
+timeout, then decides without a round trip. When Redis cannot be reached the breaker carries
+on with the local machine, seeded with the last shared state it saw, and goes back to Redis
+when :class:`tunegate._redis.RedisLink` says it is worth trying again.
+
+The low-level form, which the request pipeline uses::
+
+    permit = breaker.allow()          # or CircuitBreakerOpenError, at once
+    try:
+        response = send()
+    except Exception as exc:
+        if breaker.is_failure(exc):
+            breaker.record_failure(permit)
+        else:
+            breaker.record_ignored(permit)
+        raise
+    breaker.record_success(permit)
+
+``breaker.call(fn, ...)``, ``with breaker:`` and their ``a``-prefixed async forms do the same.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import itertools
+import logging
+import secrets
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import Any, Final, ParamSpec, TypedDict, TypeVar
+
+import redis
+import redis.asyncio
+
+from tunegate._clock import Clock, SystemClock
+from tunegate._policy import breaker as policy
+from tunegate._policy.breaker import BreakerConfig, BreakerState, CircuitState, Event, Permit
+from tunegate._redis import REDIS_DOWN_ERRORS, LuaScript, RedisLink, load_lua
+from tunegate.exceptions import (
+    AuthenticationError,
+    CircuitBreakerOpenError,
+    ConfigurationError,
+    InvalidInput,
+    MalformedResponse,
+    NotFound,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    TunegateError,
+)
+
+__all__ = [
+    "DEFAULT_CACHE_TTL",
+    "BreakerStats",
+    "CircuitBreaker",
+    "CircuitBreakerRegistry",
+    "CircuitState",
+    "Listener",
+    "Permit",
+]
+
+log = logging.getLogger("tunegate.breaker")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Listener = Callable[[str, CircuitState, CircuitState], object]
+ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
+RedisLike = RedisLink | redis.Redis | redis.asyncio.Redis | str
+
+DEFAULT_CACHE_TTL: Final = 0.5
+DEFAULT_KEY_PREFIX: Final = "tunegate:cb:"
+
+# A quota, a missing thing, refused credentials or bad input say nothing about an outage.
+_NEVER_FAILURES: Final = (RateLimited, NotFound, AuthenticationError, InvalidInput)
+_ALWAYS_FAILURES: Final = (ProviderUnavailable, MalformedResponse)
+_CLOSED, _OPEN, _HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+
+
+class BreakerStats(TypedDict):
+    state: str
+    failures: int
+    successes: int
+    opened_at: float | None
+    retry_at: float | None
+    failure_threshold: int
+    success_threshold: int
+    timeout: float
+    half_open_max_calls: int
+    half_open_in_flight: int
+    total_calls: int
+    total_failures: int
+    rejected: int
+    shared: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _SharedPermit(Permit):
+    """A permit issued by Redis: its outcome goes back to Redis."""
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """One answer of the Lua script, and when (on the local monotonic clock) it was asked."""
+
+    old: CircuitState
+    state: CircuitState
+    epoch: int
+    failures: int
+    successes: int
+    opened_at: float | None  # server UNIX time
+    admitted: bool
+    retry_at: float | None  # server UNIX time
+    in_flight: int
+    server_now: float
+    fetched: float
+
+    @property
+    def retry_mono(self) -> float | None:
+        if self.retry_at is None:
+            return None
+        return self.fetched + (self.retry_at - self.server_now)
+
+
+@functools.cache
+def _script() -> LuaScript:
+    return LuaScript(load_lua("breaker.lua"))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _float(value: Any) -> float | None:
+    text = _text(value)
+    return float(text) if text else None
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status a foreign exception carries (requests, httpx, aiohttp), if any."""
+    try:
+        for owner in (exc, getattr(exc, "response", None)):
+            for attr in ("status_code", "status"):
+                value = getattr(owner, attr, None)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    return value
+    except Exception:  # a property that raises (httpx's .request does) means "no status"
+        return None
+    return None
+
+
+def _http_transport_error(exc: BaseException) -> bool:
+    # An httpx or aiohttp exception exists only once its library is imported, so looking
+    # the library up in sys.modules costs no import for users of neither.
+    httpx = sys.modules.get("httpx")
+    if httpx is not None and isinstance(exc, httpx.TransportError):
+        return True
+    aiohttp = sys.modules.get("aiohttp")
+    return aiohttp is not None and isinstance(exc, aiohttp.ClientConnectionError)
+
+
+def _as_link(client: RedisLike | None) -> RedisLink | None:
+    if client is None or isinstance(client, RedisLink):
+        return client
+    return RedisLink(client)
+
+
+class CircuitBreaker:
+    """Fail fast while a provider is down; let a few probes find out when it is back.
+
+    Args:
+        name: the provider (or any name); it names the Redis keys and the errors.
+        failure_threshold: consecutive failures that open a CLOSED breaker.
+        timeout: seconds an OPEN breaker refuses calls before it lets probes through.
+        success_threshold: probe successes that close a HALF_OPEN breaker.
+        expected_exception: exception types that count as failures on top of the built-in
+            ones (see :meth:`is_failure`).
+        half_open_max_calls: probes that may run at once in HALF_OPEN (in all processes,
+            when shared).
+        probe_lease: seconds after which a probe that never reported frees its slot;
+            defaults to ``timeout``.
+        redis: share the state through this Redis (a client, a URL or a ``RedisLink``).
+        clock: the clock to read; ``tunegate.testing.FakeClock`` in tests.
+        cache_ttl: seconds a shared breaker trusts its last answer from Redis.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        failure_threshold: int = 5,
+        timeout: float = 60.0,
+        success_threshold: int = 2,
+        expected_exception: ExceptionTypes | None = None,
+        half_open_max_calls: int = 1,
+        *,
+        probe_lease: float | None = None,
+        redis: RedisLike | None = None,
+        clock: Clock | None = None,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"a breaker needs a non-empty name, not {name!r}")
+        if not cache_ttl >= 0:
+            raise ConfigurationError(f"cache_ttl must be >= 0 seconds, not {cache_ttl!r}")
+        self.name = name
+        self.config = BreakerConfig(
+            failure_threshold=failure_threshold,
+            success_threshold=success_threshold,
+            timeout=timeout,
+            half_open_max_calls=half_open_max_calls,
+            probe_lease=timeout if probe_lease is None else probe_lease,
+        )
+        self.expected_exception = expected_exception
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._lock = threading.Lock()
+        self._local = BreakerState()
+        self._tokens = itertools.count(1)
+        self._reported = _CLOSED  # the state listeners last heard of
+        self._listeners: list[Listener] = []
+        self._total_calls = 0
+        self._total_failures = 0
+        self._rejected = 0
+        self._cm_permits: contextvars.ContextVar[tuple[Permit, ...]] = contextvars.ContextVar(
+            f"tunegate.breaker.{name}", default=()
+        )
+        # Shared mode.
+        self._link = _as_link(redis)
+        self._cache_ttl = cache_ttl
+        self._view: _View | None = None
+        self._local_mode = False  # True while Redis is down and the local machine decides
+        hashed = f"{key_prefix}{{{name}}}"  # hash tag: both keys live in one cluster slot
+        self._keys = (hashed, f"{hashed}:probes")
+        cfg = self.config
+        key_ttl = max(86_400.0, 2 * (cfg.timeout + cfg.probe_lease))
+        self._argv_tail = (
+            cfg.failure_threshold,
+            cfg.success_threshold,
+            repr(float(cfg.timeout)),
+            cfg.half_open_max_calls,
+            repr(float(cfg.probe_lease)),
+            int(key_ttl * 1000),
+            "",  # now: the server's TIME
+        )
+
+    def __repr__(self) -> str:
+        mode = "shared" if self._link is not None else "local"
+        return f"<CircuitBreaker {self.name!r} {mode}>"
+
+    @property
+    def shared(self) -> bool:
+        """Configured with Redis (whether or not Redis answers right now)."""
+        return self._link is not None
+
+    # -- classification --------------------------------------------------------------
+
+    def is_failure(self, exc: BaseException) -> bool:
+        """Does this exception say the provider is failing?
+
+        Never: RateLimited, NotFound, AuthenticationError, InvalidInput, our own refusals,
+        and any exception that carries an HTTP status below 500 (except 408). Always:
+        ProviderUnavailable, MalformedResponse, a status of 500 or more. Otherwise: the
+        ``expected_exception`` types, timeouts, ``OSError`` (connection errors) and the
+        transport errors of httpx and aiohttp.
+        """
+        if isinstance(exc, _NEVER_FAILURES):
+            return False
+        if isinstance(exc, _ALWAYS_FAILURES):
+            return True
+        if isinstance(exc, TunegateError):
+            return isinstance(exc, ProviderError) and (exc.status is None or exc.status >= 500)
+        status = _http_status(exc)
+        if status is not None:
+            return status >= 500 or status == 408
+        if self.expected_exception is not None and isinstance(exc, self.expected_exception):
+            return True
+        return isinstance(exc, TimeoutError | OSError) or _http_transport_error(exc)
+
+    # -- listeners ---------------------------------------------------------------------
+
+    def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(name, old_state, new_state)`` on every transition this process sees.
+
+        In shared mode a process sees its own transitions at once and the others' when it
+        next talks to Redis (within ``cache_ttl``). A listener that raises is logged.
+        """
+        with self._lock:
+            self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        with self._lock:
+            self._listeners.remove(fn)
+
+    def _observe_locked(
+        self, old: CircuitState, new: CircuitState
+    ) -> list[tuple[CircuitState, CircuitState]]:
+        # What listeners last heard, then what Redis says it was before this step, then now:
+        # a transition made elsewhere is reported before the one made here.
+        seen, self._reported = self._reported, new
+        return [(a, b) for a, b in ((seen, old), (old, new)) if a is not b]
+
+    def _fire(self, transitions: Sequence[tuple[CircuitState, CircuitState]]) -> None:
+        for old, new in transitions:
+            for fn in tuple(self._listeners):
+                try:
+                    fn(self.name, old, new)
+                except Exception:
+                    log.exception("listener %r of circuit breaker %r failed", fn, self.name)
+
+    # -- the local machine -------------------------------------------------------------
+
+    def _local_allow(self) -> Permit:
+        now = self._clock.monotonic()
+        transitions: list[tuple[CircuitState, CircuitState]] = []
+        with self._lock:
+            s = self._local
+            # A lease token is needed only outside CLOSED; the hot path makes none.
+            token = "" if s.state is _CLOSED else str(next(self._tokens))
+            new, decision = policy.allow(s, self.config, now, token)
+            if new is not s:
+                self._local = new
+                if new.state is not s.state:
+                    transitions = self._observe_locked(s.state, new.state)
+            if isinstance(decision, Permit):
+                self._total_calls += 1
+            else:
+                self._rejected += 1
+        if transitions:
+            self._fire(transitions)
+        if isinstance(decision, Permit):
+            return decision
+        wait = max(0.0, decision.retry_at - now)
+        raise CircuitBreakerOpenError(self.name, wait, self._clock.time() + wait)
+
+    def _local_record(self, event: Event, permit: Permit) -> None:
+        if event is Event.SUCCESS and not permit.probe:
+            s = self._local  # one atomic read: a success in a clean CLOSED state changes nothing
+            if s.state is _CLOSED and not s.failures:
+                return
+        now = self._clock.monotonic()
+        transitions: list[tuple[CircuitState, CircuitState]] = []
+        with self._lock:
+            s = self._local
+            if isinstance(permit, _SharedPermit):
+                # Issued by Redis before it went away: it counts here only while CLOSED.
+                if s.state is not _CLOSED:
+                    return
+                permit = Permit(s.epoch)
+            new = policy.record(s, self.config, now, event, permit)
+            if new is not s:
+                self._local = new
+                if new.state is not s.state:
+                    transitions = self._observe_locked(s.state, new.state)
+        if transitions:
+            self._fire(transitions)
+
+    def _local_state(self) -> tuple[BreakerState, float]:
+        """The local machine advanced to now (committing a timed transition), and now."""
+        now = self._clock.monotonic()
+        transitions: list[tuple[CircuitState, CircuitState]] = []
+        with self._lock:
+            s = self._local
+            new = policy.advance(s, self.config, now)
+            if new is not s:
+                self._local = new
+                if new.state is not s.state:
+                    transitions = self._observe_locked(s.state, new.state)
+        if transitions:
+            self._fire(transitions)
+        return new, now
+
+    def _local_reset(self) -> None:
+        now = self._clock.monotonic()
+        with self._lock:
+            s = self._local
+            self._local = policy.reset(s, now)
+            transitions = self._observe_locked(s.state, _CLOSED)
+        self._fire(transitions)
+
+    def _enter_local_mode(self) -> None:
+        """Redis is unreachable: go on locally from the last shared state this process saw."""
+        with self._lock:
+            if self._local_mode:
+                return
+            self._local_mode = True
+            view = self._view
+            if view is None:
+                return
+            opened_at = None
+            if view.opened_at is not None:  # server time -> our monotonic clock
+                opened_at = view.fetched - (view.server_now - view.opened_at)
+            self._local = BreakerState(
+                state=view.state,
+                epoch=self._local.epoch + 1,  # no local permit of old matches it
+                failures=view.failures,
+                successes=view.successes,
+                opened_at=opened_at,
+            )
+
+    # -- the shared machine ------------------------------------------------------------
+
+    def _argv(self, op: str, epoch: int, token: str) -> tuple[Any, ...]:
+        return (op, epoch, token, *self._argv_tail)
+
+    def _parse(self, reply: Sequence[Any], fetched: float) -> _View:
+        return _View(
+            old=CircuitState(_text(reply[0])),
+            state=CircuitState(_text(reply[1])),
+            epoch=int(_text(reply[2])),
+            failures=int(_text(reply[3])),
+            successes=int(_text(reply[4])),
+            opened_at=_float(reply[5]),
+            admitted=bool(int(reply[6])),
+            retry_at=_float(reply[7]),
+            in_flight=int(reply[8]),
+            server_now=float(_text(reply[9])),
+            fetched=fetched,
+        )
+
+    def _accept(self, reply: Sequence[Any], fetched: float) -> _View:
+        assert self._link is not None
+        self._link.mark_up()
+        view = self._parse(reply, fetched)
+        transitions: list[tuple[CircuitState, CircuitState]] = []
+        with self._lock:
+            self._local_mode = False
+            current = self._view
+            # Answers from concurrent calls may land out of order; keep the latest asked.
+            if current is None or fetched >= current.fetched:
+                self._view = view
+                transitions = self._observe_locked(view.old, view.state)
+        if transitions:
+            self._fire(transitions)
+        return view
+
+    def _down(self, exc: BaseException) -> None:
+        assert self._link is not None
+        self._link.mark_down(exc, f"circuit breaker {self.name!r}")
+
+    def _run(self, op: str, epoch: int = 0, token: str = "") -> _View | None:
+        """One script call; None when Redis is down (and the local machine takes over)."""
+        link = self._link
+        assert link is not None
+        if link.available:
+            fetched = self._clock.monotonic()
+            try:
+                reply = _script().run(link.sync, self._keys, self._argv(op, epoch, token))
+            except REDIS_DOWN_ERRORS as exc:
+                self._down(exc)
+            else:
+                return self._accept(reply, fetched)
+        self._enter_local_mode()
+        return None
+
+    async def _arun(self, op: str, epoch: int = 0, token: str = "") -> _View | None:
+        link = self._link
+        assert link is not None
+        if link.available:
+            fetched = self._clock.monotonic()
+            try:
+                reply = await _script().arun(link.aio, self._keys, self._argv(op, epoch, token))
+            except REDIS_DOWN_ERRORS as exc:
+                self._down(exc)
+            else:
+                return self._accept(reply, fetched)
+        self._enter_local_mode()
+        return None
+
+    def _fresh_view(self, now: float) -> _View | None:
+        view = self._view
+        if view is None or self._local_mode or now >= view.fetched + self._cache_ttl:
+            return None
+        retry = view.retry_mono
+        if retry is not None and now >= retry:  # time alone may have changed the state
+            return None
+        return view
+
+    def _allow_from_view(self) -> Permit | None:
+        """Decide from the cached answer when it is fresh enough; None means ask Redis."""
+        now = self._clock.monotonic()
+        view = self._fresh_view(now)
+        if view is None:
+            return None
+        if view.state is _CLOSED:
+            with self._lock:
+                self._total_calls += 1
+            return _SharedPermit(view.epoch)
+        retry = view.retry_mono
+        if retry is None:  # HALF_OPEN with a free slot: only Redis can lease it
+            return None
+        with self._lock:
+            self._rejected += 1
+        assert view.retry_at is not None  # retry_mono is derived from it
+        raise CircuitBreakerOpenError(self.name, retry - now, view.retry_at)
+
+    def _allowed(self, view: _View, token: str) -> Permit:
+        if view.admitted:
+            with self._lock:
+                self._total_calls += 1
+            return _SharedPermit(view.epoch, token if view.state is _HALF_OPEN else "")
+        with self._lock:
+            self._rejected += 1
+        retry_at = view.retry_at if view.retry_at is not None else view.server_now
+        raise CircuitBreakerOpenError(self.name, max(0.0, retry_at - view.server_now), retry_at)
+
+    def _needs_redis(self, event: Event, permit: _SharedPermit) -> bool:
+        if permit.probe or event is Event.FAILURE:
+            return True
+        if event is Event.IGNORED:
+            return False
+        # A success matters only when it clears failures Redis holds (as far as we know).
+        view = self._view
+        return view is not None and (view.failures > 0 or view.state is not _CLOSED)
+
+    # -- guarding calls: the low-level form ------------------------------------------------
+
+    def allow(self) -> Permit:
+        """Leave for one call, or :class:`CircuitBreakerOpenError` at once."""
+        if self._link is not None:
+            permit = self._allow_from_view()
+            if permit is not None:
+                return permit
+            # The lease token travels only to Redis; none is made while Redis is down.
+            token = secrets.token_hex(8) if self._link.available else ""
+            view = self._run(Event.ALLOW, 0, token)
+            if view is not None:
+                return self._allowed(view, token)
+        return self._local_allow()
+
+    async def aallow(self) -> Permit:
+        """:meth:`allow` for asyncio: talks to Redis without blocking the loop."""
+        if self._link is not None:
+            permit = self._allow_from_view()
+            if permit is not None:
+                return permit
+            # The lease token travels only to Redis; none is made while Redis is down.
+            token = secrets.token_hex(8) if self._link.available else ""
+            view = await self._arun(Event.ALLOW, 0, token)
+            if view is not None:
+                return self._allowed(view, token)
+        return self._local_allow()
+
+    def _record(self, event: Event, permit: Permit) -> None:
+        if isinstance(permit, _SharedPermit):
+            if not self._needs_redis(event, permit):
+                return
+            if self._run(event, permit.epoch, permit.probe) is not None:
+                return
+        self._local_record(event, permit)
+
+    async def _arecord(self, event: Event, permit: Permit) -> None:
+        if isinstance(permit, _SharedPermit):
+            if not self._needs_redis(event, permit):
+                return
+            if await self._arun(event, permit.epoch, permit.probe) is not None:
+                return
+        self._local_record(event, permit)
+
+    def record_success(self, permit: Permit) -> None:
+        self._record(Event.SUCCESS, permit)
+
+    def record_failure(self, permit: Permit) -> None:
+        with self._lock:
+            self._total_failures += 1
+        self._record(Event.FAILURE, permit)
+
+    def record_ignored(self, permit: Permit) -> None:
+        """The call ended as neither success nor failure (a 429, a not-found)."""
+        self._record(Event.IGNORED, permit)
+
+    async def arecord_success(self, permit: Permit) -> None:
+        await self._arecord(Event.SUCCESS, permit)
+
+    async def arecord_failure(self, permit: Permit) -> None:
+        with self._lock:
+            self._total_failures += 1
+        await self._arecord(Event.FAILURE, permit)
+
+    async def arecord_ignored(self, permit: Permit) -> None:
+        await self._arecord(Event.IGNORED, permit)
+
+    def _outcome(self, exc: BaseException | None) -> Event:
+        if exc is None:
+            return Event.SUCCESS
+        if isinstance(exc, Exception) and self.is_failure(exc):
+            return Event.FAILURE
+        return Event.IGNORED  # cancellation, KeyboardInterrupt, a 429...
+
+    def record(self, permit: Permit, exc: BaseException | None = None) -> None:
+        """Record the outcome a call ended with: ``exc`` classified, or success if None."""
+        outcome = self._outcome(exc)
+        if outcome is Event.FAILURE:
+            self.record_failure(permit)
+        else:
+            self._record(outcome, permit)
+
+    async def arecord(self, permit: Permit, exc: BaseException | None = None) -> None:
+        outcome = self._outcome(exc)
+        if outcome is Event.FAILURE:
+            await self.arecord_failure(permit)
+        else:
+            await self._arecord(outcome, permit)
+
+    # -- guarding calls: the convenient forms ----------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` if the breaker allows it, and record how it ended."""
+        permit = self.allow()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self.record(permit, exc)
+            raise
+        self.record_success(permit)
+        return result
+
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await ``fn(*args, **kwargs)`` if the breaker allows it, and record how it ended."""
+        permit = await self.aallow()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            await self.arecord(permit, exc)
+            raise
+        await self.arecord_success(permit)
+        return result
+
+    def __enter__(self) -> Permit:
+        permit = self.allow()
+        self._cm_permits.set((*self._cm_permits.get(), permit))
+        return permit
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.record(self._pop_cm_permit(), exc)
+
+    async def __aenter__(self) -> Permit:
+        permit = await self.aallow()
+        self._cm_permits.set((*self._cm_permits.get(), permit))
+        return permit
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.arecord(self._pop_cm_permit(), exc)
+
+    def _pop_cm_permit(self) -> Permit:
+        # A context variable: each thread and each task has its own stack of open blocks.
+        *rest, permit = self._cm_permits.get()
+        self._cm_permits.set(tuple(rest))
+        return permit
+
+    # -- state, stats, reset ---------------------------------------------------------------
+
+    @property
+    def state(self) -> CircuitState:
+        """The current state (in shared mode, at most ``cache_ttl`` old; may ask Redis)."""
+        if self._link is not None:
+            view = self._fresh_view(self._clock.monotonic()) or self._run("peek")
+            if view is not None:
+                return view.state
+        return self._local_state()[0].state
+
+    def get_stats(self) -> BreakerStats:
+        """State and counters; the counters of calls are this process's own."""
+        if self._link is not None:
+            view = self._fresh_view(self._clock.monotonic()) or self._run("peek")
+            if view is not None:
+                return self._stats_from_view(view)
+        return self._stats_from_local()
+
+    async def aget_stats(self) -> BreakerStats:
+        if self._link is not None:
+            view = self._fresh_view(self._clock.monotonic()) or await self._arun("peek")
+            if view is not None:
+                return self._stats_from_view(view)
+        return self._stats_from_local()
+
+    def reset(self) -> None:
+        """Back to CLOSED with clean counters, in Redis too when shared."""
+        if self._link is not None and self._run(Event.RESET) is not None:
+            with self._lock:
+                self._local = policy.reset(self._local, self._clock.monotonic())
+            return
+        self._local_reset()
+
+    async def areset(self) -> None:
+        if self._link is not None and await self._arun(Event.RESET) is not None:
+            with self._lock:
+                self._local = policy.reset(self._local, self._clock.monotonic())
+            return
+        self._local_reset()
+
+    def _stats(self, **values: Any) -> BreakerStats:
+        cfg = self.config
+        with self._lock:
+            counters = (self._total_calls, self._total_failures, self._rejected)
+        return BreakerStats(
+            state=str(values["state"]),
+            failures=values["failures"],
+            successes=values["successes"],
+            opened_at=values["opened_at"],
+            retry_at=values["retry_at"],
+            failure_threshold=cfg.failure_threshold,
+            success_threshold=cfg.success_threshold,
+            timeout=cfg.timeout,
+            half_open_max_calls=cfg.half_open_max_calls,
+            half_open_in_flight=values["in_flight"],
+            total_calls=counters[0],
+            total_failures=counters[1],
+            rejected=counters[2],
+            shared=values["shared"],
+        )
+
+    def _stats_from_view(self, view: _View) -> BreakerStats:
+        return self._stats(
+            state=view.state,
+            failures=view.failures,
+            successes=view.successes,
+            opened_at=view.opened_at,
+            retry_at=view.retry_at,
+            in_flight=view.in_flight,
+            shared=True,
+        )
+
+    def _stats_from_local(self) -> BreakerStats:
+        s, now = self._local_state()
+        wall = self._clock.time() - now  # monotonic -> UNIX time
+
+        def to_wall(t: float | None) -> float | None:
+            return None if t is None else t + wall
+
+        return self._stats(
+            state=s.state,
+            failures=s.failures,
+            successes=s.successes,
+            opened_at=to_wall(s.opened_at),
+            retry_at=to_wall(policy.retry_at(s, self.config)),
+            in_flight=len(s.probes),
+            shared=False,
+        )
+
+
+class CircuitBreakerRegistry:
+    """One breaker per provider, all local or all sharing one Redis.
+
+    ``CircuitBreakerRegistry()`` keeps state in memory; ``CircuitBreakerRegistry(redis=...)``
+    (a ``redis.Redis``, a ``redis.asyncio.Redis``, a URL or a ``RedisLink``) shares it with
+    every process that uses the same Redis and the same names.
+    """
+
+    def __init__(
+        self,
+        redis: RedisLike | None = None,
+        *,
+        clock: Clock | None = None,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+    ) -> None:
+        self._link = _as_link(redis)
+        self._clock = clock
+        self._cache_ttl = cache_ttl
+        self._key_prefix = key_prefix
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+
+    def register(
+        self,
+        name: str,
+        failure_threshold: int = 5,
+        timeout: float = 60.0,
+        success_threshold: int = 2,
+        expected_exception: ExceptionTypes | None = None,
+        half_open_max_calls: int = 1,
+        *,
+        probe_lease: float | None = None,
+    ) -> CircuitBreaker:
+        """Create the breaker ``name``; registering the same settings again returns it."""
+        config = BreakerConfig(
+            failure_threshold=failure_threshold,
+            success_threshold=success_threshold,
+            timeout=timeout,
+            half_open_max_calls=half_open_max_calls,
+            probe_lease=timeout if probe_lease is None else probe_lease,
+        )
+        with self._lock:
+            existing = self._breakers.get(name)
+            if existing is not None:
+                if (existing.config, existing.expected_exception) != (config, expected_exception):
+                    raise ConfigurationError(
+                        f"circuit breaker {name!r} is already registered with other settings"
+                    )
+                return existing
+            breaker = CircuitBreaker(
+                name,
+                failure_threshold=failure_threshold,
+                timeout=timeout,
+                success_threshold=success_threshold,
+                expected_exception=expected_exception,
+                half_open_max_calls=half_open_max_calls,
+                probe_lease=probe_lease,
+                redis=self._link,
+                clock=self._clock,
+                cache_ttl=self._cache_ttl,
+                key_prefix=self._key_prefix,
+            )
+            for fn in self._listeners:
+                breaker.add_listener(fn)
+            self._breakers[name] = breaker
+        return breaker
+
+    def get(self, name: str) -> CircuitBreaker | None:
+        return self._breakers.get(name)
+
+    def __getitem__(self, name: str) -> CircuitBreaker:
+        return self._breakers[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._breakers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(self._breakers))
+
+    def __len__(self) -> int:
+        return len(self._breakers)
+
+    @property
+    def breakers(self) -> Mapping[str, CircuitBreaker]:
+        """A read-only view: name -> breaker."""
+        return MappingProxyType(self._breakers)
+
+    def add_listener(self, fn: Listener) -> None:
+        """Listen to every breaker, the ones registered already and the ones to come."""
+        with self._lock:
+            self._listeners.append(fn)
+            breakers = tuple(self._breakers.values())
+        for breaker in breakers:
+            breaker.add_listener(fn)
+
+    def get_stats(self) -> dict[str, BreakerStats]:
+        return {name: b.get_stats() for name, b in tuple(self._breakers.items())}
+
+    async def aget_stats(self) -> dict[str, BreakerStats]:
+        return {name: await b.aget_stats() for name, b in tuple(self._breakers.items())}

@@ -1,0 +1,592 @@
+"""Shared breakers: the Lua twin against the Python machine, and breakers across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests._redis_server import RedisServer
+from tunegate._policy import breaker as policy
+from tunegate._policy.breaker import (
+    TRANSITIONS,
+    BreakerConfig,
+    BreakerState,
+    CircuitState,
+    Event,
+    Guard,
+    Permit,
+)
+from tunegate._redis import LuaScript, RedisLink, load_lua
+from tunegate.breaker import CircuitBreaker, CircuitBreakerRegistry
+from tunegate.exceptions import CircuitBreakerOpenError, ProviderUnavailable
+from tunegate.testing import FakeClock
+
+pytestmark = pytest.mark.redis
+
+CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+WAIT = 10.0
+SCRIPT = LuaScript(load_lua("breaker.lua"))
+
+
+# -- parity: the Lua script and the Python machine on the same inputs ----------------------
+
+
+class Twins:
+    """One breaker run twice: by the Python machine and by the Lua script with ``now`` given."""
+
+    def __init__(self, client: redis.Redis, cfg: BreakerConfig) -> None:
+        self.client = client
+        self.cfg = cfg
+        name = uuid.uuid4().hex
+        self.keys = [f"tunegate:cb:{{{name}}}", f"tunegate:cb:{{{name}}}:probes"]
+        self.state = BreakerState()
+
+    def lua(self, op: str, now: float, epoch: int = 0, token: str = "") -> list[Any]:
+        cfg = self.cfg
+        argv = [
+            op,
+            epoch,
+            token,
+            cfg.failure_threshold,
+            cfg.success_threshold,
+            repr(float(cfg.timeout)),
+            cfg.half_open_max_calls,
+            repr(float(cfg.probe_lease)),
+            86_400_000,
+            repr(now),
+        ]
+        return [
+            x.decode() if isinstance(x, bytes) else x
+            for x in SCRIPT.run(self.client, self.keys, argv)
+        ]
+
+    def step(
+        self, op: str, now: float, permit: Permit | None = None, token: str = ""
+    ) -> Permit | None:
+        """Apply one operation to both and check they agree on everything."""
+        s = self.state
+        admitted: Permit | None = None
+        if op == "allow":
+            s, decision = policy.allow(s, self.cfg, now, token)
+            admitted = decision if isinstance(decision, Permit) else None
+        elif op == "reset":
+            s = policy.reset(s, now)
+        elif op == "peek":
+            s = policy.advance(s, self.cfg, now)
+        else:
+            assert permit is not None
+            s = policy.record(s, self.cfg, now, Event(op), permit)
+        self.state = s
+        reply = self.lua(op, now, permit.epoch if permit else 0, permit.probe if permit else token)
+        retry_at = policy.retry_at(s, self.cfg)
+        expected = [
+            s.state.value,
+            str(s.epoch),
+            str(s.failures),
+            str(s.successes),
+            "" if s.opened_at is None else s.opened_at,
+            int(admitted is not None),
+            "" if retry_at is None else retry_at,
+            len(s.probes),
+        ]
+        got = [*reply[1:6], reply[6], reply[7], reply[8]]
+        got[4] = float(got[4]) if got[4] else ""
+        got[6] = float(got[6]) if got[6] else ""
+        assert got == expected, (op, now)
+        raw: list[tuple[bytes, float]] = self.client.zrange(self.keys[1], 0, -1, withscores=True)  # type: ignore[assignment]
+        leases = {(member.decode(), score) for member, score in raw}
+        assert leases == set(s.probes), (op, now)
+        return admitted
+
+
+CFG = BreakerConfig(
+    failure_threshold=2, success_threshold=2, timeout=10.0, half_open_max_calls=2, probe_lease=5.0
+)
+
+
+def walk(t: Twins) -> set[tuple[CircuitState, Event, Guard]]:
+    """A path through every row of the table; returns the rows it claims to visit."""
+    seen: set[tuple[CircuitState, Event, Guard]] = set()
+    A, S, F, I = Event.ALLOW, Event.SUCCESS, Event.FAILURE, Event.IGNORED  # noqa: E741
+
+    def do(row: tuple[CircuitState, Event, Guard], op: str, now: float, *args: Any) -> Any:
+        before = policy.advance(t.state, t.cfg, now).state
+        if row[1] is Event.ALLOW and row[0] is OPEN:
+            before = t.state.state  # the ELAPSED row starts OPEN and lands HALF_OPEN
+        assert before is row[0], (row, before)
+        seen.add(row)
+        return t.step(op, now, *args)
+
+    p0 = do((CLOSED, A, Guard.ANY), "allow", 0.0)
+    do((CLOSED, I, Guard.CURRENT), "ignored", 0.0, p0)
+    do((CLOSED, F, Guard.BELOW), "failure", 1.0, p0)
+    do((CLOSED, S, Guard.CURRENT), "success", 1.0, p0)
+    do((CLOSED, F, Guard.BELOW), "failure", 2.0, p0)
+    do((CLOSED, Event.RESET, Guard.ANY), "reset", 2.0)
+    do((CLOSED, S, Guard.STALE), "success", 3.0, p0)
+    do((CLOSED, F, Guard.STALE), "failure", 3.0, p0)
+    do((CLOSED, I, Guard.STALE), "ignored", 3.0, p0)
+    p1 = do((CLOSED, A, Guard.ANY), "allow", 4.0)
+    do((CLOSED, F, Guard.BELOW), "failure", 4.0, p1)
+    do((CLOSED, F, Guard.REACHED), "failure", 4.25, p1)
+    assert do((OPEN, A, Guard.WAITING), "allow", 5.0) is None
+    do((OPEN, S, Guard.STALE), "success", 5.0, p1)
+    do((OPEN, F, Guard.STALE), "failure", 5.0, p1)
+    do((OPEN, I, Guard.STALE), "ignored", 5.0, p1)
+    do((OPEN, Event.RESET, Guard.ANY), "reset", 6.0)
+    p3 = do((CLOSED, A, Guard.ANY), "allow", 7.0)
+    do((CLOSED, F, Guard.BELOW), "failure", 7.0, p3)
+    do((CLOSED, F, Guard.REACHED), "failure", 7.1, p3)
+    pa = do((OPEN, A, Guard.ELAPSED), "allow", 17.1, None, "a")
+    pb = do((HALF_OPEN, A, Guard.SLOT_FREE), "allow", 17.6, None, "b")
+    assert do((HALF_OPEN, A, Guard.SLOTS_FULL), "allow", 18.0, None, "c") is None
+    do((HALF_OPEN, S, Guard.STALE), "success", 18.0, p3)
+    do((HALF_OPEN, F, Guard.STALE), "failure", 18.0, p3)
+    do((HALF_OPEN, I, Guard.STALE), "ignored", 18.0, p3)
+    do((HALF_OPEN, I, Guard.CURRENT), "ignored", 18.5, pa)
+    do((HALF_OPEN, S, Guard.BELOW), "success", 19.0, pb)
+    pd = do((HALF_OPEN, A, Guard.SLOT_FREE), "allow", 19.0, None, "d")
+    do((HALF_OPEN, S, Guard.REACHED), "success", 19.5, pd)
+    p6 = do((CLOSED, A, Guard.ANY), "allow", 20.0)
+    do((CLOSED, F, Guard.BELOW), "failure", 20.0, p6)
+    do((CLOSED, F, Guard.REACHED), "failure", 20.0, p6)
+    pe = do((OPEN, A, Guard.ELAPSED), "allow", 30.0, None, "e")
+    do((HALF_OPEN, F, Guard.CURRENT), "failure", 31.0, pe)
+    t.step("peek", 41.0)
+    do((HALF_OPEN, A, Guard.SLOT_FREE), "allow", 41.0, None, "f")
+    do((HALF_OPEN, A, Guard.SLOT_FREE), "allow", 42.0, None, "g")
+    do((HALF_OPEN, A, Guard.SLOTS_FULL), "allow", 45.9, None, "h")
+    do((HALF_OPEN, A, Guard.SLOT_FREE), "allow", 46.0, None, "h")  # f's lease ran out at 46
+    do((HALF_OPEN, Event.RESET, Guard.ANY), "reset", 46.0)
+    return seen
+
+
+def test_lua_and_python_agree_on_every_row_of_the_table(redis_url: str) -> None:
+    """A walk through all rows: after each step both twins hold the same state and leases."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        seen = walk(Twins(client, CFG))
+    finally:
+        client.close()
+    assert seen == {(t.state, t.event, t.guard) for t in TRANSITIONS}
+
+
+OPS = st.sampled_from(
+    ["allow", "allow", "allow", "success", "failure", "failure", "ignored", "reset", "peek"]
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    derandomize=True,
+)
+@given(
+    steps=st.lists(
+        st.tuples(OPS, st.sampled_from([0.0, 0.0, 0.25, 1.0, 2.5, 5.0, 10.0]), st.integers(0, 7)),
+        min_size=1,
+        max_size=40,
+    ),
+    cfg=st.builds(
+        BreakerConfig,
+        failure_threshold=st.integers(1, 3),
+        success_threshold=st.integers(1, 3),
+        timeout=st.sampled_from([2.5, 10.0]),
+        half_open_max_calls=st.integers(1, 3),
+        probe_lease=st.sampled_from([1.0, 5.0]),
+    ),
+)
+def test_lua_and_python_agree_on_random_histories(
+    redis_server: RedisServer, steps: list[tuple[str, float, int]], cfg: BreakerConfig
+) -> None:
+    """Random operations at random times, with old and current permits: the twins agree."""
+    client = redis_server.client()
+    try:
+        twins = Twins(client, cfg)
+        permits: list[Permit] = [Permit(0)]
+        now = 1_700_000_000.125
+        for i, (op, dt, pick) in enumerate(steps):
+            now += dt
+            if op == "allow":
+                permit = twins.step(op, now, None, f"t{i}")
+                if permit is not None:
+                    permits.append(permit)
+            elif op in ("reset", "peek"):
+                twins.step(op, now)
+            else:
+                twins.step(op, now, permits[-1 - pick % len(permits)])
+    finally:
+        client.close()
+
+
+def test_an_unknown_operation_is_an_error(redis_url: str) -> None:
+    """A typo in the operation name fails loudly instead of reading as a no-op."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with pytest.raises(redis.exceptions.ResponseError, match="unknown operation"):
+            Twins(client, CFG).lua("succes", 1.0)
+    finally:
+        client.close()
+
+
+# -- the shared driver ----------------------------------------------------------------------
+
+
+def fail() -> None:
+    raise ProviderUnavailable("down", provider="spotify", status=503)
+
+
+def trip(b: CircuitBreaker) -> None:
+    for _ in range(b.config.failure_threshold):
+        with pytest.raises(ProviderUnavailable):
+            b.call(fail)
+
+
+@pytest.fixture
+def links(redis_url: str) -> Iterator[list[RedisLink]]:
+    """Two independent links to the same Redis, as two processes would have."""
+    made = [RedisLink(redis_url), RedisLink(redis_url)]
+    yield made
+    for link in made:
+        if link._sync is not None:
+            link._sync.close()
+
+
+def test_keys_are_hash_tagged_and_expire(redis_url: str) -> None:
+    """The state lives at tunegate:cb:{name} with a TTL; a CLOSED breaker writes nothing."""
+    b = CircuitBreakerRegistry(redis=redis_url).register("spotify", failure_threshold=2)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        b.call(lambda: None)
+        assert client.keys("*") == []
+        trip(b)
+        assert client.hget("tunegate:cb:{spotify}", "st") == b"open"
+        assert 0 < client.pttl("tunegate:cb:{spotify}") <= 86_400_000
+    finally:
+        client.close()
+
+
+def test_a_closed_breaker_costs_one_round_trip_per_cache_interval(redis_url: str) -> None:
+    """With the cache fresh, allow + success make no Redis call; failures always do."""
+    clock = FakeClock()
+    b = CircuitBreaker("spotify", redis=redis_url, clock=clock, failure_threshold=50)
+    client = redis.Redis.from_url(redis_url)
+
+    def script_calls() -> int:
+        stats = client.info("commandstats")
+        return sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+    try:
+        before = script_calls()  # the server counts for the whole session
+        for _ in range(200):
+            b.call(lambda: None)
+        assert script_calls() - before == 1  # the first allow fetched the state
+        clock.advance(0.5)
+        for _ in range(200):
+            b.call(lambda: None)
+        assert script_calls() - before == 2
+        with pytest.raises(ProviderUnavailable):
+            b.call(fail)
+        assert script_calls() - before == 3  # the failure went to Redis
+        b.call(lambda: None)
+        assert script_calls() - before == 4  # and now a success must clear it there
+        assert b.get_stats()["failures"] == 0
+    finally:
+        client.close()
+
+
+def test_a_breaker_tripped_by_one_link_is_open_for_another(links: list[RedisLink]) -> None:
+    """Two registries on two connections: one trips it, the other refuses calls."""
+    clock_a, clock_b = FakeClock(), FakeClock()  # they only age the cached answers
+    a = CircuitBreakerRegistry(redis=links[0], clock=clock_a).register(
+        "spotify", failure_threshold=3
+    )
+    b = CircuitBreakerRegistry(redis=links[1], clock=clock_b).register(
+        "spotify", failure_threshold=3
+    )
+    b.call(lambda: None)  # b caches CLOSED
+    trip(a)
+    clock_b.advance(0.5)  # b's cached answer is now too old
+    with pytest.raises(CircuitBreakerOpenError) as info:
+        b.call(lambda: None)
+    assert info.value.provider == "spotify"
+    assert 0 < info.value.retry_after <= 60
+    assert b.get_stats()["state"] == "open"
+    b.reset()
+    assert a.state is OPEN  # a still trusts its cache for a moment...
+    clock_a.advance(0.5)
+    assert a.state is CLOSED  # ...then sees the reset made by b
+
+
+CHILD = """
+import sys
+from tunegate.breaker import CircuitBreakerRegistry
+b = CircuitBreakerRegistry(redis=sys.argv[1]).register("spotify", failure_threshold=3, timeout=60)
+if sys.argv[2] == "trip":
+    for _ in range(3):
+        b.record_failure(b.allow())
+print(b.state.value)
+"""
+
+
+def test_a_breaker_tripped_in_another_process_is_open_here(redis_url: str) -> None:
+    """A second Python process trips the breaker; this process then refuses calls."""
+    clock = FakeClock()
+    here = CircuitBreakerRegistry(redis=redis_url, clock=clock).register(
+        "spotify", failure_threshold=3, timeout=60
+    )
+    assert here.call(lambda: "ok") == "ok"
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, redis_url, "trip"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert child.stdout.strip() == "open"
+    clock.advance(0.5)
+    with pytest.raises(CircuitBreakerOpenError):
+        here.call(lambda: "must not run")
+    here.reset()
+    other = subprocess.run(
+        [sys.executable, "-c", CHILD, redis_url, "look"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert other.stdout.strip() == "closed"
+
+
+def _race(breakers: list[CircuitBreaker], callers: int) -> int:
+    """``callers`` threads, spread over ``breakers``, ask for a permit at once; count grants."""
+    start = threading.Barrier(callers, timeout=WAIT)
+
+    def ask(b: CircuitBreaker) -> bool:
+        start.wait()
+        try:
+            b.allow()  # a probe that never reports: its lease holds the slot
+        except CircuitBreakerOpenError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(callers) as pool:
+        futures = [pool.submit(ask, breakers[i % len(breakers)]) for i in range(callers)]
+        return sum(f.result(timeout=WAIT) for f in futures)
+
+
+@pytest.mark.parametrize("max_probes", [1, 3])
+def test_half_open_probes_across_two_links_are_limited_to_n(
+    links: list[RedisLink], max_probes: int
+) -> None:
+    """20 threads on two connections in HALF_OPEN: exactly half_open_max_calls probes in all."""
+    breakers = [
+        CircuitBreaker(
+            "spotify",
+            redis=link,
+            failure_threshold=2,
+            timeout=0.2,
+            half_open_max_calls=max_probes,
+            probe_lease=30,
+        )
+        for link in links
+    ]
+    trip(breakers[0])
+    time.sleep(0.25)  # past the open timeout (Redis' clock decides; this only waits for it)
+    assert _race(breakers, 20) == max_probes
+    stats = breakers[1].get_stats()
+    assert (stats["state"], stats["half_open_in_flight"]) == ("half_open", max_probes)
+
+
+async def test_half_open_probes_across_links_with_asyncio_tasks(redis_url: str) -> None:
+    """20 tasks over two asyncio-only links in HALF_OPEN: exactly 2 probes."""
+    clients = [redis.asyncio.Redis.from_url(redis_url) for _ in range(2)]
+    breakers = [
+        CircuitBreaker(
+            "lastfm",
+            redis=client,
+            failure_threshold=1,
+            timeout=0.2,
+            half_open_max_calls=2,
+            probe_lease=30,
+        )
+        for client in clients
+    ]
+    try:
+        with pytest.raises(TimeoutError):
+            await breakers[0].acall(_async_timeout)
+        await asyncio.sleep(0.25)
+
+        async def ask(b: CircuitBreaker) -> bool:
+            try:
+                await b.aallow()
+            except CircuitBreakerOpenError:
+                return False
+            return True
+
+        granted = await asyncio.wait_for(
+            asyncio.gather(*(ask(breakers[i % 2]) for i in range(20))), WAIT
+        )
+        assert sum(granted) == 2
+    finally:
+        for client in clients:
+            await client.aclose()
+        for b in breakers:
+            assert b._link is not None
+            if b._link._sync is not None:
+                b._link._sync.close()
+
+
+async def _async_timeout() -> None:
+    raise TimeoutError
+
+
+def test_a_crashed_prober_does_not_wedge_the_breaker(links: list[RedisLink]) -> None:
+    """A probe that never reports frees its slot once its lease runs out."""
+    a, b = (
+        CircuitBreaker("spotify", redis=link, failure_threshold=1, timeout=0.1, probe_lease=1.0)
+        for link in links
+    )
+    trip(a)
+    time.sleep(0.15)
+    a.allow()  # a crashes here: no outcome ever comes back
+    with pytest.raises(CircuitBreakerOpenError) as info:
+        b.allow()
+    assert 0 < info.value.retry_after <= 1.0
+    time.sleep(1.05)  # Redis' clock expires the lease; this only waits for it
+    probe = b.allow()
+    b.record_success(probe)
+    b.record_success(b.allow())
+    assert b.state is CLOSED
+
+
+def test_listeners_hear_transitions_made_elsewhere(links: list[RedisLink]) -> None:
+    """A process hears of a transition another process made when it next talks to Redis."""
+    a = CircuitBreaker("spotify", redis=links[0], failure_threshold=2, cache_ttl=0)
+    b = CircuitBreaker("spotify", redis=links[1], failure_threshold=2, cache_ttl=0)
+    heard_a: list[tuple[str, CircuitState, CircuitState]] = []
+    heard_b: list[tuple[str, CircuitState, CircuitState]] = []
+    a.add_listener(lambda *args: heard_a.append(args))
+    b.add_listener(lambda *args: heard_b.append(args))
+    trip(a)
+    assert heard_a == [("spotify", CLOSED, OPEN)]
+    assert heard_b == []
+    assert b.state is OPEN
+    assert heard_b == [("spotify", CLOSED, OPEN)]
+    b.reset()
+    assert heard_b == [("spotify", CLOSED, OPEN), ("spotify", OPEN, CLOSED)]
+
+
+def test_works_with_a_decode_responses_client(redis_url: str) -> None:
+    """The design's client (decode_responses=True) drives a shared breaker."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        b = CircuitBreakerRegistry(client).register("spotify", failure_threshold=2, timeout=60)
+        trip(b)
+        stats = b.get_stats()
+        assert stats["state"] == "open"
+        assert stats["shared"] is True
+        assert stats["retry_at"] == pytest.approx(stats["opened_at"] + 60)  # type: ignore[operator]
+    finally:
+        client.close()
+
+
+def test_redis_stopped_mid_test_then_restarted(
+    restartable_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis goes away: the last state is kept and guarded locally; then shared again."""
+    link = RedisLink(restartable_redis.url, retry_interval=0.05)
+    other = RedisLink(restartable_redis.url, retry_interval=0.05)
+    b = CircuitBreaker("spotify", redis=link, failure_threshold=2, timeout=60, cache_ttl=0)
+    peer = CircuitBreaker("spotify", redis=other, failure_threshold=2, timeout=60, cache_ttl=0)
+    try:
+        trip(b)
+        with caplog.at_level(logging.WARNING, logger="tunegate.redis"):
+            restartable_redis.stop()
+            with pytest.raises(CircuitBreakerOpenError):  # the last shared state, kept locally
+                b.call(lambda: "must not run")
+            assert b.get_stats()["shared"] is False
+            b.reset()  # Redis is away: resets the local machine
+            assert b.call(lambda: "served") == "served"
+            trip(b)  # ...which still guards calls on its own
+            with pytest.raises(CircuitBreakerOpenError):
+                b.call(lambda: "must not run")
+        warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
+        assert len(warnings) == 1  # one warning per outage, not one per call
+
+        restartable_redis.start()  # an empty Redis: the shared state starts CLOSED again
+        for _ in range(200):
+            if b.get_stats()["shared"]:
+                break
+            time.sleep(0.01)
+        assert b.get_stats()["shared"] is True
+        assert b.state is CLOSED
+        trip(peer)  # shared again: the peer's trip is seen here
+        with pytest.raises(CircuitBreakerOpenError):
+            b.call(lambda: "must not run")
+    finally:
+        for lk in (link, other):
+            if lk._sync is not None:
+                lk._sync.close()
+
+
+async def test_async_fail_open(restartable_redis: RedisServer) -> None:
+    """The async forms fall back to the local machine too, and never raise a Redis error."""
+    link = RedisLink(restartable_redis.url, retry_interval=0.05)
+    b = CircuitBreaker("musicbrainz", redis=link, failure_threshold=1, timeout=30, cache_ttl=0)
+    try:
+        assert await b.acall(_async_value) == "value"
+        restartable_redis.stop()
+        with pytest.raises(TimeoutError):
+            await b.acall(_async_timeout)
+        with pytest.raises(CircuitBreakerOpenError):
+            await b.acall(_async_value)
+        assert (await b.aget_stats())["shared"] is False
+        await b.areset()
+        assert await b.acall(_async_value) == "value"
+    finally:
+        await link.aio.aclose()
+
+
+async def _async_value() -> str:
+    return "value"
+
+
+async def test_async_shared_cycle(links: list[RedisLink]) -> None:
+    """aallow / arecord_* / aget_stats / areset drive the shared state through a full cycle."""
+    a, b = (
+        CircuitBreaker("spotify", redis=link, failure_threshold=2, timeout=0.1, cache_ttl=0)
+        for link in links
+    )
+    try:
+        for _ in range(2):
+            await a.arecord_failure(await a.aallow())
+        assert (await b.aget_stats())["state"] == "open"
+        await asyncio.sleep(0.15)  # past the open timeout on Redis' clock
+        probe = await b.aallow()
+        await b.arecord_ignored(probe)  # a 429: slot back, nothing counted
+        await b.arecord_success(await b.aallow())
+        await a.arecord_success(await a.aallow())
+        assert (await a.aget_stats())["state"] == "closed"
+        await a.arecord_failure(await a.aallow())
+        assert (await b.aget_stats())["failures"] == 1
+        await b.areset()
+        assert (await a.aget_stats())["failures"] == 0
+    finally:
+        for link in links:
+            await link.aio.aclose()
