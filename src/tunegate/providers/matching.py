@@ -1,0 +1,178 @@
+"""Normalisation and similarity for picking the right track out of a search's hits.
+
+The rule (also in ``docs/providers.md``):
+
+1. Both sides are normalised (:func:`normalize`): Unicode NFKD with accents dropped,
+   case-folded, ``&`` read as ``and``, featured-artist credits removed (``feat.``, ``ft.``,
+   ``featuring``, and ``(with X)`` in brackets), a leading ``The`` dropped, punctuation
+   turned into spaces.
+2. Two strings score :func:`similarity`: the best of difflib's ratio on the strings and on
+   their sorted words (so word order does not matter), from 0 to 1.
+3. A title scores the better of its full form and its *core* (bracketed parts and a
+   ``" - Remastered 2011"`` style suffix removed on both sides), the core scoring
+   :data:`VERSION_PENALTY` less, so the plain recording beats its radio edit when the
+   query names neither, and the radio edit wins when the query names it.
+4. An artist scores the best match of the query's artist against each credited artist and
+   against all credited artists joined together.
+5. A candidate qualifies when its title scores at least :data:`MIN_TITLE` and its artist at
+   least :data:`MIN_ARTIST`; among those the highest ``0.6 * title + 0.4 * artist`` wins,
+   and ties go to the provider's order (its own relevance ranking). No qualifier: None.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from typing import TypeVar
+
+__all__ = [
+    "MIN_ARTIST",
+    "MIN_TITLE",
+    "VERSION_PENALTY",
+    "MatchScore",
+    "artist_similarity",
+    "best_match",
+    "core_title",
+    "normalize",
+    "score",
+    "similarity",
+    "title_similarity",
+]
+
+T = TypeVar("T")
+
+MIN_TITLE = 0.75
+MIN_ARTIST = 0.8
+VERSION_PENALTY = 0.05
+TITLE_WEIGHT = 0.6
+
+# Letters NFKD leaves whole; folded by hand because unicodedata has no transliteration.
+_FOLD = str.maketrans(
+    {"ø": "o", "đ": "d", "ł": "l", "æ": "ae", "œ": "oe", "ı": "i", "þ": "th", "ð": "d"}
+)
+_BRACKETED_FEAT = re.compile(r"[(\[]\s*(?:feat\.?|ft\.?|featuring|with)\s[^)\]]*[)\]]")
+_TRAILING_FEAT = re.compile(r"\s(?:feat\.|ft\.|featuring)\s.*$")
+_LEADING_THE = re.compile(r"^the\s+")
+_NON_WORD = re.compile(r"[^\w]+|_")
+_BRACKETS = re.compile(r"[(\[][^)\]]*[)\]]")
+_DASH_SUFFIX = re.compile(r"\s[-–—]\s.*$")
+
+
+def _fold(value: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", value)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return stripped.casefold().translate(_FOLD)
+
+
+def _tidy(value: str) -> str:
+    value = value.replace("&", " and ")
+    value = _NON_WORD.sub(" ", value).strip()
+    return _LEADING_THE.sub("", value)
+
+
+def normalize(value: str) -> str:
+    """The comparable form of an artist or a title.
+
+    >>> normalize("The Beatles")
+    'beatles'
+    >>> normalize("Beyoncé feat. JAY-Z")
+    'beyonce'
+    >>> normalize("Crazy in Love (feat. Jay-Z)")
+    'crazy in love'
+    """
+    folded = _fold(value)
+    without_feat = _TRAILING_FEAT.sub("", _BRACKETED_FEAT.sub(" ", folded))
+    # A name made only of punctuation ("!!!") keeps its folded form rather than vanishing.
+    return _tidy(without_feat) or folded.strip()
+
+
+def core_title(value: str) -> str:
+    """The normalised title without version information: bracketed parts and a dashed
+    suffix removed (``"Strobe - Radio Edit"`` -> ``"strobe"``)."""
+    folded = _fold(value)
+    folded = _BRACKETED_FEAT.sub(" ", folded)
+    core = _DASH_SUFFIX.sub("", _BRACKETS.sub(" ", folded))
+    core = _TRAILING_FEAT.sub("", core)
+    return _tidy(core) or normalize(value)
+
+
+def _ratio(a: str, b: str) -> float:
+    # autojunk would treat frequent characters of long strings as noise.
+    return SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def similarity(a: str, b: str) -> float:
+    """How alike two *normalised* strings are, 0 to 1: the better of difflib's ratio on
+    the strings and on their sorted words."""
+    if a == b:
+        return 1.0
+    if not a or not b:
+        return 0.0
+    direct = _ratio(a, b)
+    words_a, words_b = sorted(a.split()), sorted(b.split())
+    if words_a == words_b:
+        return 1.0
+    return max(direct, _ratio(" ".join(words_a), " ".join(words_b)))
+
+
+def title_similarity(query: str, candidate: str) -> float:
+    """Rule 3: the full titles, or their cores at a small penalty."""
+    full = similarity(normalize(query), normalize(candidate))
+    if full == 1.0:
+        return full
+    cores = similarity(core_title(query), core_title(candidate)) - VERSION_PENALTY
+    return max(full, cores, 0.0)
+
+
+def artist_similarity(query: str, credited: Sequence[str]) -> float:
+    """Rule 4: the query's artist against each credited artist and all of them joined."""
+    wanted = normalize(query)
+    names = [normalize(name) for name in credited if name]
+    if not names:
+        return 0.0
+    candidates = [*names, " ".join(names)] if len(names) > 1 else names
+    return max(similarity(wanted, name) for name in candidates)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchScore:
+    """How well one candidate matches the query."""
+
+    title: float
+    artist: float
+
+    @property
+    def total(self) -> float:
+        return TITLE_WEIGHT * self.title + (1.0 - TITLE_WEIGHT) * self.artist
+
+    @property
+    def qualifies(self) -> bool:
+        return self.title >= MIN_TITLE and self.artist >= MIN_ARTIST
+
+
+def score(artist: str, title: str, cand_title: str, cand_artists: Sequence[str]) -> MatchScore:
+    """Score one candidate (its title and credited artist names) against the query."""
+    return MatchScore(
+        title=title_similarity(title, cand_title),
+        artist=artist_similarity(artist, cand_artists),
+    )
+
+
+def best_match(
+    items: Iterable[T],
+    artist: str,
+    title: str,
+    title_of: Callable[[T], str],
+    artists_of: Callable[[T], Sequence[str]],
+) -> T | None:
+    """Rule 5: the best qualifying item, ties to the earliest; None when none qualifies."""
+    best: T | None = None
+    best_total = -1.0
+    for item in items:
+        result = score(artist, title, title_of(item), artists_of(item))
+        if result.qualifies and result.total > best_total:
+            best, best_total = item, result.total
+    return best

@@ -1,0 +1,461 @@
+"""MusicBrainz WS/2 (JSON) without I/O: request building, parsing, choosing, errors.
+
+Paths are absolute from the origin (``/ws/2/...`` on ``https://musicbrainz.org`` or on a
+mirror). The client sends the validated User-Agent (:func:`validate.musicbrainz_user_agent`)
+on every request; MusicBrainz answers 403 without one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, cast
+from urllib.parse import urlsplit
+
+from tunegate.exceptions import (
+    AuthenticationError,
+    ConfigurationError,
+    InvalidInput,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+)
+from tunegate.providers import matching, validate
+from tunegate.providers._request import (
+    ApiRequest,
+    ResponseLike,
+    clean_message,
+    decode_body,
+    error_by_status,
+    malformed,
+    request_id_from,
+    retry_after_from,
+)
+from tunegate.providers.types import MusicBrainzRecording
+
+__all__ = [
+    "BASE_URL",
+    "DEFAULT_ISRC_INC",
+    "DEFAULT_RECORDING_INC",
+    "ISRC_INCS",
+    "OFFICIAL_RATE",
+    "RECORDING_INCS",
+    "artist_names",
+    "best_recording",
+    "check_rate",
+    "classify_error",
+    "classify_response",
+    "credited_artist",
+    "get_recording_request",
+    "hook",
+    "is_official_host",
+    "lookup_isrc_request",
+    "lucene_escape",
+    "lucene_phrase",
+    "lucene_unescape",
+    "parse_isrc",
+    "parse_recording",
+    "parse_search_recordings",
+    "pick_isrc_recording",
+    "search_recording_request",
+]
+
+PROVIDER: Final = "musicbrainz"
+BASE_URL: Final = "https://musicbrainz.org"
+OFFICIAL_RATE: Final = 1.0
+"""Requests per second the official service allows per source IP (Rate_Limiting page)."""
+SEARCH_LIMIT_DEFAULT: Final = 10
+SEARCH_LIMIT_MAX: Final = 100
+
+ISRC_ENDPOINT: Final = "/ws/2/isrc/{isrc}"
+SEARCH_ENDPOINT: Final = "/ws/2/recording"
+RECORDING_ENDPOINT: Final = "/ws/2/recording/{mbid}"
+
+_RELATION_INCS = frozenset(
+    f"{entity}-rels"
+    for entity in (
+        "area",
+        "artist",
+        "event",
+        "genre",
+        "instrument",
+        "label",
+        "place",
+        "recording",
+        "release",
+        "release-group",
+        "series",
+        "url",
+        "work",
+    )
+)
+# musicbrainz-server Controller/WS/2/ISRC.pm, less the user-* incs (they need a login) and
+# less "releases" (accepted there but without effect: Serializer/JSON/2/Recording.pm emits
+# releases only for a top-level recording) and "genres" (a 400 on /isrc).
+ISRC_INCS: Final = frozenset(
+    {"artists", "artist-credits", "isrcs", "aliases", "tags", "ratings", "puids"} | _RELATION_INCS
+)
+# musicbrainz-server Controller/WS/2/Recording.pm, less the user-* incs.
+RECORDING_INCS: Final = frozenset(
+    {
+        "artists",
+        "artist-credits",
+        "releases",
+        "release-groups",
+        "isrcs",
+        "aliases",
+        "tags",
+        "genres",
+        "ratings",
+        "annotation",
+        "work-level-rels",
+        "puids",
+    }
+    | _RELATION_INCS
+)
+DEFAULT_ISRC_INC: Final = ("artist-credits",)
+DEFAULT_RECORDING_INC: Final = ("artist-credits", "genres", "isrcs", "tags")
+
+# Lucene query syntax specials: + - && || ! ( ) { } [ ] ^ " ~ * ? : \ /
+_LUCENE_SPECIAL = re.compile(r'([+\-&|!(){}\[\]^"~*?:\\/])')
+_LUCENE_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+
+_OFFICIAL_HOSTS = ("musicbrainz.org",)
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+def lucene_escape(text: str) -> str:
+    """Backslash-escape every Lucene special character, so user text is only ever text."""
+    return _LUCENE_SPECIAL.sub(r"\\\1", text)
+
+
+def lucene_unescape(text: str) -> str:
+    """The inverse of :func:`lucene_escape` (what Lucene's parser reads back)."""
+    return _LUCENE_ESCAPED.sub(r"\1", text)
+
+
+def lucene_phrase(text: str) -> str:
+    """User text as one quoted, escaped Lucene phrase."""
+    return f'"{lucene_escape(text)}"'
+
+
+def _incs(inc: str | Iterable[str], allowed: frozenset[str], resource: str) -> tuple[str, ...]:
+    """``inc`` as a sorted unique tuple; a string may hold several, split on ``+`` or spaces."""
+    items = inc.replace("+", " ").split() if isinstance(inc, str) else list(inc)
+    out: set[str] = set()
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidInput("inc", f"must be strings, got {type(item).__name__}")
+        name = item.strip().lower()
+        if name not in allowed:
+            hint = " (ask get_recording for releases)" if name == "releases" else ""
+            raise InvalidInput(
+                "inc",
+                f"{item!r} is not a valid inc for the {resource} resource{hint}; "
+                f"allowed: {', '.join(sorted(allowed))}",
+            )
+        out.add(name)
+    return tuple(sorted(out))
+
+
+def _inc_params(incs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    # MusicBrainz splits inc on "+" or spaces; a space survives URL encoding unambiguously.
+    return (("inc", " ".join(incs)),) if incs else ()
+
+
+def lookup_isrc_request(isrc: str, inc: str | Iterable[str] = DEFAULT_ISRC_INC) -> ApiRequest:
+    """``GET /ws/2/isrc/{isrc}?fmt=json&inc=...``; cached as ``musicbrainz:isrc:{isrc}``
+    (plus an ``inc=..`` part when ``inc`` is not the default). ``genres`` is refused: the
+    ISRC resource answers 400 to it."""
+    code = validate.isrc(isrc)
+    incs = _incs(inc, ISRC_INCS, "isrc")
+    parts: tuple[str, ...] = (code,)
+    if incs != tuple(sorted(DEFAULT_ISRC_INC)):
+        parts += ("inc=" + "+".join(incs),)
+    return ApiRequest(
+        provider=PROVIDER,
+        method="GET",
+        endpoint_template=ISRC_ENDPOINT,
+        path=f"/ws/2/isrc/{code}",
+        params=(("fmt", "json"), *_inc_params(incs)),
+        cache_kind="musicbrainz:isrc",
+        cache_parts=parts,
+    )
+
+
+def search_recording_request(
+    artist: str, title: str, limit: int = SEARCH_LIMIT_DEFAULT
+) -> ApiRequest:
+    """``GET /ws/2/recording?query=recording:"<title>" AND artist:"<artist>"&fmt=json``,
+    both phrases escaped; cached as ``musicbrainz:search:{artist}:{title}``."""
+    artist = validate.text(artist, "artist")
+    title = validate.text(title, "title")
+    limit = validate.limit(limit, high=SEARCH_LIMIT_MAX)
+    query = f"recording:{lucene_phrase(title)} AND artist:{lucene_phrase(artist)}"
+    parts: tuple[str, ...] = (artist, title)
+    if limit != SEARCH_LIMIT_DEFAULT:
+        parts += (f"limit={limit}",)
+    return ApiRequest(
+        provider=PROVIDER,
+        method="GET",
+        endpoint_template=SEARCH_ENDPOINT,
+        path=SEARCH_ENDPOINT,
+        params=(("query", query), ("fmt", "json"), ("limit", str(limit))),
+        cache_kind="musicbrainz:search",
+        cache_parts=parts,
+    )
+
+
+def get_recording_request(
+    mbid: str, inc: str | Iterable[str] = DEFAULT_RECORDING_INC
+) -> ApiRequest:
+    """``GET /ws/2/recording/{mbid}?fmt=json&inc=...``; cached as
+    ``musicbrainz:recording:{mbid}`` (plus ``inc=..`` when not the default)."""
+    rid = validate.mbid(mbid)
+    incs = _incs(inc, RECORDING_INCS, "recording")
+    parts: tuple[str, ...] = (rid,)
+    if incs != tuple(sorted(DEFAULT_RECORDING_INC)):
+        parts += ("inc=" + "+".join(incs),)
+    return ApiRequest(
+        provider=PROVIDER,
+        method="GET",
+        endpoint_template=RECORDING_ENDPOINT,
+        path=f"/ws/2/recording/{rid}",
+        params=(("fmt", "json"), *_inc_params(incs)),
+        cache_kind="musicbrainz:recording",
+        cache_parts=parts,
+    )
+
+
+# --- the official service's rate rule -------------------------------------------------------
+
+
+def is_official_host(base_url: str) -> bool:
+    """True for musicbrainz.org and its subdomains (www, beta, test)."""
+    host = (urlsplit(base_url if "//" in base_url else f"//{base_url}").hostname or "").lower()
+    return any(host == h or host.endswith("." + h) for h in _OFFICIAL_HOSTS)
+
+
+def check_rate(base_url: str, rate: float, allow_fast: bool = False) -> None:
+    """Refuse a rate above 1 request/s against the official service.
+
+    MusicBrainz allows 1 request per second per source IP and answers 503 beyond it
+    (https://musicbrainz.org/doc/MusicBrainz_API/Rate_Limiting). ``allow_fast=True`` is the
+    explicit override (for an arrangement with MetaBrainz); a self-hosted mirror at another
+    ``base_url`` may go as fast as its owner allows.
+
+    Raises:
+        ConfigurationError: a non-positive rate, or more than 1/s against musicbrainz.org
+            without ``allow_fast``.
+    """
+    if not rate > 0 or rate == float("inf"):
+        raise ConfigurationError(f"MusicBrainz rate must be a positive number, got {rate!r}")
+    if rate > OFFICIAL_RATE and not allow_fast and is_official_host(base_url):
+        raise ConfigurationError(
+            f"MusicBrainz rate {rate:g}/s is above the official service's limit of "
+            f"{OFFICIAL_RATE:g} request/s per IP (it answers 503 and may block the IP); "
+            "point base_url at your own mirror, or pass allow_fast=True if MetaBrainz "
+            "agreed to more"
+        )
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+_RECORDING_KEYS = frozenset(
+    MusicBrainzRecording.__required_keys__ | MusicBrainzRecording.__optional_keys__
+)
+
+
+def _recording(obj: Any, endpoint: str) -> MusicBrainzRecording:
+    if not isinstance(obj, Mapping):
+        raise malformed(PROVIDER, endpoint, "recording is not a JSON object")
+    if not isinstance(obj.get("id"), str) or not isinstance(obj.get("title"), str):
+        raise malformed(PROVIDER, endpoint, "recording has no id or title")
+    return cast(MusicBrainzRecording, {k: v for k, v in obj.items() if k in _RECORDING_KEYS})
+
+
+def _recordings(body: object, endpoint: str) -> list[MusicBrainzRecording]:
+    items = body.get("recordings") if isinstance(body, Mapping) else None
+    if not isinstance(items, list):
+        raise malformed(PROVIDER, endpoint, "answer has no recordings list")
+    return [_recording(item, endpoint) for item in items]
+
+
+def parse_isrc(body: object) -> list[MusicBrainzRecording]:
+    """``/ws/2/isrc/{isrc}``: every recording carrying the ISRC (often one, sometimes
+    several), in MusicBrainz's order."""
+    return _recordings(body, ISRC_ENDPOINT)
+
+
+def parse_search_recordings(body: object) -> list[MusicBrainzRecording]:
+    """``/ws/2/recording?query=``: the hits, best ``score`` first as MusicBrainz sends them."""
+    return _recordings(body, SEARCH_ENDPOINT)
+
+
+def parse_recording(body: object) -> MusicBrainzRecording:
+    """``/ws/2/recording/{mbid}``."""
+    return _recording(body, RECORDING_ENDPOINT)
+
+
+def pick_isrc_recording(recordings: Sequence[MusicBrainzRecording]) -> MusicBrainzRecording | None:
+    """The recording ``lookup_isrc`` returns: one ISRC can name several recordings (the same
+    audio entered twice, or a video); the first non-video recording with the earliest
+    ``first-release-date`` wins, undated ones last, ties in MusicBrainz's order."""
+
+    def rank(item: tuple[int, MusicBrainzRecording]) -> tuple[bool, bool, str, int]:
+        index, rec = item
+        date = rec.get("first-release-date") or ""
+        return (bool(rec.get("video")), not date, date, index)
+
+    if not recordings:
+        return None
+    return min(enumerate(recordings), key=rank)[1]
+
+
+def credited_artist(recording: MusicBrainzRecording) -> str:
+    """The artist credit as printed: names joined by their join phrases
+    (``"Ed Sheeran feat. Andrea Bocelli"``)."""
+    return "".join(
+        credit.get("name", "") + credit.get("joinphrase", "")
+        for credit in recording.get("artist-credit", [])
+    ).strip()
+
+
+def artist_names(recording: MusicBrainzRecording) -> list[str]:
+    """The credited names, one per artist."""
+    return [c["name"] for c in recording.get("artist-credit", []) if c.get("name")]
+
+
+def best_recording(
+    recordings: Iterable[MusicBrainzRecording], artist: str, title: str
+) -> MusicBrainzRecording | None:
+    """The hit that best matches ``artist`` and ``title``, or None: the same rule as
+    Spotify's (:mod:`tunegate.providers.matching`), on the recording title and the credited
+    artists (each, and the whole credit); ties keep MusicBrainz's score order."""
+    return matching.best_match(
+        recordings,
+        artist,
+        title,
+        title_of=lambda r: r["title"],
+        artists_of=lambda r: [*artist_names(r), credited_artist(r)],
+    )
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+# The three throttling answers (older musicbrainz-server ControllerBase/WS/2.pm; the
+# gateway in front of the service today sends the same texts).
+_THROTTLE_TEXTS = (
+    ("exceeding the allowable rate limit", "ip_rate_limit"),
+    ("currently busy", "server_busy"),
+    ("has not identified itself", "user_agent_throttled"),
+    ("being throttled", "user_agent_throttled"),
+)
+_MIN_THROTTLE_WAIT = 1.0
+
+
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _message(body: object) -> str:
+    """The error text of a JSON ``{"error": ...}``, XML ``<error><text>`` or HTML body."""
+    data = decode_body(body)
+    if isinstance(data, Mapping):
+        return clean_message(data.get("error"))
+    if isinstance(data, str):
+        return clean_message(_TAG.sub(" ", data))
+    return ""
+
+
+def classify_error(
+    status: int,
+    body: object,
+    headers: Mapping[str, str],
+    *,
+    endpoint: str = "",
+    now_wall: float | None = None,
+) -> ProviderError:
+    """The error for a non-2xx answer (see the table in ``docs/providers.md``).
+
+    - 503 with one of the throttling texts (per-IP rate, "currently busy", unidentified
+      application): :class:`RateLimited`, ``retry_after`` at least 1 s (MusicBrainz often
+      sends ``Retry-After: 0`` on a global shed); ``code`` names which. Any other 503 and
+      other 5xx: :class:`ProviderUnavailable`.
+    - 403: :class:`AuthenticationError` (``code="user_agent_rejected"``): MusicBrainz
+      refuses requests without a proper User-Agent. 401: :class:`AuthenticationError`.
+    - 404: :class:`NotFound`.
+    - 400: a permanent :class:`ProviderError` (``code="bad_request"``), not
+      :class:`InvalidInput`: input was validated before the call, so a 400 means the
+      service and tunegate disagree, which retrying or rewording will not fix.
+    """
+    message = _message(body)
+    retry_after = retry_after_from(headers, now_wall)
+    request_id = request_id_from(headers)
+    if status == 503:
+        lowered = message.lower()
+        for text, code in _THROTTLE_TEXTS:
+            if text in lowered:
+                return RateLimited(
+                    message,
+                    provider=PROVIDER,
+                    endpoint=endpoint,
+                    status=status,
+                    code=code,
+                    retry_after=max(retry_after or 0.0, _MIN_THROTTLE_WAIT),
+                    request_id=request_id,
+                )
+        return ProviderUnavailable(
+            message or "service unavailable",
+            provider=PROVIDER,
+            endpoint=endpoint,
+            status=status,
+            retry_after=retry_after,
+            request_id=request_id,
+        )
+    if status == 403:
+        return AuthenticationError(
+            "MusicBrainz refused the request; it requires a User-Agent of the form "
+            f"'AppName/1.0 ( contact@example.com )'{': ' + message if message else ''}",
+            provider=PROVIDER,
+            endpoint=endpoint,
+            status=status,
+            code="user_agent_rejected",
+            request_id=request_id,
+        )
+    return error_by_status(
+        PROVIDER,
+        endpoint,
+        status,
+        message,
+        code="bad_request" if status == 400 else None,
+        retry_after=retry_after,
+        request_id=request_id,
+    )
+
+
+def classify_response(
+    status: int,
+    body: object,
+    headers: Mapping[str, str],
+    *,
+    endpoint: str = "",
+    now_wall: float | None = None,
+) -> ProviderError | None:
+    """None for a 2xx answer, else its error."""
+    if 200 <= status < 300:
+        return None
+    return classify_error(status, body, headers, endpoint=endpoint, now_wall=now_wall)
+
+
+def hook(view: ResponseLike, decoded: object) -> ProviderError | None:
+    """:func:`classify_response` in the pipeline's hook form (``ProviderHook``): ``decoded``
+    is the body as JSON when it parsed, else None (then the raw body is read)."""
+    return classify_response(
+        view.status,
+        view.body if decoded is None else decoded,
+        view.headers,
+        endpoint=view.endpoint,
+        now_wall=view.now_wall or None,
+    )
