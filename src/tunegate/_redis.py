@@ -132,6 +132,19 @@ class RedisLink:
             self._aio[loop] = client
         return client
 
+    def close(self) -> None:
+        """Close the clients this link made itself (a client the caller gave stays open)."""
+        if self._sync is not None and (self._url is not None or self._async_given is not None):
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        """Close the running loop's asyncio client, when this link made it."""
+        loop = asyncio.get_running_loop()
+        client = self._aio.pop(loop, None)
+        if client is not None:
+            await client.aclose()
+
     # -- fail-open bookkeeping -------------------------------------------------
 
     @property

@@ -1,0 +1,98 @@
+-- tunegate token bucket in GCRA form: the Redis twin of tunegate/_policy/bucket.py.
+-- Every operation is one atomic call; times are microseconds on the Redis server clock.
+--
+-- KEYS[1]  the provider's hash, e.g. tunegate:rl:{spotify}; fields:
+--            tat     theoretical arrival time (when the bucket is full again)
+--            paused  no token before this
+--            rate, cap   a shared override set by adjust_rate (absent: the caller's values)
+-- ARGV[1]  operation: acquire | pause | rate | release | peek
+-- ARGV[2]  the caller's configured rate (tokens per second)
+-- ARGV[3]  the caller's configured capacity
+-- ARGV[4]  idle TTL in ms: the key lives this long after the bucket is full and unpaused
+-- ARGV[5]  now in microseconds, or '' for the server clock (TIME); the parity tests pass it
+-- ARGV[6], ARGV[7]  operation arguments:
+--   acquire  ARGV[6] max wait (us) or '' for none
+--            -> {granted 0|1, wait us (rounded up), tat after, tat before}; refusal reserves nothing
+--   pause    ARGV[6] seconds to pause, in us     -> paused-until (us)
+--   rate     ARGV[6] new rate, ARGV[7] new capacity; both '' drop the override -> 1
+--   release  ARGV[6] tat after, ARGV[7] tat before, as acquire returned them
+--            -> 1 if the slot was given back (nobody reserved after it), else 0
+--   peek     -> {now, tat, paused, rate, capacity}
+-- Timestamps travel as '%.17g' strings: they round-trip a double exactly, which `release`
+-- relies on, whereas Lua numbers returned to Redis are truncated to integers.
+
+local key = KEYS[1]
+local op = ARGV[1]
+local idle_ms = tonumber(ARGV[4])
+
+local now = tonumber(ARGV[5])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local f = redis.call('HMGET', key, 'tat', 'paused', 'rate', 'cap')
+local tat = tonumber(f[1]) or now -- no key: a full bucket
+local paused = tonumber(f[2]) or 0
+local rate = tonumber(f[3]) or tonumber(ARGV[2])
+local cap = tonumber(f[4]) or tonumber(ARGV[3])
+
+local function fmt(x)
+  return string.format('%.17g', x)
+end
+
+local function interval(r)
+  return 1000000 / r
+end
+
+local function tolerance(r, c)
+  return (c - 1) * 1000000 / r
+end
+
+local function save(new_tat, new_paused)
+  redis.call('HSET', key, 'tat', fmt(new_tat), 'paused', fmt(new_paused))
+  local busy_ms = math.ceil((math.max(new_tat, new_paused) - now) / 1000)
+  redis.call('PEXPIRE', key, math.max(busy_ms, 0) + idle_ms)
+end
+
+if op == 'acquire' then
+  local start = math.max(now, tat - tolerance(rate, cap), paused)
+  local wait = start - now
+  if wait < 1 then
+    wait = 0 -- float noise from summing intervals (the Python policy's _NOISE)
+  end
+  local max_wait = tonumber(ARGV[6])
+  if max_wait and wait > max_wait then
+    return {0, math.ceil(wait), '', ''}
+  end
+  local new_tat = math.max(tat, start) + interval(rate)
+  save(new_tat, paused)
+  return {1, math.ceil(wait), fmt(new_tat), fmt(tat)}
+elseif op == 'pause' then
+  local resume_at = math.max(paused, now + math.max(0, tonumber(ARGV[6])))
+  save(math.max(tat, resume_at + tolerance(rate, cap)), resume_at)
+  return fmt(resume_at)
+elseif op == 'rate' then
+  local new_rate = tonumber(ARGV[6]) or tonumber(ARGV[2])
+  local new_cap = tonumber(ARGV[7]) or tonumber(ARGV[3])
+  if tat > now then
+    -- keep the tokens already owed, counted at the new rate
+    tat = now + (tat - now) * rate / new_rate
+  end
+  if ARGV[6] == '' then
+    redis.call('HDEL', key, 'rate', 'cap')
+  else
+    redis.call('HSET', key, 'rate', ARGV[6], 'cap', ARGV[7])
+  end
+  save(tat, paused)
+  return 1
+elseif op == 'release' then
+  if f[1] == ARGV[6] then
+    redis.call('HSET', key, 'tat', ARGV[7])
+    return 1
+  end
+  return 0
+elseif op == 'peek' then
+  return {fmt(now), fmt(tat), fmt(paused), fmt(rate), fmt(cap)}
+end
+return redis.error_reply('token_bucket.lua: unknown operation ' .. tostring(op))

@@ -1,0 +1,206 @@
+"""Token-bucket arithmetic in GCRA form (the generic cell rate algorithm).
+
+Instead of a token count that a timer refills, the state is one timestamp, the *theoretical
+arrival time* (TAT): the moment the bucket would be full again if nobody asked for more.
+With the emission interval ``T = 1 / rate`` and the burst tolerance
+``tau = (capacity - 1) * T``, a request at ``now`` may go at::
+
+    start = max(now, TAT - tau, paused_until)        wait = start - now
+    TAT'  = max(TAT, start) + T
+
+A caller *reserves* its slot (``TAT'`` is stored at once) and then sleeps ``wait`` outside any
+lock, so waiters are served in arrival order and nobody polls. In any window of ``W``
+seconds at most ``capacity + W * rate`` slots start. ``src/tunegate/_lua/token_bucket.lua``
+is the Redis twin of this module; ``tests/test_ratelimit_redis.py`` runs both on the same
+inputs.
+
+Pure: every function takes ``now`` (any monotonic seconds) and returns new state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from tunegate._policy.headers import get_header, parse_retry_after
+from tunegate.exceptions import ConfigurationError
+
+__all__ = [
+    "MAX_PAUSE",
+    "RATE_LIMITED_PAUSE",
+    "BucketState",
+    "Limits",
+    "Reservation",
+    "available_tokens",
+    "clamp_pause",
+    "pause",
+    "pause_from_headers",
+    "release",
+    "rescale",
+    "reserve",
+]
+
+# A 429 that says nothing about how long to wait still pauses every sharer this long.
+RATE_LIMITED_PAUSE = 1.0
+# Longest pause any header (or a garbage value like "Retry-After: 1e12") can impose.
+MAX_PAUSE = 86_400.0
+# X-RateLimit-Reset values at least this large are UNIX times, smaller ones are seconds.
+_EPOCH_THRESHOLD = 1_000_000_000.0
+# Summing float intervals leaves waits like 1e-13 s where the answer is 0; below any
+# clock's sleep resolution, so they count as no wait.
+_NOISE = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """``rate`` tokens per second, at most ``capacity`` of them in one burst."""
+
+    rate: float
+    capacity: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rate, bool) or not isinstance(self.rate, int | float):
+            raise ConfigurationError(
+                f"rate must be a number of tokens per second, not {self.rate!r}"
+            )
+        if not (math.isfinite(self.rate) and self.rate > 0):
+            raise ConfigurationError(f"rate must be a positive finite number, not {self.rate!r}")
+        if isinstance(self.capacity, bool) or not isinstance(self.capacity, int):
+            raise ConfigurationError(f"capacity must be an int, not {self.capacity!r}")
+        if self.capacity < 1:
+            raise ConfigurationError(f"capacity must be at least 1, not {self.capacity!r}")
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two tokens at the steady rate (GCRA's ``T``)."""
+        return 1.0 / self.rate
+
+    @property
+    def tolerance(self) -> float:
+        """How far ahead of the steady schedule a burst may run (GCRA's ``tau``)."""
+        return (self.capacity - 1) / self.rate
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    """``tat``: when the bucket is full again; ``paused_until``: no token before this."""
+
+    tat: float = -math.inf
+    paused_until: float = -math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The answer to :func:`reserve`.
+
+    ``granted`` False means the wait exceeded ``max_wait`` and nothing was reserved;
+    ``wait`` is then how long the caller would have had to wait. ``state`` is the state to
+    store; ``previous_tat`` is what :func:`release` restores.
+    """
+
+    granted: bool
+    wait: float
+    state: BucketState
+    previous_tat: float
+
+
+def reserve(
+    state: BucketState, limits: Limits, now: float, max_wait: float | None = None
+) -> Reservation:
+    """Reserve the next slot; refuse (reserving nothing) when it is more than ``max_wait`` away."""
+    start = max(now, state.tat - limits.tolerance, state.paused_until)
+    wait = start - now
+    if wait < _NOISE:
+        wait = 0.0
+    if max_wait is not None and wait > max_wait:
+        return Reservation(granted=False, wait=wait, state=state, previous_tat=state.tat)
+    tat = max(state.tat, start) + limits.interval
+    state_after = BucketState(tat, state.paused_until)  # not dataclasses.replace: hot path
+    return Reservation(granted=True, wait=wait, state=state_after, previous_tat=state.tat)
+
+
+def release(state: BucketState, reservation: Reservation) -> BucketState:
+    """Give an abandoned reservation's slot back, but only if nobody reserved after it.
+
+    Handing back a slot from the middle of the queue would let a newcomer go at the same
+    moment as the last waiter, which breaks the burst bound; such a slot stays spent.
+    """
+    if reservation.granted and state.tat == reservation.state.tat:
+        return replace(state, tat=reservation.previous_tat)
+    return state
+
+
+def pause(state: BucketState, limits: Limits, now: float, seconds: float) -> BucketState:
+    """No token before ``now + seconds`` (never shortens a pause already set).
+
+    The bucket also restarts empty: after the pause one token is there and the rest refill
+    at the steady rate, so a provider that just pushed back does not get a full burst.
+    """
+    until = max(state.paused_until, now + clamp_pause(seconds))
+    return BucketState(tat=max(state.tat, until + limits.tolerance), paused_until=until)
+
+
+def rescale(state: BucketState, old: Limits, new: Limits, now: float) -> BucketState:
+    """Carry the tokens already owed (reserved ahead of ``now``) over to new limits."""
+    if state.tat <= now:
+        return state
+    owed = (state.tat - now) * old.rate
+    return replace(state, tat=now + owed / new.rate)
+
+
+def available_tokens(state: BucketState, limits: Limits, now: float) -> float:
+    """Tokens a caller could take at ``now`` without waiting (0 while paused)."""
+    if now < state.paused_until:
+        return 0.0
+    owed = max(0.0, state.tat - now) * limits.rate
+    return max(0.0, limits.capacity - owed)
+
+
+def clamp_pause(seconds: float) -> float:
+    """A pause between 0 and :data:`MAX_PAUSE` seconds (NaN and negatives become 0)."""
+    return min(max(0.0, seconds), MAX_PAUSE)
+
+
+def pause_from_headers(
+    headers: Mapping[str, str], now_wall: float, status: int | None = None
+) -> float | None:
+    """Seconds every sharer of the bucket should pause after this response, or None.
+
+    The headers that count (names case-insensitive):
+
+    - ``Retry-After``: delta-seconds or an HTTP-date (any status).
+    - ``X-RateLimit-Remaining`` of 0 (or less) together with ``X-RateLimit-Reset``: pause until
+      the reset. A reset of 10**9 or more is a UNIX time (MusicBrainz sends one), a smaller
+      one is seconds from now.
+    - When both give a wait, the longer one wins; the result is capped at :data:`MAX_PAUSE`.
+    - ``status == 429`` with none of the above readable: :data:`RATE_LIMITED_PAUSE` seconds.
+
+    ``X-RateLimit-Limit`` is ignored: no provider sends the window it applies to (MusicBrainz
+    observed ``800`` per zone, shared with other clients), so it cannot become a rate, and
+    the configured rate is the contract. A wait of 0 means "go ahead" and returns None.
+    """
+    hints: list[float] = []
+    retry_after = parse_retry_after(get_header(headers, "Retry-After"), now_wall)
+    if retry_after is not None:
+        hints.append(retry_after)
+    remaining = _number(get_header(headers, "X-RateLimit-Remaining"))
+    reset = _number(get_header(headers, "X-RateLimit-Reset"))
+    if remaining is not None and remaining <= 0 and reset is not None:
+        hints.append(max(0.0, reset - now_wall if reset >= _EPOCH_THRESHOLD else reset))
+    if hints:
+        wait = max(hints)
+        return clamp_pause(wait) if wait > 0 else None
+    if status == 429:
+        return RATE_LIMITED_PAUSE
+    return None
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None

@@ -1,0 +1,498 @@
+"""Per-provider token buckets, in this process or shared by every process through Redis.
+
+::
+
+    limiter = RateLimiter()                      # this process only
+    limiter = RateLimiter(redis=redis_client)    # one bucket per provider for every process
+    limiter.configure_provider("spotify", rate=10.0, capacity=10)
+    waited = limiter.acquire("spotify")          # or: await limiter.aacquire("spotify")
+
+The arithmetic is :mod:`tunegate._policy.bucket` (GCRA). A caller reserves its slot, under a
+lock held only for that arithmetic (locally) or in one Lua call (shared), and then sleeps
+outside it: waiters are served in arrival order and nobody polls. One :class:`TokenBucket`
+serves threads and asyncio tasks alike.
+
+Shared buckets fail open: when Redis cannot be reached each process falls back to a local
+bucket of the same settings (one warning per outage) and returns to the shared one when
+Redis answers again. No call fails because Redis is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TypeAlias, TypedDict
+
+import redis
+import redis.asyncio
+
+from tunegate._clock import Clock, SystemClock
+from tunegate._policy.bucket import (
+    BucketState,
+    Limits,
+    Reservation,
+    available_tokens,
+    clamp_pause,
+    pause,
+    pause_from_headers,
+    release,
+    rescale,
+    reserve,
+)
+from tunegate._redis import REDIS_DOWN_ERRORS, LuaScript, RedisLink, load_lua
+from tunegate.exceptions import ConfigurationError, RateLimitTimeout
+
+__all__ = [
+    "DEFAULT_KEY_PREFIX",
+    "PROVIDER_DEFAULTS",
+    "BucketStats",
+    "RateLimiter",
+    "TokenBucket",
+    "WaitStats",
+]
+
+log = logging.getLogger("tunegate.ratelimit")
+
+# (rate per second, capacity): the design's table. Clients pass these to ensure_provider.
+PROVIDER_DEFAULTS: dict[str, tuple[float, int]] = {
+    "spotify": (10.0, 10),
+    "musicbrainz": (1.0, 1),
+    "lastfm": (5.0, 5),
+}
+
+DEFAULT_KEY_PREFIX = "tunegate:rl:"
+DEFAULT_IDLE_TTL = 3600.0
+
+RedisTarget: TypeAlias = "redis.Redis | redis.asyncio.Redis | str | RedisLink"
+
+_SCRIPT = LuaScript(load_lua("token_bucket.lua"))
+_US = 1_000_000.0
+
+
+class WaitStats(TypedDict):
+    """Acquisitions in this process that had to wait: how many, seconds in total, longest."""
+
+    count: int
+    total: float
+    max: float
+
+
+class BucketStats(TypedDict):
+    """One provider's figures, as :meth:`RateLimiter.get_stats` reports them.
+
+    ``rate``, ``capacity``, ``available_tokens`` and ``paused_until`` (UNIX time, or None
+    when not paused) describe the bucket itself: the shared one when ``shared`` is True.
+    ``granted`` and ``waits`` count this process's acquisitions.
+    """
+
+    rate: float
+    capacity: int
+    available_tokens: float
+    granted: int
+    waits: WaitStats
+    paused_until: float | None
+    shared: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Ticket:
+    """A reservation made locally (``local``) or in Redis (``shared``: the tat strings)."""
+
+    granted: bool
+    wait: float
+    local: Reservation | None = None
+    shared: tuple[Any, Any] | None = None
+
+
+def _ticket_from_reply(reply: Any) -> _Ticket:
+    granted, wait_us, tat_after, tat_before = reply
+    return _Ticket(granted=bool(granted), wait=wait_us / _US, shared=(tat_after, tat_before))
+
+
+def _max_wait(timeout: float | None) -> float | None:
+    return None if timeout is None else max(0.0, timeout)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class TokenBucket:
+    """One provider's token bucket: local state behind a lock, or a shared Redis hash.
+
+    Use it through :class:`RateLimiter` (``limiter.buckets["spotify"]``); build one yourself
+    only to limit something else. ``redis`` makes it shared; ``clock`` is for tests.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        rate: float,
+        capacity: int,
+        *,
+        clock: Clock | None = None,
+        redis: RedisLink | None = None,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        idle_ttl: float = DEFAULT_IDLE_TTL,
+    ) -> None:
+        limits = Limits(rate, capacity)
+        self.provider = provider
+        self._configured = limits  # what the application asked for
+        self._limits = limits  # in force locally (differs after adjust_rate)
+        self._state = BucketState()
+        self._lock = threading.Lock()
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._link = redis
+        # The hash tag keeps every key of one provider in one cluster slot.
+        self.key = f"{key_prefix}{{{provider}}}"
+        self._idle_ms = str(max(1, round(idle_ttl * 1000)))
+        self._granted = 0
+        self._wait_count = 0
+        self._wait_total = 0.0
+        self._wait_max = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenBucket({self.provider!r}, rate={self.rate!r}, capacity={self.capacity!r},"
+            f" shared={self.shared!r})"
+        )
+
+    @property
+    def rate(self) -> float:
+        """Tokens per second in force in this process (see :meth:`stats` for the shared one)."""
+        return self._limits.rate
+
+    @property
+    def capacity(self) -> int:
+        return self._limits.capacity
+
+    @property
+    def shared(self) -> bool:
+        """True when the bucket is kept in Redis (it may still be falling back right now)."""
+        return self._link is not None
+
+    # -- acquiring -------------------------------------------------------------------------
+
+    def acquire(self, timeout: float | None = None) -> float:
+        """Block until a token is there and return the seconds waited.
+
+        With ``timeout`` (seconds), raise :class:`~tunegate.exceptions.RateLimitTimeout` at
+        once, consuming nothing, when the wait would be longer.
+        """
+        max_wait = _max_wait(timeout)
+        reply = self._run("acquire", self._us_or_blank(max_wait))
+        ticket = _ticket_from_reply(reply) if reply is not None else self._reserve_local(max_wait)
+        if not ticket.granted:
+            raise RateLimitTimeout(self.provider, ticket.wait)
+        if ticket.wait > 0:
+            try:
+                self._clock.sleep(ticket.wait)
+            except BaseException:  # KeyboardInterrupt and friends: the slot goes unused
+                self._give_back(ticket)
+                raise
+        self._record(ticket.wait)
+        return ticket.wait
+
+    # `timeout` bounds the reserved wait and refuses up front, which asyncio.timeout cannot.
+    async def aacquire(self, timeout: float | None = None) -> float:  # noqa: ASYNC109
+        """The asyncio form of :meth:`acquire`.
+
+        A waiter cancelled while sleeping gives its slot back when nobody reserved after it;
+        otherwise the slot stays spent (handing it back would let two callers go at once).
+        """
+        max_wait = _max_wait(timeout)
+        reply = await self._arun("acquire", self._us_or_blank(max_wait))
+        ticket = _ticket_from_reply(reply) if reply is not None else self._reserve_local(max_wait)
+        if not ticket.granted:
+            raise RateLimitTimeout(self.provider, ticket.wait)
+        if ticket.wait > 0:
+            try:
+                await self._clock.asleep(ticket.wait)
+            except BaseException:
+                await self._agive_back(ticket)
+                raise
+        self._record(ticket.wait)
+        return ticket.wait
+
+    def _reserve_local(self, max_wait: float | None) -> _Ticket:
+        with self._lock:
+            reservation = reserve(self._state, self._limits, self._clock.monotonic(), max_wait)
+            self._state = reservation.state
+        return _Ticket(granted=reservation.granted, wait=reservation.wait, local=reservation)
+
+    def _release_local(self, ticket: _Ticket) -> None:
+        if ticket.local is not None:
+            with self._lock:
+                self._state = release(self._state, ticket.local)
+
+    def _give_back(self, ticket: _Ticket) -> None:
+        if ticket.shared is not None:
+            self._run("release", *ticket.shared)
+        self._release_local(ticket)
+
+    async def _agive_back(self, ticket: _Ticket) -> None:
+        if ticket.shared is not None:
+            await self._arun("release", *ticket.shared)
+        self._release_local(ticket)
+
+    def _record(self, wait: float) -> None:
+        with self._lock:
+            self._granted += 1
+            if wait > 0:
+                self._wait_count += 1
+                self._wait_total += wait
+                self._wait_max = max(self._wait_max, wait)
+
+    # -- steering --------------------------------------------------------------------------
+
+    def pause(self, seconds: float) -> None:
+        """No token for anyone sharing this bucket before ``seconds`` from now.
+
+        A pause never shortens one already set, and the bucket restarts empty afterwards.
+        """
+        seconds = clamp_pause(seconds)
+        self._pause_local(seconds)  # also locally, so a Redis outage right after still obeys it
+        self._run("pause", repr(seconds * _US))
+
+    async def apause(self, seconds: float) -> None:
+        """The asyncio form of :meth:`pause`."""
+        seconds = clamp_pause(seconds)
+        self._pause_local(seconds)
+        await self._arun("pause", repr(seconds * _US))
+
+    def _pause_local(self, seconds: float) -> None:
+        with self._lock:
+            self._state = pause(self._state, self._limits, self._clock.monotonic(), seconds)
+
+    def adjust_rate(self, new_rate: float, new_capacity: int | None = None) -> None:
+        """Change the rate (and optionally the capacity) in force, keeping tokens owed.
+
+        On a shared bucket the change applies to every process until :meth:`reset_rate`, or
+        until the bucket has been idle for ``idle_ttl`` seconds (its key then expires).
+        """
+        limits = Limits(new_rate, self.capacity if new_capacity is None else new_capacity)
+        self._set_limits(limits)
+        self._run("rate", repr(limits.rate), str(limits.capacity))
+
+    def reset_rate(self) -> None:
+        """Go back to the configured rate and capacity (undoes :meth:`adjust_rate`)."""
+        self._set_limits(self._configured)
+        self._run("rate", "", "")
+
+    def configure(self, rate: float, capacity: int) -> None:
+        """Replace the configured rate and capacity (a shared override stays in force)."""
+        limits = Limits(rate, capacity)
+        self._configured = limits
+        self._set_limits(limits)
+
+    def _set_limits(self, limits: Limits) -> None:
+        with self._lock:
+            now = self._clock.monotonic()
+            self._state = rescale(self._state, self._limits, limits, now)
+            self._limits = limits
+
+    # -- stats -----------------------------------------------------------------------------
+
+    def stats(self) -> BucketStats:
+        """Rate, capacity, tokens available now, pause, and this process's counters."""
+        reply = self._run("peek")
+        if reply is not None:
+            now_us, tat_us, paused_us, rate, capacity = (float(_text(v)) for v in reply)
+            limits = Limits(rate, int(capacity))
+            now = now_us / _US
+            state = BucketState(tat=tat_us / _US, paused_until=paused_us / _US)
+            # The Redis server clock is UNIX time already.
+            paused_until = state.paused_until if state.paused_until > now else None
+        else:
+            with self._lock:
+                state, limits, now = self._state, self._limits, self._clock.monotonic()
+            ahead = state.paused_until - now
+            paused_until = self._clock.time() + ahead if ahead > 0 else None
+        with self._lock:
+            waits = WaitStats(count=self._wait_count, total=self._wait_total, max=self._wait_max)
+            granted = self._granted
+        return BucketStats(
+            rate=limits.rate,
+            capacity=limits.capacity,
+            available_tokens=available_tokens(state, limits, now),
+            granted=granted,
+            waits=waits,
+            paused_until=paused_until,
+            shared=reply is not None,
+        )
+
+    # -- Redis -----------------------------------------------------------------------------
+
+    def _args(self, op: str, extra: tuple[Any, ...]) -> list[Any]:
+        c = self._configured
+        return [op, repr(c.rate), str(c.capacity), self._idle_ms, "", *extra]
+
+    @staticmethod
+    def _us_or_blank(seconds: float | None) -> str:
+        return "" if seconds is None else repr(seconds * _US)
+
+    def _run(self, op: str, *extra: Any) -> Any:
+        """The script's reply, or None when there is no Redis or it is down (fail open)."""
+        link = self._link
+        if link is None or not link.available:
+            return None
+        try:
+            reply = _SCRIPT.run(link.sync, [self.key], self._args(op, extra))
+        except REDIS_DOWN_ERRORS as exc:
+            link.mark_down(exc, f"rate limiter {self.provider!r}")
+            return None
+        link.mark_up()
+        return reply
+
+    async def _arun(self, op: str, *extra: Any) -> Any:
+        link = self._link
+        if link is None or not link.available:
+            return None
+        try:
+            reply = await _SCRIPT.arun(link.aio, [self.key], self._args(op, extra))
+        except REDIS_DOWN_ERRORS as exc:
+            link.mark_down(exc, f"rate limiter {self.provider!r}")
+            return None
+        link.mark_up()
+        return reply
+
+
+class RateLimiter:
+    """Token buckets by provider name, local or shared through Redis.
+
+    ``redis`` may be a ``redis.Redis``, a ``redis.asyncio.Redis``, a URL, or a
+    :class:`tunegate._redis.RedisLink` shared with the cache and the breakers. Keys are
+    ``{key_prefix}{provider}`` with the provider in braces (one cluster slot per provider);
+    an idle bucket's key expires ``idle_ttl`` seconds after it is full and unpaused.
+    """
+
+    def __init__(
+        self,
+        redis: RedisTarget | None = None,
+        *,
+        clock: Clock | None = None,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        idle_ttl: float = DEFAULT_IDLE_TTL,
+    ) -> None:
+        if not idle_ttl > 0:
+            raise ConfigurationError(f"idle_ttl must be positive seconds, not {idle_ttl!r}")
+        if redis is None or isinstance(redis, RedisLink):
+            self._link = redis
+        else:
+            self._link = RedisLink(redis)
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._key_prefix = key_prefix
+        self._idle_ttl = idle_ttl
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()  # guards creating buckets, never acquiring
+
+    @property
+    def buckets(self) -> Mapping[str, TokenBucket]:
+        """The configured buckets by provider (read-only view)."""
+        return MappingProxyType(self._buckets)
+
+    @property
+    def shared(self) -> bool:
+        return self._link is not None
+
+    def configure_provider(self, provider: str, rate: float, capacity: int) -> TokenBucket:
+        """Set ``provider``'s rate (tokens per second) and capacity (largest burst).
+
+        Reconfiguring keeps the tokens already owed. Raises ConfigurationError on bad values.
+        """
+        return self._configure(provider, rate, capacity, replace=True)
+
+    def ensure_provider(self, provider: str, rate: float, capacity: int) -> TokenBucket:
+        """Configure ``provider`` only if it is not configured yet (clients' defaults)."""
+        return self._configure(provider, rate, capacity, replace=False)
+
+    def _configure(
+        self, provider: str, rate: float, capacity: int, *, replace: bool
+    ) -> TokenBucket:
+        if not isinstance(provider, str) or not provider:
+            raise ConfigurationError(f"provider must be a non-empty string, not {provider!r}")
+        with self._lock:
+            bucket = self._buckets.get(provider)
+            if bucket is None:
+                bucket = TokenBucket(
+                    provider,
+                    rate,
+                    capacity,
+                    clock=self._clock,
+                    redis=self._link,
+                    key_prefix=self._key_prefix,
+                    idle_ttl=self._idle_ttl,
+                )
+                self._buckets[provider] = bucket
+            elif replace:
+                bucket.configure(rate, capacity)
+            return bucket
+
+    def _bucket(self, provider: str) -> TokenBucket:
+        bucket = self._buckets.get(provider)
+        if bucket is None:
+            raise ConfigurationError(
+                f"no rate limit configured for provider {provider!r}; call "
+                f"limiter.configure_provider({provider!r}, rate=..., capacity=...) first"
+                " (tunegate.ratelimit.PROVIDER_DEFAULTS has the usual values)"
+            )
+        return bucket
+
+    def acquire(self, provider: str, timeout: float | None = None) -> float:
+        """Block until ``provider`` has a token; return the seconds waited.
+
+        With ``timeout``, raise RateLimitTimeout at once (consuming nothing) when the wait
+        would be longer; its ``retry_after`` says how long it would have been.
+        """
+        return self._bucket(provider).acquire(timeout)
+
+    async def aacquire(self, provider: str, timeout: float | None = None) -> float:  # noqa: ASYNC109
+        """The asyncio form of :meth:`acquire`."""
+        return await self._bucket(provider).aacquire(timeout)
+
+    def pause(self, provider: str, seconds: float) -> None:
+        """No token for ``provider`` before ``seconds`` from now, in every sharing process."""
+        self._bucket(provider).pause(seconds)
+
+    async def apause(self, provider: str, seconds: float) -> None:
+        """The asyncio form of :meth:`pause`."""
+        await self._bucket(provider).apause(seconds)
+
+    def adjust_from_headers(
+        self, provider: str, headers: Mapping[str, str], status: int | None = None
+    ) -> float | None:
+        """Pause ``provider`` as the response asks; return the pause in seconds, or None.
+
+        Headers that count (any Mapping; names case-insensitive):
+
+        - ``Retry-After`` (delta-seconds or HTTP-date) pauses for that long.
+        - ``X-RateLimit-Remaining: 0`` with ``X-RateLimit-Reset`` (UNIX time, or seconds
+          when below 10**9) pauses until the reset.
+        - The longer of the two wins; pauses are capped at one day.
+        - ``status=429`` with neither readable pauses one second.
+        - ``X-RateLimit-Limit`` is ignored: its window is unknown, so the configured rate holds.
+        """
+        bucket = self._bucket(provider)
+        seconds = pause_from_headers(headers, self._clock.time(), status)
+        if seconds is not None:
+            log.info("%s: pausing %.3fs as the provider asked", provider, seconds)
+            bucket.pause(seconds)
+        return seconds
+
+    async def aadjust_from_headers(
+        self, provider: str, headers: Mapping[str, str], status: int | None = None
+    ) -> float | None:
+        """The asyncio form of :meth:`adjust_from_headers`."""
+        bucket = self._bucket(provider)
+        seconds = pause_from_headers(headers, self._clock.time(), status)
+        if seconds is not None:
+            log.info("%s: pausing %.3fs as the provider asked", provider, seconds)
+            await bucket.apause(seconds)
+        return seconds
+
+    def get_stats(self) -> dict[str, BucketStats]:
+        """Per provider: rate, capacity, available_tokens, granted, waits, paused_until, shared."""
+        return {provider: bucket.stats() for provider, bucket in list(self._buckets.items())}
