@@ -1,0 +1,50 @@
+"""What the cache manager needs of a storage backend, and how a backend reports failure."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from tunegate._policy.freshness import CacheEntry
+
+__all__ = ["BackendError", "CacheBackend", "split_key"]
+
+
+class BackendError(Exception):
+    """A backend could not serve one operation (Redis down, SQLite locked or unreadable, a
+    corrupt entry). Internal: the manager counts it, fails open, and never lets it escape."""
+
+
+class CacheBackend(Protocol):
+    """Storage for entries under full keys. Backends keep what the manager gives them and
+    never judge freshness, except to let storage drop entries past ``stale_until``."""
+
+    name: str
+
+    def get(self, key: str) -> CacheEntry | None: ...
+
+    async def aget(self, key: str) -> CacheEntry | None: ...
+
+    def put(self, key: str, entry: CacheEntry, payload: bytes, now: float) -> None:
+        """Store ``entry``; ``payload`` is its value as orjson bytes (the stored form for
+        persistent backends, the size measure for the memory one)."""
+
+    async def aput(self, key: str, entry: CacheEntry, payload: bytes, now: float) -> None: ...
+
+    def delete(self, key: str) -> int: ...
+
+    async def adelete(self, key: str) -> int: ...
+
+    def delete_matching(self, pattern: str) -> int:
+        """Delete every key matching the full (prefixed) Redis-style glob ``pattern``."""
+
+    async def adelete_matching(self, pattern: str) -> int: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``(provider, kind)`` of a full key ``ns:vN:provider:type:...``."""
+    parts = key.split(":", 4)
+    return parts[2], f"{parts[2]}:{parts[3]}"

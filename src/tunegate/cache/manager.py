@@ -1,0 +1,403 @@
+"""``CacheManager``: keys, TTLs, stale-if-error, negative entries and stats over a backend.
+
+The decisions live in :mod:`tunegate._policy.keys` and :mod:`tunegate._policy.freshness`;
+this driver reads the clock, draws the jitter, calls the backend and counts. A backend
+failure never reaches the caller: a read becomes a miss, a write is dropped, and both count
+in ``errors``.
+
+Stats, per provider and in total (``docs/caching.md`` says the same for users):
+
+- ``hits``: lookups that found a fresh positive entry.
+- ``negative_hits``: lookups that found a fresh "not found" entry (saves a call too).
+- ``misses``: lookups with no fresh entry, including those that found a stale one and
+  those the backend failed to answer.
+- ``stale_hits``: stale entries actually served, as reported by
+  :meth:`CacheManager.record_stale_served`; a stale entry found by ``lookup`` is only a
+  candidate (the provider may still answer), so it counts as a miss there.
+- ``errors``: backend operations that failed or were skipped because Redis is down.
+- ``hit_ratio``: ``(hits + negative_hits) / (hits + negative_hits + misses)``, 0.0 before
+  the first lookup.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterable, Mapping
+from os import PathLike
+from types import TracebackType
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from tunegate._clock import Clock, SystemClock
+from tunegate._policy.freshness import (
+    DEFAULT_NEGATIVE_TTL,
+    DEFAULT_STALE_GRACE,
+    DEFAULT_TTL,
+    CacheEntry,
+    Freshness,
+    TtlPolicy,
+    freshness,
+)
+from tunegate._policy.keys import CASE_SENSITIVE_KINDS, KeyScheme
+from tunegate._redis import RedisLink
+from tunegate.cache._backend import BackendError, CacheBackend
+from tunegate.cache.frozen import encode, freeze
+from tunegate.cache.memory import MemoryBackend
+from tunegate.cache.redisbackend import RedisBackend
+from tunegate.cache.sqlite import SqliteBackend
+from tunegate.exceptions import ConfigurationError, InvalidInput
+
+__all__ = ["CacheManager"]
+
+_HITS, _MISSES, _STALE_HITS, _NEGATIVE_HITS, _ERRORS = range(5)
+_FIELDS = ("hits", "misses", "stale_hits", "negative_hits", "errors")
+_FRESH = Freshness.FRESH
+_STALE = Freshness.STALE
+
+
+def _summary(row: list[int]) -> dict[str, Any]:
+    stats: dict[str, Any] = dict(zip(_FIELDS, row, strict=True))
+    served = row[_HITS] + row[_NEGATIVE_HITS]
+    asked = served + row[_MISSES]
+    stats["hit_ratio"] = served / asked if asked else 0.0
+    return stats
+
+
+class CacheManager:
+    """The response cache the clients share. See ``docs/caching.md``.
+
+    ``CacheManager()`` keeps entries in memory; ``CacheManager(redis_client)`` (a
+    ``redis.Redis``, ``redis.asyncio.Redis``, URL or :class:`~tunegate._redis.RedisLink`)
+    shares them through Redis; :meth:`sqlite` and :meth:`memory` build the other backends,
+    and ``backend=`` takes any :class:`~tunegate.cache._backend.CacheBackend`.
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.Redis | redis.asyncio.Redis | str | RedisLink | None = None,
+        default_ttl: float = DEFAULT_TTL,
+        *,
+        backend: CacheBackend | None = None,
+        ttls: Mapping[str, float] | None = None,
+        negative_ttl: float = DEFAULT_NEGATIVE_TTL,
+        stale_grace: float = DEFAULT_STALE_GRACE,
+        jitter: float = 0.1,
+        namespace: str = "tunegate",
+        clock: Clock | None = None,
+        case_sensitive_kinds: Iterable[str] = CASE_SENSITIVE_KINDS,
+    ) -> None:
+        if redis_client is not None and backend is not None:
+            raise ConfigurationError("pass either a Redis client or backend=, not both")
+        if backend is None:
+            backend = MemoryBackend() if redis_client is None else RedisBackend(redis_client)
+        self._backend: CacheBackend = backend
+        self._scheme = KeyScheme(namespace, case_sensitive_kinds=case_sensitive_kinds)
+        self.policy = TtlPolicy.build(
+            ttls,
+            default_ttl=default_ttl,
+            negative_ttl=negative_ttl,
+            stale_grace=stale_grace,
+            jitter=jitter,
+        )
+        self._now = (clock or SystemClock()).time  # wall time: shared backends compare it
+        self._rand = random.Random().random
+        self._prefix = self._scheme.prefix
+        self._plen = len(self._prefix)
+        self._stats_lock = threading.Lock()
+        self._rows: dict[str, list[int]] = {}
+        self._unattributed_errors = 0
+
+    # -- construction ------------------------------------------------------------------
+
+    @classmethod
+    def memory(
+        cls, max_entries: int = 10_000, max_bytes: int = 64 * 1024 * 1024, **options: Any
+    ) -> CacheManager:
+        """An in-process LRU bounded by entries and by (encoded) bytes."""
+        return cls(backend=MemoryBackend(max_entries, max_bytes), **options)
+
+    @classmethod
+    def sqlite(
+        cls,
+        path: str | PathLike[str] | None = None,
+        *,
+        busy_timeout: float = 5.0,
+        **options: Any,
+    ) -> CacheManager:
+        """A SQLite file shared by threads and processes; ``path`` defaults to
+        ``$XDG_CACHE_HOME/tunegate/cache.db``."""
+        return cls(backend=SqliteBackend(path, busy_timeout=busy_timeout), **options)
+
+    @property
+    def backend(self) -> CacheBackend:
+        return self._backend
+
+    @property
+    def namespace(self) -> str:
+        return self._scheme.namespace
+
+    @property
+    def key_scheme(self) -> KeyScheme:
+        """The scheme :meth:`key` uses (namespace and case-sensitive kinds included); code
+        that builds keys without a manager at hand should use this one, not a new one."""
+        return self._scheme
+
+    # -- keys --------------------------------------------------------------------------
+
+    def key(self, kind: str, *parts: str | int) -> str:
+        """``key("spotify:search", "Deadmau5", "Strobe")`` ->
+        ``"tunegate:v1:spotify:search:deadmau5:strobe"`` (normalised, escaped, bounded)."""
+        return self._scheme.key(kind, *parts)
+
+    def pattern(self, kind: str, *parts: str | int) -> str:
+        """A safe pattern for :meth:`invalidate_pattern` from user data:
+        ``pattern("spotify:search", "Deadmau5")`` -> ``"spotify:search:deadmau5:*"``."""
+        return self._scheme.pattern(kind, *parts)
+
+    def _provider(self, key: str) -> str:
+        plen = self._plen
+        end = key.find(":", plen) if key.startswith(self._prefix) else -1
+        if end < 0:
+            raise InvalidInput("key", "not a key of this cache; build keys with cache.key()")
+        return key[plen:end]
+
+    # -- stats -------------------------------------------------------------------------
+
+    def _bump(self, provider: str, index: int) -> None:
+        with self._stats_lock:
+            row = self._rows.get(provider)
+            if row is None:
+                row = self._rows[provider] = [0, 0, 0, 0, 0]
+            row[index] += 1
+
+    def _failed_read(self, provider: str) -> None:
+        with self._stats_lock:
+            row = self._rows.get(provider)
+            if row is None:
+                row = self._rows[provider] = [0, 0, 0, 0, 0]
+            row[_MISSES] += 1
+            row[_ERRORS] += 1
+
+    def record_stale_served(self, key_or_provider: str) -> None:
+        """Count one stale entry actually served (stale-if-error). Takes the entry's key or a
+        provider name; the pipeline calls it when it returns a stale entry to its caller."""
+        if key_or_provider.startswith(self._prefix):
+            provider = self._provider(key_or_provider)
+        else:
+            provider = key_or_provider
+        self._bump(provider, _STALE_HITS)
+
+    def get_stats(self) -> dict[str, Any]:
+        """Totals and ``per_provider`` breakdown; see the module docstring for meanings."""
+        with self._stats_lock:
+            rows = {p: list(r) for p, r in self._rows.items()}
+            unattributed = self._unattributed_errors
+        totals = [sum(col) for col in zip(*rows.values(), strict=True)] or [0] * 5
+        totals[_ERRORS] += unattributed
+        stats = _summary(totals)
+        stats["backend"] = self._backend.name
+        stats["per_provider"] = {p: _summary(r) for p, r in sorted(rows.items())}
+        return stats
+
+    def reset_stats(self) -> None:
+        with self._stats_lock:
+            self._rows.clear()
+            self._unattributed_errors = 0
+
+    # -- reads -------------------------------------------------------------------------
+
+    def _judge(self, entry: CacheEntry | None, provider: str) -> CacheEntry | None:
+        if entry is None:
+            self._bump(provider, _MISSES)
+            return None
+        state = freshness(entry.fresh_until, entry.stale_until, self._now())
+        if state is _FRESH:
+            self._bump(provider, _NEGATIVE_HITS if entry.negative else _HITS)
+            return entry
+        self._bump(provider, _MISSES)
+        return entry.as_stale() if state is _STALE else None
+
+    def lookup(self, key: str) -> CacheEntry | None:
+        """The entry under ``key``: fresh, or stale (``.stale``) within the grace period, or
+        None. Never raises for backend trouble (that reads as a miss)."""
+        provider = self._provider(key)
+        try:
+            entry = self._backend.get(key)
+        except BackendError:
+            self._failed_read(provider)
+            return None
+        return self._judge(entry, provider)
+
+    async def alookup(self, key: str) -> CacheEntry | None:
+        provider = self._provider(key)
+        try:
+            entry = await self._backend.aget(key)
+        except BackendError:
+            self._failed_read(provider)
+            return None
+        return self._judge(entry, provider)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The fresh, positive value under ``key``, else ``default``."""
+        entry = self.lookup(key)
+        if entry is None or entry.stale or entry.negative:
+            return default
+        return entry.value
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        entry = await self.alookup(key)
+        if entry is None or entry.stale or entry.negative:
+            return default
+        return entry.value
+
+    # -- writes ------------------------------------------------------------------------
+
+    def _prepare(
+        self, key: str, value: Any, kind: str | None, ttl: float | None, negative: bool
+    ) -> tuple[CacheEntry, bytes, float]:
+        split = self._scheme.split(key)
+        if split is None:
+            raise InvalidInput("key", "not a key of this cache; build keys with cache.key()")
+        provider, key_kind = split
+        if kind is not None and kind != key_kind:
+            raise InvalidInput("kind", f"{kind!r} does not match the key's kind {key_kind!r}")
+        frozen = freeze(value)
+        payload = encode(frozen)
+        now = self._now()
+        seconds = self.policy.ttl_for(key_kind, ttl, negative)
+        fresh_until, stale_until = self.policy.stamps(now, seconds, negative, self._rand())
+        entry = CacheEntry(frozen, negative, False, provider, key_kind, fresh_until, stale_until)
+        return entry, payload, now
+
+    def store(
+        self,
+        key: str,
+        value: Any,
+        *,
+        kind: str | None = None,
+        ttl: float | None = None,
+        negative: bool = False,
+    ) -> Any:
+        """Cache ``value`` (JSON-like) under ``key`` and return its frozen copy, which the
+        caller should hand on so a miss and a hit return the same kind of object.
+
+        TTL: ``ttl``, else (``negative``) ``negative_ttl``, else the kind's entry in ``ttls``,
+        else ``default_ttl``; jitter applied. ``kind`` defaults to the key's own kind.
+        A backend failure drops the write (counted in ``errors``); a value that is not
+        JSON-like raises ``TypeError``."""
+        entry, payload, now = self._prepare(key, value, kind, ttl, negative)
+        try:
+            self._backend.put(key, entry, payload, now)
+        except BackendError:
+            self._bump(entry.provider, _ERRORS)
+        return entry.value
+
+    async def astore(
+        self,
+        key: str,
+        value: Any,
+        *,
+        kind: str | None = None,
+        ttl: float | None = None,
+        negative: bool = False,
+    ) -> Any:
+        entry, payload, now = self._prepare(key, value, kind, ttl, negative)
+        try:
+            await self._backend.aput(key, entry, payload, now)
+        except BackendError:
+            self._bump(entry.provider, _ERRORS)
+        return entry.value
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        """Plain convenience for :meth:`store` of a positive value."""
+        self.store(key, value, ttl=ttl)
+
+    async def aset(self, key: str, value: Any, ttl: float | None = None) -> None:
+        await self.astore(key, value, ttl=ttl)
+
+    # -- invalidation ------------------------------------------------------------------
+
+    def invalidate(self, kind: str, *parts: str | int) -> int:
+        """Delete the entry for ``kind`` and ``parts`` (normalised as in :meth:`key`);
+        returns how many were deleted (0 or 1; 0 also when the backend failed)."""
+        key = self._scheme.key(kind, *parts)
+        try:
+            return self._backend.delete(key)
+        except BackendError:
+            self._bump(self._provider(key), _ERRORS)
+            return 0
+
+    async def ainvalidate(self, kind: str, *parts: str | int) -> int:
+        key = self._scheme.key(kind, *parts)
+        try:
+            return await self._backend.adelete(key)
+        except BackendError:
+            self._bump(self._provider(key), _ERRORS)
+            return 0
+
+    def _full_pattern(self, pattern: str) -> str:
+        if not isinstance(pattern, str) or not pattern:
+            raise InvalidInput("pattern", "must be a non-empty string such as 'spotify:*'")
+        try:
+            pattern.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput("pattern", "must be valid Unicode text") from None
+        return self._scheme.full_pattern(pattern)
+
+    def _pattern_failed(self) -> int:
+        with self._stats_lock:
+            self._unattributed_errors += 1
+        return 0
+
+    def invalidate_pattern(self, pattern: str) -> int:
+        """Delete every entry matching a Redis-style glob in the unprefixed form
+        (``"spotify:*"``, ``"spotify:search:deadmau5:*"``); this cache's namespace and key
+        version are added. Build patterns from user data with :meth:`pattern`."""
+        full = self._full_pattern(pattern)
+        try:
+            return self._backend.delete_matching(full)
+        except BackendError:
+            return self._pattern_failed()
+
+    async def ainvalidate_pattern(self, pattern: str) -> int:
+        full = self._full_pattern(pattern)
+        try:
+            return await self._backend.adelete_matching(full)
+        except BackendError:
+            return self._pattern_failed()
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._backend.close()
+
+    async def aclose(self) -> None:
+        await self._backend.aclose()
+
+    def __enter__(self) -> CacheManager:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> CacheManager:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<CacheManager backend={self._backend.name} namespace={self.namespace!r}>"

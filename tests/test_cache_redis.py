@@ -1,0 +1,300 @@
+"""The Redis backend against a real redis-server: one round trip per hit, SCAN + UNLINK,
+glob parity, and failing open while Redis is stopped (then recovering by itself)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests._redis_server import RedisServer, free_port
+from tunegate._policy.keys import compile_glob
+from tunegate._redis import RedisLink
+from tunegate.cache import CacheManager, FrozenDict
+from tunegate.exceptions import ConfigurationError
+from tunegate.testing import FakeClock
+
+pytestmark = pytest.mark.redis
+
+TRACK: dict[str, Any] = {
+    "id": "4uLU6hMCjMI75M1A2tKUQC",
+    "name": "Strobe",
+    "artists": [{"name": "deadmau5"}],
+}
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def cache(redis_url: str) -> Iterator[CacheManager]:
+    manager = CacheManager(redis_url)
+    yield manager
+    manager.close()
+
+
+def _commands(raw: redis.Redis) -> int:
+    return int(raw.info("stats")["total_commands_processed"])
+
+
+def test_roundtrip_with_the_designs_client(redis_url: str) -> None:
+    """The design passes redis.Redis(decode_responses=True); values still round-trip."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    cache = CacheManager(client, default_ttl=604800)
+    key = cache.key("spotify:search", "Deadmau5", "Strobe")
+    cache.store(key, TRACK)
+    entry = cache.lookup(key)
+    assert entry is not None
+    assert entry.value == TRACK
+    assert type(entry.value) is FrozenDict
+    assert (entry.provider, entry.kind, entry.negative, entry.stale) == (
+        "spotify",
+        "spotify:search",
+        False,
+        False,
+    )
+    assert cache.get_stats()["backend"] == "redis"
+    assert cache.invalidate_pattern("spotify:*") == 1
+    cache.close()
+    client.ping()  # close() leaves a caller's client alone
+    client.close()
+
+
+def test_one_round_trip_per_hit(cache: CacheManager, raw: redis.Redis) -> None:
+    """A hit is a single GET: Redis processes exactly one command for it."""
+    key = cache.key("spotify:track", TRACK["id"])
+    cache.store(key, TRACK)
+    cache.lookup(key)  # connection already open
+    baseline = _commands(raw)
+    baseline = _commands(raw) - baseline  # what reading the counter itself costs
+    before = _commands(raw)
+    assert cache.lookup(key) is not None
+    assert _commands(raw) - before - baseline == 1
+
+
+def test_redis_drops_entries_after_the_grace(cache: CacheManager, raw: redis.Redis) -> None:
+    """SET PX covers TTL plus grace, so Redis frees dead entries itself."""
+    key = cache.key("spotify:search", "a", "b")
+    cache.store(key, 1, ttl=100.0)
+    pttl = raw.pttl(key)
+    grace = cache.policy.stale_grace
+    assert (90.0 + grace) * 1000 <= pttl <= (100.0 + grace) * 1000 + 1
+    neg = cache.key("spotify:search", "c", "d")
+    cache.store(neg, None, negative=True)
+    assert 0.9 * cache.policy.negative_ttl * 1000 <= raw.pttl(neg) <= 3600 * 1000 + 1
+
+
+def test_ttl_stale_and_negative(redis_url: str) -> None:
+    """The stamps travel in the entry's header: fresh, stale, then gone."""
+    clock = FakeClock(wall=time.time())
+    cache = CacheManager(redis_url, clock=clock, jitter=0.0, stale_grace=50.0)
+    key = cache.key("lastfm:track_tags", "a", "b")
+    cache.store(key, ["rock"], ttl=10.0)
+    neg = cache.key("musicbrainz:isrc", "XX")
+    cache.store(neg, None, negative=True)
+    negative = cache.lookup(neg)
+    assert negative is not None
+    assert negative.negative
+    clock.advance(10.0)
+    entry = cache.lookup(key)
+    assert entry is not None
+    assert entry.stale
+    assert entry.value == ["rock"]
+    clock.advance(50.0)
+    assert cache.lookup(key) is None
+    cache.close()
+
+
+def test_invalidate_pattern_scans_and_unlinks(cache: CacheManager, raw: redis.Redis) -> None:
+    """Deletes in SCAN + UNLINK batches, never KEYS; user data stays literal."""
+    raw.config_resetstat()
+    for i in range(1200):
+        cache.store(cache.key("spotify:search", "many", str(i)), i)
+    cache.store(cache.key("spotify:search", "*", "x"), 1)
+    cache.store(cache.key("spotify:track", "keep"), 1)
+    other = CacheManager(raw, namespace="other")
+    other.store(other.key("spotify:search", "many", "0"), 1)
+    assert cache.invalidate_pattern(cache.pattern("spotify:search", "*")) == 1
+    assert cache.invalidate_pattern(cache.pattern("spotify:search", "many")) == 1200
+    assert cache.invalidate_pattern("spotify:search:*") == 0
+    assert cache.invalidate("spotify:track", "keep") == 1
+    assert other.get(other.key("spotify:search", "many", "0")) == 1
+    stats = raw.info("commandstats")
+    assert "cmdstat_keys" not in stats
+    assert stats["cmdstat_scan"]["calls"] >= 3
+    assert stats["cmdstat_unlink"]["calls"] >= 4  # 1 + 3 batches of <= 500 + 1
+
+
+_GLOB_CHARS = st.sampled_from(["a", "b", "é", ":", "*", "?", "[", "]", "^", "-", "\\", "%"])
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.lists(_GLOB_CHARS, min_size=1, max_size=5).map("".join),
+        min_size=1,
+        max_size=6,
+        unique=True,
+    ),
+    st.lists(_GLOB_CHARS, min_size=1, max_size=6).map("".join),
+)
+def test_glob_parity_with_redis(raw: redis.Redis, names: list[str], pattern: str) -> None:
+    """compile_glob (memory and SQLite) matches the same keys as Redis SCAN MATCH."""
+    raw.flushdb()
+    for name in names:
+        raw.set(name, 1)
+    by_redis = {k.decode() for k in raw.scan_iter(match=pattern, count=100)}
+    ours = {n for n in names if compile_glob(pattern).match(n.encode())}
+    assert ours == by_redis
+
+
+def test_foreign_value_is_a_miss_and_an_error(cache: CacheManager, raw: redis.Redis) -> None:
+    """Something else written under our key reads as a miss, counted as an error."""
+    key = cache.key("spotify:track", "x")
+    raw.set(key, b"\x00\xffnot ours")
+    assert cache.lookup(key) is None
+    assert cache.get_stats()["errors"] == 1
+
+
+async def test_async_api(redis_url: str) -> None:
+    """The async twins on redis.asyncio, with a URL and with a caller's asyncio client."""
+    async with CacheManager(redis_url) as cache:
+        key = cache.key("spotify:track", "x")
+        await cache.astore(key, TRACK)
+        entry = await cache.alookup(key)
+        assert entry is not None
+        assert entry.value == TRACK
+        assert cache.lookup(key) is not None  # sync and async clients share the data
+        assert await cache.ainvalidate("spotify:track", "x") == 1
+        await cache.aset(cache.key("spotify:search", "a", "b"), 1)
+        assert await cache.ainvalidate_pattern("spotify:*") == 1
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    cache = CacheManager(client)
+    await cache.astore(cache.key("spotify:track", "y"), [1])
+    assert await cache.aget(cache.key("spotify:track", "y")) == [1]
+    await cache.aclose()
+    await client.aclose()
+
+
+# -- Redis going away ------------------------------------------------------------------------
+
+
+def _outage_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_redis_stopped_mid_test_then_restarted(
+    restartable_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While Redis is down, reads miss and writes drop without raising, with one warning;
+    after it restarts, the cache works again by itself."""
+    caplog.set_level(logging.WARNING)
+    link = RedisLink(restartable_redis.url, retry_interval=0.1)
+    cache = CacheManager(link)
+    key = cache.key("spotify:track", "x")
+    cache.store(key, TRACK)
+    assert cache.get(key) == TRACK
+
+    restartable_redis.stop()
+    for _ in range(20):
+        assert cache.lookup(key) is None
+        assert cache.store(key, TRACK) == TRACK
+        assert cache.invalidate("spotify:track", "x") == 0
+        assert cache.invalidate_pattern("spotify:*") == 0
+    stats = cache.get_stats()
+    assert stats["misses"] == 20
+    assert stats["errors"] == 80
+    assert len([m for m in _outage_warnings(caplog) if "unreachable" in m]) == 1
+
+    restartable_redis.start()  # empty: the server does not persist
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        cache.store(key, {"back": True})
+        if cache.get(key) == {"back": True}:
+            break
+        time.sleep(0.05)
+    assert cache.get(key) == {"back": True}
+    assert any("reachable again" in m for m in _outage_warnings(caplog))
+    link.sync.close()
+
+
+async def test_redis_stopped_mid_test_async(
+    restartable_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same outage and recovery through the asyncio client."""
+    caplog.set_level(logging.WARNING)
+    link = RedisLink(restartable_redis.url, retry_interval=0.1)
+    cache = CacheManager(link)
+    key = cache.key("spotify:track", "x")
+    await cache.astore(key, TRACK)
+    assert await cache.aget(key) == TRACK
+
+    restartable_redis.stop()
+    for _ in range(10):
+        assert await cache.alookup(key) is None
+        await cache.astore(key, TRACK)
+        assert await cache.ainvalidate_pattern("spotify:*") == 0
+    assert cache.get_stats()["errors"] == 30
+    assert len([m for m in _outage_warnings(caplog) if "unreachable" in m]) == 1
+
+    restartable_redis.start()
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        await cache.astore(key, [1])
+        if await cache.aget(key) == [1]:
+            break
+        await asyncio.sleep(0.05)
+    assert await cache.aget(key) == [1]
+    await link.aio.aclose()
+
+
+def test_bad_url_is_a_configuration_error() -> None:
+    """A malformed URL fails at construction, not on the first lookup."""
+    with pytest.raises(ConfigurationError):
+        CacheManager("http://not-redis")
+
+
+def test_redis_never_there(caplog: pytest.LogCaptureFixture) -> None:
+    """A cache pointed at a closed port works as an always-empty cache."""
+    caplog.set_level(logging.WARNING)
+    cache = CacheManager(f"redis://127.0.0.1:{free_port()}/0")
+    key = cache.key("spotify:track", "x")
+    for _ in range(5):
+        assert cache.store(key, 1) == 1
+        assert cache.get(key) is None
+    assert cache.get_stats()["errors"] == 10
+    assert len(_outage_warnings(caplog)) == 1
+    cache.close()
+
+
+async def test_async_twin_of_a_sync_client_is_closed(redis_url: str, raw: redis.Redis) -> None:
+    """Async calls on a cache built from a sync client use a derived asyncio client, which
+    aclose() closes (the caller's own client stays open)."""
+    client = redis.Redis.from_url(redis_url)
+    cache = CacheManager(client)
+    client.ping()
+    await cache.astore(cache.key("spotify:track", "x"), 1)
+    assert await cache.aget(cache.key("spotify:track", "x")) == 1
+    assert len(raw.client_list()) == 3  # raw, the caller's client, the asyncio twin
+    await cache.aclose()
+    for _ in range(100):
+        if len(raw.client_list()) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert len(raw.client_list()) == 2
+    assert client.ping()
+    client.close()
