@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tunegate.breaker import CircuitBreaker, CircuitBreakerRegistry, CircuitState
+from tunegate.cache import CacheEntry, CacheManager
 from tunegate.exceptions import (
     AuthenticationError,
     CircuitBreakerOpenError,
@@ -15,12 +17,19 @@ from tunegate.exceptions import (
     RateLimitTimeout,
     TunegateError,
 )
+from tunegate.ratelimit import RateLimiter, TokenBucket
+from tunegate.retry import RetryBudget, Retrying, RetryPolicy, retry
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
+    "CacheEntry",
+    "CacheManager",
+    "CircuitBreaker",
     "CircuitBreakerOpenError",
+    "CircuitBreakerRegistry",
+    "CircuitState",
     "ConfigurationError",
     "InvalidInput",
     "MalformedResponse",
@@ -29,5 +38,11 @@ __all__ = [
     "ProviderUnavailable",
     "RateLimitTimeout",
     "RateLimited",
+    "RateLimiter",
+    "RetryBudget",
+    "RetryPolicy",
+    "Retrying",
+    "TokenBucket",
     "TunegateError",
+    "retry",
 ]
