@@ -7,6 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# One reproducible example set per run, and no "too slow" errors on this shared 2-core
+# machine: property tests should fail on properties, not on the machine's load.
+settings.register_profile(
+    "tunegate",
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("tunegate")
 
 from tests._redis_server import RedisServer
 

@@ -281,10 +281,12 @@ def test_redis_never_there(caplog: pytest.LogCaptureFixture) -> None:
     cache.close()
 
 
-async def test_async_twin_of_a_sync_client_is_closed(redis_url: str, raw: redis.Redis) -> None:
+async def test_async_twin_of_a_sync_client_is_closed(restartable_redis: RedisServer) -> None:
     """Async calls on a cache built from a sync client use a derived asyncio client, which
     aclose() closes (the caller's own client stays open)."""
-    client = redis.Redis.from_url(redis_url)
+    # A server of this test's own: the session server carries other tests' idle connections.
+    raw = restartable_redis.client()
+    client = redis.Redis.from_url(restartable_redis.url)
     cache = CacheManager(client)
     client.ping()
     await cache.astore(cache.key("spotify:track", "x"), 1)
@@ -297,4 +299,5 @@ async def test_async_twin_of_a_sync_client_is_closed(redis_url: str, raw: redis.
         await asyncio.sleep(0.01)
     assert len(raw.client_list()) == 2
     assert client.ping()
+    raw.close()
     client.close()

@@ -1,0 +1,414 @@
+"""The one module that knows the HTTP library: pooled aiohttp sessions, limits, timeouts,
+the body cap, and the mapping of every transport failure onto ``tunegate.exceptions``.
+
+Why aiohttp for both drivers (``bench/bench_http.py``, figures in ``docs/pipeline.md``): it
+is the fastest async client here by 2-9x, and driving it from sync code through one private
+event-loop thread per process costs about as much as the fastest sync client at one thread
+and beats every sync client under thread concurrency. One library also means one exchange
+coroutine (:func:`_exchange`): the timeouts, the cap, the decompression and the error
+mapping exist once, for threads and for asyncio alike.
+
+Sessions: one per provider per process for sync callers (living on the private loop), and
+one per provider per event loop for async callers (aiohttp sessions are bound to a loop).
+``await pool.aclose()`` closes the running loop's session; a closed session is reopened
+on next use, so closing is never fatal to another user of the same pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import os
+import ssl
+import threading
+import time
+import weakref
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, NoReturn, TypeVar
+
+import aiohttp
+
+from tunegate._policy.retry import TRUNCATED
+from tunegate.exceptions import (
+    ConfigurationError,
+    MalformedResponse,
+    ProviderError,
+    ProviderUnavailable,
+)
+
+__all__ = [
+    "TOO_LARGE",
+    "HttpConfig",
+    "HttpPool",
+    "HttpRequest",
+    "HttpResponse",
+    "Pairs",
+    "shared_pool",
+    "user_agent",
+]
+
+T = TypeVar("T")
+Pairs = tuple[tuple[str, str], ...]
+
+#: The ``code`` on a :class:`MalformedResponse` whose body went over ``max_body_bytes``.
+TOO_LARGE = "too_large"
+REDACTED = "***"
+_CHUNK = 64 * 1024
+
+
+def _version() -> str:
+    try:
+        return metadata.version("tunegate")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0"
+
+
+def user_agent(app: str | None = None) -> str:
+    """``"{app} tunegate/{version}"``: the caller's app first, as MusicBrainz asks
+    (``"MyApp/1.0 ( contact@example.com )"``), then this library."""
+    ours = f"tunegate/{_version()}"
+    return f"{app.strip()} {ours}" if app and app.strip() else ours
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """Pool and timeout settings for one provider. Immutable and hashable (the shared-pool
+    key). Timeouts in seconds: ``connect`` to open a connection, ``read`` between two reads
+    of the socket, ``total`` for the whole exchange including the body (a body that drips
+    slowly is cut off by ``total``). ``max_body_bytes`` caps the decompressed body."""
+
+    connect_timeout: float = 3.05
+    read_timeout: float = 10.0
+    total_timeout: float = 15.0
+    pool_size: int = 10  # open connections per host
+    keepalive: float = 30.0  # seconds an idle connection is kept
+    max_body_bytes: int = 8 * 1024 * 1024
+    app: str | None = None  # the caller's app, named in the User-Agent
+    ssl_context: ssl.SSLContext | None = None  # e.g. trusting the emulator's CA
+    trust_env: bool = False  # read HTTP(S)_PROXY and .netrc from the environment
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "read_timeout", "total_timeout", "keepalive"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and value > 0):
+                raise ConfigurationError(f"{name} must be a number of seconds > 0")
+        if self.pool_size < 1:
+            raise ConfigurationError("pool_size must be at least 1")
+        if self.max_body_bytes < 1:
+            raise ConfigurationError("max_body_bytes must be at least 1")
+
+    @property
+    def user_agent(self) -> str:
+        return user_agent(self.app)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class HttpRequest:
+    """One exchange. ``url`` has no query string: ``params`` go apart, so that the address
+    the library logs nowhere and we never log carries no secret. ``secrets`` are the secret
+    values inside params, data or headers: any foreign error text containing one is
+    replaced before it can reach a traceback. ``provider`` and ``endpoint`` (templated)
+    are what error messages say instead of the URL."""
+
+    method: str
+    url: str
+    provider: str
+    endpoint: str
+    params: Pairs = ()
+    data: Pairs = ()
+    headers: Pairs = ()
+    secrets: tuple[str, ...] = field(default=())
+
+    def __repr__(self) -> str:
+        # Hand-written so that printing a request shows no header, parameter or secret.
+        return f"HttpRequest({self.method} {self.provider} {self.endpoint})"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A complete answer: status, headers (case-insensitive), the decompressed body, and
+    the seconds the exchange took."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    elapsed: float
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, lower case (``"application/json"``)."""
+        value = self.headers.get("Content-Type", "")
+        return value.split(";", 1)[0].strip().lower()
+
+
+# -- the exchange: the only code that touches aiohttp's request API --------------------------
+
+
+async def _exchange(
+    session: aiohttp.ClientSession,
+    request: HttpRequest,
+    limits: aiohttp.ClientTimeout,
+    max_body: int,
+) -> HttpResponse:
+    start = time.perf_counter()
+    try:
+        async with session.request(
+            request.method,
+            request.url,
+            params=request.params or None,
+            data=request.data or None,
+            headers=request.headers,
+            allow_redirects=False,  # a redirect could carry a secret query to another host
+            timeout=limits,
+        ) as resp:
+            if resp.content_length is not None and resp.content_length > max_body:
+                _too_large(request, resp.status, max_body)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.content.iter_chunked(_CHUNK):
+                size += len(chunk)
+                if size > max_body:
+                    _too_large(request, resp.status, max_body)
+                chunks.append(chunk)
+            return HttpResponse(
+                resp.status, resp.headers, b"".join(chunks), time.perf_counter() - start
+            )
+    except ProviderError:
+        raise
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        _raise_mapped(request, exc)
+
+
+def _too_large(request: HttpRequest, status: int, max_body: int) -> NoReturn:
+    raise MalformedResponse(
+        f"response body over {max_body} bytes",
+        provider=request.provider,
+        endpoint=request.endpoint,
+        status=status,
+        code=TOO_LARGE,
+    )
+
+
+def _raise_mapped(request: HttpRequest, exc: BaseException) -> NoReturn:
+    """Raise the typed error for a foreign one, ``from`` it (or from a redacted stand-in
+    when its text carries a secret). Messages name the exception type, never its text."""
+    name = type(exc).__name__
+    where: dict[str, Any] = {"provider": request.provider, "endpoint": request.endpoint}
+    err: Exception
+    if isinstance(exc, aiohttp.InvalidURL):
+        err = ConfigurationError(f"{request.provider}: invalid base URL ({name})")
+    elif isinstance(exc, ValueError):  # e.g. a header value with a line break: our caller's bug
+        err = ConfigurationError(f"{request.provider} {request.endpoint}: invalid request ({name})")
+    elif isinstance(exc, TimeoutError):
+        err = ProviderUnavailable(f"timed out ({name})", **where)
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        err = MalformedResponse(f"body cut short ({name})", code=TRUNCATED, **where)
+    elif isinstance(exc, aiohttp.ClientResponseError):
+        err = MalformedResponse(f"invalid HTTP response ({name})", **where)
+    else:
+        err = ProviderUnavailable(f"connection failed ({name})", **where)
+    raise err from _redacted(exc, request.secrets)
+
+
+class RedactedError(Exception):
+    """Stands in for a foreign exception whose text contained a secret."""
+
+
+def _redacted(exc: BaseException, secrets: tuple[str, ...]) -> BaseException:
+    text = f"{exc!s} {exc!r}"
+    if not any(s and s in text for s in secrets):
+        return exc
+    safe = str(exc)
+    for s in secrets:
+        if s:
+            safe = safe.replace(s, REDACTED)
+    stand_in = RedactedError(f"{type(exc).__name__}: {safe}")
+    stand_in.__cause__ = None
+    stand_in.__suppress_context__ = True
+    return stand_in
+
+
+# -- the private event loop that serves sync callers -----------------------------------------
+
+
+class _Bridge:
+    """A daemon thread running an event loop, for this process (rebuilt after a fork)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="tunegate-http", daemon=True
+        )
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        finally:
+            if not future.done():  # our timeout or an interrupt: stop the exchange too
+                future.cancel()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+_bridge: _Bridge | None = None
+_bridge_lock = threading.Lock()
+_forked_leftovers: list[object] = []  # a parent's objects after fork: kept, never finalised
+
+
+def _get_bridge() -> _Bridge:
+    global _bridge
+    bridge = _bridge
+    if bridge is not None and bridge.pid == os.getpid():
+        return bridge
+    with _bridge_lock:
+        if _bridge is None or _bridge.pid != os.getpid():
+            if _bridge is not None:
+                _forked_leftovers.append(_bridge)
+            _bridge = _Bridge()
+        return _bridge
+
+
+# -- pools -------------------------------------------------------------------------------------
+
+
+class HttpPool:
+    """Pooled keep-alive connections to one provider: :meth:`send` for threads, :meth:`asend`
+    for asyncio tasks. Both raise only :mod:`tunegate.exceptions` errors."""
+
+    def __init__(self, provider: str, config: HttpConfig | None = None) -> None:
+        self.provider = provider
+        self.config = config or HttpConfig()
+        self._headers = {"User-Agent": self.config.user_agent}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._sync: aiohttp.ClientSession | None = None  # lives on the bridge loop
+        self._by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, aiohttp.ClientSession
+        ] = weakref.WeakKeyDictionary()
+
+    def _timeout(self, cap: float | None) -> aiohttp.ClientTimeout:
+        c = self.config
+        total = c.total_timeout if cap is None else max(0.001, min(c.total_timeout, cap))
+        return aiohttp.ClientTimeout(
+            total=total, sock_connect=min(c.connect_timeout, total), sock_read=c.read_timeout
+        )
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        c = self.config
+        connector = aiohttp.TCPConnector(
+            limit=c.pool_size * 4,
+            limit_per_host=c.pool_size,
+            keepalive_timeout=c.keepalive,
+            ssl=c.ssl_context if c.ssl_context is not None else True,
+            ttl_dns_cache=300,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers=self._headers,
+            trust_env=c.trust_env,
+            auto_decompress=True,  # gzip and deflate, announced by aiohttp's Accept-Encoding
+            cookie_jar=aiohttp.DummyCookieJar(),  # an API gateway carries no cookies between calls
+            raise_for_status=False,
+        )
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():  # sessions and sockets belong to the parent
+            with self._lock:
+                if self._pid != os.getpid():
+                    _forked_leftovers.append((self._sync, dict(self._by_loop)))
+                    self._sync = None
+                    self._by_loop = weakref.WeakKeyDictionary()
+                    self._pid = os.getpid()
+
+    # -- async ---------------------------------------------------------------------------
+
+    def _session_here(self) -> aiohttp.ClientSession:
+        self._check_fork()
+        loop = asyncio.get_running_loop()
+        session = self._by_loop.get(loop)
+        if session is None or session.closed:
+            session = self._by_loop[loop] = self._new_session()
+        return session
+
+    async def asend(self, request: HttpRequest, *, timeout: float | None = None) -> HttpResponse:  # noqa: ASYNC109
+        """One exchange on the running loop; ``timeout`` caps the total timeout (the
+        pipeline passes what is left of its deadline)."""
+        session = self._session_here()
+        return await _exchange(session, request, self._timeout(timeout), self.config.max_body_bytes)
+
+    async def aclose(self) -> None:
+        """Close the running loop's session (call before the loop ends)."""
+        session = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if session is not None:
+            await session.close()
+
+    # -- sync ----------------------------------------------------------------------------
+
+    async def _bridge_exchange(self, request: HttpRequest, limits: aiohttp.ClientTimeout) -> Any:
+        # Runs on the bridge loop, the only thread that touches self._sync.
+        if self._sync is None or self._sync.closed:
+            self._sync = self._new_session()
+        return await _exchange(self._sync, request, limits, self.config.max_body_bytes)
+
+    def send(self, request: HttpRequest, *, timeout: float | None = None) -> HttpResponse:
+        """One exchange from any thread, through the process's private loop."""
+        self._check_fork()
+        client_timeout = self._timeout(timeout)
+        try:
+            result: HttpResponse = _get_bridge().run(
+                self._bridge_exchange(request, client_timeout),
+                (client_timeout.total or self.config.total_timeout) + 1.0,
+            )
+        except concurrent.futures.TimeoutError as exc:  # the loop did not answer in time
+            _raise_mapped(request, exc)
+        return result
+
+    async def _close_sync(self) -> None:
+        if self._sync is not None:
+            session, self._sync = self._sync, None
+            await session.close()
+
+    def close(self) -> None:
+        """Close the sync session (its connections); it reopens if used again."""
+        self._check_fork()
+        if self._sync is not None and _bridge is not None and _bridge.pid == os.getpid():
+            _bridge.run(self._close_sync(), 5.0)
+
+
+_shared: dict[tuple[str, HttpConfig], HttpPool] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_pool(provider: str, config: HttpConfig | None = None) -> HttpPool:
+    """The process's pool for ``provider`` with ``config``: one per provider per process,
+    shared by every pipeline that asks for the same settings."""
+    key = (provider, config or HttpConfig())
+    with _shared_lock:
+        pool = _shared.get(key)
+        if pool is None:
+            pool = _shared[key] = HttpPool(provider, key[1])
+        return pool
+
+
+@atexit.register
+def _shutdown() -> None:
+    # Close the sync sessions cleanly so interpreter exit prints no "Unclosed" warnings.
+    bridge = _bridge
+    if bridge is None or bridge.pid != os.getpid():
+        return
+    for pool in list(_shared.values()):
+        with contextlib.suppress(Exception):  # best effort at exit
+            pool.close()
+    bridge.stop()

@@ -1,0 +1,323 @@
+"""Logs, correlation ids, Prometheus metrics, OpenTelemetry spans, and the canary-secret
+scan of everything the pipeline lets out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+import tunegate.observability as obs
+from tests.pipeline._server import Reply, ScriptServer
+from tests.pipeline.conftest import MakePipeline, catch, invoke, invoke_many, item
+from tunegate._http import HttpConfig, HttpPool
+from tunegate._policy.classify import ResponseView
+from tunegate._policy.retry import RetryPolicy
+from tunegate._redis import RedisLink
+from tunegate.breaker import CircuitBreaker
+from tunegate.cache import CacheManager
+from tunegate.exceptions import AuthenticationError, ProviderError
+from tunegate.observability import JsonFormatter, correlation_id
+from tunegate.pipeline import Pipeline
+from tunegate.ratelimit import RateLimiter
+
+
+class Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def captured() -> Iterator[Capture]:
+    """Every record of the ``tunegate`` loggers, at DEBUG."""
+    handler = Capture()
+    log = logging.getLogger("tunegate")
+    old = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    yield handler
+    log.removeHandler(handler)
+    log.setLevel(old)
+
+
+def test_attempts_log_structured_fields_with_the_correlation_id(
+    server: ScriptServer, make: MakePipeline, captured: Capture, driver: str
+) -> None:
+    """Each upstream attempt logs provider, templated endpoint, status, attempt, latency,
+    cache outcome and the caller's correlation id; JsonFormatter prints them."""
+    pipeline = make(cache=CacheManager())
+    server.script("/items/1", Reply(503), Reply(json={"v": 1}))
+    with correlation_id("req-42") as cid:
+        assert cid == "req-42"
+        invoke(pipeline, item(1), driver)
+    attempts = [r for r in captured.records if hasattr(r, "latency_ms")]
+    assert [(r.status, r.attempt, r.outcome) for r in attempts] == [  # type: ignore[attr-defined]
+        (503, 1, "transient"),
+        (200, 2, "success"),
+    ]
+    for r in attempts:
+        assert r.provider == "test"  # type: ignore[attr-defined]
+        assert r.endpoint == "/items/{id}"  # type: ignore[attr-defined]
+        assert r.cache == "miss"  # type: ignore[attr-defined]
+        assert r.correlation_id == "req-42"  # type: ignore[attr-defined]
+    assert [r.levelno for r in attempts] == [logging.WARNING, logging.INFO]
+    line = json.loads(JsonFormatter().format(attempts[1]))
+    assert line["latency_ms"] >= 0
+    assert line["correlation_id"] == "req-42"
+    assert line["endpoint"] == "/items/{id}"
+
+
+def test_correlation_id_is_generated_and_restored() -> None:
+    """Without a value a fresh id is made; the previous one comes back after the block."""
+    with correlation_id("outer"):
+        with correlation_id() as inner:
+            assert len(inner) == 16
+            assert obs.current_correlation_id() == inner
+        assert obs.current_correlation_id() == "outer"
+    assert obs.current_correlation_id() is None
+
+
+def test_cache_hits_log_nothing_above_debug_and_build_no_record(
+    make: MakePipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With DEBUG off a hit creates no log record at all; with DEBUG on, one DEBUG line."""
+    pipeline = make(cache=CacheManager())
+    pipeline.call(item(1))
+    made: list[str] = []
+    original = obs.logger.makeRecord
+
+    def counting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = original(*args, **kwargs)
+        made.append(record.levelname)
+        return record
+
+    monkeypatch.setattr(obs.logger, "makeRecord", counting)
+    monkeypatch.setattr(obs.logger, "level", logging.INFO)
+    obs.logger.manager._clear_cache()
+    for _ in range(5):
+        pipeline.call(item(1))
+    assert made == []
+    monkeypatch.setattr(obs.logger, "level", logging.DEBUG)
+    obs.logger.manager._clear_cache()
+    pipeline.call(item(1))
+    assert made == ["DEBUG"]
+
+
+def test_the_library_configures_no_logging() -> None:
+    """tunegate adds no handler anywhere and leaves levels to the application."""
+    for name in ("tunegate", "tunegate.pipeline", "tunegate.redis"):
+        log = logging.getLogger(name)
+        assert not [h for h in log.handlers if not isinstance(h, Capture)]
+        assert log.propagate
+
+
+def test_metrics_text_parses_and_carries_the_design_names(
+    server: ScriptServer, make: MakePipeline
+) -> None:
+    """The exposition text parses with prometheus-client's parser; names, labels and
+    values match what happened; labels hold no user data or URL."""
+    registry = CollectorRegistry()
+    limiter = RateLimiter()
+    limiter.configure_provider("test", rate=100.0, capacity=10)
+    breaker = CircuitBreaker("test", failure_threshold=1)
+    pipeline = make(
+        cache=CacheManager(),
+        rate_limiter=limiter,
+        circuit_breaker=breaker,
+        registry=registry,
+        retry=RetryPolicy(max_attempts=2, base=0.01, deadline=5.0),
+    )
+    server.script("/items/9", Reply(404))
+    pipeline.call(item(1))
+    pipeline.call(item(1))
+    catch(pipeline, item(9), "sync")
+    server.script("/items/2", Reply(503))
+    catch(pipeline, item(2), "sync")  # opens the breaker on the first failure
+
+    text = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in families.values()
+        for s in f.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    assert value("api_calls_total", provider="test", status="success") == 1
+    assert value("api_calls_total", provider="test", status="not_found") == 1
+    assert value("api_calls_total", provider="test", status="transient") == 1
+    assert value("circuit_breaker_state", provider="test") == 1  # open
+    assert value("cache_hit_ratio", provider="test") == pytest.approx(1 / 4)
+    assert 0 <= value("rate_limit_tokens_available", provider="test") <= 10
+    assert value("cache_operations_total", provider="test", result="hit") == 1
+    assert value("cache_operations_total", provider="test", result="miss") == 3
+    assert value("cache_operations_total", provider="test", result="store") == 2
+    assert value("api_request_duration_seconds_count", provider="test", endpoint="/items/{id}") == 3
+    assert families["retries"].type == "counter"
+    for (_, labels), _v in samples.items():
+        for label, val in labels:
+            assert "127.0.0.1" not in val
+            assert label in {"provider", "status", "endpoint", "reason", "result", "le"}
+
+
+def test_one_metrics_set_per_registry(make: MakePipeline) -> None:
+    """Two pipelines on one registry share its metrics (no duplicate registration)."""
+    registry = CollectorRegistry()
+    first = make(registry=registry)
+    second = make(registry=registry, provider="other")
+    assert first._metrics is second._metrics
+    assert make(metrics=False)._metrics is None
+
+
+# -- the canary-secret scan ------------------------------------------------------------------
+
+CANARY = "canary-8c1f55e0d6b94a17"
+SECRET_NAMES = frozenset({"api_key", "Authorization", "client_secret"})
+
+
+def secret_request(i: int | str) -> Any:
+    return item(
+        i,
+        params=(("method", "track.getInfo"), ("api_key", CANARY)),
+        headers=(("Authorization", f"Bearer {CANARY}"),),
+        data=(("client_secret", CANARY),),
+        method="POST",
+        secret_params=SECRET_NAMES,
+    )
+
+
+def echo_hook(view: ResponseView, decoded: Any) -> ProviderError | None:
+    """A careless provider hook that copies the provider's message into the error."""
+    if isinstance(decoded, dict) and "message" in decoded:
+        return AuthenticationError(str(decoded["message"]), provider=view.provider, status=403)
+    return None
+
+
+@pytest.mark.redis
+def test_canary_secret_never_escapes(
+    server: ScriptServer, make: MakePipeline, redis_url: str, captured: Capture, driver: str
+) -> None:
+    """A secret sent as a query parameter, a bearer header and a form field never shows in
+    logs (any level), exceptions (text and traceback), metrics, stats or Redis keys."""
+    registry = CollectorRegistry()
+    link = RedisLink(redis_url)
+    cache = CacheManager(link)
+    limiter = RateLimiter(redis=link)
+    limiter.configure_provider("test", rate=1000.0, capacity=100)
+    pipeline = make(
+        cache=cache,
+        rate_limiter=limiter,
+        circuit_breaker=CircuitBreaker("test", redis=link),
+        registry=registry,
+        classifier=echo_hook,
+        retry=RetryPolicy(max_attempts=2, base=0.01, deadline=5.0),
+    )
+    logging.getLogger("aiohttp").setLevel(logging.DEBUG)
+    logging.getLogger("aiohttp").addHandler(captured)
+    server.script("/items/2", Reply(404))
+    server.script("/items/3", Reply(500))
+    server.script("/items/4", Reply(body=b"{not json"))
+    server.script("/items/5", Reply(403, json={"message": f"invalid key {CANARY}"}))
+    try:
+        assert invoke(pipeline, secret_request(1), "sync") == {"ok": True}
+        results = invoke_many(
+            pipeline, [secret_request(i) for i in (1, 2, 3, 4, 5)], driver, (link,)
+        )
+        errors: list[BaseException] = [r for r in results if isinstance(r, BaseException)]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = s.getsockname()[1]
+        offline = Pipeline(
+            "test",
+            f"http://127.0.0.1:{dead}",
+            http=HttpPool("test", HttpConfig(connect_timeout=0.3)),
+            retry=RetryPolicy(max_attempts=1),
+            registry=registry,
+        )
+        errors += invoke_many(offline, [secret_request(6)], driver)
+        offline.close()
+    finally:
+        logging.getLogger("aiohttp").removeHandler(captured)
+        logging.getLogger("aiohttp").setLevel(logging.NOTSET)
+
+    sent = server.requests("/items/1")[0]
+    assert sent.query["api_key"] == CANARY  # the secret did reach the provider
+    assert sent.headers["Authorization"] == f"Bearer {CANARY}"
+
+    formatter = JsonFormatter()
+    haystack = [formatter.format(r) + repr(r.__dict__) for r in captured.records]
+    for err in errors:
+        haystack += [str(err), repr(err), "".join(traceback.format_exception(err))]
+    haystack.append(generate_latest(registry).decode())
+    haystack.append(repr(pipeline.get_stats()))
+    haystack.append(repr(cache.get_stats()))
+    haystack.append(repr(limiter.get_stats()))
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = [k.decode() for k in client.keys("*")]
+        haystack += keys
+        haystack += [repr(client.get(k)) for k in keys if client.type(k) == b"string"]
+    finally:
+        client.close()
+        link.sync.close()
+    assert len(captured.records) > 5
+    assert any("tunegate:v1:test:item" in k for k in keys)
+    assert {type(e).__name__ for e in errors} >= {
+        "NotFound",
+        "ProviderUnavailable",
+        "MalformedResponse",
+        "AuthenticationError",
+    }
+    assert "invalid key ***" in str(errors[3])
+    assert len(errors) == 5  # the careless hook's message, scrubbed
+    leaks = [h for h in haystack if CANARY in h]
+    assert leaks == []
+
+
+# -- OpenTelemetry ---------------------------------------------------------------------------
+
+
+def test_spans_when_opentelemetry_is_installed(server: ScriptServer, make: MakePipeline) -> None:
+    """One CLIENT span per call with provider, endpoint, cache outcome and attempt events;
+    errors mark the span."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    pipeline = make(cache=CacheManager())
+    server.script("/items/2", Reply(404))
+    with correlation_id("trace-me"):
+        pipeline.call(item(1))
+        pipeline.call(item(1))
+        catch(pipeline, item(2), "sync")
+    spans = exporter.get_finished_spans()
+    assert [s.attributes["tunegate.cache"] for s in spans] == ["miss", "hit", "miss"]
+    first = spans[0]
+    assert first.name == "test /items/{id}"
+    assert first.kind == trace.SpanKind.CLIENT
+    assert first.attributes["tunegate.correlation_id"] == "trace-me"
+    assert [e.name for e in first.events] == ["tunegate.attempt"]
+    assert spans[2].attributes["error.type"] == "NotFound"
+    assert not spans[2].status.is_ok
