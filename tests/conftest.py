@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests._redis_server import RedisServer
+
 # One reproducible example set per run, and no "too slow" errors on this shared 2-core
 # machine: property tests should fail on properties, not on the machine's load.
 settings.register_profile(
@@ -18,8 +20,6 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile("tunegate")
-
-from tests._redis_server import RedisServer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

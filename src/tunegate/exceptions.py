@@ -3,16 +3,16 @@
 ::
 
     TunegateError
-    ├── ConfigurationError (ValueError)      bad settings, caught at construction
-    ├── InvalidInput (ValueError)            bad user data, caught before any network call; .field
-    ├── RateLimitTimeout                     our own bucket would make the caller wait too long; .retry_after
-    ├── CircuitBreakerOpenError              the breaker refused the call; .provider .retry_at
-    └── ProviderError                        the provider (or the way to it) failed; .provider .status ...
-        ├── NotFound                         404 or the provider's own "no such thing"
-        ├── AuthenticationError              bad or expired credentials (401/403, Last.fm 10, 26)
-        ├── RateLimited                      429 or the provider's quota signal; .retry_after
-        ├── ProviderUnavailable              5xx, timeouts, connection failures, outages
-        └── MalformedResponse                a body we cannot read: bad JSON, truncated, wrong type, too big
+    ├── ConfigurationError (ValueError)  bad settings, caught at construction
+    ├── InvalidInput (ValueError)        bad user data, caught before any network call; .field
+    ├── RateLimitTimeout                 our bucket would make the caller wait too long
+    ├── CircuitBreakerOpenError          the breaker refused the call; .provider .retry_at
+    └── ProviderError                    the provider (or the way to it) failed; .provider ...
+        ├── NotFound                     404 or the provider's own "no such thing"
+        ├── AuthenticationError          bad or expired credentials (401/403, Last.fm 10, 26)
+        ├── RateLimited                  429 or the provider's quota signal; .retry_after
+        ├── ProviderUnavailable          5xx, timeouts, connection failures, outages
+        └── MalformedResponse            unreadable: bad JSON, truncated, wrong type, too big
 
 Rules: foreign exceptions (httpx, aiohttp, redis) are mapped once, at the boundary, and
 raised ``from`` the original; no name shadows a builtin; every error pickles; no message
