@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tunegate._http import HttpConfig
 from tunegate.breaker import CircuitBreaker, CircuitBreakerRegistry, CircuitState
 from tunegate.cache import CacheEntry, CacheManager
 from tunegate.exceptions import (
@@ -17,6 +18,8 @@ from tunegate.exceptions import (
     RateLimitTimeout,
     TunegateError,
 )
+from tunegate.observability import JsonFormatter, correlation_id
+from tunegate.pipeline import Pipeline
 from tunegate.ratelimit import RateLimiter, TokenBucket
 from tunegate.retry import RetryBudget, Retrying, RetryPolicy, retry
 
@@ -31,9 +34,12 @@ __all__ = [
     "CircuitBreakerRegistry",
     "CircuitState",
     "ConfigurationError",
+    "HttpConfig",
     "InvalidInput",
+    "JsonFormatter",
     "MalformedResponse",
     "NotFound",
+    "Pipeline",
     "ProviderError",
     "ProviderUnavailable",
     "RateLimitTimeout",
@@ -44,5 +50,6 @@ __all__ = [
     "Retrying",
     "TokenBucket",
     "TunegateError",
+    "correlation_id",
     "retry",
 ]
