@@ -43,7 +43,4 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
-try:  # the emulator's fixtures, when the emulator package is importable
-    from tunegate.emulator._fixtures import emulator, emulator_urls  # noqa: F401
-except ImportError:  # pragma: no cover - only while the emulator is absent
-    pass
+from tunegate.emulator._fixtures import emulator, emulator_urls  # noqa: E402, F401

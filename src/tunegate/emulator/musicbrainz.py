@@ -1,0 +1,938 @@
+"""MusicBrainz web service v2: ISRC and recording lookups, recording and artist search, in
+JSON (``fmt=json`` or ``Accept: application/json``) and in MMD-2 XML (the default, which
+musicbrainzngs reads).
+
+Gatekeeping follows the real service: a missing or generic User-Agent is refused with 403,
+more than the allowed rate from one IP gets 503 with MusicBrainz's message, and every
+answer carries ``X-RateLimit-*`` headers. Search scores imitate Lucene: rarer words weigh
+more, matching more clauses and shorter titles rank higher, the best hit scores 100.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from tunegate.emulator._http import (
+    Provider,
+    Route,
+    json_response,
+    text,
+    xml_element,
+    xml_response,
+)
+from tunegate.emulator.catalog import Catalog, Track, genre_mbid
+from tunegate.emulator.ids import ISRC_RE
+from tunegate.emulator.lucene import (
+    And,
+    Node,
+    Not,
+    Or,
+    QuerySyntaxError,
+    Range,
+    Should,
+    Term,
+    parse,
+)
+from tunegate.emulator.match import CHEAP_RANKING_ABOVE, track_set
+from tunegate.emulator.text import fold, tokens
+
+__all__ = ["MusicBrainzProvider"]
+
+HELP = "For usage, please see: https://musicbrainz.org/development/mmd"
+MSG_UA = (
+    "Your requests are being throttled by MusicBrainz because the application you are using "
+    "has not identified itself. Please update your application, and see "
+    "https://musicbrainz.org/doc/MusicBrainz_API/Rate_Limiting for more information."
+)
+MSG_RATE = (
+    "Your requests are exceeding the allowable rate limit. Please see "
+    "https://musicbrainz.org/doc/MusicBrainz_API/Rate_Limiting for more information."
+)
+MSG_BUSY = "The MusicBrainz web server is currently busy. Please try again later."
+_MBID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_RELS = {
+    f"{e}-rels"
+    for e in (
+        "area",
+        "artist",
+        "event",
+        "genre",
+        "instrument",
+        "label",
+        "place",
+        "recording",
+        "release",
+        "release-group",
+        "series",
+        "url",
+        "work",
+    )
+}
+INC_RECORDING = {
+    "artists",
+    "releases",
+    "artist-credits",
+    "puids",
+    "isrcs",
+    "aliases",
+    "tags",
+    "user-tags",
+    "genres",
+    "user-genres",
+    "ratings",
+    "user-ratings",
+    "release-groups",
+    "work-level-rels",
+    "annotation",
+    "media",
+    "discids",
+} | _RELS
+INC_ISRC = {
+    "artists",
+    "releases",
+    "puids",
+    "isrcs",
+    "artist-credits",
+    "aliases",
+    "tags",
+    "user-tags",
+    "ratings",
+    "user-ratings",
+} | _RELS
+INC_ARTIST = {
+    "recordings",
+    "releases",
+    "release-groups",
+    "works",
+    "aliases",
+    "tags",
+    "user-tags",
+    "genres",
+    "user-genres",
+    "ratings",
+    "user-ratings",
+    "annotation",
+    "media",
+    "isrcs",
+    "various-artists",
+    "discids",
+} | _RELS
+# Library names that say nothing about the application (MusicBrainz refuses them).
+_GENERIC_AGENTS = {
+    "curl",
+    "wget",
+    "python-requests",
+    "python-httpx",
+    "python-urllib",
+    "aiohttp",
+    "python",
+    "go-http-client",
+    "okhttp",
+    "java",
+    "libwww-perl",
+    "node-fetch",
+    "axios",
+    "undici",
+    "httpie",
+    "mozilla",
+    "lwp",
+    "ruby",
+    "guzzlehttp",
+    "apache-httpclient",
+    "dart",
+    "reqwest",
+    "postmanruntime",
+    "insomnia",
+    "musicbrainz-api",
+    "php",
+}
+_TYPE_IDS = {
+    "Person": "b6e035f4-3ce9-331c-97df-83397230b0df",
+    "Group": "e431f5f6-b5d2-343d-8b36-72607fffb74b",
+}
+_STATUS_OFFICIAL = "4e304316-386d-3409-af2e-78857eec5cfe"
+_RG_ALBUM = "f529b476-6e62-324f-b0aa-1f3e33d313fc"
+_RG_SINGLE = "d6038452-8ee0-3f68-affc-2de9a1ede0b9"
+_XML_HEAD = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<metadata xmlns="http://musicbrainz.org/ns/mmd-2.0#" '
+    'xmlns:ext="http://musicbrainz.org/ns/ext#-2.0"'
+)
+RATE = web.RequestKey("mb_rate", tuple)  # (limit, remaining, reset epoch) for X-RateLimit-*
+_PREDICATE_SCAN_MAX = 100_000  # field-only queries (dur:, tag:) scan at most this many
+
+
+def _is_generic(agent: str) -> bool:
+    agent = agent.strip()
+    if not agent:
+        return True
+    product = agent.split("/", 1)[0].split(" ", 1)[0].strip().lower()
+    return product in _GENERIC_AGENTS
+
+
+class MusicBrainzProvider(Provider):
+    name = "musicbrainz"
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("GET", "/ws/2/isrc/{isrc}", self.isrc, "isrc"),
+            Route("GET", "/ws/2/recording", self.recording_search, "recording.search"),
+            Route("GET", "/ws/2/recording/", self.recording_search, "recording.search"),
+            Route("GET", "/ws/2/recording/{mbid}", self.recording, "recording"),
+            Route("GET", "/ws/2/artist", self.artist_search, "artist.search"),
+            Route("GET", "/ws/2/artist/", self.artist_search, "artist.search"),
+            Route("GET", "/ws/2/artist/{mbid}", self.artist, "artist"),
+            Route("*", "/ws/2/{tail:.*}", self.unknown, "unknown"),
+        ]
+
+    # ------------------------------------------------------------------ gatekeeping
+    async def admit(
+        self, request: web.Request, endpoint: str, now: float
+    ) -> tuple[str, web.Response | None]:
+        client = request.remote or "unknown"
+        if _is_generic(request.headers.get("User-Agent", "")):
+            return client, _error(request, 403, MSG_UA)
+        cfg = self.state.config
+        if not cfg.rate_limits:
+            return client, None
+        decision = self.state.limiter("musicbrainz").check(client, now)
+        reset = int(time.time() + max(decision.reset_after, 0.0)) + 1
+        request[RATE] = (decision.limit, decision.remaining, reset)
+        if decision.allowed:
+            return client, None
+        return client, _error(request, 503, MSG_RATE, {"Retry-After": str(decision.retry_after)})
+
+    def error(self, request: web.Request, status: int, *, retry_after: float = 1.0) -> web.Response:
+        message = {
+            404: "Not Found",
+            429: MSG_RATE,
+            503: MSG_BUSY,
+        }.get(status, "Internal server error" if status >= 500 else "Bad request")
+        headers = {"Retry-After": str(math.ceil(retry_after))} if status in (429, 503) else None
+        return _error(request, status, message, headers)
+
+    # ------------------------------------------------------------------ lookups
+    async def isrc(self, request: web.Request) -> web.StreamResponse:
+        code = request.match_info["isrc"]
+        incs, bad = _incs(request, INC_ISRC, "isrc")
+        if bad is not None:
+            return bad
+        if not ISRC_RE.match(code.upper()):
+            return _error(request, 400, "Invalid isrc.")
+        cat = self.state.catalog
+        found = [i for i in cat.tracks_by_isrc(code) if cat.on_musicbrainz(i)]
+        if not found:
+            return _error(request, 404, "Not Found")
+        incs.discard("releases")  # ignored on /isrc: releases only for a top-level recording
+        if _wants_json(request):
+            recs = [_recording_json(cat, i, incs, toplevel=False) for i in found]
+            return _ok(request, {"isrc": code.upper(), "recordings": recs})
+        inner = "".join(_recording_xml(cat, i, incs) for i in found)
+        body = xml_element(
+            "isrc", xml_element("recording-list", inner, count=len(found)), id=code.upper()
+        )
+        return _ok_xml(request, body)
+
+    async def recording(self, request: web.Request) -> web.StreamResponse:
+        mbid = request.match_info["mbid"]
+        incs, bad = _incs(request, INC_RECORDING, "recording")
+        if bad is not None:
+            return bad
+        if not _MBID.match(mbid):
+            return _error(request, 400, "Invalid mbid.")
+        cat = self.state.catalog
+        i = cat.track_by_mbid(mbid)
+        if i is None:
+            return _error(request, 404, "Not Found")
+        if _wants_json(request):
+            return _ok(request, _recording_json(cat, i, incs, toplevel=True))
+        return _ok_xml(request, _recording_xml(cat, i, incs, toplevel=True))
+
+    async def artist(self, request: web.Request) -> web.StreamResponse:
+        mbid = request.match_info["mbid"]
+        incs, bad = _incs(request, INC_ARTIST, "artist")
+        if bad is not None:
+            return bad
+        if not _MBID.match(mbid):
+            return _error(request, 400, "Invalid mbid.")
+        cat = self.state.catalog
+        a = cat.artist_by_mbid(mbid)
+        if a is None:
+            return _error(request, 404, "Not Found")
+        if _wants_json(request):
+            return _ok(request, _artist_json(cat, a, incs))
+        return _ok_xml(request, _artist_xml(cat, a, incs))
+
+    async def unknown(self, request: web.Request) -> web.StreamResponse:
+        return _error(request, 400, "Invalid resource.")
+
+    # ------------------------------------------------------------------ search
+    async def recording_search(self, request: web.Request) -> web.StreamResponse:
+        parsed = _search_params(request)
+        if isinstance(parsed, web.Response):
+            return parsed
+        node, limit, offset = parsed
+        cat = self.state.catalog
+        scores = _Search(cat, _recording_field).run(node)
+        hits = [(s, i) for i, s in scores.items() if s > 0 and cat.on_musicbrainz(i)]
+        page, best = _page(hits, offset, limit)
+        if _wants_json(request):
+            return _ok(
+                request,
+                {
+                    "created": _created(),
+                    "count": len(hits),
+                    "offset": offset,
+                    "recordings": [_search_hit_json(cat, i, _pct(s, best)) for s, i in page],
+                },
+            )
+        inner = "".join(
+            _recording_xml(cat, i, set(), score=_pct(s, best), search=True) for s, i in page
+        )
+        return _ok_xml(
+            request,
+            xml_element("recording-list", inner, count=len(hits), offset=offset),
+            created=_created(),
+        )
+
+    async def artist_search(self, request: web.Request) -> web.StreamResponse:
+        parsed = _search_params(request)
+        if isinstance(parsed, web.Response):
+            return parsed
+        node, limit, offset = parsed
+        cat = self.state.catalog
+        scores = _Search(cat, _artist_field, universe=cat.n_artists).run(node)
+        hits = [(s, a) for a, s in scores.items() if s > 0]
+        page, best = _page(hits, offset, limit)
+        if _wants_json(request):
+            artists = []
+            for s, a in page:
+                entry = _artist_json(cat, a, {"tags", "aliases"})
+                artists.append(
+                    {
+                        "id": entry.pop("id"),
+                        "type": entry.pop("type"),
+                        "type-id": entry.pop("type-id"),
+                        "score": _pct(s, best),
+                        **entry,
+                    }
+                )
+            body = {"created": _created(), "count": len(hits), "offset": offset, "artists": artists}
+            return _ok(request, body)
+        inner = "".join(_artist_xml(cat, a, {"tags"}, score=_pct(s, best)) for s, a in page)
+        return _ok_xml(
+            request,
+            xml_element("artist-list", inner, count=len(hits), offset=offset),
+            created=_created(),
+        )
+
+
+# ---------------------------------------------------------------------- request helpers
+
+
+def _wants_json(request: web.Request) -> bool:
+    fmt = request.query.get("fmt")
+    if fmt is not None:
+        return fmt == "json"
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _rate_headers(request: web.Request) -> dict[str, str]:
+    rate = request.get(RATE)
+    if rate is None:
+        return {}
+    limit, remaining, reset = rate
+    return {
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(remaining),
+        "X-RateLimit-Reset": str(reset),
+    }
+
+
+def _error(
+    request: web.Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    all_headers = {**_rate_headers(request), **(headers or {})}
+    if _wants_json(request):
+        return json_response({"error": message, "help": HELP}, status, all_headers)
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f"<error><text>{text(message)}</text><text>{text(HELP)}</text></error>"
+    )
+    return xml_response(body, status, all_headers)
+
+
+def _ok(request: web.Request, data: Any) -> web.Response:
+    return json_response(data, 200, _rate_headers(request))
+
+
+def _ok_xml(request: web.Request, inner: str, *, created: str | None = None) -> web.Response:
+    attr = f' created="{created}"' if created else ""
+    body = f"{_XML_HEAD}{attr}>{inner}</metadata>"
+    return xml_response(body, 200, _rate_headers(request))
+
+
+def _incs(
+    request: web.Request, allowed: set[str], resource: str
+) -> tuple[set[str], web.Response | None]:
+    raw = request.query.get("inc", "")
+    incs = {p for p in re.split(r"[+\s]+", raw) if p}
+    for inc in sorted(incs):
+        if inc not in allowed:
+            msg = f"{inc} is not a valid inc parameter for the {resource} resource."
+            return incs, _error(request, 400, msg)
+    return incs, None
+
+
+def _search_params(request: web.Request) -> tuple[Node, int, int] | web.Response:
+    q = request.query
+    query = q.get("query", "")
+    limit_raw, offset_raw = q.get("limit", "25"), q.get("offset", "0")
+    if not limit_raw.isdigit() or int(limit_raw) < 1:
+        return _error(request, 400, "Invalid limit parameter.")
+    if not offset_raw.isdigit():
+        return _error(request, 400, "Invalid offset parameter.")
+    try:
+        node = parse(query) if query.strip() else None
+    except QuerySyntaxError:
+        node = None
+    if node is None:
+        return _error(request, 400, "Invalid search query.")
+    return node, min(int(limit_raw), 100), int(offset_raw)
+
+
+def _page(
+    hits: list[tuple[float, int]], offset: int, limit: int
+) -> tuple[list[tuple[float, int]], float]:
+    hits.sort(key=lambda h: (-h[0], h[1]))
+    best = hits[0][0] if hits else 1.0
+    return hits[offset : offset + limit], best
+
+
+def _pct(score: float, best: float) -> int:
+    return max(1, round(100 * score / best)) if best > 0 else 0
+
+
+def _created() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+# ---------------------------------------------------------------------- search engine
+
+Scores = dict[int, float]
+Predicate = Callable[[int], bool]
+FieldResolver = Callable[[Catalog, str, str, bool], "Scores | Predicate | None"]
+
+
+class _Search:
+    """Evaluates a Lucene tree over one kind of entity with idf-weighted scores."""
+
+    def __init__(self, cat: Catalog, field: FieldResolver, universe: int | None = None) -> None:
+        self.cat = cat
+        self.field = field
+        self.universe = cat.size if universe is None else universe
+
+    def run(self, node: Node) -> Scores:
+        return self.eval(node, None)
+
+    def eval(self, node: Node, within: Scores | None) -> Scores:
+        if isinstance(node, Term | Range):
+            return self.leaf(node, within)
+        if isinstance(node, Or):
+            total: Scores = {}
+            hits: dict[int, int] = {}
+            for child in node.children:
+                for i, s in self.eval(child, within).items():
+                    total[i] = total.get(i, 0.0) + s
+                    hits[i] = hits.get(i, 0) + 1
+            n = len(node.children)
+            return {i: s * hits[i] / n for i, s in total.items()}  # Lucene's coord factor
+        if isinstance(node, And):
+            filters = [c for c in node.children if not isinstance(c, Not | Should)]
+            filters.sort(key=lambda c: isinstance(c, Range) or self._is_predicate(c))
+            current = within
+            for child in filters:
+                found = self.eval(child, current)
+                current = (
+                    found
+                    if current is None
+                    else {i: current[i] + s for i, s in found.items() if i in current}
+                )
+                if not current:
+                    return {}
+            if current is None:
+                current = self.everything()
+            for child in node.children:
+                if isinstance(child, Not):
+                    for i in self.eval(child.child, current):
+                        current.pop(i, None)
+                elif isinstance(child, Should):
+                    for i, s in self.eval(child.child, current).items():
+                        current[i] += s
+            return current
+        if isinstance(node, Not):
+            base = self.everything() if within is None else dict(within)
+            for i in self.eval(node.child, base):
+                base.pop(i, None)
+            return base
+        return self.eval(node.child, within)  # Should outside an And: an ordinary clause
+
+    def _is_predicate(self, node: Node) -> bool:
+        return isinstance(node, Term) and callable(
+            self.field(self.cat, node.field or "", "", False)
+        )
+
+    def everything(self) -> Scores:
+        return dict.fromkeys(range(min(self.universe, _PREDICATE_SCAN_MAX)), 0.01)
+
+    def leaf(self, node: Term | Range, within: Scores | None) -> Scores:
+        name = (node.field or "").lower()
+        if isinstance(node, Range):
+            pred = _range_predicate(self.cat, name, node.low, node.high, self.universe)
+            return self.apply(pred, within, 0.3)
+        if node.text.strip("*?") == "":
+            return dict(within) if within is not None else self.everything()
+        found = self.field(self.cat, name, node.text, node.phrase)
+        if found is None:
+            return {}
+        if callable(found):
+            return self.apply(found, within, 0.3)
+        if within is not None:
+            return {i: s for i, s in found.items() if i in within}
+        return found
+
+    def apply(self, pred: Predicate | None, within: Scores | None, weight: float) -> Scores:
+        if pred is None:
+            return {}
+        domain = within if within is not None else range(min(self.universe, _PREDICATE_SCAN_MAX))
+        return {i: weight for i in domain if pred(i)}
+
+
+def _idf(universe: int, df: int) -> float:
+    return 1.0 + math.log(universe / (df + 1) + 1)
+
+
+def _weighted(cat: Catalog, sets: list[set[int]], weight: float, universe: int) -> Scores:
+    """All ``sets`` must hold (AND of the words of one term or phrase); idf-weighted sum."""
+    if not sets:
+        return {}
+    sets.sort(key=len)
+    common = set(sets[0])
+    for s in sets[1:]:
+        common &= s
+    score = weight * sum(_idf(universe, len(s)) for s in sets)
+    return dict.fromkeys(common, score)
+
+
+def _recording_field(
+    cat: Catalog, name: str, value: str, phrase: bool
+) -> Scores | Predicate | None:
+    if name in ("", "recording", "recordingaccent", "title"):
+        if not value:
+            return None
+        words = tokens(value)
+        found = _weighted(cat, [track_set(cat, "title", w) for w in words], 1.0, cat.size)
+        if len(found) <= CHEAP_RANKING_ABOVE:  # Lucene's length norm: shorter titles first
+            for i in found:
+                title = cat.title_tokens(i)
+                found[i] *= (1.5 if title == words else 1.0) / math.sqrt(max(1, len(title)))
+        return found
+    if name in ("artist", "artistname", "creditname"):
+        if not value:
+            return None
+        return _weighted(cat, [track_set(cat, "artist", w) for w in tokens(value)], 0.8, cat.size)
+    if name in ("release", "releaseaccent"):
+        if not value:
+            return None
+        return _weighted(cat, [track_set(cat, "album", w) for w in tokens(value)], 0.6, cat.size)
+    if name == "isrc":
+        if not value:
+            return None
+        return dict.fromkeys(cat.tracks_by_isrc(value.strip()), 3.0)
+    if name in ("rid", "mbid"):
+        rec = cat.track_by_mbid(value.strip()) if _MBID.match(value.strip()) else None
+        return {} if rec is None else {rec: 3.0}
+    if name == "arid":
+        a = cat.artist_by_mbid(value.strip()) if _MBID.match(value.strip()) else None
+        return {} if a is None else dict.fromkeys(cat.tracks_of_artist(a), 2.0)
+    if not value:  # asked only whether the field is a predicate
+        return (lambda i: False) if name in _RECORDING_PREDICATES else None
+    make = _RECORDING_PREDICATES.get(name)
+    return None if make is None else make(cat, value)
+
+
+def _tag_pred(cat: Catalog, value: str) -> Predicate:
+    want = fold(value)
+    return lambda i: any(fold(t) == want for t, _ in cat.track(i).mb_tags)
+
+
+def _year_pred(cat: Catalog, value: str) -> Predicate:
+    want = value.strip()[:10]
+    return lambda i: cat.track(i).album.release_date.startswith(want)
+
+
+def _int_field(get: Callable[[Track], int]) -> Callable[[Catalog, str], Predicate | None]:
+    def make(cat: Catalog, value: str) -> Predicate | None:
+        try:
+            want = int(value)
+        except ValueError:
+            return None
+        return lambda i: get(cat.track(i)) == want
+
+    return make
+
+
+_RECORDING_PREDICATES: dict[str, Callable[[Catalog, str], Predicate | None]] = {
+    "tag": _tag_pred,
+    "date": _year_pred,
+    "firstreleasedate": _year_pred,
+    "dur": _int_field(lambda t: t.mb_length),
+    "tnum": _int_field(lambda t: t.track_number),
+    "number": _int_field(lambda t: t.track_number),
+    "video": lambda cat, v: lambda i: v.lower() == "false",
+    "status": lambda cat, v: lambda i: v.lower() == "official",
+    "country": lambda cat, v: lambda i: cat.track(i).album.country.lower() == v.lower(),
+    "primarytype": lambda cat, v: lambda i: cat.track(i).album.album_type == v.lower(),
+}
+
+
+def _range_predicate(
+    cat: Catalog, name: str, low: str, high: str, universe: int
+) -> Predicate | None:
+    if name in ("dur", "qdur", "tnum", "number", "begin"):
+        try:
+            lo = -math.inf if low == "*" else float(low)
+            hi = math.inf if high == "*" else float(high)
+        except ValueError:
+            return None
+        if name == "qdur":  # MusicBrainz's quantised duration: 2-second steps
+            lo, hi = lo * 2000, hi * 2000 + 1999
+        if name == "begin":
+            return lambda a: lo <= cat.artist(a).begin_year <= hi
+        get: Callable[[Track], int] = (
+            (lambda t: t.mb_length) if name in ("dur", "qdur") else (lambda t: t.track_number)
+        )
+        return lambda i: lo <= get(cat.track(i)) <= hi
+    if name in ("date", "firstreleasedate"):
+        return lambda i: (
+            (low == "*" or cat.track(i).album.release_date >= low)
+            and (high == "*" or cat.track(i).album.release_date[: len(high)] <= high)
+        )
+    return None
+
+
+def _artist_field(cat: Catalog, name: str, value: str, phrase: bool) -> Scores | Predicate | None:
+    idx = cat.index()
+    if name in ("", "artist", "artistaccent", "alias", "name", "sortname"):
+        if not value:
+            return None
+        words = list(tokens(value))
+        sets = [set(idx.artist.get(w, ())) for w in words]
+        found = _weighted(cat, sets, 1.0, cat.n_artists)
+        for a in found:
+            name_words = tokens(cat.artist(a).name)
+            found[a] *= (1.5 if name_words == words else 1.0) / math.sqrt(max(1, len(name_words)))
+        return found
+    if name in ("arid", "mbid"):
+        found_artist = cat.artist_by_mbid(value.strip()) if _MBID.match(value.strip()) else None
+        return {} if found_artist is None else {found_artist: 3.0}
+    preds: dict[str, Callable[[int], bool]] = {
+        "country": lambda a: cat.artist(a).country.lower() == value.lower(),
+        "type": lambda a: cat.artist(a).kind.lower() == value.lower(),
+        "tag": lambda a: any(fold(t) == fold(value) for t, _ in cat.artist(a).tags),
+        "begin": lambda a: str(cat.artist(a).begin_year).startswith(value.strip()),
+    }
+    if not value:
+        return (lambda a: False) if name in preds else None
+    return preds.get(name)
+
+
+# ---------------------------------------------------------------------- JSON
+
+
+def _artist_credit_json(cat: Catalog, track: Track, incs: set[str]) -> list[dict[str, Any]]:
+    out = []
+    for a, join in zip(track.artists, track.joinphrases, strict=True):
+        artist = cat.artist(a)
+        entry: dict[str, Any] = {
+            "id": artist.mbid,
+            "name": artist.name,
+            "sort-name": artist.sort_name,
+            "disambiguation": artist.disambiguation,
+            "type": artist.kind,
+            "type-id": _TYPE_IDS[artist.kind],
+            "country": artist.country,
+        }
+        if "tags" in incs:
+            entry["tags"] = [
+                {"count": 1 + c // 25, "name": n.casefold()} for n, c in artist.tags[:4]
+            ]
+        if "genres" in incs:
+            entry["genres"] = _genres_json([n for n, _ in artist.tags[:2]], 1)
+        out.append({"name": artist.name, "joinphrase": join, "artist": entry})
+    return out
+
+
+def _genres_json(names: list[str], count: int) -> list[dict[str, Any]]:
+    return [
+        {"id": genre_mbid(n), "name": n.casefold(), "disambiguation": "", "count": count}
+        for n in names
+    ]
+
+
+def _release_json(cat: Catalog, track: Track, *, search: bool = False) -> dict[str, Any]:
+    album = track.album
+    single = album.album_type == "single"
+    rg: dict[str, Any] = {
+        "id": album.release_group_mbid,
+        "type-id": _RG_SINGLE if single else _RG_ALBUM,
+        "primary-type-id": _RG_SINGLE if single else _RG_ALBUM,
+        "title": album.name.removesuffix(" (Deluxe Edition)"),
+        "primary-type": "Single" if single else "Album",
+        "secondary-types": [],
+    }
+    release: dict[str, Any] = {
+        "id": album.release_mbid,
+        "status-id": _STATUS_OFFICIAL,
+        "title": album.name,
+        "status": "Official",
+        "release-group": rg,
+        "date": album.release_date,
+        "country": album.country,
+        "release-events": [{"date": album.release_date, "area": _area_json(album.country)}],
+        "track-count": album.total_tracks,
+        "media": [
+            {
+                "position": 1,
+                "format": "Digital Media",
+                "track": [
+                    {
+                        "id": cat.mb_track_id(track.index),
+                        "number": str(track.track_number),
+                        "title": track.title,
+                        "length": track.mb_length,
+                    }
+                ],
+                "track-count": album.total_tracks,
+                "track-offset": track.track_number - 1,
+            }
+        ],
+    }
+    if search:
+        release["count"] = 1
+    else:
+        release["disambiguation"] = ""
+        release["quality"] = "normal"
+    return release
+
+
+def _area_json(country: str) -> dict[str, Any]:
+    return {
+        "id": genre_mbid("area:" + country),
+        "type": "Country",
+        "type-id": "06dd0ae4-8c74-30bb-b43d-95dcedf961de",
+        "name": country,
+        "sort-name": country,
+        "iso-3166-1-codes": [country],
+        "life-span": {"ended": None},
+    }
+
+
+def _recording_json(cat: Catalog, i: int, incs: set[str], *, toplevel: bool) -> dict[str, Any]:
+    track = cat.track(i)
+    assert track.mbid is not None
+    rec: dict[str, Any] = {
+        "id": track.mbid,
+        "title": track.title,
+        "length": track.mb_length,
+        "disambiguation": "",
+        "video": False,
+        "first-release-date": track.album.release_date,
+    }
+    if incs & {"artist-credits", "artists"}:
+        rec["artist-credit"] = _artist_credit_json(cat, track, incs)
+    if "isrcs" in incs:
+        rec["isrcs"] = [track.isrc]
+    if "tags" in incs:
+        rec["tags"] = [{"count": c, "name": n} for n, c in track.mb_tags]
+    if "genres" in incs:
+        counts = dict(track.mb_tags)
+        rec["genres"] = [
+            g | {"count": counts.get(g["name"], 1)} for g in _genres_json(list(track.mb_genres), 1)
+        ]
+    if "aliases" in incs:
+        rec["aliases"] = []
+    if incs & _RELS:
+        rec["relations"] = []
+    if "annotation" in incs:
+        rec["annotation"] = None
+    if "ratings" in incs:
+        rec["rating"] = {"votes-count": 0, "value": None}
+    if toplevel and "releases" in incs:
+        rec["releases"] = [_release_json(cat, track)]
+    return rec
+
+
+def _search_hit_json(cat: Catalog, i: int, score: int) -> dict[str, Any]:
+    track = cat.track(i)
+    return {
+        "id": track.mbid,
+        "score": score,
+        "title": track.title,
+        "length": track.mb_length,
+        "video": None,
+        "artist-credit": _artist_credit_json(cat, track, set()),
+        "first-release-date": track.album.release_date,
+        "releases": [_release_json(cat, track, search=True)],
+        "isrcs": [track.isrc],
+        "tags": [{"count": c, "name": n} for n, c in track.mb_tags],
+    }
+
+
+def _artist_json(cat: Catalog, a: int, incs: set[str]) -> dict[str, Any]:
+    artist = cat.artist(a)
+    entry: dict[str, Any] = {
+        "id": artist.mbid,
+        "type": artist.kind,
+        "type-id": _TYPE_IDS[artist.kind],
+        "name": artist.name,
+        "sort-name": artist.sort_name,
+        "country": artist.country,
+        "area": _area_json(artist.country),
+        "disambiguation": artist.disambiguation,
+        "isnis": [],
+        "life-span": {"begin": str(artist.begin_year), "end": None, "ended": False},
+    }
+    if "aliases" in incs:
+        entry["aliases"] = []
+    if "tags" in incs:
+        entry["tags"] = [{"count": 1 + c // 25, "name": n.casefold()} for n, c in artist.tags]
+    if "genres" in incs:
+        entry["genres"] = _genres_json([n for n, _ in artist.tags[:2]], 1)
+    return entry
+
+
+# ---------------------------------------------------------------------- XML (MMD-2)
+
+
+def _artist_credit_xml(cat: Catalog, track: Track) -> str:
+    parts = []
+    for a, join in zip(track.artists, track.joinphrases, strict=True):
+        artist = cat.artist(a)
+        inner = xml_element("name", text(artist.name)) + xml_element(
+            "sort-name", text(artist.sort_name)
+        )
+        if artist.disambiguation:
+            inner += xml_element("disambiguation", text(artist.disambiguation))
+        el = xml_element(
+            "artist", inner, id=artist.mbid, type=artist.kind, type_id=_TYPE_IDS[artist.kind]
+        )
+        parts.append(xml_element("name-credit", el, joinphrase=join or None))
+    return xml_element("artist-credit", "".join(parts))
+
+
+def _recording_xml(
+    cat: Catalog,
+    i: int,
+    incs: set[str],
+    *,
+    toplevel: bool = False,
+    score: int | None = None,
+    search: bool = False,
+) -> str:
+    track = cat.track(i)
+    inner = xml_element("title", text(track.title)) + xml_element("length", str(track.mb_length))
+    inner += xml_element("first-release-date", track.album.release_date)
+    if search or incs & {"artist-credits", "artists"}:
+        inner += _artist_credit_xml(cat, track)
+    if (search or toplevel) and (search or "releases" in incs):
+        inner += xml_element("release-list", _release_xml(cat, track), count=1)
+    if "isrcs" in incs or search:
+        inner += xml_element("isrc-list", xml_element("isrc", None, id=track.isrc), count=1)
+    if "tags" in incs or search:
+        tags = "".join(
+            xml_element("tag", xml_element("name", text(n)), count=c) for n, c in track.mb_tags
+        )
+        inner += xml_element("tag-list", tags)
+    if "genres" in incs:
+        counts = dict(track.mb_tags)
+        genres = "".join(
+            xml_element(
+                "genre", xml_element("name", text(n)), count=counts.get(n, 1), id=genre_mbid(n)
+            )
+            for n in track.mb_genres
+        )
+        inner += xml_element("genre-list", genres)
+    return xml_element("recording", inner, id=track.mbid, ext__score=score)
+
+
+def _release_xml(cat: Catalog, track: Track) -> str:
+    album = track.album
+    rg_type = "Single" if album.album_type == "single" else "Album"
+    medium = (
+        xml_element("position", "1")
+        + xml_element("format", "Digital Media")
+        + xml_element(
+            "track-list",
+            xml_element(
+                "track",
+                xml_element("number", str(track.track_number))
+                + xml_element("title", text(track.title))
+                + xml_element("length", str(track.mb_length)),
+                id=cat.mb_track_id(track.index),
+            ),
+            offset=track.track_number - 1,
+            count=album.total_tracks,
+        )
+    )
+    inner = (
+        xml_element("title", text(album.name))
+        + xml_element("status", "Official", id=_STATUS_OFFICIAL)
+        + xml_element(
+            "release-group",
+            xml_element("title", text(album.name)),
+            id=album.release_group_mbid,
+            type=rg_type,
+        )
+        + xml_element("date", album.release_date)
+        + xml_element("country", album.country)
+        + xml_element(
+            "medium-list",
+            xml_element("track-count", str(album.total_tracks)) + xml_element("medium", medium),
+            count=1,
+        )
+    )
+    return xml_element("release", inner, id=album.release_mbid)
+
+
+def _artist_xml(cat: Catalog, a: int, incs: set[str], *, score: int | None = None) -> str:
+    artist = cat.artist(a)
+    inner = (
+        xml_element("name", text(artist.name))
+        + xml_element("sort-name", text(artist.sort_name))
+        + xml_element("country", artist.country)
+    )
+    if artist.disambiguation:
+        inner += xml_element("disambiguation", text(artist.disambiguation))
+    inner += xml_element("life-span", xml_element("begin", str(artist.begin_year)))
+    if "tags" in incs:
+        tags = "".join(
+            xml_element("tag", xml_element("name", text(n.casefold())), count=1 + c // 25)
+            for n, c in artist.tags
+        )
+        inner += xml_element("tag-list", tags)
+    return xml_element(
+        "artist",
+        inner,
+        id=artist.mbid,
+        type=artist.kind,
+        type_id=_TYPE_IDS[artist.kind],
+        ext__score=score,
+    )

@@ -1,0 +1,500 @@
+"""Spotify: the client-credentials token endpoint and the Web API's search, track and artist
+endpoints, as an app in Development Mode sees them (2026).
+
+Shapes follow the recorded responses in shared/fixtures/real/spotify plus the fields the
+current API adds (``is_local``, album ``release_date``/``release_date_precision``/
+``total_tracks``); ``preview_url`` is null as it is for apps since its deprecation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from tunegate.emulator import _words as W
+from tunegate.emulator._http import Provider, Route, json_response, origin
+from tunegate.emulator.catalog import Album, Catalog
+from tunegate.emulator.ids import BASE62_ID
+from tunegate.emulator.match import CHEAP_RANKING_ABOVE, intersect, top, track_set
+from tunegate.emulator.text import tokens
+
+__all__ = ["SpotifyProvider", "parse_query"]
+
+SEARCH_TYPES = ("album", "artist", "playlist", "track", "show", "episode", "audiobook")
+MAX_OFFSET = 1000
+BATCH_MAX = 50
+_FIELDS = ("track", "artist", "album", "isrc", "year", "genre", "upc", "tag")
+_QUERY_TERM = re.compile(r'(\w+):"([^"]*)"?|(\w+):(\S+)|"([^"]*)"?|(\S+)')
+_MARKET = re.compile(r"^[A-Z]{2}$")
+_YEAR = re.compile(r"^(\d{4})(?:-(\d{4}))?$")
+_OPEN = "https://open.spotify.com"
+_MESSAGES = {
+    400: "Bad request",
+    401: "Invalid access token",
+    403: "Forbidden",
+    404: "Not found",
+    429: "Too many requests",
+    500: "Server error.",
+    502: "Bad gateway.",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+}
+_IMAGE = "https://i.scdn.co/image/ab67616d0000"
+
+
+@dataclass
+class Query:
+    """A parsed ``q``: free words plus field filters (``track:``, ``artist:``, ...)."""
+
+    free: list[str] = field(default_factory=list)
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    isrc: str | None = None
+    years: tuple[int, int] | None = None
+    bad_year: bool = False
+
+    def words(self, name: str) -> list[str]:
+        return self.fields.get(name, [])
+
+    @property
+    def empty(self) -> bool:
+        return not (self.free or self.fields or self.isrc or self.years or self.bad_year)
+
+
+def parse_query(q: str) -> Query:
+    query = Query()
+    for m in _QUERY_TERM.finditer(q):
+        name = (m.group(1) or m.group(3) or "").lower()
+        value = m.group(2) if m.group(1) else m.group(4)
+        if name in _FIELDS and value is not None:
+            if name == "isrc":
+                query.isrc = value.strip().upper()
+            elif name == "year":
+                ym = _YEAR.match(value.strip())
+                if ym:
+                    low = int(ym.group(1))
+                    query.years = (low, int(ym.group(2) or low))
+                else:
+                    query.bad_year = True
+            else:
+                query.fields.setdefault(name, []).extend(tokens(value))
+        else:
+            query.free.extend(tokens(m.group(0)))
+    return query
+
+
+def _error(
+    status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
+    return json_response(
+        {"error": {"status": status, "message": message, **extra}}, status, headers
+    )
+
+
+class SpotifyProvider(Provider):
+    name = "spotify"
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("POST", "/api/token", self.token, "token"),
+            Route("GET", "/v1/search", self.search, "search"),
+            Route("GET", "/v1/tracks/{id}", self.get_track, "track"),
+            Route("GET", "/v1/tracks", self.get_tracks, "tracks"),
+            Route("GET", "/v1/artists/{id}", self.get_artist, "artist"),
+            Route("*", "/v1/{tail:.*}", self.unknown, "unknown"),
+        ]
+
+    # ------------------------------------------------------------------ gatekeeping
+    async def admit(
+        self, request: web.Request, endpoint: str, now: float
+    ) -> tuple[str, web.Response | None]:
+        client = request.remote or "unknown"
+        if endpoint == "token":  # accounts.spotify.com: no bearer token, no Web API quota
+            return client, None
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if not auth:
+            return client, _error(401, "No token provided", _www_auth("invalid_request"))
+        if scheme.lower() != "bearer":
+            return client, _error(400, "Only valid bearer authentication supported")
+        entry = self.state.tokens.get(token.strip())
+        if entry is None:
+            return client, _error(401, "Invalid access token", _www_auth("invalid_token"))
+        app, expires_at = entry
+        if now >= expires_at:
+            return app, _error(401, "The access token expired", _www_auth("invalid_token"))
+        if not self.state.config.rate_limits:
+            return app, None
+        decision = self.state.limiter("spotify").check(app, now)
+        if decision.allowed:
+            return app, None
+        return app, _error(
+            429,
+            "Too many requests",
+            {"Retry-After": str(decision.retry_after)},
+            reason="QUOTA_EXCEEDED",
+        )
+
+    def error(self, request: web.Request, status: int, *, retry_after: float = 1.0) -> web.Response:
+        if request.path.startswith("/api/token"):
+            return json_response(
+                {"error": "server_error", "error_description": "Server error"}, status
+            )
+        headers = {"Retry-After": str(math.ceil(retry_after))} if status in (429, 503) else None
+        return _error(status, _MESSAGES.get(status, "Error"), headers)
+
+    # ------------------------------------------------------------------ token
+    async def token(self, request: web.Request) -> web.StreamResponse:
+        state = self.state
+        form = await request.post()
+        client_id = secret = None
+        auth = request.headers.get("Authorization", "")
+        if auth[:6].lower() == "basic ":
+            try:
+                decoded = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                decoded = ""
+            client_id, sep, secret = decoded.partition(":")
+            if not sep:
+                return _token_error("invalid_client", "Invalid client")
+        elif "client_id" in form:
+            client_id, secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
+        grant = form.get("grant_type")
+        if grant is None:
+            return _token_error("unsupported_grant_type", "grant_type parameter is missing")
+        if grant != "client_credentials":
+            return _token_error(
+                "unsupported_grant_type",
+                "grant_type must be client_credentials, authorization_code or refresh_token",
+            )
+        if not client_id or client_id not in state.config.spotify_clients:
+            return _token_error("invalid_client", "Invalid client")
+        if not secrets.compare_digest(state.config.spotify_clients[client_id], secret or ""):
+            return _token_error("invalid_client", "Invalid client secret")
+        now = state.clock()
+        if len(state.tokens) > 1000:
+            for tok, (_, expiry) in list(state.tokens.items()):
+                if expiry <= now:
+                    del state.tokens[tok]
+        lifetime = state.config.token_lifetime
+        token = "BQ" + secrets.token_urlsafe(84)
+        state.tokens[token] = (client_id, now + lifetime)
+        return json_response(
+            {"access_token": token, "token_type": "Bearer", "expires_in": math.ceil(lifetime)}
+        )
+
+    # ------------------------------------------------------------------ lookups
+    async def get_track(self, request: web.Request) -> web.StreamResponse:
+        bad = _check_market(request)
+        if bad is not None:
+            return bad
+        sid = request.match_info["id"]
+        if not BASE62_ID.match(sid):
+            return _error(400, "invalid id")
+        cat = self.state.catalog
+        i = cat.track_by_spotify_id(sid)
+        if i is None:
+            return _error(404, "non existing id")
+        return json_response(track_json(cat, i, origin(request)))
+
+    async def get_tracks(self, request: web.Request) -> web.StreamResponse:
+        if not self.state.config.spotify_batch_tracks:
+            return _error(403, "Forbidden")
+        bad = _check_market(request)
+        if bad is not None:
+            return bad
+        raw = request.query.get("ids", "")
+        ids = [s.strip() for s in raw.split(",")] if raw else []
+        if not ids or any(not BASE62_ID.match(s) for s in ids):
+            return _error(400, "invalid id")
+        if len(ids) > BATCH_MAX:
+            return _error(400, "Too many ids requested")
+        cat, base = self.state.catalog, origin(request)
+        found = [cat.track_by_spotify_id(s) for s in ids]
+        return json_response(
+            {"tracks": [None if i is None else track_json(cat, i, base) for i in found]}
+        )
+
+    async def get_artist(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        if not BASE62_ID.match(sid):
+            return _error(400, "invalid id")
+        cat = self.state.catalog
+        a = cat.artist_by_spotify_id(sid)
+        if a is None:
+            return _error(404, "non existing id")
+        return json_response(artist_json(cat, a, origin(request)))
+
+    async def unknown(self, request: web.Request) -> web.StreamResponse:
+        return _error(404, "Service not found")
+
+    # ------------------------------------------------------------------ search
+    async def search(self, request: web.Request) -> web.StreamResponse:
+        params = request.query
+        q = params.get("q", params.get("query", ""))
+        if not q.strip():
+            return _error(400, "No search query")
+        if "type" not in params:
+            return _error(400, "Missing parameter type")
+        types = [t.strip() for t in params["type"].split(",")]
+        for t in types:
+            if t not in SEARCH_TYPES:
+                return _error(400, f"Bad search type field {t}")
+        cfg = self.state.config
+        limit_max = cfg.spotify_search_limit_max
+        limit = _int_param(params.get("limit"), 5 if limit_max <= 10 else 20)
+        if limit is None or not 0 <= limit <= limit_max:
+            return _error(400, "Invalid limit")
+        offset = _int_param(params.get("offset"), 0)
+        if offset is None or not 0 <= offset <= MAX_OFFSET:
+            return _error(400, "Invalid offset")
+        bad = _check_market(request)
+        if bad is not None:
+            return bad
+        query = parse_query(q)
+        cat, base = self.state.catalog, origin(request)
+        market = params.get("market")
+        out: dict[str, Any] = {}
+        for t in dict.fromkeys(types):
+            if t == "track":
+                total, items = _search_tracks(cat, query, offset, limit)
+                page = [track_json(cat, i, base) for i in items]
+            elif t == "artist":
+                total, items = _search_artists(cat, query, offset, limit)
+                page = [artist_json(cat, a, base) for a in items]
+            elif t == "album":
+                total, albums = _search_albums(cat, query, offset, limit)
+                page = [album_json(cat, cat.album(al), base) for al in albums]
+            else:
+                total, page = 0, []
+            out[t + "s"] = _paging(base, q, params["type"], market, offset, limit, total, page)
+        return json_response(out)
+
+
+def _www_auth(error: str) -> dict[str, str]:
+    return {"WWW-Authenticate": f'Bearer realm="spotify", error="{error}"'}
+
+
+def _token_error(error: str, description: str) -> web.Response:
+    return json_response({"error": error, "error_description": description}, 400)
+
+
+def _int_param(value: str | None, default: int) -> int | None:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _check_market(request: web.Request) -> web.Response | None:
+    market = request.query.get("market")
+    if market is None or market == "from_token" or _MARKET.match(market):
+        return None
+    return _error(400, "Invalid market code")
+
+
+def _paging(
+    base: str,
+    q: str,
+    types: str,
+    market: str | None,
+    offset: int,
+    limit: int,
+    total: int,
+    items: list[Any],
+) -> dict[str, Any]:
+    def href(off: int) -> str:
+        params = {"query": q, "type": types}
+        if market:
+            params["market"] = market
+        params.update(offset=str(off), limit=str(limit))
+        return f"{base}/v1/search?{urlencode(params, quote_via=quote)}"
+
+    has_next = limit > 0 and offset + limit < min(total, MAX_OFFSET + limit)
+    return {
+        "href": href(offset),
+        "items": items,
+        "limit": limit,
+        "next": href(offset + limit) if has_next else None,
+        "offset": offset,
+        "previous": href(max(0, offset - limit)) if offset > 0 and limit > 0 else None,
+        "total": total,
+    }
+
+
+# ---------------------------------------------------------------------- matching
+
+
+def _search_tracks(cat: Catalog, query: Query, offset: int, limit: int) -> tuple[int, list[int]]:
+    if query.bad_year or query.words("upc") or query.words("tag"):
+        return 0, []  # upc and tag filters apply to albums only
+    sets = [track_set(cat, "title", t) for t in query.words("track")]
+    sets += [track_set(cat, "artist", t) for t in query.words("artist")]
+    sets += [track_set(cat, "album", t) for t in query.words("album")]
+    sets += [track_set(cat, "any", t) for t in query.free]
+    if query.isrc is not None:
+        sets.append(set(cat.tracks_by_isrc(query.isrc)))
+    found = intersect(sets)
+    candidates = range(cat.size) if found is None else found
+    keep = [i for i in candidates if cat.on_spotify(i)]
+    if query.years is not None:
+        low, high = query.years
+        keep = [i for i in keep if low <= cat.album(cat.album_index_of(i)).year <= high]
+    genres = query.words("genre")
+    if genres:
+        keep = [i for i in keep if _has_genre(cat, cat.track(i).artists[0], genres)]
+    want = query.words("track") or query.free
+    if len(keep) > CHEAP_RANKING_ABOVE or not want:
+        ranked = top(keep, offset + limit, key=lambda i: (-cat.popularity(i), i))
+    else:
+        ranked = top(
+            keep, offset + limit, key=lambda i: (-_relevance(cat, i, want), -cat.popularity(i), i)
+        )
+    return len(keep), ranked[offset : offset + limit]
+
+
+def _relevance(cat: Catalog, i: int, want: list[str]) -> int:
+    """Exact title first, then titles holding every word, then the rest (Spotify-like)."""
+    title = cat.title_tokens(i)
+    if title == want:
+        return 2
+    return 1 if set(want) <= set(title) else 0
+
+
+def _has_genre(cat: Catalog, a: int, words: list[str]) -> bool:
+    have = {t for g in cat.artist(a).genres for t in tokens(g)}
+    return set(words) <= have
+
+
+def _search_artists(cat: Catalog, query: Query, offset: int, limit: int) -> tuple[int, list[int]]:
+    if query.isrc or query.words("track") or query.words("album") or query.bad_year:
+        return 0, []
+    idx = cat.index()
+    words = query.free + query.words("artist")
+    found = intersect(set(idx.artist.get(t, ())) for t in words)
+    keep = list(range(cat.n_artists) if found is None else found)
+    genres = query.words("genre")
+    if genres:
+        keep = [a for a in keep if _has_genre(cat, a, genres)]
+    ranked = top(
+        keep,
+        offset + limit,
+        key=lambda a: (tokens(cat.artist(a).name) != words, -cat.artist(a).popularity, a),
+    )
+    return len(keep), ranked[offset : offset + limit]
+
+
+def _search_albums(cat: Catalog, query: Query, offset: int, limit: int) -> tuple[int, list[int]]:
+    if query.isrc or query.words("track") or query.bad_year:
+        return 0, []
+    idx = cat.index()
+    sets = [set(idx.album.get(t, ())) for t in query.free + query.words("album")]
+    for t in query.words("artist"):
+        sets.append({al for a in idx.artist.get(t, ()) for al in _albums_of_artist(cat, a)})
+    found = intersect(sets)
+    keep = list(range(cat.n_albums) if found is None else found)
+    if query.years is not None:
+        low, high = query.years
+        keep = [al for al in keep if low <= cat.album(al).year <= high]
+    ranked = top(
+        keep, offset + limit, key=lambda al: (-cat.artist(cat.album(al).artist).popularity, al)
+    )
+    return len(keep), ranked[offset : offset + limit]
+
+
+def _albums_of_artist(cat: Catalog, a: int) -> set[int]:
+    return {cat.album_index_of(i) for i in cat.tracks_of_artist(a) if cat.track(i).artists[0] == a}
+
+
+# ---------------------------------------------------------------------- serialisation
+
+
+def _images(hash_: str, sizes: tuple[int, ...] = (640, 300, 64)) -> list[dict[str, Any]]:
+    prefixes = {640: "b273", 300: "1e02", 320: "1e02", 160: "4851", 64: "4851"}
+    return [
+        {"height": s, "url": f"{_IMAGE}{prefixes.get(s, 'b273')}{hash_[:24]}", "width": s}
+        for s in sizes
+    ]
+
+
+def artist_simple(cat: Catalog, a: int, base: str) -> dict[str, Any]:
+    artist = cat.artist(a)
+    sid = artist.spotify_id
+    return {
+        "external_urls": {"spotify": f"{_OPEN}/artist/{sid}"},
+        "href": f"{base}/v1/artists/{sid}",
+        "id": sid,
+        "name": artist.name,
+        "type": "artist",
+        "uri": f"spotify:artist:{sid}",
+    }
+
+
+def artist_json(cat: Catalog, a: int, base: str) -> dict[str, Any]:
+    artist = cat.artist(a)
+    sid = artist.spotify_id
+    return {
+        "external_urls": {"spotify": f"{_OPEN}/artist/{sid}"},
+        "followers": {"href": None, "total": artist.followers},
+        "genres": list(artist.genres),
+        "href": f"{base}/v1/artists/{sid}",
+        "id": sid,
+        "images": _images(artist.image_hash, (640, 320, 160)),
+        "name": artist.name,
+        "popularity": artist.popularity,
+        "type": "artist",
+        "uri": f"spotify:artist:{sid}",
+    }
+
+
+def album_json(cat: Catalog, album: Album, base: str) -> dict[str, Any]:
+    sid = album.spotify_id
+    return {
+        "album_type": album.album_type,
+        "artists": [artist_simple(cat, album.artist, base)],
+        "available_markets": list(W.MARKETS),
+        "external_urls": {"spotify": f"{_OPEN}/album/{sid}"},
+        "href": f"{base}/v1/albums/{sid}",
+        "id": sid,
+        "images": _images(album.image_hash),
+        "name": album.name,
+        "release_date": album.release_date,
+        "release_date_precision": album.date_precision,
+        "total_tracks": album.total_tracks,
+        "type": "album",
+        "uri": f"spotify:album:{sid}",
+    }
+
+
+def track_json(cat: Catalog, i: int, base: str) -> dict[str, Any]:
+    track = cat.track(i)
+    sid = track.spotify_id
+    assert sid is not None, "only tracks on Spotify are serialised for Spotify"
+    return {
+        "album": album_json(cat, track.album, base),
+        "artists": [artist_simple(cat, a, base) for a in track.artists],
+        "available_markets": list(W.MARKETS),
+        "disc_number": 1,
+        "duration_ms": track.duration_ms,
+        "explicit": track.explicit,
+        "external_ids": {"isrc": track.isrc},
+        "external_urls": {"spotify": f"{_OPEN}/track/{sid}"},
+        "href": f"{base}/v1/tracks/{sid}",
+        "id": sid,
+        "is_local": False,
+        "name": track.display_title,
+        "popularity": track.popularity,
+        "preview_url": None,
+        "track_number": track.track_number,
+        "type": "track",
+        "uri": f"spotify:track:{sid}",
+    }

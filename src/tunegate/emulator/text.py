@@ -1,0 +1,35 @@
+"""Text folding shared by the three providers' matchers: case, accents, punctuation."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+__all__ = ["fold", "strip_feat", "tokens"]
+
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+_APOSTROPHES = re.compile(r"['’`´]")
+_FEAT = re.compile(r"\s*[\(\[]?\s*(?:feat\.?|ft\.?|featuring)\s+[^\)\]]*[\)\]]?\s*$", re.IGNORECASE)
+# Letters NFKD does not decompose into base + accent.
+_SPECIAL = str.maketrans({"ø": "o", "Ø": "o", "ł": "l", "Ł": "l", "ß": "ss", "æ": "ae", "đ": "d"})
+
+
+@lru_cache(maxsize=65536)
+def fold(text: str) -> str:
+    """Lower-case, accent-free, punctuation-free form: ``"Déjà Vu!"`` -> ``"deja vu"``."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_SPECIAL))
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    bare = _APOSTROPHES.sub("", bare).replace("&", " and ")
+    return _NON_WORD.sub(" ", bare).strip()
+
+
+def tokens(text: str) -> list[str]:
+    """The folded words of ``text``."""
+    folded = fold(text)
+    return folded.split() if folded else []
+
+
+def strip_feat(title: str) -> str:
+    """``"Song (feat. X)"`` -> ``"Song"``: the form MusicBrainz and most matchers use."""
+    return _FEAT.sub("", title).strip() or title
