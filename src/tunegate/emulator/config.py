@@ -57,7 +57,8 @@ class EmulatorConfig:
     spotify_search_limit_max: int = 10
     spotify_rate: RateLimit = field(default_factory=lambda: RateLimit(300, 30.0))
     musicbrainz_rate: RateLimit = field(default_factory=lambda: RateLimit(1, 1.0))
-    lastfm_rate: RateLimit = field(default_factory=lambda: RateLimit(5, 1.0))
+    # Last.fm's terms (as reported): 5 requests/s per IP averaged over 5 minutes.
+    lastfm_rate: RateLimit = field(default_factory=lambda: RateLimit(1500, 300.0))
     rate_limits: bool = True  # False: quotas are not enforced (benchmarks)
 
     def copy(self) -> EmulatorConfig:

@@ -1,0 +1,142 @@
+"""``tunegate enrich``: the batch job, against the sandbox emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tunegate.clients import AsyncGateway
+from tunegate.enrich import Providers, enrich, read_rows, scan_output
+from tunegate.exceptions import ConfigurationError
+from tunegate.sandbox import sandbox, write_sample_input
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def run_enrich(tmp_path: Path, input_path: Path, output: Path, **kw: Any) -> Any:
+    async def go() -> Any:
+        async with AsyncGateway(settings, cache_manager=None) as gateway:
+            return await enrich(Providers.of(gateway), input_path, output, **kw)
+
+    with sandbox() as (_emu, settings):
+        return asyncio.run(go())
+
+
+def test_sample_run_joins_the_three_providers(tmp_path: Path) -> None:
+    """Every row gets a record; a well-known track is joined through its ISRC."""
+    with sandbox() as (emu, _):
+        inp = write_sample_input(emu, tmp_path / "in.csv", rows=30)
+    out = tmp_path / "out.jsonl"
+    summary = run_enrich(tmp_path, inp, out)
+    recs = records(out)
+    assert [r["row"] for r in recs] == sorted(r["row"] for r in recs)
+    assert len(recs) == summary.total == 30
+    strobe = [r for r in recs if r["input"]["title"].lower() == "strobe"]
+    assert strobe, "the sample starts with the catalogue's real tracks"
+    s = strobe[0]
+    assert s["status"] == "ok"
+    assert s["spotify"]["isrc"]
+    assert s["musicbrainz"]["id"]
+    assert s["lastfm_tags"]
+    missing = recs[-1]
+    assert missing["input"]["artist"] == "Nobody Anywhere"
+    assert missing["spotify"] is None
+    assert missing["status"] == "ok"
+
+
+def test_resume_skips_done_rows_and_cuts_a_torn_line(tmp_path: Path) -> None:
+    """A re-run after a kill mid-write writes only the missing rows, one record per row."""
+    with sandbox() as (emu, _):
+        inp = write_sample_input(emu, tmp_path / "in.csv", rows=12)
+    out = tmp_path / "out.jsonl"
+    run_enrich(tmp_path, inp, out)
+    full = records(out)
+    # As if killed: only the first 5 records, and half of the 6th.
+    lines = out.read_bytes().splitlines(keepends=True)
+    out.write_bytes(b"".join(lines[:5]) + lines[5][: len(lines[5]) // 2])
+    summary = run_enrich(tmp_path, inp, out)
+    assert summary.skipped == 5
+    assert sum(summary.status.values()) == 7
+    assert records(out) == full
+
+
+def test_killed_process_resumes_to_a_complete_output(tmp_path: Path) -> None:
+    """SIGKILL in the middle of a real run leaves an output that a re-run completes."""
+    with sandbox() as (emu, _):
+        inp = write_sample_input(emu, tmp_path / "in.csv", rows=60)
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "tunegate", "enrich", str(inp), "-o", str(out), "--sandbox"]
+    cmd += ["--cache", str(tmp_path / "cache.db"), "--concurrency", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and out.read_bytes().count(b"\n") >= 5:
+            break
+        time.sleep(0.02)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    before = out.read_bytes().count(b"\n")
+    done = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    recs = records(out)
+    assert sorted(r["row"] for r in recs) == list(range(60))
+    assert before < 60 or proc.returncode == 0
+
+
+def test_rows_without_artist_fail_without_a_call(tmp_path: Path) -> None:
+    """A blank artist is recorded as an input error; the job carries on."""
+    inp = tmp_path / "in.csv"
+    inp.write_text("Artist,Title\n,Strobe\ndeadmau5,Strobe\n")
+    out = tmp_path / "out.jsonl"
+    run_enrich(tmp_path, inp, out)
+    bad, good = records(out)
+    assert bad["status"] == "failed"
+    assert "artist" in bad["errors"]["input"]
+    assert good["status"] == "ok"
+    assert good["spotify"] is not None
+
+
+def test_input_without_columns_is_a_clear_error(tmp_path: Path) -> None:
+    """A CSV without an artist column names the columns it accepts."""
+    inp = tmp_path / "in.csv"
+    inp.write_text("singer,song\nx,y\n")
+    with pytest.raises(ConfigurationError, match="artist"):
+        list(read_rows(inp))
+
+
+def test_output_of_another_input_is_refused(tmp_path: Path) -> None:
+    """Resuming into an output written for a different input is an error, not a mix."""
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("artist,title\ndeadmau5,Strobe\n")
+    b.write_text("artist,title\nMuse,Uprising\n")
+    out = tmp_path / "out.jsonl"
+    run_enrich(tmp_path, a, out)
+    with pytest.raises(ConfigurationError, match="another input"):
+        run_enrich(tmp_path, b, out)
+
+
+def test_jsonl_input(tmp_path: Path) -> None:
+    """JSON Lines input with artist and title keys works like CSV."""
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(b'{"artist": "deadmau5", "title": "Strobe"}\n\n')
+    assert [(r.artist, r.title) for r in read_rows(inp)] == [("deadmau5", "Strobe")]
+
+
+def test_scan_output_rejects_foreign_files(tmp_path: Path) -> None:
+    """An output path that holds something else is not silently appended to."""
+    out = tmp_path / "out.jsonl"
+    out.write_text("hello\n")
+    with pytest.raises(ConfigurationError, match="not a tunegate enrich record"):
+        scan_output(out)
