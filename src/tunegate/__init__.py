@@ -5,6 +5,18 @@ from __future__ import annotations
 from tunegate._http import HttpConfig
 from tunegate.breaker import CircuitBreaker, CircuitBreakerRegistry, CircuitState
 from tunegate.cache import CacheEntry, CacheManager
+from tunegate.clients import (
+    AsyncGateway,
+    AsyncLastFmClient,
+    AsyncMusicBrainzClient,
+    AsyncSpotifyClient,
+    Gateway,
+    LastFmClient,
+    MusicBrainzClient,
+    Settings,
+    SpotifyClient,
+    clients_from_env,
+)
 from tunegate.exceptions import (
     AuthenticationError,
     CircuitBreakerOpenError,
@@ -26,6 +38,10 @@ from tunegate.retry import RetryBudget, Retrying, RetryPolicy, retry
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncGateway",
+    "AsyncLastFmClient",
+    "AsyncMusicBrainzClient",
+    "AsyncSpotifyClient",
     "AuthenticationError",
     "CacheEntry",
     "CacheManager",
@@ -34,10 +50,13 @@ __all__ = [
     "CircuitBreakerRegistry",
     "CircuitState",
     "ConfigurationError",
+    "Gateway",
     "HttpConfig",
     "InvalidInput",
     "JsonFormatter",
+    "LastFmClient",
     "MalformedResponse",
+    "MusicBrainzClient",
     "NotFound",
     "Pipeline",
     "ProviderError",
@@ -48,8 +67,11 @@ __all__ = [
     "RetryBudget",
     "RetryPolicy",
     "Retrying",
+    "Settings",
+    "SpotifyClient",
     "TokenBucket",
     "TunegateError",
+    "clients_from_env",
     "correlation_id",
     "retry",
 ]

@@ -7,9 +7,10 @@ failing leaves the others' answers in the record, with the error named.
 
 The output is JSON Lines, one record per row, appended as each row finishes, so a killed run
 loses at most the rows in flight. A re-run resumes: rows whose last record is ``ok`` are
-skipped, the others are tried again and their new record supersedes the old one; when a run
-superseded records it rewrites the file with one record per row (to a temporary file, then
-an atomic rename). A torn last line (a kill in the middle of a write) is cut off on resume.
+skipped, the others are tried again and their new record supersedes the old one. At the end
+of a run the file is rewritten, when needed, as one record per row in row order (to a
+temporary file, then an atomic rename). A torn last line (a kill in the middle of a write)
+is cut off on resume.
 """
 
 from __future__ import annotations
@@ -325,15 +326,19 @@ async def enrich(
     summary = EnrichSummary()
     writer = _Writer(output_path)
     queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=concurrency * 2)
-    superseded = records_before > len(done)
+    # Rewrite at the end when the file is not one record per row in row order: workers
+    # finish out of order, and retried rows supersede their earlier record.
+    untidy = records_before > len(done)
+    last = max(done, default=-1)
 
     async def worker() -> None:
-        nonlocal superseded
+        nonlocal untidy, last
         while (row := await queue.get()) is not None:
             invalid = _check_input(row)
             record = _invalid_record(row, invalid) if invalid else await enrich_row(providers, row)
-            if row.index in done:
-                superseded = True
+            if row.index in done or row.index < last:
+                untidy = True
+            last = max(last, row.index)
             writer.write(record)
             summary.status[record["status"]] += 1
             if on_progress is not None:
@@ -357,7 +362,7 @@ async def enrich(
         for w in workers:
             w.cancel()
         writer.close()
-    if superseded:
+    if untidy:
         _compact(output_path)
         summary.compacted = True
     summary.seconds = time.monotonic() - started

@@ -1,0 +1,327 @@
+"""All three clients from the environment, sharing one cache, one limiter and one breaker
+registry (and one Redis, when ``TUNEGATE_REDIS_URL`` is set)::
+
+    with Gateway.from_env() as gw:
+        track = gw.spotify.search_track("Deadmau5", "Strobe")
+
+    async with AsyncGateway.from_env() as gw:
+        tags = await gw.lastfm.get_track_tags("Deadmau5", "Strobe")
+
+Variables (read with plain ``os.environ``: a dozen strings need no settings framework):
+
+=============================  ===========================================================
+``SPOTIFY_CLIENT_ID``          with ``SPOTIFY_CLIENT_SECRET``: builds ``gw.spotify``
+``SPOTIFY_CLIENT_SECRET``
+``MUSICBRAINZ_USER_AGENT``     ``"App/1.0 ( contact )"``: builds ``gw.musicbrainz``
+``LASTFM_API_KEY``             builds ``gw.lastfm``
+``TUNEGATE_REDIS_URL``         cache, limiter, breakers and Spotify token shared via Redis
+``TUNEGATE_SPOTIFY_API_URL``   base URL overrides (a mirror, a proxy, the emulator); the
+``TUNEGATE_SPOTIFY_AUTH_URL``  clients read these too when no ``base_url`` is given
+``TUNEGATE_MUSICBRAINZ_URL``
+``TUNEGATE_LASTFM_URL``
+``TUNEGATE_MUSICBRAINZ_RATE``  requests/s for a self-hosted MusicBrainz mirror
+=============================  ===========================================================
+
+A provider whose variables are missing is not built; using it raises ConfigurationError
+naming the variables to set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, Self, TypeVar
+
+from prometheus_client import CollectorRegistry
+
+from tunegate._clock import Clock
+from tunegate._http import HttpConfig
+from tunegate._policy.retry import RetryPolicy
+from tunegate._redis import RedisLink
+from tunegate.breaker import CircuitBreakerRegistry
+from tunegate.cache import CacheManager
+from tunegate.clients._base import ClientBase, Profile
+from tunegate.clients.lastfm import LASTFM, AsyncLastFmClient, LastFmClient, _LastFm
+from tunegate.clients.musicbrainz import (
+    MUSICBRAINZ,
+    AsyncMusicBrainzClient,
+    MusicBrainzClient,
+    _MusicBrainz,
+)
+from tunegate.clients.spotify import (
+    AUTH_URL_ENV,
+    SPOTIFY,
+    AsyncSpotifyClient,
+    SpotifyClient,
+    _Spotify,
+)
+from tunegate.exceptions import ConfigurationError
+from tunegate.ratelimit import RateLimiter
+
+__all__ = ["AsyncGateway", "Gateway", "Settings", "clients_from_env"]
+
+S = TypeVar("S", bound=_Spotify)
+M = TypeVar("M", bound=_MusicBrainz)
+L = TypeVar("L", bound=_LastFm)
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What :class:`Gateway` needs; :meth:`from_env` reads it. Secrets stay out of ``repr``."""
+
+    spotify_client_id: str | None = None
+    spotify_client_secret: str | None = field(default=None, repr=False)
+    musicbrainz_user_agent: str | None = None
+    lastfm_api_key: str | None = field(default=None, repr=False)
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    spotify_api_url: str | None = None
+    spotify_auth_url: str | None = None
+    musicbrainz_url: str | None = None
+    lastfm_url: str | None = None
+    musicbrainz_rate: float | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the variables in the module docstring (blank counts as unset)."""
+        env = os.environ if environ is None else environ
+        rate_text = _get(env, "TUNEGATE_MUSICBRAINZ_RATE")
+        try:
+            rate = None if rate_text is None else float(rate_text)
+        except ValueError:
+            raise ConfigurationError("TUNEGATE_MUSICBRAINZ_RATE must be a number") from None
+        return cls(
+            spotify_client_id=_get(env, "SPOTIFY_CLIENT_ID"),
+            spotify_client_secret=_get(env, "SPOTIFY_CLIENT_SECRET"),
+            musicbrainz_user_agent=_get(env, "MUSICBRAINZ_USER_AGENT"),
+            lastfm_api_key=_get(env, "LASTFM_API_KEY"),
+            redis_url=_get(env, "TUNEGATE_REDIS_URL"),
+            spotify_api_url=_get(env, SPOTIFY.url_env),
+            spotify_auth_url=_get(env, AUTH_URL_ENV),
+            musicbrainz_url=_get(env, MUSICBRAINZ.url_env),
+            lastfm_url=_get(env, LASTFM.url_env),
+            musicbrainz_rate=rate,
+        )
+
+
+def _missing(profile: Profile, names: str) -> ConfigurationError:
+    return ConfigurationError(f"{profile.name} is not configured: set {names}")
+
+
+class _Gateway(Generic[S, M, L]):
+    """The three clients over one cache, one limiter and one breaker registry."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        classes: tuple[type[S], type[M], type[L]],
+        *,
+        cache_manager: CacheManager | None,
+        rate_limiter: RateLimiter | None,
+        breakers: CircuitBreakerRegistry | None,
+        http: HttpConfig | None,
+        retry: RetryPolicy | None,
+        registry: CollectorRegistry | None,
+        clock: Clock | None,
+    ) -> None:
+        self.settings = settings
+        self._link = RedisLink(settings.redis_url) if settings.redis_url else None
+        self._owns_cache = cache_manager is None
+        self.cache = cache_manager or CacheManager(self._link, clock=clock)
+        self.limiter = rate_limiter or RateLimiter(redis=self._link, clock=clock)
+        self.breakers = breakers or CircuitBreakerRegistry(redis=self._link, clock=clock)
+        common: dict[str, Any] = {
+            "cache_manager": self.cache,
+            "rate_limiter": self.limiter,
+            "redis": self._link,
+            "http": http,
+            "retry": retry,
+            "registry": registry,
+            "clock": clock,
+        }
+        spotify_class, musicbrainz_class, lastfm_class = classes
+        self._spotify: S | None = None
+        self._musicbrainz: M | None = None
+        self._lastfm: L | None = None
+        s = settings
+        if s.spotify_client_id and s.spotify_client_secret:
+            self._spotify = spotify_class(
+                s.spotify_client_id,
+                s.spotify_client_secret,
+                circuit_breaker=self._breaker(SPOTIFY),
+                base_url=s.spotify_api_url,
+                auth_url=s.spotify_auth_url,
+                **common,
+            )
+        if s.musicbrainz_user_agent:
+            self._musicbrainz = musicbrainz_class(
+                s.musicbrainz_user_agent,
+                circuit_breaker=self._breaker(MUSICBRAINZ),
+                base_url=s.musicbrainz_url,
+                rate=s.musicbrainz_rate,
+                **common,
+            )
+        if s.lastfm_api_key:
+            self._lastfm = lastfm_class(
+                s.lastfm_api_key,
+                circuit_breaker=self._breaker(LASTFM),
+                base_url=s.lastfm_url,
+                **common,
+            )
+
+    def _breaker(self, profile: Profile) -> Any:
+        existing = self.breakers.get(profile.name)
+        if existing is not None:
+            return existing
+        return self.breakers.register(
+            profile.name,
+            failure_threshold=profile.failure_threshold,
+            timeout=profile.timeout,
+            success_threshold=profile.success_threshold,
+        )
+
+    @property
+    def spotify(self) -> S:
+        if self._spotify is None:
+            raise _missing(SPOTIFY, "SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET")
+        return self._spotify
+
+    @property
+    def musicbrainz(self) -> M:
+        if self._musicbrainz is None:
+            raise _missing(MUSICBRAINZ, "MUSICBRAINZ_USER_AGENT ('App/1.0 ( contact )')")
+        return self._musicbrainz
+
+    @property
+    def lastfm(self) -> L:
+        if self._lastfm is None:
+            raise _missing(LASTFM, "LASTFM_API_KEY")
+        return self._lastfm
+
+    def _clients(self) -> list[ClientBase]:
+        return [c for c in (self._spotify, self._musicbrainz, self._lastfm) if c is not None]
+
+    def get_stats(self) -> dict[str, Any]:
+        """Each configured client's stats by provider name, and the cache's under ``cache``."""
+        stats: dict[str, Any] = {c.profile.name: c.get_stats() for c in self._clients()}
+        stats["cache"] = self.cache.get_stats()
+        return stats
+
+    def __repr__(self) -> str:
+        names = ", ".join(c.profile.name for c in self._clients()) or "no providers"
+        shared = " shared via Redis" if self._link is not None else ""
+        return f"<{type(self).__name__} {names}{shared}>"
+
+
+class Gateway(_Gateway[SpotifyClient, MusicBrainzClient, LastFmClient]):
+    """:class:`SpotifyClient`, :class:`MusicBrainzClient` and :class:`LastFmClient` sharing
+    one cache, limiter and breaker registry. Build it with :meth:`from_env`, or from
+    :class:`Settings`; ``cache_manager``, ``rate_limiter``, ``breakers``, ``http``,
+    ``retry``, ``registry`` and ``clock`` replace the defaults."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        cache_manager: CacheManager | None = None,
+        rate_limiter: RateLimiter | None = None,
+        breakers: CircuitBreakerRegistry | None = None,
+        http: HttpConfig | None = None,
+        retry: RetryPolicy | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(
+            settings if settings is not None else Settings(),
+            (SpotifyClient, MusicBrainzClient, LastFmClient),
+            cache_manager=cache_manager,
+            rate_limiter=rate_limiter,
+            breakers=breakers,
+            http=http,
+            retry=retry,
+            registry=registry,
+            clock=clock,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
+        """Build from the environment (see the module docstring); ``options`` as for the
+        constructor."""
+        return cls(Settings.from_env(environ), **options)
+
+    def close(self) -> None:
+        """Close the clients, and the cache and Redis connections this gateway opened."""
+        for client in (self._spotify, self._musicbrainz, self._lastfm):
+            if client is not None:
+                client.close()
+        if self._owns_cache:
+            self.cache.close()
+        if self._link is not None:
+            self._link.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncGateway(_Gateway[AsyncSpotifyClient, AsyncMusicBrainzClient, AsyncLastFmClient]):
+    """:class:`Gateway` with the asyncio clients; close it with ``await gw.aclose()`` or
+    ``async with``."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        cache_manager: CacheManager | None = None,
+        rate_limiter: RateLimiter | None = None,
+        breakers: CircuitBreakerRegistry | None = None,
+        http: HttpConfig | None = None,
+        retry: RetryPolicy | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(
+            settings if settings is not None else Settings(),
+            (AsyncSpotifyClient, AsyncMusicBrainzClient, AsyncLastFmClient),
+            cache_manager=cache_manager,
+            rate_limiter=rate_limiter,
+            breakers=breakers,
+            http=http,
+            retry=retry,
+            registry=registry,
+            clock=clock,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
+        """See :meth:`Gateway.from_env`."""
+        return cls(Settings.from_env(environ), **options)
+
+    async def aclose(self) -> None:
+        """Close the running loop's connections, and the cache and Redis this gateway opened."""
+        for client in (self._spotify, self._musicbrainz, self._lastfm):
+            if client is not None:
+                await client.aclose()
+        if self._owns_cache:
+            await self.cache.aclose()
+        if self._link is not None:
+            await self._link.aclose()
+            self._link.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def clients_from_env(environ: Mapping[str, str] | None = None, **options: Any) -> Gateway:
+    """``Gateway.from_env()``: the three sync clients from the environment."""
+    return Gateway.from_env(environ, **options)

@@ -1,0 +1,135 @@
+"""MusicBrainzClient and AsyncMusicBrainzClient against the emulator: every method, the
+User-Agent rule, the 1 request/s rule for the official host, input checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.clients.conftest import AGENT, Driver, requests_to
+from tests.pipeline._server import Reply, ScriptServer, serve
+from tunegate.clients import MusicBrainzClient
+from tunegate.emulator import Emulator
+from tunegate.exceptions import ConfigurationError, InvalidInput
+from tunegate.ratelimit import RateLimiter
+
+STROBE = 0
+THINKING_OUT_LOUD = 10  # Ed Sheeran, with its real MBID and ISRC
+
+
+def test_lookup_isrc(driver: Driver, emulator: Emulator) -> None:
+    """lookup_isrc gives the design's ``recording['title']`` and ``recording['id']``;
+    lookup_isrc_recordings every recording; an unknown ISRC gives None and []."""
+    track = emulator.describe_track(THINKING_OUT_LOUD)
+    client = driver.musicbrainz()
+    recording = driver.call(client, "lookup_isrc", track["isrc"].lower())
+    assert (recording["title"], recording["id"]) == ("Thinking Out Loud", track["mbid"])
+    assert recording["artist-credit"][0]["name"] == "Ed Sheeran"
+    every = driver.call(client, "lookup_isrc_recordings", track["isrc"])
+    assert [r["id"] for r in every] == [track["mbid"]]
+    assert requests_to(emulator, "musicbrainz", "isrc") == 1  # the second came from the cache
+    assert driver.call(client, "lookup_isrc", "USIR20400599") is None
+    assert driver.call(client, "lookup_isrc_recordings", "USIR20400599") == []
+
+
+def test_search_recording_ranks_and_escapes(driver: Driver, emulator: Emulator) -> None:
+    """search_recording returns the best match; Lucene syntax in user text is only text."""
+    client = driver.musicbrainz()
+    strobe = emulator.describe_track(STROBE)
+    found = driver.call(client, "search_recording", "Deadmau5", "Strobe")
+    assert (found["id"], found["title"]) == (strobe["mbid"], "Strobe")
+    bells = driver.call(client, "search_recording", "AC/DC", "Hells Bells")
+    assert bells["title"] == "Hells Bells"
+    assert driver.call(client, "search_recording", 'x" OR artist:*', "(a) && [b]") is None
+
+
+def test_get_recording(driver: Driver, emulator: Emulator) -> None:
+    """get_recording by MBID (any UUID spelling), with the inc list; unknown gives None."""
+    track = emulator.describe_track(THINKING_OUT_LOUD)
+    client = driver.musicbrainz()
+    recording = driver.call(client, "get_recording", track["mbid"].upper())
+    assert recording["title"] == "Thinking Out Loud"
+    assert track["isrc"] in recording["isrcs"]
+    slim = driver.call(client, "get_recording", track["mbid"], inc=["artist-credits"])
+    assert slim["id"] == track["mbid"]
+    assert "isrcs" not in slim
+    assert driver.call(client, "get_recording", "00000000-0000-0000-0000-000000000000") is None
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "field"),
+    [
+        ("lookup_isrc", ("USIR2040050",), "isrc"),
+        ("lookup_isrc", ("USIR20400500", ["genres"]), "inc"),
+        ("search_recording", ("Deadmau5", "   "), "title"),
+        ("search_recording", (None, "Strobe"), "artist"),
+        ("get_recording", ("not-a-uuid",), "mbid"),
+        ("get_recording", ("cb2cc207-8125-445c-9ef9-6ea44eee959a", "bogus"), "inc"),
+    ],
+)
+def test_bad_input_fails_before_any_network_call(
+    driver: Driver, emulator: Emulator, method: str, args: tuple[Any, ...], field: str
+) -> None:
+    """Invalid input raises InvalidInput naming the field; the emulator sees nothing."""
+    client = driver.musicbrainz()
+    err = driver.catch(client, method, *args)
+    assert isinstance(err, InvalidInput)
+    assert err.field == field
+    assert emulator.stats()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "agent", [None, "", "tunegate", "python-requests/2.31 ( a@b.c )", "App/1.0"]
+)
+def test_user_agent_is_required_and_checked(agent: Any) -> None:
+    """A missing, generic or contact-less User-Agent is refused at construction."""
+    with pytest.raises(ConfigurationError, match=r"AppName/1\.0"):
+        MusicBrainzClient(agent)
+
+
+@pytest.fixture
+def recorder() -> Iterator[ScriptServer]:
+    yield from serve()
+
+
+def test_user_agent_is_sent_on_every_request(recorder: ScriptServer) -> None:
+    """Every request carries the application's User-Agent (then tunegate's own product)."""
+    body = {"recordings": [{"id": "cb2cc207-8125-445c-9ef9-6ea44eee959a", "title": "T"}]}
+    recorder.script("/ws/2/isrc/GBAHS1400099", Reply(json=body))
+    recorder.script("/ws/2/recording", Reply(json={"recordings": []}))
+    with MusicBrainzClient(AGENT, base_url=recorder.url, rate=100.0) as client:
+        assert client.lookup_isrc("GBAHS1400099") is not None
+        assert client.search_recording("A", "B") is None
+    agents = [seen.headers.get("User-Agent", "") for seen in recorder.requests()]
+    assert len(agents) == 2
+    assert all(a.startswith(AGENT + " tunegate/") for a in agents)
+
+
+def test_more_than_one_request_per_second_needs_an_override() -> None:
+    """Against musicbrainz.org a rate above 1/s is refused unless allow_fast=True; a mirror
+    may go faster; a shared limiter configured too fast is refused too."""
+    with pytest.raises(ConfigurationError, match="allow_fast"):
+        MusicBrainzClient(AGENT, rate=2.0)
+    assert MusicBrainzClient(AGENT, rate=2.0, allow_fast=True).rate_limiter.buckets[
+        "musicbrainz"
+    ].rate == pytest.approx(2.0)
+    mirror = MusicBrainzClient(AGENT, base_url="http://mb.internal:5000", rate=50.0)
+    assert mirror.rate_limiter.buckets["musicbrainz"].rate == pytest.approx(50.0)
+    limiter = RateLimiter()
+    limiter.configure_provider("musicbrainz", rate=5.0, capacity=5)
+    with pytest.raises(ConfigurationError, match="1 request/s"):
+        MusicBrainzClient(AGENT, rate_limiter=limiter)
+    limiter.configure_provider("musicbrainz", rate=1.0, capacity=1)
+    default = MusicBrainzClient(AGENT, rate_limiter=limiter)
+    assert default.base_url == "https://musicbrainz.org"
+
+
+def test_base_url_from_environment(monkeypatch: pytest.MonkeyPatch, emulator: Emulator) -> None:
+    """``TUNEGATE_MUSICBRAINZ_URL`` points the client at a mirror (``/ws/2`` accepted)."""
+    monkeypatch.setenv("TUNEGATE_MUSICBRAINZ_URL", emulator.urls.musicbrainz)
+    with MusicBrainzClient(AGENT) as client:
+        assert client.base_url == emulator.urls.root
+        strobe = emulator.describe_track(STROBE)
+        assert client.get_recording(strobe["mbid"])["title"] == "Strobe"
