@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
-__all__ = ["FakeClock"]
+import pytest
+
+from tunegate.emulator._fixtures import emulator, emulator_urls
+
+__all__ = ["FakeClock", "emulator", "emulator_urls", "pytest_configure"]
 
 
 class FakeClock:
@@ -43,4 +47,8 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
-from tunegate.emulator._fixtures import emulator, emulator_urls  # noqa: E402, F401
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``emulator`` marker so ``--strict-markers`` suites can use it."""
+    config.addinivalue_line(
+        "markers", "emulator(**settings): Emulator keyword arguments for the emulator fixture"
+    )
