@@ -102,7 +102,7 @@ def test_rows_without_artist_fail_without_a_call(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     run_enrich(tmp_path, inp, out)
     bad, good = records(out)
-    assert bad["status"] == "failed"
+    assert bad["status"] == "invalid"
     assert "artist" in bad["errors"]["input"]
     assert good["status"] == "ok"
     assert good["spotify"] is not None
@@ -140,3 +140,99 @@ def test_scan_output_rejects_foreign_files(tmp_path: Path) -> None:
     out.write_text("hello\n")
     with pytest.raises(ConfigurationError, match="not a tunegate enrich record"):
         scan_output(out)
+
+
+class _StubSpotify:
+    """A provider double for the job's own logic (the emulator tests above cover the real
+    clients): answers every search, or raises what it is told to."""
+
+    def __init__(self, error: BaseException | None = None, jitter: bool = False) -> None:
+        self.error = error
+        self.jitter = jitter
+        self.calls = 0
+
+    async def search_track(self, artist: str, title: str) -> dict[str, Any]:
+        self.calls += 1
+        if self.jitter:  # finish out of order: later rows are sometimes faster
+            await asyncio.sleep((sum(map(ord, title)) % 5) * 0.002)
+        if self.error is not None:
+            raise self.error
+        return {"id": "x" * 22, "name": title, "artists": [{"name": artist}]}
+
+
+def _run_stub(inp: Path, out: Path, spotify: _StubSpotify, **kw: Any) -> Any:
+    return asyncio.run(enrich(Providers(spotify=spotify), inp, out, **kw))
+
+
+def test_a_bug_in_one_row_does_not_stop_the_run(tmp_path: Path) -> None:
+    """An unexpected exception is recorded against its row; the run finishes."""
+    inp = tmp_path / "in.csv"
+    inp.write_text("artist,title\na,b\nc,d\n")
+    out = tmp_path / "out.jsonl"
+    summary = _run_stub(inp, out, _StubSpotify(RuntimeError("boom")), concurrency=1)
+    recs = records(out)
+    assert summary.status["failed"] == 2
+    assert [r["errors"]["internal"] for r in recs] == ["RuntimeError: boom"] * 2
+
+
+def test_foreign_output_file_is_left_untouched(tmp_path: Path) -> None:
+    """Pointing -o at a file that is not an enrich output changes nothing in it."""
+    inp = tmp_path / "in.csv"
+    inp.write_text("artist,title\na,b\n")
+    out = tmp_path / "songs.csv"
+    out.write_bytes(b"artist,title\nU2,One")  # no final newline: looks torn
+    with pytest.raises(ConfigurationError, match="not a tunegate enrich"):
+        _run_stub(inp, out, _StubSpotify())
+    assert out.read_bytes() == b"artist,title\nU2,One"
+
+
+def test_output_cannot_be_the_input(tmp_path: Path) -> None:
+    """Writing into the input file is refused before anything is written."""
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(b'{"artist": "a", "title": "b"}\n')
+    with pytest.raises(ConfigurationError, match="cannot be the input"):
+        _run_stub(inp, inp, _StubSpotify())
+
+
+def test_two_runs_cannot_write_one_output(tmp_path: Path) -> None:
+    """A second run on the same output is refused while the first holds it."""
+    from tunegate.enrich import _locked
+
+    inp = tmp_path / "in.csv"
+    inp.write_text("artist,title\na,b\n")
+    out = tmp_path / "out.jsonl"
+    with _locked(out), pytest.raises(ConfigurationError, match="another tunegate enrich"):
+        _run_stub(inp, out, _StubSpotify())
+    _run_stub(inp, out, _StubSpotify())  # free again afterwards
+    assert len(records(out)) == 1
+
+
+def test_invalid_rows_are_not_retried(tmp_path: Path) -> None:
+    """Bad input never gets better: a resume skips it, while failed rows are tried again."""
+    inp = tmp_path / "in.csv"
+    inp.write_text("artist,title\n,no artist\na,b\n")
+    out = tmp_path / "out.jsonl"
+    _run_stub(inp, out, _StubSpotify(RuntimeError("down")))
+    stub = _StubSpotify()
+    summary = _run_stub(inp, out, stub)
+    assert stub.calls == 1
+    assert summary.skipped == 1
+    assert [r["status"] for r in records(out)] == ["invalid", "ok"]
+
+
+def test_latin1_input_is_a_clear_error(tmp_path: Path) -> None:
+    """A CSV that is not UTF-8 says so in one line instead of a traceback."""
+    inp = tmp_path / "in.csv"
+    inp.write_bytes("artist,title\nBjörk,Jóga\n".encode("latin-1"))
+    with pytest.raises(ConfigurationError, match="UTF-8"):
+        list(read_rows(inp))
+
+
+def test_out_of_order_results_are_rewritten_in_row_order(tmp_path: Path) -> None:
+    """Rows finishing out of order end up in row order, one record each."""
+    inp = tmp_path / "in.csv"
+    inp.write_text("artist,title\n" + "".join(f"a{i},t{i}\n" for i in range(40)))
+    out = tmp_path / "out.jsonl"
+    summary = _run_stub(inp, out, _StubSpotify(jitter=True), concurrency=8)
+    assert summary.compacted, "the rows should have finished out of order"
+    assert [r["row"] for r in records(out)] == list(range(40))

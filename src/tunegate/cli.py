@@ -177,7 +177,7 @@ def enrich(
         elif cache is not None or not redis_url:
             cache_manager = CacheManager.sqlite(Path(cache) if cache else default_sqlite_path())
         try:
-            summary = asyncio.run(
+            summary = asyncio.run(  # Ctrl+C: KeyboardInterrupt below
                 _enrich(
                     settings,
                     cache_manager,
@@ -192,12 +192,18 @@ def enrich(
         except ConfigurationError as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print(
+                f"interrupted: the rows done so far are in {output}; "
+                "run the same command again to resume"
+            )
+            raise typer.Exit(130) from None
     if not quiet:
         failed = summary.status["failed"] + summary.status["partial"]
         err.print(
             f"{summary.total} rows in {summary.seconds:.1f}s: {summary.status['ok']} ok, "
             f"{summary.status['partial']} partial, {summary.status['failed']} failed, "
-            f"{summary.skipped} already done -> {output}"
+            f"{summary.status['invalid']} invalid, {summary.skipped} already done -> {output}"
         )
         if failed:
             err.print("Rows with errors keep their error in the output; run again to retry them.")
@@ -226,7 +232,7 @@ async def _enrich(
     from tunegate.enrich import Providers, count_rows
     from tunegate.enrich import enrich as run
 
-    counts = {"ok": 0, "partial": 0, "failed": 0, "skipped": 0}
+    counts = {"ok": 0, "partial": 0, "failed": 0, "invalid": 0, "skipped": 0}
     progress = Progress(
         TextColumn("[bold]enrich"),
         BarColumn(),

@@ -6,20 +6,26 @@ MusicBrainz does not know it); Last.fm ``get_track_tags`` gives the tags. One pr
 failing leaves the others' answers in the record, with the error named.
 
 The output is JSON Lines, one record per row, appended as each row finishes, so a killed run
-loses at most the rows in flight. A re-run resumes: rows whose last record is ``ok`` are
-skipped, the others are tried again and their new record supersedes the old one. At the end
-of a run the file is rewritten, when needed, as one record per row in row order (to a
-temporary file, then an atomic rename). A torn last line (a kill in the middle of a write)
-is cut off on resume.
+loses at most the rows in flight. A re-run resumes: rows whose last record is ``ok`` (or
+``invalid``: bad input never gets better) are skipped, the others are tried again and their
+new record supersedes the old one. At the end of a run the file is rewritten, when needed,
+as one record per row in row order (to a temporary file, then an atomic rename). A torn last
+line (a kill in the middle of a write) is cut off on resume. A lock file beside the output
+keeps two runs from writing the same output.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import fcntl
+import hashlib
+import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from array import array
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +34,26 @@ import orjson
 
 from tunegate.clients import AsyncGateway
 from tunegate.exceptions import ConfigurationError, InvalidInput, NotFound, TunegateError
+from tunegate.providers import validate
 
-__all__ = ["EnrichSummary", "Providers", "Row", "enrich", "enrich_row", "read_rows", "scan_output"]
+__all__ = [
+    "EnrichSummary",
+    "OutputIndex",
+    "Providers",
+    "Row",
+    "count_rows",
+    "enrich",
+    "enrich_row",
+    "read_rows",
+    "scan_output",
+]
+
+log = logging.getLogger("tunegate.enrich")
 
 ARTIST_COLUMNS = ("artist", "artist_name", "artists")
 TITLE_COLUMNS = ("title", "track", "track_name", "name", "song")
+STATUSES = ("ok", "partial", "failed", "invalid")
+_FINAL = frozenset({"ok", "invalid"})  # never tried again on resume
 _FSYNC_EVERY = 1.0  # seconds between fsyncs of the output (a flush happens per record)
 
 
@@ -44,6 +65,12 @@ class Row:
     artist: str
     title: str
 
+    @property
+    def digest(self) -> int:
+        """A 64-bit digest of the input, to tell a resumed output of another input."""
+        h = hashlib.blake2b(f"{self.artist}\0{self.title}".encode(), digest_size=8)
+        return int.from_bytes(h.digest(), "big")
+
 
 @dataclass
 class EnrichSummary:
@@ -51,9 +78,12 @@ class EnrichSummary:
 
     total: int = 0
     skipped: int = 0
-    status: dict[str, int] = field(default_factory=lambda: {"ok": 0, "partial": 0, "failed": 0})
+    status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     compacted: bool = False
     seconds: float = 0.0
+
+
+# -- input -------------------------------------------------------------------------------
 
 
 def _column(header: list[str], names: tuple[str, ...], what: str, path: Path) -> int:
@@ -69,22 +99,35 @@ def _column(header: list[str], names: tuple[str, ...], what: str, path: Path) ->
 
 def read_rows(path: Path) -> Iterator[Row]:
     """Rows of a CSV file with a header (``artist`` and ``title`` columns, any case) or of a
-    JSON Lines file (``.jsonl``/``.ndjson``) with ``artist`` and ``title`` keys."""
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        with path.open("rb") as f:
-            index = 0
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    item = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    raise ConfigurationError(f"{path}:{number}: not a JSON object") from None
-                if not isinstance(item, dict):
-                    raise ConfigurationError(f"{path}:{number}: not a JSON object")
-                yield Row(index, str(item.get("artist") or ""), str(item.get("title") or ""))
-                index += 1
-        return
+    JSON Lines file (``.jsonl``/``.ndjson``) with ``artist`` and ``title`` keys. UTF-8."""
+    try:
+        if path.suffix.lower() in (".jsonl", ".ndjson"):
+            yield from _jsonl_rows(path)
+        else:
+            yield from _csv_rows(path)
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{path}: not UTF-8 text (byte {exc.start} of a line); save it as UTF-8"
+        ) from None
+
+
+def _jsonl_rows(path: Path) -> Iterator[Row]:
+    with path.open("rb") as f:
+        index = 0
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                item = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                item = None
+            if not isinstance(item, dict):
+                raise ConfigurationError(f"{path}:{number}: not a JSON object")
+            yield Row(index, str(item.get("artist") or ""), str(item.get("title") or ""))
+            index += 1
+
+
+def _csv_rows(path: Path) -> Iterator[Row]:
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -101,32 +144,179 @@ def read_rows(path: Path) -> Iterator[Row]:
             index += 1
 
 
-def scan_output(path: Path) -> tuple[dict[int, dict[str, Any]], int]:
-    """The last record of every row in an existing output, and how many records it has.
+def count_rows(path: Path) -> int:
+    """How many rows :func:`read_rows` will give (for the progress bar's total)."""
+    return sum(1 for _ in read_rows(path))
 
-    A torn final line (no newline: the writer was killed mid-write) is cut off the file.
+
+# -- output ------------------------------------------------------------------------------
+
+
+class OutputIndex:
+    """What an existing output says, in 17 bytes per row rather than the records themselves
+    (a million-row output stays a few MB): each row's last status, input digest and the
+    offset of its last record."""
+
+    def __init__(self) -> None:
+        self.status = bytearray()  # 0: no record, else 1 + STATUSES.index(status)
+        self.digest = array("Q")
+        self.offset = array("q")
+        self.records = 0
+        self.ordered = True  # one record per row, rows ascending
+
+    def _grow(self, row: int) -> None:
+        missing = row + 1 - len(self.status)
+        if missing > 0:
+            self.status.extend(bytes(missing))
+            self.digest.extend([0] * missing)
+            self.offset.extend([-1] * missing)
+
+    def add(self, row: int, status: str, digest: int, offset: int) -> None:
+        if row < len(self.status):  # a row seen again, or one below the highest so far
+            self.ordered = False
+        self._grow(row)
+        self.status[row] = 1 + STATUSES.index(status)
+        self.digest[row] = digest
+        self.offset[row] = offset
+        self.records += 1
+
+    def last_status(self, row: int) -> str | None:
+        code = self.status[row] if row < len(self.status) else 0
+        return STATUSES[code - 1] if code else None
+
+    def __len__(self) -> int:
+        """Rows that have a record."""
+        return sum(1 for s in self.status if s)
+
+
+def _record_digest(record: dict[str, Any]) -> int:
+    inp = record["input"]
+    return Row(0, str(inp["artist"]), str(inp["title"])).digest
+
+
+def scan_output(path: Path) -> OutputIndex:
+    """Index an existing output (an empty index when there is none).
+
+    Every complete line must be a tunegate enrich record, else ConfigurationError and the
+    file is left as it is. A torn final record (no newline: the writer was killed mid-write)
+    is then cut off the file.
     """
-    latest: dict[int, dict[str, Any]] = {}
+    index = OutputIndex()
     if not path.exists():
-        return latest, 0
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        with path.open("r+b") as f:
-            f.truncate(end)
-    count = 0
-    for number, line in enumerate(data[:end].splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = orjson.loads(line)
-            latest[int(record["row"])] = record
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return index
+    offset = 0
+    torn_at: int | None = None
+    with path.open("rb") as f:
+        for number, line in enumerate(f, 1):
+            if not line.endswith(b"\n"):
+                torn_at = offset
+                break
+            if line.strip():
+                try:
+                    record = orjson.loads(line)
+                    index.add(int(record["row"]), record["status"], _record_digest(record), offset)
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    raise ConfigurationError(
+                        f"{path}:{number}: not a tunegate enrich record; choose another output file"
+                    ) from None
+            offset += len(line)
+    if torn_at is not None:
+        with path.open("rb") as f:
+            f.seek(torn_at)
+            tail = f.read(16)
+        if not tail.startswith(b'{"row":'):
             raise ConfigurationError(
-                f"{path}:{number}: not a tunegate enrich record; choose another output file"
+                f"{path}: not a tunegate enrich output; choose another output file"
+            )
+        with path.open("r+b") as f:
+            f.truncate(torn_at)
+    return index
+
+
+def _compact(path: Path) -> None:
+    """Rewrite ``path`` with one record per row, in row order, atomically; streams, so it
+    needs memory for the index only."""
+    index = scan_output(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with path.open("rb") as src, tmp.open("wb") as out:
+        for at in index.offset:
+            if at >= 0:
+                src.seek(at)
+                out.write(src.readline())
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a crash
+    finally:
+        os.close(dir_fd)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold ``.<name>.lock`` beside the output for the run (released if the process dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f".{path.name}.lock")
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigurationError(
+                f"{path}: another tunegate enrich is writing it; wait for it or choose "
+                "another output file"
             ) from None
-        count += 1
-    return latest, count
+        yield
+    finally:
+        os.close(fd)
+
+
+class _Writer:
+    """Appends records; flushes each, fsyncs at most once a second and at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = path.open("ab")
+        self._synced = time.monotonic()
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._f.write(orjson.dumps(record) + b"\n")
+        self._f.flush()
+        if time.monotonic() - self._synced > _FSYNC_EVERY:
+            os.fsync(self._f.fileno())
+            self._synced = time.monotonic()
+
+    def close(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+
+
+# -- one row -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Providers:
+    """The async clients a run uses; a provider left None is skipped (not configured)."""
+
+    spotify: Any = None
+    musicbrainz: Any = None
+    lastfm: Any = None
+
+    @classmethod
+    def of(cls, gateway: AsyncGateway) -> Providers:
+        found: dict[str, Any] = {}
+        for name in ("spotify", "musicbrainz", "lastfm"):
+            try:
+                found[name] = getattr(gateway, name)
+            except ConfigurationError:
+                found[name] = None
+        if not any(found.values()):
+            raise ConfigurationError(
+                "no provider is configured: set SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET, "
+                "MUSICBRAINZ_USER_AGENT or LASTFM_API_KEY, or run with --sandbox"
+            )
+        return cls(**found)
 
 
 def _error(exc: BaseException) -> str:
@@ -157,33 +347,8 @@ def _musicbrainz_part(recording: Any) -> dict[str, Any] | None:
     }
 
 
-@dataclass(frozen=True)
-class Providers:
-    """The async clients a run uses; a provider left None is skipped (not configured)."""
-
-    spotify: Any = None
-    musicbrainz: Any = None
-    lastfm: Any = None
-
-    @classmethod
-    def of(cls, gateway: AsyncGateway) -> Providers:
-        found: dict[str, Any] = {}
-        for name in ("spotify", "musicbrainz", "lastfm"):
-            try:
-                found[name] = getattr(gateway, name)
-            except ConfigurationError:
-                found[name] = None
-        if not any(found.values()):
-            raise ConfigurationError(
-                "no provider is configured: set SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET, "
-                "MUSICBRAINZ_USER_AGENT or LASTFM_API_KEY, or run with --sandbox"
-            )
-        return cls(**found)
-
-
-async def enrich_row(providers: Providers, row: Row) -> dict[str, Any]:
-    """One row's record. Provider errors are recorded in it, never raised."""
-    record: dict[str, Any] = {
+def _blank(row: Row) -> dict[str, Any]:
+    return {
         "row": row.index,
         "input": {"artist": row.artist, "title": row.title},
         "spotify": None,
@@ -191,7 +356,20 @@ async def enrich_row(providers: Providers, row: Row) -> dict[str, Any]:
         "lastfm_tags": None,
         "errors": {},
     }
+
+
+async def enrich_row(providers: Providers, row: Row) -> dict[str, Any]:
+    """One row's record. Provider errors are recorded in it, never raised; bad input is
+    recorded as ``invalid`` without a network call."""
+    record = _blank(row)
     errors: dict[str, str] = record["errors"]
+    try:
+        validate.text(row.artist, "artist")
+        validate.text(row.title, "title")
+    except InvalidInput as exc:
+        errors["input"] = _error(exc)
+        record["status"] = "invalid"
+        return record
     attempted = 0
 
     isrc: str | None = None
@@ -230,80 +408,28 @@ async def enrich_row(providers: Providers, row: Row) -> dict[str, Any]:
     return record
 
 
-def _invalid_record(row: Row, exc: InvalidInput) -> dict[str, Any]:
-    return {
-        "row": row.index,
-        "input": {"artist": row.artist, "title": row.title},
-        "spotify": None,
-        "musicbrainz": None,
-        "lastfm_tags": None,
-        "errors": {"input": _error(exc)},
-        "status": "failed",
-    }
-
-
-def _check_input(row: Row) -> InvalidInput | None:
-    from tunegate.providers import validate
-
+async def _safe_row(providers: Providers, row: Row) -> dict[str, Any]:
+    """:func:`enrich_row`, with a bug of ours recorded against the row instead of stopping
+    the whole run (logged with its traceback, so it is not hidden)."""
     try:
-        validate.text(row.artist, "artist")
-        validate.text(row.title, "title")
-    except InvalidInput as exc:
-        return exc
-    return None
+        return await enrich_row(providers, row)
+    except Exception as exc:
+        log.exception("row %d: unexpected error", row.index)
+        record = _blank(row)
+        record["errors"]["internal"] = _error(exc)
+        record["status"] = "failed"
+        return record
 
 
-class _Writer:
-    """Appends records; flushes each, fsyncs at most once a second and at the end."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = path.open("ab")
-        self._synced = time.monotonic()
-
-    def write(self, record: dict[str, Any]) -> None:
-        self._f.write(orjson.dumps(record) + b"\n")
-        self._f.flush()
-        if time.monotonic() - self._synced > _FSYNC_EVERY:
-            os.fsync(self._f.fileno())
-            self._synced = time.monotonic()
-
-    def close(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
+# -- the run -----------------------------------------------------------------------------
 
 
-def _compact(path: Path) -> None:
-    """Rewrite ``path`` with one record per row, in row order, atomically."""
-    latest, _ = scan_output(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        for index in sorted(latest):
-            f.write(orjson.dumps(latest[index]) + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _prepare(input_path: Path, output_path: Path) -> tuple[dict[int, dict[str, Any]], int]:
+def _prepare(input_path: Path, output_path: Path) -> OutputIndex:
     if not input_path.is_file():
         raise ConfigurationError(f"{input_path}: no such input file")
+    if input_path.resolve() == output_path.resolve():
+        raise ConfigurationError(f"{output_path}: the output cannot be the input file")
     return scan_output(output_path)
-
-
-async def _pending(rows: Iterator[Row], done: dict[int, dict[str, Any]]) -> AsyncIterator[Row]:
-    for row in rows:
-        previous = done.get(row.index)
-        if previous is not None and previous.get("input") != {
-            "artist": row.artist,
-            "title": row.title,
-        }:
-            raise ConfigurationError(
-                f"row {row.index} of the input differs from the output's record of it: the "
-                "output belongs to another input; choose another output file"
-            )
-        yield row
 
 
 async def enrich(
@@ -321,22 +447,35 @@ async def enrich(
     """
     if concurrency < 1:
         raise ConfigurationError("concurrency must be at least 1")
+    with _locked(output_path):
+        return await _run(
+            providers, input_path, output_path, concurrency, retry_failed, on_progress
+        )
+
+
+async def _run(
+    providers: Providers,
+    input_path: Path,
+    output_path: Path,
+    concurrency: int,
+    retry_failed: bool,
+    on_progress: Callable[[dict[str, Any] | None], None] | None,
+) -> EnrichSummary:
     started = time.monotonic()
-    done, records_before = _prepare(input_path, output_path)
+    index = _prepare(input_path, output_path)
     summary = EnrichSummary()
     writer = _Writer(output_path)
     queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=concurrency * 2)
     # Rewrite at the end when the file is not one record per row in row order: workers
     # finish out of order, and retried rows supersede their earlier record.
-    untidy = records_before > len(done)
-    last = max(done, default=-1)
+    untidy = not index.ordered
+    last = len(index.status) - 1
 
     async def worker() -> None:
         nonlocal untidy, last
         while (row := await queue.get()) is not None:
-            invalid = _check_input(row)
-            record = _invalid_record(row, invalid) if invalid else await enrich_row(providers, row)
-            if row.index in done or row.index < last:
+            record = await _safe_row(providers, row)
+            if row.index <= last:
                 untidy = True
             last = max(last, row.index)
             writer.write(record)
@@ -344,19 +483,33 @@ async def enrich(
             if on_progress is not None:
                 on_progress(record)
 
+    async def feed(row: Row | None) -> None:
+        # A worker that died (the disk is full, say) must stop the run, not leave the
+        # producer waiting for queue room forever.
+        put = asyncio.ensure_future(queue.put(row))
+        done, _ = await asyncio.wait({put, *workers}, return_when=asyncio.FIRST_COMPLETED)
+        if put not in done:
+            put.cancel()
+            await asyncio.gather(*workers)  # raises the dead worker's error
+
     workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
     try:
-        async for row in _pending(read_rows(input_path), done):
+        for row in read_rows(input_path):
             summary.total += 1
-            previous = done.get(row.index)
-            if previous is not None and (previous["status"] == "ok" or not retry_failed):
+            previous = index.last_status(row.index)
+            if previous is not None and index.digest[row.index] != row.digest:
+                raise ConfigurationError(
+                    f"row {row.index} of {input_path} differs from the output's record of it: "
+                    f"{output_path} belongs to another input; choose another output file"
+                )
+            if previous in _FINAL or (previous is not None and not retry_failed):
                 summary.skipped += 1
                 if on_progress is not None:
                     on_progress(None)
                 continue
-            await queue.put(row)
+            await feed(row)
         for _ in workers:
-            await queue.put(None)
+            await feed(None)
         await asyncio.gather(*workers)
     finally:
         for w in workers:
@@ -367,8 +520,3 @@ async def enrich(
         summary.compacted = True
     summary.seconds = time.monotonic() - started
     return summary
-
-
-def count_rows(path: Path) -> int:
-    """How many rows :func:`read_rows` will give (for the progress bar's total)."""
-    return sum(1 for _ in read_rows(path))
