@@ -170,6 +170,7 @@ async def test_async_reset_and_call(clock: FakeClock) -> None:
         with pytest.raises(TimeoutError):
             await b.acall(boom)
     assert b.state is OPEN
+    assert await b.astate() is OPEN
 
     async def fine(x: int) -> int:
         return x * 2
@@ -546,3 +547,14 @@ def test_every_call_path_counts(clock: FakeClock) -> None:
             b.call(fn)
     stats = b.get_stats()
     assert (stats["total_calls"], stats["total_failures"], stats["rejected"]) == (7, 5, 1)
+
+
+async def test_close_without_redis_does_nothing(clock: FakeClock) -> None:
+    """close() and aclose() exist on local breakers and registries, and leave them usable."""
+    registry = CircuitBreakerRegistry(clock=clock)
+    b = registry.register("spotify")
+    registry.close()
+    await registry.aclose()
+    b.close()
+    await b.aclose()
+    assert b.call(lambda: "ok") == "ok"

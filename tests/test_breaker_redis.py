@@ -20,6 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests._redis_server import RedisServer
+from tests.test_redis_link import (
+    BOUND,
+    SICKNESSES,
+    in_thread,
+    refusing_writes,
+    server_clients,
+    stalled_redis,
+)
 from tunegate._policy import breaker as policy
 from tunegate._policy.breaker import (
     TRANSITIONS,
@@ -281,8 +289,9 @@ def test_keys_are_hash_tagged_and_expire(redis_url: str) -> None:
         client.close()
 
 
-def test_a_closed_breaker_costs_one_round_trip_per_cache_interval(redis_url: str) -> None:
-    """With the cache fresh, allow + success make no Redis call; failures always do."""
+def test_a_closed_breaker_asks_redis_once_per_outcome_not_per_allow(redis_url: str) -> None:
+    """With the cache fresh, allow makes no Redis call; each success or failure makes one
+    (which also refreshes the cache), and a success with no failures on record writes nothing."""
     clock = FakeClock()
     b = CircuitBreaker("spotify", redis=redis_url, clock=clock, failure_threshold=50)
     client = redis.Redis.from_url(redis_url)
@@ -292,21 +301,26 @@ def test_a_closed_breaker_costs_one_round_trip_per_cache_interval(redis_url: str
         return sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
 
     try:
+        b.allow()  # fetches the state (and loads the script, if this server lacks it)
         before = script_calls()  # the server counts for the whole session
-        for _ in range(200):
+        for _ in range(100):
+            b.allow()
+        assert script_calls() - before == 0
+        for _ in range(100):
             b.call(lambda: None)
-        assert script_calls() - before == 1  # the first allow fetched the state
-        clock.advance(0.5)
-        for _ in range(200):
-            b.call(lambda: None)
-        assert script_calls() - before == 2
+        assert script_calls() - before == 100  # one per success, none per allow
+        assert not client.exists(b._keys[0])  # ... and none of them wrote anything
+        clock.advance(0.4)
+        b.allow()
+        assert script_calls() - before == 100  # the last success refreshed the cache
         with pytest.raises(ProviderUnavailable):
             b.call(fail)
-        assert script_calls() - before == 3  # the failure went to Redis
+        assert script_calls() - before == 101  # the failure went to Redis
         b.call(lambda: None)
-        assert script_calls() - before == 4  # and now a success must clear it there
+        assert script_calls() - before == 102  # and the success cleared it there
         assert b.get_stats()["failures"] == 0
     finally:
+        b.close()
         client.close()
 
 
@@ -590,3 +604,199 @@ async def test_async_shared_cycle(links: list[RedisLink]) -> None:
     finally:
         for link in links:
             await link.aio.aclose()
+
+
+# -- failures count as consecutive across processes ----------------------------------------
+
+# A second process that reports one success per line it reads, trusting its cached state for
+# a minute (the worst case: it never refreshes that state on its own).
+SUCCEEDER = """
+import sys
+from tunegate.breaker import CircuitBreaker
+b = CircuitBreaker("spotify", redis=sys.argv[1], failure_threshold=3, cache_ttl=60)
+b.record_success(b.allow())
+print("ready", flush=True)
+for line in sys.stdin:
+    b.record_success(b.allow())
+    print("ok", flush=True)
+"""
+
+
+def test_failures_interleaved_with_another_process_successes_do_not_open(redis_url: str) -> None:
+    """Two processes: F here, S there, F, S, F (threshold 3, caches never stale) leaves the
+    breaker CLOSED, as the same sequence does in one process; three F in a row open it."""
+    here = CircuitBreaker("spotify", redis=redis_url, failure_threshold=3, cache_ttl=60)
+    there = subprocess.Popen(
+        [sys.executable, "-c", SUCCEEDER, redis_url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert there.stdin is not None
+    assert there.stdout is not None
+    try:
+        assert there.stdout.readline().strip() == "ready"
+        for _ in range(2):
+            here.record_failure(here.allow())
+            there.stdin.write("S\n")
+            there.stdin.flush()
+            assert there.stdout.readline().strip() == "ok"
+        here.record_failure(here.allow())
+        assert here.state is CLOSED
+        assert here.get_stats()["failures"] == 1
+        for _ in range(2):
+            here.record_failure(here.allow())
+        assert here.state is OPEN
+    finally:
+        there.stdin.close()
+        there.wait(30)
+        there.stdout.close()
+        here.close()
+
+
+async def test_async_interleaved_outcomes_are_not_consecutive(links: list[RedisLink]) -> None:
+    """The same through two links and the async forms, each side's cache never going stale."""
+    a, b = (
+        CircuitBreaker("spotify", redis=link, clock=FakeClock(), failure_threshold=3)
+        for link in links
+    )
+    try:
+        await b.arecord_success(await b.aallow())
+        for _ in range(2):
+            await a.arecord_failure(await a.aallow())
+            await b.arecord_success(await b.aallow())
+        await a.arecord_failure(await a.aallow())
+        assert (await a.aget_stats())["state"] == "closed"
+        for _ in range(2):
+            await a.arecord_failure(await a.aallow())
+        assert await a.astate() is OPEN
+    finally:
+        for link in links:
+            await link.aclose()
+
+
+# -- Redis stalled, full, read-only or broken: never a hang, never an error ----------------
+
+
+def test_a_breaker_is_bounded_when_redis_stalls_behind_a_client_without_timeout() -> None:
+    """allow and record against a Redis that never answers, through a caller's client with
+    no socket timeout, return within the link's timeout; the local machine still trips."""
+    with stalled_redis() as port:
+        user = redis.Redis(host="127.0.0.1", port=port)
+        b = CircuitBreakerRegistry(redis=user).register("spotify", failure_threshold=2)
+        for _ in range(2):
+            in_thread(lambda: b.record_failure(b.allow()))
+        with pytest.raises(CircuitBreakerOpenError):
+            in_thread(b.allow)
+        assert in_thread(b.get_stats)["shared"] is False
+        user.close()
+
+
+async def test_async_breaker_is_bounded_when_redis_stalls() -> None:
+    """The same with a caller's asyncio client and the async forms."""
+    with stalled_redis() as port:
+        user = redis.asyncio.Redis(host="127.0.0.1", port=port)
+        b = CircuitBreaker("spotify", redis=user, failure_threshold=2)
+        for _ in range(2):
+            permit = await asyncio.wait_for(b.aallow(), BOUND)
+            await asyncio.wait_for(b.arecord_failure(permit), BOUND)
+        with pytest.raises(CircuitBreakerOpenError):
+            await asyncio.wait_for(b.aallow(), BOUND)
+        await b.aclose()
+        await user.aclose()
+
+
+@pytest.mark.parametrize("sickness", SICKNESSES)
+def test_failures_count_locally_while_redis_refuses_writes(
+    restartable_redis: RedisServer, sickness: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Out of memory, or a read-only replica after a failover: recording raises nothing,
+    one warning is logged, and the local machine trips the breaker."""
+    link = RedisLink(restartable_redis.url, retry_interval=30)
+    b = CircuitBreaker("spotify", redis=link, failure_threshold=2, timeout=60)
+    assert b.call(lambda: "ok") == "ok"
+    cure = refusing_writes(restartable_redis, sickness)
+    with caplog.at_level(logging.WARNING, logger="tunegate.redis"):
+        for _ in range(2):
+            with pytest.raises(ProviderUnavailable):
+                b.call(fail)
+        with pytest.raises(CircuitBreakerOpenError):
+            b.call(lambda: "must not run")
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert b.get_stats()["shared"] is False
+    cure()
+    link.close()
+
+
+@pytest.mark.parametrize("sickness", SICKNESSES)
+async def test_async_failures_count_locally_while_redis_refuses_writes(
+    restartable_redis: RedisServer, sickness: str
+) -> None:
+    """The async forms fall back the same way and raise no Redis error."""
+    b = CircuitBreaker(
+        "spotify", redis=RedisLink(restartable_redis.url, retry_interval=30), failure_threshold=2
+    )
+    assert await b.acall(_async_value) == "value"
+    cure = refusing_writes(restartable_redis, sickness)
+    for _ in range(2):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(b.acall(_async_timeout), BOUND)
+    with pytest.raises(CircuitBreakerOpenError):
+        await b.acall(_async_value)
+    await b.areset()
+    assert (await b.aget_stats())["state"] == "closed"
+    cure()
+
+
+def test_a_script_error_falls_back_and_is_logged_once(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A breaker key holding something else (a bug, not an outage) breaks no call: the
+    local machine decides, one error is logged, and the link stays up."""
+    raw = redis.Redis.from_url(redis_url)
+    raw.set("tunegate:cb:{spotify}", "not a hash")
+    link = RedisLink(redis_url)
+    b = CircuitBreaker("spotify", redis=link, failure_threshold=2, cache_ttl=0)
+    with caplog.at_level(logging.WARNING, logger="tunegate.redis"):
+        for _ in range(3):
+            assert b.call(lambda: "ok") == "ok"
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert link.available
+    raw.close()
+    link.close()
+
+
+# -- connections: one per process and loop, closed with the loop or by close() -------------
+
+
+def test_asyncio_run_cycles_do_not_pile_up_connections(restartable_redis: RedisServer) -> None:
+    """20 asyncio.run(acall) cycles leave no Redis connection behind."""
+    b = CircuitBreaker("spotify", redis=restartable_redis.url)
+    for _ in range(20):
+        assert asyncio.run(b.acall(_async_value)) == "value"
+    assert server_clients(restartable_redis, 1) == 1  # only the one asking
+
+
+async def test_close_and_aclose_close_what_the_breakers_opened(
+    restartable_redis: RedisServer,
+) -> None:
+    """A registry or a breaker closes the connections it opened; a breaker of a registry
+    leaves the registry's alone."""
+    registry = CircuitBreakerRegistry(redis=restartable_redis.url)
+    member, solo = (
+        registry.register("spotify"),
+        CircuitBreaker("lastfm", redis=restartable_redis.url),
+    )
+    for b in (member, solo):
+        assert b.call(lambda: "ok") == "ok"
+        assert await b.acall(_async_value) == "value"
+    assert server_clients(restartable_redis, 5) == 5  # two links x (sync + this loop) + asker
+    await member.aclose()
+    member.close()
+    assert server_clients(restartable_redis, 5) == 5
+    await registry.aclose()
+    await solo.aclose()
+    assert server_clients(restartable_redis, 1) == 1
+    assert member.call(lambda: "ok") == "ok"  # still usable: it connects again
+    registry.close()
+    assert server_clients(restartable_redis, 1) == 1

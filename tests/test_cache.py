@@ -3,6 +3,7 @@ frozen values. SQLite and Redis have their own files."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import pickle
@@ -24,6 +25,7 @@ from tunegate.cache import (
     thaw,
 )
 from tunegate.cache import frozen as frozen_module
+from tunegate.cache._backend import BackendError
 from tunegate.exceptions import ConfigurationError, InvalidInput
 from tunegate.testing import FakeClock
 
@@ -369,11 +371,18 @@ def test_lru_bounded_by_bytes(clock: FakeClock) -> None:
 
 def test_foreign_keys_and_kind_mismatch_are_refused(cache: CacheManager) -> None:
     """Keys must come from key(); a kind that contradicts the key is a bug."""
-    for key in ("spotify:track:x", "other:v1:spotify:track:x", "tunegate:v1:"):
+    foreign = ("spotify:track:x", "other:v1:spotify:track:x", "tunegate:v1:", "tunegate:v1:x")
+    for key in foreign:
         with pytest.raises(InvalidInput):
             cache.lookup(key)
         with pytest.raises(InvalidInput):
+            asyncio.run(cache.alookup(key))
+        with pytest.raises(InvalidInput):
             cache.store(key, 1)
+    for key in ("tunegate:v1:", "tunegate:v1:x"):  # with our prefix, so not a provider name
+        with pytest.raises(InvalidInput):
+            cache.record_stale_served(key)
+    assert cache.get_stats()["misses"] == 0  # refused before any counting
     with pytest.raises(InvalidInput):
         cache.store(cache.key("spotify:track", "x"), 1, kind="spotify:search")
     cache.store(cache.key("spotify:track", "x"), 1, kind="spotify:track")
@@ -407,3 +416,76 @@ async def test_async_api(clock: FakeClock) -> None:
         assert await cache.ainvalidate("spotify:track", "x") == 1
         assert await cache.ainvalidate_pattern("spotify:track:*") == 1
         assert await cache.aget(key, "none") == "none"
+
+
+class _BrokenBackend:
+    """A backend whose every operation fails, as a dead Redis or a locked file does."""
+
+    name = "broken"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def _fail(self, op: str) -> Any:
+        self.calls.append(op)
+        raise BackendError(op)
+
+    def get(self, key: str) -> CacheEntry | None:
+        return self._fail("get")  # type: ignore[no-any-return]
+
+    async def aget(self, key: str) -> CacheEntry | None:
+        return self._fail("get")  # type: ignore[no-any-return]
+
+    def put(self, key: str, entry: CacheEntry, payload: bytes, now: float) -> None:
+        self._fail("put")
+
+    async def aput(self, key: str, entry: CacheEntry, payload: bytes, now: float) -> None:
+        self._fail("put")
+
+    def delete(self, key: str) -> int:
+        return self._fail("delete")  # type: ignore[no-any-return]
+
+    async def adelete(self, key: str) -> int:
+        return self._fail("delete")  # type: ignore[no-any-return]
+
+    def delete_matching(self, pattern: str) -> int:
+        return self._fail("delete_matching")  # type: ignore[no-any-return]
+
+    async def adelete_matching(self, pattern: str) -> int:
+        return self._fail("delete_matching")  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_backend_failures_count_the_same_sync_and_async() -> None:
+    """Every operation fails open with the same results and counters through either API."""
+    caches = {mode: CacheManager(backend=_BrokenBackend()) for mode in ("sync", "async")}
+    sync, aio = caches["sync"], caches["async"]
+    key = sync.key("spotify:track", "x")
+    results_sync = [
+        sync.lookup(key),
+        sync.get(key, "dflt"),
+        sync.store(key, [1]),
+        sync.invalidate("spotify:track", "x"),
+        sync.invalidate_pattern("spotify:*"),
+    ]
+
+    async def the_async_api() -> list[Any]:
+        return [
+            await aio.alookup(key),
+            await aio.aget(key, "dflt"),
+            await aio.astore(key, [1]),
+            await aio.ainvalidate("spotify:track", "x"),
+            await aio.ainvalidate_pattern("spotify:*"),
+        ]
+
+    assert asyncio.run(the_async_api()) == results_sync == [None, "dflt", [1], 0, 0]
+    assert sync.get_stats() == aio.get_stats()
+    stats = sync.get_stats()
+    assert (stats["misses"], stats["errors"]) == (2, 5)
+    assert stats["per_provider"]["spotify"]["errors"] == 4  # the pattern's is unattributed
+    assert sync.backend.calls == aio.backend.calls  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from tunegate._policy.keys import (
     KeyScheme,
     compile_glob,
     normalize_part,
+    split_key,
 )
 from tunegate.exceptions import ConfigurationError, InvalidInput
 
@@ -150,7 +151,25 @@ def test_split_reads_provider_and_kind() -> None:
     )
     assert SCHEME.split(SCHEME.key("musicbrainz:isrc")) == ("musicbrainz", "musicbrainz:isrc")
     assert SCHEME.split("other:v1:spotify:search:x") is None
-    assert SCHEME.split("tunegate:v1:") is None
+    for malformed in ("tunegate:v1:", "tunegate:v1:spotify", "tunegate:v1::x", "tunegate:v1:a:"):
+        assert SCHEME.split(malformed) is None
+        assert split_key(malformed) is None
+
+
+_NAMESPACES = st.text(alphabet="abcXYZ019_.-", min_size=1, max_size=8)
+_KINDS = st.sampled_from(["spotify:search", "spotify:track", "lastfm:track_tags", "a:b9_"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(_NAMESPACES, _KINDS, tuples)
+def test_one_parser_for_every_caller(namespace: str, kind: str, parts: tuple[str, ...]) -> None:
+    """split_key (the backends, without a prefix), split_key with the scheme's prefix (the
+    manager) and KeyScheme.split agree on every key, whatever its parts hold."""
+    scheme = KeyScheme(namespace)
+    key = scheme.key(kind, *parts)
+    expected = (kind.partition(":")[0], kind)
+    assert split_key(key) == split_key(key, scheme.prefix) == scheme.split(key) == expected
+    assert split_key(key, SCHEME.prefix if namespace != "tunegate" else "x:v1:") is None
 
 
 def test_pattern_from_user_data() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+import redis.exceptions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -301,3 +303,175 @@ async def test_async_twin_of_a_sync_client_is_closed(restartable_redis: RedisSer
     assert client.ping()
     raw.close()
     client.close()
+
+
+# -- error replies, one implementation for both drivers, per-loop clients ------------------
+
+
+_REFUSALS: dict[str, type[redis.exceptions.ResponseError]] = {
+    "OOM": redis.exceptions.OutOfMemoryError,
+    "READONLY": redis.exceptions.ReadOnlyError,
+    "MISCONF": redis.exceptions.ResponseError,
+}
+
+
+def _make_unable(server: RedisServer, state: str) -> None:
+    """Put ``server`` in a state where it answers reads but refuses writes with ``state``."""
+    raw = server.client()
+    if state == "OOM":
+        raw.config_set("maxmemory-policy", "noeviction")
+        raw.config_set("maxmemory", 1)
+    elif state == "READONLY":
+        raw.replicaof("127.0.0.1", free_port())  # a replica of nothing: read-only, serves reads
+    else:  # MISCONF: after a failed background save, a server with a save point stops writes
+        shutil.rmtree(server.dir)  # its working directory: BGSAVE cannot write there
+        raw.config_set("save", "3600 1")
+        raw.bgsave()
+        for _ in range(250):
+            if raw.info("persistence")["rdb_last_bgsave_status"] == "err":
+                break
+            time.sleep(0.02)
+    with pytest.raises(_REFUSALS[state]) as refused:
+        raw.set("probe", 1)
+    assert state != "MISCONF" or str(refused.value).startswith("MISCONF")
+    raw.close()
+
+
+@pytest.mark.parametrize("state", ["OOM", "READONLY", "MISCONF"])
+def test_error_replies_fail_open(
+    restartable_redis: RedisServer,
+    state: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis that answers but refuses writes (OOM, READONLY, MISCONF): store returns its
+    value normally, lookup misses, sync and async alike, and one warning is logged."""
+    _make_unable(restartable_redis, state)
+    try:
+        _fail_open_on_refused_writes(restartable_redis, caplog)
+    finally:  # a server with a save point that cannot save refuses to shut down
+        raw = restartable_redis.client()
+        raw.config_set("save", "")
+        raw.close()
+
+
+def _fail_open_on_refused_writes(server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    # A long retry interval: the outage must not end (and warn "reachable again") mid-test.
+    link = RedisLink(server.url, retry_interval=60.0)
+    cache = CacheManager(link)
+    key = cache.key("spotify:track", "x")
+    assert cache.lookup(key) is None  # reads still reach Redis before the first refusal
+    for _ in range(3):
+        assert cache.store(key, TRACK) == TRACK
+        assert cache.lookup(key) is None
+
+    async def the_async_api() -> None:
+        for _ in range(3):
+            assert await cache.astore(key, TRACK) == TRACK
+            assert await cache.alookup(key) is None
+        await link.aclose()
+
+    asyncio.run(the_async_api())
+    stats = cache.get_stats()
+    assert (stats["hits"], stats["misses"]) == (0, 7)
+    assert stats["errors"] >= 6  # every write; reads skipped while the link is down count too
+    assert len(_outage_warnings(caplog)) == 1
+    link.close()
+
+
+def _command_calls(raw: redis.Redis) -> dict[str, int]:
+    return {
+        name: int(row["calls"])
+        for name, row in raw.info("commandstats").items()
+        if name not in ("cmdstat_config|resetstat", "cmdstat_info")
+    }
+
+
+async def test_sync_and_async_send_the_same_commands(
+    restartable_redis: RedisServer,
+) -> None:
+    """Both drivers run the same operations: the same workload through the sync and the
+    async API makes Redis process exactly the same commands."""
+    raw = restartable_redis.client()
+    cache = CacheManager(restartable_redis.url)
+    calls = []
+    for run_async in (False, True):
+        raw.flushall()
+        raw.config_resetstat()
+        keys = [cache.key("spotify:search", "many", str(i)) for i in range(700)]
+        for i, key in enumerate(keys):
+            if run_async:
+                await cache.astore(key, i)
+                assert await cache.aget(key) == i
+            else:
+                cache.store(key, i)
+                assert cache.get(key) == i
+        if run_async:
+            assert await cache.ainvalidate("spotify:search", "many", "0") == 1
+            assert await cache.ainvalidate_pattern("spotify:search:*") == 699
+        else:
+            assert cache.invalidate("spotify:search", "many", "0") == 1
+            assert cache.invalidate_pattern("spotify:search:*") == 699
+        calls.append(_command_calls(raw))
+    assert calls[0] == calls[1]
+    assert calls[0]["cmdstat_unlink"] >= 3  # one, then 699 in batches of at most 500
+    await cache.aclose()
+    raw.close()
+
+
+def _clients(raw: redis.Redis) -> int:
+    return len(raw.client_list())
+
+
+def _settled(raw: redis.Redis, want: int) -> int:
+    """The server's client count once it reaches ``want`` (closes land asynchronously)."""
+    for _ in range(100):
+        if _clients(raw) == want:
+            break
+        time.sleep(0.01)
+    return _clients(raw)
+
+
+def test_asyncio_run_cycles_keep_no_connections(restartable_redis: RedisServer) -> None:
+    """N asyncio.run() cycles that each end with ``await cache.aclose()`` leave the server
+    with no connection of ours; aclose() releases the loop's client before the loop ends."""
+    raw = restartable_redis.client()
+    raw.ping()
+    cache = CacheManager(restartable_redis.url)
+
+    async def cycle(i: int) -> None:
+        key = cache.key("spotify:track", str(i))
+        await cache.astore(key, i)
+        assert await cache.aget(key) == i
+        assert _clients(raw) == 2  # raw and this loop's client
+        await cache.aclose()
+        assert await asyncio.to_thread(_settled, raw, 1) == 1  # released, loop still running
+
+    for i in range(5):
+        asyncio.run(cycle(i))
+        assert _settled(raw, 1) == 1
+    cache.store(cache.key("spotify:track", "sync"), 1)  # the sync client still works
+    cache.close()
+    assert _settled(raw, 1) == 1
+    raw.close()
+
+
+def test_shared_link_survives_cache_aclose(restartable_redis: RedisServer) -> None:
+    """A RedisLink the caller gave (shared with the limiter and breakers) keeps serving after
+    the cache's aclose(), and asyncio.run cycles still do not grow connections."""
+    raw = restartable_redis.client()
+    raw.ping()
+    link = RedisLink(restartable_redis.url)
+
+    async def cycle(i: int) -> None:
+        cache = CacheManager(link)
+        await cache.astore(cache.key("spotify:track", str(i)), i)
+        await cache.aclose()
+        assert await link.aio.ping()  # the link's loop client was not closed under it
+
+    for i in range(5):
+        asyncio.run(cycle(i))
+        assert _settled(raw, 1) == 1  # the link closes each loop's client at the loop's end
+    assert link.sync.ping()
+    link.close()
+    raw.close()

@@ -3,6 +3,7 @@ and failing open on a bad file."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sqlite3
 import subprocess
@@ -253,3 +254,44 @@ async def test_async_api(db: Path) -> None:
         assert await cache.ainvalidate("spotify:track", "x") == 1
         assert await cache.ainvalidate_pattern("spotify:*") == 1
         assert await cache.aget(key) is None
+
+
+async def test_async_first_read_opens_off_the_event_loop(db: Path) -> None:
+    """The event loop's first alookup opens the file and creates the schema in a worker
+    thread: while another connection holds the write lock that needs, the loop keeps
+    running, and the read completes (no error) once the lock is released."""
+    db.parent.mkdir(parents=True)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("BEGIN IMMEDIATE")  # the write lock creating our table must wait for
+    holder.execute("CREATE TABLE other_app (x)")
+    cache = CacheManager.sqlite(db, busy_timeout=20.0)
+    key = cache.key("spotify:track", "x")
+    read = asyncio.create_task(cache.alookup(key))
+    ticks = 0
+    for _ in range(20):  # the loop runs other work meanwhile
+        await asyncio.sleep(0.005)
+        ticks += 1
+    assert ticks == 20
+    assert not read.done()  # still waiting for the lock, in its thread
+    holder.execute("COMMIT")
+    assert await asyncio.wait_for(read, 20.0) is None
+    assert cache.get_stats()["errors"] == 0  # it waited and read; it did not time out
+    await cache.astore(key, 1)
+    assert await cache.aget(key) == 1
+    await cache.aclose()
+    holder.close()
+
+
+async def test_concurrent_first_reads_on_one_loop(db: Path) -> None:
+    """Many first reads at once on one loop settle on one connection for the loop."""
+    cache = CacheManager.sqlite(db)
+    key = cache.key("spotify:track", "x")
+    await asyncio.to_thread(cache.store, key, 1)  # in a worker: the loop's thread has none yet
+    backend = cache.backend
+    assert isinstance(backend, SqliteBackend)
+    opened_before = len(backend._conns)
+    values = await asyncio.gather(*(cache.aget(key) for _ in range(8)))
+    assert values == [1] * 8
+    assert len(backend._conns) == opened_before + 1  # extra ones opened in a race are closed
+    await cache.aclose()

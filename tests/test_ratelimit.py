@@ -429,3 +429,25 @@ def test_adjust_rate_rejects_bad_values() -> None:
     with pytest.raises(ConfigurationError):
         limiter.buckets["spotify"].adjust_rate(new_rate=0.0)
     assert limiter.buckets["spotify"].rate == 10.0
+
+
+async def test_async_rate_and_stats_forms_match_the_sync_ones() -> None:
+    """aadjust_rate, areset_rate, astats and aget_stats do what their sync twins do."""
+    clock = FakeClock()
+    limiter = limiter_with(clock, rate=10.0, capacity=1)
+    bucket = limiter.buckets["spotify"]
+    await limiter.aacquire("spotify")
+    await bucket.aadjust_rate(new_rate=5.0)
+    assert await limiter.aacquire("spotify") == pytest.approx(0.2)
+    assert (await bucket.astats())["rate"] == 5.0
+    await bucket.areset_rate()
+    assert await limiter.aacquire("spotify") == pytest.approx(0.1)
+    assert await limiter.aget_stats() == limiter.get_stats()
+    assert (await limiter.aget_stats())["spotify"]["granted"] == 3
+
+
+def test_close_without_redis_does_nothing() -> None:
+    """close() and aclose() exist on a local limiter too, and leave it usable."""
+    limiter = limiter_with(FakeClock())
+    limiter.close()
+    assert limiter.acquire("spotify") == 0.0

@@ -19,6 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests._redis_server import RedisServer, free_port
+from tests.test_redis_link import (
+    BOUND,
+    SICKNESSES,
+    in_thread,
+    refusing_writes,
+    server_clients,
+    stalled_redis,
+)
 from tunegate._clock import SystemClock
 from tunegate._policy.bucket import BucketState, Limits, pause, release, rescale, reserve
 from tunegate._redis import RedisLink
@@ -283,6 +291,142 @@ async def test_async_acquire_fails_open_when_redis_is_unreachable() -> None:
         await limiter.aacquire("spotify", timeout=0)
     assert not limiter.get_stats()["spotify"]["shared"]
     await link.aio.aclose()
+
+
+# -- Redis stalled, full, read-only or broken: never a hang, never an error --------------
+
+
+def test_acquire_is_bounded_when_redis_stalls_behind_a_client_without_timeout() -> None:
+    """A caller's redis.Redis has no socket timeout: acquire against a Redis that accepts
+    and never answers still returns (from the local bucket) within the link's timeout."""
+    with stalled_redis() as port:
+        user = redis.Redis(host="127.0.0.1", port=port)
+        limiter = RateLimiter(redis=user)
+        limiter.configure_provider("spotify", rate=100.0, capacity=10)
+        assert in_thread(lambda: limiter.acquire("spotify")) == 0.0
+        assert in_thread(lambda: limiter.get_stats()["spotify"]["shared"]) is False
+        limiter.close()
+        user.close()
+
+
+async def test_aacquire_is_bounded_when_redis_stalls() -> None:
+    """The same with a caller's asyncio client and aacquire."""
+    with stalled_redis() as port:
+        user = redis.asyncio.Redis(host="127.0.0.1", port=port)
+        limiter = RateLimiter(redis=user)
+        limiter.configure_provider("spotify", rate=100.0, capacity=10)
+        assert await asyncio.wait_for(limiter.aacquire("spotify"), BOUND) == 0.0
+        stats = await asyncio.wait_for(limiter.aget_stats(), BOUND)
+        assert stats["spotify"]["shared"] is False
+        await limiter.aclose()
+        await user.aclose()
+
+
+def _tat(server: RedisServer) -> bytes | None:
+    raw = server.client()
+    try:
+        return raw.hget(KEY, "tat")  # type: ignore[return-value]
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("sickness", SICKNESSES)
+def test_acquire_goes_on_locally_while_redis_refuses_writes(
+    restartable_redis: RedisServer, sickness: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Out of memory, or a read-only replica after a failover: acquire and pause go on
+    locally with one warning, and take the shared bucket again once Redis recovers."""
+    link = RedisLink(restartable_redis.url, retry_interval=0.05)
+    limiter = RateLimiter(redis=link)
+    limiter.configure_provider("spotify", rate=1000.0, capacity=5)
+    limiter.acquire("spotify")
+    before = _tat(restartable_redis)
+    cure = refusing_writes(restartable_redis, sickness)
+    with caplog.at_level(logging.WARNING, logger="tunegate.redis"):
+        for _ in range(3):
+            assert limiter.acquire("spotify") >= 0.0
+        limiter.pause("spotify", 0.001)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert _tat(restartable_redis) == before  # nothing reached Redis
+    cure()
+    for _ in range(300):  # the link tries again after 50 ms; allow ~3 s
+        limiter.acquire("spotify")
+        if _tat(restartable_redis) != before:
+            break
+        time.sleep(0.01)
+    assert _tat(restartable_redis) != before
+    limiter.close()
+
+
+@pytest.mark.parametrize("sickness", SICKNESSES)
+async def test_aacquire_goes_on_locally_while_redis_refuses_writes(
+    restartable_redis: RedisServer, sickness: str
+) -> None:
+    """The async forms fall back the same way and raise nothing."""
+    limiter = RateLimiter(redis=RedisLink(restartable_redis.url, retry_interval=30))
+    limiter.configure_provider("spotify", rate=1000.0, capacity=5)
+    cure = refusing_writes(restartable_redis, sickness)
+    for _ in range(3):
+        assert await asyncio.wait_for(limiter.aacquire("spotify"), BOUND) >= 0.0
+    await limiter.apause("spotify", 0.001)
+    assert await limiter.aadjust_from_headers("spotify", {"Retry-After": "0.001"}) == 0.001
+    assert _tat(restartable_redis) is None
+    cure()
+
+
+def test_a_script_error_falls_back_and_is_logged_once(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bucket key holding something else (a bug, not an outage) does not break acquire:
+    the local bucket serves, one error is logged, and the link stays up."""
+    raw = redis.Redis.from_url(redis_url)
+    raw.set(KEY, "not a hash")
+    link = RedisLink(redis_url)
+    limiter = RateLimiter(redis=link)
+    limiter.configure_provider("spotify", rate=1000.0, capacity=5)
+    with caplog.at_level(logging.WARNING, logger="tunegate.redis"):
+        for _ in range(3):
+            assert limiter.acquire("spotify") == 0.0
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert link.available
+    raw.close()
+    link.close()
+
+
+# -- connections: one per process and loop, closed with the loop or by close() -----------
+
+
+def test_asyncio_run_cycles_do_not_pile_up_connections(restartable_redis: RedisServer) -> None:
+    """20 asyncio.run(aacquire) cycles leave no Redis connection behind."""
+    limiter = RateLimiter(redis=restartable_redis.url)
+    limiter.configure_provider("spotify", rate=1000.0, capacity=100)
+    for _ in range(20):
+        assert asyncio.run(limiter.aacquire("spotify")) == 0.0
+    assert server_clients(restartable_redis, 1) == 1  # only the one asking
+
+
+async def test_close_and_aclose_close_what_the_limiter_opened(
+    restartable_redis: RedisServer,
+) -> None:
+    """aclose() closes the connections a limiter opened itself, close() its sync one; a
+    RedisLink handed in stays open for its owner."""
+    link = RedisLink(restartable_redis.url)
+    owner, guest = RateLimiter(redis=restartable_redis.url), RateLimiter(redis=link)
+    for limiter in (owner, guest):
+        limiter.configure_provider("spotify", rate=1000.0, capacity=100)
+        limiter.acquire("spotify")
+        await limiter.aacquire("spotify")
+    assert server_clients(restartable_redis, 5) == 5  # two links x (sync + this loop) + asker
+    await owner.aclose()
+    await guest.aclose()
+    assert server_clients(restartable_redis, 3) == 3
+    owner.close()  # idempotent; the owner reconnects if used again
+    assert owner.acquire("spotify") == 0.0
+    assert server_clients(restartable_redis, 4) == 4
+    owner.close()
+    await link.aclose()
+    link.close()
+    assert server_clients(restartable_redis, 1) == 1
 
 
 # -- Lua / Python parity -----------------------------------------------------------------

@@ -11,7 +11,8 @@ mapping exist once, for threads and for asyncio alike.
 Sessions: one per provider per process for sync callers (living on the private loop), and
 one per provider per event loop for async callers (aiohttp sessions are bound to a loop).
 ``await pool.aclose()`` closes the running loop's session; a closed session is reopened
-on next use, so closing is never fatal to another user of the same pool.
+on next use, so closing is never fatal to another user of the same pool. A session left
+behind on a loop that has since closed is dropped when the next new loop asks for one.
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ import os
 import ssl
 import threading
 import time
-import weakref
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, NoReturn, TypeVar
 
 import aiohttp
+from aiohttp import http_exceptions
 
 from tunegate._policy.retry import TRUNCATED
+from tunegate._redact import redact
 from tunegate.exceptions import (
     ConfigurationError,
     MalformedResponse,
@@ -41,6 +43,7 @@ from tunegate.exceptions import (
 )
 
 __all__ = [
+    "BAD_ENCODING",
     "TOO_LARGE",
     "HttpConfig",
     "HttpPool",
@@ -56,7 +59,9 @@ Pairs = tuple[tuple[str, str], ...]
 
 #: The ``code`` on a :class:`MalformedResponse` whose body went over ``max_body_bytes``.
 TOO_LARGE = "too_large"
-REDACTED = "***"
+#: The ``code`` on a :class:`MalformedResponse` whose body could not be decoded (a gzip or
+#: deflate body that does not inflate): permanent, unlike a body cut short (``truncated``).
+BAD_ENCODING = "bad_encoding"
 _CHUNK = 64 * 1024
 
 
@@ -138,12 +143,6 @@ class HttpResponse:
     body: bytes
     elapsed: float
 
-    @property
-    def content_type(self) -> str:
-        """The media type without parameters, lower case (``"application/json"``)."""
-        value = self.headers.get("Content-Type", "")
-        return value.split(";", 1)[0].strip().lower()
-
 
 # -- the exchange: the only code that touches aiohttp's request API --------------------------
 
@@ -205,8 +204,10 @@ def _raise_mapped(request: HttpRequest, exc: BaseException) -> NoReturn:
         err = ConfigurationError(f"{request.provider} {request.endpoint}: invalid request ({name})")
     elif isinstance(exc, TimeoutError):
         err = ProviderUnavailable(f"timed out ({name})", **where)
-    elif isinstance(exc, aiohttp.ClientPayloadError):
+    elif isinstance(exc, aiohttp.ClientPayloadError) and _cut_short(exc):
         err = MalformedResponse(f"body cut short ({name})", code=TRUNCATED, **where)
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        err = MalformedResponse(f"body cannot be decoded ({name})", code=BAD_ENCODING, **where)
     elif isinstance(exc, aiohttp.ClientResponseError):
         err = MalformedResponse(f"invalid HTTP response ({name})", **where)
     else:
@@ -214,19 +215,48 @@ def _raise_mapped(request: HttpRequest, exc: BaseException) -> NoReturn:
     raise err from _redacted(exc, request.secrets)
 
 
+# Why a body failed: these causes mean it stopped early (worth another attempt); any other
+# (a gzip body that does not inflate, ContentEncodingError) will fail the same way again.
+_CUT_SHORT = (http_exceptions.ContentLengthError, http_exceptions.TransferEncodingError, OSError)
+
+
+def _cut_short(exc: aiohttp.ClientPayloadError) -> bool:
+    return isinstance(exc.__cause__, _CUT_SHORT)
+
+
 class RedactedError(Exception):
-    """Stands in for a foreign exception whose text contained a secret."""
+    """Stands in for a foreign exception whose text held a URL query string or a secret."""
+
+
+class RedactedTimeoutError(RedactedError, TimeoutError):
+    """A redacted stand-in for a timeout (still a ``TimeoutError`` to the retry policy)."""
+
+
+class RedactedConnectionError(RedactedError, ConnectionError):
+    """A redacted stand-in for a connection error (still a ``ConnectionError``)."""
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and len(out) < 8 and link not in out:
+        out.append(link)
+        link = link.__cause__ or link.__context__
+    return out
 
 
 def _redacted(exc: BaseException, secrets: tuple[str, ...]) -> BaseException:
-    text = f"{exc!s} {exc!r}"
-    if not any(s and s in text for s in secrets):
+    """``exc`` itself when nothing in its chain's text needs redacting, else a stand-in that
+    carries its type name and its redacted text, and no chain."""
+    texts = [t for e in _chain(exc) for t in (str(e), repr(e))]
+    if all(redact(t, secrets) == t for t in texts):
         return exc
-    safe = str(exc)
-    for s in secrets:
-        if s:
-            safe = safe.replace(s, REDACTED)
-    stand_in = RedactedError(f"{type(exc).__name__}: {safe}")
+    kind: type[RedactedError] = RedactedError
+    if isinstance(exc, TimeoutError):
+        kind = RedactedTimeoutError
+    elif isinstance(exc, ConnectionError):
+        kind = RedactedConnectionError
+    stand_in = kind(f"{type(exc).__name__}: {redact(str(exc), secrets)}")
     stand_in.__cause__ = None
     stand_in.__suppress_context__ = True
     return stand_in
@@ -294,9 +324,8 @@ class HttpPool:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._sync: aiohttp.ClientSession | None = None  # lives on the bridge loop
-        self._by_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, aiohttp.ClientSession
-        ] = weakref.WeakKeyDictionary()
+        # Not a WeakKeyDictionary: a session refers to its loop, so neither would ever go.
+        self._by_loop: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
     def _timeout(self, cap: float | None) -> aiohttp.ClientTimeout:
         c = self.config
@@ -329,7 +358,7 @@ class HttpPool:
                 if self._pid != os.getpid():
                     _forked_leftovers.append((self._sync, dict(self._by_loop)))
                     self._sync = None
-                    self._by_loop = weakref.WeakKeyDictionary()
+                    self._by_loop = {}
                     self._pid = os.getpid()
 
     # -- async ---------------------------------------------------------------------------
@@ -339,7 +368,12 @@ class HttpPool:
         loop = asyncio.get_running_loop()
         session = self._by_loop.get(loop)
         if session is None or session.closed:
-            session = self._by_loop[loop] = self._new_session()
+            with self._lock:
+                # Sessions of loops that ended without aclose(): drop them, so their
+                # connections go with them (aiohttp warns "Unclosed client session").
+                for old in [lp for lp in self._by_loop if lp.is_closed()]:
+                    del self._by_loop[old]
+                session = self._by_loop[loop] = self._new_session()
         return session
 
     async def asend(self, request: HttpRequest, *, timeout: float | None = None) -> HttpResponse:  # noqa: ASYNC109

@@ -1,51 +1,106 @@
-"""One Redis connection setting, two drivers, and the fail-open rule every shared piece obeys.
+"""Our own Redis connections, the fail-open rule every shared piece obeys, and its drivers.
 
-The cache, the limiter and the breaker all take a ``redis=`` argument. Users hand us a sync
-``redis.Redis`` (as the design's examples do), an ``redis.asyncio.Redis``, or a URL; the
-async forms of our operations need an asyncio client and the sync forms a sync one, so
-:class:`RedisLink` derives the missing twin from the same host, port, db and credentials.
+The cache, the limiter and the breaker all take a ``redis=`` argument: a sync
+``redis.Redis`` (as the design's examples do), a ``redis.asyncio.Redis``, or a URL.
+:class:`RedisLink` never sends our commands through the caller's client object: it reads
+where and how to connect (host, port or unix socket, db, credentials, every ``ssl_*``
+setting, the TLS or plain connection class) and opens its own connections with short socket
+and connect timeouts (0.5 s by default) and no retries. The limiter and the breaker run
+before a request's deadline starts, so a stalled Redis must cost them a bounded wait, not
+the caller's "no timeout" client. One sync client serves every thread; asyncio clients are
+bound to one event loop, so each loop gets its own, closed when the loop ends.
 
-When Redis cannot be reached, callers fall back (cache miss, local limiter, local breaker);
-:class:`RedisLink` remembers the failure for ``retry_interval`` seconds so a dead Redis costs
-one failed connect per interval rather than one per call, and logs one warning per outage.
+When Redis cannot serve us (:data:`REDIS_FAILURES`: unreachable, stalled, out of memory, a
+read-only replica, MISCONF ...), callers fall back (cache miss, local limiter, local breaker).
+:class:`RedisLink` remembers an outage for ``retry_interval`` seconds, so a dead Redis costs
+one failed attempt per interval rather than one per call, and logs one warning per outage.
+An error that is not an outage (a bug in one of our scripts, a key of the wrong type) falls
+back the same way and is logged once.
+
+The shared operations of the limiter and the breaker are written once, as generators that
+yield :class:`Effect` objects (run a script, sleep); :func:`drive` runs them with blocking
+calls and :func:`adrive` with awaits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import math
 import threading
 import time
-import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 import redis
 import redis.asyncio
+import redis.asyncio.connection
+import redis.asyncio.retry
+import redis.backoff
+import redis.connection
 import redis.exceptions
+import redis.retry
+from redis.commands.core import AsyncScript, Script
 
-__all__ = ["REDIS_DOWN_ERRORS", "LuaScript", "RedisLink", "load_lua"]
+from tunegate.exceptions import ConfigurationError
+
+__all__ = [
+    "DEFAULT_SOCKET_TIMEOUT",
+    "REDIS_DOWN_ERRORS",
+    "REDIS_FAILURES",
+    "Effect",
+    "Flow",
+    "LuaScript",
+    "RedisLink",
+    "ScriptCall",
+    "adrive",
+    "drive",
+    "is_outage",
+    "load_lua",
+]
 
 log = logging.getLogger("tunegate.redis")
 
-# What "Redis is not there" looks like; anything else (a script bug) must surface.
+T = TypeVar("T")
+
+DEFAULT_SOCKET_TIMEOUT = 0.5
+
+# Every error a Redis call can end with. Shared components fail open on all of them:
+# outages (is_outage) mark the link down for retry_interval; anything else is a bug in what
+# we sent (a script error, a key of the wrong type), logged once, and that call falls back.
+# redis-py's Script answers NOSCRIPT itself (it loads the script and retries).
+REDIS_FAILURES: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+
+# What "Redis is not there" looks like (kept for compatibility; is_outage is the full rule).
 REDIS_DOWN_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     OSError,
 )
 
-_COPIED_KWARGS = (
-    "host",
-    "port",
-    "path",
-    "db",
-    "username",
-    "password",
-    "socket_timeout",
-    "socket_connect_timeout",
+# Server states in which Redis answers but cannot serve us: out of memory, a read-only
+# replica after a failover, no permission, a cluster without this slot...
+_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    *REDIS_DOWN_ERRORS,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.NoPermissionError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.AskError,
 )
+# ... and the ones redis-py leaves as a plain ResponseError, by their error code.
+_OUTAGE_CODES = ("MISCONF", "BUSY", "NOREPLICAS", "LOADING", "MASTERDOWN", "CLUSTERDOWN")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Does ``exc`` say Redis cannot serve anyone right now (rather than a bug in our call)?"""
+    if isinstance(exc, _OUTAGE_ERRORS):
+        return True
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(_OUTAGE_CODES)
 
 
 def load_lua(name: str) -> str:
@@ -53,111 +108,318 @@ def load_lua(name: str) -> str:
     return resources.files("tunegate").joinpath("_lua", name).read_text(encoding="utf-8")
 
 
-def _twin_kwargs(pool_kwargs: dict[str, Any]) -> dict[str, Any]:
-    kwargs = {k: pool_kwargs[k] for k in _COPIED_KWARGS if k in pool_kwargs}
-    if kwargs.get("path"):
-        kwargs.pop("host", None)
-        kwargs.pop("port", None)
-        kwargs["unix_socket_path"] = kwargs.pop("path")
-    return kwargs
+# -- connection settings ---------------------------------------------------------------------
+
+# The same connection in redis-py's sync and asyncio forms.
+_TWINS: tuple[tuple[type[Any], type[Any]], ...] = (
+    (redis.connection.Connection, redis.asyncio.connection.Connection),
+    (redis.connection.SSLConnection, redis.asyncio.connection.SSLConnection),
+    (
+        redis.connection.UnixDomainSocketConnection,
+        redis.asyncio.connection.UnixDomainSocketConnection,
+    ),
+)
+_SYNC_OF: dict[type[Any], type[Any]] = {a: s for s, a in _TWINS} | {s: s for s, _ in _TWINS}
+_ASYNC_OF: dict[type[Any], type[Any]] = dict(_TWINS) | {a: a for _, a in _TWINS}
+
+# Copied from the caller's client or URL: where, as whom, over what transport (every "ssl_*"
+# setting too). Timeouts, retries and response decoding are ours: the cache stores bytes.
+_COPIED = frozenset(
+    {
+        "host",
+        "port",
+        "path",
+        "db",
+        "username",
+        "password",
+        "credential_provider",
+        "client_name",
+        "socket_keepalive",
+        "socket_keepalive_options",
+    }
+)
+
+
+def _init_params(cls: type[Any]) -> frozenset[str]:
+    """The keyword arguments a connection class (or any class it extends) takes."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names.update(inspect.signature(init).parameters)
+    return frozenset(names)
+
+
+_ACCEPTED: dict[type[Any], frozenset[str]] = {c: _init_params(c) for pair in _TWINS for c in pair}
+
+
+def _fit(settings: Mapping[str, Any], cls: type[Any]) -> dict[str, Any]:
+    """``settings`` as ``cls`` takes them; a setting in force that it cannot take is an error.
+
+    Unset ones (None, False) are dropped: the sync TLS connection has OCSP options that the
+    asyncio one lacks, and silently losing one that is set would weaken the connection.
+    """
+    accepted = _ACCEPTED[cls]
+    fitted: dict[str, Any] = {}
+    for name, value in settings.items():
+        if name in accepted:
+            fitted[name] = value
+        elif value is not None and value is not False:
+            raise ConfigurationError(
+                f"tunegate cannot open a {cls.__module__}.{cls.__name__} with the setting"
+                f" {name!r} of your Redis client (redis-py has no such option there); give a"
+                " redis:// or rediss:// URL with the settings both forms support"
+            )
+    return fitted
+
+
+def _settings(client: object) -> tuple[type[Any], type[Any], dict[str, Any]]:
+    """The sync and asyncio connection classes and the copied settings of ``client``."""
+    if isinstance(client, str):
+        try:
+            kwargs: dict[str, Any] = redis.connection.parse_url(client)  # type: ignore[no-untyped-call]
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis URL: {exc}") from None
+        cls: type[Any] = kwargs.pop("connection_class", redis.connection.Connection)
+    elif isinstance(client, redis.Redis | redis.asyncio.Redis):
+        pool = client.connection_pool
+        cls, kwargs = pool.connection_class, dict(pool.connection_kwargs)
+    else:
+        raise ConfigurationError(
+            "redis= takes a redis.Redis, a redis.asyncio.Redis, a URL or a RedisLink,"
+            f" not {type(client).__name__}"
+        )
+    if cls not in _SYNC_OF:
+        raise ConfigurationError(
+            f"tunegate opens its own Redis connections from your client's settings and knows"
+            f" plain, TLS and unix-socket connections, not {cls.__name__}; give a redis://,"
+            " rediss:// or unix:// URL instead"
+        )
+    copied = {k: v for k, v in kwargs.items() if k in _COPIED or k.startswith("ssl_")}
+    if not isinstance(copied.get("socket_keepalive_options"), Mapping):
+        copied.pop("socket_keepalive_options", None)  # redis-py's "unset" marker
+    return _SYNC_OF[cls], _ASYNC_OF[cls], copied
+
+
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"{name} must be seconds, not {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+# -- per-loop asyncio clients ---------------------------------------------------------------
+
+
+async def _close_with_loop(client: redis.asyncio.Redis) -> AsyncGenerator[None, None]:
+    # asyncio.run() and asyncio.Runner finalize every live async generator of their loop
+    # (loop.shutdown_asyncgens) before closing it. That is the one hook into a loop's end,
+    # so this generator, parked at its yield, closes the loop's client while it can still run.
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+def _start(closer: AsyncGenerator[None, None]) -> None:
+    """Run ``closer`` to its yield now; that also registers it with the running loop."""
+    step = closer.asend(None)
+    try:
+        step.send(None)  # nothing before the yield awaits, so one step reaches it
+    except StopIteration:
+        return
+    step.close()
+    raise RuntimeError("the loop-end closer awaited before its yield")
+
+
+@dataclass(frozen=True, slots=True)
+class _LoopClient:
+    client: redis.asyncio.Redis
+    closer: AsyncGenerator[None, None]
+
+
+RedisTarget: TypeAlias = "redis.Redis | redis.asyncio.Redis | str"
 
 
 class RedisLink:
-    """A sync client, per-event-loop asyncio clients, and the shared up/down state."""
+    """Our sync client, our per-event-loop asyncio clients, and the shared up/down state.
+
+    Args:
+        client: a ``redis.Redis``, a ``redis.asyncio.Redis`` or a URL. Only its connection
+            settings are used; the object itself is never called, closed or changed.
+        retry_interval: seconds to leave Redis alone after it failed to serve us.
+        socket_timeout: seconds any one read or write may take on our connections.
+        socket_connect_timeout: seconds a connect may take (default: ``socket_timeout``).
+    """
 
     def __init__(
         self,
-        client: redis.Redis | redis.asyncio.Redis | str,
+        client: RedisTarget,
         *,
         retry_interval: float = 1.0,
-        socket_timeout: float = 0.5,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        socket_connect_timeout: float | None = None,
     ) -> None:
-        self._sync: redis.Redis | None = None
-        self._async_given: redis.asyncio.Redis | None = None
-        self._kwargs: dict[str, Any]
-        if isinstance(client, str):
-            self._url: str | None = client
-            self._kwargs = {}
-            self._socket_timeout = socket_timeout
-        elif isinstance(client, redis.asyncio.Redis):
-            self._url = None
-            self._async_given = client
-            self._kwargs = _twin_kwargs(client.connection_pool.connection_kwargs)
-        else:
-            self._url = None
-            self._sync = client
-            self._kwargs = _twin_kwargs(client.connection_pool.connection_kwargs)
-        self._socket_timeout = socket_timeout
-        self._aio: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
-            weakref.WeakKeyDictionary()
+        self._sync_class, self._async_class, self._settings = _settings(client)
+        self._socket_timeout = _positive("socket_timeout", socket_timeout)
+        self._connect_timeout = (
+            self._socket_timeout
+            if socket_connect_timeout is None
+            else _positive("socket_connect_timeout", socket_connect_timeout)
         )
+        self._sync: redis.Redis | None = None
+        self._aio: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._lock = threading.Lock()
         self.retry_interval = retry_interval
         self._down_until = 0.0
         self._outage_logged = False
+        self._bugs_logged: set[str] = set()
+
+    def __repr__(self) -> str:
+        where = self._settings.get("path") or (
+            f"{self._settings.get('host', 'localhost')}:{self._settings.get('port', 6379)}"
+        )
+        return f"<RedisLink {self._sync_class.__name__} {where} db={self._settings.get('db', 0)}>"
+
+    @property
+    def socket_timeout(self) -> float:
+        """Seconds one read or write may take on our connections."""
+        return self._socket_timeout
+
+    def _kwargs(self, cls: type[Any], retry: Any) -> dict[str, Any]:
+        ours = {
+            "socket_timeout": self._socket_timeout,
+            "socket_connect_timeout": self._connect_timeout,
+            "retry": retry,  # no retries: a failed call falls back at once
+        }
+        return _fit(self._settings, cls) | {k: v for k, v in ours.items() if k in _ACCEPTED[cls]}
 
     @property
     def sync(self) -> redis.Redis:
-        if self._sync is None:
+        """Our sync client (thread-safe; made on first use)."""
+        client = self._sync
+        if client is None:
             with self._lock:
-                if self._sync is None:
-                    self._sync = self._make_sync()
-        return self._sync
-
-    def _make_sync(self) -> redis.Redis:
-        if self._url is not None:
-            return redis.Redis.from_url(
-                self._url,
-                socket_timeout=self._socket_timeout,
-                socket_connect_timeout=self._socket_timeout,
-            )
-        return redis.Redis(**self._kwargs)
+                client = self._sync
+                if client is None:
+                    retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+                    pool = redis.ConnectionPool(
+                        connection_class=self._sync_class, **self._kwargs(self._sync_class, retry)
+                    )
+                    client = self._sync = redis.Redis.from_pool(pool)
+        return client
 
     @property
     def aio(self) -> redis.asyncio.Redis:
-        """The asyncio client for the running loop (asyncio clients are bound to one loop)."""
-        if self._async_given is not None:
-            return self._async_given  # the caller's client, on the caller's loop
+        """Our asyncio client for the running loop (asyncio clients are bound to one loop).
+
+        It is closed when the loop ends through ``asyncio.run`` or ``asyncio.Runner``, or by
+        :meth:`aclose`.
+        """
         loop = asyncio.get_running_loop()
-        client = self._aio.get(loop)
-        if client is None:
-            if self._url is not None:
-                client = redis.asyncio.Redis.from_url(
-                    self._url,
-                    socket_timeout=self._socket_timeout,
-                    socket_connect_timeout=self._socket_timeout,
-                )
-            else:
-                client = redis.asyncio.Redis(**self._kwargs)
-            self._aio[loop] = client
-        return client
+        entry = self._aio.get(loop)
+        if entry is None:
+            entry = self._new_loop_client(loop)
+        return entry.client
+
+    def _new_loop_client(self, loop: asyncio.AbstractEventLoop) -> _LoopClient:
+        retry = redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0)
+        pool = redis.asyncio.ConnectionPool(
+            connection_class=self._async_class, **self._kwargs(self._async_class, retry)
+        )
+        client = redis.asyncio.Redis.from_pool(pool)
+        closer = _close_with_loop(client)
+        _start(closer)
+        entry = _LoopClient(client, closer)
+        with self._lock:
+            self._forget_closed_loops()
+            self._aio[loop] = entry
+        return entry
+
+    def _forget_closed_loops(self) -> None:
+        # Their loops ran each closer at shutdown; what is left is an entry to drop.
+        for loop in [loop for loop in self._aio if loop.is_closed()]:
+            del self._aio[loop]
 
     def close(self) -> None:
-        """Close the clients this link made itself (a client the caller gave stays open)."""
-        if self._sync is not None and (self._url is not None or self._async_given is not None):
-            self._sync.close()
-            self._sync = None
+        """Close our sync client (made again if used again) and forget closed loops' clients."""
+        with self._lock:
+            client, self._sync = self._sync, None
+            self._forget_closed_loops()
+        if client is not None:
+            client.close()
 
     async def aclose(self) -> None:
-        """Close the running loop's asyncio client, when this link made it."""
+        """Close our asyncio client of the running loop (made again if used again)."""
         loop = asyncio.get_running_loop()
-        client = self._aio.pop(loop, None)
-        if client is not None:
-            await client.aclose()
+        with self._lock:  # another thread may be iterating the dict to forget closed loops
+            entry = self._aio.pop(loop, None)
+        if entry is not None:
+            await entry.closer.aclose()  # its ``finally`` closes the client
 
-    # -- fail-open bookkeeping -------------------------------------------------
+    # -- running scripts, failing open ----------------------------------------------------
+
+    def run_script(
+        self, script: LuaScript, keys: Sequence[str], args: Sequence[Any], what: str
+    ) -> Any:
+        """``script``'s reply, or None when Redis cannot serve it now (``what`` falls back)."""
+        if not self.available:
+            return None
+        try:
+            reply = script.run(self.sync, keys, args)
+        except REDIS_FAILURES as exc:
+            self.failed(exc, what)
+            return None
+        self.mark_up()
+        return reply
+
+    async def arun_script(
+        self, script: LuaScript, keys: Sequence[str], args: Sequence[Any], what: str
+    ) -> Any:
+        """The asyncio form of :meth:`run_script`."""
+        if not self.available:
+            return None
+        try:
+            reply = await script.arun(self.aio, keys, args)
+        except REDIS_FAILURES as exc:
+            self.failed(exc, what)
+            return None
+        self.mark_up()
+        return reply
+
+    # -- fail-open bookkeeping -------------------------------------------------------------
 
     @property
     def available(self) -> bool:
-        """False while a recent failure says Redis is down; True once the interval passed."""
+        """False while a recent outage says Redis cannot serve; True once the interval passed."""
         return time.monotonic() >= self._down_until
+
+    def failed(self, exc: BaseException, what: str) -> None:
+        """Account for ``exc`` (one of :data:`REDIS_FAILURES`), after which ``what`` fell back.
+
+        An outage marks the link down (one warning per outage); any other error is a bug in
+        what we sent, logged once per ``what`` and not held against Redis.
+        """
+        if is_outage(exc):
+            self.mark_down(exc, what)
+        elif what not in self._bugs_logged:
+            self._bugs_logged.add(what)
+            log.error(
+                "redis refused a command of %s, which falls back to local state for it"
+                " (%s: %s); this is a bug, please report it",
+                what,
+                type(exc).__name__,
+                exc,
+            )
 
     def mark_down(self, exc: BaseException, what: str) -> None:
         self._down_until = time.monotonic() + self.retry_interval
         if not self._outage_logged:
             self._outage_logged = True
             log.warning(
-                "redis unreachable; %s falls back to local state until it returns (%s)",
+                "redis unreachable or unable to serve; %s falls back to local state until it"
+                " recovers (%s)",
                 what,
                 type(exc).__name__,
             )
@@ -169,23 +431,95 @@ class RedisLink:
 
 
 class LuaScript:
-    """A Lua script registered once per client and called by SHA (redis-py reloads on NOSCRIPT)."""
+    """A Lua script called by SHA on any client (redis-py's Script loads it on NOSCRIPT).
+
+    One redis-py ``Script`` per form, bound to no client, so nothing here keeps a client or
+    its connections alive.
+    """
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._by_client: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        encoded = source.encode("utf-8")  # bytes: the SHA needs no client's encoder
+        self._sync = Script(None, encoded)  # type: ignore[arg-type]
+        self._async = AsyncScript(None, encoded)  # type: ignore[arg-type]
 
-    def _script(self, client: Any) -> Any:
-        script = self._by_client.get(client)
-        if script is None:
-            script = client.register_script(self.source)
-            self._by_client[client] = script
-        return script
+    @property
+    def sha(self) -> str:
+        return str(self._sync.sha)
 
     def run(self, client: redis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return self._script(client)(keys=list(keys), args=list(args))
+        return self._sync(keys=list(keys), args=list(args), client=client)
 
     async def arun(
         self, client: redis.asyncio.Redis, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        return await self._script(client)(keys=list(keys), args=list(args))
+        return await self._async(keys=list(keys), args=list(args), client=client)
+
+
+# -- effects and their two drivers ----------------------------------------------------------
+
+
+class Effect:
+    """One blocking operation and its awaitable twin, and nothing else."""
+
+    __slots__ = ()
+
+    def run(self) -> Any:
+        raise NotImplementedError
+
+    async def arun(self) -> Any:
+        raise NotImplementedError
+
+
+Flow: TypeAlias = Generator[Effect, Any, T]
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall(Effect):
+    """Run a script on the link; the reply, or None when the caller must fall back."""
+
+    link: RedisLink
+    script: LuaScript
+    keys: Sequence[str]
+    args: Sequence[Any]
+    what: str
+
+    def run(self) -> Any:
+        return self.link.run_script(self.script, self.keys, self.args, self.what)
+
+    async def arun(self) -> Any:
+        return await self.link.arun_script(self.script, self.keys, self.args, self.what)
+
+
+def drive(flow: Flow[T]) -> T:
+    """Run ``flow`` to its end with blocking effects; its exceptions propagate."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.send(value) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        value = error = None
+        try:
+            value = effect.run()
+        except BaseException as exc:  # the flow decides; it re-raises what it does not handle
+            error = exc
+
+
+async def adrive(flow: Flow[T]) -> T:
+    """Run ``flow`` to its end, awaiting each effect."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.send(value) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        value = error = None
+        try:
+            value = await effect.arun()
+        except BaseException as exc:
+            error = exc

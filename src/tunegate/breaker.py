@@ -5,9 +5,11 @@ breaker keeps the machine in memory behind a lock held for one policy call. A sh
 (``redis=``) runs the machine's Lua twin in Redis, so one process tripping it opens it for
 all, and half-open probe slots are leased there. It remembers the last answer from Redis for
 ``cache_ttl`` seconds (0.5 s by default): a CLOSED breaker, or an OPEN one still inside its
-timeout, then decides without a round trip. When Redis cannot be reached the breaker carries
-on with the local machine, seeded with the last shared state it saw, and goes back to Redis
-when :class:`tunegate._redis.RedisLink` says it is worth trying again.
+timeout, then lets a call through (or refuses it) without a round trip. Every outcome of a
+call goes to Redis, successes included, so that failures count as consecutive across all
+processes. When Redis cannot serve (unreachable, stalled, full, read-only) the breaker
+carries on with the local machine, seeded with the last shared state it saw, and goes back
+to Redis when :class:`tunegate._redis.RedisLink` says it is worth trying again.
 
 The low-level form, which the request pipeline uses::
 
@@ -28,7 +30,6 @@ The low-level form, which the request pipeline uses::
 from __future__ import annotations
 
 import contextvars
-import functools
 import itertools
 import logging
 import secrets
@@ -45,7 +46,15 @@ import redis.asyncio
 from tunegate._clock import Clock, SystemClock
 from tunegate._policy import breaker as policy
 from tunegate._policy.breaker import BreakerConfig, BreakerState, CircuitState, Event, Permit
-from tunegate._redis import REDIS_DOWN_ERRORS, LuaScript, RedisLink, load_lua
+from tunegate._redis import (
+    Flow,
+    LuaScript,
+    RedisLink,
+    ScriptCall,
+    adrive,
+    drive,
+    load_lua,
+)
 from tunegate.exceptions import (
     AuthenticationError,
     CircuitBreakerOpenError,
@@ -85,6 +94,8 @@ DEFAULT_KEY_PREFIX: Final = "tunegate:cb:"
 _NEVER_FAILURES: Final = (RateLimited, NotFound, AuthenticationError, InvalidInput)
 _ALWAYS_FAILURES: Final = (ProviderUnavailable, MalformedResponse)
 _CLOSED, _OPEN, _HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+# Module constants: an enum member lookup (Event.SUCCESS) costs ten times a global's.
+_SUCCESS, _FAILURE, _IGNORED = Event.SUCCESS, Event.FAILURE, Event.IGNORED
 
 
 class BreakerStats(TypedDict):
@@ -132,9 +143,7 @@ class _View:
         return self.fetched + (self.retry_at - self.server_now)
 
 
-@functools.cache
-def _script() -> LuaScript:
-    return LuaScript(load_lua("breaker.lua"))
+_SCRIPT = LuaScript(load_lua("breaker.lua"))
 
 
 def _text(value: Any) -> str:
@@ -234,8 +243,10 @@ class CircuitBreaker:
         self._cm_permits: contextvars.ContextVar[tuple[Permit, ...]] = contextvars.ContextVar(
             f"tunegate.breaker.{name}", default=()
         )
-        # Shared mode.
+        # Shared mode. A link made here is ours to close; a RedisLink handed in is not.
         self._link = _as_link(redis)
+        self._owns_link = redis is not None and not isinstance(redis, RedisLink)
+        self._what = f"circuit breaker {name!r}"
         self._cache_ttl = cache_ttl
         self._view: _View | None = None
         self._local_mode = False  # True while Redis is down and the local machine decides
@@ -261,6 +272,20 @@ class CircuitBreaker:
     def shared(self) -> bool:
         """Configured with Redis (whether or not Redis answers right now)."""
         return self._link is not None
+
+    def close(self) -> None:
+        """Close the Redis connections this breaker opened (a RedisLink you gave stays open).
+
+        The breaker stays usable: it connects again when next used.
+        """
+        if self._owns_link and self._link is not None:
+            self._link.close()
+
+    async def aclose(self) -> None:
+        """Close the Redis connections this breaker opened, the running loop's included."""
+        if self._owns_link and self._link is not None:
+            await self._link.aclose()
+            self._link.close()
 
     # -- classification --------------------------------------------------------------
 
@@ -343,7 +368,7 @@ class CircuitBreaker:
         raise CircuitBreakerOpenError(self.name, wait, self._clock.time() + wait)
 
     def _local_record(self, event: Event, permit: Permit) -> None:
-        if event is Event.SUCCESS and not permit.probe:
+        if event is _SUCCESS and not permit.probe:
             s = self._local  # one atomic read: a success in a clean CLOSED state changes nothing
             if s.state is _CLOSED and not s.failures:
                 return
@@ -388,7 +413,7 @@ class CircuitBreaker:
         self._fire(transitions)
 
     def _enter_local_mode(self) -> None:
-        """Redis is unreachable: go on locally from the last shared state this process saw."""
+        """Redis cannot serve: go on locally from the last shared state this process saw."""
         with self._lock:
             if self._local_mode:
                 return
@@ -428,8 +453,6 @@ class CircuitBreaker:
         )
 
     def _accept(self, reply: Sequence[Any], fetched: float) -> _View:
-        assert self._link is not None
-        self._link.mark_up()
         view = self._parse(reply, fetched)
         transitions: list[tuple[CircuitState, CircuitState]] = []
         with self._lock:
@@ -443,35 +466,15 @@ class CircuitBreaker:
             self._fire(transitions)
         return view
 
-    def _down(self, exc: BaseException) -> None:
-        assert self._link is not None
-        self._link.mark_down(exc, f"circuit breaker {self.name!r}")
-
-    def _run(self, op: str, epoch: int = 0, token: str = "") -> _View | None:
-        """One script call; None when Redis is down (and the local machine takes over)."""
+    def _run(self, op: str, epoch: int = 0, token: str = "") -> Flow[_View | None]:
+        """One script call; None when Redis cannot serve it (and the local machine takes over)."""
         link = self._link
         assert link is not None
         if link.available:
             fetched = self._clock.monotonic()
-            try:
-                reply = _script().run(link.sync, self._keys, self._argv(op, epoch, token))
-            except REDIS_DOWN_ERRORS as exc:
-                self._down(exc)
-            else:
-                return self._accept(reply, fetched)
-        self._enter_local_mode()
-        return None
-
-    async def _arun(self, op: str, epoch: int = 0, token: str = "") -> _View | None:
-        link = self._link
-        assert link is not None
-        if link.available:
-            fetched = self._clock.monotonic()
-            try:
-                reply = await _script().arun(link.aio, self._keys, self._argv(op, epoch, token))
-            except REDIS_DOWN_ERRORS as exc:
-                self._down(exc)
-            else:
+            argv = self._argv(op, epoch, token)
+            reply = yield ScriptCall(link, _SCRIPT, self._keys, argv, self._what)
+            if reply is not None:
                 return self._accept(reply, fetched)
         self._enter_local_mode()
         return None
@@ -513,103 +516,92 @@ class CircuitBreaker:
         retry_at = view.retry_at if view.retry_at is not None else view.server_now
         raise CircuitBreakerOpenError(self.name, max(0.0, retry_at - view.server_now), retry_at)
 
-    def _needs_redis(self, event: Event, permit: _SharedPermit) -> bool:
-        if permit.probe or event is Event.FAILURE:
-            return True
-        if event is Event.IGNORED:
-            return False
-        # A success matters only when it clears failures Redis holds (as far as we know).
-        view = self._view
-        return view is not None and (view.failures > 0 or view.state is not _CLOSED)
+    def _shared_allow(self) -> Flow[Permit]:
+        permit = self._allow_from_view()
+        if permit is not None:
+            return permit
+        assert self._link is not None
+        # The lease token travels only to Redis; none is made while Redis is down.
+        token = secrets.token_hex(8) if self._link.available else ""
+        view = yield from self._run(Event.ALLOW, 0, token)
+        if view is not None:
+            return self._allowed(view, token)
+        return self._local_allow()
+
+    def _outcome_flow(self, event: Event, permit: Permit) -> Flow[None] | None:
+        """Count the outcome; the flow that reports it to Redis, or None once done locally."""
+        if event is _FAILURE:
+            with self._lock:
+                self._total_failures += 1
+        if isinstance(permit, _SharedPermit):
+            return self._shared_record(event, permit)
+        self._local_record(event, permit)
+        return None
+
+    def _shared_record(self, event: Event, permit: _SharedPermit) -> Flow[None]:
+        # Every success goes to Redis too, not only when this process last saw failures
+        # there: another process may have failed since, and a success it never hears of
+        # would let failures that were not consecutive open the breaker for everyone. An
+        # ignored outcome outside HALF_OPEN changes nothing anywhere.
+        if event is _IGNORED and not permit.probe:
+            return
+        if (yield from self._run(event, permit.epoch, permit.probe)) is None:
+            self._local_record(event, permit)
 
     # -- guarding calls: the low-level form ------------------------------------------------
+    # Each operation is written once: the local machine needs no I/O and is called directly
+    # (the hot path); a shared one is a flow of effects run by drive() or adrive().
 
     def allow(self) -> Permit:
         """Leave for one call, or :class:`CircuitBreakerOpenError` at once."""
-        if self._link is not None:
-            permit = self._allow_from_view()
-            if permit is not None:
-                return permit
-            # The lease token travels only to Redis; none is made while Redis is down.
-            token = secrets.token_hex(8) if self._link.available else ""
-            view = self._run(Event.ALLOW, 0, token)
-            if view is not None:
-                return self._allowed(view, token)
-        return self._local_allow()
+        return self._local_allow() if self._link is None else drive(self._shared_allow())
 
     async def aallow(self) -> Permit:
         """:meth:`allow` for asyncio: talks to Redis without blocking the loop."""
-        if self._link is not None:
-            permit = self._allow_from_view()
-            if permit is not None:
-                return permit
-            # The lease token travels only to Redis; none is made while Redis is down.
-            token = secrets.token_hex(8) if self._link.available else ""
-            view = await self._arun(Event.ALLOW, 0, token)
-            if view is not None:
-                return self._allowed(view, token)
-        return self._local_allow()
+        return self._local_allow() if self._link is None else await adrive(self._shared_allow())
 
     def _record(self, event: Event, permit: Permit) -> None:
-        if isinstance(permit, _SharedPermit):
-            if not self._needs_redis(event, permit):
-                return
-            if self._run(event, permit.epoch, permit.probe) is not None:
-                return
-        self._local_record(event, permit)
+        flow = self._outcome_flow(event, permit)
+        if flow is not None:
+            drive(flow)
 
     async def _arecord(self, event: Event, permit: Permit) -> None:
-        if isinstance(permit, _SharedPermit):
-            if not self._needs_redis(event, permit):
-                return
-            if await self._arun(event, permit.epoch, permit.probe) is not None:
-                return
-        self._local_record(event, permit)
+        flow = self._outcome_flow(event, permit)
+        if flow is not None:
+            await adrive(flow)
 
     def record_success(self, permit: Permit) -> None:
-        self._record(Event.SUCCESS, permit)
+        self._record(_SUCCESS, permit)
 
     def record_failure(self, permit: Permit) -> None:
-        with self._lock:
-            self._total_failures += 1
-        self._record(Event.FAILURE, permit)
+        self._record(_FAILURE, permit)
 
     def record_ignored(self, permit: Permit) -> None:
         """The call ended as neither success nor failure (a 429, a not-found)."""
-        self._record(Event.IGNORED, permit)
+        self._record(_IGNORED, permit)
 
     async def arecord_success(self, permit: Permit) -> None:
-        await self._arecord(Event.SUCCESS, permit)
+        await self._arecord(_SUCCESS, permit)
 
     async def arecord_failure(self, permit: Permit) -> None:
-        with self._lock:
-            self._total_failures += 1
-        await self._arecord(Event.FAILURE, permit)
+        await self._arecord(_FAILURE, permit)
 
     async def arecord_ignored(self, permit: Permit) -> None:
-        await self._arecord(Event.IGNORED, permit)
+        await self._arecord(_IGNORED, permit)
 
     def _outcome(self, exc: BaseException | None) -> Event:
         if exc is None:
-            return Event.SUCCESS
+            return _SUCCESS
         if isinstance(exc, Exception) and self.is_failure(exc):
-            return Event.FAILURE
-        return Event.IGNORED  # cancellation, KeyboardInterrupt, a 429...
+            return _FAILURE
+        return _IGNORED  # cancellation, KeyboardInterrupt, a 429...
 
     def record(self, permit: Permit, exc: BaseException | None = None) -> None:
         """Record the outcome a call ended with: ``exc`` classified, or success if None."""
-        outcome = self._outcome(exc)
-        if outcome is Event.FAILURE:
-            self.record_failure(permit)
-        else:
-            self._record(outcome, permit)
+        self._record(self._outcome(exc), permit)
 
     async def arecord(self, permit: Permit, exc: BaseException | None = None) -> None:
-        outcome = self._outcome(exc)
-        if outcome is Event.FAILURE:
-            await self.arecord_failure(permit)
-        else:
-            await self._arecord(outcome, permit)
+        await self._arecord(self._outcome(exc), permit)
 
     # -- guarding calls: the convenient forms ----------------------------------------------
 
@@ -672,37 +664,45 @@ class CircuitBreaker:
     @property
     def state(self) -> CircuitState:
         """The current state (in shared mode, at most ``cache_ttl`` old; may ask Redis)."""
-        if self._link is not None:
-            view = self._fresh_view(self._clock.monotonic()) or self._run("peek")
-            if view is not None:
-                return view.state
-        return self._local_state()[0].state
+        return drive(self._state())
+
+    async def astate(self) -> CircuitState:
+        """The asyncio form of :attr:`state`."""
+        return await adrive(self._state())
 
     def get_stats(self) -> BreakerStats:
         """State and counters; the counters of calls are this process's own."""
-        if self._link is not None:
-            view = self._fresh_view(self._clock.monotonic()) or self._run("peek")
-            if view is not None:
-                return self._stats_from_view(view)
-        return self._stats_from_local()
+        return drive(self._get_stats())
 
     async def aget_stats(self) -> BreakerStats:
-        if self._link is not None:
-            view = self._fresh_view(self._clock.monotonic()) or await self._arun("peek")
-            if view is not None:
-                return self._stats_from_view(view)
-        return self._stats_from_local()
+        return await adrive(self._get_stats())
 
     def reset(self) -> None:
         """Back to CLOSED with clean counters, in Redis too when shared."""
-        if self._link is not None and self._run(Event.RESET) is not None:
-            with self._lock:
-                self._local = policy.reset(self._local, self._clock.monotonic())
-            return
-        self._local_reset()
+        drive(self._reset())
 
     async def areset(self) -> None:
-        if self._link is not None and await self._arun(Event.RESET) is not None:
+        await adrive(self._reset())
+
+    def _peek(self) -> Flow[_View | None]:
+        """The shared state, from the cached answer while it is fresh; None without Redis."""
+        if self._link is None:
+            return None
+        view = self._fresh_view(self._clock.monotonic())
+        if view is None:
+            view = yield from self._run("peek")
+        return view
+
+    def _state(self) -> Flow[CircuitState]:
+        view = yield from self._peek()
+        return view.state if view is not None else self._local_state()[0].state
+
+    def _get_stats(self) -> Flow[BreakerStats]:
+        view = yield from self._peek()
+        return self._stats_from_view(view) if view is not None else self._stats_from_local()
+
+    def _reset(self) -> Flow[None]:
+        if self._link is not None and (yield from self._run(Event.RESET)) is not None:
             with self._lock:
                 self._local = policy.reset(self._local, self._clock.monotonic())
             return
@@ -775,6 +775,7 @@ class CircuitBreakerRegistry:
         key_prefix: str = DEFAULT_KEY_PREFIX,
     ) -> None:
         self._link = _as_link(redis)
+        self._owns_link = redis is not None and not isinstance(redis, RedisLink)
         self._clock = clock
         self._cache_ttl = cache_ttl
         self._key_prefix = key_prefix
@@ -829,6 +830,18 @@ class CircuitBreakerRegistry:
 
     def get(self, name: str) -> CircuitBreaker | None:
         return self._breakers.get(name)
+
+    def close(self) -> None:
+        """Close the Redis connections this registry opened for its breakers (a RedisLink
+        you gave stays open). The breakers stay usable and connect again when next used."""
+        if self._owns_link and self._link is not None:
+            self._link.close()
+
+    async def aclose(self) -> None:
+        """Close the Redis connections this registry opened, the running loop's included."""
+        if self._owns_link and self._link is not None:
+            await self._link.aclose()
+            self._link.close()
 
     def __getitem__(self, name: str) -> CircuitBreaker:
         return self._breakers[name]

@@ -11,35 +11,44 @@ only, and builds no record at all unless DEBUG is enabled for the logger.
 
 Metrics live on a registry the caller passes (default: prometheus-client's global one),
 created once per registry. Labels are bounded: provider names, templated endpoints, and
-fixed outcome words; never user data or a URL. Gauges (breaker state, hit ratio, tokens)
-are read from the live pipelines when the registry is scraped.
+fixed outcome words; never user data or a URL. Cache counters and the gauges (breaker
+state, hit ratio, tokens) are read from the live pipelines when the registry is scraped;
+a scrape never makes a Redis round trip.
 
-OpenTelemetry: a span per pipeline call when ``opentelemetry-api`` is importable; nothing
-otherwise.
+OpenTelemetry: a span per pipeline call that misses the cache, when ``opentelemetry-api``
+is importable; nothing otherwise (a fresh hit makes no span).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib
 import json
 import logging
 import math
 import threading
+import time
 import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from tunegate.breaker import CircuitBreaker
+    from tunegate.ratelimit import RateLimiter, TokenBucket
 
 __all__ = [
-    "CALL_STATES",
+    "CACHE_RESULTS",
     "JsonFormatter",
     "Metrics",
+    "Source",
     "Stats",
     "correlation_id",
     "current_correlation_id",
@@ -159,9 +168,6 @@ class JsonFormatter(logging.Formatter):
 
 # -- stats ------------------------------------------------------------------------------
 
-#: Values of the ``cache`` log field and ``result`` label of ``cache_operations_total``.
-CALL_STATES = ("hit", "negative_hit", "miss", "stale_served", "bypass", "coalesced")
-
 
 def _percentile(sorted_values: list[float], q: float) -> float:
     # Nearest rank: an observed value, no interpolation between two calls.
@@ -173,7 +179,11 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 class Stats:
     """Counters of one pipeline, safe across threads (a lock around each ``+=``), and the
-    latencies of the last ``window`` upstream attempts for percentiles."""
+    latencies of the last ``window`` upstream attempts for percentiles.
+
+    They are the one count of each event: ``cache_operations_total`` and the
+    ``cache_hit_ratio`` gauge are derived from them when the registry is scraped, so a cache
+    hit costs one lock here and nothing in prometheus-client."""
 
     COUNTERS = (
         "cache_hits",
@@ -185,6 +195,7 @@ class Stats:
         "retries",
         "coalesced",
         "breaker_rejections",
+        "cache_stores",
     )
 
     def __init__(self, window: int = 1024) -> None:
@@ -200,14 +211,17 @@ class Stats:
         with self._lock:
             self._latencies.append(seconds)
 
+    def counts(self) -> dict[str, int]:
+        """The counters alone (a copy)."""
+        with self._lock:
+            return dict(self._counts)
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             counts = dict(self._counts)
             latencies = sorted(self._latencies)
-        looked = counts["cache_hits"] + counts["negative_hits"] + counts["cache_misses"]
-        hits = counts["cache_hits"] + counts["negative_hits"]
         counts_any: dict[str, Any] = dict(counts)
-        counts_any["cache_hit_ratio"] = hits / looked if looked else 0.0
+        counts_any["cache_hit_ratio"] = _hit_ratio(counts)
         counts_any["latency_ms"] = {
             "p50": _percentile(latencies, 0.50) * 1000.0,
             "p95": _percentile(latencies, 0.95) * 1000.0,
@@ -217,32 +231,140 @@ class Stats:
         return counts_any
 
 
+def _hit_ratio(counts: dict[str, int]) -> float:
+    hits = counts["cache_hits"] + counts["negative_hits"]
+    looked = hits + counts["cache_misses"]
+    return hits / looked if looked else 0.0
+
+
 # -- Prometheus ---------------------------------------------------------------------------
 
 # Seconds; upstream calls run from a few ms (a mirror on the LAN) to the 15 s total timeout.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BREAKER_STATE_CODES = {"closed": 0, "open": 1, "half_open": 2}
+_SEVERITY = {0: 0, 2: 1, 1: 2}  # closed < half-open < open: a provider shows its worst breaker
 
-GaugeSource = Callable[[], "dict[str, float | None]"]
+#: ``result`` label of ``cache_operations_total`` -> the :class:`Stats` counter behind it.
+CACHE_RESULTS = {
+    "hit": "cache_hits",
+    "negative_hit": "negative_hits",
+    "miss": "cache_misses",
+    "stale_served": "stale_served",
+    "coalesced": "coalesced",
+    "store": "cache_stores",
+}
 
 
-class _LiveGauges:
-    """A collector that reads the gauges from the live pipelines at scrape time, so a
-    breaker that turned half-open by the clock shows so without a call having passed."""
+@dataclass(frozen=True, eq=False)
+class Source:
+    """What one pipeline shows on a registry: its counters and the breaker and limiter it
+    uses. Held by the collector while the pipeline lives."""
+
+    provider: str
+    stats: Stats
+    breaker: CircuitBreaker | None
+    limiter: RateLimiter | None
+
+
+class _Readings:
+    """Values that cost a Redis round trip (a shared breaker's state, a shared bucket's
+    tokens), read on a helper thread: a scrape gets the last reading at once and never waits
+    for Redis; a reading older than ``max_age`` seconds is refreshed after the scrape that
+    saw it. Written by hand: a one-shot daemon thread is all it takes, and an executor would
+    outlive forks and interpreter shutdown less gracefully."""
+
+    def __init__(self, max_age: float = 5.0) -> None:
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._values: weakref.WeakKeyDictionary[object, tuple[float | None, float]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._queue: dict[int, tuple[object, Callable[[], float | None]]] = {}
+        self._worker: threading.Thread | None = None
+
+    def get(self, owner: object, read: Callable[[], float | None]) -> float | None:
+        """The last reading for ``owner`` (None before the first), refreshing it when old."""
+        now = time.monotonic()
+        with self._lock:
+            got = self._values.get(owner)
+            if got is None or now - got[1] >= self.max_age:
+                self._queue[id(owner)] = (owner, read)
+                # A thread inherited through fork() is not alive in the child.
+                if self._worker is None or not self._worker.is_alive():
+                    self._worker = threading.Thread(
+                        target=self._work, name="tunegate-metrics", daemon=True
+                    )
+                    self._worker.start()
+        return None if got is None else got[0]
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._worker = None
+                    return
+                _, (owner, read) = self._queue.popitem()
+            try:
+                value = read()
+            except Exception as exc:  # best effort: the next scrape asks again
+                logger.debug("metrics reading failed (%s)", type(exc).__name__)
+                value = None
+            with self._lock:
+                self._values[owner] = (value, time.monotonic())
+
+
+def _state_code(breaker: CircuitBreaker) -> float:
+    return float(BREAKER_STATE_CODES.get(str(breaker.state), 0))
+
+
+class _Live:
+    """A collector reading every live pipeline of a registry at scrape time.
+
+    ``cache_operations_total`` is derived from the pipelines' :class:`Stats` (summed per
+    provider, plus what pipelines that are gone had counted, so the counter never goes
+    down). Gauges, per provider over all its pipelines: ``cache_hit_ratio`` from the summed
+    counters, ``circuit_breaker_state`` the worst of the distinct breakers, and
+    ``rate_limit_tokens_available`` the fewest tokens of the distinct buckets. A local
+    breaker or bucket is read in place (no I/O); a shared one through :class:`_Readings`.
+    """
 
     def __init__(self) -> None:
-        self._sources: dict[str, weakref.WeakMethod[Any]] = {}
-        self._lock = threading.Lock()
+        # Re-entrant: a pipeline's finaliser may run (garbage collection) while we hold it.
+        self._lock = threading.RLock()
+        self._sources: dict[str, list[Source]] = {}
+        self._retired: dict[str, dict[str, int]] = {}
+        self.readings = _Readings()
 
-    def track(self, provider: str, source: Any) -> None:
+    def track(self, owner: object, source: Source) -> None:
+        """Show ``source`` until ``owner`` (the pipeline) is garbage collected."""
         with self._lock:
-            self._sources[provider] = weakref.WeakMethod(source)
+            self._sources.setdefault(source.provider, []).append(source)
+        weakref.finalize(owner, self._retire, source)
+
+    def _retire(self, source: Source) -> None:
+        counts = source.stats.counts()
+        with self._lock:
+            sources = self._sources.get(source.provider, [])
+            if source in sources:
+                sources.remove(source)
+            if not sources:
+                self._sources.pop(source.provider, None)
+            total = self._retired.setdefault(source.provider, dict.fromkeys(Stats.COUNTERS, 0))
+            for name, n in counts.items():
+                total[name] += n
 
     def describe(self) -> Iterable[Metric]:
         return list(self._families())
 
-    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    def _families(
+        self,
+    ) -> tuple[CounterMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         return (
+            CounterMetricFamily(
+                "cache_operations",
+                "Cache lookups and writes by result.",
+                labels=["provider", "result"],
+            ),
             GaugeMetricFamily(
                 "circuit_breaker_state",
                 "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
@@ -259,20 +381,43 @@ class _LiveGauges:
         )
 
     def collect(self) -> Iterable[Metric]:
-        state, ratio, tokens = self._families()
+        ops, state, ratio, tokens = self._families()
         with self._lock:
-            sources = list(self._sources.items())
-        for provider, ref in sources:
-            read = ref()
-            if read is None:
-                continue
-            values = read()
-            if values.get("breaker_state") is not None:
-                state.add_metric([provider], float(values["breaker_state"] or 0))
-            ratio.add_metric([provider], float(values.get("cache_hit_ratio") or 0.0))
-            if values.get("tokens") is not None:
-                tokens.add_metric([provider], float(values["tokens"] or 0.0))
-        return [state, ratio, tokens]
+            live = {p: list(s) for p, s in self._sources.items()}
+            retired = {p: dict(c) for p, c in self._retired.items()}
+        for provider in sorted(live.keys() | retired.keys()):
+            totals = retired.get(provider) or dict.fromkeys(Stats.COUNTERS, 0)
+            breakers: dict[int, CircuitBreaker] = {}
+            buckets: dict[int, TokenBucket] = {}
+            for source in live.get(provider, ()):
+                for name, n in source.stats.counts().items():
+                    totals[name] += n
+                if source.breaker is not None:
+                    breakers[id(source.breaker)] = source.breaker
+                bucket = None if source.limiter is None else source.limiter.buckets.get(provider)
+                if bucket is not None:
+                    buckets[id(bucket)] = bucket
+            for result, counter in CACHE_RESULTS.items():
+                ops.add_metric([provider, result], totals[counter])
+            ratio.add_metric([provider], _hit_ratio(totals))
+            codes = [c for c in map(self._breaker_code, breakers.values()) if c is not None]
+            if codes:
+                state.add_metric([provider], max(codes, key=lambda c: _SEVERITY[int(c)]))
+            counts = [t for t in map(self._tokens, buckets.values()) if t is not None]
+            if counts:
+                tokens.add_metric([provider], min(counts))
+        return [ops, state, ratio, tokens]
+
+    def _breaker_code(self, breaker: CircuitBreaker) -> float | None:
+        if breaker.shared:
+            return self.readings.get(breaker, functools.partial(_state_code, breaker))
+        return _state_code(breaker)  # the local machine: no I/O
+
+    def _tokens(self, bucket: TokenBucket) -> float | None:
+        def read() -> float:
+            return float(bucket.stats()["available_tokens"])
+
+        return self.readings.get(bucket, read) if bucket.shared else read()
 
 
 class Metrics:
@@ -284,9 +429,9 @@ class Metrics:
     - ``api_request_duration_seconds{provider,endpoint}``: attempt latency histogram;
     - ``retries_total{provider,reason}``: retries by the retry policy's reason;
     - ``cache_operations_total{provider,result}``: ``hit``, ``negative_hit``, ``miss``,
-      ``stale_served``, ``bypass``, ``coalesced``, ``store``;
+      ``stale_served``, ``coalesced``, ``store``, derived from the pipelines' stats;
     - gauges ``circuit_breaker_state{provider}``, ``cache_hit_ratio{provider}``,
-      ``rate_limit_tokens_available{provider}``, read at scrape time.
+      ``rate_limit_tokens_available{provider}``, read at scrape time (see :class:`_Live`).
     """
 
     _by_registry: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, Metrics]] = (
@@ -295,7 +440,9 @@ class Metrics:
     _guard: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
+        # A weak reference: _by_registry is keyed by the registry, and a value holding its
+        # key would keep both forever. The pipelines using it hold it instead.
+        self._registry = weakref.ref(registry)
         self.api_calls = Counter(
             "api_calls",
             "Upstream API attempts by outcome.",
@@ -312,14 +459,16 @@ class Metrics:
         self.retries = Counter(
             "retries", "Retries after a failed attempt.", ["provider", "reason"], registry=registry
         )
-        self.cache_ops = Counter(
-            "cache_operations",
-            "Cache lookups and writes by result.",
-            ["provider", "result"],
-            registry=registry,
-        )
-        self.gauges = _LiveGauges()
-        registry.register(self.gauges)
+        self.live = _Live()
+        registry.register(self.live)
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The registry these metrics live on (ReferenceError once it is gone)."""
+        registry = self._registry()
+        if registry is None:
+            raise ReferenceError("the metrics' registry has been garbage collected")
+        return registry
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry | None = None) -> Metrics:

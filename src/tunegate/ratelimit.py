@@ -12,9 +12,14 @@ lock held only for that arithmetic (locally) or in one Lua call (shared), and th
 outside it: waiters are served in arrival order and nobody polls. One :class:`TokenBucket`
 serves threads and asyncio tasks alike.
 
-Shared buckets fail open: when Redis cannot be reached each process falls back to a local
-bucket of the same settings (one warning per outage) and returns to the shared one when
-Redis answers again. No call fails because Redis is down.
+Shared buckets fail open: when Redis cannot serve (unreachable, stalled past the link's
+0.5 s socket timeout, out of memory, read-only...) each process falls back to a local bucket
+of the same settings (one warning per outage) and returns to the shared one when Redis
+answers again. No call fails because of Redis.
+
+Every operation that may talk to Redis or sleep is written once, as a generator of effects
+(``_acquire``, ``_pause``, ...), and run by :func:`tunegate._redis.drive` (threads) or
+:func:`tunegate._redis.adrive` (asyncio).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeAlias, TypedDict
+from typing import Any, NamedTuple, TypeAlias, TypedDict
 
 import redis
 import redis.asyncio
@@ -42,7 +47,16 @@ from tunegate._policy.bucket import (
     rescale,
     reserve,
 )
-from tunegate._redis import REDIS_DOWN_ERRORS, LuaScript, RedisLink, load_lua
+from tunegate._redis import (
+    Effect,
+    Flow,
+    LuaScript,
+    RedisLink,
+    ScriptCall,
+    adrive,
+    drive,
+    load_lua,
+)
 from tunegate.exceptions import ConfigurationError, RateLimitTimeout
 
 __all__ = [
@@ -97,14 +111,25 @@ class BucketStats(TypedDict):
     shared: bool
 
 
-@dataclass(frozen=True, slots=True)
-class _Ticket:
+class _Ticket(NamedTuple):  # not a frozen dataclass: half the cost on the hot path
     """A reservation made locally (``local``) or in Redis (``shared``: the tat strings)."""
 
     granted: bool
     wait: float
     local: Reservation | None = None
     shared: tuple[Any, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Sleep(Effect):
+    clock: Clock
+    seconds: float
+
+    def run(self) -> None:
+        self.clock.sleep(self.seconds)
+
+    async def arun(self) -> None:
+        await self.clock.asleep(self.seconds)
 
 
 def _ticket_from_reply(reply: Any) -> _Ticket:
@@ -148,6 +173,7 @@ class TokenBucket:
         self._link = redis
         # The hash tag keeps every key of one provider in one cluster slot.
         self.key = f"{key_prefix}{{{provider}}}"
+        self._what = f"rate limiter {provider!r}"
         self._idle_ms = str(max(1, round(idle_ttl * 1000)))
         self._granted = 0
         self._wait_count = 0
@@ -175,6 +201,8 @@ class TokenBucket:
         return self._link is not None
 
     # -- acquiring -------------------------------------------------------------------------
+    # Each operation is written once, as a flow of effects (tunegate._redis.drive/adrive):
+    # the public sync and async methods only pick the driver.
 
     def acquire(self, timeout: float | None = None) -> float:
         """Block until a token is there and return the seconds waited.
@@ -182,19 +210,7 @@ class TokenBucket:
         With ``timeout`` (seconds), raise :class:`~tunegate.exceptions.RateLimitTimeout` at
         once, consuming nothing, when the wait would be longer.
         """
-        max_wait = _max_wait(timeout)
-        reply = self._run("acquire", self._us_or_blank(max_wait))
-        ticket = _ticket_from_reply(reply) if reply is not None else self._reserve_local(max_wait)
-        if not ticket.granted:
-            raise RateLimitTimeout(self.provider, ticket.wait)
-        if ticket.wait > 0:
-            try:
-                self._clock.sleep(ticket.wait)
-            except BaseException:  # KeyboardInterrupt and friends: the slot goes unused
-                self._give_back(ticket)
-                raise
-        self._record(ticket.wait)
-        return ticket.wait
+        return drive(self._acquire(timeout))
 
     # `timeout` bounds the reserved wait and refuses up front, which asyncio.timeout cannot.
     async def aacquire(self, timeout: float | None = None) -> float:  # noqa: ASYNC109
@@ -203,16 +219,21 @@ class TokenBucket:
         A waiter cancelled while sleeping gives its slot back when nobody reserved after it;
         otherwise the slot stays spent (handing it back would let two callers go at once).
         """
+        return await adrive(self._acquire(timeout))
+
+    def _acquire(self, timeout: float | None) -> Flow[float]:
         max_wait = _max_wait(timeout)
-        reply = await self._arun("acquire", self._us_or_blank(max_wait))
+        reply = None
+        if self._link is not None:  # the local hot path makes no sub-generator
+            reply = yield from self._script("acquire", self._us_or_blank(max_wait))
         ticket = _ticket_from_reply(reply) if reply is not None else self._reserve_local(max_wait)
         if not ticket.granted:
             raise RateLimitTimeout(self.provider, ticket.wait)
         if ticket.wait > 0:
             try:
-                await self._clock.asleep(ticket.wait)
-            except BaseException:
-                await self._agive_back(ticket)
+                yield _Sleep(self._clock, ticket.wait)
+            except BaseException:  # KeyboardInterrupt, a cancelled task: the slot goes unused
+                yield from self._give_back(ticket)
                 raise
         self._record(ticket.wait)
         return ticket.wait
@@ -221,22 +242,14 @@ class TokenBucket:
         with self._lock:
             reservation = reserve(self._state, self._limits, self._clock.monotonic(), max_wait)
             self._state = reservation.state
-        return _Ticket(granted=reservation.granted, wait=reservation.wait, local=reservation)
+        return _Ticket(reservation.granted, reservation.wait, reservation)  # positional: faster
 
-    def _release_local(self, ticket: _Ticket) -> None:
+    def _give_back(self, ticket: _Ticket) -> Flow[None]:
+        if ticket.shared is not None:
+            yield from self._script("release", *ticket.shared)
         if ticket.local is not None:
             with self._lock:
                 self._state = release(self._state, ticket.local)
-
-    def _give_back(self, ticket: _Ticket) -> None:
-        if ticket.shared is not None:
-            self._run("release", *ticket.shared)
-        self._release_local(ticket)
-
-    async def _agive_back(self, ticket: _Ticket) -> None:
-        if ticket.shared is not None:
-            await self._arun("release", *ticket.shared)
-        self._release_local(ticket)
 
     def _record(self, wait: float) -> None:
         with self._lock:
@@ -253,19 +266,18 @@ class TokenBucket:
 
         A pause never shortens one already set, and the bucket restarts empty afterwards.
         """
-        seconds = clamp_pause(seconds)
-        self._pause_local(seconds)  # also locally, so a Redis outage right after still obeys it
-        self._run("pause", repr(seconds * _US))
+        drive(self._pause(seconds))
 
     async def apause(self, seconds: float) -> None:
         """The asyncio form of :meth:`pause`."""
-        seconds = clamp_pause(seconds)
-        self._pause_local(seconds)
-        await self._arun("pause", repr(seconds * _US))
+        await adrive(self._pause(seconds))
 
-    def _pause_local(self, seconds: float) -> None:
+    def _pause(self, seconds: float) -> Flow[None]:
+        seconds = clamp_pause(seconds)
+        # Locally too, so that a Redis outage right after still obeys it.
         with self._lock:
             self._state = pause(self._state, self._limits, self._clock.monotonic(), seconds)
+        yield from self._script("pause", repr(seconds * _US))
 
     def adjust_rate(self, new_rate: float, new_capacity: int | None = None) -> None:
         """Change the rate (and optionally the capacity) in force, keeping tokens owed.
@@ -273,14 +285,28 @@ class TokenBucket:
         On a shared bucket the change applies to every process until :meth:`reset_rate`, or
         until the bucket has been idle for ``idle_ttl`` seconds (its key then expires).
         """
+        drive(self._adjust_rate(new_rate, new_capacity))
+
+    async def aadjust_rate(self, new_rate: float, new_capacity: int | None = None) -> None:
+        """The asyncio form of :meth:`adjust_rate`."""
+        await adrive(self._adjust_rate(new_rate, new_capacity))
+
+    def _adjust_rate(self, new_rate: float, new_capacity: int | None) -> Flow[None]:
         limits = Limits(new_rate, self.capacity if new_capacity is None else new_capacity)
         self._set_limits(limits)
-        self._run("rate", repr(limits.rate), str(limits.capacity))
+        yield from self._script("rate", repr(limits.rate), str(limits.capacity))
 
     def reset_rate(self) -> None:
         """Go back to the configured rate and capacity (undoes :meth:`adjust_rate`)."""
+        drive(self._reset_rate())
+
+    async def areset_rate(self) -> None:
+        """The asyncio form of :meth:`reset_rate`."""
+        await adrive(self._reset_rate())
+
+    def _reset_rate(self) -> Flow[None]:
         self._set_limits(self._configured)
-        self._run("rate", "", "")
+        yield from self._script("rate", "", "")
 
     def configure(self, rate: float, capacity: int) -> None:
         """Replace the configured rate and capacity (a shared override stays in force)."""
@@ -298,7 +324,14 @@ class TokenBucket:
 
     def stats(self) -> BucketStats:
         """Rate, capacity, tokens available now, pause, and this process's counters."""
-        reply = self._run("peek")
+        return drive(self._stats())
+
+    async def astats(self) -> BucketStats:
+        """The asyncio form of :meth:`stats`."""
+        return await adrive(self._stats())
+
+    def _stats(self) -> Flow[BucketStats]:
+        reply = yield from self._script("peek")
         if reply is not None:
             now_us, tat_us, paused_us, rate, capacity = (float(_text(v)) for v in reply)
             limits = Limits(rate, int(capacity))
@@ -334,30 +367,12 @@ class TokenBucket:
     def _us_or_blank(seconds: float | None) -> str:
         return "" if seconds is None else repr(seconds * _US)
 
-    def _run(self, op: str, *extra: Any) -> Any:
-        """The script's reply, or None when there is no Redis or it is down (fail open)."""
+    def _script(self, op: str, *extra: Any) -> Flow[Any]:
+        """The script's reply, or None without Redis or when it cannot serve (fail open)."""
         link = self._link
         if link is None or not link.available:
             return None
-        try:
-            reply = _SCRIPT.run(link.sync, [self.key], self._args(op, extra))
-        except REDIS_DOWN_ERRORS as exc:
-            link.mark_down(exc, f"rate limiter {self.provider!r}")
-            return None
-        link.mark_up()
-        return reply
-
-    async def _arun(self, op: str, *extra: Any) -> Any:
-        link = self._link
-        if link is None or not link.available:
-            return None
-        try:
-            reply = await _SCRIPT.arun(link.aio, [self.key], self._args(op, extra))
-        except REDIS_DOWN_ERRORS as exc:
-            link.mark_down(exc, f"rate limiter {self.provider!r}")
-            return None
-        link.mark_up()
-        return reply
+        return (yield ScriptCall(link, _SCRIPT, (self.key,), self._args(op, extra), self._what))
 
 
 class RateLimiter:
@@ -379,10 +394,9 @@ class RateLimiter:
     ) -> None:
         if not idle_ttl > 0:
             raise ConfigurationError(f"idle_ttl must be positive seconds, not {idle_ttl!r}")
-        if redis is None or isinstance(redis, RedisLink):
-            self._link = redis
-        else:
-            self._link = RedisLink(redis)
+        # A link made here is ours to close; a RedisLink handed in belongs to the caller.
+        self._owns_link = redis is not None and not isinstance(redis, RedisLink)
+        self._link = redis if redis is None or isinstance(redis, RedisLink) else RedisLink(redis)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._key_prefix = key_prefix
         self._idle_ttl = idle_ttl
@@ -397,6 +411,20 @@ class RateLimiter:
     @property
     def shared(self) -> bool:
         return self._link is not None
+
+    def close(self) -> None:
+        """Close the Redis connections this limiter opened (a RedisLink you gave stays open).
+
+        The limiter stays usable: it connects again when next used.
+        """
+        if self._owns_link and self._link is not None:
+            self._link.close()
+
+    async def aclose(self) -> None:
+        """Close the Redis connections this limiter opened, the running loop's included."""
+        if self._owns_link and self._link is not None:
+            await self._link.aclose()
+            self._link.close()
 
     def configure_provider(self, provider: str, rate: float, capacity: int) -> TokenBucket:
         """Set ``provider``'s rate (tokens per second) and capacity (largest burst).
@@ -475,24 +503,28 @@ class RateLimiter:
         - ``status=429`` with neither readable pauses one second.
         - ``X-RateLimit-Limit`` is ignored: its window is unknown, so the configured rate holds.
         """
-        bucket = self._bucket(provider)
-        seconds = pause_from_headers(headers, self._clock.time(), status)
-        if seconds is not None:
-            log.info("%s: pausing %.3fs as the provider asked", provider, seconds)
-            bucket.pause(seconds)
-        return seconds
+        return drive(self._adjust_from_headers(provider, headers, status))
 
     async def aadjust_from_headers(
         self, provider: str, headers: Mapping[str, str], status: int | None = None
     ) -> float | None:
         """The asyncio form of :meth:`adjust_from_headers`."""
+        return await adrive(self._adjust_from_headers(provider, headers, status))
+
+    def _adjust_from_headers(
+        self, provider: str, headers: Mapping[str, str], status: int | None
+    ) -> Flow[float | None]:
         bucket = self._bucket(provider)
         seconds = pause_from_headers(headers, self._clock.time(), status)
         if seconds is not None:
             log.info("%s: pausing %.3fs as the provider asked", provider, seconds)
-            await bucket.apause(seconds)
+            yield from bucket._pause(seconds)
         return seconds
 
     def get_stats(self) -> dict[str, BucketStats]:
         """Per provider: rate, capacity, available_tokens, granted, waits, paused_until, shared."""
         return {provider: bucket.stats() for provider, bucket in list(self._buckets.items())}
+
+    async def aget_stats(self) -> dict[str, BucketStats]:
+        """The asyncio form of :meth:`get_stats`."""
+        return {provider: await b.astats() for provider, b in list(self._buckets.items())}

@@ -126,15 +126,22 @@ class Driver:
         """The calls at once: threads for sync clients, tasks for async ones."""
         return self.together([(client, method, args) for args in calls])
 
-    def together(self, calls: Sequence[tuple[Any, str, tuple[Any, ...]]]) -> list[Any]:
-        """``(client, method, args)`` calls at once, on any mix of clients."""
+    def together(
+        self, calls: Sequence[tuple[Any, str, tuple[Any, ...]]], errors: bool = False
+    ) -> list[Any]:
+        """``(client, method, args)`` calls at once, on any mix of clients; with ``errors``,
+        exceptions are returned in place of results instead of raised."""
         if self.loop is None:
             with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
                 futures = [pool.submit(getattr(c, m), *args) for c, m, args in calls]
-                return [f.result(timeout=30) for f in futures]
+                concurrent.futures.wait(futures, timeout=30)
+                if errors:
+                    return [f.exception() or f.result() for f in futures]
+                return [f.result(timeout=0) for f in futures]
 
         async def gather() -> list[Any]:
-            return list(await asyncio.gather(*(getattr(c, m)(*a) for c, m, a in calls)))
+            coros = (getattr(c, m)(*a) for c, m, a in calls)
+            return list(await asyncio.gather(*coros, return_exceptions=errors))
 
         return self.loop.run_until_complete(gather())
 

@@ -29,6 +29,46 @@ def test_get_track_tags_ordered_by_count(driver: Driver, emulator: Emulator) -> 
     assert driver.call(client, "get_track_tags", "Nobody Atall", "Qqqzzx Vvvwwy") == []
 
 
+def test_get_track_tag_counts(driver: Driver, emulator: Emulator) -> None:
+    """``(name, count)`` pairs, highest count first, the names those of get_track_tags;
+    each method keeps its own cache entry, so neither is served the other's shape."""
+    client = driver.lastfm()
+    pairs = driver.call(client, "get_track_tag_counts", "Deadmau5", "Strobe")
+    assert [name for name, _ in pairs] == STROBE_TAGS
+    counts = [count for _, count in pairs]
+    assert counts == sorted(counts, reverse=True)
+    assert all(isinstance(c, int) and 0 <= c <= 100 for c in counts)
+    assert driver.call(client, "get_track_tags", "Deadmau5", "Strobe") == STROBE_TAGS
+    assert driver.call(client, "get_track_tag_counts", "deadmau5", "strobe") == pairs  # cached
+    assert requests_to(emulator, "lastfm", "track.getTopTags") == 2
+    assert driver.call(client, "get_track_tag_counts", "Nobody Atall", "Qqqzzx Vvvwwy") == []
+
+
+def test_get_artist_info(driver: Driver, emulator: Emulator) -> None:
+    """Counts as ints, tags and similar artists as names; an unknown artist gives None."""
+    client = driver.lastfm()
+    info = driver.call(client, "get_artist_info", "Audioslave")
+    assert info["name"] == "Audioslave"
+    assert isinstance(info["listeners"], int)
+    assert info["listeners"] > 0
+    assert info["tags"][:3] == ["rock", "alternative rock", "hard rock"]
+    assert all(isinstance(name, str) for name in info["similar"])
+    assert driver.call(client, "get_artist_info", "Qqqzzx Nobody Vvvwwy") is None
+
+
+def test_search_tracks(driver: Driver, emulator: Emulator) -> None:
+    """track.search hits in Last.fm's order, with or without the artist; none gives []."""
+    client = driver.lastfm()
+    hits = driver.call(client, "search_tracks", "Strobe", "deadmau5")
+    assert (hits[0]["name"], hits[0]["artist"]) == ("Strobe", "deadmau5")
+    assert isinstance(hits[0]["listeners"], int)
+    assert driver.call(client, "search_tracks", "Strobe", limit=5)[0]["name"] == "Strobe"
+    assert driver.call(client, "search_tracks", "Qqqzzx Vvvwwy") == []
+    err = driver.catch(client, "search_tracks", "Strobe", limit=51)
+    assert isinstance(err, InvalidInput)
+    assert err.field == "limit"
+
+
 def test_autocorrect_is_part_of_the_key(driver: Driver, emulator: Emulator) -> None:
     """``autocorrect=False`` is another question (another request, another cache entry)."""
     client = driver.lastfm()
@@ -83,7 +123,7 @@ def test_transient_codes_are_retried(driver: Driver, emulator: Emulator) -> None
     """Error 29 (rate limit) and 11 (service offline) are retried; the caller sees tags."""
     emulator.set_faults(
         "lastfm/track.getTopTags:error=429,retry_after=0,times=1;"
-        "lastfm/track.getTopTags:error=503,retry_after=0,times=2"  # both count the 1st
+        "lastfm/track.getTopTags:error=503,retry_after=0,times=1"  # the 2nd request
     )
     client = driver.lastfm()
     assert driver.call(client, "get_track_tags", "Deadmau5", "Strobe") == STROBE_TAGS
@@ -120,6 +160,8 @@ def test_api_key_is_checked_and_never_shown() -> None:
         LastFmClient("abc def")
     assert "abc def" not in str(info.value)
     assert "deadbeef" not in repr(LastFmClient("deadbeef" * 4))
+    with pytest.raises(ConfigurationError, match="api_key"):
+        LastFmClient("k")  # too short to be a key: scrubbing it would mangle every message
 
 
 @pytest.fixture

@@ -10,10 +10,12 @@ import pytest
 
 from tests.clients.conftest import AGENT, Driver, requests_to
 from tests.pipeline._server import Reply, ScriptServer, serve
-from tunegate.clients import MusicBrainzClient
+from tunegate.cache import CacheManager
+from tunegate.clients import AsyncMusicBrainzClient, Gateway, MusicBrainzClient
 from tunegate.emulator import Emulator
 from tunegate.exceptions import ConfigurationError, InvalidInput
 from tunegate.ratelimit import RateLimiter
+from tunegate.testing import FakeClock
 
 STROBE = 0
 THINKING_OUT_LOUD = 10  # Ed Sheeran, with its real MBID and ISRC
@@ -81,7 +83,15 @@ def test_bad_input_fails_before_any_network_call(
 
 
 @pytest.mark.parametrize(
-    "agent", [None, "", "tunegate", "python-requests/2.31 ( a@b.c )", "App/1.0"]
+    "agent",
+    [
+        None,
+        "",
+        "tunegate",
+        "python-requests/2.31 ( a@b.c )",
+        "python-musicbrainz/0.7.3 ( a@b.c )",
+        "App/1.0",
+    ],
 )
 def test_user_agent_is_required_and_checked(agent: Any) -> None:
     """A missing, generic or contact-less User-Agent is refused at construction."""
@@ -126,10 +136,84 @@ def test_more_than_one_request_per_second_needs_an_override() -> None:
     assert default.base_url == "https://musicbrainz.org"
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{"capacity": 10}, {"rate": 1.0, "capacity": 30}, {"rate": 0.5, "capacity": 2}],
+)
+def test_bursts_against_the_official_host_need_an_override(options: dict[str, Any]) -> None:
+    """At 1/s, a capacity above 1 still sends a burst the official service answers with
+    503: refused unless allow_fast=True; a mirror may have any burst."""
+    with pytest.raises(ConfigurationError, match=r"capacity .* allow_fast"):
+        MusicBrainzClient(AGENT, **options)
+    assert (
+        MusicBrainzClient(AGENT, allow_fast=True, **options)
+        .rate_limiter.buckets["musicbrainz"]
+        .capacity
+        == options["capacity"]
+    )
+    mirror = MusicBrainzClient(AGENT, base_url="http://mb.internal:5000", **options)
+    assert mirror.rate_limiter.buckets["musicbrainz"].capacity == options["capacity"]
+
+
+def test_shared_limiter_with_a_big_bucket_is_refused() -> None:
+    """A shared limiter whose musicbrainz bucket bursts above 1 is refused against the
+    official host, whatever its rate."""
+    limiter = RateLimiter()
+    limiter.configure_provider("musicbrainz", rate=1.0, capacity=50)
+    with pytest.raises(ConfigurationError, match="capacity 50"):
+        MusicBrainzClient(AGENT, rate_limiter=limiter)
+    assert MusicBrainzClient(AGENT, rate_limiter=limiter, allow_fast=True) is not None
+
+
+@pytest.mark.parametrize("limits", [(20.0, 20), (1.0, 10)])
+def test_shared_limiter_reconfigured_later_is_refused(limits: tuple[float, int]) -> None:
+    """A shared limiter sped up after the client was built: the next call raises
+    ConfigurationError before anything else (here a cached answer would have been served,
+    so no request is ever attempted)."""
+    cache = CacheManager()
+    recording = {"id": "cb2cc207-8125-445c-9ef9-6ea44eee959a", "title": "T"}
+    cache.store(cache.key("musicbrainz:isrc", "GBAHS1400099"), [recording])
+    limiter = RateLimiter()
+    limiter.configure_provider("musicbrainz", rate=1.0, capacity=1)
+    client = MusicBrainzClient(AGENT, cache_manager=cache, rate_limiter=limiter)
+    assert client.lookup_isrc("GBAHS1400099") == recording
+    limiter.configure_provider("musicbrainz", rate=limits[0], capacity=limits[1])
+    with pytest.raises(ConfigurationError, match="allow_fast"):
+        client.lookup_isrc("GBAHS1400099")
+    limiter.configure_provider("musicbrainz", rate=1.0, capacity=1)
+    assert client.lookup_isrc("GBAHS1400099") == recording
+
+
+def test_default_clients_share_one_bucket_per_process(emulator: Emulator, redis_url: str) -> None:
+    """The 1 request/s rule is per IP: every default client of the process for
+    musicbrainz.org, sync or async, and every gateway's, takes turns in one bucket; a
+    mirror, a fake clock, Redis or allow_fast keep a bucket of their own."""
+    first, second = MusicBrainzClient(AGENT), AsyncMusicBrainzClient(AGENT)
+    bucket = first.rate_limiter.buckets["musicbrainz"]
+    assert second.rate_limiter.buckets["musicbrainz"] is bucket
+    assert (bucket.rate, bucket.capacity) == (1.0, 1)
+    env = {"MUSICBRAINZ_USER_AGENT": AGENT}
+    with Gateway.from_env(env) as one, Gateway.from_env(env) as two:
+        assert one.musicbrainz.rate_limiter.buckets["musicbrainz"] is bucket
+        assert two.musicbrainz.rate_limiter.buckets["musicbrainz"] is bucket
+    others = [
+        MusicBrainzClient(AGENT, base_url=emulator.urls.musicbrainz),
+        MusicBrainzClient(AGENT, clock=FakeClock()),
+        MusicBrainzClient(AGENT, allow_fast=True),
+        MusicBrainzClient(AGENT, redis=redis_url),  # Redis shares its buckets already
+    ]
+    assert all(c.rate_limiter.buckets["musicbrainz"] is not bucket for c in others)
+    assert others[-1].rate_limiter.buckets["musicbrainz"].shared
+    for client in others:
+        client.close()
+
+
 def test_base_url_from_environment(monkeypatch: pytest.MonkeyPatch, emulator: Emulator) -> None:
     """``TUNEGATE_MUSICBRAINZ_URL`` points the client at a mirror (``/ws/2`` accepted)."""
     monkeypatch.setenv("TUNEGATE_MUSICBRAINZ_URL", emulator.urls.musicbrainz)
     with MusicBrainzClient(AGENT) as client:
         assert client.base_url == emulator.urls.root
         strobe = emulator.describe_track(STROBE)
-        assert client.get_recording(strobe["mbid"])["title"] == "Strobe"
+        recording = client.get_recording(strobe["mbid"])
+        assert recording is not None
+        assert recording["title"] == "Strobe"

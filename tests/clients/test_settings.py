@@ -66,12 +66,16 @@ def test_settings_read_the_environment_and_hide_secrets() -> None:
 
 def test_gateway_from_env_shares_its_components(emulator: Emulator) -> None:
     """The three clients work against the emulator and share the cache, limiter and the
-    registry's breakers, which carry the design's thresholds."""
+    registry's breakers, which carry the design's thresholds; the Spotify accounts
+    service's breaker is in the registry too."""
     with Gateway.from_env(env_for(emulator)) as gw:
         assert isinstance(gw.spotify, SpotifyClient)
-        assert gw.spotify.search_track("Deadmau5", "Strobe")["name"] == "Strobe"
-        strobe = emulator.describe_track(0)
-        assert gw.musicbrainz.get_recording(strobe["mbid"])["title"] == "Strobe"
+        track = gw.spotify.search_track("Deadmau5", "Strobe")
+        assert track is not None
+        assert track["name"] == "Strobe"
+        recording = gw.musicbrainz.get_recording(emulator.describe_track(0)["mbid"])
+        assert recording is not None
+        assert recording["title"] == "Strobe"
         assert gw.lastfm.get_track_tags("Deadmau5", "Strobe")[0] == "progressive house"
         for client in (gw.spotify, gw.musicbrainz, gw.lastfm):
             assert client.cache_manager is gw.cache
@@ -83,9 +87,11 @@ def test_gateway_from_env_shares_its_components(emulator: Emulator) -> None:
         }
         assert thresholds == {
             "spotify": (5, 60.0, 2),
+            "spotify:accounts": (5, 60.0, 2),
             "musicbrainz": (3, 30.0, 2),
             "lastfm": (5, 60.0, 2),
         }
+        assert gw.spotify.accounts_breaker is gw.breakers["spotify:accounts"]
         assert gw.limiter.get_stats()["musicbrainz"]["rate"] == 50.0  # a mirror may go fast
         stats = gw.get_stats()
         assert set(stats) == {"spotify", "musicbrainz", "lastfm", "cache"}
@@ -149,7 +155,7 @@ def test_client_reads_base_url_from_environment(
     monkeypatch: pytest.MonkeyPatch, emulator: Emulator
 ) -> None:
     """Without ``base_url`` a client uses the TUNEGATE_*_URL variable, else the official host."""
-    assert LastFmClient("k").base_url == "https://ws.audioscrobbler.com"
+    assert LastFmClient("your_lastfm_api_key").base_url == "https://ws.audioscrobbler.com"
     monkeypatch.setenv("TUNEGATE_LASTFM_URL", emulator.urls.lastfm)
     with LastFmClient(DEFAULT_LASTFM_KEY) as client:
         assert client.base_url == emulator.urls.root

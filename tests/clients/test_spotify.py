@@ -10,6 +10,7 @@ import pytest
 
 from tests.clients.conftest import Driver, requests_to, statuses
 from tunegate.cache import CacheManager
+from tunegate.clients._token import REFUSAL_HOLD
 from tunegate.emulator import Emulator
 from tunegate.exceptions import (
     AuthenticationError,
@@ -239,6 +240,44 @@ def test_wrong_credentials_are_an_authentication_error(driver: Driver, emulator:
     assert "wrong-secret" not in str(err)
     assert requests_to(emulator, "spotify", "token") == 1
     assert requests_to(emulator, "spotify", "search") == 0
+
+
+def test_refused_credentials_are_remembered(driver: Driver, emulator: Emulator) -> None:
+    """A refusal of the credentials is remembered: N calls, one after another and then at
+    once, make one token request, each failing at once with AuthenticationError; once the
+    hold has passed, one new request is made."""
+    clock = FakeClock()
+    client = driver.spotify("someone", "wrong-secret", clock=clock)
+    for i in range(10):
+        err = driver.catch(client, "search_track", "Deadmau5", f"Strobe {i}")
+        assert isinstance(err, AuthenticationError)
+        assert err.code == "invalid_client"
+        assert "wrong-secret" not in str(err)
+    many = [(client, "search_track", ("Deadmau5", f"Other {i}")) for i in range(8)]
+    assert all(isinstance(e, AuthenticationError) for e in driver.together(many, errors=True))
+    assert requests_to(emulator, "spotify", "token") == 1
+    assert requests_to(emulator, "spotify", "search") == 0
+    assert client.get_stats()["token"]["credentials_refused"] is True
+    clock.advance(REFUSAL_HOLD + 1)
+    assert client.get_stats()["token"]["credentials_refused"] is False
+    assert isinstance(driver.catch(client, "get_artist", UNKNOWN_ID), AuthenticationError)
+    assert requests_to(emulator, "spotify", "token") == 2
+
+
+def test_accounts_breaker_is_in_the_stats(driver: Driver, emulator: Emulator) -> None:
+    """During an accounts outage the accounts breaker opens; ``get_stats()`` shows it under
+    ``token.circuit_breaker`` (the API's own breaker stays closed) and the client exposes it."""
+    client = driver.spotify()
+    assert client.get_stats()["token"]["circuit_breaker"]["state"] == "closed"
+    emulator.set_faults("spotify/token:error=503,retry_after=0")
+    errors = [driver.catch(client, "search_track", "Deadmau5", f"Strobe {i}") for i in range(3)]
+    assert isinstance(errors[-1], CircuitBreakerOpenError)
+    assert errors[-1].provider == "spotify:accounts"
+    stats = client.get_stats()
+    assert stats["circuit_breaker"]["state"] == "closed"
+    assert stats["token"]["circuit_breaker"]["state"] == "open"
+    assert client.accounts_breaker.get_stats()["state"] == "open"
+    assert client.accounts_breaker.name == "spotify:accounts"
 
 
 def test_secrets_never_in_repr_stats_or_logs(

@@ -8,7 +8,9 @@ monotonic clock, peer port) so tests can count upstream calls and check what was
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +29,7 @@ class Reply:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
-    mode: str = "normal"  # normal, gzip, truncated, hang, drip, stream
+    mode: str = "normal"  # normal, gzip, badgzip, truncated, hang, drip, stream
     events: list[str] | None = None  # appended "http" on arrival (stage-order test)
 
 
@@ -120,6 +122,8 @@ class ScriptServer:
         if reply.mode == "gzip":
             body = gzip.compress(body)
             headers["Content-Encoding"] = "gzip"
+        if reply.mode == "badgzip":  # says gzip, is not: a body that cannot be decoded
+            headers["Content-Encoding"] = "gzip"
         return web.Response(
             status=reply.status, body=body, headers=headers, content_type=reply.content_type
         )
@@ -157,3 +161,40 @@ def serve() -> Iterator[ScriptServer]:
         yield server
     finally:
         server.stop()
+
+
+class RawServer:
+    """Answers every connection on 127.0.0.1 with the same raw bytes (a malformed status
+    line, say), then closes it: what aiohttp itself refuses to parse."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="raw-server", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(2.0)
+                conn.recv(65536)
+                conn.sendall(self.answer)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()

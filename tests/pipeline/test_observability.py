@@ -3,21 +3,26 @@ scan of everything the pipeline lets out."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import socket
+import threading
 import traceback
+import weakref
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 import redis
+import yarl
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import tunegate.observability as obs
-from tests.pipeline._server import Reply, ScriptServer
-from tests.pipeline.conftest import MakePipeline, catch, invoke, invoke_many, item
+from tests.pipeline._server import RawServer, Reply, ScriptServer
+from tests.pipeline.conftest import FAST_HTTP, MakePipeline, catch, invoke, invoke_many, item
 from tunegate._http import HttpConfig, HttpPool
 from tunegate._policy.classify import ResponseView
 from tunegate._policy.retry import RetryPolicy
@@ -174,6 +179,96 @@ def test_metrics_text_parses_and_carries_the_design_names(
             assert label in {"provider", "status", "endpoint", "reason", "result", "le"}
 
 
+def scrape(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the registry's exposition text, by name and sorted labels."""
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+
+
+def test_every_pipeline_of_a_provider_counts(server: ScriptServer, make: MakePipeline) -> None:
+    """Two pipelines of one provider on one registry (two clients, say): counters and the
+    hit ratio add both up, the breaker gauge shows the worse breaker; a second pipeline
+    does not hide the first."""
+    registry = CollectorRegistry()
+    tripped = CircuitBreaker("test", failure_threshold=1)
+    tripped.record_failure(tripped.allow())
+    cache = CacheManager()
+    first = make(cache=cache, circuit_breaker=tripped, registry=registry)
+    second = make(cache=CacheManager(), circuit_breaker=CircuitBreaker("test"), registry=registry)
+    cache.store(cache.key("test:item", "9"), {"v": 9})
+    first.call(item(9))  # a hit
+    second.call(item(1))  # a miss
+    second.call(item(2))  # a miss
+    samples = scrape(registry)
+    assert samples[("cache_operations_total", (("provider", "test"), ("result", "hit")))] == 1
+    assert samples[("cache_operations_total", (("provider", "test"), ("result", "miss")))] == 2
+    assert samples[("cache_hit_ratio", (("provider", "test"),))] == pytest.approx(1 / 3)
+    assert samples[("circuit_breaker_state", (("provider", "test"),))] == 1  # open
+
+
+def test_counts_outlive_their_pipeline(server: ScriptServer) -> None:
+    """A pipeline that is garbage collected leaves its counts behind: counters never go
+    down."""
+    registry = CollectorRegistry()
+    pipeline = Pipeline(
+        "test",
+        server.url,
+        cache=CacheManager(),
+        http=HttpPool("test", FAST_HTTP),
+        registry=registry,
+    )
+    pipeline.call(item(1))
+    pipeline.call(item(1))
+    pipeline.close()
+    key = ("cache_operations_total", (("provider", "test"), ("result", "hit")))
+    assert scrape(registry)[key] == 1
+    gone = weakref.ref(pipeline)
+    del pipeline
+    gc.collect()
+    assert gone() is None
+    assert scrape(registry)[key] == 1
+
+
+@pytest.mark.redis
+def test_a_scrape_makes_no_redis_round_trip(make: MakePipeline, redis_url: str) -> None:
+    """Shared breaker and limiter: their gauges come from readings taken off the scrape;
+    once a reading is there, scraping sends Redis nothing."""
+    registry = CollectorRegistry()
+    link = RedisLink(redis_url)
+    limiter = RateLimiter(redis=link)
+    limiter.configure_provider("test", rate=100.0, capacity=10)
+    pipeline = make(
+        rate_limiter=limiter,
+        circuit_breaker=CircuitBreaker("test", redis=link),
+        registry=registry,
+    )
+    client = redis.Redis.from_url(redis_url)
+
+    def scripts_run() -> int:
+        stats = client.info("commandstats")
+        return sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_eval"))
+
+    try:
+        pipeline.call(item(1))
+        tokens = ("rate_limit_tokens_available", (("provider", "test"),))
+        for _ in range(500):  # the first scrapes ask for readings, taken in the background
+            if tokens in scrape(registry):
+                break
+            threading.Event().wait(0.01)
+        before = scripts_run()
+        samples = scrape(registry)
+        assert scripts_run() == before
+    finally:
+        client.close()
+        link.close()
+    assert samples[("circuit_breaker_state", (("provider", "test"),))] == 0
+    assert 0 <= samples[tokens] <= 10
+
+
 def test_one_metrics_set_per_registry(make: MakePipeline) -> None:
     """Two pipelines on one registry share its metrics (no duplicate registration)."""
     registry = CollectorRegistry()
@@ -185,19 +280,25 @@ def test_one_metrics_set_per_registry(make: MakePipeline) -> None:
 
 # -- the canary-secret scan ------------------------------------------------------------------
 
-CANARY = "canary-8c1f55e0d6b94a17"
+CANARIES = ["canary-8c1f55e0d6b94a17", "can+ary/8c1f==55 e0&d6b94a17"]
 SECRET_NAMES = frozenset({"api_key", "Authorization", "client_secret"})
 
 
-def secret_request(i: int | str) -> Any:
+def secret_request(i: int | str, canary: str) -> Any:
     return item(
         i,
-        params=(("method", "track.getInfo"), ("api_key", CANARY)),
-        headers=(("Authorization", f"Bearer {CANARY}"),),
-        data=(("client_secret", CANARY),),
+        params=(("method", "track.getInfo"), ("api_key", canary)),
+        headers=(("Authorization", f"Bearer {canary}"),),
+        data=(("client_secret", canary),),
         method="POST",
         secret_params=SECRET_NAMES,
     )
+
+
+def forms(secret: str) -> set[str]:
+    """The secret raw, percent-encoded as aiohttp puts it in a query, and form-encoded."""
+    query = yarl.URL("http://x/").with_query({"k": secret}).raw_query_string[2:]
+    return {secret, quote(secret, safe=""), quote(secret), quote_plus(secret), query}
 
 
 def echo_hook(view: ResponseView, decoded: Any) -> ProviderError | None:
@@ -208,11 +309,18 @@ def echo_hook(view: ResponseView, decoded: Any) -> ProviderError | None:
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("canary", CANARIES, ids=["plain", "needs-encoding"])
 def test_canary_secret_never_escapes(
-    server: ScriptServer, make: MakePipeline, redis_url: str, captured: Capture, driver: str
+    server: ScriptServer,
+    make: MakePipeline,
+    redis_url: str,
+    captured: Capture,
+    driver: str,
+    canary: str,
 ) -> None:
-    """A secret sent as a query parameter, a bearer header and a form field never shows in
-    logs (any level), exceptions (text and traceback), metrics, stats or Redis keys."""
+    """A secret sent as a query parameter, a bearer header and a form field never shows,
+    raw or in any URL or form encoding, in logs (any level), exceptions (text and
+    traceback, including aiohttp's own error naming the URL), metrics, stats or Redis."""
     registry = CollectorRegistry()
     link = RedisLink(redis_url)
     cache = CacheManager(link)
@@ -231,11 +339,12 @@ def test_canary_secret_never_escapes(
     server.script("/items/2", Reply(404))
     server.script("/items/3", Reply(500))
     server.script("/items/4", Reply(body=b"{not json"))
-    server.script("/items/5", Reply(403, json={"message": f"invalid key {CANARY}"}))
+    server.script("/items/5", Reply(403, json={"message": f"invalid key {canary}"}))
+    bad_status = RawServer(b"HTTP/1.1 abc OK\r\nContent-Length: 2\r\n\r\n{}")
     try:
-        assert invoke(pipeline, secret_request(1), "sync") == {"ok": True}
+        assert invoke(pipeline, secret_request(1, canary), "sync") == {"ok": True}
         results = invoke_many(
-            pipeline, [secret_request(i) for i in (1, 2, 3, 4, 5)], driver, (link,)
+            pipeline, [secret_request(i, canary) for i in (1, 2, 3, 4, 5)], driver, (link,)
         )
         errors: list[BaseException] = [r for r in results if isinstance(r, BaseException)]
         with socket.socket() as s:
@@ -248,15 +357,25 @@ def test_canary_secret_never_escapes(
             retry=RetryPolicy(max_attempts=1),
             registry=registry,
         )
-        errors += invoke_many(offline, [secret_request(6)], driver)
+        errors += invoke_many(offline, [secret_request(6, canary)], driver)
         offline.close()
+        garbled = Pipeline(
+            "test",
+            bad_status.url,
+            http=HttpPool("test", HttpConfig(total_timeout=2.0)),
+            retry=RetryPolicy(max_attempts=1),
+            registry=registry,
+        )
+        errors += invoke_many(garbled, [secret_request(7, canary)], driver)
+        garbled.close()
     finally:
+        bad_status.stop()
         logging.getLogger("aiohttp").removeHandler(captured)
         logging.getLogger("aiohttp").setLevel(logging.NOTSET)
 
     sent = server.requests("/items/1")[0]
-    assert sent.query["api_key"] == CANARY  # the secret did reach the provider
-    assert sent.headers["Authorization"] == f"Bearer {CANARY}"
+    assert sent.query["api_key"] == canary  # the secret did reach the provider
+    assert sent.headers["Authorization"] == f"Bearer {canary}"
 
     formatter = JsonFormatter()
     haystack = [formatter.format(r) + repr(r.__dict__) for r in captured.records]
@@ -282,9 +401,10 @@ def test_canary_secret_never_escapes(
         "MalformedResponse",
         "AuthenticationError",
     }
-    assert "invalid key ***" in str(errors[3])
-    assert len(errors) == 5  # the careless hook's message, scrubbed
-    leaks = [h for h in haystack if CANARY in h]
+    assert "invalid key ***" in str(errors[3])  # the careless hook's message, scrubbed
+    assert len(errors) == 6
+    assert "ClientResponseError" in "".join(traceback.format_exception(errors[5]))
+    leaks = [h for h in haystack for form in forms(canary) if form in h]
     assert leaks == []
 
 
@@ -292,8 +412,8 @@ def test_canary_secret_never_escapes(
 
 
 def test_spans_when_opentelemetry_is_installed(server: ScriptServer, make: MakePipeline) -> None:
-    """One CLIENT span per call with provider, endpoint, cache outcome and attempt events;
-    errors mark the span."""
+    """One CLIENT span per call that misses the cache, with provider, endpoint, cache
+    outcome and attempt events; errors mark the span; a fresh hit makes no span at all."""
     pytest.importorskip("opentelemetry.sdk")
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
@@ -313,11 +433,11 @@ def test_spans_when_opentelemetry_is_installed(server: ScriptServer, make: MakeP
         pipeline.call(item(1))
         catch(pipeline, item(2), "sync")
     spans = exporter.get_finished_spans()
-    assert [s.attributes["tunegate.cache"] for s in spans] == ["miss", "hit", "miss"]
+    assert [s.attributes["tunegate.cache"] for s in spans] == ["miss", "miss"]  # a hit: none
     first = spans[0]
     assert first.name == "test /items/{id}"
     assert first.kind == trace.SpanKind.CLIENT
     assert first.attributes["tunegate.correlation_id"] == "trace-me"
     assert [e.name for e in first.events] == ["tunegate.attempt"]
-    assert spans[2].attributes["error.type"] == "NotFound"
-    assert not spans[2].status.is_ok
+    assert spans[1].attributes["error.type"] == "NotFound"
+    assert not spans[1].status.is_ok

@@ -3,6 +3,7 @@ stale-if-error, pacing, stats. Each behaviour runs through the sync and the asyn
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -354,8 +355,6 @@ def test_429_with_retry_after_paces_every_worker(server: ScriptServer, make: Mak
 
 async def test_429_pacing_async(server: ScriptServer, make: MakePipeline) -> None:
     """The same pacing holds for asyncio tasks."""
-    import asyncio
-
     limiter = RateLimiter()
     limiter.configure_provider("test", rate=1000.0, capacity=50)
     async with make(rate_limiter=limiter, retry=RetryPolicy(max_attempts=3)) as pipeline:
@@ -404,3 +403,57 @@ def test_stats_have_the_design_keys_and_percentiles(
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
     assert stats["circuit_breaker"]["state"] == "closed"
     assert stats["rate_limiter"]["capacity"] == 10
+
+
+# -- cancellation never leaks a half-open probe slot ------------------------------------------
+
+
+class StallingBreaker(CircuitBreaker):
+    """A breaker whose async success record stalls (as a slow Redis would)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__("test", failure_threshold=1, timeout=10.0, clock=clock)
+        self.stalled = asyncio.Event()
+
+    async def arecord_success(self, permit: Permit) -> None:
+        self.stalled.set()
+        await asyncio.sleep(3600)
+        await super().arecord_success(permit)
+
+
+class StallingLimiter(RateLimiter):
+    """A limiter whose header feedback stalls (as a slow Redis would)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = asyncio.Event()
+
+    async def aadjust_from_headers(
+        self, provider: str, headers: Any, status: int | None = None
+    ) -> Any:
+        self.stalled.set()
+        await asyncio.sleep(3600)
+
+
+@pytest.mark.parametrize("where", ["breaker record", "limiter feedback"])
+async def test_cancelled_probe_gives_its_slot_back(make: MakePipeline, where: str) -> None:
+    """A half-open probe whose caller is cancelled while its outcome is being recorded (or
+    while the limiter reads the headers) hands its slot back: the next call may probe."""
+    clock = FakeClock()
+    breaker = StallingBreaker(clock)
+    breaker.record_failure(breaker.allow())
+    clock.advance(11.0)  # half-open: one probe slot
+    limiter = StallingLimiter() if where == "limiter feedback" else None
+    if limiter is not None:
+        limiter.configure_provider("test", rate=1000.0, capacity=10)
+    stalled = breaker.stalled if limiter is None else limiter.stalled
+    async with make(circuit_breaker=breaker, rate_limiter=limiter) as pipeline:
+        task = asyncio.create_task(pipeline.acall(item(1)))
+        await asyncio.wait_for(stalled.wait(), 5)
+        assert breaker.get_stats()["half_open_in_flight"] == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    stats = breaker.get_stats()
+    assert (stats["state"], stats["half_open_in_flight"]) == ("half_open", 0)
+    breaker.record_ignored(breaker.allow())  # a probe slot is free again

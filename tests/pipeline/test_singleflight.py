@@ -12,17 +12,27 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 
-from tests._redis_server import RedisServer
 from tests.pipeline._server import Reply, ScriptServer
 from tests.pipeline._worker import coalesce_worker
-from tests.pipeline.conftest import MakePipeline, catch, item
+from tests.pipeline.conftest import FAST_HTTP, MakePipeline, catch, item
+from tunegate._flight import lease_keys, publish_error, read_published
+from tunegate._http import HttpPool
 from tunegate._policy.retry import RetryPolicy
 from tunegate._redis import RedisLink
-from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
-from tunegate.exceptions import NotFound, ProviderUnavailable
-from tunegate.ratelimit import RateLimiter
+from tunegate.exceptions import (
+    AuthenticationError,
+    CircuitBreakerOpenError,
+    MalformedResponse,
+    NotFound,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+)
+from tunegate.pipeline import Pipeline
+from tunegate.testing import FakeClock
 
 N = 50
 
@@ -183,47 +193,165 @@ def test_follower_takes_over_from_a_dead_leader(
     assert pipeline.get_stats()["coalesced"] == 1
 
 
-@pytest.mark.redis
-def test_redis_stopped_and_restarted_mid_run(
-    server: ScriptServer, make: MakePipeline, restartable_redis: RedisServer
+def test_in_process_follower_wait_is_bounded_and_serves_stale(
+    server: ScriptServer, make: MakePipeline
 ) -> None:
-    """Cache, limiter, breaker and single-flight all on Redis; Redis goes away and comes
-    back in the middle of a run: not one call fails."""
-    link = RedisLink(restartable_redis.url, retry_interval=0.2)
-    limiter = RateLimiter(redis=link)
-    limiter.configure_provider("test", rate=1000.0, capacity=100)
-    cache = CacheManager(link)
-    pipeline = make(
-        cache=cache,
-        rate_limiter=limiter,
-        circuit_breaker=CircuitBreaker("test", redis=link),
-    )
-    results = []
-    try:
-        for i in range(30):
-            if i == 10:
-                restartable_redis.stop()
-            if i == 20:
-                restartable_redis.start()
-                time.sleep(0.3)  # past the link's retry interval: the next call tries Redis
-            results.append(pipeline.call(item(i % 15)))
-        results.append(pipeline.call(item(14)))  # written after the restart: a hit
-    finally:
-        link.sync.close()
-    assert results == [{"ok": True}] * 31
-    assert pipeline.get_stats()["api_errors"] == 0
-    assert cache.get_stats()["errors"] > 0  # Redis really was gone for part of the run
-    assert pipeline.get_stats()["cache_hits"] == 1  # back on Redis after the restart
+    """A follower whose leader is stuck (here in ``parse``) gives up at its own deadline
+    (plus the leader's allowance after it) through stale-if-error: its stale entry, served."""
+    clock = FakeClock()
+    cache = CacheManager(clock=clock, ttls={"test:item": 10.0}, jitter=0.0)
+    pipeline = make(cache=cache, retry=RetryPolicy(max_attempts=1, deadline=0.3))
+    pipeline._follow_slack = 0.1  # the allowance for a leader's writes after its deadline
+    server.script("/items/1", Reply(json={"v": "old"}), Reply(json={"v": "new"}))
+    assert pipeline.call(item(1)) == {"v": "old"}
+    clock.advance(20.0)  # stale now
+    release = threading.Event()
 
+    def stuck(payload: Any) -> Any:
+        release.wait(5)
+        return payload
 
-def test_follower_wait_is_bounded(server: ScriptServer, make: MakePipeline) -> None:
-    """A follower whose leader never answers gets ProviderUnavailable, not a hang."""
-    pipeline = make(retry=RetryPolicy(max_attempts=1, deadline=0.5))
-    pipeline._follow_timeout = 0.3  # a stuck leader: shorter than the server's delay
-    server.script("/items/1", Reply(json={"v": 1}, delay=0.8))
     with ThreadPoolExecutor(2) as pool:
-        leader = pool.submit(catch, pipeline, item(1), "sync")
-        threading.Event().wait(0.1)
-        follower = pool.submit(catch, pipeline, item(1), "sync")
-        assert isinstance(follower.result(5), ProviderUnavailable)
-        assert isinstance(leader.result(5), ProviderUnavailable)
+        leader = pool.submit(pipeline.call, item(1), parse=stuck)
+        for _ in range(500):  # until the leader is in flight
+            if pipeline.get_stats()["in_flight"]:
+                break
+            threading.Event().wait(0.01)
+        follower = pool.submit(pipeline.call, item(1))
+        try:
+            assert follower.result(5) == {"v": "old"}
+        finally:
+            release.set()
+        assert leader.result(5) == {"v": "new"}
+    assert pipeline.get_stats()["stale_served"] == 1
+
+
+def test_follower_with_a_stale_entry_serves_it_when_the_leader_fails(
+    server: ScriptServer, make: MakePipeline, driver: str
+) -> None:
+    """The leader (which skipped the cache, so has no stale entry) fails; its follower
+    gets the failure through its own stale-if-error and serves its stale entry."""
+    clock = FakeClock()
+    cache = CacheManager(clock=clock, ttls={"test:item": 10.0}, jitter=0.0)
+    pipeline = make(cache=cache, retry=RetryPolicy(max_attempts=1, deadline=5.0))
+    server.script("/items/1", Reply(json={"v": "old"}), Reply(503, delay=0.3))
+    assert pipeline.call(item(1)) == {"v": "old"}
+    clock.advance(20.0)
+
+    async def both() -> list[Any]:
+        try:
+            leader = asyncio.create_task(pipeline.acall(item(1), use_cache=False))
+            await asyncio.sleep(0.1)
+            follower = asyncio.create_task(pipeline.acall(item(1)))
+            return list(await asyncio.gather(leader, follower, return_exceptions=True))
+        finally:
+            await pipeline.aclose()
+
+    if driver == "sync":
+        with ThreadPoolExecutor(2) as pool:
+            leader = pool.submit(catch, pipeline, item(1), "sync", use_cache=False)
+            threading.Event().wait(0.1)
+            follower = pool.submit(pipeline.call, item(1))
+            results = [leader.result(5), follower.result(5)]
+    else:
+        results = asyncio.run(both())
+    assert isinstance(results[0], ProviderUnavailable)
+    assert results[1] == {"v": "old"}
+    assert server.count("/items/1") == 2  # the first call, and the one failing attempt
+
+
+# -- failures and waits across processes -----------------------------------------------------
+
+
+@pytest.mark.redis
+def test_a_failure_is_shared_across_processes(server: ScriptServer, redis_url: str) -> None:
+    """Four pipelines with their own flights (four processes, as far as single-flight can
+    tell) on one Redis, against an endpoint that always fails: the leader's retries are the
+    only upstream requests; the others get its typed error from the published marker."""
+    server.script("/items/1", Reply(503, delay=0.2))
+    retry = RetryPolicy(max_attempts=3, base=0.05, cap=0.05, deadline=2.0)
+    link = RedisLink(redis_url)
+    pipelines = [
+        Pipeline(
+            "test",
+            server.url,
+            http=HttpPool("test", FAST_HTTP),
+            registry=CollectorRegistry(),
+            retry=retry,
+            redis=link,
+        )
+        for _ in range(4)
+    ]
+    started = threading.Barrier(4)
+
+    def one(i: int) -> BaseException:
+        started.wait(5)
+        threading.Event().wait(0.02 * i)  # the first one leads
+        return catch(pipelines[i], item(1), "sync")
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            errors = list(pool.map(one, range(4)))
+    finally:
+        for p in pipelines:
+            p.close()
+        link.close()
+    assert [type(e) for e in errors] == [ProviderUnavailable] * 4
+    assert [e.status for e in errors] == [503] * 4  # the marker carries the status
+    assert server.count("/items/1") == 3
+
+
+@pytest.mark.redis
+def test_cross_process_wait_is_bounded_by_the_deadline(
+    server: ScriptServer, make: MakePipeline, redis_url: str, driver: str
+) -> None:
+    """Another process holds the lease and never finishes: a caller waits no longer than
+    its own deadline, then gives up through stale-if-error (ProviderUnavailable here)."""
+    link = RedisLink(redis_url)
+    pipeline = make(
+        cache=CacheManager(), redis=link, retry=RetryPolicy(max_attempts=2, deadline=0.5)
+    )
+    client = redis.Redis.from_url(redis_url)
+    lease, _ = lease_keys(str(pipeline.key(item(1))))
+    client.set(lease, "a-stuck-leader", px=20_000)
+    started = time.monotonic()
+    try:
+        err = catch(pipeline, item(1), driver)
+    finally:
+        client.close()
+        link.sync.close()
+    assert isinstance(err, ProviderUnavailable)
+    assert err.attempts == 0
+    assert server.count() == 0
+    assert time.monotonic() - started < 5.0  # generous; without the bound: 20 s lease
+
+
+def test_error_markers_carry_the_error_but_no_text() -> None:
+    """A published failure keeps type, status, code, retry_after and attempts, and none of
+    the message (which a hook may have built from a body holding a secret); errors that
+    are not outage-like are not published at all."""
+    secret = "canary-0d6b94a17"
+    error = RateLimited(
+        f"quota for key {secret}",
+        provider="lastfm",
+        endpoint="/2.0/",
+        status=200,
+        code=29,
+        retry_after=7.0,
+        attempts=2,
+    )
+    marker = publish_error(error)
+    assert secret.encode() not in marker
+    _, back = read_published(marker, "lastfm", "/2.0/", 1_700_000_000.0)
+    assert type(back) is RateLimited
+    assert (back.status, back.code, back.retry_after, back.attempts) == (200, 29, 7.0, 2)
+    assert secret not in str(back)
+    weird = MalformedResponse("x", provider="test", code=f"leak {secret}")
+    assert secret.encode() not in publish_error(weird)
+    _, opened = read_published(
+        publish_error(CircuitBreakerOpenError("test", 4.0, 0.0)), "test", "/x", 100.0
+    )
+    assert isinstance(opened, CircuitBreakerOpenError)
+    assert (opened.retry_after, opened.retry_at) == (4.0, 104.0)
+    assert publish_error(AuthenticationError("no", provider="test", status=401)) == b""
+    assert publish_error(ProviderError("bad request", provider="test", status=400)) == b""

@@ -59,6 +59,13 @@ def test_top_tags_request() -> None:
     ("build", "method", "kind", "parts", "absent"),
     [
         (
+            lambda: lastfm.track_top_tags_request("A", "T", api_key=KEY, counts=True),
+            "track.getTopTags",
+            "lastfm:track_tag_counts",
+            ("A", "T"),
+            "empty",
+        ),
+        (
             lambda: lastfm.track_info_request("A", "T", api_key=KEY),
             "track.getInfo",
             "lastfm:track_info",

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tunegate.emulator import lucene
 from tunegate.exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -34,9 +35,11 @@ SPECIALS = '+-&|!(){}[]^"~*?:\\/'
 
 @given(st.text(max_size=100))
 @settings(max_examples=300, deadline=None)
-def test_lucene_escape_round_trips(text: str) -> None:
-    """Escaping then unescaping gives the text back."""
-    assert mb.lucene_unescape(mb.lucene_escape(text)) == text
+def test_lucene_phrase_reads_back_as_the_text(text: str) -> None:
+    """A Lucene query parser (the emulator's) reads the escaped phrase back as exactly the
+    user's text, in one field."""
+    query = f"recording:{mb.lucene_phrase(text)}"
+    assert lucene.parse(query) == lucene.Term("recording", text, phrase=True)
 
 
 @given(st.text(alphabet=st.sampled_from([*list(SPECIALS), "a", " ", "é", "\\"]), max_size=60))
@@ -148,6 +151,29 @@ def test_check_rate(base_url: str, rate: float, allow_fast: bool, ok: bool) -> N
     else:
         with pytest.raises(ConfigurationError, match="allow_fast"):
             mb.check_rate(base_url, rate, allow_fast=allow_fast)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "capacity", "allow_fast", "ok"),
+    [
+        ("https://musicbrainz.org", 1, False, True),
+        ("https://musicbrainz.org", 2, False, False),
+        ("https://musicbrainz.org", 10, False, False),
+        ("https://beta.musicbrainz.org", 30, False, False),
+        ("https://musicbrainz.org", 10, True, True),
+        ("http://127.0.0.1:5000", 50, False, True),
+    ],
+)
+def test_check_rate_refuses_bursts(
+    base_url: str, capacity: int, allow_fast: bool, ok: bool
+) -> None:
+    """At 1/s, a bucket of capacity above 1 still bursts past the official limit: refused
+    on the official host unless allow_fast; mirrors are free."""
+    if ok:
+        mb.check_rate(base_url, 1.0, allow_fast, capacity=capacity)
+    else:
+        with pytest.raises(ConfigurationError, match=r"capacity .*allow_fast"):
+            mb.check_rate(base_url, 1.0, allow_fast, capacity=capacity)
 
 
 @pytest.mark.parametrize("rate", [0.0, -1.0, float("nan"), float("inf")])

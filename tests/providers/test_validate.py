@@ -196,6 +196,8 @@ def test_user_agent_accepted(agent: str) -> None:
         "YourApp (contact@example.com)",  # no version
         "python-requests/2.31 (me@example.com)",
         "curl/8.0 (me@example.com)",
+        "python-musicbrainz/0.7.3 ( me@example.com )",  # throttled by name on MusicBrainz
+        "headphones/0.5 ( me@example.com )",  # throttled by name on MusicBrainz
         "YourApp/1.0 (me@example.com)\r\nX-Evil: 1",
     ],
 )
@@ -207,12 +209,16 @@ def test_user_agent_refused_with_expected_form(agent: Any) -> None:
     assert "AppName/1.0" in message or "control" in message
 
 
-@pytest.mark.parametrize("key", [None, "", "   ", "has space", "a\x00b", "k" * 300, 12])
+@pytest.mark.parametrize(
+    "key",
+    [None, "", "   ", "has space", "a\x00b", "k" * 300, 12, "k", "abc1234", "key.with.dots+"],
+)
 def test_lastfm_key_refused_without_echo(key: Any) -> None:
-    """A bad API key is a ConfigurationError whose message never repeats the key."""
+    """A bad API key (absent, spaced, too short to be one, odd characters) is a
+    ConfigurationError whose message never repeats the key."""
     with pytest.raises(ConfigurationError) as info:
         validate.lastfm_api_key(key)
-    if isinstance(key, str) and key.strip():
+    if isinstance(key, str) and len(key.strip()) > 3:  # a lone "k" is in any English text
         assert key.strip() not in str(info.value)
 
 
@@ -223,6 +229,8 @@ def test_lastfm_key_accepted_and_stripped() -> None:
         == "0123456789abcdef0123456789abcdef"
     )
     assert validate.lastfm_api_key("your_lastfm_api_key") == "your_lastfm_api_key"
+    assert validate.lastfm_api_key("tunegate-test-key") == "tunegate-test-key"
+    assert validate.lastfm_api_key("8chars_k") == "8chars_k"
 
 
 def test_spotify_credentials() -> None:

@@ -26,11 +26,13 @@ from tunegate._policy.headers import get_header, parse_retry_after
 from tunegate._policy.retry import transient_reason
 from tunegate.exceptions import (
     AuthenticationError,
+    CircuitBreakerOpenError,
     MalformedResponse,
     NotFound,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    RateLimitTimeout,
 )
 
 __all__ = [
@@ -41,9 +43,9 @@ __all__ = [
     "Outcome",
     "ProviderHook",
     "ResponseView",
-    "classify_error",
     "classify_response",
     "kind_of",
+    "outage_like",
 ]
 
 Expect = Literal["json", "xml", "text", "bytes"]
@@ -124,10 +126,17 @@ def kind_of(error: BaseException) -> Kind:
     return Kind.PERMANENT if reason is None else Kind.TRANSIENT
 
 
-def classify_error(error: ProviderError) -> Outcome:
-    """The outcome of an exchange that produced no usable response (already a typed error:
-    the HTTP boundary maps timeouts, refused connections and cut bodies)."""
-    return Outcome.failure(error)
+def outage_like(error: BaseException) -> bool:
+    """May a stale cache entry answer for ``error``, and may other callers of the same call
+    share it? Yes for outage-like failures (transient or rate limited, an unreadable answer,
+    an open breaker, no rate-limit token in time); no for "no such thing", refused
+    credentials and a request the provider rejects."""
+    if isinstance(error, CircuitBreakerOpenError | RateLimitTimeout | MalformedResponse):
+        return True
+    return isinstance(error, ProviderError) and kind_of(error) in (
+        Kind.TRANSIENT,
+        Kind.RATE_LIMITED,
+    )
 
 
 def _lenient_json(body: bytes) -> Any:

@@ -43,9 +43,8 @@ __all__ = [
     "MAX_SECTION_BYTES",
     "KeyScheme",
     "compile_glob",
-    "escape_part",
     "normalize_part",
-    "provider_of",
+    "split_key",
     "validate_kind",
 ]
 
@@ -79,11 +78,6 @@ def validate_kind(kind: str) -> str:
     return kind
 
 
-def provider_of(kind: str) -> str:
-    """The provider a kind belongs to: its first segment (``"spotify:search"`` -> ``"spotify"``)."""
-    return kind.partition(":")[0]
-
-
 def normalize_part(part: str | int, *, fold_case: bool = True) -> str:
     """NFC, case-folded (unless ``fold_case`` is false), white space collapsed and stripped."""
     text = part if type(part) is str else str(part)
@@ -99,11 +93,6 @@ def normalize_part(part: str | int, *, fold_case: bool = True) -> str:
 
 def _percent(match: re.Match[str]) -> str:
     return "".join(f"%{b:02X}" for b in match.group().encode("utf-8", "surrogatepass"))
-
-
-def escape_part(normalized: str) -> str:
-    """Escape one normalised part so it holds no ``:``, ``#``, ``%`` (bare) or glob character."""
-    return _escape_sub(_percent, normalized)
 
 
 def _digest(text: str) -> str:
@@ -177,16 +166,22 @@ class KeyScheme:
 
     def split(self, key: str) -> tuple[str, str] | None:
         """``(provider, kind)`` of a key of this scheme, or None if the key is not one."""
-        prefix = self.prefix
-        if not key.startswith(prefix):
-            return None
-        start = len(prefix)
-        colon = key.find(":", start)
-        if colon < 0:
-            return None
-        end = key.find(":", colon + 1)
-        kind = key[start:] if end < 0 else key[start:end]
-        return key[start:colon], kind
+        return split_key(key, self.prefix)
+
+
+def split_key(key: str, prefix: str = "") -> tuple[str, str] | None:
+    """``(provider, kind)`` of a full key ``namespace:vN:provider:type[:part...]``, or None
+    when ``key`` has no such shape. With ``prefix`` (a scheme's ``namespace:vN:``), only keys
+    that start with it; without, keys of any namespace (what a shared backend stores).
+
+    The one key parser: the manager, :meth:`KeyScheme.split` and the backends all use it."""
+    if prefix and not key.startswith(prefix):
+        return None
+    parts = key.split(":", 4)  # namespaces hold no ':', so the kind is parts 2 and 3
+    if len(parts) < 4 or not parts[2] or not parts[3]:
+        return None
+    provider = parts[2]
+    return provider, f"{provider}:{parts[3]}"
 
 
 def compile_glob(pattern: str) -> re.Pattern[bytes]:

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from tunegate._policy.freshness import CacheEntry
 
-__all__ = ["BackendError", "CacheBackend", "split_key"]
+__all__ = ["BackendError", "CacheBackend"]
 
 
 class BackendError(Exception):
@@ -16,7 +16,11 @@ class BackendError(Exception):
 
 class CacheBackend(Protocol):
     """Storage for entries under full keys. Backends keep what the manager gives them and
-    never judge freshness, except to let storage drop entries past ``stale_until``."""
+    never judge freshness, except to let storage drop entries past ``stale_until``.
+
+    Every operation comes as a blocking method and an ``a``-prefixed awaitable one; a
+    backend writes each operation once and lets the pair drive it (see ``redisbackend``).
+    An async method must not block the event loop on I/O or on a lock."""
 
     name: str
 
@@ -42,9 +46,3 @@ class CacheBackend(Protocol):
     def close(self) -> None: ...
 
     async def aclose(self) -> None: ...
-
-
-def split_key(key: str) -> tuple[str, str]:
-    """``(provider, kind)`` of a full key ``ns:vN:provider:type:...``."""
-    parts = key.split(":", 4)
-    return parts[2], f"{parts[2]}:{parts[3]}"

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from enum import Enum
 from os import PathLike
 from types import TracebackType
-from typing import Any
+from typing import Any, Final, TypeVar, TypeVarTuple
 
 import redis
 import redis.asyncio
@@ -41,7 +42,7 @@ from tunegate._policy.freshness import (
     TtlPolicy,
     freshness,
 )
-from tunegate._policy.keys import CASE_SENSITIVE_KINDS, KeyScheme
+from tunegate._policy.keys import CASE_SENSITIVE_KINDS, KeyScheme, split_key
 from tunegate._redis import RedisLink
 from tunegate.cache._backend import BackendError, CacheBackend
 from tunegate.cache.frozen import encode, freeze
@@ -56,6 +57,28 @@ _HITS, _MISSES, _STALE_HITS, _NEGATIVE_HITS, _ERRORS = range(5)
 _FIELDS = ("hits", "misses", "stale_hits", "negative_hits", "errors")
 _FRESH = Freshness.FRESH
 _STALE = Freshness.STALE
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
+class _Failed(Enum):
+    """What the executors return instead of raising when the backend failed."""
+
+    FAILED = "failed"
+
+
+_FAILED: Final = _Failed.FAILED
+
+
+def _not_ours() -> InvalidInput:
+    return InvalidInput("key", "not a key of this cache; build keys with cache.key()")
+
+
+def _value(entry: CacheEntry | None, default: Any) -> Any:
+    if entry is None or entry.stale or entry.negative:
+        return default
+    return entry.value
 
 
 def _summary(row: list[int]) -> dict[str, Any]:
@@ -105,7 +128,6 @@ class CacheManager:
         self._now = (clock or SystemClock()).time  # wall time: shared backends compare it
         self._rand = random.Random().random
         self._prefix = self._scheme.prefix
-        self._plen = len(self._prefix)
         self._stats_lock = threading.Lock()
         self._rows: dict[str, list[int]] = {}
         self._unattributed_errors = 0
@@ -157,35 +179,48 @@ class CacheManager:
         ``pattern("spotify:search", "Deadmau5")`` -> ``"spotify:search:deadmau5:*"``."""
         return self._scheme.pattern(kind, *parts)
 
-    def _provider(self, key: str) -> str:
-        plen = self._plen
-        end = key.find(":", plen) if key.startswith(self._prefix) else -1
-        if end < 0:
-            raise InvalidInput("key", "not a key of this cache; build keys with cache.key()")
-        return key[plen:end]
+    def _split(self, key: str) -> tuple[str, str]:
+        """``(provider, kind)`` of ``key``; raises for a key this cache did not build."""
+        split = split_key(key, self._prefix)
+        if split is None:
+            raise _not_ours()
+        return split
+
+    # -- the two executors: the only code that differs between sync and async ---------
+    # Each public pair below is the same steps around one backend call; the executor makes
+    # that call and turns a backend failure into _FAILED, which the shared steps count.
+
+    @staticmethod
+    def _call(method: Callable[[*Ts], T], *args: *Ts) -> T | _Failed:
+        try:
+            return method(*args)
+        except BackendError:
+            return _FAILED
+
+    @staticmethod
+    async def _acall(method: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T | _Failed:
+        try:
+            return await method(*args)
+        except BackendError:
+            return _FAILED
 
     # -- stats -------------------------------------------------------------------------
 
-    def _bump(self, provider: str, index: int) -> None:
+    def _bump(self, provider: str, index: int, failed: bool = False) -> None:
+        """Count one ``index`` event for ``provider``, and one error too when ``failed``."""
         with self._stats_lock:
             row = self._rows.get(provider)
             if row is None:
                 row = self._rows[provider] = [0, 0, 0, 0, 0]
             row[index] += 1
-
-    def _failed_read(self, provider: str) -> None:
-        with self._stats_lock:
-            row = self._rows.get(provider)
-            if row is None:
-                row = self._rows[provider] = [0, 0, 0, 0, 0]
-            row[_MISSES] += 1
-            row[_ERRORS] += 1
+            if failed:
+                row[_ERRORS] += 1
 
     def record_stale_served(self, key_or_provider: str) -> None:
         """Count one stale entry actually served (stale-if-error). Takes the entry's key or a
         provider name; the pipeline calls it when it returns a stale entry to its caller."""
         if key_or_provider.startswith(self._prefix):
-            provider = self._provider(key_or_provider)
+            provider = self._split(key_or_provider)[0]
         else:
             provider = key_or_provider
         self._bump(provider, _STALE_HITS)
@@ -209,59 +244,47 @@ class CacheManager:
 
     # -- reads -------------------------------------------------------------------------
 
-    def _judge(self, entry: CacheEntry | None, provider: str) -> CacheEntry | None:
-        if entry is None:
-            self._bump(provider, _MISSES)
+    def _own_prefix(self, key: str) -> str:
+        # The hit path checks only the prefix before the backend call (a key of another
+        # namespace never reaches it) and takes the provider from the entry found, sparing
+        # a split. A key with our prefix but no kind cannot have been stored, so it misses,
+        # and _judge's full split raises for it there.
+        if not key.startswith(self._prefix):
+            raise _not_ours()
+        return key
+
+    def _judge(self, key: str, entry: CacheEntry | _Failed | None) -> CacheEntry | None:
+        if entry is None or entry is _FAILED:
+            self._bump(self._split(key)[0], _MISSES, entry is _FAILED)
             return None
         state = freshness(entry.fresh_until, entry.stale_until, self._now())
         if state is _FRESH:
-            self._bump(provider, _NEGATIVE_HITS if entry.negative else _HITS)
+            self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
             return entry
-        self._bump(provider, _MISSES)
+        self._bump(entry.provider, _MISSES)
         return entry.as_stale() if state is _STALE else None
 
     def lookup(self, key: str) -> CacheEntry | None:
         """The entry under ``key``: fresh, or stale (``.stale``) within the grace period, or
         None. Never raises for backend trouble (that reads as a miss)."""
-        provider = self._provider(key)
-        try:
-            entry = self._backend.get(key)
-        except BackendError:
-            self._failed_read(provider)
-            return None
-        return self._judge(entry, provider)
+        return self._judge(key, self._call(self._backend.get, self._own_prefix(key)))
 
     async def alookup(self, key: str) -> CacheEntry | None:
-        provider = self._provider(key)
-        try:
-            entry = await self._backend.aget(key)
-        except BackendError:
-            self._failed_read(provider)
-            return None
-        return self._judge(entry, provider)
+        return self._judge(key, await self._acall(self._backend.aget, self._own_prefix(key)))
 
     def get(self, key: str, default: Any = None) -> Any:
         """The fresh, positive value under ``key``, else ``default``."""
-        entry = self.lookup(key)
-        if entry is None or entry.stale or entry.negative:
-            return default
-        return entry.value
+        return _value(self.lookup(key), default)
 
     async def aget(self, key: str, default: Any = None) -> Any:
-        entry = await self.alookup(key)
-        if entry is None or entry.stale or entry.negative:
-            return default
-        return entry.value
+        return _value(await self.alookup(key), default)
 
     # -- writes ------------------------------------------------------------------------
 
     def _prepare(
         self, key: str, value: Any, kind: str | None, ttl: float | None, negative: bool
     ) -> tuple[CacheEntry, bytes, float]:
-        split = self._scheme.split(key)
-        if split is None:
-            raise InvalidInput("key", "not a key of this cache; build keys with cache.key()")
-        provider, key_kind = split
+        provider, key_kind = self._split(key)
         if kind is not None and kind != key_kind:
             raise InvalidInput("kind", f"{kind!r} does not match the key's kind {key_kind!r}")
         frozen = freeze(value)
@@ -289,11 +312,7 @@ class CacheManager:
         A backend failure drops the write (counted in ``errors``); a value that is not
         JSON-like raises ``TypeError``."""
         entry, payload, now = self._prepare(key, value, kind, ttl, negative)
-        try:
-            self._backend.put(key, entry, payload, now)
-        except BackendError:
-            self._bump(entry.provider, _ERRORS)
-        return entry.value
+        return self._stored(entry, self._call(self._backend.put, key, entry, payload, now))
 
     async def astore(
         self,
@@ -305,9 +324,11 @@ class CacheManager:
         negative: bool = False,
     ) -> Any:
         entry, payload, now = self._prepare(key, value, kind, ttl, negative)
-        try:
-            await self._backend.aput(key, entry, payload, now)
-        except BackendError:
+        outcome = await self._acall(self._backend.aput, key, entry, payload, now)
+        return self._stored(entry, outcome)
+
+    def _stored(self, entry: CacheEntry, outcome: _Failed | None) -> Any:
+        if outcome is _FAILED:
             self._bump(entry.provider, _ERRORS)
         return entry.value
 
@@ -324,19 +345,23 @@ class CacheManager:
         """Delete the entry for ``kind`` and ``parts`` (normalised as in :meth:`key`);
         returns how many were deleted (0 or 1; 0 also when the backend failed)."""
         key = self._scheme.key(kind, *parts)
-        try:
-            return self._backend.delete(key)
-        except BackendError:
-            self._bump(self._provider(key), _ERRORS)
-            return 0
+        return self._deleted(key, self._call(self._backend.delete, key))
 
     async def ainvalidate(self, kind: str, *parts: str | int) -> int:
         key = self._scheme.key(kind, *parts)
-        try:
-            return await self._backend.adelete(key)
-        except BackendError:
-            self._bump(self._provider(key), _ERRORS)
-            return 0
+        return self._deleted(key, await self._acall(self._backend.adelete, key))
+
+    def _deleted(self, key: str | None, outcome: int | _Failed) -> int:
+        """How many were deleted; a failure counts an error against the key's provider
+        (``key`` None: a pattern, which belongs to no single provider) and deleted none."""
+        if outcome is not _FAILED:
+            return outcome
+        if key is not None:
+            self._bump(self._split(key)[0], _ERRORS)
+        else:
+            with self._stats_lock:
+                self._unattributed_errors += 1
+        return 0
 
     def _full_pattern(self, pattern: str) -> str:
         if not isinstance(pattern, str) or not pattern:
@@ -347,27 +372,16 @@ class CacheManager:
             raise InvalidInput("pattern", "must be valid Unicode text") from None
         return self._scheme.full_pattern(pattern)
 
-    def _pattern_failed(self) -> int:
-        with self._stats_lock:
-            self._unattributed_errors += 1
-        return 0
-
     def invalidate_pattern(self, pattern: str) -> int:
         """Delete every entry matching a Redis-style glob in the unprefixed form
         (``"spotify:*"``, ``"spotify:search:deadmau5:*"``); this cache's namespace and key
         version are added. Build patterns from user data with :meth:`pattern`."""
         full = self._full_pattern(pattern)
-        try:
-            return self._backend.delete_matching(full)
-        except BackendError:
-            return self._pattern_failed()
+        return self._deleted(None, self._call(self._backend.delete_matching, full))
 
     async def ainvalidate_pattern(self, pattern: str) -> int:
         full = self._full_pattern(pattern)
-        try:
-            return await self._backend.adelete_matching(full)
-        except BackendError:
-            return self._pattern_failed()
+        return self._deleted(None, await self._acall(self._backend.adelete_matching, full))
 
     # -- lifetime ----------------------------------------------------------------------
 
@@ -375,6 +389,10 @@ class CacheManager:
         self._backend.close()
 
     async def aclose(self) -> None:
+        """Close as :meth:`close` does, and release what the backend holds for the running
+        event loop (with Redis: this loop's asyncio client, unless the caller gave the
+        RedisLink), so a program that runs ``asyncio.run()`` many times and awaits
+        ``aclose()`` each time keeps no connections."""
         await self._backend.aclose()
 
     def __enter__(self) -> CacheManager:

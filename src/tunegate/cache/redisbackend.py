@@ -9,39 +9,62 @@ so a hit is a single ``GET``, and the value stays valid UTF-8 for clients create
 ``stale_until`` (``SET ... PX``). Pattern invalidation walks ``SCAN MATCH`` and deletes with
 ``UNLINK`` in batches; never ``KEYS``, which blocks the server.
 
-When Redis is unreachable (``REDIS_DOWN_ERRORS``), the shared :class:`RedisLink` is marked
-down (one warning per outage) and, for its retry interval, operations are skipped without
-touching the network; the manager turns that into misses and dropped writes.
+Each operation is written once, as a flow (generator) that yields the Redis commands it needs
+and returns its result; :func:`tunegate._redis.drive` runs it with blocking calls on the sync
+client and :func:`tunegate._redis.adrive` with awaits on the running loop's asyncio client,
+so each public sync/async pair only picks the driver.
+
+Fail-open: every error of ``REDIS_FAILURES`` (an unreachable or stalled server, and error
+replies such as ``OOM``, ``READONLY`` or ``MISCONF`` too) turns into :class:`BackendError`,
+which the manager reads as a miss or a dropped write. The shared :class:`RedisLink` accounts
+for it: an outage marks the link down (one warning per outage), so for its retry interval
+operations are skipped without touching the network. A value under our key that is not one
+of our entries reads as a miss too, with one warning a minute.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
-import redis.exceptions
-from redis.connection import parse_url
 
 from tunegate._policy.freshness import CacheEntry
-from tunegate._redis import REDIS_DOWN_ERRORS, RedisLink
-from tunegate.cache._backend import BackendError, split_key
+from tunegate._policy.keys import split_key
+from tunegate._redis import REDIS_FAILURES, Effect, RedisLink, adrive, drive
+from tunegate.cache._backend import BackendError
 from tunegate.cache.frozen import decode
-from tunegate.exceptions import ConfigurationError
 
 __all__ = ["RedisBackend"]
 
 log = logging.getLogger("tunegate.cache")
 
+T = TypeVar("T")
+#: An operation: yields commands, is sent each reply, returns its result.
+Op = Generator["_Command", Any, T]
+
 _MAGIC = b"TG1"
 _SCAN_COUNT = 500
 _UNLINK_BATCH = 500
 _WARN_EVERY = 60.0
-# Anything redis-py raises, plus socket errors: fail open on all of them. Only the
-# REDIS_DOWN_ERRORS among them mark the link down.
-_FAILURES: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, *REDIS_DOWN_ERRORS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Command(Effect):
+    """One Redis command on the link's client, e.g. ``("GET", key)``; its reply."""
+
+    link: RedisLink
+    args: tuple[Any, ...]
+
+    def run(self) -> Any:
+        return self.link.sync.execute_command(*self.args)  # type: ignore[no-untyped-call]
+
+    async def arun(self) -> Any:
+        return await self.link.aio.execute_command(*self.args)  # type: ignore[no-untyped-call]
 
 
 def pack(entry: CacheEntry, payload: bytes) -> bytes:
@@ -54,16 +77,47 @@ def unpack(key: str, raw: bytes | str) -> CacheEntry:
     """A stored string back to an entry; raises ``ValueError`` when it is not one of ours."""
     data = raw.encode("utf-8") if isinstance(raw, str) else raw
     newline = data.find(b"\n", 0, 96)
-    if newline < 0 or not data.startswith(_MAGIC + b" "):
+    split = split_key(key)
+    if newline < 0 or not data.startswith(_MAGIC + b" ") or split is None:
         raise ValueError("not a tunegate cache entry")
     _, fresh, stale, negative = data[:newline].split(b" ")
     value = decode(memoryview(data)[newline + 1 :])
-    provider, kind = split_key(key)
+    provider, kind = split
     return CacheEntry(value, negative == b"1", False, provider, kind, float(fresh), float(stale))
 
 
-def _ttl_ms(entry: CacheEntry, now: float) -> int:
-    return max(1, int((entry.stale_until - now) * 1000.0) + 1)
+# -- the operations, each written once -------------------------------------------------------
+
+
+def _get(link: RedisLink, key: str) -> Op[Any]:
+    return (yield _Command(link, ("GET", key)))
+
+
+def _put(link: RedisLink, key: str, entry: CacheEntry, payload: bytes, now: float) -> Op[None]:
+    ttl_ms = max(1, int((entry.stale_until - now) * 1000.0) + 1)  # Redis frees it after grace
+    yield _Command(link, ("SET", key, pack(entry, payload), "PX", ttl_ms))
+
+
+def _delete(link: RedisLink, key: str) -> Op[int]:
+    return int((yield _Command(link, ("UNLINK", key))))
+
+
+def _delete_matching(link: RedisLink, pattern: str) -> Op[int]:
+    deleted = 0
+    batch: list[Any] = []
+    cursor = 0
+    while True:
+        scan = ("SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT)
+        cursor, keys = yield _Command(link, scan)
+        batch.extend(keys)
+        while len(batch) >= _UNLINK_BATCH:
+            deleted += int((yield _Command(link, ("UNLINK", *batch[:_UNLINK_BATCH]))))
+            del batch[:_UNLINK_BATCH]
+        if not cursor:
+            break
+    if batch:
+        deleted += int((yield _Command(link, ("UNLINK", *batch))))
+    return deleted
 
 
 class RedisBackend:
@@ -72,142 +126,74 @@ class RedisBackend:
     name = "redis"
 
     def __init__(self, client: redis.Redis | redis.asyncio.Redis | str | RedisLink) -> None:
-        if isinstance(client, str):
-            try:  # a typo should fail here, not as a miss on every lookup
-                parse_url(client)  # type: ignore[no-untyped-call]
-            except ValueError as exc:
-                raise ConfigurationError(f"bad Redis URL for the cache: {exc}") from None
+        # RedisLink checks a URL at once (a typo fails here, not as a miss on every lookup)
+        # and opens connections of its own: the caller's client is never used nor closed.
+        self._given_link = isinstance(client, RedisLink)
         self.link = client if isinstance(client, RedisLink) else RedisLink(client)
-        # close()/aclose() close what we created (from a URL, or the twin RedisLink derives
-        # from the caller's client), never the caller's own client or a caller's RedisLink.
-        given_link = isinstance(client, RedisLink)
-        self._owns_sync = not given_link and not isinstance(client, redis.Redis)
-        self._owns_aio = not given_link and not isinstance(client, redis.asyncio.Redis)
         self._warned_at = -_WARN_EVERY
 
-    # -- failure handling --------------------------------------------------------------
-
-    def _skip_if_down(self) -> None:
+    def _guarded(self, op: Op[T], what: str) -> Op[T]:
+        """``op``, skipped while the link is down, with Redis errors as BackendError."""
         if not self.link.available:
             raise BackendError("redis marked down")
-
-    def _failed(self, exc: BaseException, what: str) -> BackendError:
-        if isinstance(exc, REDIS_DOWN_ERRORS):
-            self.link.mark_down(exc, "the cache")  # logs once per outage
-        else:
-            now = time.monotonic()
-            if now - self._warned_at >= _WARN_EVERY:
-                self._warned_at = now
-                log.warning(
-                    "redis cache %s failed; treated as a miss (%s)", what, type(exc).__name__
-                )
-        return BackendError(what)
-
-    def _decode(self, key: str, raw: Any) -> CacheEntry | None:
+        try:
+            result = yield from op
+        except REDIS_FAILURES as exc:
+            self.link.failed(exc, "the cache")  # an outage marks the link down, logs once
+            raise BackendError(what) from exc
         self.link.mark_up()
+        return result
+
+    def _entry(self, key: str, raw: Any) -> CacheEntry | None:
         if raw is None:
             return None
         try:
             return unpack(key, raw)
         except (ValueError, UnicodeError) as exc:
-            raise self._failed(exc, "decode") from exc
+            now = time.monotonic()
+            if now - self._warned_at >= _WARN_EVERY:  # one a minute, not one per call
+                self._warned_at = now
+                log.warning(
+                    "redis cache entry unreadable; treated as a miss (%s)", type(exc).__name__
+                )
+            raise BackendError("decode") from exc
 
-    # -- sync --------------------------------------------------------------------------
+    # -- the backend protocol: each line picks a driver ----------------------------------
 
     def get(self, key: str) -> CacheEntry | None:
-        self._skip_if_down()
-        try:
-            raw = self.link.sync.get(key)
-        except _FAILURES as exc:
-            raise self._failed(exc, "read") from exc
-        return self._decode(key, raw)
-
-    def put(self, key: str, entry: CacheEntry, payload: bytes, now: float) -> None:
-        self._skip_if_down()
-        try:
-            self.link.sync.set(key, pack(entry, payload), px=_ttl_ms(entry, now))
-        except _FAILURES as exc:
-            raise self._failed(exc, "write") from exc
-        self.link.mark_up()
-
-    def delete(self, key: str) -> int:
-        self._skip_if_down()
-        try:
-            deleted = int(self.link.sync.unlink(key))
-        except _FAILURES as exc:
-            raise self._failed(exc, "delete") from exc
-        self.link.mark_up()
-        return deleted
-
-    def delete_matching(self, pattern: str) -> int:
-        self._skip_if_down()
-        client = self.link.sync
-        deleted = 0
-        batch: list[Any] = []
-        try:
-            for key in client.scan_iter(match=pattern, count=_SCAN_COUNT):
-                batch.append(key)
-                if len(batch) >= _UNLINK_BATCH:
-                    deleted += int(client.unlink(*batch))
-                    batch.clear()
-            if batch:
-                deleted += int(client.unlink(*batch))
-        except _FAILURES as exc:
-            raise self._failed(exc, "delete") from exc
-        self.link.mark_up()
-        return deleted
-
-    def close(self) -> None:
-        if self._owns_sync:
-            self.link.sync.close()
-
-    # -- async (same steps, awaited on the running loop's client) ----------------------
+        return self._entry(key, drive(self._guarded(_get(self.link, key), "read")))
 
     async def aget(self, key: str) -> CacheEntry | None:
-        self._skip_if_down()
-        try:
-            raw = await self.link.aio.get(key)
-        except _FAILURES as exc:
-            raise self._failed(exc, "read") from exc
-        return self._decode(key, raw)
+        return self._entry(key, await adrive(self._guarded(_get(self.link, key), "read")))
+
+    def put(self, key: str, entry: CacheEntry, payload: bytes, now: float) -> None:
+        drive(self._guarded(_put(self.link, key, entry, payload, now), "write"))
 
     async def aput(self, key: str, entry: CacheEntry, payload: bytes, now: float) -> None:
-        self._skip_if_down()
-        try:
-            await self.link.aio.set(key, pack(entry, payload), px=_ttl_ms(entry, now))
-        except _FAILURES as exc:
-            raise self._failed(exc, "write") from exc
-        self.link.mark_up()
+        await adrive(self._guarded(_put(self.link, key, entry, payload, now), "write"))
+
+    def delete(self, key: str) -> int:
+        return drive(self._guarded(_delete(self.link, key), "delete"))
 
     async def adelete(self, key: str) -> int:
-        self._skip_if_down()
-        try:
-            deleted = int(await self.link.aio.unlink(key))
-        except _FAILURES as exc:
-            raise self._failed(exc, "delete") from exc
-        self.link.mark_up()
-        return deleted
+        return await adrive(self._guarded(_delete(self.link, key), "delete"))
+
+    def delete_matching(self, pattern: str) -> int:
+        return drive(self._guarded(_delete_matching(self.link, pattern), "delete"))
 
     async def adelete_matching(self, pattern: str) -> int:
-        self._skip_if_down()
-        client = self.link.aio
-        deleted = 0
-        batch: list[Any] = []
-        try:
-            async for key in client.scan_iter(match=pattern, count=_SCAN_COUNT):
-                batch.append(key)
-                if len(batch) >= _UNLINK_BATCH:
-                    deleted += int(await client.unlink(*batch))
-                    batch.clear()
-            if batch:
-                deleted += int(await client.unlink(*batch))
-        except _FAILURES as exc:
-            raise self._failed(exc, "delete") from exc
-        self.link.mark_up()
-        return deleted
+        return await adrive(self._guarded(_delete_matching(self.link, pattern), "delete"))
+
+    def close(self) -> None:
+        """Close the link's sync client when the link is ours. A caller's own client is never
+        touched, nor a RedisLink the caller gave (the limiter and breakers may share it)."""
+        if not self._given_link:
+            self.link.close()
 
     async def aclose(self) -> None:
-        """Close as :meth:`close` does, plus this event loop's asyncio client if ours."""
-        if self._owns_aio:
-            await self.link.aio.aclose()
+        """Close as :meth:`close` does, and first the link's client of the running event loop
+        when the link is ours. (A caller's RedisLink closes that client itself when the loop
+        ends, or on its own ``aclose()``.)"""
+        if not self._given_link:
+            await self.link.aclose()
         self.close()

@@ -8,7 +8,9 @@
 - Every statement is its own transaction (autocommit); batch deletes run in one
   ``BEGIN IMMEDIATE`` transaction each.
 - Async: reads run inline (a WAL read of one row is tens of microseconds and never waits
-  on a lock); writes and deletes go through ``asyncio.to_thread`` because they may wait up to
+  on a lock), but the event loop thread's connection is opened in a worker thread: switching
+  to WAL and creating the schema may wait up to ``busy_timeout`` for another process's lock.
+  Writes and deletes go through ``asyncio.to_thread`` because they may wait up to
   ``busy_timeout`` for another process's write lock, or for a checkpoint's fsync.
 - Entries past ``stale_until`` are purged every ``purge_every`` writes.
 """
@@ -24,8 +26,8 @@ import time
 from pathlib import Path
 
 from tunegate._policy.freshness import CacheEntry
-from tunegate._policy.keys import compile_glob
-from tunegate.cache._backend import BackendError, split_key
+from tunegate._policy.keys import compile_glob, split_key
+from tunegate.cache._backend import BackendError
 from tunegate.cache.frozen import decode
 from tunegate.exceptions import ConfigurationError
 
@@ -109,8 +111,7 @@ class SqliteBackend:
         return conn
 
     def _connect(self) -> sqlite3.Connection:
-        if self._closed:
-            raise BackendError("sqlite cache is closed")
+        self._check_open()  # no file or directory made for a closed cache
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # check_same_thread=False only so close() may close every thread's connection;
         # each connection is still used by its own thread alone.
@@ -124,8 +125,36 @@ class SqliteBackend:
         except BaseException:
             conn.close()
             raise
-        with self._lock:
-            self._conns.append(conn)
+        try:
+            with self._lock:
+                self._check_open()  # close() may have run while this one was opening
+                self._conns.append(conn)
+        except BackendError:
+            conn.close()
+            raise
+        return conn
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError("sqlite cache is closed")
+
+    async def _aconn(self) -> sqlite3.Connection:
+        """This (event loop) thread's connection, opened in a worker thread if new."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            conn = await asyncio.to_thread(self._connect)
+        except (sqlite3.Error, OSError) as exc:
+            raise self._failed(exc, "open") from exc
+        current: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if current is not None:  # a concurrent first use on this loop opened one already
+            with self._lock:
+                if conn in self._conns:  # else close() has taken (and closed) it already
+                    self._conns.remove(conn)
+            conn.close()
+            return current
+        self._local.conn = conn
         return conn
 
     def _failed(self, exc: BaseException, what: str) -> BackendError:
@@ -151,11 +180,15 @@ class SqliteBackend:
             value = decode(payload)
         except ValueError as exc:  # orjson.JSONDecodeError: a damaged row
             raise self._failed(exc, "decode") from exc
-        provider, kind = split_key(key)
+        split = split_key(key)
+        if split is None:
+            raise self._failed(ValueError("not a cache key"), "decode")
+        provider, kind = split
         return CacheEntry(value, bool(negative), False, provider, kind, fresh_until, stale_until)
 
     async def aget(self, key: str) -> CacheEntry | None:
-        return self.get(key)  # inline: see the module docstring
+        await self._aconn()
+        return self.get(key)  # the read itself inline: see the module docstring
 
     def put(self, key: str, entry: CacheEntry, payload: bytes, now: float) -> None:
         try:

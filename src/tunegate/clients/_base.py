@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
+import hashlib
 import os
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self, TypeVar
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
@@ -51,6 +54,7 @@ __all__ = [
     "Together",
     "Wait",
     "adrive",
+    "cache_scope_for",
     "drive",
     "fetch",
     "not_found_value",
@@ -286,6 +290,37 @@ def strip_suffix(url: str, suffix: str) -> str:
     return url[: -len(suffix)] if suffix and url.endswith(suffix) else url
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int | None, str]:
+    """``url`` reduced to what names an origin: scheme, host, port (None for the scheme's
+    default), path prefix; host and scheme lower-cased."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(f"base_url has an invalid port: {url!r}") from None
+    if port == _DEFAULT_PORTS.get(scheme):
+        port = None
+    return scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/")
+
+
+def cache_scope_for(base_url: str, profile: Profile) -> tuple[str, ...]:
+    """The cache-key parts that keep answers of ``base_url`` to itself: ``()`` for the
+    provider's official origin (http or https, default port, no path), so its keys are
+    exactly the design's; else one part, ``"@"`` and 16 hex digits of a SHA-256 of the
+    normalised origin. An emulator, a mirror or a proxy never serves another origin's
+    answers, nor reads the official ones (keys differ, and so does single-flight)."""
+    scheme, host, port, path = _origin(base_url)
+    official = _origin(profile.official_url)
+    if (host, port, path) == official[1:] and scheme in _DEFAULT_PORTS:
+        return ()
+    origin = f"{scheme}://{host}{'' if port is None else f':{port}'}{path}"
+    return ("@" + hashlib.sha256(origin.encode()).hexdigest()[:16],)
+
+
 def link_for(redis_target: RedisLike | None, cache: CacheManager | None) -> RedisLink | None:
     """The Redis to share state through: the one given, else the cache's own."""
     if isinstance(redis_target, RedisLink):
@@ -296,6 +331,10 @@ def link_for(redis_target: RedisLike | None, cache: CacheManager | None) -> Redi
     return link if isinstance(link, RedisLink) else None
 
 
+RateCheck = Callable[[str, float, int], None]
+"""Refuses (ConfigurationError) a rate and capacity the provider at a base URL forbids."""
+
+
 def default_limiter(
     limiter: RateLimiter | None,
     profile: Profile,
@@ -303,18 +342,25 @@ def default_limiter(
     clock: Clock | None,
     rate: float | None,
     capacity: int | None,
+    check: Callable[[float, int], None] | None = None,
 ) -> RateLimiter:
     """The given limiter or an embedded one, with ``profile``'s bucket ensured (an existing
-    bucket is kept) or set to ``rate``/``capacity`` when given."""
+    bucket is kept) or set to ``rate``/``capacity`` when given. ``check`` sees the rate and
+    capacity asked for before the limiter is touched, then the bucket's own."""
     limiter = limiter if limiter is not None else RateLimiter(redis=link, clock=clock)
     if rate is not None:
-        limiter.configure_provider(
-            profile.name, rate, capacity if capacity is not None else max(1, int(rate))
-        )
+        cap = capacity if capacity is not None else max(1, int(rate))
+        if check is not None:
+            check(rate, cap)  # before touching a limiter the caller shares
+        limiter.configure_provider(profile.name, rate, cap)
     else:
-        limiter.ensure_provider(
-            profile.name, profile.rate, capacity if capacity is not None else profile.capacity
-        )
+        cap = capacity if capacity is not None else profile.capacity
+        if check is not None and capacity is not None:
+            check(profile.rate, cap)
+        limiter.ensure_provider(profile.name, profile.rate, cap)
+    if check is not None:
+        bucket = limiter.buckets[profile.name]
+        check(bucket.rate, bucket.capacity)  # a shared limiter may hold its own settings
     return limiter
 
 
@@ -356,20 +402,21 @@ class ClientBase:
         registry: CollectorRegistry | None,
         metrics: bool,
         clock: Clock | None,
-        check_rate: Callable[[str, float], None] | None = None,
+        check_rate: RateCheck | None = None,
         before_pipeline: Callable[[], None] | None = None,
     ) -> None:
         profile = self.profile
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._base_url = base_url_for(base_url, profile)
+        self._cache_scope = cache_scope_for(self._base_url, profile)
         self._cache = cache_manager if cache_manager is not None else CacheManager(clock=clock)
         self._owns_link = redis is not None and not isinstance(redis, RedisLink)
         self._link = link_for(redis, self._cache)
-        if check_rate is not None and rate is not None:
-            check_rate(self._base_url, rate)  # before touching a limiter the caller shares
-        self._limiter = default_limiter(rate_limiter, profile, self._link, clock, rate, capacity)
-        if check_rate is not None:
-            check_rate(self._base_url, self._limiter.buckets[profile.name].rate)
+        url = self._base_url
+        check = None if check_rate is None else lambda r, c: check_rate(url, r, c)
+        self._limiter = default_limiter(
+            rate_limiter, profile, self._link, clock, rate, capacity, check
+        )
         self._breaker = default_breaker(circuit_breaker, profile, self._link, clock)
         self._stale_if_error = stale_if_error
         # Hits and misses found by this client's own cache reads (batch lookups, the cached
@@ -406,6 +453,15 @@ class ClientBase:
         return self._base_url
 
     @property
+    def cache_scope(self) -> tuple[str, ...]:
+        """The cache-key parts this client puts before a request's own: ``()`` against the
+        provider's official host (the design's keys), else one part naming the origin
+        (``"@"`` + 16 hex digits), so that an emulator's or a mirror's answers are never
+        served for another origin. ``cache.invalidate(kind, *client.cache_scope, *parts)``
+        forgets one of this client's answers whatever its origin."""
+        return self._cache_scope
+
+    @property
     def cache_manager(self) -> CacheManager:
         return self._cache
 
@@ -437,6 +493,15 @@ class ClientBase:
         stats["cache_hit_ratio"] = hits / looked if looked else 0.0
         stats["base_url"] = self._base_url
         return stats
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _scoped(self, request: ApiRequest) -> ApiRequest:
+        """``request`` with this client's cache scope in front of its key parts (every
+        request a client sends or looks up goes through here exactly once)."""
+        if not self._cache_scope or request.cache_kind is None:
+            return request
+        return dataclasses.replace(request, cache_parts=(*self._cache_scope, *request.cache_parts))
 
     # -- reading the cache directly ---------------------------------------------------------
 

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis.exceptions
 
 from tunegate._clock import Clock
-from tunegate._redis import REDIS_DOWN_ERRORS, LuaScript, RedisLink
+from tunegate._redis import REDIS_FAILURES, LuaScript, RedisLink
 from tunegate.clients._base import Call, Effect, Flow, Pause, Wait
-from tunegate.exceptions import ProviderUnavailable
+from tunegate.exceptions import AuthenticationError, ProviderUnavailable
 from tunegate.pipeline import Pipeline
 from tunegate.providers import spotify
 from tunegate.providers.spotify import SpotifyToken
@@ -37,7 +36,11 @@ __all__ = ["TokenSource", "token_key"]
 log = logging.getLogger("tunegate.clients")
 
 KEY_PREFIX = "tunegate:spotify:token:"
-_REDIS_FAILURES: tuple[type[BaseException], ...] = (*REDIS_DOWN_ERRORS, redis.exceptions.RedisError)
+#: Seconds a refusal of the credentials (``invalid_client``) is believed: meanwhile every
+#: call that needs a token fails at once, without asking. Wrong credentials stay wrong
+#: until the client is rebuilt with others; asking again after a while only covers a
+#: refusal the accounts service made by mistake.
+REFUSAL_HOLD = 300.0
 # KEYS[1] the lease, ARGV[1] our owner tag: drop the lease only if it is still ours.
 _RELEASE = LuaScript("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -76,25 +79,20 @@ class RedisOp(Effect):
     def run(self) -> Any:
         try:
             value = self.op(self.link.sync)
-        except _REDIS_FAILURES as exc:
-            return self._failed(exc)
+        except REDIS_FAILURES as exc:
+            self.link.failed(exc, "the shared Spotify token")
+            return DOWN
         self.link.mark_up()
         return value
 
     async def arun(self) -> Any:
         try:
             value = await (self.aop or self.op)(self.link.aio)
-        except _REDIS_FAILURES as exc:
-            return self._failed(exc)
+        except REDIS_FAILURES as exc:
+            self.link.failed(exc, "the shared Spotify token")
+            return DOWN
         self.link.mark_up()
         return value
-
-    def _failed(self, exc: BaseException) -> _Down:
-        if isinstance(exc, REDIS_DOWN_ERRORS):
-            self.link.mark_down(exc, "the shared Spotify token")
-        else:
-            log.warning("shared Spotify token: Redis refused a command (%s)", type(exc).__name__)
-        return DOWN
 
 
 def _encode(token: SpotifyToken) -> bytes:
@@ -121,6 +119,11 @@ class TokenSource:
 
     ``get(rejected=...)`` refuses the token the Web API just answered 401 to, so that a
     refresh happens even if the token looks valid by its expiry time.
+
+    When the accounts service refuses the credentials (``AuthenticationError``), the refusal
+    is remembered for ``refusal_hold`` seconds: meanwhile a refresh raises it again at once,
+    with no request, so a batch run with a wrong secret costs one token request, not one
+    per row.
     """
 
     def __init__(
@@ -133,6 +136,7 @@ class TokenSource:
         *,
         lease: float = 10.0,
         hold: float = 5.0,
+        refusal_hold: float = REFUSAL_HOLD,
     ) -> None:
         self._request = spotify.token_request(client_id, client_secret)  # validates both
         self._pipeline = pipeline
@@ -146,6 +150,9 @@ class TokenSource:
         self._token: SpotifyToken | None = None
         self._hold_until = 0.0  # after a failed early refresh, keep the old token till then
         self._flight: concurrent.futures.Future[SpotifyToken] | None = None
+        self._refusal_hold = refusal_hold
+        self._refused: AuthenticationError | None = None  # the last refusal, until:
+        self._refused_until = 0.0
         deadline = pipeline.retry.deadline or 60.0
         self._wait_timeout = deadline + pipeline.http.config.total_timeout + 5.0
         self._counts = dict.fromkeys(("fetched", "from_shared", "rejected"), 0)
@@ -163,15 +170,45 @@ class TokenSource:
         return self._link is not None
 
     def stats(self) -> dict[str, Any]:
-        """Tokens fetched, taken from Redis, refused by a 401; seconds the current one has left."""
+        """Tokens fetched, taken from Redis, refused by a 401; seconds the current one has
+        left; whether the credentials were refused (and no request is made for a while)."""
         with self._lock:
             counts: dict[str, Any] = dict(self._counts)
             token = self._token
+            refused_until = self._refused_until if self._refused is not None else 0.0
+        now = self._clock.time()
         counts["shared"] = self.shared
-        counts["expires_in"] = (
-            None if token is None else round(max(0.0, token.expires_at - self._clock.time()), 3)
-        )
+        counts["expires_in"] = None if token is None else round(max(0.0, token.expires_at - now), 3)
+        counts["credentials_refused"] = now < refused_until
         return counts
+
+    def _refusal(self) -> AuthenticationError | None:
+        """A fresh copy of the remembered refusal while it holds, else None."""
+        with self._lock:
+            refused, until = self._refused, self._refused_until
+        if refused is None or self._clock.time() >= until:
+            return None
+        return AuthenticationError(
+            f"{refused.args[0] if refused.args else 'client credentials refused'} "
+            f"(remembered: no token request for {self._refusal_hold:g}s after a refusal, "
+            "or until the client is built again)",
+            provider=refused.provider,
+            endpoint=refused.endpoint,
+            status=refused.status,
+            code=refused.code,
+            request_id=refused.request_id,
+        )
+
+    def _remember(self, refused: AuthenticationError) -> None:
+        log.error(
+            "spotify: the accounts service refused the client credentials (%s); no token "
+            "request for %.0fs",
+            refused.code or refused.status,
+            self._refusal_hold,
+        )
+        with self._lock:
+            self._refused = refused
+            self._refused_until = self._clock.time() + self._refusal_hold
 
     def _count(self, name: str) -> None:
         with self._lock:
@@ -312,12 +349,19 @@ class TokenSource:
         """Ask the accounts service; publish the token in Redis; drop our lease."""
         clock = self._clock
         try:
-            token: SpotifyToken = yield Call(
-                self._pipeline,
-                self._request,
-                parse=lambda body: spotify.parse_token(body, clock.time()),
-                use_cache=False,
-            )
+            refused = self._refusal()
+            if refused is not None:
+                raise refused
+            try:
+                token: SpotifyToken = yield Call(
+                    self._pipeline,
+                    self._request,
+                    parse=lambda body: spotify.parse_token(body, clock.time()),
+                    use_cache=False,
+                )
+            except AuthenticationError as exc:
+                self._remember(exc)
+                raise
             self._count("fetched")
             ttl_ms = int((token.expires_at - clock.time()) * 1000)
             if link is not None and ttl_ms > 0:

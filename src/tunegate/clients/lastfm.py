@@ -33,7 +33,12 @@ from tunegate.clients._base import (
     fetch,
 )
 from tunegate.providers import ApiRequest, lastfm, validate
-from tunegate.providers.types import LastFmCorrection, LastFmTrackInfo
+from tunegate.providers.types import (
+    LastFmArtistInfo,
+    LastFmCorrection,
+    LastFmTrackInfo,
+    LastFmTrackMatch,
+)
 from tunegate.ratelimit import RateLimiter
 
 __all__ = ["LASTFM", "AsyncLastFmClient", "LastFmClient"]
@@ -97,7 +102,7 @@ class _LastFm(ClientBase):
         return f"<{type(self).__name__} {self._base_url}>"  # never the key
 
     def _get(self, request: ApiRequest, parse: Callable[[Any], Any], use_cache: bool) -> Flow[Any]:
-        return (yield from fetch(self._pipeline, request, parse, use_cache))
+        return (yield from fetch(self._pipeline, self._scoped(request), parse, use_cache))
 
     # -- methods ------------------------------------------------------------------------
 
@@ -109,6 +114,15 @@ class _LastFm(ClientBase):
         )
         tags: list[str] = yield from self._get(request, lastfm.parse_top_tags, use_cache)
         return list(tags)
+
+    def _get_track_tag_counts(
+        self, artist: str, track: str, autocorrect: bool, use_cache: bool
+    ) -> Flow[list[tuple[str, int]]]:
+        request = lastfm.track_top_tags_request(
+            artist, track, api_key=self._api_key, autocorrect=autocorrect, counts=True
+        )
+        pairs: list[Any] = yield from self._get(request, lastfm.parse_top_tag_counts, use_cache)
+        return [(str(name), int(count)) for name, count in pairs]
 
     def _get_artist_tags(self, artist: str, autocorrect: bool, use_cache: bool) -> Flow[list[str]]:
         request = lastfm.artist_top_tags_request(
@@ -134,6 +148,24 @@ class _LastFm(ClientBase):
         request = lastfm.track_correction_request(artist, track, api_key=self._api_key)
         found: LastFmCorrection | None = yield from self._get(request, _correction, use_cache)
         return found
+
+    def _get_artist_info(
+        self, artist: str, autocorrect: bool, use_cache: bool
+    ) -> Flow[LastFmArtistInfo | None]:
+        request = lastfm.artist_info_request(artist, api_key=self._api_key, autocorrect=autocorrect)
+        info: LastFmArtistInfo | None = yield from self._get(
+            request, lastfm.parse_artist_info, use_cache
+        )
+        return info
+
+    def _search_tracks(
+        self, track: str, artist: str | None, limit: int, use_cache: bool
+    ) -> Flow[list[LastFmTrackMatch]]:
+        request = lastfm.track_search_request(track, artist, api_key=self._api_key, limit=limit)
+        hits: list[LastFmTrackMatch] = yield from self._get(
+            request, lastfm.parse_track_search, use_cache
+        )
+        return list(hits)
 
 
 def _artist_tags(body: Any) -> list[str]:
@@ -171,11 +203,31 @@ class LastFmClient(SyncClientMixin, _LastFm):
         """The track's top tag names, highest count first ([] for an unknown track)."""
         return drive(self._get_track_tags(artist, track, autocorrect, use_cache))
 
+    def get_track_tag_counts(
+        self, artist: str, track: str, autocorrect: bool = True, use_cache: bool = True
+    ) -> list[tuple[str, int]]:
+        """The track's top tags as ``(name, count)`` pairs, highest count first (Last.fm's
+        count is a weight from 0 to 100, handy for weighting genres); [] when unknown."""
+        return drive(self._get_track_tag_counts(artist, track, autocorrect, use_cache))
+
     def get_artist_tags(
         self, artist: str, autocorrect: bool = True, use_cache: bool = True
     ) -> list[str]:
         """The artist's top tag names, highest count first ([] for an unknown artist)."""
         return drive(self._get_artist_tags(artist, autocorrect, use_cache))
+
+    def get_artist_info(
+        self, artist: str, autocorrect: bool = True, use_cache: bool = True
+    ) -> LastFmArtistInfo | None:
+        """Listeners, play count, tags, similar artists and biography of an artist, or None."""
+        return drive(self._get_artist_info(artist, autocorrect, use_cache))
+
+    def search_tracks(
+        self, track: str, artist: str | None = None, limit: int = 10, use_cache: bool = True
+    ) -> list[LastFmTrackMatch]:
+        """``track.search``: up to ``limit`` (1 to 50) hits in Last.fm's order, each with its
+        artist, listeners and MBID when known; [] when none. Unranked: Last.fm's own order."""
+        return drive(self._search_tracks(track, artist, limit, use_cache))
 
     def get_track_info(
         self, artist: str, track: str, autocorrect: bool = True, use_cache: bool = True
@@ -199,11 +251,29 @@ class AsyncLastFmClient(AsyncClientMixin, _LastFm):
         """See :meth:`LastFmClient.get_track_tags`."""
         return await adrive(self._get_track_tags(artist, track, autocorrect, use_cache))
 
+    async def get_track_tag_counts(
+        self, artist: str, track: str, autocorrect: bool = True, use_cache: bool = True
+    ) -> list[tuple[str, int]]:
+        """See :meth:`LastFmClient.get_track_tag_counts`."""
+        return await adrive(self._get_track_tag_counts(artist, track, autocorrect, use_cache))
+
     async def get_artist_tags(
         self, artist: str, autocorrect: bool = True, use_cache: bool = True
     ) -> list[str]:
         """See :meth:`LastFmClient.get_artist_tags`."""
         return await adrive(self._get_artist_tags(artist, autocorrect, use_cache))
+
+    async def get_artist_info(
+        self, artist: str, autocorrect: bool = True, use_cache: bool = True
+    ) -> LastFmArtistInfo | None:
+        """See :meth:`LastFmClient.get_artist_info`."""
+        return await adrive(self._get_artist_info(artist, autocorrect, use_cache))
+
+    async def search_tracks(
+        self, track: str, artist: str | None = None, limit: int = 10, use_cache: bool = True
+    ) -> list[LastFmTrackMatch]:
+        """See :meth:`LastFmClient.search_tracks`."""
+        return await adrive(self._search_tracks(track, artist, limit, use_cache))
 
     async def get_track_info(
         self, artist: str, track: str, autocorrect: bool = True, use_cache: bool = True

@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry
 
-from tunegate._clock import Clock
+from tunegate._clock import Clock, SystemClock
 from tunegate._http import HttpConfig, HttpPool
 from tunegate._http import user_agent as agent_header
 from tunegate._policy.classify import ProviderHook
@@ -31,15 +33,23 @@ from tunegate.clients._base import (
     RedisLike,
     SyncClientMixin,
     adrive,
+    base_url_for,
     drive,
     fetch,
+    link_for,
 )
 from tunegate.exceptions import NotFound
 from tunegate.providers import ApiRequest, musicbrainz, validate
 from tunegate.providers.types import MusicBrainzRecording
 from tunegate.ratelimit import RateLimiter
 
-__all__ = ["MUSICBRAINZ", "AsyncMusicBrainzClient", "MusicBrainzClient"]
+__all__ = [
+    "MUSICBRAINZ",
+    "AsyncMusicBrainzClient",
+    "MusicBrainzClient",
+    "official_limiter",
+    "takes_official_limiter",
+]
 
 MUSICBRAINZ = Profile(
     name="musicbrainz",
@@ -53,6 +63,52 @@ MUSICBRAINZ = Profile(
 )
 
 Inc = str | Iterable[str]
+
+
+class _OfficialLimiter:
+    """The process's one limiter for musicbrainz.org. Its 1 request/s rule is per source IP,
+    so every client built without a limiter of its own (and without Redis, which shares
+    buckets between processes anyway) takes its turn in this one bucket."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._limiter: RateLimiter | None = None
+
+    def get(self) -> RateLimiter:
+        with self._lock:
+            if self._limiter is None:
+                self._limiter = RateLimiter()
+            return self._limiter
+
+    def forget(self) -> None:
+        # A forked child must not inherit a lock another thread may hold: start over.
+        self._lock = threading.Lock()
+        self._limiter = None
+
+
+_official = _OfficialLimiter()
+os.register_at_fork(after_in_child=_official.forget)
+
+
+def official_limiter() -> RateLimiter:
+    """The limiter every default :class:`MusicBrainzClient` of this process shares when it
+    talks to musicbrainz.org without Redis (see ``docs/clients.md``)."""
+    return _official.get()
+
+
+def takes_official_limiter(
+    base_url: str | None, *, allow_fast: bool, shared: bool, clock: Clock | None
+) -> bool:
+    """Whether a client built without a limiter of its own takes :func:`official_limiter`:
+    against musicbrainz.org (base URL or ``$TUNEGATE_MUSICBRAINZ_URL``), without
+    ``allow_fast``, without Redis (``shared``: Redis buckets are shared already), on the
+    system clock (a test's fake clock keeps a bucket of its own)."""
+    return (
+        not allow_fast
+        and not shared
+        and (clock is None or type(clock) is SystemClock)
+        and musicbrainz.is_official_host(base_url_for(base_url, MUSICBRAINZ))
+    )
 
 
 class _MusicBrainz(ClientBase):
@@ -88,8 +144,17 @@ class _MusicBrainz(ClientBase):
         if http is None or (isinstance(http, HttpConfig) and http.app is None):
             http = dataclasses.replace(http or HttpConfig(), app=agent)
 
-        def check(url: str, value: float) -> None:
-            musicbrainz.check_rate(url, value, allow_fast)
+        def check(url: str, rate: float, capacity: int) -> None:
+            musicbrainz.check_rate(url, rate, allow_fast, capacity=capacity)
+
+        self._allow_fast = allow_fast
+        shared = redis is not None or (
+            cache_manager is not None and link_for(None, cache_manager) is not None
+        )
+        if rate_limiter is None and takes_official_limiter(
+            base_url, allow_fast=allow_fast, shared=shared, clock=clock
+        ):
+            rate_limiter = official_limiter()
 
         super().__init__(
             cache_manager=cache_manager,
@@ -108,12 +173,23 @@ class _MusicBrainz(ClientBase):
             clock=clock,
             check_rate=check,
         )
+        self._bucket = self._limiter.buckets[MUSICBRAINZ.name]
+        self._limits = (self._bucket.rate, self._bucket.capacity)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._base_url}>"
 
     def _identified(self, request: ApiRequest) -> ApiRequest:
-        return dataclasses.replace(request, headers=(*request.headers, *self._headers))
+        """``request`` with the User-Agent and this client's cache scope, once the limits
+        still hold (a shared limiter may have been reconfigured since construction)."""
+        bucket = self._bucket
+        if (bucket.rate, bucket.capacity) != self._limits:
+            musicbrainz.check_rate(
+                self._base_url, bucket.rate, self._allow_fast, capacity=bucket.capacity
+            )
+            self._limits = (bucket.rate, bucket.capacity)
+        request = dataclasses.replace(request, headers=(*request.headers, *self._headers))
+        return self._scoped(request)
 
     # -- methods ------------------------------------------------------------------------
 
@@ -164,12 +240,14 @@ class MusicBrainzClient(SyncClientMixin, _MusicBrainz):
         user_agent: required, ``"AppName/1.0 ( contact@example.com )"`` (checked here:
             MusicBrainz throttles or refuses anonymous and generic agents).
         cache_manager, rate_limiter, circuit_breaker: shared components; omitted ones are
-            embedded (in-memory cache; 1 request/s; breaker opening after 3 failures for
-            30 s, closing after 2 successful probes).
+            embedded (in-memory cache; 1 request/s, burst 1, in one bucket shared by every
+            such client of the process when it talks to musicbrainz.org without Redis;
+            breaker opening after 3 failures for 30 s, closing after 2 successful probes).
         base_url: the service origin; default ``$TUNEGATE_MUSICBRAINZ_URL`` or
             ``https://musicbrainz.org`` (a trailing ``/ws/2`` is accepted).
-        rate, capacity: this provider's bucket in the limiter. More than 1/s against
-            musicbrainz.org raises ConfigurationError unless ``allow_fast=True`` (an
+        rate, capacity: this provider's bucket in the limiter. More than 1/s or a burst
+            above 1 against musicbrainz.org (given here, held by the limiter given, or set
+            on it later) raises ConfigurationError unless ``allow_fast=True`` (an
             arrangement with MetaBrainz); a mirror at another ``base_url`` may go faster.
         redis, http, retry, retry_budget, stale_if_error, registry, metrics, clock: as for
             :class:`~tunegate.clients.spotify.SpotifyClient`.

@@ -48,8 +48,11 @@ from tunegate.clients.musicbrainz import (
     AsyncMusicBrainzClient,
     MusicBrainzClient,
     _MusicBrainz,
+    official_limiter,
+    takes_official_limiter,
 )
 from tunegate.clients.spotify import (
+    ACCOUNTS_BREAKER,
     AUTH_URL_ENV,
     SPOTIFY,
     AsyncSpotifyClient,
@@ -133,6 +136,7 @@ class _Gateway(Generic[S, M, L]):
         self._link = RedisLink(settings.redis_url) if settings.redis_url else None
         self._owns_cache = cache_manager is None
         self.cache = cache_manager or CacheManager(self._link, clock=clock)
+        own_limiter = rate_limiter is None
         self.limiter = rate_limiter or RateLimiter(redis=self._link, clock=clock)
         self.breakers = breakers or CircuitBreakerRegistry(redis=self._link, clock=clock)
         common: dict[str, Any] = {
@@ -154,17 +158,25 @@ class _Gateway(Generic[S, M, L]):
                 s.spotify_client_id,
                 s.spotify_client_secret,
                 circuit_breaker=self._breaker(SPOTIFY),
+                accounts_breaker=self._breaker(SPOTIFY, ACCOUNTS_BREAKER),
                 base_url=s.spotify_api_url,
                 auth_url=s.spotify_auth_url,
                 **common,
             )
         if s.musicbrainz_user_agent:
+            options = dict(common)
+            if own_limiter and takes_official_limiter(
+                s.musicbrainz_url, allow_fast=False, shared=self._link is not None, clock=clock
+            ):
+                # MusicBrainz's 1 request/s is per IP: every gateway and client of the
+                # process shares one bucket for musicbrainz.org.
+                options["rate_limiter"] = official_limiter()
             self._musicbrainz = musicbrainz_class(
                 s.musicbrainz_user_agent,
                 circuit_breaker=self._breaker(MUSICBRAINZ),
                 base_url=s.musicbrainz_url,
                 rate=s.musicbrainz_rate,
-                **common,
+                **options,
             )
         if s.lastfm_api_key:
             self._lastfm = lastfm_class(
@@ -174,12 +186,15 @@ class _Gateway(Generic[S, M, L]):
                 **common,
             )
 
-    def _breaker(self, profile: Profile) -> Any:
-        existing = self.breakers.get(profile.name)
+    def _breaker(self, profile: Profile, name: str | None = None) -> Any:
+        """The registry's breaker ``name`` (default: the provider's), registered with the
+        profile's settings if it is not there yet."""
+        name = name or profile.name
+        existing = self.breakers.get(name)
         if existing is not None:
             return existing
         return self.breakers.register(
-            profile.name,
+            name,
             failure_threshold=profile.failure_threshold,
             timeout=profile.timeout,
             success_threshold=profile.success_threshold,

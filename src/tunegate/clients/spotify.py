@@ -130,7 +130,7 @@ class _Spotify(ClientBase):
 
         def token_pipeline() -> None:
             # Built before the API pipeline: both report gauges as "spotify", the last wins.
-            breaker = accounts_breaker or CircuitBreaker(
+            breaker = self._accounts_breaker = accounts_breaker or CircuitBreaker(
                 ACCOUNTS_BREAKER,
                 failure_threshold=SPOTIFY.failure_threshold,
                 timeout=SPOTIFY.timeout,
@@ -178,12 +178,21 @@ class _Spotify(ClientBase):
         """Where client-credentials tokens come from."""
         return self._tokens.pipeline.base_url
 
+    @property
+    def accounts_breaker(self) -> CircuitBreaker:
+        """The accounts service's own breaker (``spotify:accounts``): while it is open, calls
+        that need a new token fail with CircuitBreakerOpenError naming it."""
+        return self._accounts_breaker
+
     def get_stats(self) -> dict[str, Any]:
         """The common figures (see :meth:`ClientBase.get_stats`), plus ``token`` (fetched,
-        from_shared, rejected, shared, expires_in) and ``batch_tracks`` (True, False, or
-        None while unknown)."""
+        from_shared, rejected, shared, expires_in, credentials_refused, and the accounts
+        service's ``circuit_breaker``) and ``batch_tracks`` (True, False, or None while
+        unknown)."""
         stats = super().get_stats()
-        stats["token"] = self._tokens.stats()
+        token = self._tokens.stats()
+        token["circuit_breaker"] = dict(self._accounts_breaker.get_stats())
+        stats["token"] = token
         stats["batch_tracks"] = self._batch
         return stats
 
@@ -202,6 +211,7 @@ class _Spotify(ClientBase):
     ) -> Flow[Any]:
         """The call with a bearer token; a 401 refreshes the token and retries once. When
         no token can be had, a cached answer is still served (stale only for outages)."""
+        request = self._scoped(request)
         try:
             token = yield from self._tokens.get()
         except TunegateError as exc:
@@ -284,7 +294,8 @@ class _Spotify(ClientBase):
             if use_cache:
                 rest, looked = [], True
                 for tid in unique:
-                    hit, value = yield from self._from_cache(spotify.track_request(tid, market))
+                    request = self._scoped(spotify.track_request(tid, market))
+                    hit, value = yield from self._from_cache(request)
                     if hit:
                         found[tid] = value
                     else:
@@ -323,7 +334,7 @@ class _Spotify(ClientBase):
         self._batch = True
         out: dict[str, SpotifyTrack | None] = {}
         for tid, track in zip(ids, spotify.assemble_tracks(ids, chunks), strict=True):
-            key = self._pipeline.key(spotify.track_request(tid, market))
+            key = self._pipeline.key(self._scoped(spotify.track_request(tid, market)))
             assert key is not None
             stored = yield Store(self._cache, key, track, negative=track is None)
             out[tid] = None if track is None else stored

@@ -134,16 +134,18 @@ def _not_default(autocorrect: bool) -> tuple[str, ...]:
 
 
 def track_top_tags_request(
-    artist: str, track: str, *, api_key: str, autocorrect: bool = True
+    artist: str, track: str, *, api_key: str, autocorrect: bool = True, counts: bool = False
 ) -> ApiRequest:
-    """``track.getTopTags``; cached as ``lastfm:track_tags:{artist}:{track}``. Unknown
-    track: an empty list (Last.fm answers 200 with ``tag: []``, or error 6)."""
+    """``track.getTopTags``; cached as ``lastfm:track_tags:{artist}:{track}``, or as
+    ``lastfm:track_tag_counts:...`` with ``counts=True`` (for :func:`parse_top_tag_counts`:
+    each kind holds one parser's result). Unknown track: an empty list (Last.fm answers 200
+    with ``tag: []``, or error 6)."""
     artist, track = validate.text(artist, "artist"), validate.text(track, "track")
     return _request(
         "track.getTopTags",
         api_key,
         (("artist", artist), ("track", track), *_autocorrect(autocorrect)),
-        "lastfm:track_tags",
+        "lastfm:track_tag_counts" if counts else "lastfm:track_tags",
         (artist, track, *_not_default(autocorrect)),
         "empty",
     )

@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_ISRC_INC",
     "DEFAULT_RECORDING_INC",
     "ISRC_INCS",
+    "OFFICIAL_CAPACITY",
     "OFFICIAL_RATE",
     "RECORDING_INCS",
     "artist_names",
@@ -52,7 +53,6 @@ __all__ = [
     "lookup_isrc_request",
     "lucene_escape",
     "lucene_phrase",
-    "lucene_unescape",
     "parse_isrc",
     "parse_recording",
     "parse_search_recordings",
@@ -64,6 +64,8 @@ PROVIDER: Final = "musicbrainz"
 BASE_URL: Final = "https://musicbrainz.org"
 OFFICIAL_RATE: Final = 1.0
 """Requests per second the official service allows per source IP (Rate_Limiting page)."""
+OFFICIAL_CAPACITY: Final = 1
+"""The largest burst that keeps to that rate: one request, then one per second."""
 SEARCH_LIMIT_DEFAULT: Final = 10
 SEARCH_LIMIT_MAX: Final = 100
 
@@ -118,7 +120,6 @@ DEFAULT_RECORDING_INC: Final = ("artist-credits", "genres", "isrcs", "tags")
 
 # Lucene query syntax specials: + - && || ! ( ) { } [ ] ^ " ~ * ? : \ /
 _LUCENE_SPECIAL = re.compile(r'([+\-&|!(){}\[\]^"~*?:\\/])')
-_LUCENE_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 
 _OFFICIAL_HOSTS = ("musicbrainz.org",)
 
@@ -129,11 +130,6 @@ _OFFICIAL_HOSTS = ("musicbrainz.org",)
 def lucene_escape(text: str) -> str:
     """Backslash-escape every Lucene special character, so user text is only ever text."""
     return _LUCENE_SPECIAL.sub(r"\\\1", text)
-
-
-def lucene_unescape(text: str) -> str:
-    """The inverse of :func:`lucene_escape` (what Lucene's parser reads back)."""
-    return _LUCENE_ESCAPED.sub(r"\1", text)
 
 
 def lucene_phrase(text: str) -> str:
@@ -238,27 +234,34 @@ def is_official_host(base_url: str) -> bool:
     return any(host == h or host.endswith("." + h) for h in _OFFICIAL_HOSTS)
 
 
-def check_rate(base_url: str, rate: float, allow_fast: bool = False) -> None:
-    """Refuse a rate above 1 request/s against the official service.
+def check_rate(base_url: str, rate: float, allow_fast: bool = False, *, capacity: int = 1) -> None:
+    """Refuse a rate above 1 request/s, or a burst above 1, against the official service.
 
     MusicBrainz allows 1 request per second per source IP and answers 503 beyond it
-    (https://musicbrainz.org/doc/MusicBrainz_API/Rate_Limiting). ``allow_fast=True`` is the
-    explicit override (for an arrangement with MetaBrainz); a self-hosted mirror at another
+    (https://musicbrainz.org/doc/MusicBrainz_API/Rate_Limiting): a bucket of capacity 10
+    at 1/s would send 10 requests in the first second. ``allow_fast=True`` is the explicit
+    override (for an arrangement with MetaBrainz); a self-hosted mirror at another
     ``base_url`` may go as fast as its owner allows.
 
     Raises:
-        ConfigurationError: a non-positive rate, or more than 1/s against musicbrainz.org
-            without ``allow_fast``.
+        ConfigurationError: a non-positive rate, or more than 1/s or a capacity above 1
+            against musicbrainz.org without ``allow_fast``.
     """
     if not rate > 0 or rate == float("inf"):
         raise ConfigurationError(f"MusicBrainz rate must be a positive number, got {rate!r}")
-    if rate > OFFICIAL_RATE and not allow_fast and is_official_host(base_url):
-        raise ConfigurationError(
-            f"MusicBrainz rate {rate:g}/s is above the official service's limit of "
-            f"{OFFICIAL_RATE:g} request/s per IP (it answers 503 and may block the IP); "
-            "point base_url at your own mirror, or pass allow_fast=True if MetaBrainz "
-            "agreed to more"
-        )
+    if allow_fast or not is_official_host(base_url):
+        return
+    if rate > OFFICIAL_RATE:
+        what = f"MusicBrainz rate {rate:g}/s is above"
+    elif capacity > OFFICIAL_CAPACITY:
+        what = f"MusicBrainz capacity {capacity} (a burst of {capacity} at once) is above"
+    else:
+        return
+    raise ConfigurationError(
+        f"{what} the official service's limit of {OFFICIAL_RATE:g} request/s per IP, "
+        f"burst {OFFICIAL_CAPACITY} (it answers 503 and may block the IP); point base_url "
+        "at your own mirror, or pass allow_fast=True if MetaBrainz agreed to more"
+    )
 
 
 # --- parsing --------------------------------------------------------------------------------

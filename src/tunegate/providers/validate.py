@@ -43,8 +43,12 @@ _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # "AppName/1.2.0 ( contact )": MusicBrainz asks for a name, a version and a way to reach
 # the author (https://musicbrainz.org/doc/MusicBrainz_API/Rate_Limiting).
 _USER_AGENT = re.compile(r"[A-Za-z0-9][\w.+-]*/[\w.+-]+[^()]*\(\s*(?P<contact>[^()]*?)\s*\)")
-# Library defaults MusicBrainz throttles or blocks as anonymous traffic.
+# Library defaults MusicBrainz throttles or blocks as anonymous traffic, and the agents its
+# rate-limiting page lists by name as throttled (headphones, python-musicbrainz/0.7.3; the
+# trailing slash keeps "python-musicbrainzngs/..." out of it).
 _GENERIC_AGENTS = (
+    "python-musicbrainz/",
+    "headphones/",
     "python-requests/",
     "python-urllib/",
     "python-httpx/",
@@ -59,6 +63,10 @@ _GENERIC_AGENTS = (
     "mozilla/",
 )
 _EXPECTED_UA = "'AppName/1.0 ( contact@example.com )' (a URL works as contact too)"
+# Real Last.fm keys are 32 hex digits; placeholders ("your_lastfm_api_key", the emulator's
+# "tunegate-test-key") are accepted. A floor of 8 keeps a stray "k" out: secret scrubbing
+# would mask every "k" in every message.
+_LASTFM_KEY = re.compile(r"[A-Za-z0-9_-]{8,256}")
 
 
 def _shown(value: object, limit: int = 40) -> str:
@@ -213,10 +221,17 @@ def _credential(value: object, name: str, max_len: int = 256) -> str:
 
 
 def lastfm_api_key(value: object) -> str:
-    """A Last.fm API key: present, no spaces or control characters. Real keys are 32 hex
-    digits, but any token is accepted so that emulators and examples can use placeholders.
-    Returns it stripped (trailing newlines from environment files are common)."""
-    return _credential(value, "Last.fm api_key")
+    """A Last.fm API key: 8 to 256 characters of ``[A-Za-z0-9_-]``. Real keys are 32 hex
+    digits; placeholders such as the design's ``'your_lastfm_api_key'`` and the emulator's
+    ``'tunegate-test-key'`` pass too. Returns it stripped (trailing newlines from
+    environment files are common)."""
+    key = _credential(value, "Last.fm api_key")
+    if not _LASTFM_KEY.fullmatch(key):
+        raise ConfigurationError(
+            "Last.fm api_key is malformed: expected 8 to 256 letters, digits, '_' or '-' "
+            "(real keys are 32 hexadecimal digits)"
+        )
+    return key
 
 
 def spotify_credentials(client_id: object, client_secret: object) -> tuple[str, str]:

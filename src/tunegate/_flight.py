@@ -1,0 +1,242 @@
+"""Single-flight: concurrent identical misses share one upstream call.
+
+In a process, :class:`Flights` keeps one ``concurrent.futures.Future`` per key in flight,
+shared by threads and by tasks of any event loop. Across processes, a lease in Redis picks
+one leader per key (three Lua scripts below), and the leader publishes the outcome for a
+few seconds: the value, "not found", or, for an outage-like failure, an *error marker*
+(error type, status, code, retry_after, attempts; never a message, so never a secret).
+Followers turn a marker back into the typed error and apply their own stale-if-error.
+
+The pipeline drives all of this (``tunegate.pipeline``); nothing here does I/O itself.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import re
+import threading
+import time
+from typing import Any, Final
+
+import orjson
+
+from tunegate._policy.classify import outage_like
+from tunegate._redis import LuaScript
+from tunegate.cache.frozen import decode, encode
+from tunegate.exceptions import (
+    CircuitBreakerOpenError,
+    MalformedResponse,
+    NotFound,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    RateLimitTimeout,
+    TunegateError,
+)
+
+__all__ = [
+    "CLAIM",
+    "FINISH",
+    "RENEW",
+    "Flights",
+    "LeaderGone",
+    "lease_keys",
+    "publish_error",
+    "publish_not_found",
+    "publish_value",
+    "read_published",
+]
+
+
+class LeaderGone(Exception):
+    """The leader was cancelled or interrupted: a follower should lead instead."""
+
+
+class Flights:
+    """In-flight calls by key, shared by threads and tasks of every event loop.
+
+    A finished call stays visible for ``linger`` seconds to callers whose cache lookup
+    happened before it finished (their ``looked_at`` generation is older): they missed the
+    cache only because the write came a hair late, and must not make a second upstream call.
+    A generation counter, not a clock, orders "looked" and "finished": a caller reads it
+    before its cache lookup for the price of an attribute read.
+    """
+
+    def __init__(self, linger: float = 1.0) -> None:
+        self.linger = linger
+        self.generation = 0  # bumped by every finish; read without the lock (an int)
+        self._lock = threading.Lock()
+        self._live: dict[str, concurrent.futures.Future[Any]] = {}
+        self._done: collections.OrderedDict[
+            str, tuple[concurrent.futures.Future[Any], int, float]
+        ] = collections.OrderedDict()
+
+    def join(self, key: str, looked_at: int) -> tuple[concurrent.futures.Future[Any], bool]:
+        """``(future, True)`` when the caller leads, ``(future, False)`` when it follows."""
+        with self._lock:
+            future = self._live.get(key)
+            if future is not None:
+                return future, False
+            done = self._done.get(key)
+            if done is not None and done[1] > looked_at:
+                return done[0], False
+            future = self._live[key] = concurrent.futures.Future()
+            return future, True
+
+    def finish(
+        self,
+        key: str,
+        future: concurrent.futures.Future[Any],
+        value: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._live.get(key) is future:
+                del self._live[key]
+            self.generation += 1
+            if not isinstance(error, LeaderGone):
+                self._done[key] = (future, self.generation, now)
+                self._done.move_to_end(key)
+            horizon = now - self.linger
+            while self._done and next(iter(self._done.values()))[2] < horizon:
+                self._done.popitem(last=False)
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+
+# -- across processes: a lease in Redis ---------------------------------------------------------
+# KEYS[1] the lease, KEYS[2] the published outcome. Replies: {1} lead, {0} follow,
+# {2, payload} an outcome published within the last few seconds.
+CLAIM: Final = LuaScript("""
+local r = redis.call('GET', KEYS[2])
+if r then return {2, r} end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
+return {0}
+""")
+# ARGV: token, lease ms. Extend our lease; 0 when another process holds it now.
+RENEW: Final = LuaScript("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+""")
+# ARGV: token, payload ('' to publish nothing), outcome ms. Publish, then drop our lease.
+FINISH: Final = LuaScript("""
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+""")
+
+LEAD, FOLLOW, PUBLISHED = 1, 0, 2
+_VALUE = b"V"
+_NOT_FOUND = b"N"
+_ERROR = b"E"
+
+
+def lease_keys(key: str) -> tuple[str, str]:
+    """The lease and the published outcome of cache key ``key`` (one cluster slot)."""
+    return f"tunegate:sf:{{{key}}}", f"tunegate:sf:{{{key}}}:result"
+
+
+def publish_value(value: Any) -> bytes:
+    """The payload for a value; empty (publish nothing) when it is not JSON-like."""
+    try:
+        return _VALUE + encode(value)
+    except TypeError:
+        return b""
+
+
+def publish_not_found() -> bytes:
+    return _NOT_FOUND
+
+
+# Error types a marker may carry: outage-like failures only (what a stale entry may answer).
+_SHAREABLE: dict[str, type[TunegateError]] = {
+    cls.__name__: cls
+    for cls in (
+        ProviderUnavailable,
+        RateLimited,
+        MalformedResponse,
+        ProviderError,
+        CircuitBreakerOpenError,
+        RateLimitTimeout,
+    )
+}
+_SHAREABLE_TYPES = frozenset(_SHAREABLE.values())
+_CODE_WORD = re.compile(r"[a-z_]{1,32}\Z")  # our own codes ("truncated", "bad_json")
+
+
+def publish_error(error: TunegateError) -> bytes:
+    """An error marker for an outage-like ``error``, else empty (not shared: "not found" has
+    its own mark, and refused credentials or a rejected request may be this process's own).
+    Carries no text: the type, status, code (an int, or one of our lower-case code words),
+    retry_after and attempts."""
+    if not outage_like(error):
+        return b""
+    shared = next((c for c in type(error).__mro__ if c in _SHAREABLE_TYPES), None)
+    if shared is None:
+        return b""
+    fields: dict[str, Any] = {
+        "type": shared.__name__,
+        "retry_after": _number(getattr(error, "retry_after", None)),
+    }
+    if isinstance(error, ProviderError):
+        code = error.code
+        if not (_int(code) is not None or (isinstance(code, str) and _CODE_WORD.match(code))):
+            code = None
+        fields.update(status=_int(error.status), code=code, attempts=_int(error.attempts))
+    return _ERROR + orjson.dumps(fields)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def read_published(
+    payload: bytes | str, provider: str, endpoint: str, now_wall: float
+) -> tuple[Any, TunegateError | None]:
+    """``(value, None)``, or ``(None, error)`` for "not found" and for an error marker."""
+    if isinstance(payload, str):  # a client made with decode_responses=True
+        payload = payload.encode("utf-8")
+    mark = payload[:1]
+    if mark == _VALUE:
+        return decode(memoryview(payload)[1:]), None
+    if mark == _NOT_FOUND:
+        return None, NotFound("not found", provider=provider, endpoint=endpoint)
+    try:
+        fields = orjson.loads(payload[1:]) if mark == _ERROR else {}
+    except orjson.JSONDecodeError:  # not ours: read as an unnamed outage
+        fields = {}
+    if not isinstance(fields, dict):
+        fields = {}
+    cls = _SHAREABLE.get(str(fields.get("type")), ProviderUnavailable)
+    retry_after = _number(fields.get("retry_after"))
+    wait = retry_after or 0.0
+    if cls is CircuitBreakerOpenError:
+        return None, CircuitBreakerOpenError(provider, wait, now_wall + wait)
+    if cls is RateLimitTimeout:
+        return None, RateLimitTimeout(provider, wait)
+    assert issubclass(cls, ProviderError)
+    code = fields.get("code")
+    return None, cls(
+        "failed in the process that made this call",
+        provider=provider,
+        endpoint=endpoint,
+        status=_int(fields.get("status")),
+        code=code if isinstance(code, int | str) else None,
+        retry_after=retry_after,
+        attempts=_int(fields.get("attempts")) or 0,
+    )

@@ -1,0 +1,395 @@
+"""RedisLink: our own bounded connections from the caller's settings (TLS kept in both forms),
+fail-open on every way Redis can fail, and asyncio clients that end with their loop."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+import redis.asyncio.connection
+import redis.connection
+import redis.exceptions
+
+from tests._redis_server import RedisServer, free_port
+from tunegate._redis import (
+    REDIS_FAILURES,
+    Effect,
+    Flow,
+    LuaScript,
+    RedisLink,
+    adrive,
+    drive,
+    is_outage,
+)
+from tunegate.exceptions import ConfigurationError
+
+BOUND = 10.0  # seconds a call against a stalled Redis may take before the test calls it a hang
+ECHO = LuaScript("return ARGV[1]")
+WRITE = LuaScript("return redis.call('HSET', KEYS[1], 'f', ARGV[1])")
+
+
+@contextmanager
+def stalled_redis() -> Iterator[int]:
+    """A port whose server accepts connections and never answers: a stalled Redis."""
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as server:
+        yield int(server.getsockname()[1])
+
+
+def refusing_writes(server: RedisServer, how: str) -> Callable[[], None]:
+    """Make ``server`` answer but refuse every write ("full": out of memory, "replica": a
+    read-only replica, as after a failover); return the function that cures it."""
+    admin = server.client()
+    if how == "full":
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", "1")
+    else:
+        admin.replicaof("127.0.0.1", free_port())  # a master nobody runs
+
+    def cure() -> None:
+        if how == "full":
+            admin.config_set("maxmemory", "0")
+        else:
+            admin.replicaof("NO", "ONE")
+        admin.close()
+
+    return cure
+
+
+SICKNESSES = ["full", "replica"]
+
+
+def in_thread(fn: Callable[[], Any]) -> Any:
+    """``fn()`` in a thread (its value, or its exception raised here); fail the test if it
+    has not finished within BOUND seconds."""
+    out: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            out.append((True, fn()))
+        except BaseException as exc:
+            out.append((False, exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(BOUND)
+    assert not thread.is_alive(), f"still blocked after {BOUND} s"
+    ok, value = out[0]
+    if not ok:
+        raise value
+    return value
+
+
+def server_clients(server: RedisServer, expected: int) -> int:
+    """Connected clients as the server counts them (itself asking included), once it settles
+    at ``expected`` or after about 2 s (closing a socket reaches the server a moment later)."""
+    raw = server.client()
+    try:
+        count = -1
+        for _ in range(200):
+            count = int(raw.info("clients")["connected_clients"])
+            if count == expected:
+                break
+            time.sleep(0.01)
+        return count
+    finally:
+        raw.close()
+
+
+# -- settings: ours for timeouts, the caller's for where and how --------------------------
+
+
+def test_connections_take_the_callers_address_and_credentials_but_our_timeouts() -> None:
+    """A client without socket timeout and with retries gives its address, db, password and
+    name; our connections get 0.5 s timeouts, no retries and raw bytes."""
+    user = redis.Redis(
+        host="127.0.0.1", port=6390, db=3, password="pw", client_name="app", decode_responses=True
+    )
+    link = RedisLink(user)
+    kwargs = link.sync.connection_pool.connection_kwargs
+    assert link.sync is not user
+    assert link.sync.connection_pool is not user.connection_pool
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("127.0.0.1", 6390, 3)
+    assert (kwargs["password"], kwargs["client_name"]) == ("pw", "app")
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.5
+    assert kwargs["retry"].get_retries() == 0
+    assert not kwargs.get("decode_responses", False)
+    assert user.connection_pool.connection_kwargs["decode_responses"]  # the caller's, untouched
+    link.close()
+    user.close()
+
+
+def test_timeouts_are_configurable_and_checked() -> None:
+    """socket_timeout and socket_connect_timeout set ours; nonsense is a ConfigurationError."""
+    link = RedisLink("redis://127.0.0.1:6390/0", socket_timeout=2.0, socket_connect_timeout=1.0)
+    kwargs = link.sync.connection_pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (2.0, 1.0)
+    assert link.socket_timeout == 2.0
+    link.close()
+    for bad in (0, -1.0, float("inf"), float("nan"), "1", True):
+        with pytest.raises(ConfigurationError):
+            RedisLink("redis://127.0.0.1:6390/0", socket_timeout=bad)  # type: ignore[arg-type]
+
+
+async def test_a_tls_url_gives_tls_connections_in_both_forms() -> None:
+    """rediss:// with TLS settings: the sync and the asyncio pools both use the TLS class
+    and carry every ssl_* setting and the password (no connection is made)."""
+    link = RedisLink(
+        "rediss://:s3cret@127.0.0.1:6380/2?ssl_cert_reqs=required&ssl_ca_certs=/ca.pem"
+    )
+    sync_pool, aio_pool = link.sync.connection_pool, link.aio.connection_pool
+    assert sync_pool.connection_class is redis.connection.SSLConnection
+    assert aio_pool.connection_class is redis.asyncio.connection.SSLConnection
+    for pool in (sync_pool, aio_pool):
+        kwargs = pool.connection_kwargs
+        assert kwargs["ssl_cert_reqs"] == "required"
+        assert kwargs["ssl_ca_certs"] == "/ca.pem"
+        assert (kwargs["password"], kwargs["db"], kwargs["port"]) == ("s3cret", 2, 6380)
+    connection = aio_pool.make_connection()  # type: ignore[no-untyped-call]
+    assert isinstance(connection, redis.asyncio.connection.SSLConnection)
+    await link.aclose()
+    link.close()
+
+
+async def test_the_asyncio_twin_of_a_tls_client_keeps_tls_and_the_reverse() -> None:
+    """A sync TLS client gives an asyncio TLS twin with its settings, and an asyncio TLS
+    client a sync TLS twin."""
+    sync_user = redis.Redis(
+        host="127.0.0.1",
+        port=6380,
+        password="s3cret",
+        ssl=True,
+        ssl_ca_certs="/ca.pem",
+        ssl_certfile="/me.pem",
+        ssl_keyfile="/me.key",
+        ssl_check_hostname=False,
+    )
+    aio_user = redis.asyncio.Redis(host="127.0.0.1", port=6380, ssl=True, ssl_ca_certs="/ca.pem")
+    from_sync, from_aio = RedisLink(sync_user), RedisLink(aio_user)
+    twin = from_sync.aio.connection_pool
+    assert twin.connection_class is redis.asyncio.connection.SSLConnection
+    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname", "password"):
+        assert twin.connection_kwargs[name] == sync_user.connection_pool.connection_kwargs[name]
+    reverse = from_aio.sync.connection_pool
+    assert reverse.connection_class is redis.connection.SSLConnection
+    assert reverse.connection_kwargs["ssl_ca_certs"] == "/ca.pem"
+    for link in (from_sync, from_aio):
+        await link.aclose()
+        link.close()
+    sync_user.close()
+    await aio_user.aclose()
+
+
+async def test_a_tls_setting_the_asyncio_form_lacks_is_refused_not_dropped() -> None:
+    """OCSP validation exists only for sync TLS connections: the asyncio twin is refused
+    with a ConfigurationError that names the setting and never the password."""
+    user = redis.Redis(host="127.0.0.1", port=6380, password="s3cret", ssl=True)
+    user.connection_pool.connection_kwargs["ssl_validate_ocsp"] = True
+    link = RedisLink(user)
+    assert link.sync.connection_pool.connection_kwargs["ssl_validate_ocsp"] is True
+    with pytest.raises(ConfigurationError, match="ssl_validate_ocsp") as err:
+        link.aio  # noqa: B018
+    assert "s3cret" not in str(err.value)
+    link.close()
+    user.close()
+
+
+async def test_unix_socket_clients_and_urls_keep_the_socket_path() -> None:
+    """A unix-socket client or unix:// URL gives unix-socket connections in both forms."""
+    for target in (redis.Redis(unix_socket_path="/tmp/r.sock", db=1), "unix:///tmp/r.sock?db=1"):
+        link = RedisLink(target)
+        for pool, cls in (
+            (link.sync.connection_pool, redis.connection.UnixDomainSocketConnection),
+            (link.aio.connection_pool, redis.asyncio.connection.UnixDomainSocketConnection),
+        ):
+            assert pool.connection_class is cls
+            assert (pool.connection_kwargs["path"], pool.connection_kwargs["db"]) == (
+                "/tmp/r.sock",
+                1,
+            )
+        await link.aclose()
+        link.close()
+
+
+def test_what_cannot_be_copied_is_refused_at_construction() -> None:
+    """A connection class we do not know, an object that is no client, a bad URL."""
+
+    class Custom(redis.connection.Connection):
+        pass
+
+    custom = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=Custom))
+    for target in (custom, object(), "http://not-redis"):
+        with pytest.raises(ConfigurationError):
+            RedisLink(target)  # type: ignore[arg-type]
+
+
+# -- failing open ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "outage"),
+    [
+        (redis.exceptions.ConnectionError("refused"), True),
+        (redis.exceptions.TimeoutError("timeout"), True),
+        (ConnectionResetError(), True),
+        (redis.exceptions.BusyLoadingError("LOADING"), True),
+        (redis.exceptions.OutOfMemoryError("command not allowed"), True),
+        (redis.exceptions.ReadOnlyError("You can't write against a read only replica."), True),
+        (redis.exceptions.ResponseError("MISCONF Redis is configured to save RDB"), True),
+        (redis.exceptions.ResponseError("BUSY Redis is busy running a script"), True),
+        (redis.exceptions.ResponseError("ERR user_script:1: Script attempted ..."), False),
+        (redis.exceptions.ResponseError("WRONGTYPE Operation against a key"), False),
+        (redis.exceptions.DataError("Invalid input of type"), False),
+    ],
+)
+def test_every_redis_error_is_a_failure_and_outages_are_told_apart(
+    exc: BaseException, outage: bool
+) -> None:
+    """REDIS_FAILURES catches them all; is_outage separates "cannot serve" from our bugs."""
+    assert isinstance(exc, REDIS_FAILURES)
+    assert is_outage(exc) is outage
+
+
+def test_a_stalled_redis_costs_one_bounded_wait_then_none(caplog: pytest.LogCaptureFixture) -> None:
+    """Behind a caller's client with no socket timeout, a script call on a Redis that never
+    answers gives up (None) within the link's timeout and marks the link down."""
+    with stalled_redis() as port:
+        user = redis.Redis(host="127.0.0.1", port=port)
+        link = RedisLink(user, retry_interval=30)
+        with caplog.at_level(logging.WARNING, logger="tunegate.redis"):
+            assert in_thread(lambda: link.run_script(ECHO, [], ["x"], "test")) is None
+        assert not link.available
+        assert link.run_script(ECHO, [], ["x"], "test") is None  # no second wait
+        assert len(caplog.records) == 1
+        link.close()
+        user.close()
+
+
+async def test_a_stalled_redis_is_bounded_for_asyncio_too() -> None:
+    """The asyncio client gives up within the link's timeout as well."""
+    with stalled_redis() as port:
+        user = redis.asyncio.Redis(host="127.0.0.1", port=port)
+        link = RedisLink(user, retry_interval=30)
+        reply = await asyncio.wait_for(link.arun_script(ECHO, [], ["x"], "test"), BOUND)
+        assert reply is None
+        assert not link.available
+        await link.aclose()
+        await user.aclose()
+
+
+@pytest.mark.parametrize("sickness", SICKNESSES)
+def test_a_redis_refusing_writes_marks_the_link_down(
+    restartable_redis: RedisServer, sickness: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Out of memory or read-only is an outage: None, one warning, no calls for a while."""
+    link = RedisLink(restartable_redis.url, retry_interval=30)
+    cure = refusing_writes(restartable_redis, sickness)
+    with caplog.at_level(logging.WARNING, logger="tunegate.redis"):
+        assert link.run_script(WRITE, ["k"], ["1"], "test") is None
+    assert not link.available
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    cure()
+    link.close()
+
+
+def test_a_script_error_falls_back_and_is_logged_once(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key of the wrong type is a bug, not an outage: None each time, one error logged,
+    and the link stays up for everything else."""
+    link = RedisLink(redis_url)
+    admin = redis.Redis.from_url(redis_url)
+    admin.set("k", "a string, not a hash")
+    with caplog.at_level(logging.WARNING, logger="tunegate.redis"):
+        for _ in range(3):
+            assert link.run_script(WRITE, ["k"], ["1"], "test") is None
+    assert link.available
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert link.run_script(ECHO, [], ["x"], "test") == b"x"
+    admin.close()
+    link.close()
+
+
+# -- asyncio clients live and die with their loop ----------------------------------------
+
+
+def test_asyncio_run_cycles_do_not_pile_up_connections(restartable_redis: RedisServer) -> None:
+    """20 asyncio.run() cycles through one link leave no connection behind: each loop's
+    client is closed as its loop shuts down, and closed loops are forgotten."""
+    link = RedisLink(restartable_redis.url)
+
+    async def use() -> Any:
+        return await link.arun_script(ECHO, [], ["x"], "test")
+
+    for _ in range(20):
+        assert asyncio.run(use()) == b"x"
+    assert len(link._aio) <= 1
+    assert server_clients(restartable_redis, 1) == 1  # only the one asking
+    link.close()
+
+
+def test_a_script_keeps_no_client_alive(redis_url: str) -> None:
+    """LuaScript holds no reference to the clients it ran on (they can be collected)."""
+    client = redis.Redis.from_url(redis_url)
+    assert ECHO.run(client, [], ["x"]) == b"x"
+    ref = weakref.ref(client)
+    client.close()
+    del client
+    gc.collect()
+    assert ref() is None
+
+
+async def test_aclose_closes_the_running_loops_client_and_use_reopens_it(
+    restartable_redis: RedisServer,
+) -> None:
+    """aclose() drops this loop's connection at once; the next call opens a new one."""
+    link = RedisLink(restartable_redis.url)
+    assert await link.aio.ping()
+    assert server_clients(restartable_redis, 2) == 2
+    await link.aclose()
+    assert server_clients(restartable_redis, 1) == 1
+    assert await link.aio.ping()
+    await link.aclose()
+
+
+# -- the two drivers ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Say(Effect):
+    words: str
+
+    def run(self) -> str:
+        if self.words == "fail":
+            raise KeyError("failed")
+        return self.words.upper()
+
+    async def arun(self) -> str:
+        await asyncio.sleep(0)
+        return self.run()
+
+
+def _conversation() -> Flow[list[str]]:
+    heard = [(yield _Say("hello"))]
+    try:
+        yield _Say("fail")
+    except KeyError:  # an effect's exception is thrown into the flow, which may handle it
+        heard.append((yield _Say("recovered")))
+    return heard
+
+
+async def test_both_drivers_run_a_flow_alike() -> None:
+    """drive and adrive send results in, throw exceptions in, and return the flow's value."""
+    assert drive(_conversation()) == ["HELLO", "RECOVERED"]
+    assert await adrive(_conversation()) == ["HELLO", "RECOVERED"]
