@@ -176,8 +176,9 @@ class Pipeline(SingleFlight):
         it comes back frozen (read-only dicts and lists), fresh or from the cache alike.
         ``parse`` may raise :class:`NotFound` (cached as a negative entry) or
         :class:`MalformedResponse`; other exceptions from it become ``MalformedResponse``.
-        ``use_cache=False`` skips the lookup but still writes the fresh answer. ``ttl``
-        overrides the cache's TTL for this kind.
+        ``use_cache=False`` asks the provider itself: no cache lookup, no sharing of another
+        caller's in-flight or just-published answer; the fresh answer is still written to
+        the cache. ``ttl`` overrides the cache's TTL for this kind.
 
         Raises: :class:`NotFound` (also for a cached negative entry),
         :class:`CircuitBreakerOpenError`, :class:`RateLimitTimeout`, :class:`RateLimited`,
@@ -188,7 +189,11 @@ class Pipeline(SingleFlight):
         key = self._key_of(request)
         looked_at = self._flights.generation
         cache = self.cache
-        if key is None or cache is None or not use_cache:
+        if not use_cache:
+            return drive(
+                self._miss(request, key, looked_at, False, None, parse, expect, ttl, False)
+            )
+        if key is None or cache is None:
             return drive(self._miss(request, key, looked_at, False, None, parse, expect, ttl))
         entry = cache.lookup(key)
         if entry is not None and not entry.stale:
@@ -208,7 +213,10 @@ class Pipeline(SingleFlight):
         key = self._key_of(request)
         looked_at = self._flights.generation
         cache = self.cache
-        if key is None or cache is None or not use_cache:
+        if not use_cache:
+            flow = self._miss(request, key, looked_at, False, None, parse, expect, ttl, False)
+            return await adrive(flow)
+        if key is None or cache is None:
             flow = self._miss(request, key, looked_at, False, None, parse, expect, ttl)
             return await adrive(flow)
         entry = await cache.alookup(key)
@@ -308,6 +316,7 @@ class Pipeline(SingleFlight):
         parse: Callable[[Any], Any] | None,
         expect: Expect,
         ttl: float | None,
+        coalesce: bool = True,
     ) -> Flow:
         span = start_span(self.provider, request.endpoint_template)
         call = Call(request, key, parse, expect, ttl, span, looked_at, time.monotonic())
@@ -317,7 +326,7 @@ class Pipeline(SingleFlight):
             self._stats.add("cache_misses")
         error: BaseException | None = None
         try:
-            if key is None:
+            if key is None or not coalesce:
                 return (yield from self._attempts(call))
             return (yield from self._coalesce(call, key))
         except BaseException as exc:

@@ -88,12 +88,6 @@ def test_redis_down_means_a_token_of_our_own(emulator: Emulator) -> None:
         assert client.get_stats()["token"]["fetched"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline: with a Redis-backed cache, a call within publish_ttl (2 s) of an "
-    "identical one is answered from the published single-flight result, even with "
-    "use_cache=False or after cache.invalidate()",
-)
 def test_use_cache_false_asks_the_provider_with_a_redis_cache(
     emulator: Emulator, redis_url: str
 ) -> None:

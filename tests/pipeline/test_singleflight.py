@@ -64,6 +64,23 @@ async def test_50_tasks_make_one_upstream_call(server: ScriptServer, make: MakeP
     assert pipeline.get_stats()["coalesced"] == N - 1
 
 
+async def test_use_cache_false_calls_are_not_coalesced(
+    server: ScriptServer, make: MakePipeline
+) -> None:
+    """``use_cache=False`` asks the provider itself, even beside identical calls in flight,
+    and still writes the answer for the cached callers."""
+    server.script("/items/1", Reply(json={"v": 1}, delay=0.1))
+    cache = CacheManager()
+    async with make(cache=cache) as pipeline:
+        results = await asyncio.gather(
+            *(pipeline.acall(item(1), use_cache=False) for _ in range(4))
+        )
+        assert results == [{"v": 1}] * 4
+        assert server.count("/items/1") == 4
+        assert await pipeline.acall(item(1)) == {"v": 1}  # written: a hit now
+    assert server.count("/items/1") == 4
+
+
 def test_threads_and_tasks_coalesce_together(server: ScriptServer, make: MakePipeline) -> None:
     """A thread and tasks on another thread's event loop share one flight."""
     pipeline = make(cache=CacheManager())
@@ -229,19 +246,25 @@ def test_in_process_follower_wait_is_bounded_and_serves_stale(
 def test_follower_with_a_stale_entry_serves_it_when_the_leader_fails(
     server: ScriptServer, make: MakePipeline, driver: str
 ) -> None:
-    """The leader (which skipped the cache, so has no stale entry) fails; its follower
-    gets the failure through its own stale-if-error and serves its stale entry."""
+    """The leader (which found nothing in the cache, so has no stale entry) fails; its
+    follower, which found a stale entry, gets the failure through its own stale-if-error
+    and serves that entry."""
     clock = FakeClock()
     cache = CacheManager(clock=clock, ttls={"test:item": 10.0}, jitter=0.0)
     pipeline = make(cache=cache, retry=RetryPolicy(max_attempts=1, deadline=5.0))
-    server.script("/items/1", Reply(json={"v": "old"}), Reply(503, delay=0.3))
-    assert pipeline.call(item(1)) == {"v": "old"}
-    clock.advance(20.0)
+    server.script("/items/1", Reply(503, delay=0.3))
+    key = pipeline.key(item(1))
+    assert key is not None
+
+    def stale_entry_appears() -> None:  # after the leader looked, before the follower does
+        cache.store(key, {"v": "old"}, kind="test:item")
+        clock.advance(20.0)
 
     async def both() -> list[Any]:
         try:
-            leader = asyncio.create_task(pipeline.acall(item(1), use_cache=False))
+            leader = asyncio.create_task(pipeline.acall(item(1)))
             await asyncio.sleep(0.1)
+            stale_entry_appears()
             follower = asyncio.create_task(pipeline.acall(item(1)))
             return list(await asyncio.gather(leader, follower, return_exceptions=True))
         finally:
@@ -249,15 +272,16 @@ def test_follower_with_a_stale_entry_serves_it_when_the_leader_fails(
 
     if driver == "sync":
         with ThreadPoolExecutor(2) as pool:
-            leader = pool.submit(catch, pipeline, item(1), "sync", use_cache=False)
+            leader = pool.submit(catch, pipeline, item(1), "sync")
             threading.Event().wait(0.1)
+            stale_entry_appears()
             follower = pool.submit(pipeline.call, item(1))
             results = [leader.result(5), follower.result(5)]
     else:
         results = asyncio.run(both())
     assert isinstance(results[0], ProviderUnavailable)
     assert results[1] == {"v": "old"}
-    assert server.count("/items/1") == 2  # the first call, and the one failing attempt
+    assert server.count("/items/1") == 1  # the leader's one failing attempt, shared
 
 
 # -- failures and waits across processes -----------------------------------------------------
