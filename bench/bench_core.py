@@ -112,7 +112,9 @@ def main() -> None:
         shared.configure_provider("bench", rate=1e9, capacity=1_000_000)
         figures["tunegate shared limiter acquire (one EVALSHA)"] = lambda: shared.acquire("bench")
         sb = CircuitBreakerRegistry(redis=args.redis, key_prefix="bench:cb:").register("x")
-        figures["tunegate shared breaker.call, closed (local state cache)"] = lambda: sb.call(noop)
+        figures["tunegate shared breaker.call, closed (allow from cache, outcome to Redis)"] = (
+            lambda: sb.call(noop)
+        )
 
     results: dict[str, list[float]] = {name: [] for name in figures}
     for _ in range(args.repeats):
