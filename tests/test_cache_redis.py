@@ -204,7 +204,7 @@ def test_redis_stopped_mid_test_then_restarted(
 ) -> None:
     """While Redis is down, reads miss and writes drop without raising, with one warning;
     after it restarts, the cache works again by itself."""
-    caplog.set_level(logging.WARNING)
+    caplog.set_level(logging.INFO, logger="tunegate.redis")
     link = RedisLink(restartable_redis.url, retry_interval=0.1)
     cache = CacheManager(link)
     key = cache.key("spotify:track", "x")
@@ -230,7 +230,7 @@ def test_redis_stopped_mid_test_then_restarted(
             break
         time.sleep(0.05)
     assert cache.get(key) == {"back": True}
-    assert any("reachable again" in m for m in _outage_warnings(caplog))
+    assert any("reachable again" in r.getMessage() for r in caplog.records)  # at INFO
     link.sync.close()
 
 

@@ -259,7 +259,7 @@ def test_redis_outage_falls_back_locally_and_recovers(
     assert limiter.get_stats()["spotify"]["shared"]
 
     restartable_redis.stop()
-    with caplog.at_level(logging.WARNING, logger="tunegate.redis"):
+    with caplog.at_level(logging.INFO, logger="tunegate.redis"):
         for _ in range(5):
             assert limiter.acquire("spotify") >= 0.0
         assert not limiter.get_stats()["spotify"]["shared"]

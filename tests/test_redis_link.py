@@ -393,3 +393,20 @@ async def test_both_drivers_run_a_flow_alike() -> None:
     """drive and adrive send results in, throw exceptions in, and return the flow's value."""
     assert drive(_conversation()) == ["HELLO", "RECOVERED"]
     assert await adrive(_conversation()) == ["HELLO", "RECOVERED"]
+
+
+def test_a_flapping_redis_warns_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    """Outages that end and start again every second (reads work, writes fail) give one
+    warning, not two a second; the recovery note is INFO."""
+    import logging
+
+    import redis.exceptions
+
+    link = RedisLink("redis://127.0.0.1:1/0", retry_interval=0.0)
+    caplog.set_level(logging.DEBUG, logger="tunegate.redis")
+    for _ in range(20):
+        link.mark_down(redis.exceptions.OutOfMemoryError("OOM"), "cache")
+        link.mark_up()
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert sum("reachable again" in r.getMessage() for r in caplog.records) == 20

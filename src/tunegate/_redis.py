@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("tunegate.redis")
+_WARN_EVERY = 60.0  # seconds between two "redis cannot serve" warnings
 
 T = TypeVar("T")
 
@@ -274,6 +275,7 @@ class RedisLink:
         self.retry_interval = retry_interval
         self._down_until = 0.0
         self._outage_logged = False
+        self._last_warning = float("-inf")
         self._bugs_logged: set[str] = set()
 
     def __repr__(self) -> str:
@@ -414,20 +416,28 @@ class RedisLink:
             )
 
     def mark_down(self, exc: BaseException, what: str) -> None:
-        self._down_until = time.monotonic() + self.retry_interval
-        if not self._outage_logged:
-            self._outage_logged = True
-            log.warning(
-                "redis unreachable or unable to serve; %s falls back to local state until it"
-                " recovers (%s)",
-                what,
-                type(exc).__name__,
-            )
+        now = time.monotonic()
+        self._down_until = now + self.retry_interval
+        if self._outage_logged:
+            return
+        self._outage_logged = True
+        # A flapping Redis (out of memory: reads work, writes fail) must not log twice a
+        # second: one warning per outage, and at most one a minute.
+        level = logging.WARNING if now - self._last_warning >= _WARN_EVERY else logging.DEBUG
+        if level == logging.WARNING:
+            self._last_warning = now
+        log.log(
+            level,
+            "redis unreachable or unable to serve; %s falls back to local state until it"
+            " recovers (%s)",
+            what,
+            type(exc).__name__,
+        )
 
     def mark_up(self) -> None:
         if self._outage_logged:
             self._outage_logged = False
-            log.warning("redis reachable again; shared state resumed")
+            log.info("redis reachable again; shared state resumed")
 
 
 class LuaScript:
