@@ -6,10 +6,16 @@ from __future__ import annotations
 import re
 import uuid
 
+import httpx
+
+from tests.emulator.conftest import MB_AGENT, bearer, lastfm_params
+from tunegate.emulator import Emulator
 from tunegate.emulator.catalog import Catalog
 from tunegate.emulator.ids import BASE62_ID, ISRC_RE
-from tunegate.emulator.text import fold, strip_feat
+from tunegate.emulator.match import artists_with_genre, tracks_in_years
+from tunegate.emulator.text import fold, strip_feat, tokens
 
+DESIGN_ISRC = "USIR20400500"
 MBID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
@@ -72,6 +78,39 @@ def test_variety_the_matchers_need() -> None:
     assert all(cat.track(j).title == t.title for t in shared for j in cat.tracks_by_isrc(t.isrc))
 
 
+def test_the_search_index_agrees_with_the_tracks() -> None:
+    """Every summary the index keeps (presence, ranks, years, genres, lengths) is what the
+    tracks, artists and albums themselves say."""
+    cat = Catalog(3000, 6)
+    idx = cat.index()
+    for i in range(cat.size):
+        t = cat.track(i)
+        assert (i not in idx.off_spotify) == (t.spotify_id is not None) == cat.on_spotify(i)
+        assert (i not in idx.off_musicbrainz) == (t.mbid is not None) == cat.on_musicbrainz(i)
+        assert (i not in idx.off_lastfm) == t.on_lastfm == cat.on_lastfm(i)
+        assert idx.track_rank[i] >> 32 == 100 - t.popularity
+        assert idx.listener_rank[i] >> 32 == (1 << 31) - t.listeners
+        assert idx.title_len[i] == len(cat.title_tokens(i)) == len(tokens(t.title))
+        assert cat.track_album(i) == t.album
+        assert (cat.mb_length(i), cat.track_number(i)) == (t.mb_length, t.track_number)
+        assert cat.mb_tag_names(i) == [name for name, _ in t.mb_tags]
+        assert all(cat.may_have_tag(i, fold(name)) for name, _ in t.mb_tags)
+        assert i in tracks_in_years(cat, t.album.year, t.album.year)
+    for a in range(cat.n_artists):
+        artist = cat.artist(a)
+        assert idx.artist_rank[a] >> 32 == 100 - artist.popularity
+        assert idx.artist_name_len[a] == len(tokens(artist.name))
+        assert a in idx.artist_name[" ".join(tokens(artist.name))]
+        for genre in artist.genres:
+            assert a in artists_with_genre(cat, tokens(genre))
+        led = [i for i in cat.tracks_of_artist(a) if cat.track(i).artists[0] == a]
+        assert list(cat.tracks_led_by(a)) == led
+        assert cat.albums_of_artist(a) == sorted({cat.album_index_of(i) for i in led})
+    for al in range(cat.n_albums):
+        assert al in idx.album_years[cat.album(al).year]
+    assert sum(len(v) for v in idx.album_years.values()) == cat.n_albums
+
+
 def test_real_tracks_carry_their_facts() -> None:
     """The hand-picked tracks keep their recorded ISRCs, durations and ids."""
     cat = Catalog(100, 0)
@@ -86,6 +125,27 @@ def test_real_tracks_carry_their_facts() -> None:
         "Hot Fuss (Deluxe Version)",
         "Hot Fuss",
     ]
+
+
+def test_strobe_has_the_design_documents_isrc(quiet_emulator: Emulator) -> None:
+    """USIR20400500 (the design's Quick start) is deadmau5 - Strobe at all three providers."""
+    emu = quiet_emulator
+    assert Catalog(100, 3).tracks_by_isrc(DESIGN_ISRC) == [0]
+    with httpx.Client(headers={**bearer(emu), "User-Agent": MB_AGENT}) as c:
+        mb = c.get(f"{emu.urls.musicbrainz}/isrc/{DESIGN_ISRC}", params={"fmt": "json"})
+        assert [r["title"] for r in mb.json()["recordings"]] == ["Strobe"]
+        sp = c.get(
+            f"{emu.urls.spotify}/search", params={"q": f"isrc:{DESIGN_ISRC}", "type": "track"}
+        ).json()["tracks"]["items"]
+        assert [(t["name"], t["external_ids"]["isrc"]) for t in sp] == [("Strobe", DESIGN_ISRC)]
+        lf = c.get(
+            emu.urls.lastfm,
+            params=lastfm_params(
+                method="track.getInfo", artist="Deadmau5", track="Strobe", format="json"
+            ),
+        )
+        assert lf.json()["track"]["name"] == "Strobe"
+        assert lf.json()["track"]["mbid"] == mb.json()["recordings"][0]["id"]
 
 
 def test_text_folding() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -18,8 +20,20 @@ def emu(quiet_emulator: Emulator) -> Emulator:
     return quiet_emulator
 
 
+_clients: list[httpx.Client] = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_client() -> Iterator[None]:
+    """One pooled client for the module: a new httpx client costs ~50 ms (its SSL context)."""
+    with httpx.Client() as client:
+        _clients.append(client)
+        yield
+        _clients.clear()
+
+
 def get_track(emu: Emulator, timeout: float = 5.0) -> httpx.Response:
-    return httpx.get(emu.urls.spotify + TRACK, headers=bearer(emu), timeout=timeout)
+    return _clients[0].get(emu.urls.spotify + TRACK, headers=bearer(emu), timeout=timeout)
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
@@ -71,6 +85,8 @@ def test_connection_reset_and_close(emu: Emulator) -> None:
     emu.set_faults("spotify/track:close")
     with pytest.raises(httpx.RemoteProtocolError):
         get_track(emu)
+    # Stats count what the client saw: no status at all.
+    assert emu.stats()["requests"]["spotify"]["by_status"] == {"dropped": 2}
 
 
 def test_truncated_malformed_and_wrong_type(emu: Emulator) -> None:
@@ -100,6 +116,11 @@ def test_hang_until_the_client_times_out(emu: Emulator) -> None:
         get_track(emu, timeout=0.3)
     emu.clear_faults()
     assert get_track(emu).status_code == 200
+    for _ in range(100):  # the hang notices the client left within ~50 ms
+        if emu.stats()["requests"]["spotify"]["total"] == 2:
+            break
+        time.sleep(0.02)
+    assert emu.stats()["requests"]["spotify"]["by_status"] == {"200": 1, "dropped": 1}
 
 
 def test_outage_window_and_times(emu: Emulator) -> None:
@@ -121,6 +142,36 @@ def test_faults_are_deterministic_under_a_seed() -> None:
     assert first == run(7)
     assert set(first) == {200, 503}
     assert first != run(8)
+
+
+def test_same_seed_same_faults_after_reset() -> None:
+    """A reset emulator meets the same faults as a fresh one with the same seed."""
+
+    def run(e: Emulator) -> list[int]:
+        e.set_faults("spotify/track:error=500@0.5")
+        return [get_track(e).status_code for _ in range(24)]
+
+    with Emulator(catalog_size=500, seed=7, rate_limits=False) as a:
+        first = run(a)
+        a.reset()
+        again = run(a)
+        a.set_faults("spotify/track:error=500@0.5")  # replacing the rules restarts them too
+        a.add_faults("lastfm:latency=0")
+        assert [get_track(a).status_code for _ in range(24)] == first
+    with Emulator(catalog_size=500, seed=7, rate_limits=False) as b:
+        fresh = run(b)
+    assert set(first) == {200, 500}
+    assert again == first
+    assert fresh == first
+
+
+def test_times_counts_only_requests_the_rule_applied_to(emu: Emulator) -> None:
+    """A times=N rule pre-empted by an earlier rule keeps its N for later requests."""
+    emu.set_faults("spotify/track:error=500,times=2;spotify/track:error=503,times=2")
+    assert [get_track(emu).status_code for _ in range(5)] == [500, 500, 503, 503, 200]
+    emu.set_faults("spotify/track:error=500,times=1;spotify/track:latency=0.01,times=1")
+    assert [get_track(emu).status_code for _ in range(2)] == [500, 200]
+    assert emu.stats()["faults"]["spotify"]["track"]["error_500"] == 3
 
 
 def test_admin_endpoints(emu: Emulator) -> None:

@@ -130,4 +130,6 @@ def test_search_paging_and_xml(quiet_emulator: Emulator) -> None:
     )
     root = ET.fromstring(err.content)
     assert root.get("status") == "failed"
-    assert root.find("error").get("code") == "6"
+    error = root.find("error")
+    assert error is not None
+    assert error.get("code") == "6"

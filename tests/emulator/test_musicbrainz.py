@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.emulator.conftest import MB_AGENT
-from tunegate.emulator import Emulator
+from tunegate.emulator import Emulator, RateLimit
+from tunegate.emulator.musicbrainz import MSG_BUSY
 
 NS = {"mb": "http://musicbrainz.org/ns/mmd-2.0#"}
 TOL = "cb2cc207-8125-445c-9ef9-6ea44eee959a"  # Thinking Out Loud
@@ -89,8 +91,11 @@ def test_recording_search_lucene_and_scores(mb: tuple[str, httpx.Client]) -> Non
     """Phrases, AND/OR, musicbrainzngs-style escapes and ISRC queries; best hit scores 100."""
     base, http = mb
 
-    def search(query: str, **extra: str) -> dict:
-        return http.get(f"{base}/recording", params={"query": query, "fmt": "json", **extra}).json()
+    def search(query: str, **extra: str) -> dict[str, Any]:
+        got: dict[str, Any] = http.get(
+            f"{base}/recording", params={"query": query, "fmt": "json", **extra}
+        ).json()
+        return got
 
     exact = search('recording:"Thinking Out Loud" AND artist:"Ed Sheeran"')
     assert exact["count"] == 1
@@ -126,20 +131,51 @@ def test_artist_search_accents(mb: tuple[str, httpx.Client]) -> None:
     assert body["artists"][0]["score"] == 100
 
 
-@pytest.mark.parametrize("agent", ["", "python-httpx/0.28.1", "curl/8.5.0", "Go-http-client/1.1"])
-def test_missing_or_generic_user_agent_is_refused(emulator: Emulator, agent: str) -> None:
-    """MusicBrainz refuses anonymous clients with 403 and its 'not identified' message."""
+def test_missing_user_agent_is_refused(emulator: Emulator) -> None:
+    """No User-Agent: 403 and MusicBrainz's 'not identified' message (issue 3's rule)."""
+    r = httpx.get(
+        f"{emulator.urls.musicbrainz}/isrc/GBAHS1400099",
+        params={"fmt": "json"},
+        headers={"User-Agent": ""},
+    )
+    assert r.status_code == 403
+    assert "has not identified itself" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "agent",
+    ["python-httpx/0.28.1", "curl/8.5.0", "Go-http-client/1.1", "python-musicbrainz/0.7.3"],
+)
+def test_generic_user_agent_meets_the_busy_pool(emulator: Emulator, agent: str) -> None:
+    """A bare library's User-Agent: 503 'currently busy', as probes of the real service see."""
     r = httpx.get(
         f"{emulator.urls.musicbrainz}/isrc/GBAHS1400099",
         params={"fmt": "json"},
         headers={"User-Agent": agent},
     )
-    assert r.status_code == 403
-    assert "has not identified itself" in r.json()["error"]
+    assert r.status_code == 503
+    assert r.json()["error"] == MSG_BUSY
+    assert r.headers["Retry-After"] == "0"
+    assert r.headers["X-RateLimit-Remaining"] == "0"
+    assert "X-RateLimit-Reset" in r.headers
+    xml = httpx.get(f"{emulator.urls.musicbrainz}/isrc/GBAHS1400099", headers={"User-Agent": agent})
+    assert xml.status_code == 503
+    assert "currently busy" in xml.text
+
+
+def test_browsers_and_applications_are_served(emulator: Emulator) -> None:
+    """A browser's User-Agent (a web app's traffic) and an app's own are both served."""
+    emulator.configure(musicbrainz_rate=RateLimit(2, 1.0))
+    browser = httpx.get(
+        f"{emulator.urls.musicbrainz}/isrc/GBAHS1400099",
+        params={"fmt": "json"},
+        headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Firefox/128.0"},
+    )
+    assert browser.status_code == 200
     ok = httpx.get(
         f"{emulator.urls.musicbrainz}/isrc/GBAHS1400099",
         params={"fmt": "json"},
         headers={"User-Agent": MB_AGENT},
     )
     assert ok.status_code == 200
-    assert ok.headers["X-RateLimit-Limit"] == "1"
+    assert ok.headers["X-RateLimit-Limit"] == "2"

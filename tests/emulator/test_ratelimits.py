@@ -4,7 +4,7 @@ that keeps to the limit never does. Windows are shrunk so the tests stay fast.""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -12,14 +12,15 @@ import pytest
 from tests.emulator.conftest import MB_AGENT, bearer, lastfm_params
 from tunegate.emulator import Emulator, RateLimit
 from tunegate.emulator.ratelimits import WindowLimiter
+from tunegate.emulator.stats import MAX_CLIENTS, OTHERS, Stats
 
 LIMIT = RateLimit(4, 0.4)
 
 
 @pytest.fixture
-def emu() -> Emulator:
+def emu() -> Iterator[Emulator]:
     with Emulator(spotify_rate=LIMIT, musicbrainz_rate=LIMIT, lastfm_rate=LIMIT) as e:
-        yield e  # type: ignore[misc]
+        yield e
 
 
 def callers(emu: Emulator, client: httpx.Client) -> dict[str, Callable[[], httpx.Response]]:
@@ -73,8 +74,8 @@ def test_burst_gets_the_providers_error(emu: Emulator, provider: str) -> None:
 
 @pytest.mark.parametrize("provider", ["spotify", "musicbrainz", "lastfm"])
 def test_a_client_within_the_limit_is_never_refused(emu: Emulator, provider: str) -> None:
-    """Requests spaced comfortably under the quota always succeed."""
-    spacing = LIMIT.window / LIMIT.requests * 1.5
+    """Requests paced exactly at the quota always succeed, and the stats agree."""
+    spacing = LIMIT.window / LIMIT.requests  # each call waits for the last answer, then this
     with httpx.Client() as client:
         call = callers(emu, client)[provider]
         statuses = []
@@ -97,3 +98,42 @@ def test_window_limiter_policy() -> None:
     assert limiter.check("b", 2.0).allowed  # per client
     assert limiter.check("a", 10.0).allowed  # the first call left the window
     assert not limiter.check("a", 10.5).allowed
+
+
+@pytest.mark.parametrize(
+    ("limit", "spacing", "calls"),
+    [(RateLimit(1, 1.0), 0.97, 30), (RateLimit(300, 30.0), 0.0999, 600)],
+)
+def test_stats_count_by_the_limiters_rule(limit: RateLimit, spacing: float, calls: int) -> None:
+    """A client the limiter admits every time never shows more than the limit in the stats."""
+    limiter, stats = WindowLimiter(limit), Stats()
+    for k in range(calls):
+        now = 1000.0 + k * spacing
+        assert limiter.check("app", now).allowed, k
+        stats.arrival("spotify", "app", limit.window, now)
+    seen = stats.snapshot()["clients"]["spotify"]["app"]
+    assert seen["requests"] == calls
+    assert seen["max_in_window"] == limit.requests
+
+
+def test_idle_clients_are_forgotten() -> None:
+    """The limiter drops clients with nothing left in their window once many are tracked."""
+    limiter = WindowLimiter(RateLimit(2, 1.0))
+    for n in range(5000):
+        assert limiter.check(f"10.0.{n // 256}.{n % 256}", n * 0.001).allowed
+    assert len(limiter) < 2100  # swept at 1024, 2048, ...: only the last second's clients stay
+    assert limiter.check("late", 100.0).allowed
+    assert len(limiter) < 2100
+    limiter.check("busy", 100.0)
+    limiter.check("busy", 100.1)
+    assert not limiter.check("busy", 100.2).allowed  # a live window is never forgotten
+
+
+def test_stats_name_a_bounded_number_of_clients() -> None:
+    """Past MAX_CLIENTS, newcomers are counted together as "(others)"."""
+    stats = Stats()
+    for n in range(MAX_CLIENTS + 5):
+        stats.arrival("lastfm", f"client-{n}", 300.0, float(n))
+    clients = stats.snapshot()["clients"]["lastfm"]
+    assert len(clients) == MAX_CLIENTS + 1
+    assert clients[OTHERS]["requests"] == 5

@@ -56,6 +56,13 @@ NASTY = [
     "tag:",
     "qdur:[1 TO *]",
     "date:[* TO 1999]",
+    "²",  # str.isdigit() says yes, int() says no
+    "1²",
+    "٣",  # an Arabic-Indic digit: int() accepts it, the real services do not
+    "５",
+    "+1",
+    "1_0",
+    " 7",
 ]
 
 
@@ -80,6 +87,7 @@ def test_nasty_inputs_everywhere(quiet_emulator: Emulator) -> None:
                     "query": value,
                     "fmt": random.choice(["json", "xml"]),
                     "limit": value[:5] or "1",
+                    "offset": value[:5] or "0",
                 }
                 assert c.get(f"{mb}/{kind}", params=params).status_code < 500
             assert c.get(f"{mb}/isrc/{path_value}", params={"inc": value}).status_code < 500
@@ -94,7 +102,13 @@ def test_nasty_inputs_everywhere(quiet_emulator: Emulator) -> None:
                 "artist.getInfo",
             ):
                 lf = lastfm_params(
-                    method=method, artist=value, track=value, autocorrect="1", format="json"
+                    method=method,
+                    artist=value or "U2",
+                    track=value or "One",
+                    autocorrect="1",
+                    format="json",
+                    limit=value,
+                    page=value,
                 )
                 assert c.post(emu.urls.lastfm, data=lf).status_code < 500
         raw = c.get(f"{emu.urls.root}/v1/search?q=%FF%FE&type=track")
@@ -105,6 +119,34 @@ def test_nasty_inputs_everywhere(quiet_emulator: Emulator) -> None:
             ).status_code
             == 400
         )
+    assert emu.stats()["internal_errors"] == 0
+
+
+def test_only_ascii_digits_are_numbers(quiet_emulator: Emulator) -> None:
+    """limit/offset/page in other digits: 400 at Spotify and MusicBrainz, Last.fm's default."""
+    emu = quiet_emulator
+    with httpx.Client(headers={**bearer(emu), "User-Agent": MB_AGENT}) as c:
+        for digits in ("²", "٣", "５", "+3", "3_0"):
+            sp = c.get(
+                f"{emu.urls.spotify}/search", params={"q": "love", "type": "track", "limit": digits}
+            )
+            assert sp.status_code == 400, digits
+            for name in ("limit", "offset"):
+                mb = c.get(
+                    f"{emu.urls.musicbrainz}/recording",
+                    params={"query": "love", "fmt": "json", name: digits},
+                )
+                assert mb.status_code == 400, (name, digits)
+            lf = c.get(
+                emu.urls.lastfm,
+                params=lastfm_params(
+                    method="track.search", track="love", format="json", limit=digits, page=digits
+                ),
+            )
+            assert lf.status_code == 200, digits
+            assert lf.json()["results"]["opensearch:itemsPerPage"] == "30"
+        year = c.get(f"{emu.urls.spotify}/search", params={"q": "year:٢٠٠٠", "type": "track"})
+        assert year.json()["tracks"]["total"] == 0
     assert emu.stats()["internal_errors"] == 0
 
 

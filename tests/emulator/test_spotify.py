@@ -7,6 +7,8 @@ import pytest
 
 from tests.emulator.conftest import bearer
 from tunegate.emulator import Emulator
+from tunegate.emulator.text import tokens
+from tunegate.emulator.tokenstore import MAX_TOKENS_PER_APP, TokenStore
 
 
 def token(
@@ -63,6 +65,36 @@ def test_configured_credentials_and_token_expiry(emulator: Emulator) -> None:
     bad = httpx.get(url, headers={"Authorization": "Bearer nope"})
     assert bad.status_code == 401
     assert bad.json()["error"]["message"] == "Invalid access token"
+
+
+def test_token_store_is_bounded(emulator: Emulator) -> None:
+    """An app keeps at most MAX_TOKENS_PER_APP live tokens: the oldest is revoked first."""
+    first = emulator.issue_spotify_token()
+    later = [emulator.issue_spotify_token() for _ in range(MAX_TOKENS_PER_APP)]
+    url = f"{emulator.urls.spotify}/tracks/3n3Ppam7vgaVa1iaRUc9Lp"
+    gone = httpx.get(url, headers={"Authorization": f"Bearer {first}"})
+    assert gone.status_code == 401
+    assert gone.json()["error"]["message"] == "Invalid access token"
+    for kept in (later[0], later[-1]):
+        assert httpx.get(url, headers={"Authorization": f"Bearer {kept}"}).status_code == 200
+
+
+def test_token_store_policy() -> None:
+    """Expired tokens leave as new ones are issued; expire_all keeps them known as expired."""
+    store = TokenStore(per_app=3)
+    old = [store.issue("a", 0.0, 10.0) for _ in range(3)]
+    assert len(store) == 3
+    newest = store.issue("a", 1.0, 10.0)
+    assert store.get(old[0]) is None  # revoked: over the cap
+    assert store.get(newest) == ("a", 11.0)
+    store.issue("a", 10.5, 10.0)  # old[1] and old[2] expired at 10.0
+    assert len(store) == 2
+    assert store.get(old[1]) is None
+    other = store.issue("b", 10.5, 10.0)
+    store.expire_all(12.0)
+    assert store.get(other) == ("b", 12.0)
+    store.clear()
+    assert len(store) == 0
 
 
 @pytest.mark.parametrize(
@@ -125,6 +157,40 @@ def test_search_filters_and_matching(emulator: Emulator) -> None:
     assert names("artist:Pharrell") == ["Get Lucky (feat. Pharrell Williams & Nile Rodgers)"]
     assert names("Björk", "artist") == ["Björk"]
     assert "Absolution" in names("absolution", "album")
+
+
+def test_genre_and_year_filters_match_every_track() -> None:
+    """genre: and year: alone give every matching track (as counted by building them all),
+    most popular first; a deluxe reissue counts in its own release year."""
+    with Emulator(catalog_size=3000, seed=4, rate_limits=False) as emu, httpx.Client() as c:
+        cat = emu.catalog
+        on_spotify = [i for i in range(cat.size) if cat.on_spotify(i)]
+        reissues = [i for i in on_spotify if "(Deluxe Edition)" in cat.track(i).album.name]
+        year = cat.track(reissues[0]).album.year
+        assert cat.album(cat.album_index_of(reissues[0])).year != year  # the base album's
+        genre = cat.artist(cat.track(5).artists[0]).genres[0]
+        genre_words = set(tokens(genre))
+        cases = {
+            f"year:{year}": [i for i in on_spotify if cat.track(i).album.year == year],
+            f"year:{year - 4}-{year}": [
+                i for i in on_spotify if year - 4 <= cat.track(i).album.year <= year
+            ],
+            f'genre:"{genre}"': [
+                i
+                for i in on_spotify
+                if genre_words
+                <= {t for g in cat.artist(cat.track(i).artists[0]).genres for t in tokens(g)}
+            ],
+        }
+        for q, expected in cases.items():
+            body = c.get(
+                f"{emu.urls.spotify}/search",
+                params={"q": q, "type": "track", "limit": 10},
+                headers=bearer(emu),
+            ).json()["tracks"]
+            assert body["total"] == len(expected), q
+            best = sorted(expected, key=lambda i: (-cat.track(i).popularity, i))[:10]
+            assert [t["id"] for t in body["items"]] == [cat.track(i).spotify_id for i in best]
 
 
 def test_exact_titles_rank_first(emulator: Emulator) -> None:

@@ -17,6 +17,7 @@ from tunegate.emulator.config import EmulatorConfig, RateLimit
 from tunegate.emulator.faults import FaultInjector
 from tunegate.emulator.ratelimits import WindowLimiter
 from tunegate.emulator.stats import Stats
+from tunegate.emulator.tokenstore import TokenStore
 
 __all__ = [
     "Handler",
@@ -42,7 +43,7 @@ class State:
     stats: Stats = field(default_factory=Stats)
     faults: FaultInjector = field(default_factory=FaultInjector)
     clock: Callable[[], float] = time.monotonic
-    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> (app, expiry)
+    tokens: TokenStore = field(default_factory=TokenStore)  # Spotify bearer tokens
     closing: bool = False
     _limiters: dict[str, WindowLimiter] = field(default_factory=dict)
 

@@ -4,7 +4,8 @@ Layout: the hand-picked real tracks (``_realtracks``) come first, then synthetic
 synthetic track ``i`` belongs to artist ``s // 20`` and album ``s // 10`` (``s`` its position
 among synthetic tracks), so an artist has two albums of ten tracks. Every property is a pure
 function of (seed, index): nothing is stored per track except the search index, which holds
-only integers (about 16 bytes per track), so a million tracks fit comfortably.
+only integers (about 40 bytes per track: word postings, ranking keys, who lacks which
+track), so a million tracks fit comfortably.
 
 The same track has the same ISRC, title and artists at every provider it exists at; the
 details differ the way they do in reality: Spotify and Last.fm put "(feat. X)" in the title
@@ -22,6 +23,7 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 from tunegate.emulator import _words as W
 from tunegate.emulator._realtracks import REAL_ARTISTS, REAL_TRACKS
@@ -38,6 +40,13 @@ _D_TRACK, _D_ARTIST, _D_ALBUM, _D_REC, _D_MBARTIST, _D_RELEASE, _D_RG = 1, 2, 3,
 _D_TRACKH, _D_TRACKH2, _D_ARTISTH, _D_ALBUMH, _D_DUP, _D_IMG, _D_MBTRACK = 8, 9, 10, 11, 12, 13, 14
 
 _GENRE_NS = uuid.UUID("6ba7b811-9dad-11d1-80b4-00c04fd430c8")  # uuid5 URL namespace
+
+# A synthetic track's presence draw (0..99) in these sets: the provider does not have it.
+_OFF_SPOTIFY = frozenset({2, 3, 10})
+_OFF_MUSICBRAINZ = frozenset({0, 1, 3, 7, 8, 9})
+_OFF_LASTFM = frozenset({0, 1, 2, 4, 5, 6})
+_LISTENERS_CEILING = 1 << 31  # above any track's listener count (ranking keys)
+K = TypeVar("K")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,20 +140,44 @@ _ALL_GENRES = frozenset(g for family in W.GENRE_FAMILIES for g in family) | {
 
 
 class _Index:
-    """Token -> sorted indexes, for titles, artist names and album names."""
+    """What searches need without building tracks: token -> sorted indexes (titles, artist
+    names, album names, genres), albums by year, which tracks each provider lacks, and
+    ranking keys.
+
+    A ranking key is ``(rank << 32) | index``, lowest first: ``keys.__getitem__`` orders
+    candidates by rank, then index, without a Python-level key function.
+    """
 
     def __init__(self) -> None:
         self.title: dict[str, array[int]] = {}
         self.artist: dict[str, array[int]] = {}
         self.album: dict[str, array[int]] = {}
         self.featured: dict[int, list[int]] = {}  # guest artist -> its guest appearances
+        self.genre: dict[str, array[int]] = {}  # a word of a Spotify genre -> artists
+        self.artist_name: dict[str, array[int]] = {}  # folded full name -> artists
+        self.artist_name_len = array("B")  # words in each artist's name
+        self.title_len = array("B")  # words in each track's title
+        self.album_years: dict[int, array[int]] = {}  # release year -> albums
+        self.reissue_years: dict[int, array[int]] = {}  # deluxe reissue's year -> its tracks
+        self.reissued: set[int] = set()  # tracks on a deluxe reissue
+        self.off_spotify: set[int] = set()  # tracks each provider does not have
+        self.off_musicbrainz: set[int] = set()
+        self.off_lastfm: set[int] = set()
+        self.track_rank = array("Q")  # Spotify popularity, highest first
+        self.listener_rank = array("Q")  # Last.fm listeners, most first
+        self.artist_rank = array("Q")  # artist popularity, highest first
+        self.album_rank = array("Q")  # the album artist's popularity, highest first
 
 
-def _add(table: dict[str, array[int]], token: str, index: int) -> None:
-    bucket = table.get(token)
+def _add(table: dict[K, array[int]], key: K, index: int) -> None:
+    bucket = table.get(key)
     if bucket is None:
-        bucket = table[token] = array("I")
+        bucket = table[key] = array("I")
     bucket.append(index)
+
+
+def _rank_key(rank: int, index: int) -> int:
+    return (rank << 32) | index
 
 
 class Catalog:
@@ -184,6 +217,9 @@ class Catalog:
             self._real_isrc.setdefault(self._real_track_isrc(i), []).append(i)
         self._index: _Index | None = None
         self._index_lock = threading.Lock()
+        self._family_tags = [
+            frozenset(fold(t) for t in (*family, *W.EXTRA_TAGS)) for family in W.GENRE_FAMILIES
+        ]
         self._title_word_tokens = [tokens(w) for w in W.TITLE_WORDS]
         self._suffix_tokens = [tokens(s) for s in W.TITLE_SUFFIXES]
         self.track = lru_cache(maxsize=8192)(self._make_track)
@@ -261,26 +297,71 @@ class Catalog:
         return self.n_real_albums + (i - self.n_real) // TRACKS_PER_ALBUM
 
     def popularity(self, i: int) -> int:
-        """Spotify popularity without building the track (used to rank big result sets)."""
+        """Spotify popularity without building the track."""
         if i < self.n_real:
             return 60 + (self.codec.hash(_D_TRACKH2, i) % 30)
-        u = (self.codec.hash(_D_TRACKH2, i) >> 20) % 1000 / 1000
-        return int(95 * u**2.2)
+        return _synthetic_popularity(self.codec.hash(_D_TRACKH2, i))
 
     def _presence(self, i: int) -> int:
-        return (self.codec.hash(_D_TRACKH2, i - 1 if self._is_dup(i) else i) >> 20) % 100
+        return _presence_draw(self.codec.hash(_D_TRACKH2, i - 1 if self._is_dup(i) else i))
 
     def on_spotify(self, i: int) -> bool:
         """Cheap presence test (no track built): most tracks are everywhere, some are not."""
-        return i < self.n_real or self._presence(i) not in (2, 3, 10)
+        return i < self.n_real or self._presence(i) not in _OFF_SPOTIFY
 
     def on_musicbrainz(self, i: int) -> bool:
-        return i < self.n_real or self._presence(i) not in (0, 1, 3, 7, 8, 9)
+        return i < self.n_real or self._presence(i) not in _OFF_MUSICBRAINZ
 
     def on_lastfm(self, i: int) -> bool:
         if i < self.n_real:
             return self.track(i).on_lastfm
-        return not self._is_dup(i) and self._presence(i) not in (0, 1, 2, 4, 5, 6)
+        return not self._is_dup(i) and self._presence(i) not in _OFF_LASTFM
+
+    def track_number(self, i: int) -> int:
+        if i < self.n_real:
+            return REAL_TRACKS[i].track_number
+        return (i - self.n_real) % TRACKS_PER_ALBUM + 1
+
+    def track_album(self, i: int) -> Album:
+        """The album a track appears on (a deluxe reissue's for a reissued track)."""
+        album = self.album(self.album_index_of(i))
+        return self._deluxe_album(i, album) if i >= self.n_real and self._is_dup(i) else album
+
+    def mb_length(self, i: int) -> int:
+        """The MusicBrainz recording length without building the track."""
+        if i < self.n_real:
+            return REAL_TRACKS[i].duration_ms
+        return self._durations(i)[1]
+
+    def mb_tag_names(self, i: int) -> list[str]:
+        """The MusicBrainz folksonomy tags' names without building the track."""
+        if i < self.n_real:
+            return [name for name, _ in self.track(i).mb_tags]
+        return [name for name, _ in self._synthetic_tags(i)[:4]]
+
+    def may_have_tag(self, i: int, folded: str) -> bool:
+        """False when track ``i`` cannot carry the tag (folded): its genre family's pool lacks
+        it. Ten times cheaper than computing the tags."""
+        return i < self.n_real or folded in self._family_tags[self._family_of(i)]
+
+    def tracks_led_by(self, a: int) -> Sequence[int]:
+        """Tracks whose first credited artist is ``a`` (not its guest appearances)."""
+        if a < self.n_real_artists:
+            name = REAL_ARTISTS[a].name
+            own = self._real_artist_tracks.get(a, [])
+            return [i for i in own if REAL_TRACKS[i].credits[0][0] == name]
+        s0 = self.n_real + (a - self.n_real_artists) * TRACKS_PER_ARTIST
+        return range(s0, min(s0 + TRACKS_PER_ARTIST, self.size))
+
+    def albums_of_artist(self, a: int) -> list[int]:
+        """The albums ``a`` is the album artist of (no deluxe reissues)."""
+        if a < self.n_real_artists:
+            name = REAL_ARTISTS[a].name
+            return [al for al, (artist, _) in enumerate(self._real_albums) if artist == name]
+        al0 = self.n_real_albums + (a - self.n_real_artists) * (
+            TRACKS_PER_ARTIST // TRACKS_PER_ALBUM
+        )
+        return list(range(al0, min(al0 + TRACKS_PER_ARTIST // TRACKS_PER_ALBUM, self.n_albums)))
 
     # ------------------------------------------------------------------- name matching
     def index(self) -> _Index:
@@ -328,10 +409,8 @@ class Catalog:
         out = []
         want = _loose(strip_feat(title)) if loose else title.casefold()
         for a in self.artists_named(artist, loose=loose):
-            for i in self.tracks_of_artist(a):
+            for i in self.tracks_led_by(a):
                 tr = self.track(i)
-                if tr.artists[0] != a:
-                    continue
                 if loose:
                     if _loose(tr.title) == want:
                         out.append(i)
@@ -370,16 +449,70 @@ class Catalog:
         for i in range(self.n_real):
             for t in set(tokens(REAL_TRACKS[i].title)):
                 _add(idx.title, t, i)
-        # Synthetic titles are word ids: collect per word id, then fold words to tokens.
+        for a in range(self.n_artists):
+            artist = self.artist(a)
+            name_words = tokens(artist.name)
+            for word in set(name_words):
+                _add(idx.artist, word, a)
+            _add(idx.artist_name, " ".join(name_words), a)
+            idx.artist_name_len.append(min(len(name_words), 255))
+            for word in {t for g in artist.genres for t in tokens(g)}:
+                _add(idx.genre, word, a)
+            idx.artist_rank.append(_rank_key(100 - artist.popularity, a))
+        album_year = array("H")
+        for al in range(self.n_albums):
+            for t in set(tokens(self._album_name(al))):
+                _add(idx.album, t, al)
+            album_year.append(int(self._album_date(al)[:4]))
+            _add(idx.album_years, album_year[al], al)
+            popularity = self.artist(self._album_artist(al)).popularity
+            idx.album_rank.append(_rank_key(100 - popularity, al))
+        for i in range(self.n_real):
+            track = self.track(i)
+            idx.title_len.append(min(len(self.title_tokens(i)), 255))
+            idx.track_rank.append(_rank_key(100 - track.popularity, i))
+            idx.listener_rank.append(_rank_key(_LISTENERS_CEILING - track.listeners, i))
+            if not track.on_lastfm:
+                idx.off_lastfm.add(i)
+            for name, _ in REAL_TRACKS[i].credits[1:]:
+                idx.featured.setdefault(self._artist_by_name[name], []).append(i)
+        # Synthetic tracks: one pass computing each hash once. Titles are word ids: collect
+        # per word id, then fold words to tokens.
         by_word: list[array[int]] = [array("I") for _ in W.TITLE_WORDS]
         by_suffix: list[array[int]] = [array("I") for _ in W.TITLE_SUFFIXES]
-        title_parts = self._title_parts
+        track_hash = self.codec.hash
+        word_lens = [len(t) for t in self._title_word_tokens]
+        suffix_lens = [len(t) for t in self._suffix_tokens]
         for i in range(self.n_real, self.size):
-            words, suffix = title_parts(i)
+            dup = self._is_dup(i)
+            base = i - 1 if dup else i
+            words, suffix = self._title_parts(i)
             for w in set(words):
                 by_word[w].append(i)
             if suffix >= 0:
                 by_suffix[suffix].append(i)
+            idx.title_len.append(
+                sum(word_lens[w] for w in words) + (suffix_lens[suffix] if suffix >= 0 else 0)
+            )
+            h2 = track_hash(_D_TRACKH2, base)
+            guest = self._guest_from(base, h2)
+            if guest is not None:
+                idx.featured.setdefault(guest, []).append(i)
+            presence = _presence_draw(h2)
+            if presence in _OFF_SPOTIFY:
+                idx.off_spotify.add(i)
+            if presence in _OFF_MUSICBRAINZ:
+                idx.off_musicbrainz.add(i)
+            if dup or presence in _OFF_LASTFM:
+                idx.off_lastfm.add(i)
+            popularity = _synthetic_popularity(track_hash(_D_TRACKH2, i) if dup else h2)
+            idx.track_rank.append(_rank_key(100 - popularity, i))
+            listeners = _synthetic_listeners(popularity, h2)
+            idx.listener_rank.append(_rank_key(_LISTENERS_CEILING - listeners, i))
+            if dup:
+                year = self._deluxe_year(i, album_year[self.album_index_of(i)])
+                _add(idx.reissue_years, year, i)
+                idx.reissued.add(i)
         merged: dict[str, list[array[int]]] = {}
         for w, bucket in enumerate(by_word):
             for t in self._title_word_tokens[w]:
@@ -391,30 +524,19 @@ class Catalog:
             existing = idx.title.get(t)
             parts = ([existing] if existing is not None else []) + buckets
             idx.title[t] = parts[0] if len(parts) == 1 else array("I", sorted(set().union(*parts)))
-        for a in range(self.n_artists):
-            for t in set(tokens(self.artist(a).name)):
-                _add(idx.artist, t, a)
-        for al in range(self.n_albums):
-            for t in set(tokens(self._album_name(al))):
-                _add(idx.album, t, al)
-        for i in range(self.n_real, self.size):
-            guest = self._guest_of(i)
-            if guest is not None:
-                idx.featured.setdefault(guest, []).append(i)
-        for i, rt in enumerate(REAL_TRACKS):
-            for name, _ in rt.credits[1:]:
-                idx.featured.setdefault(self._artist_by_name[name], []).append(i)
         return idx
 
     def _guest_of(self, i: int) -> int | None:
-        if self._is_dup(i):
-            i -= 1
-        h = self.codec.hash(_D_TRACKH2, i)
+        base = i - 1 if self._is_dup(i) else i
+        return self._guest_from(base, self.codec.hash(_D_TRACKH2, base))
+
+    def _guest_from(self, base: int, h2: int) -> int | None:
+        """The guest artist of a (not reissued) synthetic track ``base`` with hash ``h2``."""
         n_synth_artists = self.n_artists - self.n_real_artists
-        if (h >> 40) % 100 >= 7 or n_synth_artists < 2:
+        if (h2 >> 40) % 100 >= 7 or n_synth_artists < 2:
             return None
-        own = self.n_real_artists + (i - self.n_real) // TRACKS_PER_ARTIST
-        guest = self.n_real_artists + (h >> 48) % n_synth_artists
+        own = self.n_real_artists + (base - self.n_real) // TRACKS_PER_ARTIST
+        guest = self.n_real_artists + (h2 >> 48) % n_synth_artists
         return guest if guest != own else None
 
     def _make_artist(self, a: int) -> Artist:
@@ -496,20 +618,24 @@ class Catalog:
             return self._artist_by_name[self._real_albums[al][0]]
         return self.n_real_artists + (al - self.n_real_albums) // 2
 
+    def _album_date(self, al: int) -> str:
+        if al < self.n_real_albums:
+            return REAL_TRACKS[self._real_album_tracks[al][0]].release_date
+        h = self.codec.hash(_D_ALBUMH + 100, al)
+        begin = self.artist(self._album_artist(al)).begin_year
+        nth = (al - self.n_real_albums) % 2
+        year = min(2025, begin + nth * (2 + h % 5) + (h >> 8) % 4)
+        return f"{year:04d}-{1 + (h >> 12) % 12:02d}-{1 + (h >> 16) % 28:02d}"
+
     def _make_album(self, al: int) -> Album:
         codec = self.codec
         h = codec.hash(_D_ALBUMH + 100, al)
         artist = self._album_artist(al)
         if al < self.n_real_albums:
             first = REAL_TRACKS[self._real_album_tracks[al][0]]
-            date = first.release_date
             spotify_id = first.album_spotify_id or codec.spotify_id(_D_ALBUM, al)
             total = max(12, max(REAL_TRACKS[i].track_number for i in self._real_album_tracks[al]))
         else:
-            begin = self.artist(artist).begin_year
-            nth = (al - self.n_real_albums) % 2
-            year = min(2025, begin + nth * (2 + h % 5) + (h >> 8) % 4)
-            date = f"{year:04d}-{1 + (h >> 12) % 12:02d}-{1 + (h >> 16) % 28:02d}"
             spotify_id = codec.spotify_id(_D_ALBUM, al)
             total = min(TRACKS_PER_ALBUM, len(self.tracks_of_album(al)))
         return Album(
@@ -519,17 +645,20 @@ class Catalog:
             spotify_id=spotify_id,
             release_mbid=codec.mbid(_D_RELEASE, al),
             release_group_mbid=codec.mbid(_D_RG, al),
-            release_date=date,
+            release_date=self._album_date(al),
             album_type="album" if total > 3 else "single",
             total_tracks=total,
             country=self.artist(artist).country,
             image_hash=f"{codec.hash(_D_IMG + 1, al):016x}{h:016x}",
         )
 
+    def _deluxe_year(self, i: int, base_year: int) -> int:
+        return min(2026, base_year + 1 + self.codec.hash(_D_ALBUMH + 200, i) % 10)
+
     def _deluxe_album(self, i: int, base: Album) -> Album:
         key = self.n_albums + i
         h = self.codec.hash(_D_ALBUMH + 200, i)
-        year = min(2026, base.year + 1 + h % 10)
+        year = self._deluxe_year(i, base.year)
         return Album(
             key=key,
             name=f"{base.name} (Deluxe Edition)",
@@ -565,15 +694,12 @@ class Catalog:
         isrc_year = album.year
         if dup:
             album = self._deluxe_album(i, album)
-        duration = 150_000 + h2 % 240_000 + (codec.hash(_D_DUP, i) % 1000 if dup else 0)
+        duration, mb_length = self._durations(i)
         on_spotify, on_mb, on_lastfm = self.on_spotify(i), self.on_musicbrainz(i), self.on_lastfm(i)
         popularity = self.popularity(i)
-        listeners = int(10 ** (1 + popularity / 24)) + (h2 >> 30) % 500
+        listeners = _synthetic_listeners(popularity, h2)
         mbid = codec.mbid(_D_REC, i)
-        family = W.GENRE_FAMILIES[codec.hash(_D_ARTISTH, primary) % len(W.GENRE_FAMILIES)]
-        n_tags = (h2 >> 32) % 20
-        n_tags = 0 if n_tags == 0 else 1 if n_tags < 3 else min(n_tags // 2, 9)
-        tags = _tags_for(family, h2 >> 8, n_tags)
+        tags = self._synthetic_tags(i)
         return Track(
             index=i,
             title=title,
@@ -581,9 +707,9 @@ class Catalog:
             artists=artists,
             joinphrases=("",) if guest is None else (" feat. ", ""),
             album=album,
-            track_number=(i - self.n_real) % TRACKS_PER_ALBUM + 1,
+            track_number=self.track_number(i),
             duration_ms=duration,
-            mb_length=duration + (h2 >> 36) % 801 - 400,
+            mb_length=mb_length,
             lastfm_duration=0 if (h2 >> 44) % 20 == 0 else duration // 1000 * 1000,
             explicit=(h2 >> 50) % 100 < 8,
             popularity=popularity,
@@ -598,6 +724,26 @@ class Catalog:
             mb_tags=tuple((name, 1 + count // 25) for name, count in tags[:4]),
             mb_genres=tuple(name for name, _ in tags[:4] if name.casefold() in _ALL_GENRES),
         )
+
+    def _durations(self, i: int) -> tuple[int, int]:
+        """(Spotify duration, MusicBrainz length) of synthetic track ``i``."""
+        dup = self._is_dup(i)
+        h2 = self.codec.hash(_D_TRACKH2, i - 1 if dup else i)
+        duration = 150_000 + h2 % 240_000 + (self.codec.hash(_D_DUP, i) % 1000 if dup else 0)
+        return duration, duration + (h2 >> 36) % 801 - 400
+
+    def _synthetic_tags(self, i: int) -> tuple[tuple[str, int], ...]:
+        """Last.fm top tags of synthetic track ``i`` (MusicBrainz's are the first four)."""
+        h2 = self.codec.hash(_D_TRACKH2, i - 1 if self._is_dup(i) else i)
+        family = W.GENRE_FAMILIES[self._family_of(i)]
+        n_tags = (h2 >> 32) % 20
+        n_tags = 0 if n_tags == 0 else 1 if n_tags < 3 else min(n_tags // 2, 9)
+        return _tags_for(family, h2 >> 8, n_tags)
+
+    def _family_of(self, i: int) -> int:
+        """The genre family of synthetic track ``i`` (its first artist's): its tags' pool."""
+        primary = self.n_real_artists + (i - self.n_real) // TRACKS_PER_ARTIST
+        return self.codec.hash(_D_ARTISTH, primary) % len(W.GENRE_FAMILIES)
 
     def _make_real_track(self, i: int) -> Track:
         rt = REAL_TRACKS[i]
@@ -647,6 +793,18 @@ class Catalog:
     def mb_track_id(self, i: int) -> str:
         """The MBID of the track (the medium position) a recording appears as."""
         return self.codec.mbid(_D_MBTRACK, i)
+
+
+def _synthetic_popularity(h: int) -> int:
+    return int(95 * ((h >> 20) % 1000 / 1000) ** 2.2)
+
+
+def _presence_draw(h2: int) -> int:
+    return (h2 >> 20) % 100
+
+
+def _synthetic_listeners(popularity: int, h2: int) -> int:
+    return int(10 ** (1 + popularity / 24)) + (h2 >> 30) % 500
 
 
 def _loose(text: str) -> str:

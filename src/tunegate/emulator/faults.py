@@ -317,7 +317,7 @@ NO_FAULT = FaultPlan()
 @dataclass
 class _Active:
     spec: FaultSpec
-    number: int
+    position: int  # in the rule list: with the seed, what its random streams derive from
     since: float
     used: int = 0
     rngs: dict[tuple[str, str], random.Random] = field(default_factory=dict)
@@ -329,16 +329,16 @@ class FaultInjector:
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
         self._active: list[_Active] = []
-        self._installed = 0
 
     def set(self, rules: Iterable[FaultSpec], now: float) -> None:
         self._active = []
         self.add(rules, now)
 
     def add(self, rules: Iterable[FaultSpec], now: float) -> None:
+        # Seeded by position, not by how many rules were ever installed: the same rules
+        # after a reset (or on a fresh emulator) meet the same draws.
         for rule in rules:
-            self._active.append(_Active(rule, self._installed, now))
-            self._installed += 1
+            self._active.append(_Active(rule, len(self._active), now))
 
     def clear(self) -> None:
         self._active = []
@@ -355,17 +355,19 @@ class FaultInjector:
             spec = active.spec
             if not spec.matches(provider, endpoint):
                 continue
-            if spec.times is not None:
-                if active.used >= spec.times:
-                    continue
-                active.used += 1
+            if spec.times is not None and active.used >= spec.times:
+                continue
             rng = active.rngs.get((provider, endpoint))
             if rng is None:
-                key = f"{self.seed}/{active.number}/{provider}/{endpoint}"
+                key = f"{self.seed}/{active.position}/{provider}/{endpoint}"
                 rng = active.rngs[(provider, endpoint)] = random.Random(key)
             if spec.latency is not None:
                 latency += spec.latency.sample(rng)
             draw = rng.random()  # drawn every time, so the stream does not depend on history
+            # times=N counts the requests this rule acted on: its latency, or its decision
+            # when no earlier rule had already chosen the request's fate.
+            if spec.latency is not None or chosen is None:
+                active.used += 1
             if chosen is not None:
                 continue
             if spec.outage and now < active.since + spec.outage:

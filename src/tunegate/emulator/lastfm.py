@@ -18,8 +18,8 @@ from aiohttp import web
 
 from tunegate.emulator._http import Provider, Route, json_response, text, xml_element, xml_response
 from tunegate.emulator.catalog import Artist, Catalog, Track
-from tunegate.emulator.match import intersect, top, track_set
-from tunegate.emulator.text import fold, strip_feat, tokens
+from tunegate.emulator.match import intersect, top_ranked, track_set
+from tunegate.emulator.text import ascii_int, fold, strip_feat, tokens
 
 __all__ = ["LastfmProvider"]
 
@@ -418,10 +418,10 @@ def _track_search(request: web.Request, cat: Catalog, params: dict[str, str]) ->
     page = _positive(params.get("page"), 1, 10_000)
     sets = [track_set(cat, "title", t) for t in tokens(query)]
     sets += [track_set(cat, "artist", t) for t in tokens(params.get("artist", ""))]
-    found = intersect(sets) or set()
-    matches = [i for i in found if cat.on_lastfm(i)]
+    idx = cat.index()
+    matches = (intersect(sets) or set()) - idx.off_lastfm
     start = (page - 1) * limit
-    best = top(matches, start + limit, key=lambda i: (-cat.track(i).listeners, i))[start:]
+    best = top_ranked(matches, start + limit, idx.listener_rank)[start:]
     items = []
     xml_items = []
     for i in best:
@@ -479,9 +479,10 @@ def _attr(value: str) -> str:
 
 
 def _positive(value: str | None, default: int, cap: int) -> int:
-    if value is None or not value.strip().isdigit():
+    number = None if value is None else ascii_int(value.strip())
+    if number is None:
         return default
-    return max(1, min(int(value), cap))
+    return max(1, min(number, cap))
 
 
 def _artist_info(request: web.Request, cat: Catalog, a: int) -> web.Response:

@@ -148,7 +148,7 @@ def _tokenize(q: str) -> list[_Tok]:
 def _skip_modifiers(q: str, i: int) -> int:
     while i < len(q) and q[i] in "~^":
         i += 1
-        while i < len(q) and (q[i].isdigit() or q[i] == "."):
+        while i < len(q) and q[i] in "0123456789.":
             i += 1
     return i
 

@@ -2,18 +2,23 @@
 JSON (``fmt=json`` or ``Accept: application/json``) and in MMD-2 XML (the default, which
 musicbrainzngs reads).
 
-Gatekeeping follows the real service: a missing or generic User-Agent is refused with 403,
-more than the allowed rate from one IP gets 503 with MusicBrainz's message, and every
-answer carries ``X-RateLimit-*`` headers. Search scores imitate Lucene: rarer words weigh
+Gatekeeping follows the real service as observed (shared/research/music-apis.md, "Rate
+limiting and User-Agent"): a missing User-Agent is refused with 403 and the "has not
+identified itself" message; a generic one (a bare HTTP library's) with 503 and the "currently
+busy" message, since generic agents share one small, saturated pool; more than the allowed
+rate from one IP gets 503 with the rate-limit message; every answer carries
+``X-RateLimit-*`` headers. Search scores imitate Lucene: rarer words weigh
 more, matching more clauses and shorter titles rank higher, the best hit scores 100.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 import time
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 from aiohttp import web
@@ -39,8 +44,8 @@ from tunegate.emulator.lucene import (
     Term,
     parse,
 )
-from tunegate.emulator.match import CHEAP_RANKING_ABOVE, track_set
-from tunegate.emulator.text import fold, tokens
+from tunegate.emulator.match import track_set, tracks_in_years
+from tunegate.emulator.text import ascii_int, fold, tokens
 
 __all__ = ["MusicBrainzProvider"]
 
@@ -56,6 +61,7 @@ MSG_RATE = (
 )
 MSG_BUSY = "The MusicBrainz web server is currently busy. Please try again later."
 _MBID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# inc tables not shared with providers/musicbrainz.py on purpose: one would hide a bug in both.
 _RELS = {
     f"{e}-rels"
     for e in (
@@ -123,7 +129,10 @@ INC_ARTIST = {
     "various-artists",
     "discids",
 } | _RELS
-# Library names that say nothing about the application (MusicBrainz refuses them).
+# Library names that say nothing about the application: MusicBrainz puts them in one pool of
+# 50 requests/s shared by everyone (its Rate_Limiting page; python-musicbrainz is named
+# there), which third-party probes find saturated (503 "currently busy"). Browsers
+# ("Mozilla/5.0 ...") are not in it: real web apps' traffic carries them.
 _GENERIC_AGENTS = {
     "curl",
     "wget",
@@ -140,7 +149,6 @@ _GENERIC_AGENTS = {
     "axios",
     "undici",
     "httpie",
-    "mozilla",
     "lwp",
     "ruby",
     "guzzlehttp",
@@ -150,8 +158,10 @@ _GENERIC_AGENTS = {
     "postmanruntime",
     "insomnia",
     "musicbrainz-api",
+    "python-musicbrainz",
     "php",
 }
+_GENERIC_POOL = 50  # requests/s the generic agents share (X-RateLimit-Limit of their refusal)
 _TYPE_IDS = {
     "Person": "b6e035f4-3ce9-331c-97df-83397230b0df",
     "Group": "e431f5f6-b5d2-343d-8b36-72607fffb74b",
@@ -165,14 +175,15 @@ _XML_HEAD = (
     'xmlns:ext="http://musicbrainz.org/ns/ext#-2.0"'
 )
 RATE = web.RequestKey("mb_rate", tuple)  # (limit, remaining, reset epoch) for X-RateLimit-*
-_PREDICATE_SCAN_MAX = 100_000  # field-only queries (dur:, tag:) scan at most this many
+# Queries without an indexed term (NOT x, *) start from at most this many entities, and a
+# field that is not indexed (tag:, dur:, country:, ...) tests at most _PREDICATE_TESTS of the
+# candidates, in catalogue order: each test costs microseconds, and the event loop is shared.
+_UNIVERSE_MAX = 100_000
+_PREDICATE_TESTS = 1_000
 
 
 def _is_generic(agent: str) -> bool:
-    agent = agent.strip()
-    if not agent:
-        return True
-    product = agent.split("/", 1)[0].split(" ", 1)[0].strip().lower()
+    product = agent.strip().split("/", 1)[0].split(" ", 1)[0].strip().lower()
     return product in _GENERIC_AGENTS
 
 
@@ -196,8 +207,13 @@ class MusicBrainzProvider(Provider):
         self, request: web.Request, endpoint: str, now: float
     ) -> tuple[str, web.Response | None]:
         client = request.remote or "unknown"
-        if _is_generic(request.headers.get("User-Agent", "")):
+        agent = request.headers.get("User-Agent", "")
+        if not agent.strip():
             return client, _error(request, 403, MSG_UA)
+        if _is_generic(agent):
+            request[RATE] = (_GENERIC_POOL, 0, int(time.time()) + 1)
+            # Retry-After 0, as probes of the real shed report: waiting does not help.
+            return client, _error(request, 503, MSG_BUSY, {"Retry-After": "0"})
         cfg = self.state.config
         if not cfg.rate_limits:
             return client, None
@@ -279,8 +295,9 @@ class MusicBrainzProvider(Provider):
             return parsed
         node, limit, offset = parsed
         cat = self.state.catalog
-        scores = _Search(cat, _recording_field).run(node)
-        hits = [(s, i) for i, s in scores.items() if s > 0 and cat.on_musicbrainz(i)]
+        scores = _Search(cat, _recording_field, _recording_range, cat.size).run(node)
+        absent = cat.index().off_musicbrainz
+        hits = [(s, i) for i, s in scores.items() if s > 0 and i not in absent]
         page, best = _page(hits, offset, limit)
         if _wants_json(request):
             return _ok(
@@ -307,7 +324,7 @@ class MusicBrainzProvider(Provider):
             return parsed
         node, limit, offset = parsed
         cat = self.state.catalog
-        scores = _Search(cat, _artist_field, universe=cat.n_artists).run(node)
+        scores = _Search(cat, _artist_field, _artist_range, cat.n_artists).run(node)
         hits = [(s, a) for a, s in scores.items() if s > 0]
         page, best = _page(hits, offset, limit)
         if _wants_json(request):
@@ -393,10 +410,10 @@ def _incs(
 def _search_params(request: web.Request) -> tuple[Node, int, int] | web.Response:
     q = request.query
     query = q.get("query", "")
-    limit_raw, offset_raw = q.get("limit", "25"), q.get("offset", "0")
-    if not limit_raw.isdigit() or int(limit_raw) < 1:
+    limit, offset = ascii_int(q.get("limit", "25")), ascii_int(q.get("offset", "0"))
+    if limit is None or limit < 1:
         return _error(request, 400, "Invalid limit parameter.")
-    if not offset_raw.isdigit():
+    if offset is None:
         return _error(request, 400, "Invalid offset parameter.")
     try:
         node = parse(query) if query.strip() else None
@@ -404,15 +421,16 @@ def _search_params(request: web.Request) -> tuple[Node, int, int] | web.Response
         node = None
     if node is None:
         return _error(request, 400, "Invalid search query.")
-    return node, min(int(limit_raw), 100), int(offset_raw)
+    return node, min(limit, 100), offset
 
 
 def _page(
     hits: list[tuple[float, int]], offset: int, limit: int
 ) -> tuple[list[tuple[float, int]], float]:
-    hits.sort(key=lambda h: (-h[0], h[1]))
-    best = hits[0][0] if hits else 1.0
-    return hits[offset : offset + limit], best
+    """The page of hits (best score first, then catalogue order) and the best score."""
+    best = max(hits)[0] if hits else 1.0
+    ranked = heapq.nsmallest(offset + limit, hits, key=lambda h: (-h[0], h[1]))
+    return ranked[offset:], best
 
 
 def _pct(score: float, best: float) -> int:
@@ -429,15 +447,19 @@ def _created() -> str:
 Scores = dict[int, float]
 Predicate = Callable[[int], bool]
 FieldResolver = Callable[[Catalog, str, str, bool], "Scores | Predicate | None"]
+RangeResolver = Callable[[Catalog, str, str, str], "Scores | Predicate | None"]
 
 
 class _Search:
     """Evaluates a Lucene tree over one kind of entity with idf-weighted scores."""
 
-    def __init__(self, cat: Catalog, field: FieldResolver, universe: int | None = None) -> None:
+    def __init__(
+        self, cat: Catalog, field: FieldResolver, ranges: RangeResolver, universe: int
+    ) -> None:
         self.cat = cat
         self.field = field
-        self.universe = cat.size if universe is None else universe
+        self.ranges = ranges
+        self.universe = universe
 
     def run(self, node: Node) -> Scores:
         return self.eval(node, None)
@@ -490,16 +512,17 @@ class _Search:
         )
 
     def everything(self) -> Scores:
-        return dict.fromkeys(range(min(self.universe, _PREDICATE_SCAN_MAX)), 0.01)
+        return dict.fromkeys(range(min(self.universe, _UNIVERSE_MAX)), 0.01)
 
     def leaf(self, node: Term | Range, within: Scores | None) -> Scores:
         name = (node.field or "").lower()
+        found: Scores | Predicate | None
         if isinstance(node, Range):
-            pred = _range_predicate(self.cat, name, node.low, node.high, self.universe)
-            return self.apply(pred, within, 0.3)
-        if node.text.strip("*?") == "":
+            found = self.ranges(self.cat, name, node.low, node.high)
+        elif node.text.strip("*?") == "":
             return dict(within) if within is not None else self.everything()
-        found = self.field(self.cat, name, node.text, node.phrase)
+        else:
+            found = self.field(self.cat, name, node.text, node.phrase)
         if found is None:
             return {}
         if callable(found):
@@ -508,11 +531,9 @@ class _Search:
             return {i: s for i, s in found.items() if i in within}
         return found
 
-    def apply(self, pred: Predicate | None, within: Scores | None, weight: float) -> Scores:
-        if pred is None:
-            return {}
-        domain = within if within is not None else range(min(self.universe, _PREDICATE_SCAN_MAX))
-        return {i: weight for i in domain if pred(i)}
+    def apply(self, pred: Predicate, within: Scores | None, weight: float) -> Scores:
+        domain = within if within is not None else range(min(self.universe, _UNIVERSE_MAX))
+        return {i: weight for i in islice(domain, _PREDICATE_TESTS) if pred(i)}
 
 
 def _idf(universe: int, df: int) -> float:
@@ -539,10 +560,11 @@ def _recording_field(
             return None
         words = tokens(value)
         found = _weighted(cat, [track_set(cat, "title", w) for w in words], 1.0, cat.size)
-        if len(found) <= CHEAP_RANKING_ABOVE:  # Lucene's length norm: shorter titles first
-            for i in found:
-                title = cat.title_tokens(i)
-                found[i] *= (1.5 if title == words else 1.0) / math.sqrt(max(1, len(title)))
+        lengths = cat.index().title_len
+        for i in found:  # Lucene's length norm: shorter titles first; the exact title best
+            n = lengths[i]
+            exact = n == len(words) and cat.title_tokens(i) == words
+            found[i] *= (1.5 if exact else 1.0) / math.sqrt(max(1, n))
         return found
     if name in ("artist", "artistname", "creditname"):
         if not value:
@@ -570,62 +592,79 @@ def _recording_field(
 
 def _tag_pred(cat: Catalog, value: str) -> Predicate:
     want = fold(value)
-    return lambda i: any(fold(t) == want for t, _ in cat.track(i).mb_tags)
+    return lambda i: cat.may_have_tag(i, want) and any(fold(t) == want for t in cat.mb_tag_names(i))
 
 
-def _year_pred(cat: Catalog, value: str) -> Predicate:
+def _date_field(cat: Catalog, value: str) -> Scores | Predicate:
     want = value.strip()[:10]
-    return lambda i: cat.track(i).album.release_date.startswith(want)
+    year = ascii_int(want)
+    if year is not None and len(want) == 4:  # a whole year: the index has it
+        return dict.fromkeys(tracks_in_years(cat, year, year), 0.3)
+    return lambda i: cat.track_album(i).release_date.startswith(want)
 
 
-def _int_field(get: Callable[[Track], int]) -> Callable[[Catalog, str], Predicate | None]:
+def _int_field(get: Callable[[Catalog, int], int]) -> Callable[[Catalog, str], Predicate | None]:
     def make(cat: Catalog, value: str) -> Predicate | None:
-        try:
-            want = int(value)
-        except ValueError:
+        want = ascii_int(value.strip())
+        if want is None:
             return None
-        return lambda i: get(cat.track(i)) == want
+        return lambda i: get(cat, i) == want
 
     return make
 
 
-_RECORDING_PREDICATES: dict[str, Callable[[Catalog, str], Predicate | None]] = {
+_RECORDING_PREDICATES: dict[str, Callable[[Catalog, str], Scores | Predicate | None]] = {
     "tag": _tag_pred,
-    "date": _year_pred,
-    "firstreleasedate": _year_pred,
-    "dur": _int_field(lambda t: t.mb_length),
-    "tnum": _int_field(lambda t: t.track_number),
-    "number": _int_field(lambda t: t.track_number),
+    "date": _date_field,
+    "firstreleasedate": _date_field,
+    "dur": _int_field(Catalog.mb_length),
+    "tnum": _int_field(Catalog.track_number),
+    "number": _int_field(Catalog.track_number),
     "video": lambda cat, v: lambda i: v.lower() == "false",
     "status": lambda cat, v: lambda i: v.lower() == "official",
-    "country": lambda cat, v: lambda i: cat.track(i).album.country.lower() == v.lower(),
-    "primarytype": lambda cat, v: lambda i: cat.track(i).album.album_type == v.lower(),
+    "country": lambda cat, v: lambda i: cat.track_album(i).country.lower() == v.lower(),
+    "primarytype": lambda cat, v: lambda i: cat.track_album(i).album_type == v.lower(),
 }
 
 
-def _range_predicate(
-    cat: Catalog, name: str, low: str, high: str, universe: int
-) -> Predicate | None:
-    if name in ("dur", "qdur", "tnum", "number", "begin"):
-        try:
-            lo = -math.inf if low == "*" else float(low)
-            hi = math.inf if high == "*" else float(high)
-        except ValueError:
+def _bounds(low: str, high: str) -> tuple[float, float] | None:
+    try:
+        return (-math.inf if low == "*" else float(low), math.inf if high == "*" else float(high))
+    except ValueError:
+        return None
+
+
+def _year_bound(value: str, open_end: int) -> int | None:
+    return open_end if value == "*" else ascii_int(value) if len(value) == 4 else None
+
+
+def _recording_range(cat: Catalog, name: str, low: str, high: str) -> Scores | Predicate | None:
+    if name in ("dur", "qdur", "tnum", "number"):
+        bounds = _bounds(low, high)
+        if bounds is None:
             return None
+        lo, hi = bounds
         if name == "qdur":  # MusicBrainz's quantised duration: 2-second steps
             lo, hi = lo * 2000, hi * 2000 + 1999
-        if name == "begin":
-            return lambda a: lo <= cat.artist(a).begin_year <= hi
-        get: Callable[[Track], int] = (
-            (lambda t: t.mb_length) if name in ("dur", "qdur") else (lambda t: t.track_number)
-        )
-        return lambda i: lo <= get(cat.track(i)) <= hi
+        get = Catalog.mb_length if name in ("dur", "qdur") else Catalog.track_number
+        return lambda i: lo <= get(cat, i) <= hi
     if name in ("date", "firstreleasedate"):
+        first, last = _year_bound(low, 0), _year_bound(high, 9999)
+        if first is not None and last is not None:  # whole years: the index has them
+            return dict.fromkeys(tracks_in_years(cat, first, last), 0.3)
         return lambda i: (
-            (low == "*" or cat.track(i).album.release_date >= low)
-            and (high == "*" or cat.track(i).album.release_date[: len(high)] <= high)
+            (low == "*" or cat.track_album(i).release_date >= low)
+            and (high == "*" or cat.track_album(i).release_date[: len(high)] <= high)
         )
     return None
+
+
+def _artist_range(cat: Catalog, name: str, low: str, high: str) -> Scores | Predicate | None:
+    bounds = _bounds(low, high) if name == "begin" else None
+    if bounds is None:
+        return None
+    lo, hi = bounds
+    return lambda a: lo <= cat.artist(a).begin_year <= hi
 
 
 def _artist_field(cat: Catalog, name: str, value: str, phrase: bool) -> Scores | Predicate | None:
@@ -636,9 +675,10 @@ def _artist_field(cat: Catalog, name: str, value: str, phrase: bool) -> Scores |
         words = list(tokens(value))
         sets = [set(idx.artist.get(w, ())) for w in words]
         found = _weighted(cat, sets, 1.0, cat.n_artists)
+        named = set(idx.artist_name.get(" ".join(words), ()))
+        lengths = idx.artist_name_len
         for a in found:
-            name_words = tokens(cat.artist(a).name)
-            found[a] *= (1.5 if name_words == words else 1.0) / math.sqrt(max(1, len(name_words)))
+            found[a] *= (1.5 if a in named else 1.0) / math.sqrt(max(1, lengths[a]))
         return found
     if name in ("arid", "mbid"):
         found_artist = cat.artist_by_mbid(value.strip()) if _MBID.match(value.strip()) else None

@@ -5,7 +5,8 @@ until the oldest leaves the window. Refused calls are not counted, so a client t
 off recovers as soon as the window frees (the real services may punish persistence
 harder; see docs/emulator.md). A small jitter allowance (5 % of the window, at most 50 ms)
 keeps a client pacing itself exactly at the limit from being refused because of network
-jitter between its clock and ours.
+jitter between its clock and ours. The stats count with the same rule, so a client whose
+every call was admitted shows ``max_in_window <= limit``.
 
 Pure: callers pass ``now``.
 """
@@ -18,7 +19,35 @@ from dataclasses import dataclass
 
 from tunegate.emulator.config import RateLimit
 
-__all__ = ["Decision", "WindowLimiter"]
+__all__ = ["Decision", "RollingWindow", "WindowLimiter", "jitter_allowance"]
+
+# Clients tracked before idle ones are forgotten (then twice as many as remain, and so on).
+_SWEEP_AT = 1024
+
+
+def jitter_allowance(window: float) -> float:
+    """How much short of ``window`` a call counts as out of it: 5 % of it, at most 50 ms."""
+    return min(0.05 * window, 0.05)
+
+
+class RollingWindow:
+    """The times of one client's calls still inside its window: the single window rule that
+    the limiter enforces and ``/_emulator/stats`` reports."""
+
+    __slots__ = ("span", "times")
+
+    def __init__(self, window: float) -> None:
+        self.span = window - jitter_allowance(window)
+        self.times: deque[float] = deque()
+
+    def expire(self, now: float) -> float:
+        """Forget the calls that left the window; returns the horizon (calls at or before it
+        are out)."""
+        horizon = now - self.span
+        times = self.times
+        while times and times[0] <= horizon:
+            times.popleft()
+        return horizon
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,27 +64,39 @@ class Decision:
 
 
 class WindowLimiter:
-    """Rolling-window counters keyed by client."""
+    """Rolling-window counters keyed by client. Each holds at most ``limit.requests`` times;
+    clients with none left in their window are forgotten once many are tracked."""
 
     def __init__(self, limit: RateLimit) -> None:
         self.limit = limit
-        self._calls: dict[str, deque[float]] = {}
+        self._calls: dict[str, RollingWindow] = {}
+        self._sweep_at = _SWEEP_AT
 
     def check(self, client: str, now: float) -> Decision:
         """Admit (and count) one call by ``client`` at ``now``, or refuse it."""
         limit = self.limit
-        slack = min(0.05 * limit.window, 0.05)
         calls = self._calls.get(client)
         if calls is None:
-            calls = self._calls[client] = deque()
-        horizon = now - limit.window + slack
-        while calls and calls[0] <= horizon:
-            calls.popleft()
-        if len(calls) >= limit.requests:
-            wait = calls[len(calls) - limit.requests] - horizon
+            if len(self._calls) >= self._sweep_at:
+                self._forget_idle(now)
+            calls = self._calls[client] = RollingWindow(limit.window)
+        horizon = calls.expire(now)
+        times = calls.times
+        if len(times) >= limit.requests:
+            wait = times[len(times) - limit.requests] - horizon
             return Decision(False, limit.requests, 0, max(wait, 0.0))
-        calls.append(now)
-        return Decision(True, limit.requests, limit.requests - len(calls), 0.0)
+        times.append(now)
+        return Decision(True, limit.requests, limit.requests - len(times), 0.0)
+
+    def _forget_idle(self, now: float) -> None:
+        for client, calls in list(self._calls.items()):
+            calls.expire(now)
+            if not calls.times:
+                del self._calls[client]
+        self._sweep_at = max(_SWEEP_AT, 2 * len(self._calls))
+
+    def __len__(self) -> int:
+        return len(self._calls)
 
     def reset(self) -> None:
         self._calls.clear()

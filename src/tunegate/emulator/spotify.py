@@ -13,6 +13,7 @@ import binascii
 import math
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -23,8 +24,16 @@ from tunegate.emulator import _words as W
 from tunegate.emulator._http import Provider, Route, json_response, origin
 from tunegate.emulator.catalog import Album, Catalog
 from tunegate.emulator.ids import BASE62_ID
-from tunegate.emulator.match import CHEAP_RANKING_ABOVE, intersect, top, track_set
-from tunegate.emulator.text import tokens
+from tunegate.emulator.match import (
+    albums_in_years,
+    artists_with_genre,
+    intersect,
+    top_ranked,
+    track_set,
+    tracks_in_years,
+    tracks_with_genre,
+)
+from tunegate.emulator.text import ascii_int, tokens
 
 __all__ = ["SpotifyProvider", "parse_query"]
 
@@ -34,7 +43,7 @@ BATCH_MAX = 50
 _FIELDS = ("track", "artist", "album", "isrc", "year", "genre", "upc", "tag")
 _QUERY_TERM = re.compile(r'(\w+):"([^"]*)"?|(\w+):(\S+)|"([^"]*)"?|(\S+)')
 _MARKET = re.compile(r"^[A-Z]{2}$")
-_YEAR = re.compile(r"^(\d{4})(?:-(\d{4}))?$")
+_YEAR = re.compile(r"^([0-9]{4})(?:-([0-9]{4}))?$")
 _OPEN = "https://open.spotify.com"
 _MESSAGES = {
     400: "Bad request",
@@ -178,14 +187,8 @@ class SpotifyProvider(Provider):
             return _token_error("invalid_client", "Invalid client")
         if not secrets.compare_digest(state.config.spotify_clients[client_id], secret or ""):
             return _token_error("invalid_client", "Invalid client secret")
-        now = state.clock()
-        if len(state.tokens) > 1000:
-            for tok, (_, expiry) in list(state.tokens.items()):
-                if expiry <= now:
-                    del state.tokens[tok]
         lifetime = state.config.token_lifetime
-        token = "BQ" + secrets.token_urlsafe(84)
-        state.tokens[token] = (client_id, now + lifetime)
+        token = state.tokens.issue(client_id, state.clock(), lifetime)
         return json_response(
             {"access_token": token, "token_type": "Bearer", "expires_in": math.ceil(lifetime)}
         )
@@ -289,10 +292,7 @@ def _token_error(error: str, description: str) -> web.Response:
 def _int_param(value: str | None, default: int) -> int | None:
     if value is None or value == "":
         return default
-    try:
-        return int(value)
-    except ValueError:
-        return None
+    return ascii_int(value)
 
 
 def _check_market(request: web.Request) -> web.Response | None:
@@ -343,36 +343,35 @@ def _search_tracks(cat: Catalog, query: Query, offset: int, limit: int) -> tuple
     sets += [track_set(cat, "any", t) for t in query.free]
     if query.isrc is not None:
         sets.append(set(cat.tracks_by_isrc(query.isrc)))
-    found = intersect(sets)
-    candidates = range(cat.size) if found is None else found
-    keep = [i for i in candidates if cat.on_spotify(i)]
     if query.years is not None:
-        low, high = query.years
-        keep = [i for i in keep if low <= cat.album(cat.album_index_of(i)).year <= high]
-    genres = query.words("genre")
-    if genres:
-        keep = [i for i in keep if _has_genre(cat, cat.track(i).artists[0], genres)]
+        sets.append(tracks_in_years(cat, *query.years))
+    if query.words("genre"):
+        sets.append(tracks_with_genre(cat, query.words("genre")))
+    idx = cat.index()
+    found = intersect(sets)
+    n = offset + limit
+    if found is None:  # no usable words: every track, most popular first
+        everything = range(cat.size)
+        ranked = top_ranked((i for i in everything if i not in idx.off_spotify), n, idx.track_rank)
+        return cat.size - len(idx.off_spotify), ranked[offset:]
+    keep = found - idx.off_spotify
     want = query.words("track") or query.free
-    if len(keep) > CHEAP_RANKING_ABOVE or not want:
-        ranked = top(keep, offset + limit, key=lambda i: (-cat.popularity(i), i))
-    else:
-        ranked = top(
-            keep, offset + limit, key=lambda i: (-_relevance(cat, i, want), -cat.popularity(i), i)
-        )
-    return len(keep), ranked[offset : offset + limit]
+    return len(keep), _rank_tracks(cat, keep, want, n)[offset:]
 
 
-def _relevance(cat: Catalog, i: int, want: list[str]) -> int:
-    """Exact title first, then titles holding every word, then the rest (Spotify-like)."""
-    title = cat.title_tokens(i)
-    if title == want:
-        return 2
-    return 1 if set(want) <= set(title) else 0
-
-
-def _has_genre(cat: Catalog, a: int, words: list[str]) -> bool:
-    have = {t for g in cat.artist(a).genres for t in tokens(g)}
-    return set(words) <= have
+def _rank_tracks(cat: Catalog, keep: set[int], want: list[str], n: int) -> list[int]:
+    """Exact title first, then titles holding every word, then the rest; popularity within
+    each (Spotify-like)."""
+    idx = cat.index()
+    keys, lengths = idx.track_rank, idx.title_len
+    if not want:
+        return top_ranked(keep, n, keys)
+    holding = (intersect(track_set(cat, "title", w) for w in want) or set()) & keep
+    exact = {i for i in holding if lengths[i] == len(want) and cat.title_tokens(i) == want}
+    ranked = top_ranked(exact, n, keys)
+    ranked += top_ranked(holding - exact, n - len(ranked), keys)
+    ranked += top_ranked(keep - holding, n - len(ranked), keys)
+    return ranked
 
 
 def _search_artists(cat: Catalog, query: Query, offset: int, limit: int) -> tuple[int, list[int]]:
@@ -380,17 +379,16 @@ def _search_artists(cat: Catalog, query: Query, offset: int, limit: int) -> tupl
         return 0, []
     idx = cat.index()
     words = query.free + query.words("artist")
-    found = intersect(set(idx.artist.get(t, ())) for t in words)
-    keep = list(range(cat.n_artists) if found is None else found)
-    genres = query.words("genre")
-    if genres:
-        keep = [a for a in keep if _has_genre(cat, a, genres)]
-    ranked = top(
-        keep,
-        offset + limit,
-        key=lambda a: (tokens(cat.artist(a).name) != words, -cat.artist(a).popularity, a),
-    )
-    return len(keep), ranked[offset : offset + limit]
+    sets = [set(idx.artist.get(t, ())) for t in words]
+    if query.words("genre"):
+        sets.append(artists_with_genre(cat, query.words("genre")))
+    found = intersect(sets)
+    keep = set(range(cat.n_artists)) if found is None else found
+    named = {a for a in idx.artist_name.get(" ".join(words), ()) if a in keep}
+    n = offset + limit
+    ranked = top_ranked(named, n, idx.artist_rank)  # the exact name first, then popularity
+    ranked += top_ranked(keep - named, n - len(ranked), idx.artist_rank)
+    return len(keep), ranked[offset:]
 
 
 def _search_albums(cat: Catalog, query: Query, offset: int, limit: int) -> tuple[int, list[int]]:
@@ -399,20 +397,13 @@ def _search_albums(cat: Catalog, query: Query, offset: int, limit: int) -> tuple
     idx = cat.index()
     sets = [set(idx.album.get(t, ())) for t in query.free + query.words("album")]
     for t in query.words("artist"):
-        sets.append({al for a in idx.artist.get(t, ()) for al in _albums_of_artist(cat, a)})
-    found = intersect(sets)
-    keep = list(range(cat.n_albums) if found is None else found)
+        sets.append({al for a in idx.artist.get(t, ()) for al in cat.albums_of_artist(a)})
     if query.years is not None:
-        low, high = query.years
-        keep = [al for al in keep if low <= cat.album(al).year <= high]
-    ranked = top(
-        keep, offset + limit, key=lambda al: (-cat.artist(cat.album(al).artist).popularity, al)
-    )
-    return len(keep), ranked[offset : offset + limit]
-
-
-def _albums_of_artist(cat: Catalog, a: int) -> set[int]:
-    return {cat.album_index_of(i) for i in cat.tracks_of_artist(a) if cat.track(i).artists[0] == a}
+        sets.append(albums_in_years(cat, *query.years))
+    found = intersect(sets)
+    keep: Iterable[int] = range(cat.n_albums) if found is None else found
+    total = cat.n_albums if found is None else len(found)
+    return total, top_ranked(keep, offset + limit, idx.album_rank)[offset:]
 
 
 # ---------------------------------------------------------------------- serialisation

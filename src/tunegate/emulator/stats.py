@@ -1,34 +1,44 @@
 """What ``/_emulator/stats`` reports: requests per provider, endpoint and status, the highest
-rate seen per client (in the provider's own quota window), and the faults injected.
+rate seen per client (in the provider's own quota window, counted by the limiter's rule), and
+the faults injected.
 
 Clients are named as each provider's quota sees them: a Spotify app by its client id (not a
 secret), MusicBrainz and Last.fm callers by IP address. API keys, secrets and tokens never
-appear here.
+appear here. At most ``MAX_CLIENTS`` clients per provider are named; later newcomers are
+counted together as ``"(others)"``, so a long run with many callers stays bounded.
+
+A request whose connection the emulator dropped (a hang, a reset or close mid-body) is
+counted under the status ``"dropped"``: the client never saw a status line it could trust.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from collections import defaultdict
 from typing import Any
 
-__all__ = ["Stats"]
+from tunegate.emulator.ratelimits import RollingWindow
+
+__all__ = ["DROPPED", "MAX_CLIENTS", "OTHERS", "Stats"]
+
+MAX_CLIENTS = 10_000
+OTHERS = "(others)"
+DROPPED = "dropped"
 
 
-@dataclass
 class _ClientRate:
-    window: float
-    times: deque[float] = field(default_factory=deque)
-    requests: int = 0
-    max_in_window: int = 0
+    __slots__ = ("max_in_window", "recent", "requests", "window")
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.recent = RollingWindow(window)
+        self.requests = 0
+        self.max_in_window = 0
 
     def add(self, now: float) -> None:
         self.requests += 1
-        self.times.append(now)
-        horizon = now - self.window
-        while self.times[0] <= horizon:
-            self.times.popleft()
-        self.max_in_window = max(self.max_in_window, len(self.times))
+        self.recent.expire(now)
+        self.recent.times.append(now)
+        self.max_in_window = max(self.max_in_window, len(self.recent.times))
 
 
 class Stats:
@@ -36,19 +46,28 @@ class Stats:
         self.reset()
 
     def reset(self) -> None:
-        self._counts: dict[tuple[str, str, int], int] = defaultdict(int)
+        self._counts: dict[tuple[str, str, str], int] = defaultdict(int)
         self._clients: dict[tuple[str, str], _ClientRate] = {}
+        self._named: dict[str, int] = defaultdict(int)  # provider -> clients named
         self._faults: dict[tuple[str, str, str], int] = defaultdict(int)
         self.internal_errors = 0
 
     def arrival(self, provider: str, client: str, window: float, now: float) -> None:
-        rate = self._clients.get((provider, client))
+        key = (provider, client)
+        rate = self._clients.get(key)
+        if rate is None:
+            if self._named[provider] >= MAX_CLIENTS:
+                key = (provider, OTHERS)
+                rate = self._clients.get(key)
+            else:
+                self._named[provider] += 1
         if rate is None or rate.window != window:
-            rate = self._clients[(provider, client)] = _ClientRate(window)
+            rate = self._clients[key] = _ClientRate(window)
         rate.add(now)
 
-    def response(self, provider: str, endpoint: str, status: int) -> None:
-        self._counts[(provider, endpoint, status)] += 1
+    def response(self, provider: str, endpoint: str, status: int | str) -> None:
+        """Count one answer: an HTTP status, or ``DROPPED``."""
+        self._counts[(provider, endpoint, str(status))] += 1
 
     def fault(self, provider: str, endpoint: str, kind: str) -> None:
         self._faults[(provider, endpoint, kind)] += 1
@@ -58,10 +77,10 @@ class Stats:
         for (provider, endpoint, status), n in sorted(self._counts.items()):
             entry = providers.setdefault(provider, {"total": 0, "by_status": {}, "endpoints": {}})
             entry["total"] += n
-            entry["by_status"][str(status)] = entry["by_status"].get(str(status), 0) + n
+            entry["by_status"][status] = entry["by_status"].get(status, 0) + n
             ep = entry["endpoints"].setdefault(endpoint, {"total": 0, "by_status": {}})
             ep["total"] += n
-            ep["by_status"][str(status)] = n
+            ep["by_status"][status] = n
         clients: dict[str, Any] = {}
         for (provider, client), rate in sorted(self._clients.items()):
             clients.setdefault(provider, {})[client] = {

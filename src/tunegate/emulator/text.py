@@ -6,9 +6,10 @@ import re
 import unicodedata
 from functools import lru_cache
 
-__all__ = ["fold", "strip_feat", "tokens"]
+__all__ = ["ascii_int", "fold", "strip_feat", "tokens"]
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 _APOSTROPHES = re.compile(r"['’`´]")
 _FEAT = re.compile(r"\s*[\(\[]?\s*(?:feat\.?|ft\.?|featuring)\s+[^\)\]]*[\)\]]?\s*$", re.IGNORECASE)
 # Letters NFKD does not decompose into base + accent.
@@ -33,3 +34,10 @@ def tokens(text: str) -> list[str]:
 def strip_feat(title: str) -> str:
     """``"Song (feat. X)"`` -> ``"Song"``: the form MusicBrainz and most matchers use."""
     return _FEAT.sub("", title).strip() or title
+
+
+def ascii_int(value: str) -> int | None:
+    """``value`` as an int when it is ASCII digits only, else None. Not ``str.isdigit()``,
+    which accepts "²" that ``int()`` refuses, nor bare ``int()``, which accepts "٣", "+3" and
+    "3_0" that the real services refuse."""
+    return int(value) if _ASCII_DIGITS.fullmatch(value) else None
