@@ -98,6 +98,7 @@ class SqliteBackend:
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._writes = 0
+        self._setup_lock = threading.Lock()
         self._closed = False
         self._warned_at = -_WARN_EVERY
 
@@ -110,6 +111,23 @@ class SqliteBackend:
             self._local.conn = conn
         return conn
 
+    def _set_up(self, conn: sqlite3.Connection) -> None:
+        """WAL mode and the schema. Switching a new file to WAL takes an exclusive lock
+        without waiting on the busy handler, so concurrent first connections (threads here,
+        or another process) may see "locked": wait for them, within ``busy_timeout``."""
+        deadline = time.monotonic() + self.busy_timeout
+        with self._setup_lock:
+            while True:
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    conn.execute("PRAGMA synchronous = NORMAL")
+                    conn.executescript(_SCHEMA)
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                time.sleep(0.01)
+
     def _connect(self) -> sqlite3.Connection:
         self._check_open()  # no file or directory made for a closed cache
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,9 +137,7 @@ class SqliteBackend:
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
+            self._set_up(conn)
         except BaseException:
             conn.close()
             raise
