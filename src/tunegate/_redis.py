@@ -30,7 +30,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeAlias, TypeVar
@@ -45,6 +45,7 @@ import redis.exceptions
 import redis.retry
 from redis.commands.core import AsyncScript, Script
 
+from tunegate._drive import Effect, Flow, adrive, drive
 from tunegate.exceptions import ConfigurationError
 
 __all__ = [
@@ -466,22 +467,7 @@ class LuaScript:
         return await self._async(keys=list(keys), args=list(args), client=client)
 
 
-# -- effects and their two drivers ----------------------------------------------------------
-
-
-class Effect:
-    """One blocking operation and its awaitable twin, and nothing else."""
-
-    __slots__ = ()
-
-    def run(self) -> Any:
-        raise NotImplementedError
-
-    async def arun(self) -> Any:
-        raise NotImplementedError
-
-
-Flow: TypeAlias = Generator[Effect, Any, T]
+# -- the effect that runs a script ------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,37 +485,3 @@ class ScriptCall(Effect):
 
     async def arun(self) -> Any:
         return await self.link.arun_script(self.script, self.keys, self.args, self.what)
-
-
-def drive(flow: Flow[T]) -> T:
-    """Run ``flow`` to its end with blocking effects; its exceptions propagate."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.send(value) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        value = error = None
-        try:
-            value = effect.run()
-        except BaseException as exc:  # the flow decides; it re-raises what it does not handle
-            error = exc
-
-
-async def adrive(flow: Flow[T]) -> T:
-    """Run ``flow`` to its end, awaiting each effect."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.send(value) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        value = error = None
-        try:
-            value = await effect.arun()
-        except BaseException as exc:
-            error = exc

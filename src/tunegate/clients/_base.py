@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import os
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self, TypeVar
 from urllib.parse import urlsplit
@@ -26,6 +26,8 @@ import redis.asyncio
 from prometheus_client import CollectorRegistry
 
 from tunegate._clock import Clock, SystemClock
+from tunegate._drive import Effect, Flow, adrive, drive
+from tunegate._effects import CacheGet
 from tunegate._http import HttpConfig, HttpPool
 from tunegate._policy.classify import ProviderHook
 from tunegate._policy.freshness import CacheEntry
@@ -45,11 +47,9 @@ __all__ = [
     "ClientBase",
     "Effect",
     "Flow",
-    "Lookup",
     "Pause",
     "Profile",
     "RedisLike",
-    "Store",
     "SyncClientMixin",
     "Together",
     "Wait",
@@ -63,55 +63,6 @@ __all__ = [
 
 T = TypeVar("T")
 RedisLike = redis.Redis | redis.asyncio.Redis | str | RedisLink
-
-
-class Effect:
-    """One blocking call and its awaitable twin, and nothing else."""
-
-    __slots__ = ()
-
-    def run(self) -> Any:
-        raise NotImplementedError
-
-    async def arun(self) -> Any:
-        raise NotImplementedError
-
-
-Flow = Generator[Effect, Any, T]
-
-
-def drive(flow: Flow[T]) -> T:
-    """Run a flow from a thread: each effect in its blocking form."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.send(value) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        value = error = None
-        try:
-            value = effect.run()
-        except BaseException as exc:  # the flow decides; it re-raises what it does not handle
-            error = exc
-
-
-async def adrive(flow: Flow[T]) -> T:
-    """Run a flow in an asyncio task: each effect in its awaitable form."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.send(value) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        value = error = None
-        try:
-            value = await effect.arun()
-        except BaseException as exc:  # the flow decides; it re-raises what it does not handle
-            error = exc
 
 
 # -- effects ------------------------------------------------------------------------------
@@ -131,32 +82,6 @@ class Call(Effect):
 
     async def arun(self) -> Any:
         return await self.pipeline.acall(self.request, parse=self.parse, use_cache=self.use_cache)
-
-
-@dataclass(slots=True)
-class Lookup(Effect):
-    cache: CacheManager
-    key: str
-
-    def run(self) -> CacheEntry | None:
-        return self.cache.lookup(self.key)
-
-    async def arun(self) -> CacheEntry | None:
-        return await self.cache.alookup(self.key)
-
-
-@dataclass(slots=True)
-class Store(Effect):
-    cache: CacheManager
-    key: str
-    value: Any
-    negative: bool = False
-
-    def run(self) -> Any:
-        return self.cache.store(self.key, self.value, negative=self.negative)
-
-    async def arun(self) -> Any:
-        return await self.cache.astore(self.key, self.value, negative=self.negative)
 
 
 @dataclass(slots=True)
@@ -514,7 +439,7 @@ class ClientBase:
         key = self._pipeline.key(request)
         if key is None:
             return False, None
-        entry: CacheEntry | None = yield Lookup(self._cache, key)
+        entry: CacheEntry | None = yield CacheGet(self._cache, key)
         if entry is not None and not entry.stale:
             self._own.add("negative_hits" if entry.negative else "cache_hits")
             return True, not_found_value(request) if entry.negative else entry.value

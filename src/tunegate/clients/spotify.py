@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from prometheus_client import CollectorRegistry
 
 from tunegate._clock import Clock
+from tunegate._effects import CacheStore
 from tunegate._http import HttpConfig, HttpPool
 from tunegate._policy.classify import ProviderHook
 from tunegate._policy.retry import RetryBudget, RetryPolicy
@@ -31,7 +32,6 @@ from tunegate.clients._base import (
     Flow,
     Profile,
     RedisLike,
-    Store,
     SyncClientMixin,
     Together,
     adrive,
@@ -336,7 +336,7 @@ class _Spotify(ClientBase):
         for tid, track in zip(ids, spotify.assemble_tracks(ids, chunks), strict=True):
             key = self._pipeline.key(self._scoped(spotify.track_request(tid, market)))
             assert key is not None
-            stored = yield Store(self._cache, key, track, negative=track is None)
+            stored = yield CacheStore(self._cache, key, track, None, track is None)
             out[tid] = None if track is None else stored
         return out
 
