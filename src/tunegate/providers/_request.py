@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -24,7 +24,7 @@ from tunegate.exceptions import (
     RateLimited,
 )
 
-__all__ = ["ApiRequest", "Pairs", "Provider", "ResponseLike"]
+__all__ = ["ApiRequest", "Classifier", "Hook", "Pairs", "Provider", "ResponseLike", "hook_for"]
 
 Provider = Literal["spotify", "musicbrainz", "lastfm"]
 Pairs = tuple[tuple[str, str], ...]
@@ -111,6 +111,39 @@ class ResponseLike(Protocol):
     def body(self) -> bytes: ...
     @property
     def now_wall(self) -> float: ...
+
+
+class Classifier(Protocol):
+    """A provider's ``classify_response``: None for a usable answer, else its error."""
+
+    def __call__(
+        self,
+        status: int,
+        body: object,
+        headers: Mapping[str, str],
+        *,
+        endpoint: str,
+        now_wall: float | None,
+    ) -> ProviderError | None: ...
+
+
+Hook = Callable[[ResponseLike, object], "ProviderError | None"]
+
+
+def hook_for(classify_response: Classifier) -> Hook:
+    """``classify_response`` in the pipeline's hook form (``ProviderHook``): ``decoded`` is
+    the body as JSON when it parsed, else None (then the raw body is read)."""
+
+    def hook(view: ResponseLike, decoded: object) -> ProviderError | None:
+        return classify_response(
+            view.status,
+            view.body if decoded is None else decoded,
+            view.headers,
+            endpoint=view.endpoint,
+            now_wall=view.now_wall or None,
+        )
+
+    return hook
 
 
 # --- error plumbing shared by the three classifiers -----------------------------------------

@@ -23,10 +23,10 @@ from tunegate.exceptions import (
 from tunegate.providers import matching, validate
 from tunegate.providers._request import (
     ApiRequest,
-    ResponseLike,
     clean_message,
     decode_body,
     error_by_status,
+    hook_for,
     malformed,
     request_id_from,
     retry_after_from,
@@ -452,13 +452,4 @@ def classify_response(
     return classify_error(status, body, headers, endpoint=endpoint, now_wall=now_wall)
 
 
-def hook(view: ResponseLike, decoded: object) -> ProviderError | None:
-    """:func:`classify_response` in the pipeline's hook form (``ProviderHook``): ``decoded``
-    is the body as JSON when it parsed, else None (then the raw body is read)."""
-    return classify_response(
-        view.status,
-        view.body if decoded is None else decoded,
-        view.headers,
-        endpoint=view.endpoint,
-        now_wall=view.now_wall or None,
-    )
+hook = hook_for(classify_response)
