@@ -82,6 +82,18 @@ def test_unconfigured_provider_names_the_fix() -> None:
     assert "configure_provider('deezer'" in str(err.value)
 
 
+def test_known_provider_gets_its_usual_limits_on_first_use() -> None:
+    """The issue's own sequence works: configure MusicBrainz, then acquire Spotify, which
+    nobody configured, under PROVIDER_DEFAULTS."""
+    from tunegate.ratelimit import PROVIDER_DEFAULTS
+
+    limiter = RateLimiter()
+    limiter.configure_provider("musicbrainz", rate=1.0, capacity=1)
+    assert limiter.acquire("spotify") == 0.0
+    stats = limiter.get_stats()["spotify"]
+    assert (stats["rate"], stats["capacity"]) == PROVIDER_DEFAULTS["spotify"]
+
+
 async def test_unconfigured_provider_async() -> None:
     """The async forms refuse an unknown provider the same way."""
     with pytest.raises(ConfigurationError):

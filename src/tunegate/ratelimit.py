@@ -461,6 +461,9 @@ class RateLimiter:
 
     def _bucket(self, provider: str) -> TokenBucket:
         bucket = self._buckets.get(provider)
+        if bucket is None and provider in PROVIDER_DEFAULTS:
+            # A known provider nobody configured gets its usual limits, as the clients do.
+            bucket = self.ensure_provider(provider, *PROVIDER_DEFAULTS[provider])
         if bucket is None:
             raise ConfigurationError(
                 f"no rate limit configured for provider {provider!r}; call "
