@@ -150,3 +150,15 @@ def test_invalidate_forgets_one_answer(driver: Driver, emulator: Emulator, provi
     assert cache.invalidate(kind, *client.cache_scope, "deadmau5", " Strobe") == 1
     driver.call(client, method, "Deadmau5", "Strobe")
     assert client.get_stats()["api_calls"] == 2
+
+
+def test_retry_budget_is_on_by_default(emulator: Emulator) -> None:
+    """A client built without one gets a retry budget, reported in its stats; False: none."""
+    from tunegate import LastFmClient
+
+    with LastFmClient("tunegate-test-key", base_url=emulator.urls.root) as client:
+        assert client.get_stats()["retry_budget"] is not None
+    with LastFmClient(
+        "tunegate-test-key", base_url=emulator.urls.root, retry_budget=False
+    ) as client:
+        assert client.get_stats()["retry_budget"] is None

@@ -320,7 +320,7 @@ class ClientBase:
         redis: RedisLike | None,
         http: HttpConfig | HttpPool | None,
         retry: RetryPolicy | None,
-        retry_budget: RetryBudget | None,
+        retry_budget: RetryBudget | Literal[False] | None,
         rate: float | None,
         capacity: int | None,
         stale_if_error: bool,
@@ -360,7 +360,8 @@ class ClientBase:
             rate_limiter=self._limiter,
             circuit_breaker=self._breaker,
             retry=retry,
-            retry_budget=retry_budget,
+            # On by default: an outage must not multiply the load by max_attempts.
+            retry_budget=RetryBudget() if retry_budget is None else retry_budget or None,
             http=http,
             classifier=type(self)._classifier,
             redis=self._link,

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from prometheus_client import CollectorRegistry
 
@@ -72,7 +72,7 @@ class _LastFm(ClientBase):
         redis: RedisLike | None = None,
         http: HttpConfig | HttpPool | None = None,
         retry: RetryPolicy | None = None,
-        retry_budget: RetryBudget | None = None,
+        retry_budget: RetryBudget | Literal[False] | None = None,
         rate: float | None = None,
         capacity: int | None = None,
         stale_if_error: bool = True,

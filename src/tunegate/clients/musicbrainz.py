@@ -14,7 +14,7 @@ import dataclasses
 import os
 import threading
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from prometheus_client import CollectorRegistry
 
@@ -129,7 +129,7 @@ class _MusicBrainz(ClientBase):
         redis: RedisLike | None = None,
         http: HttpConfig | HttpPool | None = None,
         retry: RetryPolicy | None = None,
-        retry_budget: RetryBudget | None = None,
+        retry_budget: RetryBudget | Literal[False] | None = None,
         rate: float | None = None,
         capacity: int | None = None,
         stale_if_error: bool = True,

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from prometheus_client import CollectorRegistry
 
@@ -115,7 +115,7 @@ class _Spotify(ClientBase):
         redis: RedisLike | None = None,
         http: HttpConfig | HttpPool | None = None,
         retry: RetryPolicy | None = None,
-        retry_budget: RetryBudget | None = None,
+        retry_budget: RetryBudget | Literal[False] | None = None,
         rate: float | None = None,
         capacity: int | None = None,
         stale_if_error: bool = True,
@@ -356,7 +356,9 @@ class SpotifyClient(SyncClientMixin, _Spotify):
             ``https://accounts.spotify.com`` for the official API, else ``base_url``.
         redis: share the token (and embedded components) with every worker; default: the
             cache's Redis, when it has one.
-        http, retry, retry_budget: pool/timeout settings, retry policy, retry budget.
+        http, retry: pool/timeout settings, retry policy.
+        retry_budget: retries at most a share of calls (default ``RetryBudget()``: 20% over
+            10 s, at least 1 a second), so an outage does not multiply the load; False: none.
         rate, capacity: this provider's bucket in the limiter (default 10/s, burst 10).
         stale_if_error: serve an expired cached answer when Spotify fails.
         batch_tracks: whether the app may use ``GET /v1/tracks?ids=`` (None: try it once).
