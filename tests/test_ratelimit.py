@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from email.utils import formatdate
 
 import pytest
@@ -311,18 +312,24 @@ async def test_cancelled_waiter_with_others_behind_keeps_its_slot() -> None:
 def test_real_clock_smoke() -> None:
     """With the system clock, acquire really sleeps and returns non-negative waits."""
     limiter = RateLimiter(clock=SystemClock())
-    limiter.configure_provider("spotify", rate=500.0, capacity=1)
+    limiter.configure_provider("spotify", rate=20.0, capacity=1)
+    start = time.monotonic()
     waits = [limiter.acquire("spotify") for _ in range(3)]
-    assert all(w >= 0 for w in waits)
+    elapsed = time.monotonic() - start
     assert waits[0] == 0.0
+    assert sum(waits) > 0  # two more tokens at 20/s cannot all be there at once
+    assert elapsed >= sum(waits) * 0.99  # the waits were slept, not just reported
 
 
 async def test_real_clock_smoke_async() -> None:
     """With the system clock, aacquire really awaits and returns non-negative waits."""
     limiter = RateLimiter()
-    limiter.configure_provider("spotify", rate=500.0, capacity=1)
+    limiter.configure_provider("spotify", rate=20.0, capacity=1)
+    start = time.monotonic()
     waits = [await limiter.aacquire("spotify") for _ in range(3)]
-    assert all(w >= 0 for w in waits)
+    elapsed = time.monotonic() - start
+    assert sum(waits) > 0
+    assert elapsed >= sum(waits) * 0.99
 
 
 # -- provider signals --------------------------------------------------------------------
