@@ -137,3 +137,15 @@ def test_stats_name_a_bounded_number_of_clients() -> None:
     clients = stats.snapshot()["clients"]["lastfm"]
     assert len(clients) == MAX_CLIENTS + 1
     assert clients[OTHERS]["requests"] == 5
+
+
+def test_stats_report_the_highest_rate_in_any_second() -> None:
+    """``max_per_second`` is the most requests one client made in any one second, whatever
+    the provider's quota window (Last.fm's is 5 minutes)."""
+    from tunegate.emulator.stats import _ClientRate
+
+    rate = _ClientRate(300.0)
+    for t in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 1.45, 1.5):  # six in the first second
+        rate.add(t)
+    assert rate.max_per_second == 6
+    assert rate.max_in_window == 8

@@ -13,7 +13,7 @@ counted under the status ``"dropped"``: the client never saw a status line it co
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any
 
 from tunegate.emulator.ratelimits import RollingWindow
@@ -26,19 +26,26 @@ DROPPED = "dropped"
 
 
 class _ClientRate:
-    __slots__ = ("max_in_window", "recent", "requests", "window")
+    __slots__ = ("last_second", "max_in_window", "max_per_second", "recent", "requests", "window")
 
     def __init__(self, window: float) -> None:
         self.window = window
         self.recent = RollingWindow(window)
+        self.last_second: deque[float] = deque()  # exact 1 s window: the "highest rate seen"
         self.requests = 0
         self.max_in_window = 0
+        self.max_per_second = 0
 
     def add(self, now: float) -> None:
         self.requests += 1
         self.recent.expire(now)
         self.recent.times.append(now)
         self.max_in_window = max(self.max_in_window, len(self.recent.times))
+        second = self.last_second
+        while second and second[0] <= now - 1.0:
+            second.popleft()
+        second.append(now)
+        self.max_per_second = max(self.max_per_second, len(second))
 
 
 class Stats:
@@ -87,7 +94,7 @@ class Stats:
                 "requests": rate.requests,
                 "window_seconds": rate.window,
                 "max_in_window": rate.max_in_window,
-                "max_rate_per_second": rate.max_in_window / rate.window,
+                "max_per_second": rate.max_per_second,
             }
         faults: dict[str, Any] = {}
         for (provider, endpoint, kind), n in sorted(self._faults.items()):
