@@ -9,6 +9,7 @@ sans-IO flows with both drivers, and the two loops are ten lines each.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Generator
 from typing import Any, TypeAlias, TypeVar
 
@@ -17,16 +18,18 @@ __all__ = ["Effect", "Flow", "adrive", "drive"]
 T = TypeVar("T")
 
 
-class Effect:
+class Effect(ABC):
     """One blocking operation and its awaitable twin, and nothing else."""
 
     __slots__ = ()
 
+    @abstractmethod
     def run(self) -> Any:
-        raise NotImplementedError
+        """Do it from a thread (blocking)."""
 
+    @abstractmethod
     async def arun(self) -> Any:
-        raise NotImplementedError
+        """Do it in an asyncio task."""
 
 
 Flow: TypeAlias = Generator[Effect, Any, T]

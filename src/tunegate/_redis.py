@@ -54,6 +54,7 @@ __all__ = [
     "REDIS_FAILURES",
     "Effect",
     "Flow",
+    "LinkOwner",
     "LuaScript",
     "RedisLink",
     "ScriptCall",
@@ -439,6 +440,31 @@ class RedisLink:
         if self._outage_logged:
             self._outage_logged = False
             log.info("redis reachable again; shared state resumed")
+
+
+class LinkOwner:
+    """The optional RedisLink of a shared component (limiter, breaker, registry), closed by
+    the component only when it made the link itself: a link built here from a client or a
+    URL is ours, a RedisLink handed in belongs to the caller (others may share it)."""
+
+    _link: RedisLink | None
+    _owns_link: bool
+
+    def _adopt(self, redis: RedisLink | RedisTarget | None) -> None:
+        self._owns_link = redis is not None and not isinstance(redis, RedisLink)
+        self._link = redis if redis is None or isinstance(redis, RedisLink) else RedisLink(redis)
+
+    def close(self) -> None:
+        """Close the Redis connections this object opened (a RedisLink you gave stays
+        open). The object stays usable: it connects again when next used."""
+        if self._owns_link and self._link is not None:
+            self._link.close()
+
+    async def aclose(self) -> None:
+        """Close the Redis connections this object opened, the running loop's included."""
+        if self._owns_link and self._link is not None:
+            await self._link.aclose()
+            self._link.close()
 
 
 class LuaScript:

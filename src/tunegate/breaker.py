@@ -48,6 +48,7 @@ from tunegate._policy import breaker as policy
 from tunegate._policy.breaker import BreakerConfig, BreakerState, CircuitState, Event, Permit
 from tunegate._redis import (
     Flow,
+    LinkOwner,
     LuaScript,
     RedisLink,
     ScriptCall,
@@ -178,13 +179,7 @@ def _http_transport_error(exc: BaseException) -> bool:
     return aiohttp is not None and isinstance(exc, aiohttp.ClientConnectionError)
 
 
-def _as_link(client: RedisLike | None) -> RedisLink | None:
-    if client is None or isinstance(client, RedisLink):
-        return client
-    return RedisLink(client)
-
-
-class CircuitBreaker:
+class CircuitBreaker(LinkOwner):
     """Fail fast while a provider is down; let a few probes find out when it is back.
 
     Args:
@@ -243,9 +238,7 @@ class CircuitBreaker:
         self._cm_permits: contextvars.ContextVar[tuple[Permit, ...]] = contextvars.ContextVar(
             f"tunegate.breaker.{name}", default=()
         )
-        # Shared mode. A link made here is ours to close; a RedisLink handed in is not.
-        self._link = _as_link(redis)
-        self._owns_link = redis is not None and not isinstance(redis, RedisLink)
+        self._adopt(redis)  # shared mode
         self._what = f"circuit breaker {name!r}"
         self._cache_ttl = cache_ttl
         self._view: _View | None = None
@@ -272,20 +265,6 @@ class CircuitBreaker:
     def shared(self) -> bool:
         """Configured with Redis (whether or not Redis answers right now)."""
         return self._link is not None
-
-    def close(self) -> None:
-        """Close the Redis connections this breaker opened (a RedisLink you gave stays open).
-
-        The breaker stays usable: it connects again when next used.
-        """
-        if self._owns_link and self._link is not None:
-            self._link.close()
-
-    async def aclose(self) -> None:
-        """Close the Redis connections this breaker opened, the running loop's included."""
-        if self._owns_link and self._link is not None:
-            await self._link.aclose()
-            self._link.close()
 
     # -- classification --------------------------------------------------------------
 
@@ -758,7 +737,7 @@ class CircuitBreaker:
         )
 
 
-class CircuitBreakerRegistry:
+class CircuitBreakerRegistry(LinkOwner):
     """One breaker per provider, all local or all sharing one Redis.
 
     ``CircuitBreakerRegistry()`` keeps state in memory; ``CircuitBreakerRegistry(redis=...)``
@@ -774,8 +753,7 @@ class CircuitBreakerRegistry:
         cache_ttl: float = DEFAULT_CACHE_TTL,
         key_prefix: str = DEFAULT_KEY_PREFIX,
     ) -> None:
-        self._link = _as_link(redis)
-        self._owns_link = redis is not None and not isinstance(redis, RedisLink)
+        self._adopt(redis)
         self._clock = clock
         self._cache_ttl = cache_ttl
         self._key_prefix = key_prefix
@@ -830,18 +808,6 @@ class CircuitBreakerRegistry:
 
     def get(self, name: str) -> CircuitBreaker | None:
         return self._breakers.get(name)
-
-    def close(self) -> None:
-        """Close the Redis connections this registry opened for its breakers (a RedisLink
-        you gave stays open). The breakers stay usable and connect again when next used."""
-        if self._owns_link and self._link is not None:
-            self._link.close()
-
-    async def aclose(self) -> None:
-        """Close the Redis connections this registry opened, the running loop's included."""
-        if self._owns_link and self._link is not None:
-            await self._link.aclose()
-            self._link.close()
 
     def __getitem__(self, name: str) -> CircuitBreaker:
         return self._breakers[name]

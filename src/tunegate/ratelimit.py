@@ -50,6 +50,7 @@ from tunegate._policy.bucket import (
 from tunegate._redis import (
     Effect,
     Flow,
+    LinkOwner,
     LuaScript,
     RedisLink,
     ScriptCall,
@@ -375,7 +376,7 @@ class TokenBucket:
         return (yield ScriptCall(link, _SCRIPT, (self.key,), self._args(op, extra), self._what))
 
 
-class RateLimiter:
+class RateLimiter(LinkOwner):
     """Token buckets by provider name, local or shared through Redis.
 
     ``redis`` may be a ``redis.Redis``, a ``redis.asyncio.Redis``, a URL, or a
@@ -394,9 +395,7 @@ class RateLimiter:
     ) -> None:
         if not idle_ttl > 0:
             raise ConfigurationError(f"idle_ttl must be positive seconds, not {idle_ttl!r}")
-        # A link made here is ours to close; a RedisLink handed in belongs to the caller.
-        self._owns_link = redis is not None and not isinstance(redis, RedisLink)
-        self._link = redis if redis is None or isinstance(redis, RedisLink) else RedisLink(redis)
+        self._adopt(redis)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._key_prefix = key_prefix
         self._idle_ttl = idle_ttl
@@ -411,20 +410,6 @@ class RateLimiter:
     @property
     def shared(self) -> bool:
         return self._link is not None
-
-    def close(self) -> None:
-        """Close the Redis connections this limiter opened (a RedisLink you gave stays open).
-
-        The limiter stays usable: it connects again when next used.
-        """
-        if self._owns_link and self._link is not None:
-            self._link.close()
-
-    async def aclose(self) -> None:
-        """Close the Redis connections this limiter opened, the running loop's included."""
-        if self._owns_link and self._link is not None:
-            await self._link.aclose()
-            self._link.close()
 
     def configure_provider(self, provider: str, rate: float, capacity: int) -> TokenBucket:
         """Set ``provider``'s rate (tokens per second) and capacity (largest burst).

@@ -4,6 +4,7 @@ provider interface the server drives."""
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,7 +67,7 @@ class Route:
     endpoint: str  # the name stats and fault rules use
 
 
-class Provider:
+class Provider(ABC):
     """One imitated service: its routes, its gatekeeping, its error shape."""
 
     name: str = ""
@@ -74,22 +75,23 @@ class Provider:
     def __init__(self, state: State) -> None:
         self.state = state
 
+    @abstractmethod
     def routes(self) -> list[Route]:
-        raise NotImplementedError
+        """Every (method, path) this service answers."""
 
     async def endpoint_of(self, request: web.Request, endpoint: str) -> str:
         """The stats/fault name of this call (Last.fm's depends on the ``method`` param)."""
         return endpoint
 
+    @abstractmethod
     async def admit(
         self, request: web.Request, endpoint: str, now: float
     ) -> tuple[str, web.Response | None]:
         """(client as the quota sees it, refusal or None): credentials, identity, quota."""
-        raise NotImplementedError
 
+    @abstractmethod
     def error(self, request: web.Request, status: int, *, retry_after: float = 1.0) -> web.Response:
         """The provider's answer for an injected or internal ``status``."""
-        raise NotImplementedError
 
 
 def origin(request: web.Request) -> str:

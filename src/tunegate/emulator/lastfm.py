@@ -433,7 +433,7 @@ def _track_search(request: web.Request, cat: Catalog, params: dict[str, str]) ->
                 "name": title,
                 "artist": artist,
                 "url": url,
-                "streamable": "FIXME",
+                "streamable": "FIXME",  # sic: the real track.search says this (lastfm-docs)
                 "listeners": str(track.listeners),
                 "image": _images_json(track.album.image_hash),
                 "mbid": track.lastfm_mbid,
