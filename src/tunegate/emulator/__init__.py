@@ -19,13 +19,15 @@ from tunegate.emulator.config import (
     EmulatorConfig,
     RateLimit,
 )
-from tunegate.emulator.faults import FaultSpec, Latency, parse_faults
+from tunegate.emulator.env import client_env, render_exports
+from tunegate.emulator.faults import FAULTS_HELP, FaultSpec, Latency, parse_faults
 from tunegate.emulator.server import Emulator, EmulatorURLs
 
 __all__ = [
     "DEFAULT_LASTFM_KEY",
     "DEFAULT_SPOTIFY_CLIENT_ID",
     "DEFAULT_SPOTIFY_CLIENT_SECRET",
+    "FAULTS_HELP",
     "SUSPENDED_LASTFM_KEY",
     "Catalog",
     "Emulator",
@@ -34,5 +36,7 @@ __all__ = [
     "FaultSpec",
     "Latency",
     "RateLimit",
+    "client_env",
     "parse_faults",
+    "render_exports",
 ]

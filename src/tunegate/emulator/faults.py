@@ -19,13 +19,33 @@ import fnmatch
 import json
 import math
 import random
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BODY_FAULTS", "FaultInjector", "FaultPlan", "FaultSpec", "Latency", "parse_faults"]
+__all__ = [
+    "BODY_FAULTS",
+    "FAULTS_HELP",
+    "FaultInjector",
+    "FaultPlan",
+    "FaultSpec",
+    "Latency",
+    "parse_faults",
+]
 
 PROVIDERS = ("spotify", "musicbrainz", "lastfm")
+
+FAULTS_HELP = """\
+Faults: RULE;RULE;...  where RULE is TARGET:SETTING,SETTING,...
+  TARGET   spotify | musicbrainz | lastfm | * , optionally /ENDPOINT (shell patterns allowed)
+  error=STATUS[@P]     answer STATUS (4xx/5xx) with probability P (default 1)
+  latency=D | latency=uniform(LOW,HIGH) | normal(MEAN,SD) | exp(MEAN)   added delay
+  reset|close|truncate|malformed|drip|wrong_content_type|hang[@P]   broken responses
+  outage=D  outage_status=503  retry_after=D  times=N  drip_seconds=D  hang_seconds=D
+  Durations D: 300ms, 2s, 5m, 1h; a plain number is seconds.
+Example: spotify/search:error=503@0.2,latency=300ms;musicbrainz:outage=10s;lastfm:hang@0.1
+Full list: docs/emulator.md (Faults)."""
 # Faults applied to a response on its way out, in the order they are drawn.
 BODY_FAULTS = ("reset", "close", "truncate", "malformed", "drip", "wrong_content_type", "hang")
 _DISTRIBUTIONS = {
@@ -255,7 +275,7 @@ def _parse_rule(text: str) -> FaultSpec:
             elif key in ("outage_status", "times"):
                 kwargs[key] = int(value)
             elif key in ("retry_after", "outage", "drip_seconds", "hang_seconds"):
-                kwargs[key] = _number(value, key)
+                kwargs[key] = _duration(value, key)
             else:
                 raise ValueError(f"unknown fault setting {key!r}")
         except ValueError as exc:
@@ -288,12 +308,32 @@ def _number(text: str, name: str) -> float:
     return value
 
 
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*([-+0-9.eE]+|inf|nan)\s*([a-zA-Z]*)\s*$")
+
+
+def _duration(text: str, name: str) -> float:
+    """Seconds from ``"300ms"``, ``"2s"``, ``"5m"``, ``"3h"`` or a plain number (seconds)."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(
+            f"{name} needs a duration such as 2 or 300ms (units ms, s, m, h), got {text!r}"
+        )
+    number, unit = match.groups()
+    factor = _UNITS.get(unit.lower() if unit else "s")
+    if factor is None:
+        raise ValueError(f"{name}: unknown unit {unit!r} in {text!r} (units ms, s, m, h)")
+    return _number(number, name) * factor
+
+
 def _parse_latency(text: str) -> Latency:
     name, paren, rest = text.partition("(")
     if not paren:
-        return Latency("fixed", (_number(text, "latency"),))
+        return Latency("fixed", (_duration(text, "latency"),))
     dist = {"exp": "exponential", "gauss": "normal"}.get(name.strip(), name.strip())
-    args = tuple(_number(a, "latency") for a in rest.rstrip(")").split(",") if a.strip())
+    # lognormal's mu/sigma are log-space numbers, not durations
+    parse = _number if dist == "lognormal" else _duration
+    args = tuple(parse(a, "latency") for a in rest.rstrip(")").split(",") if a.strip())
     return Latency(dist, args)
 
 

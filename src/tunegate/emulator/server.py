@@ -34,6 +34,7 @@ from aiohttp import web
 from tunegate.emulator._http import Handler, Provider, State, json_response
 from tunegate.emulator.catalog import Catalog, get_catalog
 from tunegate.emulator.config import EmulatorConfig
+from tunegate.emulator.env import client_env, render_exports
 from tunegate.emulator.faults import FaultInjector, FaultPlan, FaultSpec, parse_faults
 from tunegate.emulator.lastfm import LastfmProvider
 from tunegate.emulator.musicbrainz import MusicBrainzProvider
@@ -496,6 +497,17 @@ class Emulator:
                 admin=f"{root}/_emulator",
             )
         return self._urls
+
+    def env(self) -> dict[str, str]:
+        """Environment variables pointing ``Gateway.from_env()`` / ``tunegate enrich`` here,
+        with credentials this emulator accepts (start it first: the URLs carry the port)."""
+        if self.port == 0:
+            raise RuntimeError("start the emulator before asking for its environment")
+        return client_env(self.urls, self._state.config)
+
+    def env_exports(self) -> str:
+        """:meth:`env` as shell ``export`` lines."""
+        return render_exports(self.env())
 
     def ssl_context(self) -> ssl.SSLContext:
         """A client context trusting this emulator's CA (TLS only)."""

@@ -11,7 +11,10 @@ __all__ = ["ascii_int", "fold", "strip_feat", "tokens"]
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 _APOSTROPHES = re.compile(r"['’`´]")
-_FEAT = re.compile(r"\s*[\(\[]?\s*(?:feat\.?|ft\.?|featuring)\s+[^\)\]]*[\)\]]?\s*$", re.IGNORECASE)
+# ``\b``: "feat"/"ft" must be a word of its own ("Soft Beautiful" keeps its "ft").
+_FEAT = re.compile(
+    r"\s*[\(\[]?\s*\b(?:feat\.?|ft\.?|featuring)(?=[\s.])\.?\s+[^\)\]]*[\)\]]?\s*$", re.IGNORECASE
+)
 # Letters NFKD does not decompose into base + accent.
 _SPECIAL = str.maketrans({"ø": "o", "Ø": "o", "ł": "l", "Ł": "l", "ß": "ss", "æ": "ae", "đ": "d"})
 

@@ -1,0 +1,126 @@
+"""Issue 10/11 emulator pieces: duration units in compact faults, the client environment,
+and "feat" stripping that respects word boundaries."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+
+import httpx
+import pytest
+
+from tunegate import Gateway
+from tunegate.emulator import FAULTS_HELP, Emulator, parse_faults
+from tunegate.emulator.text import strip_feat
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("300ms", 0.3), ("2s", 2.0), ("5m", 300.0), ("1h", 3600.0), ("1.5", 1.5), ("7", 7.0)],
+)
+def test_retry_after_accepts_units(text: str, seconds: float) -> None:
+    [rule] = parse_faults(f"spotify:error=429,retry_after={text}")
+    assert rule.retry_after == pytest.approx(seconds)
+
+
+def test_latency_and_outage_accept_units() -> None:
+    [rule] = parse_faults("musicbrainz:latency=250ms,outage=2m,hang_seconds=1s")
+    assert rule.latency is not None
+    assert rule.latency.params == pytest.approx((0.25,))
+    assert rule.outage == pytest.approx(120.0)
+    assert rule.hang_seconds == pytest.approx(1.0)
+    [ranged] = parse_faults("spotify:latency=uniform(100ms,2s)")
+    assert ranged.latency is not None
+    assert ranged.latency.params == pytest.approx((0.1, 2.0))
+
+
+@pytest.mark.parametrize("bad", ["5d", "2 sec", "ms", "1x"])
+def test_bad_unit_is_a_clear_error(bad: str) -> None:
+    with pytest.raises(ValueError, match="retry_after") as info:
+        parse_faults(f"spotify:retry_after={bad}")
+    assert "(units ms, s, m, h)" in str(info.value)
+
+
+def test_help_text_example_parses() -> None:
+    example = next(line for line in FAULTS_HELP.splitlines() if line.startswith("Example:"))
+    rules = parse_faults(example.removeprefix("Example:").strip())
+    assert [r.provider for r in rules] == ["spotify", "musicbrainz", "lastfm"]
+    assert rules[0].latency is not None
+    assert rules[0].latency.params == pytest.approx((0.3,))
+
+
+def test_long_retry_after_reaches_the_client() -> None:
+    """A 429 can say "come back in hours" (Spotify has been seen doing so)."""
+    with Emulator(rate_limits=False, faults="spotify:error=429,retry_after=5h") as emu:
+        token = emu.issue_spotify_token()
+        r = httpx.get(
+            emu.urls.spotify + "/tracks/3n3Ppam7vgaVa1iaRUc9Lp",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert r.status_code == 429
+    assert r.headers["Retry-After"] == "18000"
+
+
+@pytest.mark.parametrize(
+    ("title", "stripped"),
+    [
+        ("Soft Beautiful Infinite", "Soft Beautiful Infinite"),
+        ("Left Featherweight", "Left Featherweight"),
+        ("Draft Of A Song", "Draft Of A Song"),
+        ("Song (feat. X)", "Song"),
+        ("Song [ft. X & Y]", "Song"),
+        ("Song feat. X", "Song"),
+        ("Song Featuring X", "Song"),
+        ("Song (ft X)", "Song"),
+    ],
+)
+def test_strip_feat_needs_a_word_of_its_own(title: str, stripped: str) -> None:
+    assert strip_feat(title) == stripped
+
+
+def test_lastfm_autocorrect_keeps_titles_with_ft_inside_a_word(quiet_emulator: Emulator) -> None:
+    """Last.fm ``autocorrect=1`` finds a track like "Soft Window" (once cut down to "So")."""
+    catalog = quiet_emulator.catalog
+    hit = next(
+        i
+        for i in range(catalog.size)
+        if re.search(r"\wft\s", catalog.track(i).title) and catalog.on_lastfm(i)
+    )
+    track = catalog.track(hit)
+    r = httpx.get(
+        quiet_emulator.urls.lastfm,
+        params={
+            "method": "track.getInfo",
+            "api_key": quiet_emulator.env()["LASTFM_API_KEY"],
+            "artist": catalog.artist(track.artists[0]).name,
+            "track": track.title.upper() + "!",
+            "autocorrect": "1",
+            "format": "json",
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["track"]["name"] == track.display_title
+
+
+def test_env_points_a_gateway_at_the_emulator(quiet_emulator: Emulator) -> None:
+    env = quiet_emulator.env()
+    assert env["TUNEGATE_SPOTIFY_API_URL"] == quiet_emulator.urls.spotify
+    assert env["TUNEGATE_MUSICBRAINZ_RATE"] == "1"
+    with Gateway.from_env(env) as gw:
+        assert gw.spotify.get_track("3n3Ppam7vgaVa1iaRUc9Lp")["id"] == "3n3Ppam7vgaVa1iaRUc9Lp"
+
+
+def test_env_exports_evaluate_in_a_shell(quiet_emulator: Emulator) -> None:
+    script = quiet_emulator.env_exports() + 'printf %s "$TUNEGATE_LASTFM_URL|$SPOTIFY_CLIENT_ID"'
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+    env = quiet_emulator.env()
+    assert out.stdout == f"{env['TUNEGATE_LASTFM_URL']}|{env['SPOTIFY_CLIENT_ID']}"
+    assert all(
+        shlex.split(line)[0] == "export" for line in quiet_emulator.env_exports().splitlines()
+    )
+
+
+def test_env_needs_a_running_emulator() -> None:
+    with pytest.raises(RuntimeError, match="start"):
+        Emulator().env()
