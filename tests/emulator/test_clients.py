@@ -112,6 +112,34 @@ def test_musicbrainzngs_search_lookup_and_tags(mb: Any) -> None:
     assert {t["name"] for t in rec["tag-list"]} >= {"pop"}
 
 
+def test_musicbrainzngs_batched_isrc_search(mb: Any, emulator: Emulator) -> None:
+    """``isrc:A OR isrc:B ...`` in one search; each recording's isrc-list says which ISRC it
+    answers, and an ISRC shared by several recordings returns all of them."""
+    cat = emulator.catalog
+    by_isrc: dict[str, list[str]] = {}
+    for i in range(cat.size):
+        if cat.on_musicbrainz(i):
+            by_isrc.setdefault(cat.track(i).isrc, []).append(cat.track(i).mbid)
+    shared = next(code for code, ids in by_isrc.items() if len(ids) > 1)
+    singles = [code for code, ids in by_isrc.items() if len(ids) == 1][:3]
+    wanted = [shared, *singles]
+    query = " OR ".join(f"isrc:{code}" for code in wanted)
+    found = mb.search_recordings(query=query, limit=100)
+    expected = sum(len(by_isrc[code]) for code in wanted)
+    assert found["recording-count"] == expected
+    assert len(found["recording-list"]) == expected
+    answered: dict[str, set[str]] = {}
+    for rec in found["recording-list"]:
+        hits = set(rec["isrc-list"]) & set(wanted)
+        assert hits, rec["id"]
+        for code in hits:
+            answered.setdefault(code, set()).add(rec["id"])
+    assert answered[shared] == set(by_isrc[shared])
+    page = mb.search_recordings(query=query, limit=2, offset=1)
+    assert page["recording-count"] == expected
+    assert len(page["recording-list"]) == 2
+
+
 def test_musicbrainzngs_not_found_is_a_response_error(mb: Any) -> None:
     """An unknown ISRC is a 404 that musicbrainzngs reports as ResponseError."""
     mb.set_rate_limit(False)

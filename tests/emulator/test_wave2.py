@@ -9,6 +9,8 @@ import subprocess
 
 import httpx
 import pytest
+import spotipy
+from spotipy.oauth2 import SpotifyClientCredentials
 
 from tunegate import Gateway
 from tunegate.emulator import FAULTS_HELP, Emulator, parse_faults
@@ -124,3 +126,51 @@ def test_env_exports_evaluate_in_a_shell(quiet_emulator: Emulator) -> None:
 def test_env_needs_a_running_emulator() -> None:
     with pytest.raises(RuntimeError, match="start"):
         Emulator().env()
+
+
+SIDS = ("3n3Ppam7vgaVa1iaRUc9Lp",)
+
+
+def _artist_sid(emu: Emulator) -> str:
+    token = emu.issue_spotify_token()
+    r = httpx.get(
+        emu.urls.spotify + f"/tracks/{SIDS[0]}", headers={"Authorization": f"Bearer {token}"}
+    )
+    return str(r.json()["artists"][0]["id"])
+
+
+@pytest.mark.parametrize("path", ["tracks", "artists"])
+def test_development_mode_forbids_several_ids(path: str) -> None:
+    """Development Mode (the real default): several-ids endpoints answer 403, single ones 200."""
+    with Emulator(rate_limits=False, spotify_mode="development") as emu:
+        ids = SIDS[0] if path == "tracks" else _artist_sid(emu)
+        token = emu.issue_spotify_token()
+        r = httpx.get(
+            emu.urls.spotify + f"/{path}",
+            params={"ids": ids},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert r.status_code == 403
+    assert r.json() == {"error": {"status": 403, "message": "Forbidden"}}
+
+
+def test_extended_mode_serves_several_ids_to_spotipy() -> None:
+    with Emulator(rate_limits=False, spotify_mode="extended") as emu:
+        env = emu.env()
+        auth = SpotifyClientCredentials(
+            client_id=env["SPOTIFY_CLIENT_ID"],
+            client_secret=env["SPOTIFY_CLIENT_SECRET"],
+            cache_handler=spotipy.MemoryCacheHandler(),
+        )
+        auth.OAUTH_TOKEN_URL = env["TUNEGATE_SPOTIFY_AUTH_URL"]
+        sp = spotipy.Spotify(auth_manager=auth, retries=0, requests_timeout=5)
+        sp.prefix = emu.urls.spotify + "/"
+        artist = _artist_sid(emu)
+        assert [t["id"] for t in sp.tracks(list(SIDS))["tracks"]] == list(SIDS)
+        assert [a["id"] for a in sp.artists([artist])["artists"]] == [artist]
+        assert len(sp.search(q="love", type="track", limit=50)["tracks"]["items"]) > 10
+
+
+def test_unknown_spotify_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="spotify_mode"):
+        Emulator(spotify_mode="premium")

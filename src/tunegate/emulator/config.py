@@ -10,15 +10,28 @@ __all__ = [
     "DEFAULT_LASTFM_KEY",
     "DEFAULT_SPOTIFY_CLIENT_ID",
     "DEFAULT_SPOTIFY_CLIENT_SECRET",
+    "SPOTIFY_MODES",
     "SUSPENDED_LASTFM_KEY",
     "EmulatorConfig",
     "RateLimit",
+    "spotify_mode_settings",
 ]
 
 DEFAULT_SPOTIFY_CLIENT_ID = "tunegate-test-id"
 DEFAULT_SPOTIFY_CLIENT_SECRET = "tunegate-test-secret"
 DEFAULT_LASTFM_KEY = "tunegate-test-key"
 SUSPENDED_LASTFM_KEY = "tunegate-suspended-key"
+
+
+SPOTIFY_MODES = ("development", "extended")
+
+
+def spotify_mode_settings(mode: str) -> dict[str, Any]:
+    """The settings of a Spotify app mode: Development Mode (the real default) or Extended."""
+    if mode not in SPOTIFY_MODES:
+        raise ValueError(f"spotify_mode must be one of {', '.join(SPOTIFY_MODES)}, not {mode!r}")
+    extended = mode == "extended"
+    return {"spotify_batch_tracks": extended, "spotify_search_limit_max": 50 if extended else 10}
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from tunegate.emulator._http import Handler, Provider, State, json_response
 from tunegate.emulator.catalog import Catalog, get_catalog
-from tunegate.emulator.config import EmulatorConfig
+from tunegate.emulator.config import EmulatorConfig, spotify_mode_settings
 from tunegate.emulator.env import client_env, render_exports
 from tunegate.emulator.faults import FaultInjector, FaultPlan, FaultSpec, parse_faults
 from tunegate.emulator.lastfm import LastfmProvider
@@ -344,6 +344,9 @@ class Emulator:
     Usable from sync and async code alike (the server has its own thread and event loop).
     ``settings`` are :class:`EmulatorConfig` fields (``token_lifetime=2``,
     ``spotify_batch_tracks=True``, ``spotify_rate=RateLimit(5, 1.0)``, ...).
+    ``spotify_mode="development"`` (the real default for a new app: several-ids endpoints 403,
+    search ``limit`` <= 10) or ``"extended"`` (Extended Quota: batches allowed, ``limit`` <= 50);
+    explicit settings win. ``musicbrainz_rate=RateLimit(1, 1.0)`` is the real quota (default).
     """
 
     def __init__(
@@ -356,9 +359,12 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         config: EmulatorConfig | None = None,
+        spotify_mode: str | None = None,
         **settings: Any,
     ) -> None:
         cfg = (config or EmulatorConfig()).copy()
+        if spotify_mode is not None:
+            cfg.update(spotify_mode_settings(spotify_mode))
         cfg.update(settings)
         self.catalog = get_catalog(catalog_size, seed)
         self._state = State(catalog=self.catalog, config=cfg, faults=FaultInjector(seed))

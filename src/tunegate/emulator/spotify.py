@@ -13,7 +13,7 @@ import binascii
 import math
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -116,7 +116,10 @@ class SpotifyProvider(Provider):
             Route("GET", "/v1/search", self.search, "search"),
             Route("GET", "/v1/tracks/{id}", self.get_track, "track"),
             Route("GET", "/v1/tracks", self.get_tracks, "tracks"),
+            Route("GET", "/v1/tracks/", self.get_tracks, "tracks"),  # spotipy's spelling
             Route("GET", "/v1/artists/{id}", self.get_artist, "artist"),
+            Route("GET", "/v1/artists", self.get_artists, "artists"),
+            Route("GET", "/v1/artists/", self.get_artists, "artists"),
             Route("*", "/v1/{tail:.*}", self.unknown, "unknown"),
         ]
 
@@ -208,9 +211,26 @@ class SpotifyProvider(Provider):
         return json_response(track_json(cat, i, origin(request)))
 
     async def get_tracks(self, request: web.Request) -> web.StreamResponse:
+        cat = self.state.catalog
+        return self._several(request, "tracks", cat.track_by_spotify_id, track_json, market=True)
+
+    async def get_artists(self, request: web.Request) -> web.StreamResponse:
+        cat = self.state.catalog
+        return self._several(request, "artists", cat.artist_by_spotify_id, artist_json)
+
+    def _several(
+        self,
+        request: web.Request,
+        key: str,
+        find: Callable[[str], int | None],
+        render: Callable[[Catalog, int, str], dict[str, Any]],
+        *,
+        market: bool = False,
+    ) -> web.Response:
+        """``GET /v1/{key}?ids=``: removed for Development-Mode apps in 2026 (403 there)."""
         if not self.state.config.spotify_batch_tracks:
             return _error(403, "Forbidden")
-        bad = _check_market(request)
+        bad = _check_market(request) if market else None
         if bad is not None:
             return bad
         raw = request.query.get("ids", "")
@@ -220,10 +240,8 @@ class SpotifyProvider(Provider):
         if len(ids) > BATCH_MAX:
             return _error(400, "Too many ids requested")
         cat, base = self.state.catalog, origin(request)
-        found = [cat.track_by_spotify_id(s) for s in ids]
-        return json_response(
-            {"tracks": [None if i is None else track_json(cat, i, base) for i in found]}
-        )
+        found = [find(s) for s in ids]
+        return json_response({key: [None if i is None else render(cat, i, base) for i in found]})
 
     async def get_artist(self, request: web.Request) -> web.StreamResponse:
         sid = request.match_info["id"]
