@@ -174,3 +174,40 @@ def test_extended_mode_serves_several_ids_to_spotipy() -> None:
 def test_unknown_spotify_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="spotify_mode"):
         Emulator(spotify_mode="premium")
+
+
+def _lastfm_get(emu: Emulator, fmt: str) -> httpx.Response:
+    params = {"method": "artist.getInfo", "artist": "U2", "api_key": emu.env()["LASTFM_API_KEY"]}
+    if fmt == "json":
+        params["format"] = "json"
+    return httpx.get(emu.urls.lastfm, params=params)
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_lastfm_error_29_when_over_quota(fmt: str) -> None:
+    with Emulator(lastfm_rate={"requests": 1, "window": 60.0}) as emu:
+        assert _lastfm_get(emu, fmt).status_code == 200
+        r = _lastfm_get(emu, fmt)
+    assert r.status_code == 429
+    if fmt == "json":
+        assert r.json()["error"] == 29
+    else:
+        assert '<lfm status="failed">' in r.text
+        assert '<error code="29">Rate Limit Exceeded' in r.text
+
+
+def test_lastfm_errors_can_come_with_http_200() -> None:
+    """With ``lastfm_errors_as_200`` the error is only in the body, JSON or XML."""
+    with Emulator(lastfm_rate={"requests": 1, "window": 60.0}, lastfm_errors_as_200=True) as emu:
+        assert "artist" in _lastfm_get(emu, "json").json()
+        r = _lastfm_get(emu, "json")
+        assert r.status_code == 200
+        assert r.json()["error"] == 29
+        emu.configure(rate_limits=False)
+        emu.set_faults("lastfm:error=503")
+        injected = _lastfm_get(emu, "json")
+        assert injected.status_code == 200
+        assert injected.json()["error"] == 11
+        xml = _lastfm_get(emu, "xml")
+    assert xml.status_code == 200
+    assert '<lfm status="failed">' in xml.text

@@ -73,6 +73,9 @@ class EmulatorConfig:
     # Last.fm's terms (as reported): 5 requests/s per IP averaged over 5 minutes.
     lastfm_rate: RateLimit = field(default_factory=lambda: RateLimit(1500, 300.0))
     rate_limits: bool = True  # False: quotas are not enforced (benchmarks)
+    # True: Last.fm error bodies (code 29, 8, 11...) come with HTTP 200, as the real one
+    # sometimes answers; clients must read the body, not only the status.
+    lastfm_errors_as_200: bool = False
 
     def copy(self) -> EmulatorConfig:
         return dataclasses.replace(
@@ -110,6 +113,7 @@ class EmulatorConfig:
             "musicbrainz_rate": dataclasses.asdict(self.musicbrainz_rate),
             "lastfm_rate": dataclasses.asdict(self.lastfm_rate),
             "rate_limits": self.rate_limits,
+            "lastfm_errors_as_200": self.lastfm_errors_as_200,
         }
 
 
@@ -132,7 +136,7 @@ def _coerce(key: str, value: Any) -> Any:
         if isinstance(value, str) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"{key} must be a list of strings")
         return set(value)
-    if key in ("spotify_batch_tracks", "rate_limits"):
+    if key in ("spotify_batch_tracks", "rate_limits", "lastfm_errors_as_200"):
         if not isinstance(value, bool):
             raise ValueError(f"{key} must be true or false")
         return value

@@ -88,6 +88,7 @@ class LastfmProvider(Provider):
         client = request.remote or "unknown"
         params: dict[str, str] = request[PARAMS]
         cfg = self.state.config
+        request[ERRORS_AS_200] = cfg.lastfm_errors_as_200
         key = params.get("api_key", "")
         if key in cfg.lastfm_suspended_keys:
             return client, _failure(request, 26, 403)
@@ -98,6 +99,7 @@ class LastfmProvider(Provider):
         return client, None
 
     def error(self, request: web.Request, status: int, *, retry_after: float = 1.0) -> web.Response:
+        request[ERRORS_AS_200] = self.state.config.lastfm_errors_as_200
         code = _FAULT_CODES.get(status, 8 if status >= 500 else 6)
         headers = {"Retry-After": str(math.ceil(retry_after))} if status in (429, 503) else None
         return _failure(request, code, status, headers=headers)
@@ -173,6 +175,9 @@ def _wants_json(request: web.Request) -> bool:
     return params.get("format", "").lower() == "json"
 
 
+ERRORS_AS_200 = web.RequestKey("lastfm_errors_as_200", bool)
+
+
 def _failure(
     request: web.Request,
     code: int,
@@ -181,6 +186,8 @@ def _failure(
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     message = message or MESSAGES[code]
+    if request.get(ERRORS_AS_200):  # the real service sometimes sends its errors with 200
+        status = 200
     all_headers = {**_CORS, **(headers or {})}
     if _wants_json(request):
         return json_response({"error": code, "message": message, "links": []}, status, all_headers)
