@@ -407,6 +407,155 @@ async def _enrich(
         return summary_data(summary, gateway.get_stats(), output, errors)
 
 
+cache_app = typer.Typer(
+    help="Inspect or clear the response cache (SQLite file, or Redis with --redis).\n\n"
+    "Example: tunegate cache invalidate 'spotify:*'",
+    no_args_is_help=True,
+)
+breaker_app = typer.Typer(
+    help="Circuit breakers shared through Redis (in-process breakers end with their run).\n\n"
+    "Example: tunegate breaker reset spotify --redis redis://localhost:6379/0",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
+app.add_typer(breaker_app, name="breaker")
+
+CacheOpt = Annotated[
+    str | None, typer.Option(help="SQLite cache file. Default: ~/.cache/tunegate/cache.db.")
+]
+RedisOpt = Annotated[
+    str | None, typer.Option("--redis", envvar="TUNEGATE_REDIS_URL", help="Redis URL.")
+]
+BREAKERS = ("spotify", "spotify:accounts", "musicbrainz", "lastfm")
+
+
+def _cache_manager(cache: str | None, redis_url: str | None) -> Any:
+    from tunegate.cache import CacheManager
+    from tunegate.cache.sqlite import default_sqlite_path
+
+    if cache is not None:
+        path = Path(cache)
+        if not path.is_file():
+            typer.echo(f"error: {path}: no such cache file", err=True)
+            raise typer.Exit(2)
+        return CacheManager.sqlite(path)
+    if redis_url:
+        return CacheManager(redis_url)
+    return CacheManager.sqlite(default_sqlite_path())
+
+
+@cache_app.command("stats")
+def cache_stats(cache: CacheOpt = None, redis_url: RedisOpt = None) -> None:
+    """Entries in the cache, per provider.
+
+    Example: tunegate cache stats --cache .tunegate/sandbox/cache.db
+    """
+    import redis as redis_lib
+
+    from tunegate.cache.sqlite import SqliteBackend
+
+    cm = _cache_manager(cache, redis_url)
+    with cm:
+        prefix = cm.key_scheme.prefix
+        backend = cm.backend
+        if isinstance(backend, SqliteBackend):
+            typer.echo(f"backend sqlite, {len(backend)} entries")
+            return
+        client = redis_lib.Redis.from_url(redis_url or "")
+        try:
+            per: dict[str, int] = {}
+            for key in client.scan_iter(match=prefix + "*", count=1000):
+                provider = key.decode()[len(prefix) :].split(":", 1)[0]
+                per[provider] = per.get(provider, 0) + 1
+        except redis_lib.RedisError as exc:
+            typer.echo(f"error: redis: {type(exc).__name__}", err=True)
+            raise typer.Exit(2) from None
+        finally:
+            client.close()
+        typer.echo(f"backend redis, {sum(per.values())} entries")
+        for name, n in sorted(per.items()):
+            typer.echo(f"  {name}: {n}")
+
+
+@cache_app.command("invalidate")
+def cache_invalidate(
+    pattern: Annotated[str, typer.Argument(help="A glob over unprefixed keys.")],
+    cache: CacheOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Delete the entries matching PATTERN.
+
+    Example: tunegate cache invalidate 'lastfm:*'
+    """
+    from tunegate.exceptions import InvalidInput
+
+    with _cache_manager(cache, redis_url) as cm:
+        try:
+            n = cm.invalidate_pattern(pattern)
+        except InvalidInput as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(f"{n} entries deleted")
+
+
+@cache_app.command("clear")
+def cache_clear(cache: CacheOpt = None, redis_url: RedisOpt = None) -> None:
+    """Delete every tunegate entry (other keys in the same Redis are left alone).
+
+    Example: tunegate cache clear --redis redis://localhost:6379/0
+    """
+    with _cache_manager(cache, redis_url) as cm:
+        n = cm.invalidate_pattern("*")
+    typer.echo(f"{n} entries deleted")
+
+
+def _registry(redis_url: str | None) -> Any:
+    from tunegate.breaker import CircuitBreakerRegistry
+
+    if not redis_url:
+        typer.echo(
+            "error: breakers are shared only through Redis: give --redis or TUNEGATE_REDIS_URL",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return CircuitBreakerRegistry(redis=redis_url)
+
+
+@breaker_app.command("status")
+def breaker_status(redis_url: RedisOpt = None) -> None:
+    """The shared state of each provider's breaker.
+
+    Example: tunegate breaker status --redis redis://localhost:6379/0
+    """
+    registry = _registry(redis_url)
+    try:
+        for name in BREAKERS:
+            typer.echo(f"{name:<17} {registry.register(name).state.value}")
+    finally:
+        registry.close()
+
+
+@breaker_app.command("reset")
+def breaker_reset(
+    provider: Annotated[str, typer.Argument(help="One of " + ", ".join(BREAKERS) + ".")],
+    redis_url: RedisOpt = None,
+) -> None:
+    """Close PROVIDER's shared breaker now.
+
+    Example: tunegate breaker reset spotify
+    """
+    if provider not in BREAKERS:
+        typer.echo(f"error: unknown breaker {provider!r}; one of {', '.join(BREAKERS)}", err=True)
+        raise typer.Exit(2)
+    registry = _registry(redis_url)
+    try:
+        breaker = registry.register(provider)
+        breaker.reset()
+        typer.echo(f"{provider} {breaker.state.value}")
+    finally:
+        registry.close()
+
+
 def main() -> None:
     app()
 
