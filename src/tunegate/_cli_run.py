@@ -103,7 +103,6 @@ def provider_figures(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "api_errors": s.get("api_errors", 0),
             "breaker_rejections": s.get("breaker_rejections", 0),
             "breaker_state": breaker.get("state"),
-            "breaker_trips": breaker.get("opened", breaker.get("trips", 0)),
         }
     return out
 
