@@ -52,7 +52,13 @@ def test_sample_run_joins_the_three_providers(tmp_path: Path) -> None:
     missing = recs[-1]
     assert missing["input"]["artist"] == "Nobody Anywhere"
     assert missing["spotify"] is None
-    assert missing["status"] == "ok"
+    assert missing["status"] == "not_found"
+    assert missing["providers"]["lastfm"] == {"status": "not_found"}
+    assert missing["lastfm_tags"] is None
+    assert s["match"]["spotify"]["method"] == "search"
+    assert s["match"]["musicbrainz"]["method"] == "isrc"
+    assert s["match"]["spotify"]["score"] > 0.9
+    assert summary.complete
 
 
 def test_resume_skips_done_rows_and_cuts_a_torn_line(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -12,16 +13,54 @@ import typer
 
 __all__ = ["app", "main"]
 
+EXIT_CODES = """Exit codes: 0 every row ok or not_found; 1 some rows failed, partial,
+pending, or invalid (unreadable); 2 usage, configuration or input-file error; 130
+interrupted (Ctrl+C)."""
+
 app = typer.Typer(
-    help="tunegate: a resilient gateway to the Spotify, MusicBrainz and Last.fm APIs.",
+    help="tunegate: a resilient gateway to the Spotify, MusicBrainz and Last.fm APIs.\n\n"
+    "Example: tunegate enrich --sandbox",
     no_args_is_help=True,
     add_completion=False,
+    epilog=EXIT_CODES,
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from tunegate import __version__
+
+        typer.echo(f"tunegate {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
-    """tunegate: a resilient gateway to the Spotify, MusicBrainz and Last.fm APIs."""
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """tunegate: a resilient gateway to the Spotify, MusicBrainz and Last.fm APIs.
+
+    Example: tunegate enrich --sandbox
+    """
+
+
+FAULTS_HELP = (
+    "Fault rules, compact form 'PROVIDER:FAULT=VALUE,...;PROVIDER:...' (durations take units: "
+    "300ms, 2s, 5m), JSON, or a path to a JSON file. "
+    "Example: 'spotify:error_rate=0.2,latency=300ms;lastfm:outage=60'."
+)
+
+
+def print_env(env: dict[str, str]) -> str:
+    """An ``export`` block for a POSIX shell (values quoted)."""
+    import shlex
+
+    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
 
 
 @app.command()
@@ -35,14 +74,27 @@ def emulator(
     ] = False,
     faults: Annotated[
         str | None,
-        typer.Option(help="Fault rules: the compact form, JSON, or a path to a JSON file."),
+        typer.Option(help=FAULTS_HELP),
     ] = None,
     rate_limits: Annotated[
         bool, typer.Option(help="Enforce each provider's quota (off for load tests).")
     ] = True,
+    print_env_only: Annotated[
+        bool,
+        typer.Option(
+            "--print-env",
+            help="Print only the export block (then keep serving), for eval or a file.",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the provider emulator (Spotify, MusicBrainz, Last.fm) until stopped."""
+    """Serve the provider emulator (Spotify, MusicBrainz, Last.fm) until stopped.
+
+    It prints the credentials it accepts and an export block that points tunegate at it.
+
+    Example: tunegate emulator --port 18777 --faults 'spotify:error_rate=0.2'
+    """
     from tunegate.emulator import Emulator
+    from tunegate.sandbox import emulator_env
 
     spec: str | None = faults
     if faults and not faults.lstrip().startswith(("{", "[")) and Path(faults).is_file():
@@ -68,6 +120,13 @@ def emulator(
     signal.signal(signal.SIGTERM, on_signal)
     with emu:
         urls = emu.urls
+        env = emulator_env(emu, musicbrainz_rate=None)
+        if print_env_only:
+            typer.echo(print_env(env))
+            sys.stdout.flush()
+            while not stop.wait(0.5):
+                pass
+            return
         typer.echo(f"tunegate emulator: {emu.catalog.size} tracks, seed {seed}")
         typer.echo(f"spotify      {urls.spotify}  (token: {urls.spotify_token})")
         typer.echo(f"musicbrainz  {urls.musicbrainz}")
@@ -75,21 +134,56 @@ def emulator(
         typer.echo(f"admin        {urls.admin}")
         if emu.ca_path:
             typer.echo(f"ca           {emu.ca_path}")
+        typer.echo(
+            f"credentials  spotify id {env['SPOTIFY_CLIENT_ID']} secret "
+            f"{env['SPOTIFY_CLIENT_SECRET']}, lastfm key {env['LASTFM_API_KEY']}, "
+            "any MusicBrainz User-Agent"
+        )
+        typer.echo("Point tunegate at it (paste into a shell):")
+        typer.echo(print_env(env))
         typer.echo("Press Ctrl+C to stop.")
+        sys.stdout.flush()
         while not stop.wait(0.5):
             pass
 
 
 SANDBOX_DIR = Path(".tunegate") / "sandbox"
 
+ENRICH_HELP = f"""Enrich (artist, title) rows with Spotify, MusicBrainz and Last.fm data.
 
-@app.command()
+Input: CSV, TSV (by extension or sniffed) or JSON Lines, or '-' for stdin (then give -o).
+Columns (case, spaces and underscores ignored): artist / artist name / artists / performer;
+title / track / track name / name / song; optional isrc and spotify_id. A row that cannot be
+read (broken quoting, a bad JSON line, a wrong field count) becomes an 'invalid' record
+naming its line, and the run goes on.
+
+Each record has a status (ok, partial, not_found, failed, invalid), a status per provider
+(found, not_found, error, skipped, pending) and the match score and method. Resumable: run
+it again with the same output to finish an interrupted run.
+
+Credentials come from SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT_SECRET, MUSICBRAINZ_USER_AGENT and
+LASTFM_API_KEY (providers without credentials are skipped); TUNEGATE_SPOTIFY_API_URL,
+TUNEGATE_SPOTIFY_AUTH_URL, TUNEGATE_MUSICBRAINZ_URL and TUNEGATE_LASTFM_URL point them
+elsewhere (see 'tunegate emulator').
+
+{EXIT_CODES}
+
+Example: tunegate enrich tracks.csv -o tracks.jsonl --summary-json summary.json
+"""
+
+
+def _fail(err: Any, message: object, code: int = 2) -> typer.Exit:
+    err.print(f"error: {message}", markup=False, highlight=False)
+    return typer.Exit(code)
+
+
+@app.command(help=ENRICH_HELP)
 def enrich(
     input_path: Annotated[
-        Path | None,
+        str | None,
         typer.Argument(
             metavar="INPUT",
-            help="CSV with artist and title columns, or JSON Lines with those keys. "
+            help="CSV, TSV or JSON Lines file, or '-' for stdin. "
             "With --sandbox and no INPUT, a sample of the emulator's catalogue.",
         ),
     ] = None,
@@ -98,15 +192,25 @@ def enrich(
         typer.Option(
             "--output",
             "-o",
-            help="JSON Lines output; resumed if it exists. "
-            "Default: INPUT's name with .enriched.jsonl.",
+            help="Output file; resumed if it exists. Default: INPUT's name with "
+            ".enriched.jsonl (or .enriched.csv with --format csv).",
         ),
     ] = None,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="jsonl (one record a line) or csv (flattened columns; the resumable "
+            "JSON Lines journal is kept beside it as .NAME.jsonl).",
+        ),
+    ] = "jsonl",
     sandbox: Annotated[
         bool, typer.Option(help="Run against the built-in emulator (no credentials needed).")
     ] = False,
-    rows: Annotated[int, typer.Option(help="Rows of the sandbox's sample input.")] = 100,
-    concurrency: Annotated[int, typer.Option(help="Rows enriched at the same time.")] = 8,
+    rows: Annotated[int, typer.Option(min=1, help="Rows of the sandbox's sample input.")] = 100,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=1024, help="Rows enriched at the same time.")
+    ] = 8,
     cache: Annotated[
         str | None,
         typer.Option(
@@ -125,73 +229,116 @@ def enrich(
     retry_failed: Annotated[
         bool, typer.Option(help="On resume, try again the rows that had errors.")
     ] = True,
-    quiet: Annotated[bool, typer.Option(help="No progress bar or summary.")] = False,
+    summary_json: Annotated[
+        Path | None,
+        typer.Option(help="Also write the end summary as JSON to this file."),
+    ] = None,
+    progress_every: Annotated[
+        float,
+        typer.Option(min=0.1, max=3600, help="Seconds between progress lines without a terminal."),
+    ] = 5.0,
+    log_format: Annotated[
+        str, typer.Option(help="text, or json (one JSON object per log line).")
+    ] = "text",
+    quiet: Annotated[bool, typer.Option(help="No progress or summary.")] = False,
 ) -> None:
-    """Enrich (artist, title) rows with Spotify, MusicBrainz and Last.fm data.
-
-    Resumable: run it again with the same output to finish an interrupted run. Credentials
-    come from SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT_SECRET, MUSICBRAINZ_USER_AGENT and
-    LASTFM_API_KEY; providers without credentials are skipped.
-    """
     import asyncio
     import contextlib
     import dataclasses
-    import logging
+    import shutil
+    import tempfile
 
-    from rich.console import Console
-    from rich.logging import RichHandler
-
+    from tunegate._cli_run import console, setup_logging
     from tunegate.cache import CacheManager
     from tunegate.cache.sqlite import default_sqlite_path
     from tunegate.clients import Settings
+    from tunegate.enrich import check_input
     from tunegate.exceptions import ConfigurationError
     from tunegate.sandbox import sandbox as start_sandbox
     from tunegate.sandbox import write_sample_input
 
-    err = Console(stderr=True)
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False)],
-        force=True,
-    )
+    err = console()
+    if output_format not in ("jsonl", "csv"):
+        raise typer.BadParameter("must be jsonl or csv", param_hint="--format")
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("must be text or json", param_hint="--log-format")
+    setup_logging(err, log_format)
     with contextlib.ExitStack() as stack:
-        if sandbox:
-            emu, settings = stack.enter_context(start_sandbox())
-            if input_path is None:
-                sample = SANDBOX_DIR / f"input-{rows}.csv"
-                input_path = write_sample_input(emu, sample, rows=rows)
-                output = output or SANDBOX_DIR / f"enriched-{rows}.jsonl"
-            cache = cache or str(SANDBOX_DIR / "cache.db")
-        else:
-            settings = Settings.from_env()
-        if input_path is None:
-            raise typer.BadParameter("give an INPUT file, or use --sandbox", param_hint="INPUT")
-        if output is None:
-            output = input_path.with_name(input_path.stem + ".enriched.jsonl")
-        if redis_url:
-            settings = dataclasses.replace(settings, redis_url=redis_url)
-        cache_manager = None
-        if cache == "memory":
-            cache_manager = CacheManager()
-        elif cache is not None or not redis_url:
-            cache_manager = CacheManager.sqlite(Path(cache) if cache else default_sqlite_path())
         try:
-            summary = asyncio.run(  # Ctrl+C: KeyboardInterrupt below
+            source: Path | None = None
+            if input_path == "-":
+                if output is None:
+                    raise ConfigurationError("reading stdin ('-') needs an output: give -o FILE")
+                spool = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "stdin"
+                with spool.open("wb") as f:
+                    shutil.copyfileobj(sys.stdin.buffer, f)
+                source = spool
+            elif input_path is not None:
+                source = Path(input_path)
+                check_input(source)
+            if sandbox:
+                emu, settings = stack.enter_context(start_sandbox())
+                if source is None:
+                    source = write_sample_input(emu, SANDBOX_DIR / f"input-{rows}.csv", rows=rows)
+                    output = output or SANDBOX_DIR / f"enriched-{rows}.{output_format}"
+                if cache is None and not redis_url:
+                    cache = str(SANDBOX_DIR / "cache.db")
+            else:
+                settings = Settings.from_env()
+            if source is None:
+                raise typer.BadParameter("give an INPUT file, or use --sandbox", param_hint="INPUT")
+            if output is None:
+                output = source.with_name(source.stem + f".enriched.{output_format}")
+            if summary_json is not None and summary_json.is_dir():
+                raise ConfigurationError(f"{summary_json}: --summary-json is a directory")
+            if redis_url:
+                settings = dataclasses.replace(settings, redis_url=redis_url)
+            cache_manager = None
+            if cache == "memory":
+                cache_manager = CacheManager()
+            elif cache is not None:
+                cache_manager = CacheManager.sqlite(Path(cache))
+            elif redis_url:
+                cache_manager = CacheManager(redis_url)
+            else:
+                cache_manager = CacheManager.sqlite(default_sqlite_path())
+            journal = output
+            if output_format == "csv":
+                journal = output.with_name(f".{output.name}.jsonl")
+            data = asyncio.run(  # Ctrl+C: KeyboardInterrupt below
                 _enrich(
                     settings,
                     cache_manager,
-                    input_path,
-                    output,
+                    source,
+                    journal,
                     concurrency,
                     retry_failed,
                     quiet,
+                    progress_every,
                     err,
                 )
             )
+            data["output"] = str(output)
+            if sandbox:  # the emulator's own count of what reached it
+                requests = emu.stats()["requests"]
+                data["emulator_requests"] = {
+                    name: {ep: n["total"] for ep, n in v["endpoints"].items()}
+                    for name, v in requests.items()
+                }
+            if output_format == "csv":
+                from tunegate._cli_run import write_csv
+
+                write_csv(journal, output)
+            if summary_json is not None:
+                import orjson
+
+                summary_json.parent.mkdir(parents=True, exist_ok=True)
+                summary_json.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
         except ConfigurationError as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
+            raise _fail(err, exc) from None
+        except OSError as exc:  # a path we cannot use: one line, not a traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise _fail(err, f"{where}{exc.strerror or exc}") from None
         except KeyboardInterrupt:
             err.print(
                 f"interrupted: the rows done so far are in {output}; "
@@ -199,14 +346,16 @@ def enrich(
             )
             raise typer.Exit(130) from None
     if not quiet:
-        failed = summary.status["failed"] + summary.status["partial"]
-        err.print(
-            f"{summary.total} rows in {summary.seconds:.1f}s: {summary.status['ok']} ok, "
-            f"{summary.status['partial']} partial, {summary.status['failed']} failed, "
-            f"{summary.status['invalid']} invalid, {summary.skipped} already done -> {output}"
-        )
-        if failed:
+        from tunegate._cli_run import summary_lines
+
+        for line in summary_lines(data):
+            err.print(line, markup=False, highlight=False)
+        status = data["status"]
+        if status["failed"] + status["partial"]:
             err.print("Rows with errors keep their error in the output; run again to retry them.")
+    status = data["status"]
+    if not data["one_record_per_row"] or status["failed"] + status["partial"] + status["invalid"]:
+        raise typer.Exit(1)
 
 
 async def _enrich(
@@ -217,63 +366,194 @@ async def _enrich(
     concurrency: int,
     retry_failed: bool,
     quiet: bool,
+    every: float,
     err: Any,
-) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+) -> dict[str, Any]:
+    import asyncio
 
+    from tunegate._cli_run import ProgressView, summary_data
     from tunegate.clients import AsyncGateway
-    from tunegate.enrich import Providers, count_rows
+    from tunegate.enrich import Providers, count_rows, scan_output
     from tunegate.enrich import enrich as run
-
-    counts = {"ok": 0, "partial": 0, "failed": 0, "invalid": 0, "skipped": 0}
-    progress = Progress(
-        TextColumn("[bold]enrich"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[counts]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet,
-    )
-
-    def text() -> str:
-        return " ".join(f"{k} {v}" for k, v in counts.items() if v)
 
     async with AsyncGateway(settings, cache_manager=cache_manager) as gateway:
         providers = Providers.of(gateway)
-        with progress:
-            task = progress.add_task("enrich", total=count_rows(input_path), counts="")
+        scan_output(output)  # refuse a foreign output before drawing anything
+        total = count_rows(input_path)
+        errors: dict[str, dict[str, int]] = {}
+        view = ProgressView(err, total, gateway.get_stats, quiet=quiet, every=every)
 
-            def on_progress(record: dict[str, Any] | None) -> None:
-                counts["skipped" if record is None else record["status"]] += 1
-                progress.update(task, advance=1, counts=text())
+        def on_progress(record: dict[str, Any] | None) -> None:
+            view.record(record)
+            for name, part in (record or {}).get("providers", {}).items():
+                kind = part.get("error")
+                if kind:
+                    by_kind = errors.setdefault(name, {})
+                    by_kind[kind] = by_kind.get(kind, 0) + 1
 
-            summary = await run(
-                providers,
-                input_path,
-                output,
-                concurrency=concurrency,
-                retry_failed=retry_failed,
-                on_progress=on_progress,
-            )
-        if not quiet:
-            stats = gateway.get_stats()
-            cache_stats = stats.pop("cache")
-            parts = [f"{name}: {s.get('api_calls', 0)} calls" for name, s in sorted(stats.items())]
-            err.print(
-                "upstream "
-                + ", ".join(parts)
-                + f"; cache hit ratio {cache_stats.get('hit_ratio', 0.0):.0%}"
-            )
-    return summary
+        with view:
+            ticker = asyncio.create_task(view.ticker())
+            try:
+                summary = await run(
+                    providers,
+                    input_path,
+                    output,
+                    concurrency=concurrency,
+                    retry_failed=retry_failed,
+                    on_progress=on_progress,
+                )
+            finally:
+                ticker.cancel()
+        return summary_data(summary, gateway.get_stats(), output, errors)
+
+
+cache_app = typer.Typer(
+    help="Inspect or clear the response cache (SQLite file, or Redis with --redis).\n\n"
+    "Example: tunegate cache invalidate 'spotify:*'",
+    no_args_is_help=True,
+)
+breaker_app = typer.Typer(
+    help="Circuit breakers shared through Redis (in-process breakers end with their run).\n\n"
+    "Example: tunegate breaker reset spotify --redis redis://localhost:6379/0",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
+app.add_typer(breaker_app, name="breaker")
+
+CacheOpt = Annotated[
+    str | None, typer.Option(help="SQLite cache file. Default: ~/.cache/tunegate/cache.db.")
+]
+RedisOpt = Annotated[
+    str | None, typer.Option("--redis", envvar="TUNEGATE_REDIS_URL", help="Redis URL.")
+]
+BREAKERS = ("spotify", "spotify:accounts", "musicbrainz", "lastfm")
+
+
+def _cache_manager(cache: str | None, redis_url: str | None) -> Any:
+    from tunegate.cache import CacheManager
+    from tunegate.cache.sqlite import default_sqlite_path
+
+    if cache is not None:
+        path = Path(cache)
+        if not path.is_file():
+            typer.echo(f"error: {path}: no such cache file", err=True)
+            raise typer.Exit(2)
+        return CacheManager.sqlite(path)
+    if redis_url:
+        return CacheManager(redis_url)
+    return CacheManager.sqlite(default_sqlite_path())
+
+
+@cache_app.command("stats")
+def cache_stats(cache: CacheOpt = None, redis_url: RedisOpt = None) -> None:
+    """Entries in the cache, per provider.
+
+    Example: tunegate cache stats --cache .tunegate/sandbox/cache.db
+    """
+    import redis as redis_lib
+
+    from tunegate.cache.sqlite import SqliteBackend
+
+    cm = _cache_manager(cache, redis_url)
+    with cm:
+        prefix = cm.key_scheme.prefix
+        backend = cm.backend
+        if isinstance(backend, SqliteBackend):
+            typer.echo(f"backend sqlite, {len(backend)} entries")
+            return
+        client = redis_lib.Redis.from_url(redis_url or "")
+        try:
+            per: dict[str, int] = {}
+            for key in client.scan_iter(match=prefix + "*", count=1000):
+                provider = key.decode()[len(prefix) :].split(":", 1)[0]
+                per[provider] = per.get(provider, 0) + 1
+        except redis_lib.RedisError as exc:
+            typer.echo(f"error: redis: {type(exc).__name__}", err=True)
+            raise typer.Exit(2) from None
+        finally:
+            client.close()
+        typer.echo(f"backend redis, {sum(per.values())} entries")
+        for name, n in sorted(per.items()):
+            typer.echo(f"  {name}: {n}")
+
+
+@cache_app.command("invalidate")
+def cache_invalidate(
+    pattern: Annotated[str, typer.Argument(help="A glob over unprefixed keys.")],
+    cache: CacheOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Delete the entries matching PATTERN.
+
+    Example: tunegate cache invalidate 'lastfm:*'
+    """
+    from tunegate.exceptions import InvalidInput
+
+    with _cache_manager(cache, redis_url) as cm:
+        try:
+            n = cm.invalidate_pattern(pattern)
+        except InvalidInput as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(f"{n} entries deleted")
+
+
+@cache_app.command("clear")
+def cache_clear(cache: CacheOpt = None, redis_url: RedisOpt = None) -> None:
+    """Delete every tunegate entry (other keys in the same Redis are left alone).
+
+    Example: tunegate cache clear --redis redis://localhost:6379/0
+    """
+    with _cache_manager(cache, redis_url) as cm:
+        n = cm.invalidate_pattern("*")
+    typer.echo(f"{n} entries deleted")
+
+
+def _registry(redis_url: str | None) -> Any:
+    from tunegate.breaker import CircuitBreakerRegistry
+
+    if not redis_url:
+        typer.echo(
+            "error: breakers are shared only through Redis: give --redis or TUNEGATE_REDIS_URL",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return CircuitBreakerRegistry(redis=redis_url)
+
+
+@breaker_app.command("status")
+def breaker_status(redis_url: RedisOpt = None) -> None:
+    """The shared state of each provider's breaker.
+
+    Example: tunegate breaker status --redis redis://localhost:6379/0
+    """
+    registry = _registry(redis_url)
+    try:
+        for name in BREAKERS:
+            typer.echo(f"{name:<17} {registry.register(name).state.value}")
+    finally:
+        registry.close()
+
+
+@breaker_app.command("reset")
+def breaker_reset(
+    provider: Annotated[str, typer.Argument(help="One of " + ", ".join(BREAKERS) + ".")],
+    redis_url: RedisOpt = None,
+) -> None:
+    """Close PROVIDER's shared breaker now.
+
+    Example: tunegate breaker reset spotify
+    """
+    if provider not in BREAKERS:
+        typer.echo(f"error: unknown breaker {provider!r}; one of {', '.join(BREAKERS)}", err=True)
+        raise typer.Exit(2)
+    registry = _registry(redis_url)
+    try:
+        breaker = registry.register(provider)
+        breaker.reset()
+        typer.echo(f"{provider} {breaker.state.value}")
+    finally:
+        registry.close()
 
 
 def main() -> None:

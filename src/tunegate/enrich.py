@@ -22,38 +22,61 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import time
 from array import array
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from tunegate.clients import AsyncGateway
-from tunegate.exceptions import ConfigurationError, InvalidInput, NotFound, TunegateError
-from tunegate.providers import validate
+from tunegate.exceptions import (
+    CircuitBreakerOpenError,
+    ConfigurationError,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    RateLimitTimeout,
+    TunegateError,
+)
+from tunegate.providers import matching, validate
 
 __all__ = [
     "EnrichSummary",
     "OutputIndex",
     "Providers",
     "Row",
+    "check_input",
     "count_rows",
     "enrich",
     "enrich_row",
+    "input_format",
     "read_rows",
     "scan_output",
 ]
 
 log = logging.getLogger("tunegate.enrich")
 
-ARTIST_COLUMNS = ("artist", "artist_name", "artists")
-TITLE_COLUMNS = ("title", "track", "track_name", "name", "song")
-STATUSES = ("ok", "partial", "failed", "invalid")
-_FINAL = frozenset({"ok", "invalid"})  # never tried again on resume
+# One set of column names for every format, compared after _key() (case, spaces,
+# underscores and hyphens ignored): "Artist Name", "artist_name" and "ARTISTNAME" are one.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "artist": ("artist", "artistname", "artists", "performer"),
+    "title": ("title", "track", "trackname", "tracktitle", "name", "song", "songname"),
+    "isrc": ("isrc",),
+    "spotify_id": ("spotifyid", "spotifytrackid"),
+}
+ARTIST_COLUMNS = COLUMNS["artist"]
+TITLE_COLUMNS = COLUMNS["title"]
+# New statuses go at the end: OutputIndex stores an index into this tuple.
+STATUSES = ("ok", "partial", "failed", "invalid", "not_found")
+PROVIDER_STATUSES = ("found", "not_found", "error", "skipped", "pending")
+_FINAL = frozenset({"ok", "invalid", "not_found"})  # never tried again on resume
+_PENDING_AFTER = 60.0  # a provider that asks for a longer wait than this is left pending
 _FSYNC_EVERY = 1.0  # seconds between fsyncs of the output (a flush happens per record)
 
 
@@ -64,6 +87,10 @@ class Row:
     index: int
     artist: str
     title: str
+    line: int = 0  # the input file's line the row starts on (1-based; 0 unknown)
+    isrc: str | None = None
+    spotify_id: str | None = None
+    error: str | None = None  # the row could not be read: it becomes an ``invalid`` record
 
     @property
     def digest(self) -> int:
@@ -81,34 +108,88 @@ class EnrichSummary:
     status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     compacted: bool = False
     seconds: float = 0.0
+    # provider -> its status (found, not_found, ...) -> records of this run
+    providers: dict[str, dict[str, int]] = field(default_factory=dict)
+    records: int = 0  # rows of the input with a record in the output at the end
+
+    @property
+    def complete(self) -> bool:
+        """Every input row has exactly one record in the output."""
+        return self.records == self.total
 
 
 # -- input -------------------------------------------------------------------------------
 
 
-def _column(header: list[str], names: tuple[str, ...], what: str, path: Path) -> int:
-    lowered = [h.strip().lower() for h in header]
-    for name in names:
-        if name in lowered:
-            return lowered.index(name)
-    raise ConfigurationError(
-        f"{path}: no {what} column; the header must name one of {', '.join(names)} "
-        f"(found: {', '.join(header) or 'nothing'})"
-    )
+def _key(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", name.strip().lower())
+
+
+def _columns(header: list[str], where: str) -> dict[str, int]:
+    """Field name -> position; ConfigurationError when artist or title is missing."""
+    keys = [_key(h) for h in header]
+    found: dict[str, int] = {}
+    for field_name, names in COLUMNS.items():
+        for name in names:
+            if name in keys:
+                found[field_name] = keys.index(name)
+                break
+    for field_name in ("artist", "title"):
+        if field_name not in found:
+            raise ConfigurationError(
+                f"{where}: no {field_name} column; the header must name one of "
+                f"{', '.join(COLUMNS[field_name])} (case, spaces and underscores ignored; "
+                f"found: {', '.join(header) or 'nothing'})"
+            )
+    return found
+
+
+def input_format(path: Path) -> str:
+    """``csv``, ``tsv`` or ``jsonl``: by extension, else sniffed from the first line."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix in (".tsv", ".tab"):
+        return "tsv"
+    if suffix == ".csv":
+        return "csv"
+    with path.open("rb") as f:
+        first = b""
+        for first in f:
+            if first.strip():
+                break
+    first = first.lstrip(b"\xef\xbb\xbf").strip()
+    if first.startswith(b"{"):
+        return "jsonl"
+    if b"\t" in first and b"," not in first:
+        return "tsv"
+    return "csv"
 
 
 def read_rows(path: Path) -> Iterator[Row]:
-    """Rows of a CSV file with a header (``artist`` and ``title`` columns, any case) or of a
-    JSON Lines file (``.jsonl``/``.ndjson``) with ``artist`` and ``title`` keys. UTF-8."""
+    """Rows of a CSV or TSV file with a header, or of a JSON Lines file (see
+    :data:`COLUMNS` for the names accepted). UTF-8. A row that cannot be read is yielded
+    with ``error`` set (so it becomes an ``invalid`` record); an input that cannot be read
+    at all raises ConfigurationError naming the line."""
     try:
-        if path.suffix.lower() in (".jsonl", ".ndjson"):
+        fmt = input_format(path)
+        if fmt == "jsonl":
             yield from _jsonl_rows(path)
         else:
-            yield from _csv_rows(path)
+            yield from _delimited_rows(path, "\t" if fmt == "tsv" else ",")
     except UnicodeDecodeError as exc:
         raise ConfigurationError(
             f"{path}: not UTF-8 text (byte {exc.start} of a line); save it as UTF-8"
         ) from None
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _optional(value: Any) -> str | None:
+    text = _text(value).strip()
+    return text or None
 
 
 def _jsonl_rows(path: Path) -> Iterator[Row]:
@@ -122,25 +203,72 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
             except orjson.JSONDecodeError:
                 item = None
             if not isinstance(item, dict):
-                raise ConfigurationError(f"{path}:{number}: not a JSON object")
-            yield Row(index, str(item.get("artist") or ""), str(item.get("title") or ""))
+                yield Row(index, "", "", number, error=f"line {number}: not a JSON object")
+            else:
+                keys = {_key(str(k)): v for k, v in item.items()}
+                got = {
+                    f: next((keys[n] for n in names if n in keys), None)
+                    for f, names in COLUMNS.items()
+                }
+                yield Row(
+                    index,
+                    _text(got["artist"]),
+                    _text(got["title"]),
+                    number,
+                    isrc=_optional(got["isrc"]),
+                    spotify_id=_optional(got["spotify_id"]),
+                )
             index += 1
 
 
-def _csv_rows(path: Path) -> Iterator[Row]:
+def _split(line: str, delimiter: str) -> list[str]:
+    # One physical line is one row (strict): an unterminated quote cannot swallow the
+    # lines after it, it makes this row invalid instead.
+    return next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter, strict=True), [])
+
+
+def _delimited_rows(path: Path, delimiter: str) -> Iterator[Row]:
     with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
+        header: list[str] | None = None
+        number = 0
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    header = _split(line, delimiter)
+                except csv.Error as exc:
+                    raise ConfigurationError(f"{path}:{number}: unreadable header: {exc}") from None
+                break
         if header is None:
             return
-        a = _column(header, ARTIST_COLUMNS, "artist", path)
-        t = _column(header, TITLE_COLUMNS, "title", path)
+        cols = _columns(header, f"{path}:{number}")
         index = 0
-        for cells in reader:
-            if not any(c.strip() for c in cells):
+        for number, line in enumerate(f, number + 1):  # noqa: B020 (continues the count)
+            if not line.strip():
                 continue
-            cells += [""] * (max(a, t) + 1 - len(cells))
-            yield Row(index, cells[a], cells[t])
+            try:
+                cells = _split(line, delimiter)
+            except csv.Error as exc:
+                yield Row(index, "", "", number, error=f"line {number}: {exc} (broken quoting)")
+            else:
+                if len(cells) != len(header):
+                    yield Row(
+                        index,
+                        "",
+                        "",
+                        number,
+                        error=f"line {number}: {len(cells)} fields, the header has {len(header)}",
+                    )
+                else:
+                    yield Row(
+                        index,
+                        cells[cols["artist"]],
+                        cells[cols["title"]],
+                        number,
+                        isrc=_optional(cells[cols["isrc"]]) if "isrc" in cols else None,
+                        spotify_id=(
+                            _optional(cells[cols["spotify_id"]]) if "spotify_id" in cols else None
+                        ),
+                    )
             index += 1
 
 
@@ -255,20 +383,38 @@ def _compact(path: Path) -> None:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Hold ``.<name>.lock`` beside the output for the run (released if the process dies)."""
+    """Hold ``.<name>.lock`` beside the output for the run. The kernel drops the lock when
+    the process dies, so a killed run's lock file is simply taken over; the file is removed
+    when the run ends. After locking we check the name still points at the file we locked
+    (a run ending at that moment may have removed it), else we lock the new one."""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ConfigurationError(f"{path}: {path.parent} is not a directory")
+    if path.is_dir():
+        raise ConfigurationError(f"{path}: the output is a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.with_name(f".{path.name}.lock")
-    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
-    try:
+    while True:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             raise ConfigurationError(
                 f"{path}: another tunegate enrich is writing it; wait for it or choose "
                 "another output file"
             ) from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
         yield
     finally:
+        with suppress(FileNotFoundError):
+            os.unlink(lock)  # still holding the lock: nobody else owns this name
         os.close(fd)
 
 
@@ -342,15 +488,25 @@ def _musicbrainz_part(recording: Any) -> dict[str, Any] | None:
     return {
         "id": recording["id"],
         "title": recording.get("title"),
+        "artists": [c.get("name") for c in recording.get("artist-credit") or () if c.get("name")],
         "length": recording.get("length"),
         "first_release_date": recording.get("first-release-date"),
     }
 
 
 def _blank(row: Row) -> dict[str, Any]:
+    inp: dict[str, Any] = {"artist": row.artist, "title": row.title}
+    if row.isrc:
+        inp["isrc"] = row.isrc
+    if row.spotify_id:
+        inp["spotify_id"] = row.spotify_id
     return {
         "row": row.index,
-        "input": {"artist": row.artist, "title": row.title},
+        "line": row.line,
+        "input": inp,
+        "status": None,
+        "providers": {},
+        "match": {},
         "spotify": None,
         "musicbrainz": None,
         "lastfm_tags": None,
@@ -358,53 +514,124 @@ def _blank(row: Row) -> dict[str, Any]:
     }
 
 
+def _pending_until(exc: BaseException) -> float | None:
+    """When a refused provider may be asked again, if the wait is too long to sit out in
+    the run (an open breaker, a long Retry-After); None for an ordinary error."""
+    if isinstance(exc, CircuitBreakerOpenError):
+        return time.time() + exc.retry_after
+    retry_after = getattr(exc, "retry_after", None)
+    limited = isinstance(exc, (RateLimited, RateLimitTimeout))
+    if limited and retry_after is not None and retry_after > _PENDING_AFTER:
+        return time.time() + float(retry_after)
+    return None
+
+
+def _failed(record: dict[str, Any], provider: str, exc: BaseException) -> None:
+    record["errors"][provider] = _error(exc)
+    until = _pending_until(exc)
+    part: dict[str, Any] = {"status": "pending" if until is not None else "error"}
+    if until is not None:
+        part["retry_at"] = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
+    part["error"] = type(exc).__name__
+    record["providers"][provider] = part
+
+
+def _match(row: Row, title: str | None, artists: list[str], method: str) -> dict[str, Any]:
+    result = matching.score(row.artist, row.title, title or "", artists)
+    return {"score": round(result.total, 3), "method": method}
+
+
+def _row_status(record: dict[str, Any]) -> str:
+    states = [p["status"] for p in record["providers"].values()]
+    tried = [s for s in states if s != "skipped"]
+    bad = [s for s in tried if s in ("error", "pending")]
+    if bad:
+        return "failed" if len(bad) == len(tried) else "partial"
+    return "ok" if "found" in tried else "not_found"
+
+
 async def enrich_row(providers: Providers, row: Row) -> dict[str, Any]:
     """One row's record. Provider errors are recorded in it, never raised; bad input is
-    recorded as ``invalid`` without a network call."""
+    recorded as ``invalid`` without a network call.
+
+    ``providers`` says per provider ``found``, ``not_found``, ``error``, ``skipped`` (not
+    configured) or ``pending`` (refused for longer than a run waits; ``retry_at`` says
+    when it may be asked again). ``match`` gives, per provider found, the match score (0-1,
+    from :mod:`tunegate.providers.matching`) and the method: ``id``, ``isrc``, ``search``
+    or ``fallback`` (a title search after the ISRC was not known).
+    """
     record = _blank(row)
     errors: dict[str, str] = record["errors"]
+    state: dict[str, Any] = record["providers"]
     try:
+        if row.error is not None:
+            raise InvalidInput("row", row.error)
         validate.text(row.artist, "artist")
         validate.text(row.title, "title")
     except InvalidInput as exc:
         errors["input"] = _error(exc)
         record["status"] = "invalid"
         return record
-    attempted = 0
+    for name in ("spotify", "musicbrainz", "lastfm"):
+        state[name] = {"status": "skipped"}
 
-    isrc: str | None = None
+    isrc: str | None = row.isrc
     if providers.spotify is not None:
-        attempted += 1
         try:
-            record["spotify"] = _spotify_part(
-                await providers.spotify.search_track(row.artist, row.title)
-            )
-            isrc = record["spotify"]["isrc"] if record["spotify"] else None
+            if row.spotify_id:
+                method = "id"
+                track = await providers.spotify.get_track(row.spotify_id)
+            elif row.isrc:
+                method = "isrc"
+                track = await providers.spotify.search_by_isrc(row.isrc)
+            else:
+                method = "search"
+                track = await providers.spotify.search_track(row.artist, row.title)
+            part = _spotify_part(track)
+            record["spotify"] = part
+            state["spotify"] = {"status": "found" if part else "not_found"}
+            if part:
+                isrc = isrc or part["isrc"]
+                record["match"]["spotify"] = _match(row, part["name"], part["artists"], method)
+        except NotFound:
+            state["spotify"] = {"status": "not_found"}
         except TunegateError as exc:
-            errors["spotify"] = _error(exc)
+            _failed(record, "spotify", exc)
 
     if providers.musicbrainz is not None:
-        attempted += 1
         try:
             # The ISRC is the join key; a title search is the fallback when there is none.
+            method = "isrc"
             recording = await providers.musicbrainz.lookup_isrc(isrc) if isrc else None
             if recording is None:
+                method = "fallback" if isrc else "search"
                 recording = await providers.musicbrainz.search_recording(row.artist, row.title)
-            record["musicbrainz"] = _musicbrainz_part(recording)
+            part = _musicbrainz_part(recording)
+            record["musicbrainz"] = part
+            state["musicbrainz"] = {"status": "found" if part else "not_found"}
+            if part:
+                record["match"]["musicbrainz"] = _match(row, part["title"], part["artists"], method)
         except NotFound:
-            record["musicbrainz"] = None
+            state["musicbrainz"] = {"status": "not_found"}
         except TunegateError as exc:
-            errors["musicbrainz"] = _error(exc)
+            _failed(record, "musicbrainz", exc)
 
     if providers.lastfm is not None:
-        attempted += 1
         try:
-            tags = await providers.lastfm.get_track_tags(row.artist, row.title)
-            record["lastfm_tags"] = list(tags)
+            tags = list(await providers.lastfm.get_track_tags(row.artist, row.title))
+            known = bool(tags)
+            if not known:  # [] is both "unknown track" and "no tags": ask which
+                known = await providers.lastfm.get_track_info(row.artist, row.title) is not None
+            record["lastfm_tags"] = tags if known else None
+            state["lastfm"] = {"status": "found" if known else "not_found"}
+            if known:
+                state["lastfm"]["tags"] = len(tags)
+        except NotFound:
+            state["lastfm"] = {"status": "not_found"}
         except TunegateError as exc:
-            errors["lastfm"] = _error(exc)
+            _failed(record, "lastfm", exc)
 
-    record["status"] = "ok" if not errors else "failed" if len(errors) == attempted else "partial"
+    record["status"] = _row_status(record)
     return record
 
 
@@ -417,6 +644,7 @@ async def _safe_row(providers: Providers, row: Row) -> dict[str, Any]:
         log.exception("row %d: unexpected error", row.index)
         record = _blank(row)
         record["errors"]["internal"] = _error(exc)
+        record["providers"] = {}
         record["status"] = "failed"
         return record
 
@@ -424,9 +652,18 @@ async def _safe_row(providers: Providers, row: Row) -> dict[str, Any]:
 # -- the run -----------------------------------------------------------------------------
 
 
-def _prepare(input_path: Path, output_path: Path) -> OutputIndex:
+def check_input(input_path: Path) -> None:
+    """ConfigurationError unless ``input_path`` is a readable file."""
+    if input_path.is_dir():
+        raise ConfigurationError(f"{input_path}: is a directory, not an input file")
     if not input_path.is_file():
         raise ConfigurationError(f"{input_path}: no such input file")
+    if not os.access(input_path, os.R_OK):
+        raise ConfigurationError(f"{input_path}: not readable (permission denied)")
+
+
+def _prepare(input_path: Path, output_path: Path) -> OutputIndex:
+    check_input(input_path)
     if input_path.resolve() == output_path.resolve():
         raise ConfigurationError(f"{output_path}: the output cannot be the input file")
     return scan_output(output_path)
@@ -480,6 +717,9 @@ async def _run(
             last = max(last, row.index)
             writer.write(record)
             summary.status[record["status"]] += 1
+            for name, part in record["providers"].items():
+                counts = summary.providers.setdefault(name, dict.fromkeys(PROVIDER_STATUSES, 0))
+                counts[part["status"]] += 1
             if on_progress is not None:
                 on_progress(record)
 
@@ -518,5 +758,11 @@ async def _run(
     if untidy:
         _compact(output_path)
         summary.compacted = True
+    final = scan_output(output_path)
+    summary.records = sum(
+        1 for i in range(min(summary.total, len(final.status))) if final.status[i]
+    )
+    if final.records != summary.records or len(final.status) > summary.total:
+        summary.records = -1  # records beyond the input or doubled: not one per row
     summary.seconds = time.monotonic() - started
     return summary

@@ -1,0 +1,67 @@
+"""``tunegate cache`` and ``tunegate breaker`` on a SQLite file and a private Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tunegate.breaker import CircuitBreakerRegistry
+from tunegate.cache import CacheManager
+
+
+def tg(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "TUNEGATE_REDIS_URL"}
+    return subprocess.run(
+        [sys.executable, "-m", "tunegate", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def _fail() -> None:
+    raise OSError("down")
+
+
+def test_cache_commands_on_sqlite(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    with CacheManager.sqlite(db) as cm:
+        cm.set(cm.key("spotify:search", "a"), {"x": 1})
+        cm.set(cm.key("spotify:search", "b"), {"x": 2})
+    assert "2 entries" in tg("cache", "stats", "--cache", str(db)).stdout
+    assert tg("cache", "invalidate", "spotify:search:a*", "--cache", str(db)).stdout.strip() == (
+        "1 entries deleted"
+    )
+    assert tg("cache", "clear", "--cache", str(db)).stdout.strip() == "1 entries deleted"
+    assert "0 entries" in tg("cache", "stats", "--cache", str(db)).stdout
+    missing = tg("cache", "stats", "--cache", str(tmp_path / "nope.db"))
+    assert missing.returncode == 2
+    assert "no such cache file" in missing.stderr
+
+
+def test_cache_and_breaker_commands_on_redis(redis_url: str) -> None:
+    with CacheManager(redis_url) as cm:
+        cm.set(cm.key("spotify:search", "a"), {"x": 1})
+        cm.set(cm.key("lastfm:tags", "b"), {"x": 2})
+    stats = tg("cache", "stats", "--redis", redis_url).stdout
+    assert "2 entries" in stats
+    assert tg("cache", "invalidate", "lastfm:*", "--redis", redis_url).stdout.strip() == (
+        "1 entries deleted"
+    )
+    registry = CircuitBreakerRegistry(redis=redis_url)
+    try:
+        breaker = registry.register("lastfm", failure_threshold=1)
+        with contextlib.suppress(OSError):
+            breaker.call(_fail)
+        assert "lastfm            open" in tg("breaker", "status", "--redis", redis_url).stdout
+        reset = tg("breaker", "reset", "lastfm", "--redis", redis_url)
+        assert reset.stdout.strip() == "lastfm closed", reset.stderr
+        assert breaker.state.value == "closed"
+    finally:
+        registry.close()
+    assert tg("breaker", "reset", "nosuch", "--redis", redis_url).returncode == 2
+    assert tg("breaker", "status").returncode == 2
