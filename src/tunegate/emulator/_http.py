@@ -16,11 +16,12 @@ from aiohttp import web
 from tunegate.emulator.catalog import Catalog
 from tunegate.emulator.config import EmulatorConfig, RateLimit
 from tunegate.emulator.faults import FaultInjector
-from tunegate.emulator.ratelimits import WindowLimiter
+from tunegate.emulator.ratelimits import Blocker, WindowLimiter
 from tunegate.emulator.stats import Stats
 from tunegate.emulator.tokenstore import TokenStore
 
 __all__ = [
+    "HOLD",
     "Handler",
     "Provider",
     "Route",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Seconds the pipeline holds the answer (served or refused) before sending it: set by admit.
+HOLD = web.RequestKey("emulator_hold", float)
 
 
 @dataclass
@@ -47,6 +50,7 @@ class State:
     tokens: TokenStore = field(default_factory=TokenStore)  # Spotify bearer tokens
     closing: bool = False
     _limiters: dict[str, WindowLimiter] = field(default_factory=dict)
+    _blockers: dict[str, Blocker] = field(default_factory=dict)
 
     def limiter(self, provider: str) -> WindowLimiter:
         limit: RateLimit = getattr(self.config, f"{provider}_rate")
@@ -55,8 +59,18 @@ class State:
             limiter = self._limiters[provider] = WindowLimiter(limit)
         return limiter
 
+    def blocker(self, provider: str) -> Blocker:
+        """The block list of ``provider`` (``{provider}_block_rate``/``_block_seconds``)."""
+        limit: RateLimit = getattr(self.config, f"{provider}_block_rate")
+        seconds: float = getattr(self.config, f"{provider}_block_seconds")
+        blocker = self._blockers.get(provider)
+        if blocker is None or blocker.limit != limit or blocker.seconds != seconds:
+            blocker = self._blockers[provider] = Blocker(limit, seconds)
+        return blocker
+
     def reset_limits(self) -> None:
         self._limiters.clear()
+        self._blockers.clear()
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunegate.emulator.faults import _duration as duration
+
 __all__ = [
     "DEFAULT_LASTFM_KEY",
     "DEFAULT_SPOTIFY_CLIENT_ID",
     "DEFAULT_SPOTIFY_CLIENT_SECRET",
+    "MUSICBRAINZ_THROTTLES",
     "SPOTIFY_MODES",
     "SUSPENDED_LASTFM_KEY",
     "EmulatorConfig",
@@ -24,6 +27,9 @@ SUSPENDED_LASTFM_KEY = "tunegate-suspended-key"
 
 
 SPOTIFY_MODES = ("development", "extended")
+# Over quota MusicBrainz answers 503 at once ("reject"), holds the answer then serves it
+# ("delay", as the real one does since 2026), or holds it then answers 503.
+MUSICBRAINZ_THROTTLES = ("reject", "delay", "delay_then_reject")
 
 
 def spotify_mode_settings(mode: str) -> dict[str, Any]:
@@ -76,6 +82,13 @@ class EmulatorConfig:
     # True: Last.fm error bodies (code 29, 8, 11...) come with HTTP 200, as the real one
     # sometimes answers; clients must read the body, not only the status.
     lastfm_errors_as_200: bool = False
+    musicbrainz_throttle: str = "reject"
+    musicbrainz_throttle_delay: float = 12.0  # "delayed past 10 s" (reported, 2026)
+    # Block a client sending more than musicbrainz_block_rate (the old wiki's 10 in 10 s)
+    # for musicbrainz_block_seconds; off by default (no 2026 source says it is still on).
+    musicbrainz_block: bool = False
+    musicbrainz_block_rate: RateLimit = field(default_factory=lambda: RateLimit(10, 10.0))
+    musicbrainz_block_seconds: float = 10.0
 
     def copy(self) -> EmulatorConfig:
         return dataclasses.replace(
@@ -97,6 +110,15 @@ class EmulatorConfig:
             raise ValueError("spotify_search_limit_max must be between 1 and 50")
         if not staged.token_lifetime > 0:
             raise ValueError("token_lifetime must be positive")
+        if staged.musicbrainz_throttle not in MUSICBRAINZ_THROTTLES:
+            raise ValueError(
+                f"musicbrainz_throttle must be one of {', '.join(MUSICBRAINZ_THROTTLES)}, "
+                f"not {staged.musicbrainz_throttle!r}"
+            )
+        if not 0 <= staged.musicbrainz_throttle_delay <= 3600:
+            raise ValueError("musicbrainz_throttle_delay must be between 0 and 3600 seconds")
+        if not 0 < staged.musicbrainz_block_seconds <= 86400:
+            raise ValueError("musicbrainz_block_seconds must be between 0 and 86400 seconds")
         for f in dataclasses.fields(self):
             setattr(self, f.name, getattr(staged, f.name))
 
@@ -114,7 +136,15 @@ class EmulatorConfig:
             "lastfm_rate": dataclasses.asdict(self.lastfm_rate),
             "rate_limits": self.rate_limits,
             "lastfm_errors_as_200": self.lastfm_errors_as_200,
+            "musicbrainz_throttle": self.musicbrainz_throttle,
+            "musicbrainz_throttle_delay": self.musicbrainz_throttle_delay,
+            "musicbrainz_block": self.musicbrainz_block,
+            "musicbrainz_block_rate": dataclasses.asdict(self.musicbrainz_block_rate),
+            "musicbrainz_block_seconds": self.musicbrainz_block_seconds,
         }
+
+
+_SWITCHES = ("spotify_batch_tracks", "rate_limits", "lastfm_errors_as_200", "musicbrainz_block")
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -136,7 +166,15 @@ def _coerce(key: str, value: Any) -> Any:
         if isinstance(value, str) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"{key} must be a list of strings")
         return set(value)
-    if key in ("spotify_batch_tracks", "rate_limits", "lastfm_errors_as_200"):
+    if key == "musicbrainz_throttle":
+        if not isinstance(value, str):
+            raise ValueError(f"{key} must be one of {', '.join(MUSICBRAINZ_THROTTLES)}")
+        return value
+    if key in ("musicbrainz_throttle_delay", "musicbrainz_block_seconds") and isinstance(
+        value, str
+    ):
+        return duration(value, key)
+    if key in _SWITCHES:
         if not isinstance(value, bool):
             raise ValueError(f"{key} must be true or false")
         return value

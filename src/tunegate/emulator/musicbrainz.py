@@ -6,7 +6,10 @@ Gatekeeping follows the real service as observed (shared/research/music-apis.md,
 limiting and User-Agent"): a missing User-Agent is refused with 403 and the "has not
 identified itself" message; a generic one (a bare HTTP library's) with 503 and the "currently
 busy" message, since generic agents share one small, saturated pool; more than the allowed
-rate from one IP gets 503 with the rate-limit message; every answer carries
+rate from one IP gets 503 with the rate-limit message, or (``musicbrainz_throttle``) an
+answer held for a while, as the real one does since 2026; with ``musicbrainz_block`` an IP
+sending more than 10 requests in 10 s gets that 503 for every call until it slows down;
+every answer carries
 ``X-RateLimit-*`` headers. Search scores imitate Lucene: rarer words weigh
 more, matching more clauses and shorter titles rank higher, the best hit scores 100.
 """
@@ -24,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from tunegate.emulator._http import (
+    HOLD,
     Provider,
     Route,
     json_response,
@@ -217,11 +221,28 @@ class MusicBrainzProvider(Provider):
         cfg = self.state.config
         if not cfg.rate_limits:
             return client, None
-        decision = self.state.limiter("musicbrainz").check(client, now)
+        stats = self.state.stats
+        if cfg.musicbrainz_block:
+            blocked_for, started = self.state.blocker(self.name).check(client, now)
+            if blocked_for > 0:
+                stats.throttle(self.name, "blocks", int(started))
+                stats.throttle(self.name, "blocked")
+                limit = cfg.musicbrainz_block_rate.requests
+                request[RATE] = (limit, 0, int(time.time() + blocked_for) + 1)
+                retry = str(max(1, math.ceil(blocked_for)))
+                return client, _error(request, 503, MSG_RATE, {"Retry-After": retry})
+        decision = self.state.limiter(self.name).check(client, now)
         reset = int(time.time() + max(decision.reset_after, 0.0)) + 1
         request[RATE] = (decision.limit, decision.remaining, reset)
         if decision.allowed:
             return client, None
+        if cfg.musicbrainz_throttle != "reject" and cfg.musicbrainz_throttle_delay > 0:
+            request[HOLD] = cfg.musicbrainz_throttle_delay
+            stats.throttle(self.name, "delayed")
+            stats.throttle(self.name, "delay_seconds", cfg.musicbrainz_throttle_delay)
+            if cfg.musicbrainz_throttle == "delay":
+                return client, None  # served after the hold, outside the quota
+        stats.throttle(self.name, "rejected")
         return client, _error(request, 503, MSG_RATE, {"Retry-After": str(decision.retry_after)})
 
     def error(self, request: web.Request, status: int, *, retry_after: float = 1.0) -> web.Response:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from tunegate.emulator.config import RateLimit
 
-__all__ = ["Decision", "RollingWindow", "WindowLimiter", "jitter_allowance"]
+__all__ = ["Blocker", "Decision", "RollingWindow", "WindowLimiter", "jitter_allowance"]
 
 # Clients tracked before idle ones are forgotten (then twice as many as remain, and so on).
 _SWEEP_AT = 1024
@@ -100,3 +100,44 @@ class WindowLimiter:
 
     def reset(self) -> None:
         self._calls.clear()
+
+
+class Blocker:
+    """Blocks a client that sends more than ``limit.requests`` calls in ``limit.window``
+    seconds, for ``seconds``. Every call counts, blocked ones too, so a client that keeps
+    hammering stays blocked until its rate drops (the real rule as the old wiki states it).
+    """
+
+    def __init__(self, limit: RateLimit, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        # Per client: its latest calls (no more than needed to see the threshold crossed)
+        # and the end of its block.
+        self._calls: dict[str, tuple[RollingWindow, list[float]]] = {}
+        self._sweep_at = _SWEEP_AT
+
+    def check(self, client: str, now: float) -> tuple[float, bool]:
+        """Count one call; (seconds the block still lasts, 0 when not blocked; whether this
+        call started the block)."""
+        entry = self._calls.get(client)
+        if entry is None:
+            if len(self._calls) >= self._sweep_at:
+                self._forget_idle(now)
+            window = RollingWindow(self.limit.window)
+            window.times = deque(maxlen=self.limit.requests + 1)
+            entry = self._calls[client] = (window, [0.0])
+        window, until = entry
+        window.expire(now)
+        window.times.append(now)
+        started = False
+        if len(window.times) > self.limit.requests:
+            started = until[0] <= now
+            until[0] = max(until[0], now + self.seconds)
+        return max(until[0] - now, 0.0), started
+
+    def _forget_idle(self, now: float) -> None:
+        for client, (window, until) in list(self._calls.items()):
+            window.expire(now)
+            if not window.times and until[0] <= now:
+                del self._calls[client]
+        self._sweep_at = max(_SWEEP_AT, 2 * len(self._calls))

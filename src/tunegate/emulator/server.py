@@ -5,6 +5,7 @@ request pipeline (gatekeeping, faults, stats), the admin endpoints, TLS, and
 Pipeline of every provider request::
 
     client identity + credentials + quota (the provider's own rules)   -> refusal, or
+    a hold (MusicBrainz's throttle by delay), then the refusal or         -> the rest
     fault plan: latency, then an error status / hang / outage          -> failure, or
     the provider's handler                                             -> response
     body faults: reset, close, truncate, malformed, drip, wrong type
@@ -31,7 +32,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from tunegate.emulator._http import Handler, Provider, State, json_response
+from tunegate.emulator._http import HOLD, Handler, Provider, State, json_response
 from tunegate.emulator.catalog import Catalog, get_catalog
 from tunegate.emulator.config import EmulatorConfig, spotify_mode_settings
 from tunegate.emulator.env import client_env, render_exports
@@ -84,7 +85,11 @@ def _pipeline(state: State, provider: Provider, endpoint_name: str, handler: Han
             client, refusal = await provider.admit(request, endpoint, now)
             window = getattr(state.config, f"{name}_rate").window
             state.stats.arrival(name, client, window, now)
-            if refusal is not None:
+            hold = request.get(HOLD, 0.0)
+            if hold > 0 and not await _wait_connected(state, request, hold):
+                _drop(request, reset=False)  # the client gave up on the held answer
+                response = web.Response(status=504)  # never sent: stats say "dropped"
+            elif refusal is not None:
                 response = refusal
             else:
                 plan = state.faults.decide(name, endpoint, now)
@@ -126,15 +131,25 @@ async def _serve(
     return await _body_fault(request, response, plan)
 
 
-async def _hang(state: State, request: web.Request, seconds: float) -> web.StreamResponse:
-    """Say nothing until the client gives up, the server stops, or ``seconds`` pass."""
+async def _wait_connected(state: State, request: web.Request, seconds: float) -> bool:
+    """Wait ``seconds`` unless the client gives up or the server stops; True if it waited
+    them all with the client still there."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    while not state.closing and loop.time() < deadline:
+    while not state.closing:
         transport = request.transport
         if transport is None or transport.is_closing():
-            break
-        await asyncio.sleep(0.05)
+            return False
+        left = deadline - loop.time()
+        if left <= 0:
+            return True
+        await asyncio.sleep(min(left, 0.05))
+    return False
+
+
+async def _hang(state: State, request: web.Request, seconds: float) -> web.StreamResponse:
+    """Say nothing until the client gives up, the server stops, or ``seconds`` pass."""
+    await _wait_connected(state, request, seconds)
     _drop(request, reset=False)
     return web.Response(status=504)  # never reaches the client (the stats say "dropped")
 
@@ -344,9 +359,13 @@ class Emulator:
     Usable from sync and async code alike (the server has its own thread and event loop).
     ``settings`` are :class:`EmulatorConfig` fields (``token_lifetime=2``,
     ``spotify_batch_tracks=True``, ``spotify_rate=RateLimit(5, 1.0)``, ...).
-    ``spotify_mode="development"`` (the real default for a new app: several-ids endpoints 403,
-    search ``limit`` <= 10) or ``"extended"`` (Extended Quota: batches allowed, ``limit`` <= 50);
-    explicit settings win. ``musicbrainz_rate=RateLimit(1, 1.0)`` is the real quota (default).
+    ``spotify_mode="development"`` (the real default for a new app: several-ids endpoints
+    403, search ``limit`` <= 10) or ``"extended"`` (Extended Quota: batches allowed,
+    ``limit`` <= 50); explicit settings win. ``musicbrainz_rate=RateLimit(1, 1.0)`` is the
+    real quota (default); over it ``musicbrainz_throttle="reject"`` (default: 503 at once),
+    ``"delay"`` (the answer is held ``musicbrainz_throttle_delay`` seconds, then served) or
+    ``"delay_then_reject"``; ``musicbrainz_block=True`` blocks a client sending more than
+    ``musicbrainz_block_rate`` (10 in 10 s) for ``musicbrainz_block_seconds``.
     """
 
     def __init__(

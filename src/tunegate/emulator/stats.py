@@ -1,6 +1,6 @@
 """What ``/_emulator/stats`` reports: requests per provider, endpoint and status, the highest
 rate seen per client (in the provider's own quota window, counted by the limiter's rule), and
-the faults injected.
+the faults injected, and the throttling acts (quota refusals, held answers, blocks).
 
 Clients are named as each provider's quota sees them: a Spotify app by its client id (not a
 secret), MusicBrainz and Last.fm callers by IP address. API keys, secrets and tokens never
@@ -57,6 +57,7 @@ class Stats:
         self._clients: dict[tuple[str, str], _ClientRate] = {}
         self._named: dict[str, int] = defaultdict(int)  # provider -> clients named
         self._faults: dict[tuple[str, str, str], int] = defaultdict(int)
+        self._throttled: dict[tuple[str, str], float] = defaultdict(float)
         self.internal_errors = 0
 
     def arrival(self, provider: str, client: str, window: float, now: float) -> None:
@@ -79,6 +80,12 @@ class Stats:
     def fault(self, provider: str, endpoint: str, kind: str) -> None:
         self._faults[(provider, endpoint, kind)] += 1
 
+    def throttle(self, provider: str, kind: str, amount: float = 1) -> None:
+        """Count a throttling act: ``rejected`` (over quota, refused), ``delayed`` (answer
+        held), ``delay_seconds`` (time held), ``blocked`` (refused by a block), ``blocks``
+        (blocks started)."""
+        self._throttled[(provider, kind)] += amount
+
     def snapshot(self) -> dict[str, Any]:
         providers: dict[str, Any] = {}
         for (provider, endpoint, status), n in sorted(self._counts.items()):
@@ -99,10 +106,17 @@ class Stats:
         faults: dict[str, Any] = {}
         for (provider, endpoint, kind), n in sorted(self._faults.items()):
             faults.setdefault(provider, {}).setdefault(endpoint, {})[kind] = n
+        throttled: dict[str, dict[str, float]] = {}
+        for (provider, kind), amount in sorted(self._throttled.items()):
+            entry = throttled.setdefault(
+                provider, dict.fromkeys(("rejected", "delayed", "blocked", "blocks"), 0)
+            )
+            entry[kind] = round(amount, 3) if kind == "delay_seconds" else int(amount)
         return {
             "requests": providers,
             "total": sum(self._counts.values()),
             "clients": clients,
             "faults": faults,
+            "throttled": throttled,
             "internal_errors": self.internal_errors,
         }
