@@ -137,7 +137,7 @@ def main() -> None:
                 time.sleep(0.05)
         plain.set("bench:plain", json.dumps(track))
         rcache = CacheManager(url)
-        rkey = "spotify:search:deadmau5:strobe"
+        rkey = rcache.key("spotify:search", "deadmau5", "strobe")
         rcache.store(rkey, track)
         assert rcache.lookup(rkey) is not None
         figures["redis baseline: GET + json.loads"] = lambda: timed(
