@@ -57,7 +57,10 @@ from tunegate.observability import Metrics, Source, Stats, log_event, logger, st
 from tunegate.ratelimit import PROVIDER_DEFAULTS, RateLimiter
 from tunegate.retry import budget_lock
 
-__all__ = ["Pipeline", "RequestLike"]
+__all__ = ["MISS", "Pipeline", "RequestLike"]
+
+MISS: Any = object()
+"""What :meth:`Pipeline.warm` returns when it has no fresh in-memory answer."""
 
 _KEY_MEMO_SIZE = 4096
 
@@ -240,6 +243,23 @@ class Pipeline(SingleFlight):
                 self._key_memo.clear()
             self._key_memo[memo] = key
         return key
+
+    def warm(self, key: str, endpoint: str, not_found: Any) -> Any:
+        """The fresh in-memory answer under ``key`` (``not_found`` for a negative entry),
+        counted as a hit; else :data:`MISS`, uncounted (the full :meth:`call` follows)."""
+        cache = self.cache
+        entry = None if cache is None else cache.fresh(key)
+        if entry is None:
+            return MISS
+        if entry.negative:
+            self._stats.add("negative_hits")
+            if logger.isEnabledFor(logging.DEBUG):
+                log_event(logging.DEBUG, "cache hit", self.provider, endpoint, cache="negative_hit")
+            return not_found
+        self._stats.add("cache_hits")
+        if logger.isEnabledFor(logging.DEBUG):
+            log_event(logging.DEBUG, "cache hit", self.provider, endpoint, cache="hit")
+        return entry.value
 
     def get_stats(self) -> dict[str, Any]:
         """Counters, hit ratio, latency percentiles (ms) of the last 1024 upstream attempts,

@@ -269,6 +269,20 @@ class CacheManager:
         None. Never raises for backend trouble (that reads as a miss)."""
         return self._judge(key, self._call(self._backend.get, self._own_prefix(key)))
 
+    def fresh(self, key: str) -> CacheEntry | None:
+        """The fresh entry under ``key`` (counted as a hit) when the backend is in this
+        process's memory; else None, uncounted: the caller's :meth:`lookup` counts it."""
+        if type(self._backend) is not MemoryBackend or not key.startswith(self._prefix):
+            return None
+        entry = self._backend.get(key)
+        if (
+            entry is None
+            or freshness(entry.fresh_until, entry.stale_until, self._now()) is not _FRESH
+        ):
+            return None
+        self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
+        return entry
+
     async def alookup(self, key: str) -> CacheEntry | None:
         return self._judge(key, await self._acall(self._backend.aget, self._own_prefix(key)))
 

@@ -47,7 +47,7 @@ from tunegate.exceptions import (
     ProviderError,
     TunegateError,
 )
-from tunegate.pipeline import Pipeline
+from tunegate.pipeline import MISS, Pipeline
 from tunegate.providers import ApiRequest, spotify, validate
 from tunegate.providers.spotify import SpotifyToken
 from tunegate.providers.types import SpotifyArtist, SpotifyTrack
@@ -56,6 +56,8 @@ from tunegate.ratelimit import RateLimiter
 __all__ = ["AUTH_URL_ENV", "SPOTIFY", "AsyncSpotifyClient", "SpotifyClient"]
 
 log = logging.getLogger("tunegate.clients")
+
+_HIT_KEYS = 4096  # search keys remembered per client (started over when full)
 
 SPOTIFY = Profile(
     name="spotify",
@@ -127,6 +129,7 @@ class _Spotify(ClientBase):
     ) -> None:
         cid, secret = validate.spotify_credentials(client_id, client_secret)
         self._batch = batch_tracks
+        self._hit_keys: dict[tuple[str, str, str | None], str] = {}
 
         def token_pipeline() -> None:
             # Built before the API pipeline: both report gauges as "spotify", the last wins.
@@ -237,6 +240,33 @@ class _Spotify(ClientBase):
             return (yield from self._authorized_call(request, parse, use_cache))
         except NotFound:
             return not_found_value(request)
+
+    # -- the key-first hit -----------------------------------------------------------------
+
+    def _search_key(self, artist: str, title: str, market: str | None) -> str | None:
+        """The cache key of a search, remembered by its raw arguments once they validated:
+        a warm hit then costs a dict look here and one in the cache, no request building."""
+        memo = (artist, title, market)
+        try:
+            key = self._hit_keys.get(memo)
+        except TypeError:  # unhashable input: the full path refuses it
+            return None
+        if key is None:
+            key = self._pipeline.key(
+                self._scoped(spotify.search_track_request(artist, title, market=market))
+            )
+            if key is None:
+                return None
+            if len(self._hit_keys) >= _HIT_KEYS:
+                self._hit_keys.clear()
+            self._hit_keys[memo] = key
+        return key
+
+    def _warm_search(self, artist: str, title: str, market: str | None) -> Any:
+        key = self._search_key(artist, title, market)
+        if key is None:
+            return MISS
+        return self._pipeline.warm(key, spotify.SEARCH_ENDPOINT, None)
 
     # -- methods ------------------------------------------------------------------------
 
@@ -370,6 +400,10 @@ class SpotifyClient(SyncClientMixin, _Spotify):
     ) -> SpotifyTrack | None:
         """The search hit that best matches ``artist`` and ``title`` (ranked by normalised
         similarity, see ``docs/providers.md``), or None when no hit is close enough."""
+        if use_cache:
+            found = self._warm_search(artist, title, market)
+            if found is not MISS:
+                return found  # type: ignore[no-any-return]
         return drive(self._search_track(artist, title, use_cache, market))
 
     def search_by_isrc(
@@ -405,6 +439,10 @@ class AsyncSpotifyClient(AsyncClientMixin, _Spotify):
         self, artist: str, title: str, use_cache: bool = True, market: str | None = None
     ) -> SpotifyTrack | None:
         """See :meth:`SpotifyClient.search_track`."""
+        if use_cache:
+            found = self._warm_search(artist, title, market)
+            if found is not MISS:
+                return found  # type: ignore[no-any-return]
         return await adrive(self._search_track(artist, title, use_cache, market))
 
     async def search_by_isrc(
