@@ -119,7 +119,9 @@ def test_musicbrainzngs_batched_isrc_search(mb: Any, emulator: Emulator) -> None
     by_isrc: dict[str, list[str]] = {}
     for i in range(cat.size):
         if cat.on_musicbrainz(i):
-            by_isrc.setdefault(cat.track(i).isrc, []).append(cat.track(i).mbid)
+            mbid = cat.track(i).mbid
+            assert mbid is not None
+            by_isrc.setdefault(cat.track(i).isrc, []).append(mbid)
     shared = next(code for code, ids in by_isrc.items() if len(ids) > 1)
     singles = [code for code, ids in by_isrc.items() if len(ids) == 1][:3]
     wanted = [shared, *singles]

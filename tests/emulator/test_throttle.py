@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import httpx
-import musicbrainzngs  # type: ignore[import-untyped]
+import musicbrainzngs
 import pytest
 
 from tunegate.emulator import Emulator, EmulatorConfig, RateLimit

@@ -110,7 +110,9 @@ def test_env_points_a_gateway_at_the_emulator(quiet_emulator: Emulator) -> None:
     assert env["TUNEGATE_SPOTIFY_API_URL"] == quiet_emulator.urls.spotify
     assert env["TUNEGATE_MUSICBRAINZ_RATE"] == "1"
     with Gateway.from_env(env) as gw:
-        assert gw.spotify.get_track("3n3Ppam7vgaVa1iaRUc9Lp")["id"] == "3n3Ppam7vgaVa1iaRUc9Lp"
+        track = gw.spotify.get_track("3n3Ppam7vgaVa1iaRUc9Lp")
+        assert track is not None
+        assert track["id"] == "3n3Ppam7vgaVa1iaRUc9Lp"
 
 
 def test_env_exports_evaluate_in_a_shell(quiet_emulator: Emulator) -> None:

@@ -29,6 +29,7 @@ from tunegate._redact import redact, strip_queries
 from tunegate.exceptions import (
     ConfigurationError,
     MalformedResponse,
+    ProviderError,
     ProviderUnavailable,
 )
 
@@ -88,6 +89,7 @@ def test_malformed_answers_give_typed_errors_within_the_deadline(
     err = catch(pipeline, item(1), driver)
     elapsed = time.monotonic() - started
     assert type(err) is error
+    assert isinstance(err, ProviderError)
     assert elapsed < DEADLINE + 1.0  # generous: this machine is noisy
     if code is not None:
         assert err.code == code
@@ -162,6 +164,7 @@ def test_redirects_are_not_followed(server: ScriptServer, make: MakePipeline) ->
     pipeline = make()
     server.script("/items/1", Reply(302, headers={"Location": "http://127.0.0.2/steal"}))
     err = catch(pipeline, item(1), "sync")
+    assert isinstance(err, ProviderError)
     assert err.status == 302
     assert server.count() == 1
 

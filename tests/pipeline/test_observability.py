@@ -110,12 +110,12 @@ def test_cache_hits_log_nothing_above_debug_and_build_no_record(
 
     monkeypatch.setattr(obs.logger, "makeRecord", counting)
     monkeypatch.setattr(obs.logger, "level", logging.INFO)
-    obs.logger.manager._clear_cache()
+    obs.logger.manager._clear_cache()  # type: ignore[attr-defined]  # private: reset level caches
     for _ in range(5):
         pipeline.call(item(1))
     assert made == []
     monkeypatch.setattr(obs.logger, "level", logging.DEBUG)
-    obs.logger.manager._clear_cache()
+    obs.logger.manager._clear_cache()  # type: ignore[attr-defined]  # private: reset level caches
     pipeline.call(item(1))
     assert made == ["DEBUG"]
 
@@ -387,7 +387,7 @@ def test_canary_secret_never_escapes(
     haystack.append(repr(limiter.get_stats()))
     client = redis.Redis.from_url(redis_url)
     try:
-        keys = [k.decode() for k in client.keys("*")]
+        keys = [k.decode() for k in client.keys("*")]  # type: ignore[union-attr]  # bytes: no decode_responses
         haystack += keys
         haystack += [repr(client.get(k)) for k in keys if client.type(k) == b"string"]
     finally:
@@ -433,8 +433,11 @@ def test_spans_when_opentelemetry_is_installed(server: ScriptServer, make: MakeP
         pipeline.call(item(1))
         catch(pipeline, item(2), "sync")
     spans = exporter.get_finished_spans()
-    assert [s.attributes["tunegate.cache"] for s in spans] == ["miss", "miss"]  # a hit: none
+    assert all(s.attributes is not None for s in spans)
+    assert [s.attributes["tunegate.cache"] for s in spans] == ["miss", "miss"]  # type: ignore[index]  # a hit: none
     first = spans[0]
+    assert first.attributes is not None
+    assert spans[1].attributes is not None
     assert first.name == "test /items/{id}"
     assert first.kind == trace.SpanKind.CLIENT
     assert first.attributes["tunegate.correlation_id"] == "trace-me"
