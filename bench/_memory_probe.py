@@ -1,0 +1,115 @@
+"""Resident memory of the memory backend, in a fresh process (run by ``bench/run``).
+
+``ratio N``: RSS growth of a ``CacheManager.memory`` holding N search responses, over the RSS
+growth of a dict holding the same body bytes (each measured in its own child process).
+``bound N``: RSS growth of filling a 64 MiB ``max_bytes`` cache with N responses (far more
+than fit), over ``max_bytes``. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+from typing import Any
+
+import orjson
+import psutil
+
+
+def body(i: int) -> dict[str, Any]:
+    """A Spotify search answer of 3 tracks, about 4 KB of JSON like the anchors' body."""
+    return {
+        "tracks": {
+            "href": f"https://api.spotify.com/v1/search?query=track%3Asong+{i}&type=track",
+            "items": [
+                {
+                    "album": {
+                        "album_type": "album",
+                        "artists": [{"id": f"{i:022d}", "name": f"Artist {i}", "type": "artist"}],
+                        "id": f"{i + j:022d}",
+                        "images": [
+                            {"height": h, "url": f"https://i.scdn.co/image/{i:040x}{h}", "width": h}
+                            for h in (640, 300, 64)
+                        ],
+                        "name": f"Album {i}",
+                        "release_date": "1999-01-01",
+                        "total_tracks": 10,
+                    },
+                    "artists": [{"id": f"{i:022d}", "name": f"Artist {i}", "type": "artist"}],
+                    "available_markets": ["US", "GB", "DE", "FR", "SE", "JP"],
+                    "duration_ms": 200_000 + i % 1000,
+                    "explicit": False,
+                    "external_ids": {"isrc": f"USRC1{i:07d}"},
+                    "id": f"{i * 3 + j:022d}",
+                    "name": f"Song {i} ({j})",
+                    "popularity": i % 100,
+                    "track_number": j + 1,
+                    "uri": f"spotify:track:{i * 3 + j:022d}",
+                }
+                for j in range(3)
+            ],
+            "limit": 3,
+            "offset": 0,
+            "total": 3,
+        }
+    }
+
+
+def rss() -> int:
+    gc.collect()
+    return int(psutil.Process().memory_info().rss)
+
+
+def child(mode: str, n: int) -> None:
+    from tunegate import CacheManager
+
+    body_bytes = 0
+    before = rss()
+    if mode == "dict":
+        d = {}
+        for i in range(n):
+            payload = orjson.dumps(body(i))
+            body_bytes += len(payload)
+            d[f"spotify:search:{i}"] = payload
+        grown = rss() - before
+    else:
+        cap = 64 * 1024 * 1024 if mode == "bound" else 1 << 40
+        cache = CacheManager.memory(max_entries=10 * n, max_bytes=cap)
+        for i in range(n):
+            payload = orjson.dumps(body(i))
+            body_bytes += len(payload)
+            # Decoded from bytes, as a real response is: no strings shared with the literals.
+            cache.store(cache.key("spotify:search", str(i)), orjson.loads(payload))
+        grown = rss() - before
+    print(json.dumps({"grown": grown, "body_bytes": body_bytes}))
+
+
+def run_child(mode: str, n: int) -> dict[str, int]:
+    out = subprocess.run(
+        [sys.executable, __file__, "child", mode, str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    result: dict[str, int] = json.loads(out.stdout)
+    return result
+
+
+def main() -> None:
+    if sys.argv[1] == "child":
+        child(sys.argv[2], int(sys.argv[3]))
+        return
+    mode, n = sys.argv[1], int(sys.argv[2])
+    if mode == "ratio":
+        tg, dct = run_child("cache", n), run_child("dict", n)
+        print(json.dumps({"ratio": tg["grown"] / dct["grown"], "tunegate": tg, "dict": dct}))
+    else:
+        tg = run_child("bound", n)
+        print(json.dumps({"ratio": tg["grown"] / (64 * 1024 * 1024), "tunegate": tg}))
+
+
+if __name__ == "__main__":
+    main()
