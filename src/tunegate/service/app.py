@@ -216,13 +216,11 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
 
 
-def serve(
-    host: str = "127.0.0.1", port: int = 8080, config: str | None = None, sandbox: bool = False
-) -> None:
-    """Run the service on uvicorn until interrupted (in-flight requests get 10 s)."""
+def serve(host: str = "127.0.0.1", port: int = 8080, sandbox: bool = False) -> None:
+    """Run the service on uvicorn until interrupted (in-flight requests get 10 s).
+
+    Configuration comes from the environment, as for ``Gateway.from_env()``."""
     import uvicorn
 
-    if config is not None:
-        raise NotImplementedError("--config is not supported yet; use the environment")
     app = create_app(sandbox=sandbox)
     uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=10)
