@@ -184,10 +184,13 @@ def mask(name: str, value: str | None) -> str:
         return "-"
     if name == "redis_url":
         parts = urlsplit(value)
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:  # not a URL we can take apart: show nothing of it
+            return "<set>"
         if parts.password is None:
             return value
         host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
         user = parts.username or ""
         rest = value.split(parts.netloc, 1)[1]
         return f"{parts.scheme}://{user}:****@{host}{port}{rest}"

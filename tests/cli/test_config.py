@@ -120,3 +120,14 @@ def test_enrich_reads_the_file_before_any_network_call(tmp_path: Path) -> None:
 def test_load_rejects_a_bad_flag() -> None:
     with pytest.raises(ConfigurationError, match=r"concurrency \(from the command line\)"):
         load({"concurrency": 0}, None)
+
+
+def test_mask_keeps_secrets_out() -> None:
+    from tunegate.config import mask
+
+    assert mask("lastfm_api_key", "0123456789abcdef") == "****cdef"
+    assert mask("lastfm_api_key", "short-key") == "<set>"
+    assert mask("redis_url", "redis://u:pw-123@cache:6379/1") == "redis://u:****@cache:6379/1"
+    assert mask("redis_url", "redis://:pw-123@cache:notaport/0") == "<set>"
+    assert mask("redis_url", "redis://cache:6379/0") == "redis://cache:6379/0"
+    assert mask("concurrency", "8") == "8"
