@@ -10,6 +10,9 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
+
+from tunegate.emulator import FAULTS_HELP
 
 __all__ = ["app", "main"]
 
@@ -36,6 +39,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="TUNEGATE_CONFIG",
+            help="TOML configuration file. Default: <user config dir>/tunegate/config.toml "
+            "(see 'tunegate config show').",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -47,20 +60,23 @@ def _root(
 
     Example: tunegate enrich --sandbox
     """
+    ctx.obj = config
 
 
-FAULTS_HELP = (
-    "Fault rules, compact form 'PROVIDER:FAULT=VALUE,...;PROVIDER:...' (durations take units: "
-    "300ms, 2s, 5m), JSON, or a path to a JSON file. "
-    "Example: 'spotify:error_rate=0.2,latency=300ms;lastfm:outage=60'."
-)
+def _load(ctx: typer.Context, **flags: Any) -> Any:
+    """The effective configuration (flags > environment > file > defaults), or exit 2."""
+    return _loaded(ctx, **flags).config
 
 
-def print_env(env: dict[str, str]) -> str:
-    """An ``export`` block for a POSIX shell (values quoted)."""
-    import shlex
+def _loaded(ctx: typer.Context, **flags: Any) -> Any:
+    from tunegate.config import load
+    from tunegate.exceptions import ConfigurationError
 
-    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
+    try:
+        return load(flags, ctx.find_root().obj)
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -74,7 +90,7 @@ def emulator(
     ] = False,
     faults: Annotated[
         str | None,
-        typer.Option(help=FAULTS_HELP),
+        typer.Option(help=escape(FAULTS_HELP)),  # its [@P] is not rich markup
     ] = None,
     rate_limits: Annotated[
         bool, typer.Option(help="Enforce each provider's quota (off for load tests).")
@@ -91,10 +107,9 @@ def emulator(
 
     It prints the credentials it accepts and an export block that points tunegate at it.
 
-    Example: tunegate emulator --port 18777 --faults 'spotify:error_rate=0.2'
+    Example: tunegate emulator --port 18777 --faults 'spotify:error=503@0.2'
     """
     from tunegate.emulator import Emulator
-    from tunegate.sandbox import emulator_env
 
     spec: str | None = faults
     if faults and not faults.lstrip().startswith(("{", "[")) and Path(faults).is_file():
@@ -120,9 +135,9 @@ def emulator(
     signal.signal(signal.SIGTERM, on_signal)
     with emu:
         urls = emu.urls
-        env = emulator_env(emu, musicbrainz_rate=None)
+        env = emu.env()
         if print_env_only:
-            typer.echo(print_env(env))
+            typer.echo(emu.env_exports(), nl=False)
             sys.stdout.flush()
             while not stop.wait(0.5):
                 pass
@@ -140,7 +155,7 @@ def emulator(
             "any MusicBrainz User-Agent"
         )
         typer.echo("Point tunegate at it (paste into a shell):")
-        typer.echo(print_env(env))
+        typer.echo(emu.env_exports(), nl=False)
         typer.echo("Press Ctrl+C to stop.")
         sys.stdout.flush()
         while not stop.wait(0.5):
@@ -164,7 +179,8 @@ it again with the same output to finish an interrupted run.
 Credentials come from SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT_SECRET, MUSICBRAINZ_USER_AGENT and
 LASTFM_API_KEY (providers without credentials are skipped); TUNEGATE_SPOTIFY_API_URL,
 TUNEGATE_SPOTIFY_AUTH_URL, TUNEGATE_MUSICBRAINZ_URL and TUNEGATE_LASTFM_URL point them
-elsewhere (see 'tunegate emulator').
+elsewhere (see 'tunegate emulator'). Each setting can also live in the TOML file of --config
+(see 'tunegate config show'); flags beat the environment, which beats the file.
 
 {EXIT_CODES}
 
@@ -179,6 +195,7 @@ def _fail(err: Any, message: object, code: int = 2) -> typer.Exit:
 
 @app.command(help=ENRICH_HELP)
 def enrich(
+    ctx: typer.Context,
     input_path: Annotated[
         str | None,
         typer.Argument(
@@ -197,20 +214,20 @@ def enrich(
         ),
     ] = None,
     output_format: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--format",
-            help="jsonl (one record a line) or csv (flattened columns; the resumable "
-            "JSON Lines journal is kept beside it as .NAME.jsonl).",
+            help="jsonl (one record a line, the default) or csv (flattened columns; the "
+            "resumable JSON Lines journal is kept beside it as .NAME.jsonl).",
         ),
-    ] = "jsonl",
+    ] = None,
     sandbox: Annotated[
         bool, typer.Option(help="Run against the built-in emulator (no credentials needed).")
     ] = False,
     rows: Annotated[int, typer.Option(min=1, help="Rows of the sandbox's sample input.")] = 100,
     concurrency: Annotated[
-        int, typer.Option(min=1, max=1024, help="Rows enriched at the same time.")
-    ] = 8,
+        int | None, typer.Option(help="Rows enriched at the same time (1-1024, default 8).")
+    ] = None,
     cache: Annotated[
         str | None,
         typer.Option(
@@ -222,8 +239,8 @@ def enrich(
         str | None,
         typer.Option(
             "--redis",
-            envvar="TUNEGATE_REDIS_URL",
-            help="Share cache, rate limits and breakers with other workers through Redis.",
+            help="Share cache, rate limits and breakers with other workers through Redis "
+            "(or TUNEGATE_REDIS_URL).",
         ),
     ] = None,
     retry_failed: Annotated[
@@ -234,12 +251,12 @@ def enrich(
         typer.Option(help="Also write the end summary as JSON to this file."),
     ] = None,
     progress_every: Annotated[
-        float,
-        typer.Option(min=0.1, max=3600, help="Seconds between progress lines without a terminal."),
-    ] = 5.0,
+        float | None,
+        typer.Option(help="Seconds between progress lines without a terminal (default 5)."),
+    ] = None,
     log_format: Annotated[
-        str, typer.Option(help="text, or json (one JSON object per log line).")
-    ] = "text",
+        str | None, typer.Option(help="text (default), or json (one JSON object per log line).")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress or summary.")] = False,
 ) -> None:
     import asyncio
@@ -251,17 +268,24 @@ def enrich(
     from tunegate._cli_run import console, setup_logging
     from tunegate.cache import CacheManager
     from tunegate.cache.sqlite import default_sqlite_path
-    from tunegate.clients import Settings
     from tunegate.enrich import check_input
     from tunegate.exceptions import ConfigurationError
     from tunegate.sandbox import sandbox as start_sandbox
     from tunegate.sandbox import write_sample_input
 
+    cfg = _load(
+        ctx,
+        format=output_format,
+        concurrency=concurrency,
+        cache=cache,
+        redis_url=redis_url,
+        progress_every=progress_every,
+        log_format=log_format,
+    )
+    output_format, concurrency, cache = cfg.format, cfg.concurrency, cfg.cache
+    progress_every, log_format = cfg.progress_every, cfg.log_format
+    redis_url = cfg.secret("redis_url")
     err = console()
-    if output_format not in ("jsonl", "csv"):
-        raise typer.BadParameter("must be jsonl or csv", param_hint="--format")
-    if log_format not in ("text", "json"):
-        raise typer.BadParameter("must be text or json", param_hint="--log-format")
     setup_logging(err, log_format)
     with contextlib.ExitStack() as stack:
         try:
@@ -284,7 +308,7 @@ def enrich(
                 if cache is None and not redis_url:
                     cache = str(SANDBOX_DIR / "cache.db")
             else:
-                settings = Settings.from_env()
+                settings = cfg.client_settings()
             if source is None:
                 raise typer.BadParameter("give an INPUT file, or use --sandbox", param_hint="INPUT")
             if output is None:
@@ -423,15 +447,16 @@ app.add_typer(breaker_app, name="breaker")
 CacheOpt = Annotated[
     str | None, typer.Option(help="SQLite cache file. Default: ~/.cache/tunegate/cache.db.")
 ]
-RedisOpt = Annotated[
-    str | None, typer.Option("--redis", envvar="TUNEGATE_REDIS_URL", help="Redis URL.")
-]
+RedisOpt = Annotated[str | None, typer.Option("--redis", help="Redis URL (or TUNEGATE_REDIS_URL).")]
 BREAKERS = ("spotify", "spotify:accounts", "musicbrainz", "lastfm")
 
 
-def _cache_manager(cache: str | None, redis_url: str | None) -> Any:
+def _cache_manager(ctx: typer.Context, cache: str | None, redis_url: str | None) -> Any:
     from tunegate.cache import CacheManager
     from tunegate.cache.sqlite import default_sqlite_path
+
+    cfg = _load(ctx, cache=cache, redis_url=redis_url)
+    cache, redis_url = cfg.cache, cfg.secret("redis_url")
 
     if cache is not None:
         path = Path(cache)
@@ -445,7 +470,7 @@ def _cache_manager(cache: str | None, redis_url: str | None) -> Any:
 
 
 @cache_app.command("stats")
-def cache_stats(cache: CacheOpt = None, redis_url: RedisOpt = None) -> None:
+def cache_stats(ctx: typer.Context, cache: CacheOpt = None, redis_url: RedisOpt = None) -> None:
     """Entries in the cache, per provider.
 
     Example: tunegate cache stats --cache .tunegate/sandbox/cache.db
@@ -454,7 +479,8 @@ def cache_stats(cache: CacheOpt = None, redis_url: RedisOpt = None) -> None:
 
     from tunegate.cache.sqlite import SqliteBackend
 
-    cm = _cache_manager(cache, redis_url)
+    cm = _cache_manager(ctx, cache, redis_url)
+    redis_url = _load(ctx, redis_url=redis_url).secret("redis_url")
     with cm:
         prefix = cm.key_scheme.prefix
         backend = cm.backend
@@ -479,6 +505,7 @@ def cache_stats(cache: CacheOpt = None, redis_url: RedisOpt = None) -> None:
 
 @cache_app.command("invalidate")
 def cache_invalidate(
+    ctx: typer.Context,
     pattern: Annotated[str, typer.Argument(help="A glob over unprefixed keys.")],
     cache: CacheOpt = None,
     redis_url: RedisOpt = None,
@@ -489,7 +516,7 @@ def cache_invalidate(
     """
     from tunegate.exceptions import InvalidInput
 
-    with _cache_manager(cache, redis_url) as cm:
+    with _cache_manager(ctx, cache, redis_url) as cm:
         try:
             n = cm.invalidate_pattern(pattern)
         except InvalidInput as exc:
@@ -499,19 +526,20 @@ def cache_invalidate(
 
 
 @cache_app.command("clear")
-def cache_clear(cache: CacheOpt = None, redis_url: RedisOpt = None) -> None:
+def cache_clear(ctx: typer.Context, cache: CacheOpt = None, redis_url: RedisOpt = None) -> None:
     """Delete every tunegate entry (other keys in the same Redis are left alone).
 
     Example: tunegate cache clear --redis redis://localhost:6379/0
     """
-    with _cache_manager(cache, redis_url) as cm:
+    with _cache_manager(ctx, cache, redis_url) as cm:
         n = cm.invalidate_pattern("*")
     typer.echo(f"{n} entries deleted")
 
 
-def _registry(redis_url: str | None) -> Any:
+def _registry(ctx: typer.Context, redis_url: str | None) -> Any:
     from tunegate.breaker import CircuitBreakerRegistry
 
+    redis_url = _load(ctx, redis_url=redis_url).secret("redis_url")
     if not redis_url:
         typer.echo(
             "error: breakers are shared only through Redis: give --redis or TUNEGATE_REDIS_URL",
@@ -522,12 +550,12 @@ def _registry(redis_url: str | None) -> Any:
 
 
 @breaker_app.command("status")
-def breaker_status(redis_url: RedisOpt = None) -> None:
+def breaker_status(ctx: typer.Context, redis_url: RedisOpt = None) -> None:
     """The shared state of each provider's breaker.
 
     Example: tunegate breaker status --redis redis://localhost:6379/0
     """
-    registry = _registry(redis_url)
+    registry = _registry(ctx, redis_url)
     try:
         for name in BREAKERS:
             typer.echo(f"{name:<17} {registry.register(name).state.value}")
@@ -537,6 +565,7 @@ def breaker_status(redis_url: RedisOpt = None) -> None:
 
 @breaker_app.command("reset")
 def breaker_reset(
+    ctx: typer.Context,
     provider: Annotated[str, typer.Argument(help="One of " + ", ".join(BREAKERS) + ".")],
     redis_url: RedisOpt = None,
 ) -> None:
@@ -547,13 +576,34 @@ def breaker_reset(
     if provider not in BREAKERS:
         typer.echo(f"error: unknown breaker {provider!r}; one of {', '.join(BREAKERS)}", err=True)
         raise typer.Exit(2)
-    registry = _registry(redis_url)
+    registry = _registry(ctx, redis_url)
     try:
         breaker = registry.register(provider)
         breaker.reset()
         typer.echo(f"{provider} {breaker.state.value}")
     finally:
         registry.close()
+
+
+config_app = typer.Typer(
+    help="The configuration: flags > environment > TOML file > defaults.\n\n"
+    "Example: tunegate --config ./tunegate.toml config show",
+    no_args_is_help=True,
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context) -> None:
+    """Print the effective configuration and where each value came from, secrets masked.
+
+    Example: tunegate config show
+    """
+    from tunegate.config import show_lines
+
+    loaded = _loaded(ctx)
+    for line in show_lines(loaded):
+        typer.echo(line)
 
 
 def main() -> None:

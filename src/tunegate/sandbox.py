@@ -8,34 +8,34 @@ included, behaves as the real services do. (The real 1/s waits for MusicBrainz b
 today ``enrich`` makes one MusicBrainz call per row.)
 
 The cache keys of a non-official origin carry a digest of its URL, port included, so the
-emulator listens on a port derived from its seed and catalogue size (the next one when that
-is taken): the same sandbox gets the same port, hence the same cache scope, run after run.
+emulator listens on a port derived from its seed and catalogue size: the same sandbox gets
+the same port, hence the same cache scope, run after run. When that port is already served
+by a tunegate emulator of the same seed and catalogue (another sandbox run), this run uses
+it too, so two ``--sandbox --redis`` runs at once share one cache; the run that started it
+keeps it serving while the other is still sending requests. Any other occupant: next port.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import os
+import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tunegate.clients import Settings
-from tunegate.clients.lastfm import LASTFM
-from tunegate.clients.musicbrainz import MUSICBRAINZ
-from tunegate.clients.spotify import AUTH_URL_ENV, SPOTIFY
 from tunegate.emulator import Emulator
-from tunegate.emulator.config import (
-    DEFAULT_LASTFM_KEY,
-    DEFAULT_SPOTIFY_CLIENT_ID,
-    DEFAULT_SPOTIFY_CLIENT_SECRET,
-    RateLimit,
-)
+from tunegate.emulator.config import RateLimit
 
-__all__ = ["MIRROR_RATE", "emulator_env", "sandbox", "sandbox_port", "write_sample_input"]
+__all__ = ["MIRROR_RATE", "sandbox", "sandbox_port", "write_sample_input"]
 
 MIRROR_RATE = 20.0
-USER_AGENT = "tunegate-sandbox/1.0 ( https://github.com/tunegate/tunegate )"
 
 
 _PORTS = (20_000, 32_000)  # below the usual ephemeral range (Linux: 32768 and up)
@@ -49,37 +49,78 @@ def sandbox_port(seed: int, catalog_size: int, attempt: int = 0) -> int:
     return low + (int.from_bytes(digest[:4], "big") + attempt) % (high - low)
 
 
+_MIRROR = RateLimit(int(MIRROR_RATE), 1.0)
+_LINGER = 600.0  # the owner waits at most this long for attached runs to finish
+
+
+class _Attached(Emulator):
+    """Another process's sandbox emulator: same catalogue, URLs and credentials, never
+    started or stopped here; its stats come over HTTP."""
+
+    def __init__(self, *, catalog_size: int, seed: int, port: int) -> None:
+        super().__init__(catalog_size=catalog_size, seed=seed, port=port, musicbrainz_rate=_MIRROR)
+        self._mark = _attached_dir(port) / str(os.getpid())
+        self._mark.parent.mkdir(parents=True, exist_ok=True)
+        self._mark.touch()
+
+    def stats(self) -> dict[str, Any]:
+        return _get_json(f"{self.urls.admin}/stats") or {"requests": {}}
+
+    def stop(self) -> None:
+        self._mark.unlink(missing_ok=True)
+
+
+def _attached_dir(port: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"tunegate-sandbox-{port}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _get_json(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _same_sandbox(port: int, seed: int, catalog_size: int) -> bool:
+    info = _get_json(f"http://127.0.0.1:{port}/_emulator/catalog")
+    return isinstance(info, dict) and (info.get("seed"), info.get("size")) == (seed, catalog_size)
+
+
 def _start(seed: int, catalog_size: int) -> Emulator:
     for attempt in range(_TRIES):
-        emu = Emulator(
-            catalog_size=catalog_size, seed=seed, port=sandbox_port(seed, catalog_size, attempt)
-        )
+        port = sandbox_port(seed, catalog_size, attempt)
+        emu = Emulator(catalog_size=catalog_size, seed=seed, port=port, musicbrainz_rate=_MIRROR)
         try:
             return emu.start()
         except RuntimeError as exc:
             if not isinstance(exc.__cause__, OSError):
                 raise
+        if _same_sandbox(port, seed, catalog_size):
+            return _Attached(catalog_size=catalog_size, seed=seed, port=port)
     # Every stable port taken: a random one still works, only without cache reuse.
-    return Emulator(catalog_size=catalog_size, seed=seed).start()
+    return Emulator(catalog_size=catalog_size, seed=seed, musicbrainz_rate=_MIRROR).start()
 
 
-def emulator_env(emu: Emulator, musicbrainz_rate: float | None = MIRROR_RATE) -> dict[str, str]:
-    """The environment that points tunegate (``Settings.from_env``, ``Gateway.from_env``,
-    ``tunegate enrich``) at ``emu`` with the credentials it accepts. One place, so it can
-    later defer to the emulator's own helper."""
-    env = {
-        "SPOTIFY_CLIENT_ID": DEFAULT_SPOTIFY_CLIENT_ID,
-        "SPOTIFY_CLIENT_SECRET": DEFAULT_SPOTIFY_CLIENT_SECRET,
-        "MUSICBRAINZ_USER_AGENT": USER_AGENT,
-        "LASTFM_API_KEY": DEFAULT_LASTFM_KEY,
-        SPOTIFY.url_env: emu.urls.spotify,
-        AUTH_URL_ENV: emu.urls.spotify_token,
-        MUSICBRAINZ.url_env: emu.urls.musicbrainz,
-        LASTFM.url_env: emu.urls.lastfm,
-    }
-    if musicbrainz_rate is not None:
-        env["TUNEGATE_MUSICBRAINZ_RATE"] = f"{musicbrainz_rate:g}"
-    return env
+def _linger(emu: Emulator) -> None:
+    """Keep serving while a live run attached to this emulator has not finished."""
+    marks = _attached_dir(emu.port)
+    deadline = time.monotonic() + _LINGER
+    while time.monotonic() < deadline:
+        pids = [int(m.name) for m in marks.glob("*") if m.name.isdigit()]
+        if not any(_alive(pid) and pid != os.getpid() for pid in pids):
+            return
+        time.sleep(0.5)
 
 
 @contextmanager
@@ -87,9 +128,10 @@ def sandbox(seed: int = 0, catalog_size: int = 10_000) -> Iterator[tuple[Emulato
     """A running emulator and the :class:`Settings` that point the clients at it."""
     emu = _start(seed, catalog_size)
     try:
-        emu.configure(musicbrainz_rate=RateLimit(int(MIRROR_RATE), 1.0))
-        yield emu, Settings.from_env(emulator_env(emu))
+        yield emu, Settings.from_env(emu.env())
     finally:
+        if not isinstance(emu, _Attached):
+            _linger(emu)
         emu.stop()
 
 

@@ -17,7 +17,6 @@ import pytest
 
 from tunegate.emulator import Emulator
 from tunegate.enrich import read_rows
-from tunegate.sandbox import emulator_env
 
 TUNEGATE = [sys.executable, "-m", "tunegate"]
 
@@ -135,7 +134,7 @@ def test_run_against_the_emulator_records_and_summary_match_its_stats(
     result = run(
         ["enrich", "-", "-o", str(out), "--cache", "memory", "--summary-json", "s.json"],
         tmp_path,
-        env=emulator_env(emu),
+        env=emu.env(),
         stdin=text.encode(),
     )
     assert result.returncode == 1, result.stderr
@@ -158,7 +157,7 @@ def test_run_against_the_emulator_records_and_summary_match_its_stats(
 def test_failed_rows_exit_1_and_csv_output(tmp_path: Path, emu: Emulator) -> None:
     inp = tmp_path / "in.csv"
     inp.write_text("artist,title\nMuse,Psycho\n")
-    env = {**emulator_env(emu), "TUNEGATE_LASTFM_URL": "http://127.0.0.1:9/2.0/"}
+    env = {**emu.env(), "TUNEGATE_LASTFM_URL": "http://127.0.0.1:9/2.0/"}
     env.pop("SPOTIFY_CLIENT_ID")  # Spotify skipped, MusicBrainz asked, Last.fm unreachable
     out = tmp_path / "out.csv"
     result = run(
