@@ -606,6 +606,27 @@ def config_show(ctx: typer.Context) -> None:
         typer.echo(line)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8080,
+    sandbox: Annotated[bool, typer.Option(help="Serve against the built-in emulator.")] = False,
+) -> None:
+    """Run the gateway as an HTTP service (/v1/..., problem+json errors); credentials come
+    from the environment as for Gateway.from_env(). Needs the 'serve' extra.
+
+    Example: tunegate serve --sandbox --port 8080
+    """
+    try:
+        from tunegate.service import serve as run_service
+    except ImportError as exc:  # starlette or uvicorn missing
+        message = f"{exc.name} is not installed: pip install 'tunegate[serve]'"
+        from tunegate._cli_run import console
+
+        raise _fail(console(), message) from None
+    run_service(host=host, port=port, sandbox=sandbox)
+
+
 def main() -> None:
     app()
 

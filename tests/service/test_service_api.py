@@ -1,4 +1,4 @@
-"""The service end to end: ``python -m tunegate.service --sandbox`` as a subprocess on a
+"""The service end to end: ``tunegate serve --sandbox`` as a subprocess on a
 free port, exercised through httpx."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def base_url() -> Iterator[str]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPOTIFY_", "LASTFM_"))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tunegate.service", "--sandbox", "--port", str(port)],
+        [sys.executable, "-m", "tunegate", "serve", "--sandbox", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
