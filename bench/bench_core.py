@@ -17,12 +17,12 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import redis
+from _timing import timed  # bench/ is on sys.path when a script runs
 
 from tunegate import CacheManager, CircuitBreakerRegistry, RateLimiter
 
@@ -34,24 +34,6 @@ def _track() -> dict[str, object]:
         return json.loads(FIXTURE.read_text())  # type: ignore[no-any-return]
     artists = [{"name": "deadmau5", "id": "2CIMQHirSU0MQqyYHq0eOx"}]
     return {"name": "Strobe", "id": "x" * 22, "artists": artists, "pad": "y" * 3000}
-
-
-def timed(fn: Callable[[], object], seconds: float) -> float:
-    """Microseconds per call of ``fn``, over a loop of about ``seconds``."""
-    n = 1
-    while True:  # calibrate: grow the loop until it takes a tenth of the budget
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt > seconds / 10 or n >= 1 << 22:
-            break
-        n *= 4
-    n = max(1, int(n * seconds / max(dt, 1e-9)))
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n * 1e6
 
 
 def main() -> None:

@@ -26,44 +26,10 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import orjson
-
-
-def timed(fn: Callable[[], object], seconds: float) -> float:
-    """Microseconds per call of ``fn``, over a loop of about ``seconds``."""
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt > seconds / 10 or n >= 1 << 22:
-            break
-        n *= 4
-    n = max(1, int(n * seconds / max(dt, 1e-9)))
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n * 1e6
-
-
-def atimed(runner: asyncio.Runner, fn: Callable[[], Awaitable[object]], seconds: float) -> float:
-    async def loop(n: int) -> float:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            await fn()
-        return time.perf_counter() - t0
-
-    n = 1
-    while True:
-        dt = runner.run(loop(n))
-        if dt > seconds / 10 or n >= 1 << 22:
-            break
-        n *= 4
-    n = max(1, int(n * seconds / max(dt, 1e-9)))
-    return runner.run(loop(n)) / n * 1e6
+from _timing import atimed, timed  # bench/ is on sys.path when a script runs
 
 
 def free_port() -> int:

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import orjson
+from _timing import timed  # bench/ is on sys.path when a script runs
 
 from tunegate import CacheManager, SpotifyClient
 from tunegate.emulator import Emulator
@@ -37,24 +38,6 @@ from tunegate.emulator.config import DEFAULT_SPOTIFY_CLIENT_ID, DEFAULT_SPOTIFY_
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 BEGIN, END = "<!-- bench:table:begin -->", "<!-- bench:table:end -->"
-
-
-def per_call_us(fn: Callable[[], object], seconds: float) -> float:
-    """Microseconds per call of ``fn`` over a loop of about ``seconds`` (calibrated first)."""
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt > seconds / 10 or n >= 1 << 20:
-            break
-        n *= 4
-    n = max(1, int(n * seconds / max(dt, 1e-9)))
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n * 1e6
 
 
 @dataclass
@@ -110,20 +93,20 @@ class Bench:
             cache_manager=CacheManager.memory(),
         ) as client:
             assert client.search_track(self.artist, self.title) is not None
-            return per_call_us(lambda: client.search_track(self.artist, self.title), self.seconds)
+            return timed(lambda: client.search_track(self.artist, self.title), self.seconds)
 
     def dict_orjson(self) -> float:
         d = {f"k{i}": self.payload for i in range(1000)}
         d["key"] = self.payload
         loads = orjson.loads
-        return per_call_us(lambda: loads(d["key"]), self.seconds)
+        return timed(lambda: loads(d["key"]), self.seconds)
 
     def requests_cache_hit(self) -> float:
         import requests_cache
 
         with requests_cache.CachedSession(backend="memory") as session:
             session.get(self.search_url, params=self.params, headers=self.headers)
-            return per_call_us(
+            return timed(
                 lambda: session.get(self.search_url, params=self.params, headers=self.headers),
                 self.seconds,
             )
@@ -131,7 +114,7 @@ class Bench:
     # -- 9. emulator throughput ------------------------------------------------------------
     def emulator_rps(self) -> float:
         url, params, headers, get = self.search_url, self.params, self.headers, self.http.get
-        us = per_call_us(lambda: get(url, params=params, headers=headers), self.seconds)
+        us = timed(lambda: get(url, params=params, headers=headers), self.seconds)
         return 1e6 / us
 
     def bare_httpx_us(self) -> float:
@@ -139,20 +122,15 @@ class Bench:
 
     # -- 7. memory (one subprocess per sample, so RSS is this figure's alone) --------------
     def memory_ratio(self) -> float:
-        n = 10_000 if self.quick else 200_000
-        out = subprocess.run(
-            [sys.executable, str(HERE / "_memory_probe.py"), "ratio", str(n)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        return float(json.loads(out.stdout)["ratio"])
+        return self._memory_probe("ratio")
 
     def memory_bound(self) -> float:
+        return self._memory_probe("bound")
+
+    def _memory_probe(self, figure: str) -> float:
         n = 10_000 if self.quick else 200_000
         out = subprocess.run(
-            [sys.executable, str(HERE / "_memory_probe.py"), "bound", str(n)],
+            [sys.executable, str(HERE / "_memory_probe.py"), figure, str(n)],
             check=True,
             capture_output=True,
             text=True,
