@@ -1,5 +1,5 @@
 """``python -m tunegate``: the same as the ``tunegate`` command."""
 
-from tunegate.cli import main
+from tunegate._entry import main
 
 main()

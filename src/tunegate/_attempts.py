@@ -14,9 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-from prometheus_client import Counter
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tunegate._clock import Clock
 from tunegate._effects import Acquire, Adjust, Allow, CacheStore, Record, Send, Sleep
@@ -50,6 +48,9 @@ from tunegate.exceptions import (
 from tunegate.observability import Metrics, Span, Stats, log_attempt, log_event
 from tunegate.ratelimit import RateLimiter
 from tunegate.retry import budget_lock
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
 
 __all__ = ["AttemptPath", "Call", "Flow", "RequestLike"]
 

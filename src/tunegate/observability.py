@@ -10,10 +10,11 @@ Every upstream attempt logs at INFO (a failed one at WARNING). A cache hit logs 
 only, and builds no record at all unless DEBUG is enabled for the logger.
 
 Metrics live on a registry the caller passes (default: prometheus-client's global one),
-created once per registry. Labels are bounded: provider names, templated endpoints, and
-fixed outcome words; never user data or a URL. Cache counters and the gauges (breaker
-state, hit ratio, tokens) are read from the live pipelines when the registry is scraped;
-a scrape never makes a Redis round trip.
+created once per registry; they need ``prometheus-client`` (the ``metrics`` extra), and
+without it a pipeline records none (stats and logs are the same). Labels are bounded:
+provider names, templated endpoints, and fixed outcome words; never user data or a URL.
+Cache counters and the gauges (breaker state, hit ratio, tokens) are read from the live
+pipelines when the registry is scraped; a scrape never makes a Redis round trip.
 
 OpenTelemetry: a span per pipeline call that misses the cache, when ``opentelemetry-api``
 is importable; nothing otherwise (a fresh hit makes no span).
@@ -37,8 +38,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+try:  # the `metrics` extra; without it pipelines keep stats and logs but record no metrics
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+except ImportError:  # pragma: no cover - depends on the environment
+    HAVE_PROMETHEUS = False
+else:
+    HAVE_PROMETHEUS = True
 
 if TYPE_CHECKING:
     from tunegate.breaker import CircuitBreaker

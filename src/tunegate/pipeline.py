@@ -34,11 +34,10 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
-from prometheus_client import CollectorRegistry
 
 from tunegate._attempts import Call, Flow, RequestLike
 from tunegate._clock import Clock, SystemClock
@@ -53,9 +52,20 @@ from tunegate._redis import RedisLink, adrive, drive
 from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
 from tunegate.exceptions import ConfigurationError
-from tunegate.observability import Metrics, Source, Stats, log_event, logger, start_span
+from tunegate.observability import (
+    HAVE_PROMETHEUS,
+    Metrics,
+    Source,
+    Stats,
+    log_event,
+    logger,
+    start_span,
+)
 from tunegate.ratelimit import PROVIDER_DEFAULTS, RateLimiter
 from tunegate.retry import budget_lock
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["MISS", "Pipeline", "RequestLike"]
 
@@ -154,7 +164,7 @@ class Pipeline(SingleFlight):
 
         self._flights = Flights()
         self._stats = Stats()
-        self._metrics = Metrics.for_registry(registry) if metrics else None
+        self._metrics = Metrics.for_registry(registry) if metrics and HAVE_PROMETHEUS else None
         if self._metrics is not None:
             m = self._metrics
             self._registry = m.registry  # held here: Metrics holds it weakly

@@ -3,17 +3,22 @@ automatic once tunegate is installed: it registers itself as a pytest plugin).
 
 - :class:`FakeClock`: a :class:`tunegate._clock.Clock` whose time moves only when told to,
   or when code under test sleeps on it; policies and drivers accept it as ``clock=``.
-- The emulator fixtures (``emulator``, ``emulator_urls``) come from ``tunegate.emulator``.
+- The emulator fixtures (``emulator``, ``emulator_urls``) run ``tunegate.emulator``, which is
+  imported only when a test uses one of them: loading this plugin into every pytest session
+  must cost nothing (it needs the ``emulator`` extra only then).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tunegate.emulator._fixtures import emulator, emulator_urls
+if TYPE_CHECKING:
+    from tunegate.emulator.server import Emulator, EmulatorURLs
 
 __all__ = ["FakeClock", "emulator", "emulator_urls", "pytest_configure"]
 
@@ -52,3 +57,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "emulator(**settings): Emulator keyword arguments for the emulator fixture"
     )
+
+
+@pytest.fixture
+def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """A running provider emulator, fresh for this test (catalogues are shared, so it is cheap).
+
+    Settings: an ``emulator_settings`` fixture (a dict of ``Emulator`` keyword arguments) if
+    the suite defines one, then a ``@pytest.mark.emulator(...)`` marker on the test."""
+    from tunegate.emulator._fixtures import _settings
+    from tunegate.emulator.server import Emulator
+
+    with Emulator(**_settings(request)) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emulator_urls(emulator: Emulator) -> EmulatorURLs:
+    """Base URLs of the ``emulator`` fixture: spotify (/v1), spotify_token, musicbrainz, lastfm."""
+    return emulator.urls

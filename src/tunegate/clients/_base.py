@@ -18,12 +18,11 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
-from prometheus_client import CollectorRegistry
 
 from tunegate._clock import Clock, SystemClock
 from tunegate._drive import Effect, Flow, adrive, drive
@@ -40,6 +39,9 @@ from tunegate.observability import Stats
 from tunegate.pipeline import Pipeline
 from tunegate.providers import ApiRequest
 from tunegate.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = [
     "AsyncClientMixin",

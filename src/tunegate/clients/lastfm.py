@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from tunegate._clock import Clock
 from tunegate._http import HttpConfig, HttpPool
@@ -40,6 +38,9 @@ from tunegate.providers.types import (
     LastFmTrackMatch,
 )
 from tunegate.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["LASTFM", "AsyncLastFmClient", "LastFmClient"]
 

@@ -14,9 +14,7 @@ import dataclasses
 import os
 import threading
 from collections.abc import Iterable
-from typing import Any, ClassVar, Literal
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from tunegate._clock import Clock, SystemClock
 from tunegate._http import HttpConfig, HttpPool
@@ -43,6 +41,9 @@ from tunegate.providers import ApiRequest, musicbrainz, validate
 from tunegate.providers.types import MusicBrainzRecording
 from tunegate.ratelimit import RateLimiter
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
 __all__ = [
     "MUSICBRAINZ",
     "AsyncMusicBrainzClient",
@@ -61,6 +62,7 @@ MUSICBRAINZ = Profile(
     url_env="TUNEGATE_MUSICBRAINZ_URL",
     suffix="/ws/2",
 )
+
 
 Inc = str | Iterable[str]
 

@@ -31,9 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Self, TypeVar
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from tunegate._clock import Clock
 from tunegate._http import HttpConfig
@@ -61,6 +59,9 @@ from tunegate.clients.spotify import (
 )
 from tunegate.exceptions import ConfigurationError
 from tunegate.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["AsyncGateway", "Gateway", "Settings", "clients_from_env"]
 

@@ -14,9 +14,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Literal
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from tunegate._clock import Clock
 from tunegate._effects import CacheStore
@@ -53,6 +51,9 @@ from tunegate.providers.spotify import SpotifyToken
 from tunegate.providers.types import SpotifyArtist, SpotifyTrack
 from tunegate.ratelimit import RateLimiter
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
 __all__ = ["AUTH_URL_ENV", "SPOTIFY", "AsyncSpotifyClient", "SpotifyClient"]
 
 log = logging.getLogger("tunegate.clients")
@@ -69,6 +70,7 @@ SPOTIFY = Profile(
     url_env="TUNEGATE_SPOTIFY_API_URL",
     suffix="/v1",
 )
+
 AUTH_URL_ENV = "TUNEGATE_SPOTIFY_AUTH_URL"
 #: The accounts service has its own breaker: its outage must not stop calls made with a
 #: token still valid, nor an API outage stop token refreshes.
