@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sys
 
-_CLI_PACKAGES = frozenset({"typer", "rich", "click", "pydantic", "pydantic_settings", "platformdirs"})
+_CLI_PACKAGES = frozenset(
+    {"typer", "rich", "click", "pydantic", "pydantic_settings", "platformdirs"}
+)
 HINT = "tunegate: the command line needs the 'cli' extra: pip install 'tunegate[cli]'"
 
 
