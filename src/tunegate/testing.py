@@ -11,9 +11,10 @@ automatic once tunegate is installed: it registers itself as a pytest plugin).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -59,13 +60,22 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    with contextlib.suppress(pytest.FixtureLookupError):
+        settings.update(request.getfixturevalue("emulator_settings"))
+    marker = request.node.get_closest_marker("emulator")
+    if marker is not None:
+        settings.update(marker.kwargs)
+    return settings
+
+
 @pytest.fixture
 def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
     """A running provider emulator, fresh for this test (catalogues are shared, so it is cheap).
 
     Settings: an ``emulator_settings`` fixture (a dict of ``Emulator`` keyword arguments) if
     the suite defines one, then a ``@pytest.mark.emulator(...)`` marker on the test."""
-    from tunegate.emulator._fixtures import _settings
     from tunegate.emulator.server import Emulator
 
     with Emulator(**_settings(request)) as emu:
