@@ -201,12 +201,12 @@ class CircuitBreaker(LinkOwner):
     def __init__(
         self,
         name: str,
+        *,
         failure_threshold: int = 5,
         timeout: float = 60.0,
         success_threshold: int = 2,
         expected_exception: ExceptionTypes | None = None,
         half_open_max_calls: int = 1,
-        *,
         probe_lease: float | None = None,
         redis: RedisLike | None = None,
         clock: Clock | None = None,
@@ -764,12 +764,12 @@ class CircuitBreakerRegistry(LinkOwner):
     def register(
         self,
         name: str,
+        *,
         failure_threshold: int = 5,
         timeout: float = 60.0,
         success_threshold: int = 2,
         expected_exception: ExceptionTypes | None = None,
         half_open_max_calls: int = 1,
-        *,
         probe_lease: float | None = None,
     ) -> CircuitBreaker:
         """Create the breaker ``name``; registering the same settings again returns it."""

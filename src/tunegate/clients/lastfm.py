@@ -199,45 +199,45 @@ class LastFmClient(SyncClientMixin, _LastFm):
     """
 
     def get_track_tags(
-        self, artist: str, track: str, autocorrect: bool = True, use_cache: bool = True
+        self, artist: str, track: str, *, autocorrect: bool = True, use_cache: bool = True
     ) -> list[str]:
         """The track's top tag names, highest count first ([] for an unknown track)."""
         return drive(self._get_track_tags(artist, track, autocorrect, use_cache))
 
     def get_track_tag_counts(
-        self, artist: str, track: str, autocorrect: bool = True, use_cache: bool = True
+        self, artist: str, track: str, *, autocorrect: bool = True, use_cache: bool = True
     ) -> list[tuple[str, int]]:
         """The track's top tags as ``(name, count)`` pairs, highest count first (Last.fm's
         count is a weight from 0 to 100, handy for weighting genres); [] when unknown."""
         return drive(self._get_track_tag_counts(artist, track, autocorrect, use_cache))
 
     def get_artist_tags(
-        self, artist: str, autocorrect: bool = True, use_cache: bool = True
+        self, artist: str, *, autocorrect: bool = True, use_cache: bool = True
     ) -> list[str]:
         """The artist's top tag names, highest count first ([] for an unknown artist)."""
         return drive(self._get_artist_tags(artist, autocorrect, use_cache))
 
     def get_artist_info(
-        self, artist: str, autocorrect: bool = True, use_cache: bool = True
+        self, artist: str, *, autocorrect: bool = True, use_cache: bool = True
     ) -> LastFmArtistInfo | None:
         """Listeners, play count, tags, similar artists and biography of an artist, or None."""
         return drive(self._get_artist_info(artist, autocorrect, use_cache))
 
     def search_tracks(
-        self, track: str, artist: str | None = None, limit: int = 10, use_cache: bool = True
+        self, track: str, *, artist: str | None = None, limit: int = 10, use_cache: bool = True
     ) -> list[LastFmTrackMatch]:
         """``track.search``: up to ``limit`` (1 to 50) hits in Last.fm's order, each with its
         artist, listeners and MBID when known; [] when none. Unranked: Last.fm's own order."""
         return drive(self._search_tracks(track, artist, limit, use_cache))
 
     def get_track_info(
-        self, artist: str, track: str, autocorrect: bool = True, use_cache: bool = True
+        self, artist: str, track: str, *, autocorrect: bool = True, use_cache: bool = True
     ) -> LastFmTrackInfo | None:
         """Listeners, play count, duration, album, tags and wiki of a track, or None."""
         return drive(self._get_track_info(artist, track, autocorrect, use_cache))
 
     def get_correction(
-        self, artist: str, track: str, use_cache: bool = True
+        self, artist: str, track: str, *, use_cache: bool = True
     ) -> LastFmCorrection | None:
         """The canonical artist and track names Last.fm knows, or None."""
         return drive(self._get_correction(artist, track, use_cache))
@@ -247,43 +247,43 @@ class AsyncLastFmClient(AsyncClientMixin, _LastFm):
     """:class:`LastFmClient` for asyncio: the same constructor and methods, awaited."""
 
     async def get_track_tags(
-        self, artist: str, track: str, autocorrect: bool = True, use_cache: bool = True
+        self, artist: str, track: str, *, autocorrect: bool = True, use_cache: bool = True
     ) -> list[str]:
         """See :meth:`LastFmClient.get_track_tags`."""
         return await adrive(self._get_track_tags(artist, track, autocorrect, use_cache))
 
     async def get_track_tag_counts(
-        self, artist: str, track: str, autocorrect: bool = True, use_cache: bool = True
+        self, artist: str, track: str, *, autocorrect: bool = True, use_cache: bool = True
     ) -> list[tuple[str, int]]:
         """See :meth:`LastFmClient.get_track_tag_counts`."""
         return await adrive(self._get_track_tag_counts(artist, track, autocorrect, use_cache))
 
     async def get_artist_tags(
-        self, artist: str, autocorrect: bool = True, use_cache: bool = True
+        self, artist: str, *, autocorrect: bool = True, use_cache: bool = True
     ) -> list[str]:
         """See :meth:`LastFmClient.get_artist_tags`."""
         return await adrive(self._get_artist_tags(artist, autocorrect, use_cache))
 
     async def get_artist_info(
-        self, artist: str, autocorrect: bool = True, use_cache: bool = True
+        self, artist: str, *, autocorrect: bool = True, use_cache: bool = True
     ) -> LastFmArtistInfo | None:
         """See :meth:`LastFmClient.get_artist_info`."""
         return await adrive(self._get_artist_info(artist, autocorrect, use_cache))
 
     async def search_tracks(
-        self, track: str, artist: str | None = None, limit: int = 10, use_cache: bool = True
+        self, track: str, *, artist: str | None = None, limit: int = 10, use_cache: bool = True
     ) -> list[LastFmTrackMatch]:
         """See :meth:`LastFmClient.search_tracks`."""
         return await adrive(self._search_tracks(track, artist, limit, use_cache))
 
     async def get_track_info(
-        self, artist: str, track: str, autocorrect: bool = True, use_cache: bool = True
+        self, artist: str, track: str, *, autocorrect: bool = True, use_cache: bool = True
     ) -> LastFmTrackInfo | None:
         """See :meth:`LastFmClient.get_track_info`."""
         return await adrive(self._get_track_info(artist, track, autocorrect, use_cache))
 
     async def get_correction(
-        self, artist: str, track: str, use_cache: bool = True
+        self, artist: str, track: str, *, use_cache: bool = True
     ) -> LastFmCorrection | None:
         """See :meth:`LastFmClient.get_correction`."""
         return await adrive(self._get_correction(artist, track, use_cache))

@@ -256,27 +256,27 @@ class MusicBrainzClient(SyncClientMixin, _MusicBrainz):
     """
 
     def lookup_isrc(
-        self, isrc: str, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
+        self, isrc: str, *, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
     ) -> MusicBrainzRecording | None:
         """The recording with this ISRC (of several, the earliest released non-video one),
         or None when MusicBrainz knows no recording with it."""
         return drive(self._lookup_isrc(isrc, inc, use_cache))
 
     def lookup_isrc_recordings(
-        self, isrc: str, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
+        self, isrc: str, *, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
     ) -> list[MusicBrainzRecording]:
         """Every recording carrying this ISRC, in MusicBrainz's order ([] when none)."""
         return drive(self._lookup_isrc_recordings(isrc, inc, use_cache))
 
     def search_recording(
-        self, artist: str, title: str, use_cache: bool = True
+        self, artist: str, title: str, *, use_cache: bool = True
     ) -> MusicBrainzRecording | None:
         """The search hit that best matches ``artist`` and ``title`` (same ranking rule as
         Spotify's), or None. User text is escaped: Lucene syntax in it is only text."""
         return drive(self._search_recording(artist, title, use_cache))
 
     def get_recording(
-        self, mbid: str, inc: Inc = musicbrainz.DEFAULT_RECORDING_INC, use_cache: bool = True
+        self, mbid: str, *, inc: Inc = musicbrainz.DEFAULT_RECORDING_INC, use_cache: bool = True
     ) -> MusicBrainzRecording | None:
         """The recording with this MBID (any UUID spelling), or None."""
         return drive(self._get_recording(mbid, inc, use_cache))
@@ -286,25 +286,25 @@ class AsyncMusicBrainzClient(AsyncClientMixin, _MusicBrainz):
     """:class:`MusicBrainzClient` for asyncio: the same constructor and methods, awaited."""
 
     async def lookup_isrc(
-        self, isrc: str, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
+        self, isrc: str, *, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
     ) -> MusicBrainzRecording | None:
         """See :meth:`MusicBrainzClient.lookup_isrc`."""
         return await adrive(self._lookup_isrc(isrc, inc, use_cache))
 
     async def lookup_isrc_recordings(
-        self, isrc: str, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
+        self, isrc: str, *, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
     ) -> list[MusicBrainzRecording]:
         """See :meth:`MusicBrainzClient.lookup_isrc_recordings`."""
         return await adrive(self._lookup_isrc_recordings(isrc, inc, use_cache))
 
     async def search_recording(
-        self, artist: str, title: str, use_cache: bool = True
+        self, artist: str, title: str, *, use_cache: bool = True
     ) -> MusicBrainzRecording | None:
         """See :meth:`MusicBrainzClient.search_recording`."""
         return await adrive(self._search_recording(artist, title, use_cache))
 
     async def get_recording(
-        self, mbid: str, inc: Inc = musicbrainz.DEFAULT_RECORDING_INC, use_cache: bool = True
+        self, mbid: str, *, inc: Inc = musicbrainz.DEFAULT_RECORDING_INC, use_cache: bool = True
     ) -> MusicBrainzRecording | None:
         """See :meth:`MusicBrainzClient.get_recording`."""
         return await adrive(self._get_recording(mbid, inc, use_cache))

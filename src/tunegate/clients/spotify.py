@@ -398,7 +398,7 @@ class SpotifyClient(SyncClientMixin, _Spotify):
     """
 
     def search_track(
-        self, artist: str, title: str, use_cache: bool = True, market: str | None = None
+        self, artist: str, title: str, *, use_cache: bool = True, market: str | None = None
     ) -> SpotifyTrack | None:
         """The search hit that best matches ``artist`` and ``title`` (ranked by normalised
         similarity, see ``docs/providers.md``), or None when no hit is close enough."""
@@ -409,26 +409,26 @@ class SpotifyClient(SyncClientMixin, _Spotify):
         return drive(self._search_track(artist, title, use_cache, market))
 
     def search_by_isrc(
-        self, isrc: str, use_cache: bool = True, market: str | None = None
+        self, isrc: str, *, use_cache: bool = True, market: str | None = None
     ) -> SpotifyTrack | None:
         """The track carrying ``isrc`` (hyphens and case are normalised), or None."""
         return drive(self._search_by_isrc(isrc, use_cache, market))
 
     def get_track(
-        self, track_id: str, use_cache: bool = True, market: str | None = None
+        self, track_id: str, *, use_cache: bool = True, market: str | None = None
     ) -> SpotifyTrack | None:
         """The track with this id (or ``spotify:track:`` URI, or open.spotify.com link)."""
         return drive(self._get_track(track_id, use_cache, market))
 
     def get_tracks(
-        self, ids: Iterable[str], use_cache: bool = True, market: str | None = None
+        self, ids: Iterable[str], *, use_cache: bool = True, market: str | None = None
     ) -> list[SpotifyTrack | None]:
         """The tracks for ``ids`` in the same order, None for unknown ids; cached ones are
         not asked for, the rest in batches of 50 or one call per id where batches are
         refused."""
         return drive(self._get_tracks(ids, use_cache, market))
 
-    def get_artist(self, artist_id: str, use_cache: bool = True) -> SpotifyArtist | None:
+    def get_artist(self, artist_id: str, *, use_cache: bool = True) -> SpotifyArtist | None:
         """The artist with this id, or None."""
         return drive(self._get_artist(artist_id, use_cache))
 
@@ -438,7 +438,7 @@ class AsyncSpotifyClient(AsyncClientMixin, _Spotify):
     Close it with ``await client.aclose()`` or use ``async with``."""
 
     async def search_track(
-        self, artist: str, title: str, use_cache: bool = True, market: str | None = None
+        self, artist: str, title: str, *, use_cache: bool = True, market: str | None = None
     ) -> SpotifyTrack | None:
         """See :meth:`SpotifyClient.search_track`."""
         if use_cache:
@@ -448,23 +448,23 @@ class AsyncSpotifyClient(AsyncClientMixin, _Spotify):
         return await adrive(self._search_track(artist, title, use_cache, market))
 
     async def search_by_isrc(
-        self, isrc: str, use_cache: bool = True, market: str | None = None
+        self, isrc: str, *, use_cache: bool = True, market: str | None = None
     ) -> SpotifyTrack | None:
         """See :meth:`SpotifyClient.search_by_isrc`."""
         return await adrive(self._search_by_isrc(isrc, use_cache, market))
 
     async def get_track(
-        self, track_id: str, use_cache: bool = True, market: str | None = None
+        self, track_id: str, *, use_cache: bool = True, market: str | None = None
     ) -> SpotifyTrack | None:
         """See :meth:`SpotifyClient.get_track`."""
         return await adrive(self._get_track(track_id, use_cache, market))
 
     async def get_tracks(
-        self, ids: Iterable[str], use_cache: bool = True, market: str | None = None
+        self, ids: Iterable[str], *, use_cache: bool = True, market: str | None = None
     ) -> list[SpotifyTrack | None]:
         """See :meth:`SpotifyClient.get_tracks` (ids fetched one by one run concurrently)."""
         return await adrive(self._get_tracks(ids, use_cache, market))
 
-    async def get_artist(self, artist_id: str, use_cache: bool = True) -> SpotifyArtist | None:
+    async def get_artist(self, artist_id: str, *, use_cache: bool = True) -> SpotifyArtist | None:
         """See :meth:`SpotifyClient.get_artist`."""
         return await adrive(self._get_artist(artist_id, use_cache))
