@@ -64,11 +64,11 @@ def test_get_recording(driver: Driver, emulator: Emulator) -> None:
     ("method", "args", "field"),
     [
         ("lookup_isrc", ("USIR2040050",), "isrc"),
-        ("lookup_isrc", ("USIR20400500", ["genres"]), "inc"),
+        ("lookup_isrc", ("USIR20400500", {"inc": ["genres"]}), "inc"),
         ("search_recording", ("Deadmau5", "   "), "title"),
         ("search_recording", (None, "Strobe"), "artist"),
         ("get_recording", ("not-a-uuid",), "mbid"),
-        ("get_recording", ("cb2cc207-8125-445c-9ef9-6ea44eee959a", "bogus"), "inc"),
+        ("get_recording", ("cb2cc207-8125-445c-9ef9-6ea44eee959a", {"inc": "bogus"}), "inc"),
     ],
 )
 def test_bad_input_fails_before_any_network_call(
@@ -76,7 +76,11 @@ def test_bad_input_fails_before_any_network_call(
 ) -> None:
     """Invalid input raises InvalidInput naming the field; the emulator sees nothing."""
     client = driver.musicbrainz()
-    err = driver.catch(client, method, *args)
+    *positional, last = args
+    if isinstance(last, dict):  # keyword options ride last
+        err = driver.catch(client, method, *positional, **last)
+    else:
+        err = driver.catch(client, method, *args)
     assert isinstance(err, InvalidInput)
     assert err.field == field
     assert emulator.stats()["total"] == 0

@@ -112,7 +112,7 @@ def test_get_tracks_uses_the_batch_where_allowed(driver: Driver, emulator: Emula
     [
         ("search_track", ("", "Strobe"), "artist"),
         ("search_track", ("Deadmau5", "x" * 201), "title"),
-        ("search_track", ("Deadmau5", "Strobe", True, "USA"), "market"),
+        ("search_track", ("Deadmau5", "Strobe", {"market": "USA"}), "market"),
         ("search_by_isrc", ("US-IR2-04-0050",), "isrc"),
         ("get_track", ("not-an-id",), "track_id"),
         ("get_track", ("spotify:artist:4BUJ9WFhRWo4Vj9Z2dPwkf",), "track_id"),
@@ -126,7 +126,11 @@ def test_bad_input_fails_before_any_network_call(
 ) -> None:
     """Invalid input raises InvalidInput naming the field, with no request (not even a token)."""
     client = driver.spotify()
-    err = driver.catch(client, method, *args)
+    *positional, last = args
+    if isinstance(last, dict):  # keyword options ride last
+        err = driver.catch(client, method, *positional, **last)
+    else:
+        err = driver.catch(client, method, *args)
     assert isinstance(err, InvalidInput)
     assert err.field == field
     assert emulator.stats()["total"] == 0

@@ -224,7 +224,7 @@ class LastFmClient(SyncClientMixin, _LastFm):
         return drive(self._get_artist_info(artist, autocorrect, use_cache))
 
     def search_tracks(
-        self, track: str, *, artist: str | None = None, limit: int = 10, use_cache: bool = True
+        self, track: str, artist: str | None = None, *, limit: int = 10, use_cache: bool = True
     ) -> list[LastFmTrackMatch]:
         """``track.search``: up to ``limit`` (1 to 50) hits in Last.fm's order, each with its
         artist, listeners and MBID when known; [] when none. Unranked: Last.fm's own order."""
@@ -271,7 +271,7 @@ class AsyncLastFmClient(AsyncClientMixin, _LastFm):
         return await adrive(self._get_artist_info(artist, autocorrect, use_cache))
 
     async def search_tracks(
-        self, track: str, *, artist: str | None = None, limit: int = 10, use_cache: bool = True
+        self, track: str, artist: str | None = None, *, limit: int = 10, use_cache: bool = True
     ) -> list[LastFmTrackMatch]:
         """See :meth:`LastFmClient.search_tracks`."""
         return await adrive(self._search_tracks(track, artist, limit, use_cache))
