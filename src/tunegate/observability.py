@@ -55,10 +55,13 @@ __all__ = [
     "JsonFormatter",
     "Metrics",
     "Source",
+    "Sources",
     "Stats",
     "correlation_id",
     "current_correlation_id",
     "logger",
+    "record_source",
+    "track_sources",
 ]
 
 logger = logging.getLogger("tunegate.pipeline")
@@ -84,6 +87,57 @@ def correlation_id(value: str | None = None) -> Iterator[str]:
 
 def current_correlation_id() -> str | None:
     return _correlation.get()
+
+
+# -- where answers came from ------------------------------------------------------------
+
+
+class Sources:
+    """Where each answer inside a :func:`track_sources` block came from, per provider:
+    ``"cache"`` (a fresh or negative cache entry), ``"api"`` (this call or an identical
+    one it shared asked the provider), ``"stale"`` (a stale entry served for a failure).
+    ``last`` is the latest; ``by_provider`` keeps the latest per provider."""
+
+    __slots__ = ("by_provider", "last")
+
+    def __init__(self) -> None:
+        self.by_provider: dict[str, str] = {}
+        self.last: str | None = None
+
+    def record(self, provider: str, source: str) -> None:
+        self.by_provider[provider] = source
+        self.last = source
+
+
+# A mutable holder in a ContextVar: tasks spawned inside the block copy the context but
+# share the holder, so their answers are seen by the block's owner.
+_sources: contextvars.ContextVar[Sources | None] = contextvars.ContextVar(
+    "tunegate_sources", default=None
+)
+
+
+@contextlib.contextmanager
+def track_sources() -> Iterator[Sources]:
+    """Record where every pipeline answer in the block (this thread or task, and tasks it
+    starts) came from::
+
+        with track_sources() as sources:
+            client.search_track("Daft Punk", "One More Time")
+        sources.by_provider  # {"spotify": "cache"}
+    """
+    holder = Sources()
+    token = _sources.set(holder)
+    try:
+        yield holder
+    finally:
+        _sources.reset(token)
+
+
+def record_source(provider: str, source: str) -> None:
+    """Called by the pipeline for every answer; one ContextVar read when nobody tracks."""
+    holder = _sources.get()
+    if holder is not None:
+        holder.record(provider, source)
 
 
 # -- logs -------------------------------------------------------------------------------

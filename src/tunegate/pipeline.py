@@ -51,7 +51,7 @@ from tunegate._policy.retry import RetryBudget, RetryPolicy
 from tunegate._redis import RedisLink, adrive, drive
 from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
-from tunegate.exceptions import ConfigurationError
+from tunegate.exceptions import ConfigurationError, NotFound
 from tunegate.observability import (
     HAVE_PROMETHEUS,
     Metrics,
@@ -59,6 +59,7 @@ from tunegate.observability import (
     Stats,
     log_event,
     logger,
+    record_source,
     start_span,
 )
 from tunegate.ratelimit import PROVIDER_DEFAULTS, RateLimiter
@@ -261,6 +262,7 @@ class Pipeline(SingleFlight):
         entry = None if cache is None else cache.fresh(key)
         if entry is None:
             return MISS
+        record_source(self.provider, "cache")
         if entry.negative:
             self._stats.add("negative_hits")
             if logger.isEnabledFor(logging.DEBUG):
@@ -321,6 +323,7 @@ class Pipeline(SingleFlight):
         return self.key(request)
 
     def _hit(self, request: RequestLike, entry: CacheEntry) -> Any:
+        record_source(self.provider, "cache")
         if entry.negative:
             self._stats.add("negative_hits")
             self._log_hit(request, "negative_hit")
@@ -357,10 +360,16 @@ class Pipeline(SingleFlight):
         error: BaseException | None = None
         try:
             if key is None or not coalesce:
-                return (yield from self._attempts(call))
-            return (yield from self._coalesce(call, key))
+                value = yield from self._attempts(call)
+            else:
+                value = yield from self._coalesce(call, key)
+            stale = call.cache_state == "stale_served"
+            record_source(self.provider, "stale" if stale else "api")
+            return value
         except BaseException as exc:
             error = exc
+            if isinstance(exc, NotFound):
+                record_source(self.provider, "api")
             raise
         finally:
             if span is not None:

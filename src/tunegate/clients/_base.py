@@ -35,7 +35,7 @@ from tunegate._redis import RedisLink
 from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
 from tunegate.exceptions import AuthenticationError, ConfigurationError, NotFound, TunegateError
-from tunegate.observability import Stats
+from tunegate.observability import Stats, record_source
 from tunegate.pipeline import Pipeline
 from tunegate.providers import ApiRequest
 from tunegate.ratelimit import RateLimiter
@@ -445,12 +445,14 @@ class ClientBase:
         entry: CacheEntry | None = yield CacheGet(self._cache, key)
         if entry is not None and not entry.stale:
             self._own.add("negative_hits" if entry.negative else "cache_hits")
+            record_source(self._pipeline.provider, "cache")
             return True, not_found_value(request) if entry.negative else entry.value
         self._own.add("cache_misses")
         servable = error is not None and not isinstance(error, AuthenticationError)
         if entry is not None and servable and self._stale_if_error and not entry.negative:
             self._cache.record_stale_served(key)
             self._own.add("stale_served")
+            record_source(self._pipeline.provider, "stale")
             return True, entry.value
         return False, None
 
