@@ -4,12 +4,14 @@ The state machine is :mod:`tunegate._policy.breaker`; this module only drives it
 breaker keeps the machine in memory behind a lock held for one policy call. A shared breaker
 (``redis=``) runs the machine's Lua twin in Redis, so one process tripping it opens it for
 all, and half-open probe slots are leased there. It remembers the last answer from Redis for
-``cache_ttl`` seconds (0.5 s by default): a CLOSED breaker, or an OPEN one still inside its
-timeout, then lets a call through (or refuses it) without a round trip. Every outcome of a
-call goes to Redis, successes included, so that failures count as consecutive across all
-processes. When Redis cannot serve (unreachable, stalled, full, read-only) the breaker
-carries on with the local machine, seeded with the last shared state it saw, and goes back
-to Redis when :class:`tunegate._redis.RedisLink` says it is worth trying again.
+``cache_ttl`` seconds (1 s by default), whichever call brought it (an allow or an outcome):
+a CLOSED breaker, or an OPEN one still inside its timeout, then lets a call through (or
+refuses it) without a round trip, and another process's trip is seen within that bound.
+Every outcome of a call goes to Redis, successes included, so that failures count as
+consecutive across all processes. When Redis cannot serve (unreachable, stalled, full,
+read-only) the breaker carries on with the local machine, seeded with the last shared state
+it saw, and goes back to Redis when :class:`tunegate._redis.RedisLink` says it is worth
+trying again.
 
 The low-level form, which the request pipeline uses::
 
@@ -67,7 +69,7 @@ R = TypeVar("R")
 Listener = Callable[[str, CircuitState, CircuitState], object]
 ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
 
-DEFAULT_CACHE_TTL: Final = 0.5
+DEFAULT_CACHE_TTL: Final = 1.0  # seconds a shared breaker trusts Redis's last answer
 DEFAULT_KEY_PREFIX: Final = "tunegate:cb:"
 
 _CLOSED, _OPEN, _HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN

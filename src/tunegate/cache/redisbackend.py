@@ -36,6 +36,7 @@ from tunegate._policy.keys import split_key
 from tunegate._redis import DOWN, LinkOwner, RedisCall, RedisLike, RedisLink
 from tunegate.cache._backend import BackendError
 from tunegate.cache.frozen import decode
+from tunegate.exceptions import ConfigurationError
 
 __all__ = ["RedisBackend"]
 
@@ -121,7 +122,8 @@ class RedisBackend(LinkOwner):
         # RedisLink checks a URL at once (a typo fails here, not as a miss on every lookup)
         # and opens connections of its own: the caller's client is never used nor closed.
         self._adopt(client)
-        assert self._link is not None
+        if self._link is None:
+            raise ConfigurationError("RedisBackend needs a Redis client, a URL or a RedisLink")
         self.link: RedisLink = self._link
         self._warned_at = -_WARN_EVERY
 
