@@ -42,7 +42,7 @@ from tunegate._policy.freshness import (
     TtlPolicy,
     freshness,
 )
-from tunegate._policy.keys import CASE_SENSITIVE_KINDS, KeyScheme, split_key
+from tunegate._policy.keys import KeyScheme, split_key
 from tunegate._redis import RedisLink
 from tunegate.cache._backend import BackendError, CacheBackend
 from tunegate.cache.decorator import cached as cached_function
@@ -52,6 +52,7 @@ from tunegate.cache.memory import MemoryBackend
 from tunegate.cache.redisbackend import RedisBackend
 from tunegate.cache.sqlite import SqliteBackend
 from tunegate.exceptions import ConfigurationError, InvalidInput
+from tunegate.providers.kinds import CASE_SENSITIVE_KINDS, DEFAULT_TTLS
 
 __all__ = ["CacheManager"]
 
@@ -124,6 +125,7 @@ class CacheManager:
         self._scheme = KeyScheme(namespace, case_sensitive_kinds=case_sensitive_kinds)
         self.policy = TtlPolicy.build(
             ttls,
+            base=DEFAULT_TTLS,
             default_ttl=default_ttl,
             negative_ttl=negative_ttl,
             stale_grace=stale_grace,
