@@ -54,6 +54,7 @@ __all__ = [
     "CACHE_RESULTS",
     "JsonFormatter",
     "Metrics",
+    "Recorder",
     "Source",
     "Sources",
     "Stats",
@@ -539,6 +540,116 @@ class Metrics:
             if metrics is None:
                 metrics = cls._by_registry[reg] = cls(reg)
             return metrics
+
+
+# -- the request path's one observer -----------------------------------------------------
+
+
+class Recorder:
+    """Where one pipeline's request path reports what happened: its :class:`Stats`, its
+    Prometheus metrics, its log records and its span. The path calls one method per event
+    (a hit, an attempt, a retry, a give-up, a stale answer) and never reaches stats, logs or
+    metrics itself, so what is recorded for an event is decided here, once."""
+
+    __slots__ = ("_m_calls", "metrics", "provider", "stats")
+
+    def __init__(self, provider: str, stats: Stats, metrics: Metrics | None) -> None:
+        self.provider = provider
+        self.stats = stats
+        self.metrics = metrics
+        self._m_calls: dict[str, Any] = {}
+        if metrics is not None:
+            outcomes = ("success", "not_found", "rate_limited", "transient", "permanent")
+            for outcome in (*outcomes, "authentication"):
+                self._m_calls[outcome] = metrics.api_calls.labels(provider, outcome)
+
+    def count(self, name: str) -> None:
+        self.stats.add(name)
+
+    def hit(self, endpoint: str, negative: bool) -> None:
+        """A fresh answer from the cache (no log record is built unless DEBUG is on)."""
+        self.stats.add("negative_hits" if negative else "cache_hits")
+        if logger.isEnabledFor(logging.DEBUG):
+            state = "negative_hit" if negative else "hit"
+            log_event(logging.DEBUG, "cache hit", self.provider, endpoint, cache=state)
+
+    def attempt(
+        self,
+        endpoint: str,
+        attempt: int,
+        status: int | None,
+        outcome: str,
+        latency: float,
+        cache: str,
+        span: Span | None,
+    ) -> None:
+        """One upstream exchange and its outcome (``Kind`` value)."""
+        stats = self.stats
+        stats.add("api_calls")
+        if outcome not in ("success", "not_found"):
+            stats.add("api_errors")
+        stats.observe(latency)
+        if self.metrics is not None:
+            counter = self._m_calls.get(outcome)
+            if counter is None:
+                counter = self._m_calls[outcome] = self.metrics.api_calls.labels(
+                    self.provider, outcome
+                )
+            counter.inc()
+            self.metrics.latency.labels(self.provider, endpoint).observe(latency)
+        log_attempt(
+            provider=self.provider,
+            endpoint=endpoint,
+            status=status,
+            attempt=attempt,
+            latency_ms=latency * 1000.0,
+            cache=cache,
+            outcome=outcome,
+        )
+        if span is not None:
+            span.attempt(attempt, status, outcome, latency * 1000.0)
+
+    def retrying(self, endpoint: str, attempt: int, reason: str, delay: float) -> None:
+        self.stats.add("retries")
+        if self.metrics is not None:
+            self.metrics.retries.labels(self.provider, reason).inc()
+        log_event(
+            logging.INFO,
+            "retrying",
+            self.provider,
+            endpoint,
+            attempt=attempt,
+            reason=reason,
+            delay=round(delay, 3),
+        )
+
+    def gave_up(self, endpoint: str, attempts: int, reason: str, error: BaseException) -> None:
+        # One WARNING per failure: the callers that shared it say so at INFO.
+        level = logging.INFO if reason == "shared_failure" else logging.WARNING
+        log_event(
+            level,
+            "giving up",
+            self.provider,
+            endpoint,
+            attempt=attempts,
+            reason=reason,
+            error=type(error).__name__,
+        )
+
+    def stale_served(self, endpoint: str, reason: str, error: BaseException) -> None:
+        self.stats.add("stale_served")
+        log_event(
+            logging.WARNING,
+            "served stale entry",
+            self.provider,
+            endpoint,
+            cache="stale_served",
+            reason=reason,
+            error=type(error).__name__,
+        )
+
+    def not_cacheable(self, endpoint: str) -> None:
+        log_event(logging.WARNING, "value not cacheable", self.provider, endpoint)
 
 
 # -- OpenTelemetry ------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import orjson
 
 from tunegate._clock import Clock
 from tunegate._redis import REDIS_FAILURES, LuaScript, RedisLink
-from tunegate.clients._base import Call, Effect, Flow, Pause, Wait
+from tunegate.clients._base import Effect, Flow, Pause, Wait
 from tunegate.exceptions import AuthenticationError, ProviderUnavailable
 from tunegate.pipeline import Pipeline
 from tunegate.providers import spotify
@@ -353,8 +353,7 @@ class TokenSource:
             if refused is not None:
                 raise refused
             try:
-                token: SpotifyToken = yield Call(
-                    self._pipeline,
+                token: SpotifyToken = yield from self._pipeline.flow(
                     self._request,
                     parse=lambda body: spotify.parse_token(body, clock.time()),
                     use_cache=False,
