@@ -102,6 +102,7 @@ class Call:
     cache_state: str = "bypass"
     stale: CacheEntry | None = None
     lease: Lease | None = None
+    claimed: Any = None  # the lease claim its lookup made (``_coalesce.LOOKUP_CLAIM``)
     http: HttpRequest | None = None  # built on the first attempt
 
 

@@ -24,7 +24,6 @@ from tunegate._clock import Clock
 from tunegate._drive import Flow
 from tunegate._effects import AwaitFlight, FlightTimeout, Poll
 from tunegate._flight import (
-    CLAIM,
     FINISH,
     LEAD,
     PUBLISHED,
@@ -37,11 +36,11 @@ from tunegate._flight import (
     publish_value,
     read_published,
 )
-from tunegate._redis import RedisLink, ScriptCall
+from tunegate._redis import LuaScript, RedisLink, ScriptCall
 from tunegate.exceptions import NotFound, ProviderError, ProviderUnavailable, TunegateError
 from tunegate.observability import Recorder
 
-__all__ = ["AFTER_DEADLINE", "ERROR_TTL", "SingleFlight"]
+__all__ = ["AFTER_DEADLINE", "ERROR_TTL", "HIT", "LOOKUP_CLAIM", "SingleFlight"]
 
 #: Seconds a leader may legitimately need after its deadline: its last Redis writes (cache,
 #: breaker record, published outcome; 0.5 s socket timeouts each) and ``parse``.
@@ -49,6 +48,31 @@ AFTER_DEADLINE: Final = 2.0
 #: Seconds an error marker stays published: followers share a failure, later callers retry.
 ERROR_TTL: Final = 1.0
 _WHAT = "request coalescing"
+
+# The claim, folded with the cache lookup when the cache lives in the same Redis: one round
+# trip answers a hit, or claims the lease on a miss. KEYS: the cache entry, the lease, the
+# published outcome. ARGV: now (the cache's wall clock, or '' to skip the lookup), our
+# token, lease ms. Replies: {3, entry} fresh (nothing claimed); {2, outcome, entry}
+# published; {1, entry} lead (the lease is ours, also when this SingleFlight already held
+# it); {0, entry} follow. ``entry`` is the stored string or false. The freshness test is
+# the manager's (now < fresh_until, the header's first stamp); the manager judges the
+# entry again with the same ``now``, so both agree.
+LOOKUP_CLAIM: Final = LuaScript("""
+local v = false
+if ARGV[1] ~= '' then
+  v = redis.call('GET', KEYS[1])
+  if v then
+    local fresh = tonumber(string.match(v, '^TG1 (%S+) '))
+    if fresh and tonumber(ARGV[1]) < fresh then return {3, v} end
+  end
+end
+local r = redis.call('GET', KEYS[3])
+if r then return {2, r, v} end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {1, v} end
+if redis.call('GET', KEYS[2]) == ARGV[2] then return {1, v} end
+return {0, v}
+""")
+HIT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +126,19 @@ class SingleFlight:
         self._publish_ms = publish_ms
         self._error_ms = error_ms
         self._attempts_bound = attempts_bound
+        # One token per SingleFlight: a lease it claimed at a lookup is its own whichever
+        # of its callers leads in this process (the others follow that one here).
+        self._token = secrets.token_hex(8)
+
+    def claim(self, key: str, now: float | None = None) -> ScriptCall | None:
+        """The claim of ``key``'s lease, with the lookup of cache key ``key`` in the same
+        script when ``now`` (the cache's clock) is given; None without a usable Redis."""
+        link = self.link
+        if link is None or not link.available:
+            return None
+        keys = (key, *lease_keys(key))
+        args = ("" if now is None else repr(now), self._token, self._lease_ms)
+        return ScriptCall(link, LOOKUP_CLAIM, keys, args, _WHAT)
 
     def run(
         self,
@@ -156,12 +193,14 @@ class SingleFlight:
         link = self.link
         if link is None or not link.available:
             return (yield from lead())
-        token = secrets.token_hex(8)
-        keys = lease_keys(key)
+        token, keys = self._token, lease_keys(key)
         pause = 0.01
         waited = False
+        reply = call.claimed  # the claim its lookup made, if any
         while True:
-            reply = yield ScriptCall(link, CLAIM, keys, (token, self._lease_ms), _WHAT)
+            if reply is None:
+                claim = self.claim(key)
+                reply = None if claim is None else (yield claim)
             if reply is None:  # Redis cannot serve us: lead alone
                 return (yield from lead())
             state = int(reply[0])
@@ -182,6 +221,7 @@ class SingleFlight:
             # Real time: the other process's progress is not measured by our clock.
             yield Poll(min(pause, left))
             pause = min(pause * 2, 0.2)
+            reply = None
         call.lease = _RedisLease(link, keys, token, self._lease_ms)
         payload: bytes | None = b""  # b"": publish nothing; None: run no effect at all
         ttl_ms = self._publish_ms

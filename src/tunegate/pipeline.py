@@ -41,9 +41,10 @@ import redis.asyncio
 
 from tunegate._attempts import NO_ANSWER, Attempts, Call, Failed, RequestLike
 from tunegate._clock import Clock, SystemClock
-from tunegate._coalesce import AFTER_DEADLINE, ERROR_TTL, SingleFlight
+from tunegate._coalesce import AFTER_DEADLINE, ERROR_TTL, HIT, SingleFlight
 from tunegate._drive import Flow, adrive, drive
 from tunegate._effects import CacheGet, CacheStore
+from tunegate._flight import PUBLISHED
 from tunegate._http import HttpConfig, HttpPool, shared_pool
 from tunegate._policy.classify import Expect, ProviderHook, outage_like
 from tunegate._policy.freshness import CacheEntry
@@ -54,6 +55,7 @@ from tunegate._redis import RedisLink
 from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
 from tunegate.cache.frozen import freeze
+from tunegate.cache.redisbackend import RedisBackend
 from tunegate.exceptions import ConfigurationError, NotFound, TunegateError
 from tunegate.observability import (
     HAVE_PROMETHEUS,
@@ -83,11 +85,12 @@ class Miss:
     generation read before the lookup. Pass it to :meth:`Pipeline.flow` / ``call`` as
     ``looked=`` so the call does not look the cache up again."""
 
-    __slots__ = ("generation", "stale")
+    __slots__ = ("claimed", "generation", "stale")
 
-    def __init__(self, stale: CacheEntry | None, generation: int) -> None:
+    def __init__(self, stale: CacheEntry | None, generation: int, claimed: Any = None) -> None:
         self.stale = stale
         self.generation = generation
+        self.claimed = claimed  # the single-flight claim made with the lookup, if any
 
     def __repr__(self) -> str:
         return f"<Miss stale={self.stale is not None}>"
@@ -297,6 +300,10 @@ class Pipeline:
             follow_slack=AFTER_DEADLINE,
         )
         self._flights = self._flight.flights  # its generation is read before each lookup
+        # The cache in the same Redis as single-flight: a lookup claims the lease in the
+        # same round trip (a miss then needs no round trip of its own for the claim).
+        backend = None if cache is None else cache.backend
+        self._fold = isinstance(backend, RedisBackend) and link is backend.link
         self._cache = CacheStep(provider, cache, self._rec, stale_if_error)
 
     # -- public API ------------------------------------------------------------------------
@@ -334,11 +341,15 @@ class Pipeline:
             cache = self.cache
             if key is not None and cache is not None:
                 generation = self._flights.generation
-                entry = cache.lookup(key)
+                claimed = None
+                if self._fold:  # one round trip: the lookup and the single-flight claim
+                    entry, claimed = drive(self._lookup(cache, key))
+                else:
+                    entry = cache.lookup(key)
                 if entry is not None and not entry.stale:
                     return self._hit(request, entry)
                 self._rec.count("cache_misses")
-                looked = Miss(entry, generation)
+                looked = Miss(entry, generation, claimed)
         flow = self.flow(
             request, parse=parse, expect=expect, use_cache=use_cache, ttl=ttl, looked=looked
         )
@@ -360,11 +371,15 @@ class Pipeline:
             cache = self.cache
             if key is not None and cache is not None:
                 generation = self._flights.generation
-                entry = await cache.alookup(key)
+                claimed = None
+                if self._fold:  # one round trip: the lookup and the single-flight claim
+                    entry, claimed = await adrive(self._lookup(cache, key))
+                else:
+                    entry = await cache.alookup(key)
                 if entry is not None and not entry.stale:
                     return self._hit(request, entry)
                 self._rec.count("cache_misses")
-                looked = Miss(entry, generation)
+                looked = Miss(entry, generation, claimed)
         flow = self.flow(
             request, parse=parse, expect=expect, use_cache=use_cache, ttl=ttl, looked=looked
         )
@@ -389,12 +404,14 @@ class Pipeline:
         cache_step = self._cache
         stale: CacheEntry | None = None
         state = "bypass"
+        claimed = None
         if looked is not None:
-            generation, stale, state = looked.generation, looked.stale, "miss"
+            generation, stale, claimed = looked.generation, looked.stale, looked.claimed
+            state = "miss"
         else:
             generation = self._flights.generation
             if use_cache and key is not None and cache_step.cache is not None:
-                entry = yield CacheGet(cache_step.cache, key)
+                entry, claimed = yield from self._lookup(cache_step.cache, key)
                 if entry is not None and not entry.stale:
                     return self._hit(request, entry)
                 stale, state = entry, "miss"
@@ -405,6 +422,7 @@ class Pipeline:
         budget = self.retry.deadline
         deadline = None if budget is None else now + budget
         call = Call(request, key, parse, expect, ttl, span, generation, now, deadline, state, stale)
+        call.claimed = claimed
         error: BaseException | None = None
         try:
             lead = functools.partial(self._lead, call)
@@ -459,25 +477,37 @@ class Pipeline:
         DEBUG record of a hit."""
         generation = self._flights.generation
         cache = self.cache
-        entry = None if cache is None else cache.lookup(key)
+        entry, claimed = None, None
+        if cache is None:
+            pass
+        elif self._fold:  # one round trip: the lookup and the single-flight claim
+            entry, claimed = drive(self._lookup(cache, key))
+        else:
+            entry = cache.lookup(key)
         if entry is not None and not entry.stale:
             record_source(self.provider, "cache")
             self._rec.hit(endpoint, entry.negative)
             return not_found if entry.negative else entry.value
         self._rec.count("cache_misses")
-        return Miss(entry, generation)
+        return Miss(entry, generation, claimed)
 
     async def alook(self, key: str, endpoint: str = "", not_found: Any = None) -> Any:
         """:meth:`look` for asyncio tasks."""
         generation = self._flights.generation
         cache = self.cache
-        entry = None if cache is None else await cache.alookup(key)
+        entry, claimed = None, None
+        if cache is None:
+            pass
+        elif self._fold:  # one round trip: the lookup and the single-flight claim
+            entry, claimed = await adrive(self._lookup(cache, key))
+        else:
+            entry = await cache.alookup(key)
         if entry is not None and not entry.stale:
             record_source(self.provider, "cache")
             self._rec.hit(endpoint, entry.negative)
             return not_found if entry.negative else entry.value
         self._rec.count("cache_misses")
-        return Miss(entry, generation)
+        return Miss(entry, generation, claimed)
 
     def warm(self, key: str, endpoint: str, not_found: Any) -> Any:
         """The fresh in-memory answer under ``key`` (``not_found`` for a negative entry),
@@ -570,6 +600,21 @@ class Pipeline:
         if entry.negative:
             raise _cached_not_found(self.provider, request)
         return entry.value
+
+    def _lookup(self, cache: CacheManager, key: str) -> Flow[tuple[CacheEntry | None, Any]]:
+        """The entry under ``key`` and, when the cache shares single-flight's Redis, the
+        lease claim made in the same script (None when there is none)."""
+        if self._fold:
+            now = cache.now()
+            claim = self._flight.claim(key, now)
+            reply = None if claim is None else (yield claim)
+            if reply is not None:
+                state = int(reply[0])
+                raw = reply[2] if state == PUBLISHED and len(reply) > 2 else reply[1]
+                entry = cache.judge(key, raw or None, now)
+                return entry, None if state == HIT else reply
+        entry = yield CacheGet(cache, key)
+        return entry, None
 
     def _lead(self, call: Call) -> Flow[Any]:
         """What the leader of a call does: the attempts, then the cache write."""

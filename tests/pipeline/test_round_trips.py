@@ -25,11 +25,10 @@ from tunegate.cache import CacheManager
 from tunegate.ratelimit import RateLimiter
 
 ANSWER, STOP = "tunegate-test:answer", "tunegate-test:stop"
-#: In sequence before the answer today: the cache lookup (GET), the single-flight claim
-#: and the rate-limit token (scripts); after it: the breaker record (script), the cache
-#: write (SET) and the published outcome (script). Issue 8's target is 2 before (the claim
-#: folded into the lookup) and 1 after (one script); these bounds keep what we have.
-BEFORE, AFTER = 3, 3
+#: In sequence before the answer: the cache lookup folded with the single-flight claim (one
+#: script), and the rate-limit token (was 3: GET, CLAIM, token). After it: the breaker
+#: record (script), the cache write (SET) and the published outcome (script).
+BEFORE, AFTER = 2, 3
 
 
 _SETUP = {"HELLO", "CLIENT", "SELECT", "AUTH"}
@@ -142,3 +141,40 @@ def test_the_monitor_sees_every_command(redis_server: RedisServer, redis_url: st
     before, after = monitor.split()
     assert [c.split()[0].strip("'\"").upper() for c in before] == ["SET"]
     assert [c.split()[0].strip("'\"").upper() for c in after] == ["GET", "EVAL"]
+
+
+def test_the_folded_lookup_claims_only_on_a_miss_and_agrees_with_the_cache(
+    server: ScriptServer, make: MakePipeline, redis_server: RedisServer, redis_url: str
+) -> None:
+    """The script's freshness test (Lua) and the cache's (Python) judge the same stamps with
+    the same ``now``: just before ``fresh_until`` a hit that claims nothing, just after a
+    miss that holds the lease, which is then this pipeline's own to lead with."""
+    from tunegate._flight import lease_keys
+    from tunegate.pipeline import Miss
+    from tunegate.testing import FakeClock
+
+    clock = FakeClock()
+    link = RedisLink(redis_url)
+    cache = CacheManager(link, clock=clock, ttls={"test:item": 10.0}, jitter=0.0)
+    pipeline = make(cache=cache, redis=link)
+    key = pipeline.key(item(1))
+    assert key is not None
+    lease = lease_keys(key)[0]
+    plain = redis_server.client()
+    try:
+        cache.store(key, {"v": "old"})
+        clock.advance(10.0 - 1e-3)
+        assert pipeline.look(key) == {"v": "old"}
+        assert not plain.exists(lease)
+        clock.advance(2e-3)
+        missed = pipeline.look(key)
+        assert isinstance(missed, Miss)
+        assert missed.stale is not None
+        assert plain.exists(lease)  # claimed with the lookup
+        server.script("/items/1", Reply(json={"v": "new"}))
+        assert pipeline.call(item(1), looked=missed) == {"v": "new"}
+        assert not plain.exists(lease)  # released when the outcome was published
+        assert server.count("/items/1") == 1
+    finally:
+        plain.close()
+        link.close()

@@ -47,7 +47,7 @@ from tunegate._redis import RedisLink
 from tunegate.cache._backend import BackendError, CacheBackend
 from tunegate.cache.frozen import encode, freeze
 from tunegate.cache.memory import MemoryBackend
-from tunegate.cache.redisbackend import RedisBackend
+from tunegate.cache.redisbackend import RedisBackend, unpack
 from tunegate.cache.sqlite import SqliteBackend
 from tunegate.exceptions import ConfigurationError, InvalidInput
 from tunegate.observability import Tally
@@ -289,6 +289,28 @@ class CacheManager:
             return None
         self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
         return entry
+
+    def judge(self, key: str, raw: bytes | str | None, now: float) -> CacheEntry | None:
+        """:meth:`lookup` for a stored string someone else read from this cache's Redis at
+        ``now`` (this cache's clock): the request path's lookup folded with its
+        single-flight claim, one round trip (``tunegate._coalesce.LOOKUP_CLAIM``). Judged
+        and counted as a lookup; an unreadable string is a miss and an error."""
+        if not key.startswith(self._prefix):
+            raise _not_ours()
+        if raw is None:
+            return self._judge(key, None)
+        try:
+            entry = unpack(key, raw)
+        except (ValueError, UnicodeError):
+            return self._judge(key, _FAILED)
+        if now < entry.fresh_until:
+            self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
+            return entry
+        return self._judge(key, entry)
+
+    def now(self) -> float:
+        """This cache's wall-clock time, which its entries' stamps are compared with."""
+        return self._now()
 
     async def alookup(self, key: str) -> CacheEntry | None:
         return self._judge(key, await self._acall(self._backend.aget, self._own_prefix(key)))
