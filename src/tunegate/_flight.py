@@ -7,7 +7,7 @@ few seconds: the value, "not found", or, for an outage-like failure, an *error m
 (error type, status, code, retry_after, attempts; never a message, so never a secret).
 Followers turn a marker back into the typed error and apply their own stale-if-error.
 
-The pipeline drives all of this (``tunegate.pipeline``); nothing here does I/O itself.
+The single-flight stage (``tunegate._coalesce``) drives all of this; nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import collections
 import concurrent.futures
 import re
 import threading
-import time
 from typing import Any, Final
 
 import orjson
 
+from tunegate._clock import Clock, SystemClock
 from tunegate._policy.classify import outage_like
 from tunegate._redis import lua
 from tunegate.cache.frozen import decode, encode
@@ -63,8 +63,9 @@ class Flights:
     before its cache lookup for the price of an attribute read.
     """
 
-    def __init__(self, linger: float = 1.0) -> None:
+    def __init__(self, linger: float = 1.0, clock: Clock | None = None) -> None:
         self.linger = linger
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self.generation = 0  # bumped by every finish; read without the lock (an int)
         self._lock = threading.Lock()
         self._live: dict[str, concurrent.futures.Future[Any]] = {}
@@ -91,7 +92,7 @@ class Flights:
         value: Any = None,
         error: BaseException | None = None,
     ) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         with self._lock:
             if self._live.get(key) is future:
                 del self._live[key]

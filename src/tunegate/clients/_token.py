@@ -23,7 +23,7 @@ import orjson
 
 from tunegate._clock import Clock
 from tunegate._redis import DOWN, RedisCall, RedisLink, lua
-from tunegate.clients._base import Call, Flow, Pause, Wait
+from tunegate.clients._base import Flow, Pause, Wait
 from tunegate.exceptions import AuthenticationError, ProviderUnavailable
 from tunegate.pipeline import Pipeline
 from tunegate.providers import spotify
@@ -321,8 +321,7 @@ class TokenSource:
             if refused is not None:
                 raise refused
             try:
-                token: SpotifyToken = yield Call(
-                    self._pipeline,
+                token: SpotifyToken = yield from self._pipeline.flow(
                     self._request,
                     parse=lambda body: spotify.parse_token(body, clock.time()),
                     use_cache=False,
