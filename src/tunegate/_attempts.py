@@ -103,6 +103,8 @@ class Call:
     stale: CacheEntry | None = None
     lease: Lease | None = None
     claimed: Any = None  # the lease claim its lookup made (``_coalesce.LOOKUP_CLAIM``)
+    # The cache write left for the lease's FINISH script: (stored string, ms, on failure).
+    write: tuple[bytes, int, Callable[[], None]] | None = None
     http: HttpRequest | None = None  # built on the first attempt
 
 

@@ -101,18 +101,31 @@ class CacheStep:
     (positive and "not found"), stale-if-error, all counted by the one recorder."""
 
     def __init__(
-        self, provider: str, cache: CacheManager | None, recorder: Recorder, stale_if_error: bool
+        self,
+        provider: str,
+        cache: CacheManager | None,
+        recorder: Recorder,
+        stale_if_error: bool,
+        fold: bool = False,
     ) -> None:
         self.provider = provider
         self.cache = cache
+        self.fold = fold  # the cache shares single-flight's Redis: writes ride its FINISH
         self.stale_if_error = stale_if_error
         self._rec = recorder
 
     def store(self, call: Call, value: Any) -> Flow[Any]:
-        """Write ``value`` and return its frozen copy (what every caller gets)."""
-        if call.key is not None and self.cache is not None:
+        """Write ``value`` and return its frozen copy (what every caller gets). A leader
+        holding a lease in the cache's own Redis leaves the write to the lease's FINISH
+        script (one round trip for both)."""
+        cache = self.cache
+        if call.key is not None and cache is not None:
             try:
-                stored = yield CacheStore(self.cache, call.key, value, call.ttl, False)
+                if self.fold and call.lease is not None:
+                    stored, packed, ttl_ms = cache.packed(call.key, value, ttl=call.ttl)
+                    call.write = (packed, ttl_ms, functools.partial(cache.packed_failed, call.key))
+                else:
+                    stored = yield CacheStore(cache, call.key, value, call.ttl, False)
             except TypeError:  # parse gave something that is not JSON-like: serve, not cache
                 self._rec.not_cacheable(call.request.endpoint_template)
                 return value
@@ -123,9 +136,14 @@ class CacheStep:
         except TypeError:
             return value
 
-    def store_not_found(self, key: str | None) -> Flow[None]:
-        if key is not None and self.cache is not None:
-            yield CacheStore(self.cache, key, None, None, True)
+    def store_not_found(self, call: Call) -> Flow[None]:
+        cache, key = self.cache, call.key
+        if key is not None and cache is not None:
+            if self.fold and call.lease is not None:
+                _, packed, ttl_ms = cache.packed(key, None, negative=True)
+                call.write = (packed, ttl_ms, functools.partial(cache.packed_failed, key))
+            else:
+                yield CacheStore(cache, key, None, None, True)
             self._rec.count("cache_stores")
 
     def recheck(self, call: Call) -> Flow[Any]:
@@ -304,7 +322,7 @@ class Pipeline:
         # same round trip (a miss then needs no round trip of its own for the claim).
         backend = None if cache is None else cache.backend
         self._fold = isinstance(backend, RedisBackend) and link is backend.link
-        self._cache = CacheStep(provider, cache, self._rec, stale_if_error)
+        self._cache = CacheStep(provider, cache, self._rec, stale_if_error, self._fold)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -539,7 +557,7 @@ class Pipeline:
         key = self._key_of(request)
         call = Call(request, key, None, "json", None, None, 0, 0.0, None)
         if not_found:
-            yield from self._cache.store_not_found(key)
+            yield from self._cache.store_not_found(call)
             return None
         return (yield from self._cache.store(call, value))
 
@@ -622,7 +640,7 @@ class Pipeline:
         if not isinstance(outcome, Failed):
             return (yield from self._cache.store(call, outcome))
         if outcome.reason == "not_found":
-            yield from self._cache.store_not_found(call.key)
+            yield from self._cache.store_not_found(call)
         return outcome
 
 

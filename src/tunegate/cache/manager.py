@@ -47,7 +47,7 @@ from tunegate._redis import RedisLink
 from tunegate.cache._backend import BackendError, CacheBackend
 from tunegate.cache.frozen import encode, freeze
 from tunegate.cache.memory import MemoryBackend
-from tunegate.cache.redisbackend import RedisBackend, unpack
+from tunegate.cache.redisbackend import RedisBackend, pack, unpack
 from tunegate.cache.sqlite import SqliteBackend
 from tunegate.exceptions import ConfigurationError, InvalidInput
 from tunegate.observability import Tally
@@ -374,6 +374,21 @@ class CacheManager:
         if outcome is _FAILED:
             self._bump(entry.provider, _ERRORS)
         return entry.value
+
+    def packed(
+        self, key: str, value: Any, *, ttl: float | None = None, negative: bool = False
+    ) -> tuple[Any, bytes, int]:
+        """What :meth:`store` would write to this cache's Redis, without writing it:
+        ``(frozen value, stored string, milliseconds to keep it)``, for the request path to
+        send with its single-flight publish in one script. Then :meth:`packed_failed` if
+        that script failed. ``TypeError`` for a value that is not JSON-like."""
+        entry, payload, now = self._prepare(key, value, None, ttl, negative)
+        ttl_ms = max(1, int((entry.stale_until - now) * 1000.0) + 1)  # as RedisBackend.put
+        return entry.value, pack(entry, payload), ttl_ms
+
+    def packed_failed(self, key: str) -> None:
+        """Count a write prepared by :meth:`packed` that Redis did not take."""
+        self._bump(self._split(key)[0], _ERRORS)
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Plain convenience for :meth:`store` of a positive value."""
