@@ -269,6 +269,29 @@ def test_a_scrape_makes_no_redis_round_trip(make: MakePipeline, redis_url: str) 
     assert 0 <= samples[tokens] <= 10
 
 
+@pytest.mark.redis
+def test_the_first_scrape_in_redis_mode_has_the_breaker_and_token_gauges(
+    make: MakePipeline, redis_url: str
+) -> None:
+    """Readings of shared components are taken when the pipeline is made, so a scrape
+    right after it (no call yet) shows the breaker state and the tokens."""
+    registry = CollectorRegistry()
+    link = RedisLink(redis_url)
+    limiter = RateLimiter(redis=link)
+    limiter.configure_provider("test", rate=100.0, capacity=10)
+    try:
+        make(
+            rate_limiter=limiter,
+            circuit_breaker=CircuitBreaker("test", redis=link),
+            registry=registry,
+        )
+        samples = scrape(registry)
+    finally:
+        link.close()
+    assert samples[("circuit_breaker_state", (("provider", "test"),))] == 0
+    assert samples[("rate_limit_tokens_available", (("provider", "test"),))] == 10
+
+
 def test_one_metrics_set_per_registry(make: MakePipeline) -> None:
     """Two pipelines on one registry share its metrics (no duplicate registration)."""
     registry = CollectorRegistry()
