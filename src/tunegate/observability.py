@@ -62,12 +62,13 @@ __all__ = [
     "Tally",
     "correlation_id",
     "current_correlation_id",
+    "library_logger",
     "logger",
     "record_source",
     "track_sources",
 ]
 
-logger = logging.getLogger("tunegate.pipeline")
+logger = logging.getLogger("tunegate.pipeline")  # given the filter below
 
 # -- correlation id ---------------------------------------------------------------------
 
@@ -144,6 +145,47 @@ def record_source(provider: str, source: str) -> None:
 
 
 # -- logs -------------------------------------------------------------------------------
+
+
+class CorrelationFilter(logging.Filter):
+    """Puts the caller's correlation id on every record of a library logger that does not
+    carry one yet (the pipeline's own records set it themselves)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "correlation_id"):
+            record.correlation_id = _correlation.get()
+        return True
+
+
+_CORRELATION_FILTER = CorrelationFilter()
+
+#: The library's loggers. A filter applies only to records of the logger it is on (not to
+#: its children's), so each one gets it; a module with a new logger name should take its
+#: logger from :func:`library_logger`.
+LIBRARY_LOGGERS = (
+    "tunegate",
+    "tunegate.breaker",
+    "tunegate.cache",
+    "tunegate.clients",
+    "tunegate.enrich",
+    "tunegate.pipeline",
+    "tunegate.ratelimit",
+    "tunegate.redis",
+    "tunegate.retry",
+)
+
+
+def library_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` whose records carry the correlation id."""
+    log = logging.getLogger(name)
+    if _CORRELATION_FILTER not in log.filters:
+        log.addFilter(_CORRELATION_FILTER)
+    return log
+
+
+for _name in LIBRARY_LOGGERS:
+    library_logger(_name)
+
 
 #: The structured fields the pipeline puts on its records.
 FIELDS = (

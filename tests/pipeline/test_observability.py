@@ -84,6 +84,44 @@ def test_attempts_log_structured_fields_with_the_correlation_id(
     assert line["endpoint"] == "/items/{id}"
 
 
+def test_every_library_record_carries_the_correlation_id(server: ScriptServer) -> None:
+    """Records of the limiter (a pause the provider asked for) and of the Spotify token
+    source (credentials refused), not only the pipeline's, carry the caller's id."""
+    from tunegate import SpotifyClient
+    from tunegate.exceptions import AuthenticationError
+    from tunegate.ratelimit import RateLimiter
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    loggers = [logging.getLogger(n) for n in ("tunegate.ratelimit", "tunegate.clients")]
+    for log in loggers:
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    server.script("/api/token", Reply(400, json={"error": "invalid_client"}))
+    client = SpotifyClient("a" * 32, "b" * 32, base_url=server.url, metrics=False)
+    try:
+        limiter = RateLimiter()
+        limiter.configure_provider("test", rate=10.0, capacity=1)
+        with correlation_id("req-7"):
+            limiter.adjust_from_headers("test", {"Retry-After": "1"})
+            with pytest.raises(AuthenticationError):
+                client.search_track("Deadmau5", "Strobe")
+    finally:
+        client.close()
+        for log in loggers:
+            log.removeHandler(handler)
+            log.setLevel(logging.NOTSET)
+    assert [r.name for r in records] == ["tunegate.ratelimit", "tunegate.clients"]
+    assert "refused the client credentials" in records[1].getMessage()
+    assert all(r.correlation_id == "req-7" for r in records)  # type: ignore[attr-defined]
+    assert json.loads(JsonFormatter().format(records[0]))["correlation_id"] == "req-7"
+
+
 def test_correlation_id_is_generated_and_restored() -> None:
     """Without a value a fresh id is made; the previous one comes back after the block."""
     with correlation_id("outer"):
