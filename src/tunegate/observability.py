@@ -1,5 +1,10 @@
 """Logs, stats, Prometheus metrics and OpenTelemetry spans for the request pipeline.
 
+The request path reports to one :class:`Recorder` per pipeline (a hit, an attempt, a retry,
+a give-up, a stale answer), which counts in :class:`Stats`, logs, and records metrics and
+span events; the path itself calls none of them. ``prometheus_client`` is imported here
+only. Counters are lock-free (:class:`Tally`), so a cache hit takes no lock for them.
+
 Logs go through stdlib ``logging`` (logger ``tunegate.pipeline``) with the structured
 fields as record attributes (``provider``, ``endpoint``, ``status``, ``attempt``,
 ``latency_ms``, ``cache``, ``outcome``, ``correlation_id``); :class:`JsonFormatter` prints
@@ -40,7 +45,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 try:  # the `metrics` extra; without it pipelines keep stats and logs but record no metrics
-    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+    from prometheus_client import REGISTRY, Counter, Histogram
+    from prometheus_client import CollectorRegistry as CollectorRegistry  # for type hints
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 except ImportError:  # pragma: no cover - depends on the environment
     HAVE_PROMETHEUS = False

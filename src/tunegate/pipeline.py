@@ -70,7 +70,7 @@ from tunegate.ratelimit import PROVIDER_DEFAULTS, RateLimiter
 from tunegate.retry import budget_lock
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    from tunegate.observability import CollectorRegistry
 
 __all__ = ["MISS", "CacheStep", "Miss", "Pipeline", "RequestLike"]
 
