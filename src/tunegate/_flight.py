@@ -22,7 +22,7 @@ import orjson
 
 from tunegate._clock import Clock, SystemClock
 from tunegate._policy.classify import outage_like
-from tunegate._redis import LuaScript
+from tunegate._redis import lua
 from tunegate.cache.frozen import decode, encode
 from tunegate.exceptions import (
     CircuitBreakerOpenError,
@@ -113,27 +113,11 @@ class Flights:
 
 
 # -- across processes: a lease in Redis ---------------------------------------------------------
-# KEYS[1] the lease, KEYS[2] the published outcome. Replies: {1} lead, {0} follow,
+# The lease scripts (tunegate/_lua/singleflight_*.lua). CLAIM replies {1} lead, {0} follow,
 # {2, payload} an outcome published within the last few seconds.
-CLAIM: Final = LuaScript("""
-local r = redis.call('GET', KEYS[2])
-if r then return {2, r} end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
-return {0}
-""")
-# ARGV: token, lease ms. Extend our lease; 0 when another process holds it now.
-RENEW: Final = LuaScript("""
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-""")
-# ARGV: token, payload ('' to publish nothing), outcome ms. Publish, then drop our lease.
-FINISH: Final = LuaScript("""
-if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 1
-""")
+CLAIM: Final = lua("singleflight_claim.lua")
+RENEW: Final = lua("singleflight_renew.lua")
+FINISH: Final = lua("singleflight_finish.lua")
 
 LEAD, FOLLOW, PUBLISHED = 1, 0, 2
 _VALUE = b"V"

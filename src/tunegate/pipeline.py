@@ -66,6 +66,7 @@ from tunegate.observability import (
     record_source,
     start_span,
 )
+from tunegate.providers.kinds import CASE_SENSITIVE_KINDS
 from tunegate.ratelimit import PROVIDER_DEFAULTS, RateLimiter
 from tunegate.retry import budget_lock
 
@@ -273,7 +274,11 @@ class Pipeline:
         self.budget = retry_budget
         self.http = http if isinstance(http, HttpPool) else shared_pool(provider, http)
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self._keys = cache.key_scheme if cache is not None else KeyScheme("tunegate")
+        self._keys = (
+            cache.key_scheme
+            if cache is not None
+            else KeyScheme("tunegate", case_sensitive_kinds=CASE_SENSITIVE_KINDS)
+        )
         self._key_memo: dict[tuple[str, tuple[str, ...]], str] = {}
         if rate_limiter is not None and provider in PROVIDER_DEFAULTS:
             rate_limiter.ensure_provider(provider, *PROVIDER_DEFAULTS[provider])
