@@ -359,20 +359,18 @@ class Pipeline:
         :class:`MalformedResponse`, :class:`ProviderError` — unless a stale entry can be
         served instead (``stale_if_error``).
         """
-        if looked is None and use_cache:  # the hit, spelled out: no flow, no driver
+        # The hit, spelled out: no flow. (With the cache in single-flight's Redis, the flow
+        # looks it up itself, in the script that also claims the lease.)
+        if looked is None and use_cache and not self._fold:
             key = self._key_of(request)
             cache = self.cache
             if key is not None and cache is not None:
                 generation = self._flights.generation
-                claimed = None
-                if self._fold:  # one round trip: the lookup and the single-flight claim
-                    entry, claimed = drive(self._lookup(cache, key))
-                else:
-                    entry = cache.lookup(key)
+                entry = cache.lookup(key)
                 if entry is not None and not entry.stale:
                     return self._hit(request, entry)
                 self._rec.count("cache_misses")
-                looked = Miss(entry, generation, claimed)
+                looked = Miss(entry, generation)
         flow = self.flow(
             request, parse=parse, expect=expect, use_cache=use_cache, ttl=ttl, looked=looked
         )
@@ -389,20 +387,18 @@ class Pipeline:
         looked: Miss | None = None,
     ) -> Any:
         """:meth:`call` for asyncio tasks."""
-        if looked is None and use_cache:
+        # The hit, spelled out: no flow. (With the cache in single-flight's Redis, the flow
+        # looks it up itself, in the script that also claims the lease.)
+        if looked is None and use_cache and not self._fold:
             key = self._key_of(request)
             cache = self.cache
             if key is not None and cache is not None:
                 generation = self._flights.generation
-                claimed = None
-                if self._fold:  # one round trip: the lookup and the single-flight claim
-                    entry, claimed = await adrive(self._lookup(cache, key))
-                else:
-                    entry = await cache.alookup(key)
+                entry = await cache.alookup(key)
                 if entry is not None and not entry.stale:
                     return self._hit(request, entry)
                 self._rec.count("cache_misses")
-                looked = Miss(entry, generation, claimed)
+                looked = Miss(entry, generation)
         flow = self.flow(
             request, parse=parse, expect=expect, use_cache=use_cache, ttl=ttl, looked=looked
         )
