@@ -21,45 +21,14 @@ from typing import Any
 from tunegate._clock import Clock
 from tunegate._drive import Effect
 from tunegate._http import HttpPool, HttpRequest, HttpResponse
-from tunegate._policy.freshness import CacheEntry
-from tunegate.cache import CacheManager
 
 __all__ = [
     "AwaitFlight",
-    "CacheGet",
-    "CacheStore",
     "FlightTimeout",
     "Poll",
     "Send",
     "Sleep",
 ]
-
-
-@dataclass(slots=True)
-class CacheGet(Effect):
-    cache: CacheManager
-    key: str
-
-    def run(self) -> CacheEntry | None:
-        return self.cache.lookup(self.key)
-
-    async def arun(self) -> CacheEntry | None:
-        return await self.cache.alookup(self.key)
-
-
-@dataclass(slots=True)
-class CacheStore(Effect):
-    cache: CacheManager
-    key: str
-    value: Any
-    ttl: float | None
-    negative: bool
-
-    def run(self) -> Any:
-        return self.cache.store(self.key, self.value, ttl=self.ttl, negative=self.negative)
-
-    async def arun(self) -> Any:
-        return await self.cache.astore(self.key, self.value, ttl=self.ttl, negative=self.negative)
 
 
 @dataclass(slots=True)

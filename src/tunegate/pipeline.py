@@ -43,7 +43,6 @@ from tunegate._attempts import NO_ANSWER, Attempts, Call, Failed, RequestLike
 from tunegate._clock import Clock, SystemClock
 from tunegate._coalesce import AFTER_DEADLINE, ERROR_TTL, HIT, SingleFlight
 from tunegate._drive import Flow, adrive, drive
-from tunegate._effects import CacheGet, CacheStore
 from tunegate._flight import PUBLISHED
 from tunegate._http import HttpConfig, HttpPool, shared_pool
 from tunegate._policy.classify import Expect, ProviderHook, outage_like
@@ -126,7 +125,7 @@ class CacheStep:
                     stored, packed, ttl_ms = cache.packed(call.key, value, ttl=call.ttl)
                     call.write = (packed, ttl_ms, functools.partial(cache.packed_failed, call.key))
                 else:
-                    stored = yield CacheStore(cache, call.key, value, call.ttl, False)
+                    stored = yield from cache.store_flow(call.key, value, ttl=call.ttl)
             except TypeError:  # parse gave something that is not JSON-like: serve, not cache
                 self._rec.not_cacheable(call.request.endpoint_template)
                 return value
@@ -144,7 +143,7 @@ class CacheStep:
                 _, packed, ttl_ms = cache.packed(key, None, negative=True)
                 call.write = (packed, ttl_ms, functools.partial(cache.packed_failed, key))
             else:
-                yield CacheStore(cache, key, None, None, True)
+                yield from cache.store_flow(key, None, negative=True)
             self._rec.count("cache_stores")
 
     def recheck(self, call: Call) -> Flow[Any]:
@@ -152,7 +151,7 @@ class CacheStep:
         :class:`Failed`), else :data:`NO_ANSWER`."""
         if self.cache is None or call.key is None:
             return NO_ANSWER
-        entry = yield CacheGet(self.cache, call.key)
+        entry = yield from self.cache.lookup_flow(call.key)
         if entry is None or entry.stale:
             return NO_ANSWER
         if entry.negative:
@@ -182,7 +181,7 @@ class CacheStep:
         cache = self.cache
         if cache is None:
             return Miss(None, 0)
-        entry: CacheEntry | None = yield CacheGet(cache, key)
+        entry: CacheEntry | None = yield from cache.lookup_flow(key)
         if entry is not None and not entry.stale:
             record_source(self.provider, "cache")
             self._rec.hit(endpoint, entry.negative)
@@ -327,6 +326,9 @@ class Pipeline:
         # same round trip (a miss then needs no round trip of its own for the claim).
         backend = None if cache is None else cache.backend
         self._fold = isinstance(backend, RedisBackend) and link is backend.link
+        # A backend in this process (memory, SQLite) is looked up before any flow starts;
+        # Redis by the flow itself, in the call's one driver loop.
+        self._quick = cache is not None and not isinstance(backend, RedisBackend)
         self._cache = CacheStep(provider, cache, self._rec, stale_if_error, self._fold)
 
     # -- public API ------------------------------------------------------------------------
@@ -359,9 +361,9 @@ class Pipeline:
         :class:`MalformedResponse`, :class:`ProviderError` — unless a stale entry can be
         served instead (``stale_if_error``).
         """
-        # The hit, spelled out: no flow. (With the cache in single-flight's Redis, the flow
-        # looks it up itself, in the script that also claims the lease.)
-        if looked is None and use_cache and not self._fold:
+        # The hit, spelled out: no flow (a Redis cache is looked up by the flow itself, with
+        # single-flight's claim in the same script when they share the Redis).
+        if looked is None and use_cache and self._quick:
             key = self._key_of(request)
             cache = self.cache
             if key is not None and cache is not None:
@@ -387,9 +389,9 @@ class Pipeline:
         looked: Miss | None = None,
     ) -> Any:
         """:meth:`call` for asyncio tasks."""
-        # The hit, spelled out: no flow. (With the cache in single-flight's Redis, the flow
-        # looks it up itself, in the script that also claims the lease.)
-        if looked is None and use_cache and not self._fold:
+        # The hit, spelled out: no flow (a Redis cache is looked up by the flow itself, with
+        # single-flight's claim in the same script when they share the Redis).
+        if looked is None and use_cache and self._quick:
             key = self._key_of(request)
             cache = self.cache
             if key is not None and cache is not None:
@@ -632,7 +634,7 @@ class Pipeline:
                 raw = reply[2] if state == PUBLISHED and len(reply) > 2 else reply[1]
                 entry = cache.judge(key, raw or None, now)
                 return entry, None if state == HIT else reply
-        entry = yield CacheGet(cache, key)
+        entry = yield from cache.lookup_flow(key)
         return entry, None
 
     def _lead(self, call: Call) -> Flow[Any]:

@@ -45,13 +45,9 @@ class RecordingCache(CacheManager):
         self.events.append("cache.lookup")
         return await super().alookup(key)
 
-    def store(self, key: str, value: Any, **kwargs: Any) -> Any:
+    def store_flow(self, key: str, value: Any, **kwargs: Any) -> Flow[Any]:
         self.events.append("cache.store")
-        return super().store(key, value, **kwargs)
-
-    async def astore(self, key: str, value: Any, **kwargs: Any) -> Any:
-        self.events.append("cache.store")
-        return await super().astore(key, value, **kwargs)
+        return super().store_flow(key, value, **kwargs)
 
 
 class RecordingLimiter(RateLimiter):

@@ -79,11 +79,13 @@ def test_failing_search_track_raises_typed_error_through_a_short_traceback(
     assert frames <= MAX_FRAMES
 
 
+@pytest.mark.parametrize("one_link", [True, False], ids=["one-link", "cache-own-link"])
 def test_shared_breaker_and_limiter_run_in_the_callers_driver_loop(
-    redis_url: str, server: ScriptServer, make: MakePipeline
+    redis_url: str, server: ScriptServer, make: MakePipeline, one_link: bool
 ) -> None:
     """A miss with the cache, limiter, breaker and single-flight all in Redis enters one
-    driver loop, and never a second inside it (measured with a profile hook)."""
+    driver loop, and never a second inside it (measured with a profile hook), whether the
+    cache shares single-flight's link (folded scripts) or has its own."""
     from tunegate import _drive
     from tunegate._redis import RedisLink
     from tunegate.breaker import CircuitBreaker
@@ -94,7 +96,7 @@ def test_shared_breaker_and_limiter_run_in_the_callers_driver_loop(
     limiter = RateLimiter(redis=link)
     limiter.configure_provider("test", rate=100.0, capacity=10)
     pipeline = make(
-        cache=CacheManager(link),
+        cache=CacheManager(link if one_link else RedisLink(redis_url)),
         rate_limiter=limiter,
         circuit_breaker=CircuitBreaker("test", redis=link),
         redis=link,
