@@ -45,7 +45,8 @@ from tunegate._coalesce import AFTER_DEADLINE, ERROR_TTL, HIT, SingleFlight
 from tunegate._drive import Flow, adrive, drive
 from tunegate._flight import PUBLISHED
 from tunegate._http import HttpConfig, HttpPool, shared_pool
-from tunegate._policy.classify import Expect, ProviderHook, outage_like
+from tunegate._policy.classify import Expect, ProviderHook
+from tunegate._policy.errors import meaning
 from tunegate._policy.freshness import CacheEntry
 from tunegate._policy.keys import KeyScheme
 from tunegate._policy.retry import RetryBudget, RetryPolicy
@@ -162,7 +163,7 @@ class CacheStep:
         """The stale entry's value for an outage-like failure (stale-if-error), else
         :data:`NO_ANSWER`. A stale "not found" raises :class:`NotFound`."""
         stale = call.stale
-        if stale is None or not self.stale_if_error or not outage_like(failed.error):
+        if stale is None or not self.stale_if_error or not meaning(failed.error).may_serve_stale:
             return NO_ANSWER
         assert self.cache is not None
         assert call.key is not None
@@ -192,7 +193,7 @@ class CacheStep:
             and error is not None
             and self.stale_if_error
             and not entry.negative
-            and outage_like(error)
+            and meaning(error).may_serve_stale
         ):
             cache.record_stale_served(key)
             self._rec.stale_served(endpoint, "cached_read", error)
