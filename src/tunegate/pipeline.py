@@ -4,29 +4,36 @@ Read it top down: a client method (``clients/spotify.py``) validates its argumen
 an ``ApiRequest`` (``providers/``) and ``yield from``s :meth:`Pipeline.flow`, which holds
 the whole path of one call::
 
-    cache step        fresh entry -> the value (no span, one counter); else a miss that
-                      keeps the stale entry for stale-if-error
-    SingleFlight      (``_coalesce``) in this process, then across processes (a Redis
-                      lease): one caller leads, the others wait for its outcome
-    Attempts          (``_attempts``) per attempt: breaker permit -> rate-limit token ->
-                      HTTP exchange (``_http``) -> classify -> limiter feedback -> breaker
-                      record; the retry policy decides: sleep and go again, or stop
-    cache step        write the value (or "not found"); on a failure: the stale entry
-                      for an outage-like error, else the typed error, raised here
+    CacheStep     fresh entry -> the value (no span, one counter); else a miss that keeps
+                  the stale entry for stale-if-error (``CacheManager.lookup_flow``)
+    SingleFlight  (``_coalesce``) in this process, then across processes (a Redis lease):
+                  one caller leads, the others wait for its outcome
+    Attempts      (``_attempts``) per attempt: breaker permit -> rate-limit token -> HTTP
+                  exchange (``_effects.Send`` -> ``_http.HttpPool``, the socket) -> classify
+                  -> limiter feedback -> breaker record; the retry policy decides: sleep
+                  and go again, or stop
+    CacheStep     write the value (or "not found"); on a failure: the stale entry for an
+                  error that may be served stale, else the typed error, raised here
 
 The parts are objects this class builds and holds, each with its own constructor and
-state: :class:`tunegate._attempts.Attempts`, :class:`tunegate._coalesce.SingleFlight`, and
+state: :class:`tunegate._attempts.Attempts`, :class:`tunegate._coalesce.SingleFlight` and
 :class:`CacheStep`; one :class:`~tunegate.observability.Recorder` receives what they report.
-Each is a *flow*: a generator that yields effects (``tunegate._effects``: take a token, send,
-sleep ...) and is sent their results. Flows compose with ``yield from``, so one public call
-runs one driver loop: :func:`tunegate._drive.drive` from a thread, ``adrive`` from a task.
-Every decision is written once, in the flows; the drivers only run effects. Deadlines and
-backoffs read the one clock the pipeline is given.
+Each is a *flow*: a generator that yields effects (``tunegate._effects``: send, sleep, wait
+for a flight; the breaker's, limiter's and Redis cache's own flows bring theirs) and is sent
+their results. Flows compose with ``yield from``, so one public call runs one driver loop:
+:func:`tunegate._drive.drive` from a thread, ``adrive`` from a task. Every decision is
+written once, in the flows; the drivers only run effects. Deadlines and backoffs read the
+one clock the pipeline is given.
+
+With the cache in single-flight's Redis, the lookup and the lease claim are one script, and
+the cache write rides the lease's release (``_coalesce.LOOKUP_CLAIM``, ``FINISH_STORE``): a
+miss makes two Redis round trips before the upstream answer (that one, the rate-limit
+token) and two after it (the breaker record, the write and release).
 
 The key-first hit: :meth:`Pipeline.look` (``alook`` for asyncio) answers a cache key from
-any backend with the fresh value, or a :class:`Miss` carrying the stale entry; the caller
-then builds the full request and passes the miss to :meth:`Pipeline.flow` (or ``call``), so
-the cache is not read twice.
+any backend with the fresh value, or a :class:`Miss` carrying the stale entry (and the
+claim); the caller then builds the full request and passes the miss to
+:meth:`Pipeline.flow` (or ``call``), so the cache is not read twice.
 """
 
 from __future__ import annotations
