@@ -59,6 +59,15 @@ _WHAT = "request coalescing"
 # entry again with the same ``now``, so both agree.
 LOOKUP_CLAIM: Final = lua("singleflight_lookup_claim.lua")
 HIT = 3
+# FINISH with the cache write of the answer in the same script. KEYS: the lease, the
+# published outcome, the cache entry. ARGV: token, outcome ('' for none), outcome ms,
+# entry ('' for none), entry ms. Publish, write, then drop our lease.
+FINISH_STORE: Final = LuaScript("""
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +241,14 @@ class SingleFlight:
             raise
         finally:
             if payload is not None:
-                yield ScriptCall(link, FINISH, keys, (token, payload, ttl_ms), _WHAT)
+                write = call.write  # the cache write the leader left for this script
+                if write is None:
+                    yield ScriptCall(link, FINISH, keys, (token, payload, ttl_ms), _WHAT)
+                else:
+                    args = (token, payload, ttl_ms, write[0], write[1])
+                    done = yield ScriptCall(link, FINISH_STORE, (*keys, key), args, _WHAT)
+                    if done is None:
+                        write[2]()  # counted as a dropped write
 
     # -- followers -------------------------------------------------------------------------
 
