@@ -125,13 +125,10 @@ class LastFmClient(SyncClientMixin, _LastFm):
     Args:
         api_key: the API key (sent as a parameter marked secret: never in a key, a log, a
             message or a stat).
-        cache_manager, rate_limiter, circuit_breaker: shared components; omitted ones are
-            embedded (in-memory cache; 5 requests/s, burst 5; breaker opening after 5
-            failures for 60 s, closing after 2 successful probes).
-        base_url: the service origin; default ``$TUNEGATE_LASTFM_URL`` or
-            ``https://ws.audioscrobbler.com`` (a trailing ``/2.0/`` is accepted).
-        redis, http, retry, retry_budget, rate, capacity, stale_if_error, registry,
-            metrics, clock: as for :class:`~tunegate.clients.spotify.SpotifyClient`.
+        options: a :class:`ClientOptions`; its fields may also be given as keywords,
+            which win. Omitted components are embedded from
+            :data:`~tunegate.providers.spec.LASTFM` (in-memory cache; 5 requests/s, burst
+            5; breaker opening after 5 failures for 60 s, closing after 2 probes).
 
     Last.fm's errors inside HTTP 200 answers are read: 6 (not found) gives None or [],
     10 and 26 raise AuthenticationError, 11 and 16 are retried as transient, 29 as

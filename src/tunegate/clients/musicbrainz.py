@@ -226,18 +226,15 @@ class MusicBrainzClient(SyncClientMixin, _MusicBrainz):
     Args:
         user_agent: required, ``"AppName/1.0 ( contact@example.com )"`` (checked here:
             MusicBrainz throttles or refuses anonymous and generic agents).
-        cache_manager, rate_limiter, circuit_breaker: shared components; omitted ones are
-            embedded (in-memory cache; 1 request/s, burst 1, in one bucket shared by every
-            such client of the process when it talks to musicbrainz.org without Redis;
-            breaker opening after 3 failures for 30 s, closing after 2 successful probes).
-        base_url: the service origin; default ``$TUNEGATE_MUSICBRAINZ_URL`` or
-            ``https://musicbrainz.org`` (a trailing ``/ws/2`` is accepted).
-        rate, capacity: this provider's bucket in the limiter. More than 1/s or a burst
-            above 1 against musicbrainz.org (given here, held by the limiter given, or set
-            on it later) raises ConfigurationError unless ``allow_fast=True`` (an
-            arrangement with MetaBrainz); a mirror at another ``base_url`` may go faster.
-        redis, http, retry, retry_budget, stale_if_error, registry, metrics, clock: as for
-            :class:`~tunegate.clients.spotify.SpotifyClient`.
+        options: a :class:`MusicBrainzOptions` (or plain :class:`ClientOptions`); its
+            fields may also be given as keywords, which win. Omitted components are
+            embedded from :data:`~tunegate.providers.spec.MUSICBRAINZ` (in-memory cache;
+            1 request/s, burst 1, in one bucket shared by every such client of the process
+            when it talks to musicbrainz.org without Redis; breaker opening after 3
+            failures for 30 s, closing after 2 probes). More than 1/s or a burst above 1
+            against musicbrainz.org (given here, held by the limiter given, or set on it
+            later) raises ConfigurationError unless ``allow_fast=True`` (an arrangement
+            with MetaBrainz); a mirror at another ``base_url`` may go faster.
     """
 
     def lookup_isrc(

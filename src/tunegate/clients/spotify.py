@@ -238,11 +238,16 @@ class _Spotify(ClientBase):
 
     # -- the one path for Web API calls -------------------------------------------------
 
-    def _authorized_call(
-        self, prepared: Prepared, parse: Callable[[Any], Any] | None, use_cache: bool
+    def _send(
+        self,
+        prepared: Prepared,
+        parse: Callable[[Any], Any] | None,
+        use_cache: bool,
+        batch: bool = False,
     ) -> Flow[Any]:
-        """The call with a bearer token; a 401 refreshes the token and retries once. When
-        no token can be had, a cached answer is still served (stale only for outages)."""
+        """The call with a bearer token; a 401 refreshes the token and retries once; "not
+        found" becomes None (``batch``: raised). When no token can be had, a cached answer
+        is still served (stale only for an outage), else the token's error is raised."""
         request = prepared.request
         try:
             token = yield from self._tokens.get()
@@ -250,27 +255,24 @@ class _Spotify(ClientBase):
             failure: TunegateError = exc
         else:
             try:
+                try:
+                    return (
+                        yield Call(self._pipeline, _authorized(request, token), parse, use_cache)
+                    )
+                except AuthenticationError as exc:
+                    if not spotify.should_refresh_token(exc):
+                        raise
+                token = yield from self._tokens.get(rejected=token.access_token)
                 return (yield Call(self._pipeline, _authorized(request, token), parse, use_cache))
-            except AuthenticationError as exc:
-                if not spotify.should_refresh_token(exc):
+            except NotFound:
+                if batch:
                     raise
-            token = yield from self._tokens.get(rejected=token.access_token)
-            return (yield Call(self._pipeline, _authorized(request, token), parse, use_cache))
+                return not_found_value(request)
         if use_cache:
             served, value = yield from self._from_cache(prepared, failure)
             if served:
                 return value
         raise failure
-
-    def _send(
-        self, prepared: Prepared, parse: Callable[[Any], Any] | None, use_cache: bool
-    ) -> Flow[Any]:
-        try:
-            return (yield from self._authorized_call(prepared, parse, use_cache))
-        except NotFound as exc:
-            if exc.endpoint == spotify.TOKEN_ENDPOINT:
-                raise  # the accounts service's 404 says nothing about the item
-            return not_found_value(prepared.request)
 
     # -- methods ------------------------------------------------------------------------
 
@@ -316,8 +318,8 @@ class _Spotify(ClientBase):
         id) is cached under ``spotify:track:{id}``."""
         chunks = []
         for request in spotify.tracks_requests(ids, market):
-            batch = Prepared(request, None)
-            chunks.append((yield from self._authorized_call(batch, spotify.parse_tracks, False)))
+            sent = Prepared(request, None)
+            chunks.append((yield from self._send(sent, spotify.parse_tracks, False, batch=True)))
         self._batch = True
         out: dict[str, SpotifyTrack | None] = {}
         for tid, track in zip(ids, spotify.assemble_tracks(ids, chunks), strict=True):
@@ -334,22 +336,12 @@ class SpotifyClient(SyncClientMixin, _Spotify):
 
     Args:
         client_id, client_secret: the app's credentials (checked at construction).
-        cache_manager, rate_limiter, circuit_breaker: shared components; omitted ones are
-            embedded (in-memory cache; 10 requests/s, burst 10; breaker opening after 5
-            failures for 60 s, closing after 2 successful probes).
-        base_url: the Web API origin; default ``$TUNEGATE_SPOTIFY_API_URL`` or
-            ``https://api.spotify.com`` (a trailing ``/v1`` is accepted).
-        auth_url: the accounts origin; default ``$TUNEGATE_SPOTIFY_AUTH_URL``, else
-            ``https://accounts.spotify.com`` for the official API, else ``base_url``.
-        redis: share the token (and embedded components) with every worker; default: the
-            cache's Redis, when it has one.
-        http, retry: pool/timeout settings, retry policy.
-        retry_budget: retries at most a share of calls (default ``RetryBudget()``: 20% over
-            10 s, at least 1 a second), so an outage does not multiply the load; False: none.
-        rate, capacity: this provider's bucket in the limiter (default 10/s, burst 10).
-        stale_if_error: serve an expired cached answer when Spotify fails.
-        batch_tracks: whether the app may use ``GET /v1/tracks?ids=`` (None: try it once).
-        registry, metrics, clock: Prometheus registry, metrics switch, clock for tests.
+        options: a :class:`SpotifyOptions` (or plain :class:`ClientOptions`); its fields
+            may also be given as keywords, which win. Omitted components are embedded
+            from :data:`~tunegate.providers.spec.SPOTIFY` (in-memory cache; 10 requests/s,
+            burst 10; breaker opening after 5 failures for 60 s, closing after 2 probes).
+            ``auth_url``: the accounts origin; ``batch_tracks``: whether the app may use
+            ``GET /v1/tracks?ids=`` (None: try it once). See ``docs/clients.md``.
     """
 
     def search_track(
