@@ -12,7 +12,6 @@ from prometheus_client import CollectorRegistry
 
 from tests.clients.conftest import AGENT, FAST_HTTP, FAST_RETRY, Driver, requests_to
 from tunegate import CacheManager, RateLimiter
-from tunegate.cache import DEFAULT_TTLS
 from tunegate.clients import LastFmClient, MusicBrainzClient, SpotifyClient
 from tunegate.clients._base import ClientOptions
 from tunegate.clients._token import TokenSource
@@ -25,7 +24,14 @@ from tunegate.emulator import (
 )
 from tunegate.exceptions import ProviderError
 from tunegate.providers import lastfm, musicbrainz, spotify
-from tunegate.providers.spec import LASTFM, MUSICBRAINZ, SPECS, SPOTIFY
+from tunegate.providers.spec import (
+    CASE_SENSITIVE_KINDS,
+    LASTFM,
+    MUSICBRAINZ,
+    SPECS,
+    SPOTIFY,
+)
+from tunegate.providers.spec import DEFAULT_TTLS as spec_ttls
 from tunegate.testing import FakeClock
 
 DAY = 86_400.0
@@ -127,15 +133,25 @@ def test_embedded_components_follow_the_spec(make: Any, spec: Any) -> None:
 
 def test_limiter_and_cache_defaults_come_from_the_specs() -> None:
     """A provider nobody configured gets its spec's bucket on first use; the cache's
-    default TTL table is the specs' (it lives in _policy/freshness.py until it moves)."""
+    default TTL table and its case-sensitive kinds are the specs' (the cache's own copies
+    in _policy/ are to read them once the tables move out of _policy/)."""
     limiter = RateLimiter()
     for spec in SPECS.values():
         limiter.acquire(spec.name)
         stats = limiter.get_stats()[spec.name]
         assert (stats["rate"], stats["capacity"]) == (spec.rate, spec.capacity)
-    merged = {kind: ttl for spec in SPECS.values() for kind, ttl in spec.ttls.items()}
-    assert dict(DEFAULT_TTLS) == merged
-    assert merged["spotify:track"] == 30 * DAY
+    cache = CacheManager()
+    assert dict(cache.policy.ttls) == dict(spec_ttls)
+    assert spec_ttls["spotify:track"] == 30 * DAY
+    assert (
+        cache.policy.ttl_for("musicbrainz:isrc", None, False)
+        == MUSICBRAINZ.ttls["musicbrainz:isrc"]
+    )
+    assert cache.policy.ttl_for("lastfm:artist_info", None, False) == cache.policy.default_ttl
+    # Spotify's ids keep their case in keys, everything else is folded.
+    assert cache.key("spotify:track", "AbC") != cache.key("spotify:track", "abc")
+    assert cache.key("spotify:search", "AbC") == cache.key("spotify:search", "abc")
+    assert "spotify:track" in CASE_SENSITIVE_KINDS
 
 
 def test_batch_limits_come_from_the_spec() -> None:

@@ -25,7 +25,9 @@ from types import MappingProxyType
 from typing import Literal
 
 __all__ = [
+    "CASE_SENSITIVE_KINDS",
     "DAY",
+    "DEFAULT_TTLS",
     "LASTFM",
     "MUSICBRAINZ",
     "SPECS",
@@ -61,6 +63,8 @@ class ProviderSpec:
             probes).
         ttls: seconds a fresh answer lasts, by cache kind (the design's table; kinds not
             listed use the cache's ``default_ttl``).
+        case_sensitive_kinds: cache kinds whose key parts keep their case (identifiers
+            such as Spotify's base62 ids); every other kind's parts are case-folded.
         batch_max: the most items one request may carry (1: the provider has no batch
             request).
         search_limit_max: the largest page a search accepts.
@@ -77,6 +81,7 @@ class ProviderSpec:
     breaker_timeout: float
     success_threshold: int = 2
     ttls: Mapping[str, float]
+    case_sensitive_kinds: frozenset[str] = frozenset()
     batch_max: int = 1
     search_limit_max: int
 
@@ -109,6 +114,9 @@ SPOTIFY = SpotifySpec(
     failure_threshold=5,
     breaker_timeout=60.0,
     ttls=MappingProxyType({"spotify:track": 30 * DAY, "spotify:search": 7 * DAY}),
+    case_sensitive_kinds=frozenset(
+        {"spotify:track", "spotify:album", "spotify:artist", "spotify:playlist"}
+    ),
     batch_max=50,  # GET /v1/tracks?ids= (official OpenAPI); 403 for Dev-Mode apps
     search_limit_max=10,  # down from 50 in Feb 2026 (official OpenAPI)
 )
@@ -149,6 +157,16 @@ SPECS: Mapping[str, ProviderSpec] = MappingProxyType(
     {spec.name: spec for spec in (SPOTIFY, MUSICBRAINZ, LASTFM)}
 )
 """Every spec by provider name."""
+
+DEFAULT_TTLS: Mapping[str, float] = MappingProxyType(
+    {kind: ttl for spec in SPECS.values() for kind, ttl in spec.ttls.items()}
+)
+"""Every provider's TTL table, merged: what a cache gives a kind it was not told about."""
+
+CASE_SENSITIVE_KINDS: frozenset[str] = frozenset(
+    kind for spec in SPECS.values() for kind in spec.case_sensitive_kinds
+)
+"""Every provider's case-sensitive kinds, for the cache-key scheme."""
 
 
 def spec_for(name: str) -> ProviderSpec | None:
