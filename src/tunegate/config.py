@@ -33,7 +33,6 @@ from pydantic_settings import (
 
 from tunegate.clients import Settings
 from tunegate.exceptions import ConfigurationError
-from tunegate.providers.spec import LASTFM, MUSICBRAINZ, SPOTIFY
 
 __all__ = ["CliConfig", "Loaded", "default_config_path", "load", "mask"]
 
@@ -59,10 +58,10 @@ class CliConfig(BaseSettings):
     musicbrainz_user_agent: str | None = Field(None, alias="MUSICBRAINZ_USER_AGENT")
     lastfm_api_key: SecretStr | None = Field(None, alias="LASTFM_API_KEY")
     redis_url: SecretStr | None = Field(None, alias="TUNEGATE_REDIS_URL")
-    spotify_api_url: str | None = Field(None, alias=SPOTIFY.url_env)
-    spotify_auth_url: str | None = Field(None, alias=SPOTIFY.auth_url_env)
-    musicbrainz_url: str | None = Field(None, alias=MUSICBRAINZ.url_env)
-    lastfm_url: str | None = Field(None, alias=LASTFM.url_env)
+    spotify_api_url: str | None = Field(None, alias="TUNEGATE_SPOTIFY_API_URL")
+    spotify_auth_url: str | None = Field(None, alias="TUNEGATE_SPOTIFY_AUTH_URL")
+    musicbrainz_url: str | None = Field(None, alias="TUNEGATE_MUSICBRAINZ_URL")
+    lastfm_url: str | None = Field(None, alias="TUNEGATE_LASTFM_URL")
     musicbrainz_rate: float | None = Field(None, gt=0, alias="TUNEGATE_MUSICBRAINZ_RATE")
     cache: str | None = Field(None, alias="TUNEGATE_CACHE")  # SQLite path or 'memory'
     concurrency: int = Field(8, ge=1, le=1024, alias="TUNEGATE_CONCURRENCY")

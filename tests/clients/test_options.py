@@ -245,3 +245,16 @@ def test_no_token_serves_stale_only_for_an_outage(
         assert isinstance(err, ProviderError)
         assert err.status == status
     assert client.get_stats()["stale_served"] == (1 if served else 0)
+
+
+def test_cli_config_names_the_specs_variables() -> None:
+    """The CLI's settings repeat the variable names as literals (pydantic's mypy plugin
+    needs them so): they are the specs'."""
+    pytest.importorskip("pydantic_settings", reason="the cli extra")
+    from tunegate.config import CliConfig
+
+    fields = CliConfig.model_fields
+    assert fields["spotify_api_url"].alias == SPOTIFY.url_env
+    assert fields["spotify_auth_url"].alias == SPOTIFY.auth_url_env
+    assert fields["musicbrainz_url"].alias == MUSICBRAINZ.url_env
+    assert fields["lastfm_url"].alias == LASTFM.url_env
