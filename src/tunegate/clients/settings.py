@@ -150,10 +150,15 @@ class _Gateway(Generic[S, M, L]):
             registry=registry,
             clock=clock,
         )
-        spotify_class, musicbrainz_class, lastfm_class = self._classes
         self._spotify: S | None = None
         self._musicbrainz: M | None = None
         self._lastfm: L | None = None
+        self._build(common, own_limiter)
+
+    def _build(self, common: ClientOptions, own_limiter: bool) -> None:
+        """The configured clients, on the gateway's components."""
+        s, clock = self.settings, common.clock
+        spotify_class, musicbrainz_class, lastfm_class = self._classes
         if s.spotify_client_id and s.spotify_client_secret:
             self._spotify = spotify_class(
                 s.spotify_client_id,
