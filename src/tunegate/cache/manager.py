@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from enum import Enum
 from os import PathLike
 from types import TracebackType
-from typing import Any, Final, TypeVar, TypeVarTuple
+from typing import Any, Final, ParamSpec, TypeVar, TypeVarTuple
 
 import redis
 import redis.asyncio
@@ -45,6 +45,8 @@ from tunegate._policy.freshness import (
 from tunegate._policy.keys import CASE_SENSITIVE_KINDS, KeyScheme, split_key
 from tunegate._redis import RedisLink
 from tunegate.cache._backend import BackendError, CacheBackend
+from tunegate.cache.decorator import cached as cached_function
+from tunegate.cache.decorator import call_parts
 from tunegate.cache.frozen import encode, freeze
 from tunegate.cache.memory import MemoryBackend
 from tunegate.cache.redisbackend import RedisBackend
@@ -59,6 +61,8 @@ _FRESH = Freshness.FRESH
 _STALE = Freshness.STALE
 
 T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 Ts = TypeVarTuple("Ts")
 
 
@@ -355,14 +359,15 @@ class CacheManager:
 
     # -- invalidation ------------------------------------------------------------------
 
-    def invalidate(self, kind: str, *parts: str | int) -> int:
-        """Delete the entry for ``kind`` and ``parts`` (normalised as in :meth:`key`);
+    def invalidate(self, kind: str, *parts: str | int | float | None, **named: Any) -> int:
+        """Delete the entry for ``kind`` and ``parts`` (normalised as in :meth:`key`), or
+        for a :meth:`cached` function's call by the same arguments it was called with;
         returns how many were deleted (0 or 1; 0 also when the backend failed)."""
-        key = self._scheme.key(kind, *parts)
+        key = self._scheme.key(kind, *call_parts(parts, named))
         return self._deleted(key, self._call(self._backend.delete, key))
 
-    async def ainvalidate(self, kind: str, *parts: str | int) -> int:
-        key = self._scheme.key(kind, *parts)
+    async def ainvalidate(self, kind: str, *parts: str | int | float | None, **named: Any) -> int:
+        key = self._scheme.key(kind, *call_parts(parts, named))
         return self._deleted(key, await self._acall(self._backend.adelete, key))
 
     def _deleted(self, key: str | None, outcome: int | _Failed) -> int:
@@ -396,6 +401,23 @@ class CacheManager:
     async def ainvalidate_pattern(self, pattern: str) -> int:
         full = self._full_pattern(pattern)
         return self._deleted(None, await self._acall(self._backend.adelete_matching, full))
+
+    # -- decorating functions ----------------------------------------------------------
+
+    def cached(
+        self, key_prefix: str, ttl: float | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Cache a function's (or coroutine function's) answers by its arguments::
+
+            @cache.cached("myapp:artist_page", ttl=3600)
+            def artist_page(artist: str, *, lang: str = "en") -> dict: ...
+
+            cache.invalidate("myapp:artist_page", "Daft Punk", lang="fr")
+
+        ``key_prefix`` is a ``provider:type`` kind (its TTL from ``ttls`` unless ``ttl``);
+        arguments must be str, int, float, bool or None (see :mod:`tunegate.cache.decorator`).
+        """
+        return cached_function(self, key_prefix, ttl)
 
     # -- lifetime ----------------------------------------------------------------------
 
