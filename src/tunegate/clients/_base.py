@@ -38,22 +38,17 @@ from typing import (
 )
 from urllib.parse import urlsplit
 
-import redis
-import redis.asyncio
-
 from tunegate._clock import Clock, SystemClock
 from tunegate._drive import Effect, Flow, adrive, drive
-from tunegate._effects import CacheGet
 from tunegate._http import HttpConfig, HttpPool
-from tunegate._policy.classify import ProviderHook, outage_like
-from tunegate._policy.freshness import CacheEntry
+from tunegate._policy.classify import ProviderHook
 from tunegate._policy.retry import RetryBudget, RetryPolicy
-from tunegate._redis import RedisLink
+from tunegate._redis import RedisLike, RedisLink
 from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
+from tunegate.cache.memory import MemoryBackend
 from tunegate.exceptions import ConfigurationError, NotFound, TunegateError
-from tunegate.observability import Stats, record_source
-from tunegate.pipeline import MISS, Pipeline
+from tunegate.pipeline import Miss, Pipeline
 from tunegate.providers import ApiRequest, Pairs
 from tunegate.providers.spec import ProviderSpec
 from tunegate.ratelimit import RateLimiter
@@ -63,7 +58,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncClientMixin",
-    "Call",
     "Changes",
     "ClientBase",
     "ClientOptions",
@@ -85,26 +79,9 @@ __all__ = [
 
 T = TypeVar("T")
 _MEMO_SIZE = 4096  # prepared requests remembered per client (started over when full)
-RedisLike = redis.Redis | redis.asyncio.Redis | str | RedisLink
 
 
 # -- effects ------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Call(Effect):
-    """One request through the provider's pipeline (cache, breaker, limiter, HTTP, retry)."""
-
-    pipeline: Pipeline
-    request: ApiRequest
-    parse: Callable[[Any], Any] | None = None
-    use_cache: bool = True
-
-    def run(self) -> Any:
-        return self.pipeline.call(self.request, parse=self.parse, use_cache=self.use_cache)
-
-    async def arun(self) -> Any:
-        return await self.pipeline.acall(self.request, parse=self.parse, use_cache=self.use_cache)
 
 
 @dataclass(slots=True)
@@ -196,10 +173,12 @@ def fetch(
     request: ApiRequest,
     parse: Callable[[Any], Any] | None = None,
     use_cache: bool = True,
+    looked: Miss | None = None,
 ) -> Flow[Any]:
-    """One pipeline call; "not found" (fresh or cached) becomes None or []."""
+    """One pipeline call, in the caller's driver loop; "not found" (fresh or cached)
+    becomes None or []."""
     try:
-        return (yield Call(pipeline, request, parse, use_cache))
+        return (yield from pipeline.flow(request, parse=parse, use_cache=use_cache, looked=looked))
     except NotFound:
         return not_found_value(request)
 
@@ -359,14 +338,15 @@ def cache_scope_for(base_url: str, spec: ProviderSpec) -> tuple[str, ...]:
     return ("@" + hashlib.sha256(origin.encode()).hexdigest()[:16],)
 
 
-def link_for(redis_target: RedisLike | None, cache: CacheManager | None) -> RedisLink | None:
-    """The Redis to share state through: the one given, else the cache's own."""
-    if isinstance(redis_target, RedisLink):
-        return redis_target
+def link_for(
+    redis_target: RedisLike | None, cache: CacheManager | None
+) -> tuple[RedisLink | None, bool]:
+    """The Redis to share state through (the one given, else the cache's own) and whether
+    the client owns it (:meth:`RedisLink.adopt`'s rule: a link made from a client or a URL)."""
     if redis_target is not None:
-        return RedisLink(redis_target)
+        return RedisLink.adopt(redis_target)
     link = getattr(cache.backend, "link", None) if cache is not None else None
-    return link if isinstance(link, RedisLink) else None
+    return (link, False) if isinstance(link, RedisLink) else (None, False)
 
 
 RateCheck = Callable[[float, int], None]
@@ -431,16 +411,12 @@ class ClientBase:
         self._base_url = base_url_for(o.base_url, spec)
         self._cache_scope = cache_scope_for(self._base_url, spec)
         self._cache = o.cache_manager if o.cache_manager is not None else CacheManager(clock=clock)
-        self._owns_link = o.redis is not None and not isinstance(o.redis, RedisLink)
-        self._link = link_for(o.redis, self._cache)
+        self._link, self._owns_link = link_for(o.redis, self._cache)
+        self._in_memory = type(self._cache.backend) is MemoryBackend
         self._limiter = default_limiter(
             o.rate_limiter, spec, self._link, clock, o.rate, o.capacity, check_rate
         )
         self._breaker = o.circuit_breaker or spec_breaker(spec.name, spec, self._link, clock)
-        self._stale_if_error = o.stale_if_error
-        # Hits and misses found by this client's own cache reads (batch lookups, the cached
-        # answer served when a Spotify token cannot be had); the pipeline counts the rest.
-        self._own = Stats(window=1)
         self._prepared: dict[tuple[Op[Any], tuple[Any, ...]], Prepared] = {}
         self._before_pipeline(o)
         # On by default: an outage must not multiply the load by max_attempts.
@@ -537,9 +513,6 @@ class ClientBase:
         attempts), ``circuit_breaker`` (its state and counters), ``rate_limiter`` (this
         provider's bucket), ``retry_budget``, ``provider``, ``base_url``."""
         stats = self._pipeline.get_stats()
-        own = self._own.snapshot()
-        for name in ("cache_hits", "cache_misses", "negative_hits", "stale_served"):
-            stats[name] += own[name]
         hits = stats["cache_hits"] + stats["negative_hits"]
         looked = hits + stats["cache_misses"]
         stats["cache_hit_ratio"] = hits / looked if looked else 0.0
@@ -577,56 +550,45 @@ class ClientBase:
             )
         return Prepared(request, self._pipeline.key(request))
 
-    def _warm(self, op: Op[T], args: tuple[Any, ...]) -> T:
-        """The fresh in-memory answer, finished, or :data:`MISS` (then the flow runs)."""
-        request, key = self._prepare(op, args)
-        if key is None:
-            return cast(T, MISS)
-        value = self._pipeline.warm(key, request.endpoint_template, _NEGATIVE)
-        if value is MISS:
-            return cast(T, MISS)
+    @staticmethod
+    def _answer(op: Op[T], request: ApiRequest, value: Any) -> T:
+        """What the caller gets for a cached value."""
         if value is _NEGATIVE:
             value = not_found_value(request)
-        return value if op.finish is None else op.finish(value)
+        finish = op.finish
+        return value if finish is None else finish(value)
 
-    def _flow(self, op: Op[T], args: tuple[Any, ...], use_cache: bool) -> Flow[T]:
-        """The method's call after a miss (or with ``use_cache=False``)."""
+    def _flow(
+        self, op: Op[T], args: tuple[Any, ...], use_cache: bool, looked: Miss | None = None
+    ) -> Flow[T]:
+        """The method's call after a miss (``looked``: the lookup's :class:`Miss`, so the
+        pipeline does not look again), or with ``use_cache=False``."""
         prepared = self._prepare(op, args)
         parse = None if op.parse is None else functools.partial(op.parse, args)
-        value = yield from self._send(prepared, parse, use_cache)
+        value = yield from self._send(prepared, parse, use_cache, looked)
         return value if op.finish is None else op.finish(value)
 
     def _send(
-        self, prepared: Prepared, parse: Callable[[Any], Any] | None, use_cache: bool
+        self,
+        prepared: Prepared,
+        parse: Callable[[Any], Any] | None,
+        use_cache: bool,
+        looked: Miss | None = None,
     ) -> Flow[Any]:
         """One pipeline call; "not found" becomes None or []."""
-        return (yield from fetch(self._pipeline, prepared.request, parse, use_cache))
+        return (yield from fetch(self._pipeline, prepared.request, parse, use_cache, looked))
 
     # -- reading the cache directly ---------------------------------------------------------
 
     def _from_cache(
         self, sent: Prepared | ApiRequest, error: TunegateError | None = None
     ) -> Flow[tuple[bool, Any]]:
-        """``(True, value)`` for a fresh cached answer to a request as sent (counted as a
-        hit), or for a stale one when ``error`` may be answered by a stale entry (an
-        outage, as the pipeline rules) and stale-if-error is on; else ``(False, None)``
-        (counted as a miss)."""
-        request, key = (sent, self._pipeline.key(sent)) if isinstance(sent, ApiRequest) else sent
-        if key is None:
-            return False, None
-        entry: CacheEntry | None = yield CacheGet(self._cache, key)
-        if entry is not None and not entry.stale:
-            self._own.add("negative_hits" if entry.negative else "cache_hits")
-            record_source(self._pipeline.provider, "cache")
-            return True, not_found_value(request) if entry.negative else entry.value
-        self._own.add("cache_misses")
-        servable = error is not None and outage_like(error)
-        if entry is not None and servable and self._stale_if_error and not entry.negative:
-            self._cache.record_stale_served(key)
-            self._own.add("stale_served")
-            record_source(self._pipeline.provider, "stale")
-            return True, entry.value
-        return False, None
+        """``(True, value)`` for a fresh cached answer to a request as sent, or for a stale
+        one when ``error`` is one a stale entry may answer (an outage: the pipeline's rule)
+        and stale-if-error is on; else ``(False, None)``. The pipeline reads and counts it."""
+        request = sent if isinstance(sent, ApiRequest) else sent.request
+        found = yield from self._pipeline.cached(request, error, not_found_value(request))
+        return (False, None) if isinstance(found, Miss) else (True, found)
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -645,11 +607,14 @@ class SyncClientMixin(ClientBase):
     """The blocking driver of a method, ``close()`` and ``with client:``."""
 
     def _run(self, op: Op[T], args: tuple[Any, ...], use_cache: bool) -> T:
+        looked = None
         if use_cache:
-            found = self._warm(op, args)
-            if found is not MISS:
-                return found
-        return drive(self._flow(op, args, use_cache))
+            request, key = self._prepare(op, args)
+            if key is not None:
+                looked = self._pipeline.look(key, request.endpoint_template, _NEGATIVE)
+                if type(looked) is not Miss:
+                    return self._answer(op, request, looked)
+        return drive(self._flow(op, args, use_cache, looked))
 
     def close(self) -> None:
         """Close this client's pooled connections (they reopen if the client is used again)."""
@@ -666,11 +631,18 @@ class AsyncClientMixin(ClientBase):
     """The asyncio driver of a method, ``await aclose()`` and ``async with client:``."""
 
     async def _run(self, op: Op[T], args: tuple[Any, ...], use_cache: bool) -> T:
+        looked = None
         if use_cache:
-            found = self._warm(op, args)
-            if found is not MISS:
-                return found
-        return await adrive(self._flow(op, args, use_cache))
+            request, key = self._prepare(op, args)
+            if key is not None:
+                endpoint = request.endpoint_template
+                if self._in_memory:  # nothing to await: the sync lookup, without a coroutine
+                    looked = self._pipeline.look(key, endpoint, _NEGATIVE)
+                else:
+                    looked = await self._pipeline.alook(key, endpoint, _NEGATIVE)
+                if type(looked) is not Miss:
+                    return self._answer(op, request, looked)
+        return await adrive(self._flow(op, args, use_cache, looked))
 
     async def aclose(self) -> None:
         """Close the running loop's connections; call it before the loop ends."""

@@ -166,9 +166,7 @@ class _MusicBrainz(ClientBase):
         o = options_of(MusicBrainzOptions, options, changes)
         if o.http is None or (isinstance(o.http, HttpConfig) and o.http.app is None):
             o = dataclasses.replace(o, http=dataclasses.replace(o.http or HttpConfig(), app=agent))
-        shared = o.redis is not None or (
-            o.cache_manager is not None and link_for(None, o.cache_manager) is not None
-        )
+        shared = o.redis is not None or link_for(None, o.cache_manager)[0] is not None
         if o.rate_limiter is None and takes_official_limiter(
             o.base_url, allow_fast=o.allow_fast, shared=shared, clock=o.clock
         ):

@@ -17,12 +17,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self, Unpack
 
-from tunegate._effects import CacheStore
 from tunegate._policy.classify import ProviderHook
 from tunegate.breaker import CircuitBreaker
 from tunegate.clients._base import (
     AsyncClientMixin,
-    Call,
     Changes,
     ClientBase,
     ClientOptions,
@@ -46,7 +44,7 @@ from tunegate.exceptions import (
     ProviderError,
     TunegateError,
 )
-from tunegate.pipeline import Pipeline
+from tunegate.pipeline import Miss, Pipeline
 from tunegate.providers import ApiRequest, spotify, validate
 from tunegate.providers.spec import SPOTIFY
 from tunegate.providers.spotify import SpotifyToken
@@ -243,36 +241,41 @@ class _Spotify(ClientBase):
         prepared: Prepared,
         parse: Callable[[Any], Any] | None,
         use_cache: bool,
+        looked: Miss | None = None,
         batch: bool = False,
     ) -> Flow[Any]:
         """The call with a bearer token; a 401 refreshes the token and retries once; "not
         found" becomes None (``batch``: raised). When no token can be had, a cached answer
         is still served (stale only for an outage), else the token's error is raised."""
-        request = prepared.request
+        request, pipeline = prepared.request, self._pipeline
         try:
             token = yield from self._tokens.get()
         except TunegateError as exc:
-            failure: TunegateError = exc
-        else:
+            if use_cache:
+                served, value = yield from self._from_cache(prepared, exc)
+                if served:
+                    return value
+            raise  # bare: the token path's traceback, not a second copy of this frame
+        try:
             try:
-                try:
-                    return (
-                        yield Call(self._pipeline, _authorized(request, token), parse, use_cache)
+                return (
+                    yield from pipeline.flow(
+                        _authorized(request, token), parse=parse, use_cache=use_cache, looked=looked
                     )
-                except AuthenticationError as exc:
-                    if not spotify.should_refresh_token(exc):
-                        raise
-                token = yield from self._tokens.get(rejected=token.access_token)
-                return (yield Call(self._pipeline, _authorized(request, token), parse, use_cache))
-            except NotFound:
-                if batch:
+                )
+            except AuthenticationError as exc:
+                if not spotify.should_refresh_token(exc):
                     raise
-                return not_found_value(request)
-        if use_cache:
-            served, value = yield from self._from_cache(prepared, failure)
-            if served:
-                return value
-        raise failure
+            token = yield from self._tokens.get(rejected=token.access_token)
+            return (
+                yield from pipeline.flow(
+                    _authorized(request, token), parse=parse, use_cache=use_cache
+                )
+            )
+        except NotFound:
+            if batch:
+                raise
+            return not_found_value(request)
 
     # -- methods ------------------------------------------------------------------------
 
@@ -323,9 +326,8 @@ class _Spotify(ClientBase):
         self._batch = True
         out: dict[str, SpotifyTrack | None] = {}
         for tid, track in zip(ids, spotify.assemble_tracks(ids, chunks), strict=True):
-            key = self._prepare(_TRACK, (tid, market)).key
-            assert key is not None
-            stored = yield CacheStore(self._cache, key, track, None, track is None)
+            request = self._prepare(_TRACK, (tid, market)).request
+            stored = yield from self._pipeline.store(request, track, not_found=track is None)
             out[tid] = None if track is None else stored
         return out
 
