@@ -48,7 +48,7 @@ from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
 from tunegate.cache.memory import MemoryBackend
 from tunegate.exceptions import ConfigurationError, NotFound, TunegateError
-from tunegate.pipeline import Miss, Pipeline
+from tunegate.pipeline import MISS, Miss, Pipeline
 from tunegate.providers import ApiRequest, Pairs
 from tunegate.providers.spec import ProviderSpec
 from tunegate.ratelimit import RateLimiter
@@ -550,6 +550,14 @@ class ClientBase:
             )
         return Prepared(request, self._pipeline.key(request))
 
+    def _look(self, key: str, endpoint: str) -> Any:
+        """The fresh cached value under ``key`` (``_NEGATIVE`` for "not found"), else
+        :data:`MISS` (memory: the flow looks again, counted) or the pipeline's
+        :class:`Miss`. In memory, ``warm`` answers a hit a few microseconds sooner."""
+        if self._in_memory:
+            return self._pipeline.warm(key, endpoint, _NEGATIVE)
+        return self._pipeline.look(key, endpoint, _NEGATIVE)
+
     @staticmethod
     def _answer(op: Op[T], request: ApiRequest, value: Any) -> T:
         """What the caller gets for a cached value."""
@@ -611,9 +619,11 @@ class SyncClientMixin(ClientBase):
         if use_cache:
             request, key = self._prepare(op, args)
             if key is not None:
-                looked = self._pipeline.look(key, request.endpoint_template, _NEGATIVE)
-                if type(looked) is not Miss:
-                    return self._answer(op, request, looked)
+                found = self._look(key, request.endpoint_template)
+                if type(found) is Miss:
+                    looked = found  # the flow will not look again
+                elif found is not MISS:  # MISS: not in memory, the flow looks it up
+                    return self._answer(op, request, found)
         return drive(self._flow(op, args, use_cache, looked))
 
     def close(self) -> None:
@@ -636,12 +646,14 @@ class AsyncClientMixin(ClientBase):
             request, key = self._prepare(op, args)
             if key is not None:
                 endpoint = request.endpoint_template
-                if self._in_memory:  # nothing to await: the sync lookup, without a coroutine
-                    looked = self._pipeline.look(key, endpoint, _NEGATIVE)
+                if self._in_memory:  # nothing to await: the in-memory look, no coroutine
+                    found = self._pipeline.warm(key, endpoint, _NEGATIVE)
                 else:
-                    looked = await self._pipeline.alook(key, endpoint, _NEGATIVE)
-                if type(looked) is not Miss:
-                    return self._answer(op, request, looked)
+                    found = await self._pipeline.alook(key, endpoint, _NEGATIVE)
+                if type(found) is Miss:
+                    looked = found  # the flow will not look again
+                elif found is not MISS:  # MISS: not in memory, the flow looks it up
+                    return self._answer(op, request, found)
         return await adrive(self._flow(op, args, use_cache, looked))
 
     async def aclose(self) -> None:
