@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -10,9 +11,7 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-
-from tunegate.emulator import FAULTS_HELP
+from typer.core import TyperCommand, TyperOption
 
 __all__ = ["app", "main"]
 
@@ -79,7 +78,22 @@ def _loaded(ctx: typer.Context, **flags: Any) -> Any:
         raise typer.Exit(2) from None
 
 
-@app.command()
+class _EmulatorCommand(TyperCommand):
+    """Fills in ``--faults``' help (the emulator's FAULTS_HELP) only when help is shown, so
+    the other commands never import the emulator."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from rich.markup import escape
+
+        from tunegate.emulator import FAULTS_HELP
+
+        for param in self.params:
+            if param.name == "faults" and isinstance(param, TyperOption):
+                param.help = escape(FAULTS_HELP)  # its [@P] is not rich markup
+        super().format_help(ctx, formatter)
+
+
+@app.command(cls=_EmulatorCommand)
 def emulator(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 0,
@@ -90,7 +104,7 @@ def emulator(
     ] = False,
     faults: Annotated[
         str | None,
-        typer.Option(help=escape(FAULTS_HELP)),  # its [@P] is not rich markup
+        typer.Option(help="Faults to inject (compact form, JSON, or a file of either)."),
     ] = None,
     rate_limits: Annotated[
         bool, typer.Option(help="Enforce each provider's quota (off for load tests).")
@@ -188,9 +202,17 @@ Example: tunegate enrich tracks.csv -o tracks.jsonl --summary-json summary.json
 """
 
 
-def _fail(err: Any, message: object, code: int = 2) -> typer.Exit:
-    err.print(f"error: {message}", markup=False, highlight=False)
+def _fail(err: Any, message: object, code: int = 2, *, json_logs: bool = False) -> typer.Exit:
+    say(err, "json" if json_logs else "text", f"error: {message}", logging.ERROR)
     return typer.Exit(code)
+
+
+def say(err: Any, log_format: str, text: str, level: int = logging.INFO) -> None:
+    """A line for the user on stderr: as printed, or as a JSON log record."""
+    if log_format == "json":
+        logging.getLogger("tunegate.cli").log(level, "%s", text)
+    else:
+        err.print(text, markup=False, highlight=False)
 
 
 @app.command(help=ENRICH_HELP)
@@ -270,6 +292,7 @@ def enrich(
     from tunegate.cache.sqlite import default_sqlite_path
     from tunegate.enrich import check_input
     from tunegate.exceptions import ConfigurationError
+    from tunegate.observability import correlation_id
     from tunegate.sandbox import sandbox as start_sandbox
     from tunegate.sandbox import write_sample_input
 
@@ -288,6 +311,7 @@ def enrich(
     err = console()
     setup_logging(err, log_format)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(correlation_id())  # one id for the run's log lines and summary
         try:
             source: Path | None = None
             if input_path == "-":
@@ -359,25 +383,34 @@ def enrich(
                 summary_json.parent.mkdir(parents=True, exist_ok=True)
                 summary_json.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
         except ConfigurationError as exc:
-            raise _fail(err, exc) from None
+            raise _fail(err, exc, json_logs=log_format == "json") from None
         except OSError as exc:  # a path we cannot use: one line, not a traceback
             where = f"{exc.filename}: " if exc.filename else ""
-            raise _fail(err, f"{where}{exc.strerror or exc}") from None
+            message = f"{where}{exc.strerror or exc}"
+            raise _fail(err, message, json_logs=log_format == "json") from None
         except KeyboardInterrupt:
-            err.print(
+            say(
+                err,
+                log_format,
                 f"interrupted: the rows done so far are in {output}; "
-                "run the same command again to resume"
+                "run the same command again to resume",
+                logging.WARNING,
             )
             raise typer.Exit(130) from None
-    if not quiet:
-        from tunegate._cli_run import summary_lines
-
-        for line in summary_lines(data):
-            err.print(line, markup=False, highlight=False)
         status = data["status"]
-        if status["failed"] + status["partial"]:
-            err.print("Rows with errors keep their error in the output; run again to retry them.")
-    status = data["status"]
+        if not quiet:  # inside the run's correlation id, for --log-format json
+            from tunegate._cli_run import summary_lines
+
+            lines = summary_lines(data)
+            if status["failed"] + status["partial"]:
+                lines.append(
+                    "Rows with errors keep their error in the output; run again to retry them."
+                )
+            if log_format == "json":
+                logging.getLogger("tunegate.cli").info("%s", lines[0], extra={"summary": data})
+            else:  # a long line is the terminal's to wrap: one line when copied
+                for line in lines:
+                    err.print(line, markup=False, highlight=False, soft_wrap=True)
     if not data["one_record_per_row"] or status["failed"] + status["partial"] + status["invalid"]:
         raise typer.Exit(1)
 
@@ -395,7 +428,7 @@ async def _enrich(
 ) -> dict[str, Any]:
     import asyncio
 
-    from tunegate._cli_run import ProgressView, summary_data
+    from tunegate._cli_run import ProgressView, Tally, summary_data
     from tunegate.clients import AsyncGateway
     from tunegate.enrich import Providers, count_rows, scan_output
     from tunegate.enrich import enrich as run
@@ -404,16 +437,13 @@ async def _enrich(
         providers = Providers.of(gateway)
         scan_output(output)  # refuse a foreign output before drawing anything
         total = count_rows(input_path)
-        errors: dict[str, dict[str, int]] = {}
+        tally = Tally()
+        gateway.breakers.add_listener(tally.on_breaker)
         view = ProgressView(err, total, gateway.get_stats, quiet=quiet, every=every)
 
         def on_progress(record: dict[str, Any] | None) -> None:
             view.record(record)
-            for name, part in (record or {}).get("providers", {}).items():
-                kind = part.get("error")
-                if kind:
-                    by_kind = errors.setdefault(name, {})
-                    by_kind[kind] = by_kind.get(kind, 0) + 1
+            tally.record(record)
 
         with view:
             ticker = asyncio.create_task(view.ticker())
@@ -428,7 +458,8 @@ async def _enrich(
                 )
             finally:
                 ticker.cancel()
-        return summary_data(summary, gateway.get_stats(), output, errors)
+        breakers = tally.breakers(gateway.breakers)
+        return summary_data(summary, gateway.get_stats(), output, tally, breakers)
 
 
 cache_app = typer.Typer(
