@@ -288,6 +288,10 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
             f"breaker {f['breaker_state']}, opened {f['breaker_opened']}x, "
             f"{f['breaker_rejections']} rejected; errors: {kinds}"
         )
+        for full, b in data.get("breakers", {}).items():  # e.g. spotify:accounts (tokens)
+            owner, _, part = full.partition(":")
+            if owner == name and part and (b["opened"] or b["state"] != "closed"):
+                line += f"; {part} breaker {b['state']}, opened {b['opened']}x"
         if any(f["sources"].values()):
             line += "; answers from " + ", ".join(f"{k} {v}" for k, v in f["sources"].items())
         lines.append(line)

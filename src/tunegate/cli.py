@@ -247,6 +247,14 @@ def enrich(
         bool, typer.Option(help="Run against the built-in emulator (no credentials needed).")
     ] = False,
     rows: Annotated[int, typer.Option(min=1, help="Rows of the sandbox's sample input.")] = 100,
+    sandbox_seed: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Seed of the sandbox's catalogue. Runs with the same seed share one emulator "
+            "(and its cache scope); another seed is a sandbox of its own.",
+        ),
+    ] = 0,
     concurrency: Annotated[
         int | None, typer.Option(help="Rows enriched at the same time (1-1024, default 8).")
     ] = None,
@@ -325,7 +333,7 @@ def enrich(
                 source = Path(input_path)
                 check_input(source)
             if sandbox:
-                emu, settings = stack.enter_context(start_sandbox())
+                emu, settings = stack.enter_context(start_sandbox(seed=sandbox_seed))
                 if source is None:
                     source = write_sample_input(emu, SANDBOX_DIR / f"input-{rows}.csv", rows=rows)
                     output = output or SANDBOX_DIR / f"enriched-{rows}.{output_format}"

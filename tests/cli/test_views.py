@@ -22,6 +22,7 @@ import orjson
 import pytest
 
 from tests.cli.test_cli import TUNEGATE, records, run
+from tunegate._cli_run import summary_lines
 from tunegate.emulator import Emulator
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -119,11 +120,11 @@ def test_terminal_view_live_lines_and_an_unwrapped_summary(tmp_path: Path) -> No
 
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One run with Last.fm answering 503 to everything, logs as JSON."""
+    """One run with Spotify and Last.fm answering 503 to everything, logs as JSON."""
     tmp = tmp_path_factory.mktemp("outage")
     inp = tmp / "in.csv"
     inp.write_text("artist,title\n" + "".join(f"Muse,Song {i}\n" for i in range(8)))
-    with Emulator(catalog_size=200, seed=3, faults="lastfm:error=503") as e:
+    with Emulator(catalog_size=200, seed=3, faults="*:error=503") as e:
         env = e.env()
         env.pop("MUSICBRAINZ_USER_AGENT")
         result = run(
@@ -180,17 +181,30 @@ def test_json_logs_are_one_object_a_line_with_the_run_id_and_no_secret(
         assert secret not in result.stderr
 
 
-def test_summary_counts_breaker_openings_and_the_final_state(outage: dict[str, Any]) -> None:
-    summary = outage["summary"]
+def test_every_row_failed_exits_1_and_the_summary_counts_breaker_openings(
+    outage: dict[str, Any],
+) -> None:
+    result, summary = outage["result"], outage["summary"]
+    assert result.returncode == 1
+    assert summary["status"]["failed"] == 8
     lastfm = summary["providers"]["lastfm"]
-    # Its breaker opened once (the run is shorter than its open timeout) and stayed open;
-    # the rows after it were refused without a call.
+    # Each breaker opened once (the run is shorter than its open timeout) and stayed open;
+    # the rows after it were refused without a call. Spotify's token endpoint failed, so
+    # its accounts breaker opened, not the API's.
     assert summary["breakers"]["lastfm"] == {"opened": 1, "state": "open"}
+    assert summary["breakers"]["spotify:accounts"] == {"opened": 1, "state": "open"}
+    assert summary["breakers"]["spotify"] == {"opened": 0, "state": "closed"}
     assert lastfm["breaker_opened"] == 1
     assert lastfm["breaker_state"] == "open"
     assert lastfm["breaker_rejections"] >= 1
     assert lastfm["calls"] == outage["seen"]["lastfm"]["total"]
-    assert summary["breakers"]["spotify"] == {"opened": 0, "state": "closed"}
+    # The text summary (what a run without --log-format json prints) says the same.
+    lines = summary_lines(summary)
+    (spotify_line,) = [line for line in lines if line.startswith("  spotify: ")]
+    (lastfm_line,) = [line for line in lines if line.startswith("  lastfm: ")]
+    assert "breaker open, opened 1x" in lastfm_line
+    assert "breaker closed, opened 0x" in spotify_line
+    assert spotify_line.endswith("; accounts breaker open, opened 1x")
 
 
 def test_help_screens_do_not_import_the_emulator(tmp_path: Path) -> None:
