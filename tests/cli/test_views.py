@@ -259,3 +259,28 @@ def test_sources_per_provider_are_counted_in_the_summary(tmp_path: Path) -> None
         mine = [r["sources"][provider] for r in second if provider in r["sources"]]
         assert counted == {s: mine.count(s) for s in ("api", "cache", "stale")}, provider
         assert counted["cache"] == 2, provider
+
+
+def test_every_command_and_group_has_an_example_in_its_help() -> None:
+    """Walks the command tree, so a command added later is checked too."""
+    import typer
+    from typer.testing import CliRunner
+
+    from tunegate.cli import app
+
+    runner = CliRunner()
+    paths: list[list[str]] = []
+
+    def walk(cmd: Any, path: list[str]) -> None:
+        paths.append(path)
+        for name, sub in (getattr(cmd, "commands", None) or {}).items():
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    assert ["cache", "invalidate"] in paths
+    assert ["breaker", "reset"] in paths
+    assert ["config", "show"] in paths
+    for path in paths:
+        out = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert out.exit_code == 0, (path, out.output)
+        assert "Example: tunegate " in out.output, path
