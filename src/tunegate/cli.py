@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -207,6 +209,12 @@ def _fail(err: Any, message: object, code: int = 2, *, json_logs: bool = False) 
     return typer.Exit(code)
 
 
+def console_err() -> Any:
+    from tunegate._cli_run import console
+
+    return console()
+
+
 def say(err: Any, log_format: str, text: str, level: int = logging.INFO) -> None:
     """A line for the user on stderr: as printed, or as a JSON log record."""
     if log_format == "json":
@@ -290,7 +298,6 @@ def enrich(
     quiet: Annotated[bool, typer.Option(help="No progress or summary.")] = False,
 ) -> None:
     import asyncio
-    import contextlib
     import dataclasses
     import shutil
     import tempfile
@@ -504,7 +511,12 @@ def _cache_manager(ctx: typer.Context, cache: str | None, redis_url: str | None)
             raise typer.Exit(2)
         return CacheManager.sqlite(path)
     if redis_url:
-        return CacheManager(redis_url)
+        from tunegate.cache.redisbackend import RedisBackend
+
+        cm = CacheManager(redis_url)
+        if isinstance(cm.backend, RedisBackend):
+            _reachable(cm.backend.link)
+        return cm
     return CacheManager.sqlite(default_sqlite_path())
 
 
@@ -514,29 +526,25 @@ def cache_stats(ctx: typer.Context, cache: CacheOpt = None, redis_url: RedisOpt 
 
     Example: tunegate cache stats --cache .tunegate/sandbox/cache.db
     """
-    import redis as redis_lib
-
+    from tunegate._redis import REDIS_FAILURES
+    from tunegate.cache.redisbackend import RedisBackend
     from tunegate.cache.sqlite import SqliteBackend
 
-    cm = _cache_manager(ctx, cache, redis_url)
-    redis_url = _load(ctx, redis_url=redis_url).secret("redis_url")
-    with cm:
+    with _cache_manager(ctx, cache, redis_url) as cm:
         prefix = cm.key_scheme.prefix
         backend = cm.backend
         if isinstance(backend, SqliteBackend):
             typer.echo(f"backend sqlite, {len(backend)} entries")
             return
-        client = redis_lib.Redis.from_url(redis_url or "")
-        try:
-            per: dict[str, int] = {}
-            for key in client.scan_iter(match=prefix + "*", count=1000):
+        if not isinstance(backend, RedisBackend):
+            raise _fail(console_err(), f"cannot count the entries of {type(backend).__name__}")
+        per: dict[str, int] = {}
+        try:  # on the cache's own Redis connection: its timeouts, no second client
+            for key in backend.link.sync.scan_iter(match=prefix + "*", count=1000):
                 provider = key.decode()[len(prefix) :].split(":", 1)[0]
                 per[provider] = per.get(provider, 0) + 1
-        except redis_lib.RedisError as exc:
-            typer.echo(f"error: redis: {type(exc).__name__}", err=True)
-            raise typer.Exit(2) from None
-        finally:
-            client.close()
+        except REDIS_FAILURES as exc:
+            raise _fail(console_err(), f"redis: {type(exc).__name__}") from None
         typer.echo(f"backend redis, {sum(per.values())} entries")
         for name, n in sorted(per.items()):
             typer.echo(f"  {name}: {n}")
@@ -575,17 +583,38 @@ def cache_clear(ctx: typer.Context, cache: CacheOpt = None, redis_url: RedisOpt 
     typer.echo(f"{n} entries deleted")
 
 
-def _registry(ctx: typer.Context, redis_url: str | None) -> Any:
+def _reachable(link: Any) -> None:
+    """Exit 2 unless Redis answers: the admin commands must not report the local fallback
+    state (every breaker closed, 0 entries deleted) as if it were the shared one."""
+    from tunegate._redis import REDIS_FAILURES
+
+    try:
+        link.sync.ping()
+    except REDIS_FAILURES as exc:
+        link.close()
+        raise _fail(console_err(), f"redis unreachable ({link!r}): {type(exc).__name__}") from None
+
+
+@contextlib.contextmanager
+def _registry(ctx: typer.Context, redis_url: str | None) -> Iterator[Any]:
+    from tunegate._redis import RedisLink
     from tunegate.breaker import CircuitBreakerRegistry
 
     redis_url = _load(ctx, redis_url=redis_url).secret("redis_url")
     if not redis_url:
-        typer.echo(
-            "error: breakers are shared only through Redis: give --redis or TUNEGATE_REDIS_URL",
-            err=True,
+        raise _fail(
+            console_err(),
+            "breakers are shared only through Redis: give --redis or TUNEGATE_REDIS_URL",
         )
-        raise typer.Exit(2)
-    return CircuitBreakerRegistry(redis=redis_url)
+    try:
+        link = RedisLink(redis_url)
+    except ValueError as exc:  # a URL redis-py cannot read; its text holds no password
+        raise _fail(console_err(), f"--redis: {exc}") from None
+    _reachable(link)
+    try:
+        yield CircuitBreakerRegistry(redis=link)  # a link handed in: closed here, not there
+    finally:
+        link.close()
 
 
 @breaker_app.command("status")
@@ -594,12 +623,9 @@ def breaker_status(ctx: typer.Context, redis_url: RedisOpt = None) -> None:
 
     Example: tunegate breaker status --redis redis://localhost:6379/0
     """
-    registry = _registry(ctx, redis_url)
-    try:
+    with _registry(ctx, redis_url) as registry:
         for name in BREAKERS:
             typer.echo(f"{name:<17} {registry.register(name).state.value}")
-    finally:
-        registry.close()
 
 
 @breaker_app.command("reset")
@@ -615,13 +641,10 @@ def breaker_reset(
     if provider not in BREAKERS:
         typer.echo(f"error: unknown breaker {provider!r}; one of {', '.join(BREAKERS)}", err=True)
         raise typer.Exit(2)
-    registry = _registry(ctx, redis_url)
-    try:
+    with _registry(ctx, redis_url) as registry:
         breaker = registry.register(provider)
         breaker.reset()
         typer.echo(f"{provider} {breaker.state.value}")
-    finally:
-        registry.close()
 
 
 config_app = typer.Typer(
