@@ -17,9 +17,16 @@ from typer.core import TyperCommand, TyperOption
 
 __all__ = ["app", "main"]
 
-EXIT_CODES = """Exit codes: 0 every row ok or not_found; 1 some rows failed, partial,
+
+def _paragraphs(text: str) -> str:
+    """Help text with each paragraph on one line: rich keeps hard line breaks, so lines
+    broken for the source would come out ragged once it wraps them to the terminal."""
+    return "\n\n".join(" ".join(p.split()) for p in text.strip().split("\n\n"))
+
+
+EXIT_CODES = _paragraphs("""Exit codes: 0 every row ok or not_found; 1 some rows failed, partial,
 pending, or invalid (unreadable); 2 usage, configuration or input-file error; 130
-interrupted (Ctrl+C)."""
+interrupted (Ctrl+C).""")
 
 app = typer.Typer(
     help="tunegate: a resilient gateway to the Spotify, MusicBrainz and Last.fm APIs.\n\n"
@@ -180,7 +187,8 @@ def emulator(
 
 SANDBOX_DIR = Path(".tunegate") / "sandbox"
 
-ENRICH_HELP = f"""Enrich (artist, title) rows with Spotify, MusicBrainz and Last.fm data.
+ENRICH_HELP = _paragraphs(f"""Enrich (artist, title) rows with Spotify, MusicBrainz and
+Last.fm data.
 
 Input: CSV, TSV (by extension or sniffed) or JSON Lines, or '-' for stdin (then give -o).
 Columns (case, spaces and underscores ignored): artist / artist name / artists / performer;
@@ -200,8 +208,8 @@ elsewhere (see 'tunegate emulator'). Each setting can also live in the TOML file
 
 {EXIT_CODES}
 
-Example: tunegate enrich tracks.csv -o tracks.jsonl --summary-json summary.json
-"""
+Example: tunegate enrich tracks.csv -o out.jsonl --summary-json summary.json
+""")
 
 
 def _fail(err: Any, message: object, code: int = 2, *, json_logs: bool = False) -> typer.Exit:
@@ -668,17 +676,17 @@ def config_show(ctx: typer.Context) -> None:
         typer.echo(line)
 
 
-@app.command()
+@app.command(
+    help=_paragraphs("""Run the gateway as an HTTP service (/v1/..., problem+json errors);
+credentials come from the environment as for Gateway.from_env(). Needs the 'serve' extra.
+
+Example: tunegate serve --sandbox --port 8080""")
+)
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8080,
     sandbox: Annotated[bool, typer.Option(help="Serve against the built-in emulator.")] = False,
 ) -> None:
-    """Run the gateway as an HTTP service (/v1/..., problem+json errors); credentials come
-    from the environment as for Gateway.from_env(). Needs the 'serve' extra.
-
-    Example: tunegate serve --sandbox --port 8080
-    """
     try:
         from tunegate.service import serve as run_service
     except ImportError as exc:  # starlette or uvicorn missing

@@ -284,3 +284,18 @@ def test_every_command_and_group_has_an_example_in_its_help() -> None:
         out = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
         assert out.exit_code == 0, (path, out.output)
         assert "Example: tunegate " in out.output, path
+
+
+def test_help_paragraphs_are_reflowed_not_broken_where_the_source_was() -> None:
+    """rich keeps hard line breaks: a paragraph broken for the source would come out
+    ragged. On a terminal wide enough each paragraph is one line."""
+    from typer.testing import CliRunner
+
+    from tunegate.cli import app
+
+    runner = CliRunner()
+    root = runner.invoke(app, ["--help"], env={"COLUMNS": "2000"}).output
+    enrich = runner.invoke(app, ["enrich", "--help"], env={"COLUMNS": "2000"}).output
+    assert "input-file error; 130 interrupted (Ctrl+C)." in root
+    assert "optional isrc and spotify_id. A row that cannot be read (broken quoting" in enrich
+    assert "TUNEGATE_LASTFM_URL point them elsewhere (see 'tunegate emulator')" in enrich
