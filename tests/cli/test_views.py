@@ -61,12 +61,16 @@ def test_a_long_retry_after_leaves_rows_pending(tmp_path: Path) -> None:
     assert re.search(r"spotify: .* 2 pending;", result.stderr), result.stderr
 
 
-def _run_in_a_terminal(args: list[str], cwd: Path, cols: int) -> tuple[int, str]:
+def _run_in_a_terminal(
+    args: list[str], cwd: Path, cols: int, extra_env: dict[str, str] | None = None
+) -> tuple[int, str]:
     """The command under a pseudo-terminal of ``cols`` columns; what it drew (escape
     sequences removed) and its exit code. Bounded: 120 s."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, cols, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    drop = ("COLUMNS", "LINES", "NO_COLOR", "SPOTIFY_", "LASTFM_", "MUSICBRAINZ_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(extra_env or {})
     env["TERM"] = "xterm-256color"
     proc = subprocess.Popen(
         [*TUNEGATE, *args], cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env=env
@@ -116,6 +120,20 @@ def test_terminal_view_live_lines_and_an_unwrapped_summary(tmp_path: Path) -> No
     assert len(ends[0]) > 80
     assert "breaker closed, opened 0x, 0 rejected; errors: none" in ends[0]
     assert "checked: every one of the 20 input rows has one record" in lines[-1]
+
+
+def test_terminal_view_shows_a_paused_provider(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("artist,title\nMuse,Psycho\nU2,One\n")
+    with Emulator(catalog_size=200, seed=3, faults="spotify/search:error=429,retry_after=5h") as e:
+        env = e.env()
+        env.pop("MUSICBRAINZ_USER_AGENT")
+        args = ["enrich", "in.csv", "-o", "o.jsonl", "--cache", "memory", "--concurrency", "1"]
+        rc, drawn = _run_in_a_terminal(args, tmp_path, cols=120, extra_env=env)
+    assert rc == 1, drawn
+    lines = [line for line in re.split(r"[\r\n]", drawn) if line.strip()]
+    live = [line for line in lines if re.match(r"\s+spotify\s+[\d.]+ calls/s", line)]
+    assert live[-1].endswith("paused (2 pending)"), live[-1]
+    assert not any("paused" in line for line in lines if re.match(r"\s+lastfm\s+[\d.]", line))
 
 
 @pytest.fixture(scope="module")
