@@ -129,7 +129,13 @@ def test_sandbox_with_redis_keeps_its_cache_in_redis(tmp_path: Path, redis_url: 
     second = orjson.loads((tmp_path / "b.json").read_bytes())
     calls = {(p, ep) for p, eps in second["emulator_requests"].items() for ep in eps}
     assert calls <= {("spotify", "token")}, calls
-    assert records(tmp_path / "a.jsonl") == records(tmp_path / "b.jsonl")
+    a, b = records(tmp_path / "a.jsonl"), records(tmp_path / "b.jsonl")
+    # The same records, but for where the answers came from (once records carry it).
+    b_sources = {s for r in b for s in r.pop("sources", {}).values()}
+    a_sources = {s for r in a for s in r.pop("sources", {}).values()}
+    assert b_sources <= {"cache"}
+    assert a_sources <= {"api", "cache"}
+    assert a == b
     assert not (tmp_path / ".tunegate" / "sandbox" / "cache.db").exists()
     client = redis.Redis.from_url(redis_url)
     try:
