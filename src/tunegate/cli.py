@@ -105,8 +105,12 @@ class _EmulatorCommand(TyperCommand):
 @app.command(cls=_EmulatorCommand)
 def emulator(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 0,
-    catalog_size: Annotated[int, typer.Option(help="Number of tracks in the catalogue.")] = 10_000,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")
+    ] = 0,
+    catalog_size: Annotated[
+        int, typer.Option(min=1, help="Number of tracks in the catalogue.")
+    ] = 10_000,
     seed: Annotated[int, typer.Option(help="Seed of the catalogue and of the faults.")] = 0,
     tls: Annotated[
         bool, typer.Option(help="Serve HTTPS with a certificate made on the fly.")
@@ -156,7 +160,13 @@ def emulator(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    with emu:
+    try:
+        emu.start()
+    except RuntimeError as exc:  # the port is taken or not ours to bind: one line
+        cause = exc.__cause__
+        why = cause.strerror if isinstance(cause, OSError) and cause.strerror else exc
+        raise _fail(console_err(), f"emulator: cannot listen on {host}:{port}: {why}") from None
+    try:
         urls = emu.urls
         env = emu.env()
         if print_env_only:
@@ -183,6 +193,8 @@ def emulator(
         sys.stdout.flush()
         while not stop.wait(0.5):
             pass
+    finally:
+        emu.stop()
 
 
 SANDBOX_DIR = Path(".tunegate") / "sandbox"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import socket
 from pathlib import Path
 
 import orjson
@@ -142,3 +143,18 @@ def test_sandbox_with_redis_keeps_its_cache_in_redis(tmp_path: Path, redis_url: 
         assert any(client.scan_iter(match="tunegate:*:lastfm:*", count=1000))
     finally:
         client.close()
+
+
+def test_emulator_port_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run(["emulator", "--port", str(port), "--catalog-size", "50"], tmp_path)
+    assert busy.returncode == 2
+    assert busy.stderr.startswith(f"error: emulator: cannot listen on 127.0.0.1:{port}: ")
+    assert "Traceback" not in busy.stderr
+    for bad in ("-1", "70000"):
+        out = run(["emulator", "--port", bad], tmp_path, env={"COLUMNS": "200"})
+        assert out.returncode == 2, bad
+        assert "Invalid value for '--port'" in out.stderr
