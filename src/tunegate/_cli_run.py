@@ -189,15 +189,27 @@ class ProgressView:
         )
         self._task: TaskID = self._progress.add_task("enrich", total=total, counts="")
 
-    def provider_lines(self) -> Iterator[str]:
+    def live(self) -> dict[str, dict[str, Any]]:
+        """Per provider now: calls/s since the start, cache hit ratio, breaker, pending."""
         elapsed = max(time.monotonic() - self._started, 1e-9)
-        for name, f in provider_figures(self._stats()).items():
+        return {
+            name: {
+                "calls_per_s": round(f["calls"] / elapsed, 2),
+                "cache_hit_ratio": f["cache_hit_ratio"],
+                "breaker_state": f["breaker_state"],
+                "pending": self.pending.get(name, 0),
+            }
+            for name, f in provider_figures(self._stats()).items()
+        }
+
+    def provider_lines(self) -> Iterator[str]:
+        for name, f in self.live().items():
             line = (
-                f"  {name:<11} {f['calls'] / elapsed:5.1f} calls/s  "
+                f"  {name:<11} {f['calls_per_s']:5.1f} calls/s  "
                 f"cache {f['cache_hit_ratio']:.0%}  breaker {f['breaker_state'] or '-'}"
             )
-            if self.pending.get(name):
-                line += f"  paused ({self.pending[name]} pending)"
+            if f["pending"]:
+                line += f"  paused ({f['pending']} pending)"
             yield line
 
     def counts_text(self) -> str:
@@ -220,7 +232,12 @@ class ProgressView:
 
     def figures(self) -> dict[str, Any]:
         """The progress line as data (``--log-format json``)."""
-        return {"done": self.done, "total": self.total, "status": dict(self.counts)}
+        return {
+            "done": self.done,
+            "total": self.total,
+            "status": dict(self.counts),
+            "providers": self.live(),
+        }
 
     async def ticker(self) -> None:
         """Without a terminal: a progress line every ``every`` seconds until cancelled."""

@@ -189,7 +189,11 @@ def test_json_logs_are_one_object_a_line_with_the_run_id_and_no_secret(
     assert {i["correlation_id"] for i in items} == {run_id}
     pipeline = [i for i in items if i["logger"] == "tunegate.pipeline"]
     assert any(i.get("provider") == "lastfm" and i.get("status") == 503 for i in pipeline)
-    assert any("progress" in i and i["progress"]["total"] == 8 for i in items)
+    progress = [i["progress"] for i in items if "progress" in i]
+    assert progress
+    assert all(p["total"] == 8 and p["done"] <= 8 for p in progress)
+    assert {p["providers"]["lastfm"]["breaker_state"] for p in progress} <= {"closed", "open"}
+    assert "musicbrainz" not in progress[-1]["providers"]  # not configured in this run
     (end,) = [i for i in items if "summary" in i]
     assert end["summary"]["status"] == outage["summary"]["status"]
     basic = base64.b64encode(
