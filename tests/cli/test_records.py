@@ -81,6 +81,7 @@ def test_methods_columns_no_tags_and_exit_0(tmp_path: Path) -> None:
     assert fourth["match"]["spotify"]["method"] == "search"
     assert {p["status"] for p in fifth["providers"].values()} == {"not_found"}
     assert fifth["match"] == {}
+    assert fifth["lastfm_tags"] is None  # unknown, where fourth has [] (known, no tags)
 
 
 @pytest.mark.parametrize(
