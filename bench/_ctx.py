@@ -47,7 +47,7 @@ class Ctx:
                 queries.append((artist, title))
             if len(queries) >= 2500:
                 break
-        return cls(quick, 0.15 if quick else 0.4, redis, emu, token, queries, catalog)
+        return cls(quick, 0.1 if quick else 0.4, redis, emu, token, queries, catalog)
 
     def close(self) -> None:
         self.emu.close()

@@ -22,6 +22,7 @@ from _infra import EmulatorProcess, child_env, here
 
 RATES = {"spotify": (10.0, 10), "musicbrainz": (1.0, 1), "lastfm": (5.0, 5)}
 FIRST_ROW = 5000  # catalogue rows no other figure touches
+ROWS = {True: 5, False: 40}  # by --quick
 
 
 def _calls(emu: EmulatorProcess) -> dict[str, int]:
@@ -35,7 +36,7 @@ def _calls(emu: EmulatorProcess) -> dict[str, int]:
 
 
 def run(ctx: Ctx) -> dict[str, Any]:
-    n = 8 if ctx.quick else 40
+    n = ROWS[ctx.quick]
     emu = EmulatorProcess(rate_limits=True, tls=True)
     try:
         with tempfile.TemporaryDirectory(prefix="tunegate-bench-enrich-") as tmp:

@@ -19,7 +19,7 @@ import orjson
 from _ctx import Ctx
 from _timing import atimed, timed
 
-from tunegate import CacheManager
+from tunegate import CacheManager, HttpConfig
 
 SMALL = 64  # entries: far fewer than the queries cycled through, so every lookup misses
 
@@ -93,14 +93,16 @@ def httpx_miss(ctx: Ctx) -> float:
 
 
 def redis_miss_round_trips(ctx: Ctx, n: int = 10) -> dict[str, float]:
-    """Per Redis-backed miss (``redis=`` on the client: cache, limiter, breaker, single-flight
-    all in Redis): round trips before the call returned, and in all (0.3 s later)."""
+    """Per Redis-backed miss (``cache_manager=CacheManager(url)``: the client then shares its
+    limiter, breaker and single-flight through the cache's Redis too): round trips before
+    the call returned, and in all (0.3 s later). ``heads`` names each round trip's command."""
     proxy = ctx.redis_proxy()
     url = f"redis://127.0.0.1:{proxy.port}/0"
     before = after = 0
+    heads: list[str] = []
     try:
         it = _queries(ctx, 400)
-        with ctx.spotify(None, redis=url) as client:
+        with ctx.spotify(CacheManager(url)) as client:
             for _ in range(2):  # connect, handshake, token
                 client.search_track(*next(it))
             time.sleep(0.3)
@@ -110,9 +112,18 @@ def redis_miss_round_trips(ctx: Ctx, n: int = 10) -> dict[str, float]:
                 before += proxy.round_trips
                 time.sleep(0.3)  # writes left to the background, if any
                 after += proxy.round_trips
+            heads = [_command(h) for h in proxy.heads]
     finally:
         proxy.close()
-    return {"before_answer": before / n, "in_all": after / n}
+    return {"before_answer": before / n, "in_all": after / n, "last_miss": heads}
+
+
+def _command(head: bytes) -> str:
+    """``EVALSHA tunegate:rl:{spotify}``-like words from the start of a RESP request."""
+    words = [w for w in head.split(b"\r\n") if w and w[:1] not in (b"*", b"$")]
+    if words[:1] == [b"EVALSHA"] and len(words) >= 4:
+        words = [words[0], words[3]]  # the script's first key, not its sha
+    return " ".join(w.decode(errors="replace") for w in words[:2])[:60]
 
 
 # -- figure 4 -------------------------------------------------------------------------------
@@ -136,13 +147,15 @@ async def _fan(calls: list[Any], width: int) -> list[Any]:
     return await asyncio.gather(*(one(c) for c in calls))
 
 
-def tunegate_throughput(ctx: Ctx) -> float:
-    """Requests/s of 200 distinct misses, 16 at a time, default pool."""
+def tunegate_throughput(ctx: Ctx, pool_size: int | None = None) -> float:
+    """Requests/s of 200 distinct misses, 16 at a time; the default pool unless
+    ``pool_size`` (``HttpConfig(pool_size=...)``, public) is given."""
     n = ctx.memo["fig4_sample"] = ctx.memo.get("fig4_sample", 0) + 1
     batch = _batch(ctx, n)
+    options = {} if pool_size is None else {"http": HttpConfig(pool_size=pool_size)}
 
     async def go() -> float:
-        async with await ctx.aspotify(CacheManager.memory()) as client:
+        async with await ctx.aspotify(CacheManager.memory(), **options) as client:
             await client.search_track(*ctx.queries[0])  # token and first connection
             t0 = time.perf_counter()
             await _fan([lambda a=a, t=t: client.search_track(a, t) for a, t in batch], WIDTH)

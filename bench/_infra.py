@@ -168,6 +168,7 @@ class CountingProxy:
         self.lock = threading.Lock()
         self.round_trips = 0
         self.marks: list[float] = []
+        self.heads: list[bytes] = []  # the first bytes of each round trip, for diagnosis
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._socks: list[socket.socket] = []
@@ -179,6 +180,7 @@ class CountingProxy:
         with self.lock:
             self.round_trips = 0
             self.marks = []
+            self.heads = []
 
     def _accept(self) -> None:
         self.listener.settimeout(0.2)
@@ -211,6 +213,7 @@ class CountingProxy:
                             with self.lock:
                                 self.round_trips += 1
                                 self.marks.append(time.monotonic())
+                                self.heads.append(data[:120])
                             replied = False
                         upstream.sendall(data)
                     else:

@@ -64,6 +64,7 @@ class Figure:
     note: str = ""
     values: list[float] = field(default_factory=list)
     anchors: list[float] = field(default_factory=list)
+    spent: float = 0.0  # seconds this row took, setup and anchor included
 
     @property
     def target(self) -> str:
@@ -162,20 +163,24 @@ class Bench:
 
     # -- 7. memory (one subprocess per sample, so RSS is this figure's alone) --------------
     def memory_probe(self, figure: str) -> float:
-        n = 10_000 if self.quick else 200_000
+        n = 5_000 if self.quick else 200_000
+        cap = "16" if self.quick else "64"  # MiB; still overfilled 2x by the quick run
         out = subprocess.run(
-            [sys.executable, str(HERE / "_memory_probe.py"), figure, str(n)],
+            [sys.executable, str(HERE / "_memory_probe.py"), figure, str(n), cap],
             check=True,
             capture_output=True,
             text=True,
             timeout=600,
         )
-        return float(json.loads(out.stdout)["ratio"])
+        result = json.loads(out.stdout)
+        self.per_run[f"memory_{figure}"] = result
+        return float(result["ratio"])
 
 
 def figures(b: Bench) -> list[Figure]:
     c = b.ctx
-    n = "10,000 (--quick)" if b.quick else "200,000"
+    n = "5,000 (--quick)" if b.quick else "200,000"
+    cap = "16 MiB (--quick)" if b.quick else "64 MiB"
     sh, once = b.shared, b.once_per_run
 
     def tg_redis_hit() -> float:
@@ -199,7 +204,8 @@ def figures(b: Bench) -> list[Figure]:
         )
 
     def redis_miss(key: str) -> float:
-        return float(once("redis_miss", lambda: _fig_miss.redis_miss_round_trips(c))[key])
+        r = once("redis_miss", lambda: _fig_miss.redis_miss_round_trips(c))
+        return float(r[key])
 
     def same(use_cache: bool, key: str) -> float:
         return float(once(f"same{use_cache}", lambda: _fig_miss.identical(c, use_cache))[key])
@@ -215,7 +221,7 @@ def figures(b: Bench) -> list[Figure]:
             return float(r["plain_elapsed"] / r["elapsed"])
         return float(r[key])
 
-    rows = 8 if b.quick else 40
+    rows = _fig_enrich.ROWS[b.quick]
     return [
         Figure(
             "1. memory hit, SpotifyClient.search_track",
@@ -321,7 +327,7 @@ def figures(b: Bench) -> list[Figure]:
             op="<=",
             limit=2,
             once=True,
-            note="client built with redis=: cache, limiter, breaker, single-flight in Redis",
+            note="CacheManager(redis): limiter, breaker, single-flight share its Redis",
         ),
         Figure(
             "3d. Redis-backed miss: Redis round trips in all",
@@ -337,6 +343,14 @@ def figures(b: Bench) -> list[Figure]:
             lambda: _fig_miss.aiohttp_throughput(c),
             ">=",
             0.8,
+        ),
+        Figure(
+            "4d. the same 200 misses with HttpConfig(pool_size=16)",
+            "req/s",
+            lambda: _fig_miss.tunegate_throughput(c, pool_size=16),
+            "bare aiohttp, same URLs, 16 at a time",
+            lambda: _fig_miss.aiohttp_throughput(c),
+            note="diagnostic: the default pool holds 10 connections",
         ),
         Figure(
             "4a. 64 identical concurrent misses: upstream calls",
@@ -366,7 +380,7 @@ def figures(b: Bench) -> list[Figure]:
             tg_stack,
             op="<=",
             limit=3,
-            note="Retrying.call(breaker.call, fn); fn: limiter.acquire, then the no-op",
+            note="CPU time; Retrying.call(breaker.call, fn), fn: limiter.acquire, then the no-op",
         ),
         Figure(
             "5a. granted path, breaker + limiter + retry, async (minus an await)",
@@ -374,6 +388,7 @@ def figures(b: Bench) -> list[Figure]:
             lambda: overhead(_fig_policy.tunegate_astack, _fig_policy.afloor),
             op="<=",
             limit=3,
+            note="CPU time",
         ),
         Figure(
             "5b. pybreaker + pyrate-limiter + tenacity, sync (minus a direct call)",
@@ -443,7 +458,7 @@ def figures(b: Bench) -> list[Figure]:
             note="over a dict of the same body bytes (ratio measured in the probe)",
         ),
         Figure(
-            "7b. RSS growth / max_bytes (64 MiB cap, overfilled)",
+            f"7b. RSS growth / max_bytes ({cap} cap, overfilled)",
             "x",
             lambda: b.memory_probe("bound"),
             op="<=",
@@ -500,6 +515,7 @@ def _selected(name: str, only: list[str] | None) -> bool:
 
 def run(quick: bool, only: list[str] | None = None) -> dict[str, Any]:
     repeats = 3 if quick else 5
+    started = time.perf_counter()
     load_start = os.getloadavg()
     b = Bench(quick)
     figs = [f for f in figures(b) if _selected(f.name, only)]
@@ -510,9 +526,11 @@ def run(quick: bool, only: list[str] | None = None) -> dict[str, Any]:
             for f in figs:
                 if f.once and rep:
                     continue
+                t0 = time.perf_counter()
                 f.values.append(f.sample())
                 if f.anchor is not None:
                     f.anchors.append(f.anchor())
+                f.spent += time.perf_counter() - t0
         extra = {k: v for k, v in b.per_run.items() if isinstance(v, dict)}
     finally:
         b.close()
@@ -533,6 +551,7 @@ def run(quick: bool, only: list[str] | None = None) -> dict[str, Any]:
                 "target": f.target,
                 "met": f.met(ratio),
                 "note": f.note,
+                "spent_s": round(f.spent, 2),
             }
         )
     for name, why in NOT_MEASURED:
@@ -565,6 +584,7 @@ def run(quick: bool, only: list[str] | None = None) -> dict[str, Any]:
             versions[pkg] = "absent"
     return {
         "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "elapsed_s": round(time.perf_counter() - started, 1),
         "quick": quick,
         "repeats": repeats,
         "seconds_per_sample": b.seconds,
@@ -639,7 +659,8 @@ def update_readme(result: dict[str, Any], path: Path) -> None:
     block = "\n".join(
         [
             BEGIN,
-            f"Last run: {result['when']}{' (--quick)' if result['quick'] else ''}; "
+            f"Last run: {result['when']}{' (--quick)' if result['quick'] else ''}, "
+            f"{result['elapsed_s']:.0f} s; "
             f"{result['repeats']} repeats per figure, interleaved round-robin, "
             f"~{result['seconds_per_sample']} s per sample.",
             f"Machine: {m['cpus']} CPUs, {m['platform']}, CPython {m['python']}; load average "
@@ -677,6 +698,9 @@ def main() -> None:
     chart(result, RESULTS / "latest.png")
     update_readme(result, HERE / "README.md")
     print(table(result))
+    slow = sorted(result["rows"], key=lambda r: -r.get("spent_s", 0))[:6]
+    spent = ", ".join(f"{r['figure'].split('.')[0]} {r['spent_s']:.0f} s" for r in slow)
+    print(f"run took {result['elapsed_s']:.0f} s; slowest rows: {spent}", file=sys.stderr)
 
 
 if __name__ == "__main__":
