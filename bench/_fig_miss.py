@@ -92,7 +92,7 @@ def httpx_miss(ctx: Ctx) -> float:
         return timed(one, ctx.seconds)
 
 
-def redis_miss_round_trips(ctx: Ctx, n: int = 10) -> dict[str, float]:
+def redis_miss_round_trips(ctx: Ctx, n: int = 10) -> dict[str, Any]:
     """Per Redis-backed miss (``cache_manager=CacheManager(url)``: the client then shares its
     limiter, breaker and single-flight through the cache's Redis too): round trips before
     the call returned, and in all (0.3 s later). ``heads`` names each round trip's command."""

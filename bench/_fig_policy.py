@@ -103,7 +103,7 @@ def limits_stamina_stack(ctx: Ctx) -> float:
 
     @stamina.retry(on=Exception, attempts=3)
     def call() -> None:
-        return breaker.call(guarded)  # type: ignore[no-any-return]
+        return breaker.call(guarded)
 
     return timed(call, ctx.seconds, cpu=True)
 

@@ -74,7 +74,9 @@ def aget_orjson(ctx: Ctx) -> float:
         client = runner.run(setup())
 
         async def one() -> object:
-            return orjson.loads(await client.get("bench:fig2:body"))
+            raw = await client.get("bench:fig2:body")
+            assert isinstance(raw, bytes)
+            return orjson.loads(raw)
 
         us = atimed(runner, one, ctx.seconds)
         runner.run(client.aclose())
@@ -109,10 +111,11 @@ def _check_hits(ctx: Ctx, get: object, what: str) -> None:
 
 def requests_cache_redis(ctx: Ctx) -> float:
     import requests_cache
+    from requests_cache.backends.redis import RedisCache
 
     artist, title = _query(ctx)
     params = ctx.params(artist, title)
-    backend = requests_cache.RedisCache(connection=ctx.redis.client(), namespace="bench-rc")
+    backend = RedisCache(connection=ctx.redis.client(), namespace="bench-rc")
     with requests_cache.CachedSession(backend=backend) as session:
 
         def get() -> object:
