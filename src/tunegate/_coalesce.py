@@ -62,12 +62,7 @@ HIT = 3
 # FINISH with the cache write of the answer in the same script. KEYS: the lease, the
 # published outcome, the cache entry. ARGV: token, outcome ('' for none), outcome ms,
 # entry ('' for none), entry ms. Publish, write, then drop our lease.
-FINISH_STORE: Final = LuaScript("""
-if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
-if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5]) end
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 1
-""")
+FINISH_STORE: Final = lua("singleflight_finish_store.lua")
 
 
 @dataclass(frozen=True, slots=True)
