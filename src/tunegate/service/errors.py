@@ -25,7 +25,15 @@ from tunegate.exceptions import (
     TunegateError,
 )
 
-__all__ = ["PROBLEM", "PROBLEMS", "DeadlineExceeded", "Problem", "from_exception", "problem"]
+__all__ = [
+    "PROBLEM",
+    "PROBLEMS",
+    "UNAUTHORIZED",
+    "DeadlineExceeded",
+    "Problem",
+    "from_exception",
+    "problem",
+]
 
 PROBLEM = "https://tunegate.dev/problems/"
 
@@ -64,9 +72,11 @@ _TABLE: tuple[tuple[type[BaseException], Problem], ...] = (
 )
 # An upstream that timed out is a deadline too: the gateway's own timeout on the provider.
 _UPSTREAM_TIMEOUT = Problem("upstream-timeout", 504, "Provider timed out")
+#: The admin endpoints' refusal (no exception of the tree: the service's own).
+UNAUTHORIZED = Problem("unauthorized", 401, "Unauthorized")
 
 #: Every problem type the service can answer with (for the OpenAPI document).
-PROBLEMS: tuple[Problem, ...] = (*(p for _, p in _TABLE), _UPSTREAM_TIMEOUT)
+PROBLEMS: tuple[Problem, ...] = (*(p for _, p in _TABLE), _UPSTREAM_TIMEOUT, UNAUTHORIZED)
 
 
 def problem(status: int, kind: str, detail: str, title: str = "", **extra: Any) -> JSONResponse:

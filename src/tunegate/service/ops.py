@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from tunegate.clients import AsyncGateway
 from tunegate.exceptions import ConfigurationError, InvalidInput
-from tunegate.service.errors import from_exception, problem
+from tunegate.service.errors import UNAUTHORIZED, from_exception, problem
 from tunegate.service.json import JSONBody
 
 if TYPE_CHECKING:
@@ -239,7 +239,8 @@ def _authorized(state: State, request: Request) -> Response | None:
     )
     if ok:
         return None
-    response = problem(401, "unauthorized", "a valid admin bearer token is required")
+    u = UNAUTHORIZED
+    response = problem(u.status, u.kind, "a valid admin bearer token is required", u.title)
     response.headers["WWW-Authenticate"] = 'Bearer realm="tunegate-admin"'
     return response
 
