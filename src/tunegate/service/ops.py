@@ -50,13 +50,13 @@ class _HttpMetrics:
         from prometheus_client import Counter, Histogram
 
         self.requests = Counter(
-            "tunegate_http_requests",
+            "http_requests",
             "HTTP requests answered by the service.",
             ("route", "method", "status"),
             registry=registry,
         )
         self.latency = Histogram(
-            "tunegate_http_request_duration_seconds",
+            "http_request_duration_seconds",
             "Time to answer an HTTP request, by route.",
             ("route",),
             registry=registry,
