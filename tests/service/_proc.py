@@ -58,16 +58,26 @@ def serve_process(
 
 
 @contextlib.contextmanager
-def running_app(app: object, startup: float = 30.0) -> Iterator[str]:
+def running_app(
+    app: object, startup: float = 30.0, tls: tuple[str, str] | None = None
+) -> Iterator[str]:
     """``app`` on a real uvicorn server in a thread, on a free loopback port; its base URL.
-    (The server's event loop is the thread's own, so the app's gateway lives there.)"""
+    (The server's event loop is the thread's own, so the app's gateway lives there.)
+    ``tls``: (certificate file, key file) to serve HTTPS."""
     import threading
 
     import uvicorn
 
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        ssl_certfile=None if tls is None else tls[0],
+        ssl_keyfile=None if tls is None else tls[1],
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="tunegate-test-server", daemon=True)
@@ -78,7 +88,7 @@ def running_app(app: object, startup: float = 30.0) -> Iterator[str]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)  # a bounded poll of the server thread's readiness
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'http' if tls is None else 'https'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["ADMIN_TOKEN_ENV", "ServiceOptions", "create_app", "serve"]
 
 ADMIN_TOKEN_ENV = "TUNEGATE_ADMIN_TOKEN"
+TOKEN_KEY_ENV = "TUNEGATE_TOKEN_KEY"
 
 
 @dataclass(frozen=True)
@@ -41,18 +43,24 @@ class ServiceOptions:
     """What the service needs beyond the gateway. ``admin_token`` None: the admin
     endpoints answer 401 to everyone. ``registry``: the Prometheus registry ``/metrics``
     shows (the gateway's pipelines must record into it; None: a new one when the service
-    builds its gateway, else prometheus-client's global one)."""
+    builds its gateway, else prometheus-client's global one). ``caller_keys``: when set,
+    a Spotify pass-through caller's client secret must be one of them. ``token_key``
+    signs the tokens ``/spotify/api/token`` issues (random per process unless set)."""
 
     admin_token: str | None = field(default=None, repr=False)
     deadline: float = DEFAULT_DEADLINE
     registry: CollectorRegistry | None = None
     caller_keys: frozenset[str] = field(default=frozenset(), repr=False)
+    token_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **given: Any) -> ServiceOptions:
         env = os.environ if environ is None else environ
         token = (env.get(ADMIN_TOKEN_ENV) or "").strip() or None
         keys = frozenset(k for k in (env.get("TUNEGATE_API_KEYS") or "").split(",") if k)
+        key = (env.get(TOKEN_KEY_ENV) or "").strip()
+        if key:  # several service processes must sign the callers' tokens alike
+            given.setdefault("token_key", key.encode())
         return cls(admin_token=token, caller_keys=keys, **given)
 
 
