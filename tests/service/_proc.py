@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import httpx
 
@@ -59,7 +60,7 @@ def serve_process(
 
 @contextlib.contextmanager
 def running_app(
-    app: object, startup: float = 30.0, tls: tuple[str, str] | None = None
+    app: Any, startup: float = 30.0, tls: tuple[str, str] | None = None
 ) -> Iterator[str]:
     """``app`` on a real uvicorn server in a thread, on a free loopback port; its base URL.
     (The server's event loop is the thread's own, so the app's gateway lives there.)

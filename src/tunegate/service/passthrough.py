@@ -203,7 +203,8 @@ async def spotify_token(state: State, request: Request) -> Response:
         body = {"error": "invalid_client", "error_description": "Invalid client"}
         return Response(orjson.dumps(body), status_code=401, media_type="application/json")
     token = issue_token(_token_key(state), client_id[:64])
-    body = {"access_token": token, "token_type": "Bearer", "expires_in": TOKEN_TTL}
+    body: dict[str, Any] = {"access_token": token, "token_type": "Bearer"}
+    body["expires_in"] = TOKEN_TTL
     return Response(orjson.dumps(body), media_type="application/json")
 
 
