@@ -20,6 +20,7 @@ entry for it on the client yet)."""
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import re
 import time
@@ -246,6 +247,8 @@ def _configured(state: State, provider: str) -> bool:
 
 # -- MusicBrainz --------------------------------------------------------------------------
 
+# Once per agent: user_agent() reads the installed version (importlib.metadata, ~ms).
+_agent = functools.lru_cache(maxsize=8)(user_agent)
 _MB_ENTITY = re.compile(r"/ws/2/([a-z-]+)(/.*)?")
 
 
@@ -295,7 +298,7 @@ async def musicbrainz_api(state: State, request: Request) -> Response:
             params=params,
             cache_kind=kind,
             cache_parts=(*client.cache_scope, "raw", path, _canonical(params)),
-            headers=(("User-Agent", user_agent(client.user_agent)),),
+            headers=(("User-Agent", _agent(client.user_agent)),),
         )
 
     expect: Literal["json", "xml"] = "json" if json_wanted else "xml"
