@@ -229,7 +229,9 @@ def in_process(redis_url: str | None, seconds: float) -> dict[str, dict[str, flo
                 await client.set("bench:serve:get", value)
 
                 async def get() -> Any:
-                    return orjson.loads(await client.get("bench:serve:get"))
+                    raw = await client.get("bench:serve:get")
+                    assert raw is not None
+                    return orjson.loads(raw)
 
                 out["bare redis GET + orjson.loads"] = await loop(get)
                 await client.aclose()
@@ -330,11 +332,13 @@ def main() -> None:
     )
     floor_rps = figures["floor: constant body (same framework)"]["rps"]
     print(f"{'figure':<44} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs floor':>9}")
-    for name, f in figures.items():
-        ratio = f"{floor_rps / f['rps']:.2f}x" if not name.startswith(("library", "bare")) else ""
-        print(f"{name:<44} {f['rps']:>10.0f} {f['p50_ms']:>8.3f} {f['p99_ms']:>8.3f} {ratio:>9}")
-        if f.get("non_2xx"):
-            print(f"  !! {f['non_2xx']:.0f} answers were not 2xx")
+    for name, fig in figures.items():
+        ratio = f"{floor_rps / fig['rps']:.2f}x" if not name.startswith(("library", "bare")) else ""
+        print(
+            f"{name:<44} {fig['rps']:>10.0f} {fig['p50_ms']:>8.3f} {fig['p99_ms']:>8.3f} {ratio:>9}"
+        )
+        if fig.get("non_2xx"):
+            print(f"  !! {fig['non_2xx']:.0f} answers were not 2xx")
     if a.json:
         print(json.dumps(figures, indent=2))
 

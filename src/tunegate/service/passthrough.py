@@ -196,17 +196,20 @@ async def spotify_token(state: State, request: Request) -> Response:
             decoded = ""
         client_id, _, secret = decoded.partition(":")
     if form.get("grant_type") != "client_credentials":
-        body = {"error": "unsupported_grant_type", "error_description": "client_credentials only"}
-        return Response(orjson.dumps(body), status_code=400, media_type="application/json")
+        return _oauth_error(400, "unsupported_grant_type", "client_credentials only")
     keys = state.options.caller_keys
     known = any(hmac.compare_digest(secret.encode(), k.encode()) for k in keys)
     if not client_id or (keys and not known):
-        body = {"error": "invalid_client", "error_description": "Invalid client"}
-        return Response(orjson.dumps(body), status_code=401, media_type="application/json")
+        return _oauth_error(401, "invalid_client", "Invalid client")
     token = issue_token(_token_key(state), client_id[:64])
     body: dict[str, Any] = {"access_token": token, "token_type": "Bearer"}
     body["expires_in"] = TOKEN_TTL
     return Response(orjson.dumps(body), media_type="application/json")
+
+
+def _oauth_error(status: int, error: str, description: str) -> Response:
+    body = {"error": error, "error_description": description}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 async def spotify_api(state: State, request: Request) -> Response:
