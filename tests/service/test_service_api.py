@@ -93,3 +93,31 @@ def test_a_bad_config_file_exits_2_with_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr
     assert "no_such_key" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_sigterm_lets_an_in_flight_request_finish(emulator: Emulator) -> None:
+    import threading
+    import time
+
+    track = known_track(emulator.catalog)
+    emulator.set_faults("spotify/track:latency=2")
+    with serve_process(env=emulator.env()) as (url, proc):
+        result: dict[str, int] = {}
+
+        def slow() -> None:
+            r = httpx.get(f"{url}/v1/spotify/tracks/{track['id']}", timeout=30)
+            result["status"] = r.status_code
+
+        worker = threading.Thread(target=slow)
+        worker.start()
+        deadline = time.monotonic() + 20
+        while (
+            not emulator.stats()["requests"].get("spotify", {}).get("endpoints", {}).get("track")
+        ):  # the request is in flight once the emulator holds it
+            assert time.monotonic() < deadline, emulator.stats()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        worker.join(timeout=30)
+        code = proc.wait(timeout=30)
+    assert result == {"status": 200}  # answered after the signal, not cut off
+    assert code in (0, -signal.SIGTERM)

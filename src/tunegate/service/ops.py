@@ -6,6 +6,7 @@ only trace of a refused call is a 401 problem and the route label ``/admin/...``
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import math
 import time
@@ -157,8 +158,9 @@ def _kind(response: Response) -> str | None:
 # -- health -----------------------------------------------------------------------------
 
 
-def _breakers(gw: AsyncGateway) -> dict[str, Any]:
-    return {name: dict(stats) for name, stats in gw.breakers.get_stats().items()}
+async def _breakers(gw: AsyncGateway) -> dict[str, Any]:
+    # The async form: a shared breaker's state is a Redis read, which must not block the loop.
+    return {name: dict(stats) for name, stats in (await gw.breakers.aget_stats()).items()}
 
 
 def _configured(gw: AsyncGateway) -> list[str]:
@@ -187,16 +189,17 @@ async def readiness(state: State) -> tuple[bool, dict[str, Any]]:
             checks["redis"] = {"ok": True}
     ready = all(c["ok"] for c in checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks}
-    body["breakers"] = {k: v["state"] for k, v in _breakers(gw).items()}
+    body["breakers"] = {k: v["state"] for k, v in (await _breakers(gw)).items()}
     return ready, body
 
 
-def status_snapshot(state: State) -> dict[str, Any]:
+async def status_snapshot(state: State) -> dict[str, Any]:
     """What ``/status`` shows: per provider breaker, limiter, cache and call figures."""
     gw = state.gw()
-    stats = gw.get_stats()
-    limiter = gw.limiter.get_stats()
-    breakers = _breakers(gw)
+    # Clients' stats have no async form and may read shared state in Redis: off the loop.
+    stats = await asyncio.to_thread(gw.get_stats)
+    limiter = await gw.limiter.aget_stats()
+    breakers = await _breakers(gw)
     providers = {}
     for name in PROVIDERS:
         s = stats.get(name)
@@ -290,7 +293,7 @@ def admin(state: State, fn: Callable[[Request, AsyncGateway], Awaitable[Any]]) -
 
 
 async def _admin_breakers(request: Request, gw: AsyncGateway) -> Any:
-    return _breakers(gw)
+    return await _breakers(gw)
 
 
 async def _admin_breaker_reset(request: Request, gw: AsyncGateway) -> Any:
@@ -299,7 +302,7 @@ async def _admin_breaker_reset(request: Request, gw: AsyncGateway) -> Any:
     if breaker is None:
         raise InvalidInput("name", f"no breaker named {name!r}")
     await breaker.areset()
-    return {"name": name, "state": str(breaker.state)}
+    return {"name": name, "state": str(await breaker.astate())}
 
 
 async def _admin_invalidate(request: Request, gw: AsyncGateway) -> Any:
@@ -326,7 +329,7 @@ async def _admin_invalidate(request: Request, gw: AsyncGateway) -> Any:
 
 
 async def _admin_stats(request: Request, gw: AsyncGateway) -> Any:
-    return gw.get_stats()
+    return await asyncio.to_thread(gw.get_stats)
 
 
 async def _admin_pause(request: Request, gw: AsyncGateway) -> Any:
@@ -334,7 +337,8 @@ async def _admin_pause(request: Request, gw: AsyncGateway) -> Any:
     seconds = _number(await _body(request), "seconds")
     assert seconds is not None
     await gw.limiter.apause(name, seconds)
-    return {"provider": name, "paused_until": gw.limiter.get_stats()[name]["paused_until"]}
+    paused = (await gw.limiter.aget_stats())[name]["paused_until"]
+    return {"provider": name, "paused_until": paused}
 
 
 async def _admin_rate(request: Request, gw: AsyncGateway) -> Any:
@@ -366,7 +370,7 @@ def routes(state: State) -> list[Route]:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     async def status_json(request: Request) -> Response:
-        return JSONBody(status_snapshot(state))
+        return JSONBody(await status_snapshot(state))
 
     def r(path: str, fn: Endpoint, method: str = "GET") -> Route:
         return Route(path, timed(state, path, fn), methods=[method])
