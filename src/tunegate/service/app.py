@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -164,7 +163,8 @@ def create_app(
 
 
 class RequestIdMiddleware:
-    """Tags the request with its ``X-Request-ID`` (or a fresh one) and echoes it back."""
+    """Tags the request with its ``X-Request-ID`` (or a fresh one) and echoes it back.
+    Reads and writes the raw header lists: it runs on every request, hits included."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -173,14 +173,18 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = Headers(scope=scope).get("x-request-id", "")[:128] or None
-        if given is not None and not given.isprintable():
-            given = None
+        given = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                text = value[:128].decode("latin-1")
+                given = text if text.isprintable() else None
+                break
         with correlation_id(given) as rid:
+            header = (b"x-request-id", rid.encode("latin-1"))
 
             async def send_with_id(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    MutableHeaders(scope=message)["X-Request-ID"] = rid
+                    message["headers"] = [*message.get("headers", ()), header]
                 await send(message)
 
             await self.app(scope, receive, send_with_id)
