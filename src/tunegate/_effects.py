@@ -1,11 +1,12 @@
-"""The effects the request flow asks for.
+"""The leaf effects of the request path: each is one blocking call (``run``) and its
+awaitable twin (``arun``) on one component, and nothing else.
 
-The flow (``Pipeline._miss`` and what it calls) is a generator: it yields an effect, and is
-sent the effect's result back or has its exception thrown in. Each effect is one blocking
-call (``run``) and its awaitable twin (``arun``) on one component, and nothing else, so
-every decision stays in the flow, written once. ``tunegate._redis.drive`` and ``adrive``
-(the same loops the limiter and the breaker use) run them; single-flight's scripts are
-``tunegate._redis.ScriptCall`` effects, failing open as every shared piece does.
+The flows (:meth:`tunegate.pipeline.Pipeline.flow` and the parts it holds) yield them and
+are sent their results, or have their exceptions thrown in, by the one driver loop of the
+public call (:func:`tunegate._drive.drive` / ``adrive``). ``Send`` is where a call reaches
+the socket (:class:`tunegate._http.HttpPool`). ``Allow``/``Record``/``Acquire``/``Adjust``
+call the breaker and the limiter, which run their own shared-state flows against Redis;
+single-flight's scripts are ``tunegate._redis.ScriptCall`` effects, failing open.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunegate._clock import Clock
+from tunegate._drive import Effect
 from tunegate._http import HttpPool, HttpRequest, HttpResponse
 from tunegate._policy.breaker import Permit
 from tunegate._policy.freshness import CacheEntry
-from tunegate._redis import Effect
 from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
 from tunegate.ratelimit import RateLimiter

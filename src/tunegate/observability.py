@@ -26,6 +26,7 @@ import contextlib
 import contextvars
 import functools
 import importlib
+import itertools
 import json
 import logging
 import math
@@ -54,9 +55,11 @@ __all__ = [
     "CACHE_RESULTS",
     "JsonFormatter",
     "Metrics",
+    "Recorder",
     "Source",
     "Sources",
     "Stats",
+    "Tally",
     "correlation_id",
     "current_correlation_id",
     "logger",
@@ -237,13 +240,33 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
+class Tally:
+    """A counter threads bump without a lock: ``next()`` on an ``itertools.count`` is one
+    C call, atomic under the GIL, so a hit pays no lock for its counters. Reading costs one
+    step of the count, so reads are counted too (under a lock: reads are rare)."""
+
+    __slots__ = ("_count", "_reads", "bump")
+    _read_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        self._reads = 0
+        self.bump = functools.partial(next, self._count)  # the hot path: one C call
+
+    def read(self) -> int:
+        with self._read_lock:
+            value = next(self._count) - self._reads
+            self._reads += 1
+        return value
+
+
 class Stats:
-    """Counters of one pipeline, safe across threads (a lock around each ``+=``), and the
-    latencies of the last ``window`` upstream attempts for percentiles.
+    """Counters of one pipeline, safe across threads without a lock (:class:`Tally`), and
+    the latencies of the last ``window`` upstream attempts for percentiles.
 
     They are the one count of each event: ``cache_operations_total`` and the
     ``cache_hit_ratio`` gauge are derived from them when the registry is scraped, so a cache
-    hit costs one lock here and nothing in prometheus-client."""
+    hit costs one C call here and nothing in prometheus-client."""
 
     COUNTERS = (
         "cache_hits",
@@ -260,12 +283,11 @@ class Stats:
 
     def __init__(self, window: int = 1024) -> None:
         self._lock = threading.Lock()
-        self._counts = dict.fromkeys(self.COUNTERS, 0)
+        self.tallies = {name: Tally() for name in self.COUNTERS}
         self._latencies: deque[float] = deque(maxlen=window)
 
-    def add(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self._counts[name] += n
+    def add(self, name: str) -> None:
+        self.tallies[name].bump()
 
     def observe(self, seconds: float) -> None:
         with self._lock:
@@ -273,12 +295,11 @@ class Stats:
 
     def counts(self) -> dict[str, int]:
         """The counters alone (a copy)."""
-        with self._lock:
-            return dict(self._counts)
+        return {name: tally.read() for name, tally in self.tallies.items()}
 
     def snapshot(self) -> dict[str, Any]:
+        counts = self.counts()
         with self._lock:
-            counts = dict(self._counts)
             latencies = sorted(self._latencies)
         counts_any: dict[str, Any] = dict(counts)
         counts_any["cache_hit_ratio"] = _hit_ratio(counts)
@@ -539,6 +560,121 @@ class Metrics:
             if metrics is None:
                 metrics = cls._by_registry[reg] = cls(reg)
             return metrics
+
+
+# -- the request path's one observer -----------------------------------------------------
+
+
+class Recorder:
+    """Where one pipeline's request path reports what happened: its :class:`Stats`, its
+    Prometheus metrics, its log records and its span. The path calls one method per event
+    (a hit, an attempt, a retry, a give-up, a stale answer) and never reaches stats, logs or
+    metrics itself, so what is recorded for an event is decided here, once."""
+
+    __slots__ = ("_hits", "_m_calls", "_negative_hits", "metrics", "provider", "stats")
+
+    def __init__(self, provider: str, stats: Stats, metrics: Metrics | None) -> None:
+        self.provider = provider
+        self.stats = stats
+        self._hits = stats.tallies["cache_hits"].bump
+        self._negative_hits = stats.tallies["negative_hits"].bump
+        self.metrics = metrics
+        self._m_calls: dict[str, Any] = {}
+        if metrics is not None:
+            outcomes = ("success", "not_found", "rate_limited", "transient", "permanent")
+            for outcome in (*outcomes, "authentication"):
+                self._m_calls[outcome] = metrics.api_calls.labels(provider, outcome)
+
+    def count(self, name: str) -> None:
+        self.stats.add(name)
+
+    def hit(self, endpoint: str, negative: bool) -> None:
+        """A fresh answer from the cache (no log record is built unless DEBUG is on)."""
+        if negative:
+            self._negative_hits()
+        else:
+            self._hits()
+        if logger.isEnabledFor(logging.DEBUG):
+            state = "negative_hit" if negative else "hit"
+            log_event(logging.DEBUG, "cache hit", self.provider, endpoint, cache=state)
+
+    def attempt(
+        self,
+        endpoint: str,
+        attempt: int,
+        status: int | None,
+        outcome: str,
+        latency: float,
+        cache: str,
+        span: Span | None,
+    ) -> None:
+        """One upstream exchange and its outcome (``Kind`` value)."""
+        stats = self.stats
+        stats.add("api_calls")
+        if outcome not in ("success", "not_found"):
+            stats.add("api_errors")
+        stats.observe(latency)
+        if self.metrics is not None:
+            counter = self._m_calls.get(outcome)
+            if counter is None:
+                counter = self._m_calls[outcome] = self.metrics.api_calls.labels(
+                    self.provider, outcome
+                )
+            counter.inc()
+            self.metrics.latency.labels(self.provider, endpoint).observe(latency)
+        log_attempt(
+            provider=self.provider,
+            endpoint=endpoint,
+            status=status,
+            attempt=attempt,
+            latency_ms=latency * 1000.0,
+            cache=cache,
+            outcome=outcome,
+        )
+        if span is not None:
+            span.attempt(attempt, status, outcome, latency * 1000.0)
+
+    def retrying(self, endpoint: str, attempt: int, reason: str, delay: float) -> None:
+        self.stats.add("retries")
+        if self.metrics is not None:
+            self.metrics.retries.labels(self.provider, reason).inc()
+        log_event(
+            logging.INFO,
+            "retrying",
+            self.provider,
+            endpoint,
+            attempt=attempt,
+            reason=reason,
+            delay=round(delay, 3),
+        )
+
+    def gave_up(self, endpoint: str, attempts: int, reason: str, error: BaseException) -> None:
+        # One WARNING per failure: the callers that shared it say so at INFO.
+        level = logging.INFO if reason == "shared_failure" else logging.WARNING
+        log_event(
+            level,
+            "giving up",
+            self.provider,
+            endpoint,
+            attempt=attempts,
+            reason=reason,
+            error=type(error).__name__,
+        )
+
+    def stale_served(self, endpoint: str, reason: str, error: BaseException) -> None:
+        self.stats.add("stale_served")
+        log_event(
+            logging.WARNING,
+            "served stale entry",
+            self.provider,
+            endpoint,
+            cache="stale_served",
+            reason=reason,
+            error=type(error).__name__,
+        )
+
+    def not_cacheable(self, endpoint: str) -> None:
+        log_event(logging.WARNING, "value not cacheable", self.provider, endpoint)
 
 
 # -- OpenTelemetry ------------------------------------------------------------------------

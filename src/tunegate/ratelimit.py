@@ -17,9 +17,10 @@ Shared buckets fail open: when Redis cannot serve (unreachable, stalled past the
 of the same settings (one warning per outage) and returns to the shared one when Redis
 answers again. No call fails because of Redis.
 
-Every operation that may talk to Redis or sleep is written once, as a generator of effects
-(``_acquire``, ``_pause``, ...), and run by :func:`tunegate._redis.drive` (threads) or
-:func:`tunegate._redis.adrive` (asyncio).
+Every operation that may talk to Redis or sleep is written once, as a flow of effects
+(:meth:`RateLimiter.acquire_flow`, :meth:`RateLimiter.adjust_flow`, ...), which the request
+path composes with ``yield from`` and the public methods run with
+:func:`tunegate._drive.drive` (threads) or :func:`tunegate._drive.adrive` (asyncio).
 """
 
 from __future__ import annotations
@@ -29,12 +30,10 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, NamedTuple, TypeAlias, TypedDict
-
-import redis
-import redis.asyncio
+from typing import Any, NamedTuple, TypedDict
 
 from tunegate._clock import Clock, SystemClock
+from tunegate._drive import Effect, Flow, adrive, drive
 from tunegate._policy.bucket import (
     BucketState,
     Limits,
@@ -47,17 +46,7 @@ from tunegate._policy.bucket import (
     rescale,
     reserve,
 )
-from tunegate._redis import (
-    Effect,
-    Flow,
-    LinkOwner,
-    LuaScript,
-    RedisLink,
-    ScriptCall,
-    adrive,
-    drive,
-    load_lua,
-)
+from tunegate._redis import LinkOwner, RedisCall, RedisLike, RedisLink, lua
 from tunegate.exceptions import ConfigurationError, RateLimitTimeout
 
 __all__ = [
@@ -81,9 +70,7 @@ PROVIDER_DEFAULTS: dict[str, tuple[float, int]] = {
 DEFAULT_KEY_PREFIX = "tunegate:rl:"
 DEFAULT_IDLE_TTL = 3600.0
 
-RedisTarget: TypeAlias = "redis.Redis | redis.asyncio.Redis | str | RedisLink"
-
-_SCRIPT = LuaScript(load_lua("token_bucket.lua"))
+_SCRIPT = lua("token_bucket.lua")
 _US = 1_000_000.0
 
 
@@ -202,7 +189,7 @@ class TokenBucket:
         return self._link is not None
 
     # -- acquiring -------------------------------------------------------------------------
-    # Each operation is written once, as a flow of effects (tunegate._redis.drive/adrive):
+    # Each operation is written once, as a flow of effects (tunegate._drive.drive/adrive):
     # the public sync and async methods only pick the driver.
 
     def acquire(self, timeout: float | None = None) -> float:
@@ -211,7 +198,7 @@ class TokenBucket:
         With ``timeout`` (seconds), raise :class:`~tunegate.exceptions.RateLimitTimeout` at
         once, consuming nothing, when the wait would be longer.
         """
-        return drive(self._acquire(timeout))
+        return drive(self.acquire_flow(timeout))
 
     # `timeout` bounds the reserved wait and refuses up front, which asyncio.timeout cannot.
     async def aacquire(self, timeout: float | None = None) -> float:  # noqa: ASYNC109
@@ -220,9 +207,10 @@ class TokenBucket:
         A waiter cancelled while sleeping gives its slot back when nobody reserved after it;
         otherwise the slot stays spent (handing it back would let two callers go at once).
         """
-        return await adrive(self._acquire(timeout))
+        return await adrive(self.acquire_flow(timeout))
 
-    def _acquire(self, timeout: float | None) -> Flow[float]:
+    def acquire_flow(self, timeout: float | None = None) -> Flow[float]:
+        """:meth:`acquire` as a flow of effects, to compose with ``yield from``."""
         max_wait = _max_wait(timeout)
         reply = None
         if self._link is not None:  # the local hot path makes no sub-generator
@@ -373,7 +361,8 @@ class TokenBucket:
         link = self._link
         if link is None or not link.available:
             return None
-        return (yield ScriptCall(link, _SCRIPT, (self.key,), self._args(op, extra), self._what))
+        args = self._args(op, extra)
+        return (yield RedisCall(link, self._what, script=_SCRIPT, keys=(self.key,), args=args))
 
 
 class RateLimiter(LinkOwner):
@@ -387,7 +376,7 @@ class RateLimiter(LinkOwner):
 
     def __init__(
         self,
-        redis: RedisTarget | None = None,
+        redis: RedisLike | None = None,
         *,
         clock: Clock | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
@@ -463,11 +452,18 @@ class RateLimiter(LinkOwner):
         With ``timeout``, raise RateLimitTimeout at once (consuming nothing) when the wait
         would be longer; its ``retry_after`` says how long it would have been.
         """
-        return self._bucket(provider).acquire(timeout)
+        return drive(self.acquire_flow(provider, timeout))
 
     async def aacquire(self, provider: str, timeout: float | None = None) -> float:  # noqa: ASYNC109
         """The asyncio form of :meth:`acquire`."""
-        return await self._bucket(provider).aacquire(timeout)
+        return await adrive(self.acquire_flow(provider, timeout))
+
+    def acquire_flow(self, provider: str, timeout: float | None = None) -> Flow[float]:
+        """:meth:`acquire` as a flow of effects, to compose with ``yield from``.
+
+        An unconfigured provider raises ConfigurationError here, before the flow starts.
+        """
+        return self._bucket(provider).acquire_flow(timeout)
 
     def pause(self, provider: str, seconds: float) -> None:
         """No token for ``provider`` before ``seconds`` from now, in every sharing process."""
@@ -491,17 +487,18 @@ class RateLimiter(LinkOwner):
         - ``status=429`` with neither readable pauses one second.
         - ``X-RateLimit-Limit`` is ignored: its window is unknown, so the configured rate holds.
         """
-        return drive(self._adjust_from_headers(provider, headers, status))
+        return drive(self.adjust_flow(provider, headers, status))
 
     async def aadjust_from_headers(
         self, provider: str, headers: Mapping[str, str], status: int | None = None
     ) -> float | None:
         """The asyncio form of :meth:`adjust_from_headers`."""
-        return await adrive(self._adjust_from_headers(provider, headers, status))
+        return await adrive(self.adjust_flow(provider, headers, status))
 
-    def _adjust_from_headers(
-        self, provider: str, headers: Mapping[str, str], status: int | None
+    def adjust_flow(
+        self, provider: str, headers: Mapping[str, str], status: int | None = None
     ) -> Flow[float | None]:
+        """:meth:`adjust_from_headers` as a flow of effects, to compose with ``yield from``."""
         bucket = self._bucket(provider)
         seconds = pause_from_headers(headers, self._clock.time(), status)
         if seconds is not None:

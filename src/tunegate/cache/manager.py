@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from enum import Enum
 from os import PathLike
 from types import TracebackType
-from typing import Any, Final, TypeVar, TypeVarTuple
+from typing import Any, Final, ParamSpec, TypeVar, TypeVarTuple
 
 import redis
 import redis.asyncio
@@ -42,14 +42,18 @@ from tunegate._policy.freshness import (
     TtlPolicy,
     freshness,
 )
-from tunegate._policy.keys import CASE_SENSITIVE_KINDS, KeyScheme, split_key
+from tunegate._policy.keys import KeyScheme, split_key
 from tunegate._redis import RedisLink
 from tunegate.cache._backend import BackendError, CacheBackend
+from tunegate.cache.decorator import cached as cached_function
+from tunegate.cache.decorator import call_parts
 from tunegate.cache.frozen import encode, freeze
 from tunegate.cache.memory import MemoryBackend
-from tunegate.cache.redisbackend import RedisBackend
+from tunegate.cache.redisbackend import RedisBackend, unpack
 from tunegate.cache.sqlite import SqliteBackend
 from tunegate.exceptions import ConfigurationError, InvalidInput
+from tunegate.observability import Tally
+from tunegate.providers.kinds import CASE_SENSITIVE_KINDS, DEFAULT_TTLS
 
 __all__ = ["CacheManager"]
 
@@ -59,6 +63,8 @@ _FRESH = Freshness.FRESH
 _STALE = Freshness.STALE
 
 T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 Ts = TypeVarTuple("Ts")
 
 
@@ -120,6 +126,7 @@ class CacheManager:
         self._scheme = KeyScheme(namespace, case_sensitive_kinds=case_sensitive_kinds)
         self.policy = TtlPolicy.build(
             ttls,
+            base=DEFAULT_TTLS,
             default_ttl=default_ttl,
             negative_ttl=negative_ttl,
             stale_grace=stale_grace,
@@ -129,7 +136,7 @@ class CacheManager:
         self._rand = random.Random().random
         self._prefix = self._scheme.prefix
         self._stats_lock = threading.Lock()
-        self._rows: dict[str, list[int]] = {}
+        self._rows: dict[str, list[Tally]] = {}
         self._unattributed_errors = 0
 
     # -- construction ------------------------------------------------------------------
@@ -207,14 +214,14 @@ class CacheManager:
     # -- stats -------------------------------------------------------------------------
 
     def _bump(self, provider: str, index: int, failed: bool = False) -> None:
-        """Count one ``index`` event for ``provider``, and one error too when ``failed``."""
-        with self._stats_lock:
-            row = self._rows.get(provider)
-            if row is None:
-                row = self._rows[provider] = [0, 0, 0, 0, 0]
-            row[index] += 1
-            if failed:
-                row[_ERRORS] += 1
+        """Count one ``index`` event for ``provider``, and one error too when ``failed``
+        (no lock: each counter is a :class:`~tunegate.observability.Tally`)."""
+        row = self._rows.get(provider)
+        if row is None:
+            row = self._rows.setdefault(provider, [Tally() for _ in _FIELDS])
+        row[index].bump()
+        if failed:
+            row[_ERRORS].bump()
 
     def record_stale_served(self, key_or_provider: str) -> None:
         """Count one stale entry actually served (stale-if-error). Takes the entry's key or a
@@ -228,7 +235,7 @@ class CacheManager:
     def get_stats(self) -> dict[str, Any]:
         """Totals and ``per_provider`` breakdown; see the module docstring for meanings."""
         with self._stats_lock:
-            rows = {p: list(r) for p, r in self._rows.items()}
+            rows = {p: [t.read() for t in r] for p, r in list(self._rows.items())}
             unattributed = self._unattributed_errors
         totals = [sum(col) for col in zip(*rows.values(), strict=True)] or [0] * 5
         totals[_ERRORS] += unattributed
@@ -267,7 +274,16 @@ class CacheManager:
     def lookup(self, key: str) -> CacheEntry | None:
         """The entry under ``key``: fresh, or stale (``.stale``) within the grace period, or
         None. Never raises for backend trouble (that reads as a miss)."""
-        return self._judge(key, self._call(self._backend.get, self._own_prefix(key)))
+        if not key.startswith(self._prefix):
+            raise _not_ours()
+        try:
+            entry = self._backend.get(key)
+        except BackendError:
+            return self._judge(key, _FAILED)
+        if entry is not None and self._now() < entry.fresh_until:  # the hit, spelled out
+            self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
+            return entry
+        return self._judge(key, entry)
 
     def fresh(self, key: str) -> CacheEntry | None:
         """The fresh entry under ``key`` (counted as a hit) when the backend is in this
@@ -275,13 +291,32 @@ class CacheManager:
         if type(self._backend) is not MemoryBackend or not key.startswith(self._prefix):
             return None
         entry = self._backend.get(key)
-        if (
-            entry is None
-            or freshness(entry.fresh_until, entry.stale_until, self._now()) is not _FRESH
-        ):
+        if entry is None or self._now() >= entry.fresh_until:
             return None
         self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
         return entry
+
+    def judge(self, key: str, raw: bytes | str | None, now: float) -> CacheEntry | None:
+        """:meth:`lookup` for a stored string someone else read from this cache's Redis at
+        ``now`` (this cache's clock): the request path's lookup folded with its
+        single-flight claim, one round trip (``tunegate._coalesce.LOOKUP_CLAIM``). Judged
+        and counted as a lookup; an unreadable string is a miss and an error."""
+        if not key.startswith(self._prefix):
+            raise _not_ours()
+        if raw is None:
+            return self._judge(key, None)
+        try:
+            entry = unpack(key, raw)
+        except (ValueError, UnicodeError):
+            return self._judge(key, _FAILED)
+        if now < entry.fresh_until:
+            self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
+            return entry
+        return self._judge(key, entry)
+
+    def now(self) -> float:
+        """This cache's wall-clock time, which its entries' stamps are compared with."""
+        return self._now()
 
     async def alookup(self, key: str) -> CacheEntry | None:
         return self._judge(key, await self._acall(self._backend.aget, self._own_prefix(key)))
@@ -355,14 +390,15 @@ class CacheManager:
 
     # -- invalidation ------------------------------------------------------------------
 
-    def invalidate(self, kind: str, *parts: str | int) -> int:
-        """Delete the entry for ``kind`` and ``parts`` (normalised as in :meth:`key`);
+    def invalidate(self, kind: str, *parts: str | int | float | None, **named: Any) -> int:
+        """Delete the entry for ``kind`` and ``parts`` (normalised as in :meth:`key`), or
+        for a :meth:`cached` function's call by the same arguments it was called with;
         returns how many were deleted (0 or 1; 0 also when the backend failed)."""
-        key = self._scheme.key(kind, *parts)
+        key = self._scheme.key(kind, *call_parts(parts, named))
         return self._deleted(key, self._call(self._backend.delete, key))
 
-    async def ainvalidate(self, kind: str, *parts: str | int) -> int:
-        key = self._scheme.key(kind, *parts)
+    async def ainvalidate(self, kind: str, *parts: str | int | float | None, **named: Any) -> int:
+        key = self._scheme.key(kind, *call_parts(parts, named))
         return self._deleted(key, await self._acall(self._backend.adelete, key))
 
     def _deleted(self, key: str | None, outcome: int | _Failed) -> int:
@@ -396,6 +432,23 @@ class CacheManager:
     async def ainvalidate_pattern(self, pattern: str) -> int:
         full = self._full_pattern(pattern)
         return self._deleted(None, await self._acall(self._backend.adelete_matching, full))
+
+    # -- decorating functions ----------------------------------------------------------
+
+    def cached(
+        self, key_prefix: str, ttl: float | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Cache a function's (or coroutine function's) answers by its arguments::
+
+            @cache.cached("myapp:artist_page", ttl=3600)
+            def artist_page(artist: str, *, lang: str = "en") -> dict: ...
+
+            cache.invalidate("myapp:artist_page", "Daft Punk", lang="fr")
+
+        ``key_prefix`` is a ``provider:type`` kind (its TTL from ``ttls`` unless ``ttl``);
+        arguments must be str, int, float, bool or None (see :mod:`tunegate.cache.decorator`).
+        """
+        return cached_function(self, key_prefix, ttl)
 
     # -- lifetime ----------------------------------------------------------------------
 

@@ -26,17 +26,15 @@ import redis.asyncio
 
 from tunegate._clock import Clock, SystemClock
 from tunegate._drive import Effect, Flow, adrive, drive
-from tunegate._effects import CacheGet
 from tunegate._http import HttpConfig, HttpPool
 from tunegate._policy.classify import ProviderHook
-from tunegate._policy.freshness import CacheEntry
 from tunegate._policy.retry import RetryBudget, RetryPolicy
 from tunegate._redis import RedisLink
 from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
-from tunegate.exceptions import AuthenticationError, ConfigurationError, NotFound, TunegateError
-from tunegate.observability import Stats, record_source
-from tunegate.pipeline import Pipeline
+from tunegate.exceptions import ConfigurationError, NotFound, TunegateError
+from tunegate.observability import Stats
+from tunegate.pipeline import Miss, Pipeline
 from tunegate.providers import ApiRequest
 from tunegate.ratelimit import RateLimiter
 
@@ -178,7 +176,7 @@ def fetch(
 ) -> Flow[Any]:
     """One pipeline call; "not found" (fresh or cached) becomes None or []."""
     try:
-        return (yield Call(pipeline, request, parse, use_cache))
+        return (yield from pipeline.flow(request, parse=parse, use_cache=use_cache))
     except NotFound:
         return not_found_value(request)
 
@@ -438,23 +436,9 @@ class ClientBase:
     ) -> Flow[tuple[bool, Any]]:
         """``(True, value)`` for a fresh cached answer to ``request`` (counted as a hit), or
         for a stale one when ``error`` is outage-like and stale-if-error is on; else
-        ``(False, None)`` (counted as a miss)."""
-        key = self._pipeline.key(request)
-        if key is None:
-            return False, None
-        entry: CacheEntry | None = yield CacheGet(self._cache, key)
-        if entry is not None and not entry.stale:
-            self._own.add("negative_hits" if entry.negative else "cache_hits")
-            record_source(self._pipeline.provider, "cache")
-            return True, not_found_value(request) if entry.negative else entry.value
-        self._own.add("cache_misses")
-        servable = error is not None and not isinstance(error, AuthenticationError)
-        if entry is not None and servable and self._stale_if_error and not entry.negative:
-            self._cache.record_stale_served(key)
-            self._own.add("stale_served")
-            record_source(self._pipeline.provider, "stale")
-            return True, entry.value
-        return False, None
+        ``(False, None)`` (counted as a miss). The pipeline reads and counts it."""
+        found = yield from self._pipeline.cached(request, error, not_found_value(request))
+        return (False, None) if isinstance(found, Miss) else (True, found)
 
     # -- lifetime ---------------------------------------------------------------------------
 

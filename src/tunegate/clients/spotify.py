@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from tunegate._clock import Clock
-from tunegate._effects import CacheStore
 from tunegate._http import HttpConfig, HttpPool
 from tunegate._policy.classify import ProviderHook
 from tunegate._policy.retry import RetryBudget, RetryPolicy
@@ -25,7 +24,6 @@ from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
 from tunegate.clients._base import (
     AsyncClientMixin,
-    Call,
     ClientBase,
     Flow,
     Profile,
@@ -217,23 +215,28 @@ class _Spotify(ClientBase):
         """The call with a bearer token; a 401 refreshes the token and retries once. When
         no token can be had, a cached answer is still served (stale only for outages)."""
         request = self._scoped(request)
+        pipeline = self._pipeline
         try:
             token = yield from self._tokens.get()
         except TunegateError as exc:
-            failure: TunegateError = exc
-        else:
-            try:
-                return (yield Call(self._pipeline, _authorized(request, token), parse, use_cache))
-            except AuthenticationError as exc:
-                if not spotify.should_refresh_token(exc):
-                    raise
-            token = yield from self._tokens.get(rejected=token.access_token)
-            return (yield Call(self._pipeline, _authorized(request, token), parse, use_cache))
-        if use_cache:
-            served, value = yield from self._from_cache(request, failure)
-            if served:
-                return value
-        raise failure
+            if use_cache:
+                served, value = yield from self._from_cache(request, exc)
+                if served:
+                    return value
+            raise  # bare: the token path's traceback, not a second copy of this frame
+        try:
+            return (
+                yield from pipeline.flow(
+                    _authorized(request, token), parse=parse, use_cache=use_cache
+                )
+            )
+        except AuthenticationError as exc:
+            if not spotify.should_refresh_token(exc):
+                raise
+        token = yield from self._tokens.get(rejected=token.access_token)
+        return (
+            yield from pipeline.flow(_authorized(request, token), parse=parse, use_cache=use_cache)
+        )
 
     def _call(
         self, request: ApiRequest, parse: Callable[[Any], Any] | None, use_cache: bool
@@ -366,9 +369,8 @@ class _Spotify(ClientBase):
         self._batch = True
         out: dict[str, SpotifyTrack | None] = {}
         for tid, track in zip(ids, spotify.assemble_tracks(ids, chunks), strict=True):
-            key = self._pipeline.key(self._scoped(spotify.track_request(tid, market)))
-            assert key is not None
-            stored = yield CacheStore(self._cache, key, track, None, track is None)
+            request = self._scoped(spotify.track_request(tid, market))
+            stored = yield from self._pipeline.store(request, track, not_found=track is None)
             out[tid] = None if track is None else stored
         return out
 
