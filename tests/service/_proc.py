@@ -16,21 +16,36 @@ import httpx
 from tests._redis_server import free_port
 
 
+class Served(subprocess.Popen[bytes]):
+    log_path: str
+
+    def log(self) -> str:
+        """What the process printed so far (stdout and stderr)."""
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+
 @contextlib.contextmanager
 def serve_process(
     *args: str, env: Mapping[str, str] | None = None, startup: float = 60.0
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+) -> Iterator[tuple[str, Served]]:
     """Start ``tunegate serve --port P *args``, wait for /healthz, yield (base URL, process);
-    SIGTERM at the end (uvicorn finishes in-flight requests, then exits)."""
+    SIGTERM at the end (uvicorn finishes in-flight requests, then exits). Its output goes
+    to a file (a pipe nobody reads could fill and stall the server): ``proc.log()``."""
+    import tempfile
+
     port = free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SPOTIFY_", "LASTFM_"))}
     base.pop("TUNEGATE_REDIS_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tunegate", "serve", "--port", str(port), *args],
-        env={**base, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    fd, log_path = tempfile.mkstemp(prefix="tunegate-serve-", suffix=".log")
+    with os.fdopen(fd, "wb") as out:
+        proc = Served(
+            [sys.executable, "-m", "tunegate", "serve", "--port", str(port), *args],
+            env={**base, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    proc.log_path = log_path
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup
@@ -42,8 +57,8 @@ def serve_process(
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise RuntimeError(f"service did not start: {out}")
+                proc.wait()
+                raise RuntimeError(f"service did not start: {proc.log()}")
             time.sleep(0.2)  # a poll of another process's readiness, bounded above
         yield url, proc
     finally:
@@ -54,8 +69,7 @@ def serve_process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        os.unlink(proc.log_path)
 
 
 @contextlib.contextmanager
