@@ -243,36 +243,130 @@ def in_process(redis_url: str | None, seconds: float) -> dict[str, dict[str, flo
 # -- main -------------------------------------------------------------------------------
 
 
+class _Redis:
+    """A private ``redis-server`` on a free port that can be stopped and started again."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = _free_port()
+        self.dir = tempfile.mkdtemp(prefix="bench-serve-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=self.port, socket_timeout=0.5).ping()
+                return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
 @contextmanager
-def _private_redis() -> Iterator[str | None]:
+def _private_redis() -> Iterator[_Redis | None]:
     binary = shutil.which("redis-server")
     if binary is None:
         yield None
         return
-    port = _free_port()
-    d = tempfile.mkdtemp(prefix="bench-serve-redis-")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            d,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    time.sleep(0.3)
+    server = _Redis(binary)
+    server.start()
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
+
+
+def outage(total: float, down_at: float, down_for: float, rate: float) -> None:
+    """The issue's second figure: a fixed rate of warm typed-API requests while Redis (the
+    cache and the shared state) is stopped for ``down_for`` seconds; 5xx answers, X-Cache
+    by phase, and the time from Redis's return to the first hit again."""
+    import aiohttp
+
+    from tunegate.emulator.catalog import Catalog
+
+    cat = Catalog(2_000, 0)
+    ids = [t.spotify_id for t in (cat.track(i) for i in range(400)) if t.spotify_id][:50]
+    with _private_redis() as redis_server:
+        if redis_server is None:
+            print("outage: no redis-server binary; skipped")
+            return
+        with _server("service", redis_server.url) as url:
+
+            async def run() -> list[tuple[float, int, str]]:
+                out: list[tuple[float, int, str]] = []
+                async with aiohttp.ClientSession() as session:
+                    for tid in ids:  # fill the cache
+                        async with session.get(f"{url}/v1/spotify/tracks/{tid}") as r:
+                            await r.read()
+                    start = time.monotonic()
+                    stopped = restarted = False
+                    tasks = []
+
+                    async def one(tid: str) -> None:
+                        t0 = time.monotonic() - start
+                        try:
+                            async with session.get(
+                                f"{url}/v1/spotify/tracks/{tid}",
+                                timeout=aiohttp.ClientTimeout(total=30),
+                            ) as r:
+                                await r.read()
+                                out.append((t0, r.status, r.headers.get("X-Cache", "")))
+                        except (aiohttp.ClientError, TimeoutError):
+                            out.append((t0, 599, ""))
+
+                    n = 0
+                    while (now := time.monotonic() - start) < total:
+                        if not stopped and now >= down_at:
+                            await asyncio.to_thread(redis_server.stop)
+                            stopped = True
+                        if stopped and not restarted and now >= down_at + down_for:
+                            await asyncio.to_thread(redis_server.start)
+                            restarted = True
+                        tasks.append(asyncio.ensure_future(one(ids[n % len(ids)])))
+                        n += 1
+                        await asyncio.sleep(max(0.0, n / rate - (time.monotonic() - start)))
+                    await asyncio.gather(*tasks)
+                return out
+
+            results = asyncio.run(run())
+    back = down_at + down_for
+    phases = {"before": (0, down_at), "redis down": (down_at, back), "after": (back, total)}
+    print(f"outage: {rate:g} req/s for {total:g} s, Redis stopped {down_at:g}..{back:g} s")
+    for name, (lo, hi) in phases.items():
+        part = [r for r in results if lo <= r[0] < hi]
+        errors = sum(1 for r in part if r[1] >= 500)
+        caches = {k: sum(1 for r in part if r[2] == k) for k in ("hit", "miss", "stale")}
+        print(f"  {name:<11} {len(part):>5} requests, {errors} 5xx, X-Cache {caches}")
+    first_hit = next((r[0] for r in sorted(results) if r[0] >= back and r[2] == "hit"), None)
+    recovery = "never" if first_hit is None else f"{first_hit - back:.2f} s"
+    print(f"  first hit after Redis returned: {recovery}")
 
 
 def main() -> None:
@@ -283,11 +377,19 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--redis-url")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument(
+        "--outage", type=float, metavar="SECONDS", help="only the Redis-outage run, this long"
+    )
+    parser.add_argument("--rate", type=float, default=50.0, help="requests/s of --outage")
     a = parser.parse_args()
     if a.child:
         _child(a.child, a.port, a.redis_url)
         return
     sys.path.insert(0, str(ROOT / "src"))
+    if a.outage:
+        third = a.outage / 3
+        outage(a.outage, third, third, a.rate)
+        return
     import httpx
 
     from tunegate.emulator.catalog import Catalog
@@ -297,7 +399,8 @@ def main() -> None:
     cat = Catalog(2_000, 0)
     t = next(cat.track(i) for i in range(200) if cat.track(i).spotify_id and cat.track(i).mbid)
     figures: dict[str, dict[str, float]] = {}
-    with _private_redis() as redis_url:
+    with _private_redis() as redis_server:
+        redis_url = None if redis_server is None else redis_server.url
         with _server("service") as url:
             typed = f"{url}/v1/spotify/tracks/{t.spotify_id}"
             passthrough = f"{url}/musicbrainz/ws/2/recording/{t.mbid}?fmt=json"
@@ -336,10 +439,8 @@ def main() -> None:
     floor_rps = figures["floor: constant body (same framework)"]["rps"]
     print(f"{'figure':<44} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs floor':>9}")
     for name, fig in figures.items():
-        ratio = f"{floor_rps / fig['rps']:.2f}x" if not name.startswith(("library", "bare")) else ""
-        print(
-            f"{name:<44} {fig['rps']:>10.0f} {fig['p50_ms']:>8.3f} {fig['p99_ms']:>8.3f} {ratio:>9}"
-        )
+        vs = f"{floor_rps / fig['rps']:.2f}x" if not name.startswith(("library", "bare")) else ""
+        print(f"{name:<44} {fig['rps']:>10.0f} {fig['p50_ms']:>8.3f} {fig['p99_ms']:>8.3f} {vs:>9}")
         if fig.get("non_2xx"):
             print(f"  !! {fig['non_2xx']:.0f} answers were not 2xx")
     get = figures.get("bare redis GET + orjson.loads")

@@ -155,7 +155,8 @@ def handler(
                     )
                 else:
                     response = JSONBody(value)
-        response.headers["X-Cache"] = x_cache(sources.by_provider)
+        # Appended to the raw list: MutableHeaders' __setitem__ rescans and re-encodes them.
+        response.raw_headers.append((b"x-cache", x_cache(sources.by_provider).encode()))
         return response
 
     return run

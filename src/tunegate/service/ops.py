@@ -63,6 +63,19 @@ class _HttpMetrics:
             registry=registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def child(self, route: str, method: str, status: int) -> tuple[Any, Any]:
+        """The labelled counter and histogram (remembered: ``labels()`` takes a lock and
+        builds a key on every call, and routes and statuses are few)."""
+        key = (route, method, status)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route),
+            )
+        return found
 
     @classmethod
     def of(cls, registry: Any) -> _HttpMetrics:
@@ -102,8 +115,9 @@ class State:
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self._times.append(time.monotonic())
         if self._metrics is not None:
-            self._metrics.requests.labels(route, method, str(status)).inc()
-            self._metrics.latency.labels(route).observe(seconds)
+            requests, latency = self._metrics.child(route, method, status)
+            requests.inc()
+            latency.observe(seconds)
 
     def request_rate(self) -> float:
         since = time.monotonic() - _RATE_WINDOW

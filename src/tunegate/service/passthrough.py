@@ -148,7 +148,7 @@ async def _forward(
             if rewrite is not None:
                 body = body.replace(rewrite[0].encode(), rewrite[1].encode())
             response = Response(body, media_type=media)
-    response.headers["X-Cache"] = x_cache(sources.by_provider)
+    response.raw_headers.append((b"x-cache", x_cache(sources.by_provider).encode()))
     return response
 
 
