@@ -1,6 +1,7 @@
 """Warm cache hits through ``tunegate serve`` beside its floors, measured in one run.
 
 Usage: ``.venv/bin/python bench/bench_serve.py [--seconds 5] [--connections 16]``
+       ``.venv/bin/python bench/bench_serve.py --outage 30 [--rate 50]``
 
 Figures (requests/s, p50 and p99 latency), each from one bounded wrk run on loopback
 (``wrk -t1 -cN -dS --latency``; an aiohttp load loop when wrk is not installed):
@@ -12,6 +13,10 @@ Figures (requests/s, p50 and p99 latency), each from one bounded wrk run on loop
 - the typed API with the Redis cache (a private ``redis-server``), warm;
 - in process: ``await AsyncSpotifyClient.get_track`` warm hit (memory; and Redis), and a
   bare ``redis.asyncio`` GET + ``orjson.loads`` of the same value: no HTTP at all.
+
+``--outage T``: only the issue's second figure: warm typed-API hits at a fixed rate for T
+seconds with the private Redis (the cache and the shared state) stopped for the middle
+third; 5xx answers and X-Cache per phase, and the time to the first hit after Redis returns.
 
 Servers run in child processes (this script with ``--child``), against the emulator; the
 first request of each is the miss that fills the cache. The machine is shared: read the
