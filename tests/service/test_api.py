@@ -114,6 +114,8 @@ def test_422_names_the_field(service: Factory) -> None:
         assert _problem(r, 422, "invalid-input")["field"] == "rows[0].title"
         r = c.post("/v1/enrich", content=b"{nope", headers={"content-type": "application/json"})
         assert _problem(r, 422, "invalid-input")["field"] == "body"
+        r = c.post("/v1/enrich", content=b" " * (2 << 20))
+        assert _problem(r, 422, "invalid-input")["field"] == "body"
         r = c.get("/v1/lastfm/tags", params={"artist": "a", "title": "b", "autocorrect": "maybe"})
         assert _problem(r, 422, "invalid-input")["field"] == "autocorrect"
         r = c.get(

@@ -207,3 +207,20 @@ def test_pylast_through_the_gateway(lastfm: pylast.LastFMNetwork, emulator: Emul
     assert info.value.status == "6"
     with pytest.raises(pylast.WSError):  # writes act for a user: not served
         lastfm.scrobble("a", "b", 1)
+
+
+def test_refused_input_is_the_providers_400_not_a_500(live: str) -> None:
+    long = "x" * 5000
+    r = httpx.get(f"{live}/musicbrainz/ws/2/recording", params={"query": long}, timeout=10)
+    assert r.status_code == 400
+    assert "<error>" in r.text
+    r = httpx.post(f"{live}/lastfm/2.0/", content=b"a=" + b"x" * (2 << 20), timeout=30)
+    assert r.status_code == 400
+    assert 'status="failed"' in r.text
+    r = httpx.post(
+        f"{live}/spotify/api/token",
+        content=b"grant_type=" + b"x" * (2 << 20),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        timeout=30,
+    )
+    assert r.status_code == 400

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -167,11 +168,17 @@ def handler(
     return run
 
 
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        import orjson
+MAX_BODY = 1 << 20  # bytes: 50 rows are a few kB
 
+
+async def _json_body(request: Request) -> Any:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise InvalidInput("body", f"larger than {MAX_BODY} bytes")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise InvalidInput("body", f"larger than {MAX_BODY} bytes")
+    try:
         return orjson.loads(raw)
     except ValueError:
         raise InvalidInput("body", "not valid JSON") from None

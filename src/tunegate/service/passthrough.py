@@ -40,7 +40,7 @@ from tunegate._http import user_agent
 from tunegate.exceptions import ConfigurationError, InvalidInput
 from tunegate.observability import track_sources
 from tunegate.providers import ApiRequest
-from tunegate.service.api import x_cache
+from tunegate.service.api import MAX_BODY, x_cache
 from tunegate.service.errors import classify
 
 if TYPE_CHECKING:
@@ -177,9 +177,12 @@ def _token_key(state: State) -> bytes:
 
 async def _form(request: Request) -> dict[str, str]:
     """A urlencoded form body (parsed here: Starlette's parser needs python-multipart)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise InvalidInput("body", f"larger than {MAX_BODY} bytes")
     raw = await request.body()
     try:
-        return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+        return dict(parse_qsl(raw[:MAX_BODY].decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
         raise InvalidInput("body", "not UTF-8") from None
 
@@ -374,20 +377,24 @@ async def lastfm_api(state: State, request: Request) -> Response:
 def routes(state: State) -> list[Route]:
     from tunegate.service.ops import timed
 
-    def bind(fn: Callable[[State, Request], Any]) -> Callable[[Request], Any]:
+    def bind(fn: Callable[[State, Request], Any], shape: _Shape, media: str) -> Any:
         async def run(request: Request) -> Response:
-            response: Response = await fn(state, request)
+            try:
+                response: Response = await fn(state, request)
+            except InvalidInput as exc:  # refused before any upstream call: the caller's 400
+                return shape(400, str(exc), None, media)
             return response
 
         return run
 
-    def r(path: str, fn: Callable[[State, Request], Any], methods: list[str]) -> Route:
+    def r(path: str, fn: Any, methods: list[str], shape: _Shape, media: str) -> Route:
         label = re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
-        return Route(path, timed(state, label, bind(fn)), methods=methods)
+        return Route(path, timed(state, label, bind(fn, shape, media)), methods=methods)
 
+    js, xml = "application/json", "application/xml"
     return [
-        r("/spotify/api/token", spotify_token, ["POST"]),
-        r("/spotify/v1/{path:path}", spotify_api, ["GET"]),
-        r("/musicbrainz/ws/2/{path:path}", musicbrainz_api, ["GET"]),
-        r("/lastfm/2.0/", lastfm_api, ["GET", "POST"]),
+        r("/spotify/api/token", spotify_token, ["POST"], _spotify_error, js),
+        r("/spotify/v1/{path:path}", spotify_api, ["GET"], _spotify_error, js),
+        r("/musicbrainz/ws/2/{path:path}", musicbrainz_api, ["GET"], _musicbrainz_error, xml),
+        r("/lastfm/2.0/", lastfm_api, ["GET", "POST"], _lastfm_error, "text/xml"),
     ]
