@@ -689,14 +689,20 @@ def config_show(ctx: typer.Context) -> None:
 
 
 @app.command(
-    help=_paragraphs("""Run the gateway as an HTTP service (/v1/..., problem+json errors);
-credentials come from the environment as for Gateway.from_env(). Needs the 'serve' extra.
+    help=_paragraphs("""Run the gateway as an HTTP service (/v1/..., pass-through, /metrics,
+/status); the settings come from flags > environment > the TOML file, as for enrich. The admin
+token comes from TUNEGATE_ADMIN_TOKEN. Needs the 'serve' extra.
 
 Example: tunegate serve --sandbox --port 8080""")
 )
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8080,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML configuration file (as tunegate --config)."),
+    ] = None,
     sandbox: Annotated[bool, typer.Option(help="Serve against the built-in emulator.")] = False,
 ) -> None:
     try:
@@ -706,7 +712,10 @@ def serve(
         from tunegate._cli_run import console
 
         raise _fail(console(), message) from None
-    run_service(host=host, port=port, sandbox=sandbox)
+    if config is not None:
+        ctx.find_root().obj = config
+    cfg = None if sandbox else _load(ctx)
+    run_service(host=host, port=port, sandbox=sandbox, config=cfg)
 
 
 def main() -> None:

@@ -1,95 +1,123 @@
-"""The service end to end: ``tunegate serve --sandbox`` as a subprocess on a
-free port, exercised through httpx."""
+"""The service end to end: ``tunegate serve`` as a subprocess on a free port, exercised
+through httpx: --sandbox, --config FILE, a bad config, SIGTERM."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 pytest.importorskip("starlette", reason="the service needs the 'serve' extra")
 
+from tests._redis_server import free_port
+from tunegate.emulator import Emulator
 from tunegate.emulator.catalog import Catalog
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ._proc import serve_process
+from .conftest import known_track
 
 
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPOTIFY_", "LASTFM_"))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tunegate", "serve", "--sandbox", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise RuntimeError(f"service did not start: {out}")
-            time.sleep(0.2)
-        yield url
-    finally:
+def test_sandbox_serves_the_typed_api_and_stops_on_sigterm() -> None:
+    track = known_track(Catalog(10_000, 0))
+    with serve_process("--sandbox") as (url, proc), httpx.Client(base_url=url, timeout=30) as c:
+        q = {"artist": track["artist"], "title": track["title"]}
+        r = c.get("/v1/spotify/search", params=q)
+        assert r.status_code == 200, r.text
+        assert r.json()["id"] == track["id"]
+        assert r.headers["x-cache"] in ("miss", "hit")  # the sandbox port is shared by runs
+        assert c.get("/v1/spotify/search", params=q).headers["x-cache"] == "hit"
+        r = c.post("/v1/enrich", json={"rows": [q]})
+        assert r.status_code == 200, r.text
+        assert r.json()["records"][0]["status"] in ("ok", "partial")
+        r = c.get("/v1/spotify/search", params={"artist": "x"}, headers={"X-Request-ID": "abc1"})
+        assert r.status_code == 422
+        assert r.headers["x-request-id"] == "abc1"
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
-        if proc.stdout is not None:
-            proc.stdout.close()
         assert code in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after a clean shutdown
 
 
-def test_typed_api_answers_from_the_emulator(base_url: str) -> None:
-    cat = Catalog(10_000, 0)
-    track = cat.track(0)
-    artist = cat.artist(track.artists[0]).name
-    with httpx.Client(base_url=base_url, timeout=30) as c:
-        r = c.get("/v1/spotify/search", params={"artist": artist, "title": track.title})
+def test_config_file_points_the_service_at_the_providers(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    env = emulator.env()
+    cfg = tmp_path / "tunegate.toml"
+    cfg.write_text(
+        "\n".join(
+            [
+                f'spotify_client_id = "{env["SPOTIFY_CLIENT_ID"]}"',
+                f'spotify_client_secret = "{env["SPOTIFY_CLIENT_SECRET"]}"',
+                f'spotify_api_url = "{env["TUNEGATE_SPOTIFY_API_URL"]}"',
+                f'spotify_auth_url = "{env["TUNEGATE_SPOTIFY_AUTH_URL"]}"',
+                'cache = "memory"',
+            ]
+        )
+        + "\n"
+    )
+    track = known_track(emulator.catalog)
+    with serve_process("--config", str(cfg)) as (url, _), httpx.Client(base_url=url) as c:
+        r = c.get(f"/v1/spotify/tracks/{track['id']}", timeout=30)
         assert r.status_code == 200, r.text
-        assert r.json()["id"] == track.spotify_id
-        r = c.get(f"/v1/spotify/tracks/{track.spotify_id}")
-        assert r.status_code == 200
-        assert r.json()["id"] == track.spotify_id
-        r = c.get(f"/v1/musicbrainz/isrc/{track.isrc}")
-        assert r.status_code == 200, r.text
-        r = c.get("/v1/lastfm/tags", params={"artist": artist, "title": track.title})
-        assert r.status_code == 200, r.text
-        r = c.post("/v1/enrich", json={"rows": [{"artist": artist, "title": track.title}]})
-        assert r.status_code == 200, r.text
-        (record,) = r.json()["records"]
-        assert record["status"] in ("ok", "partial")
+        assert r.json()["id"] == track["id"]
+        # Only Spotify is in the file: the others are "not configured", not a crash.
+        r = c.get("/v1/lastfm/artist-tags", params={"artist": "a"}, timeout=30)
+        assert r.status_code == 503
+        assert r.json()["type"].endswith("/not-configured")
+        ready = c.get("/readyz", timeout=30).json()
+        assert ready["checks"]["providers"]["configured"] == ["spotify"]
+    assert emulator.stats()["requests"]  # the calls reached the emulator of the file
 
 
-def test_errors_are_problem_json_with_request_id(base_url: str) -> None:
-    with httpx.Client(base_url=base_url, timeout=30) as c:
-        r = c.get("/v1/spotify/search", params={"artist": "x"}, headers={"X-Request-ID": "abc1"})
-        assert r.status_code == 422
-        assert r.headers["content-type"].startswith("application/problem+json")
-        assert r.json()["type"].endswith("/invalid-input")
-        assert r.json()["field"] == "title"
-        assert r.headers["x-request-id"] == "abc1"
-        r = c.post("/v1/enrich", json={"rows": []})
-        assert r.status_code == 422
-        assert r.json()["field"] == "rows"
-        r = c.get("/v1/spotify/tracks/" + "0" * 22)
-        assert r.status_code == 404, r.text
-        assert r.json()["type"].endswith("/not-found")
-        assert r.headers["x-request-id"]
+def test_a_bad_config_file_exits_2_with_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("no_such_key = 1\n")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tunegate",
+            "serve",
+            "--config",
+            str(cfg),
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "no_such_key" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_sigterm_lets_an_in_flight_request_finish(emulator: Emulator) -> None:
+    import threading
+    import time
+
+    track = known_track(emulator.catalog)
+    emulator.set_faults("spotify/track:latency=2")
+    with serve_process(env=emulator.env()) as (url, proc):
+        result: dict[str, int] = {}
+
+        def slow() -> None:
+            r = httpx.get(f"{url}/v1/spotify/tracks/{track['id']}", timeout=30)
+            result["status"] = r.status_code
+
+        worker = threading.Thread(target=slow)
+        worker.start()
+        deadline = time.monotonic() + 20
+        while (
+            not emulator.stats()["requests"].get("spotify", {}).get("endpoints", {}).get("track")
+        ):  # the request is in flight once the emulator holds it
+            assert time.monotonic() < deadline, emulator.stats()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        worker.join(timeout=30)
+        code = proc.wait(timeout=30)
+    assert result == {"status": 200}  # answered after the signal, not cut off
+    assert code in (0, -signal.SIGTERM)

@@ -3,6 +3,6 @@ clients). See docs/service.md."""
 
 from __future__ import annotations
 
-from tunegate.service.app import create_app, serve
+from tunegate.service.app import ServiceOptions, create_app, serve
 
-__all__ = ["create_app", "serve"]
+__all__ = ["ServiceOptions", "create_app", "serve"]

@@ -1,97 +1,66 @@
-"""The Starlette app: typed ``/v1`` API over :class:`tunegate.AsyncGateway`, errors as
-``application/problem+json``, ``X-Request-ID`` correlation, ``/healthz``."""
+"""The Starlette app: the typed ``/v1`` API over :class:`tunegate.AsyncGateway`, the
+providers' own protocols under ``/spotify``, ``/musicbrainz``, ``/lastfm``, operations
+(``/healthz``, ``/readyz``, ``/metrics``, ``/admin/...``), ``/openapi.json``, ``/docs``
+and the ``/status`` page. Errors are ``application/problem+json``; every answer carries
+``X-Request-ID``."""
 
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tunegate import (
-    AsyncGateway,
-    CircuitBreakerOpenError,
-    InvalidInput,
-    MalformedResponse,
-    NotFound,
-    ProviderUnavailable,
-    RateLimited,
-    RateLimitTimeout,
-    Settings,
-    TunegateError,
-    correlation_id,
-)
-from tunegate.enrich import Providers, Row, enrich_row
+from tunegate.clients import AsyncGateway, Settings
+from tunegate.observability import correlation_id
+from tunegate.service import ops, passthrough
+from tunegate.service.api import DEFAULT_DEADLINE, ENDPOINTS, handler
+from tunegate.service.openapi import DOCS_HTML, openapi_document
+from tunegate.service.status import STATUS_HTML
 
-__all__ = ["create_app", "serve"]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
-PROBLEM = "https://tunegate.dev/problems/"
-MAX_ENRICH_ROWS = 50
+    from tunegate.config import CliConfig
 
-# (exception class, HTTP status, stable problem type); first match wins.
-_ERRORS: tuple[tuple[type[BaseException], int, str], ...] = (
-    (InvalidInput, 422, "invalid-input"),
-    (NotFound, 404, "not-found"),
-    (RateLimited, 429, "rate-limited"),
-    (RateLimitTimeout, 429, "rate-limited"),
-    (CircuitBreakerOpenError, 503, "breaker-open"),
-    (MalformedResponse, 502, "upstream-malformed"),
-    (ProviderUnavailable, 503, "upstream-unavailable"),
-    (TunegateError, 502, "upstream-error"),
-)
+__all__ = ["ADMIN_TOKEN_ENV", "ServiceOptions", "create_app", "serve"]
+
+ADMIN_TOKEN_ENV = "TUNEGATE_ADMIN_TOKEN"
+TOKEN_KEY_ENV = "TUNEGATE_TOKEN_KEY"
 
 
-def problem(status: int, kind: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {"type": PROBLEM + kind, "title": kind.replace("-", " "), "status": status}
-    body["detail"] = detail
-    body.update(extra)
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+@dataclass(frozen=True)
+class ServiceOptions:
+    """What the service needs beyond the gateway. ``admin_token`` None: the admin
+    endpoints answer 401 to everyone. ``registry``: the Prometheus registry ``/metrics``
+    shows (the gateway's pipelines must record into it; None: a new one when the service
+    builds its gateway, else prometheus-client's global one). ``caller_keys``: when set,
+    a Spotify pass-through caller's client secret must be one of them. ``token_key``
+    signs the tokens ``/spotify/api/token`` issues (random per process unless set)."""
 
+    admin_token: str | None = field(default=None, repr=False)
+    deadline: float = DEFAULT_DEADLINE
+    registry: CollectorRegistry | None = None
+    caller_keys: frozenset[str] = field(default=frozenset(), repr=False)
+    token_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
-def _from_exception(exc: BaseException) -> JSONResponse:
-    for cls, status, kind in _ERRORS:
-        if isinstance(exc, cls):
-            extra: dict[str, Any] = {}
-            if isinstance(exc, InvalidInput):
-                extra["field"] = exc.field
-            response = problem(status, kind, str(exc), **extra)
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None and status in (429, 503):
-                response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-            return response
-    raise exc
-
-
-def _param(request: Request, name: str) -> str:
-    value = request.query_params.get(name) or request.path_params.get(name)
-    if not value:
-        raise InvalidInput(name, "missing required parameter")
-    return str(value)
-
-
-Handler = Callable[[Request], Awaitable[Any]]
-
-
-def _api(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """A JSON endpoint: the handler's value as JSON (404 problem for None), errors mapped."""
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            value = await fn(request)
-        except Exception as exc:  # mapped to a problem, or re-raised as a 500
-            return _from_exception(exc)
-        if value is None:
-            return problem(404, "not-found", f"nothing found for {request.url.path}")
-        return JSONResponse(value)
-
-    return endpoint
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **given: Any) -> ServiceOptions:
+        env = os.environ if environ is None else environ
+        token = (env.get(ADMIN_TOKEN_ENV) or "").strip() or None
+        keys = frozenset(k for k in (env.get("TUNEGATE_API_KEYS") or "").split(",") if k)
+        key = (env.get(TOKEN_KEY_ENV) or "").strip()
+        if key:  # several service processes must sign the callers' tokens alike
+            given.setdefault("token_key", key.encode())
+        return cls(admin_token=token, caller_keys=keys, **given)
 
 
 @contextlib.contextmanager
@@ -102,101 +71,100 @@ def _sandbox_settings() -> Iterator[Settings]:
         yield settings
 
 
-def create_app(gateway: AsyncGateway | None = None, *, sandbox: bool = False) -> Starlette:
+def _new_registry() -> CollectorRegistry | None:
+    try:
+        from prometheus_client import CollectorRegistry
+    except ImportError:  # pragma: no cover - the serve extra brings it
+        return None
+    return CollectorRegistry()
+
+
+def create_app(
+    gateway: AsyncGateway | None = None,
+    *,
+    sandbox: bool = False,
+    settings: Settings | None = None,
+    options: ServiceOptions | None = None,
+    cache_path: str | None = None,
+    owns_gateway: bool = False,
+) -> Starlette:
     """The service app. ``gateway`` is used as given (the caller closes it); otherwise one
-    is built from the environment, or against the built-in emulator when ``sandbox``."""
-    state: dict[str, AsyncGateway] = {}
+    is built at startup from ``settings`` (default: the environment), or against the
+    built-in emulator when ``sandbox``. ``cache_path``: a SQLite cache file for a service
+    without Redis (default: in memory). ``owns_gateway``: close the given gateway at
+    shutdown (on the server's loop, where its connections live)."""
+    opts = options if options is not None else ServiceOptions.from_env()
+    registry = opts.registry
+    if registry is None and gateway is None:
+        registry = _new_registry()
+    state = ops.State(registry=registry, options=opts)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if gateway is not None:
-            state["gw"] = gateway
-            yield
-            return
-        with contextlib.ExitStack() as stack:
-            settings = stack.enter_context(_sandbox_settings()) if sandbox else None
-            gw = AsyncGateway(settings) if settings is not None else AsyncGateway.from_env()
-            state["gw"] = gw
+            state.gateway = gateway
             try:
                 yield
             finally:
+                await state.aclose()
+                if owns_gateway:
+                    await gateway.aclose()
+            return
+        with contextlib.ExitStack() as stack:
+            chosen = settings
+            if sandbox:
+                chosen = stack.enter_context(_sandbox_settings())
+            elif chosen is None:
+                chosen = Settings.from_env()
+            cache = None
+            if cache_path and cache_path != "memory" and not chosen.redis_url:
+                from tunegate.cache import CacheManager
+
+                cache = CacheManager.sqlite(cache_path)
+            gw = AsyncGateway(chosen, registry=registry, cache_manager=cache)
+            state.gateway = gw
+            try:
+                yield
+            finally:
+                await state.aclose()
                 await gw.aclose()
+                if cache is not None:
+                    await cache.aclose()
 
-    def gw() -> AsyncGateway:
-        return state["gw"]
+    routes: list[Route] = []
+    for endpoint in ENDPOINTS:
+        run = handler(endpoint, state.gw, opts.deadline)
+        routes.append(
+            Route(endpoint.path, ops.timed(state, endpoint.path, run), methods=[endpoint.method])
+        )
+    routes += ops.routes(state)
+    routes += passthrough.routes(state)
 
-    async def spotify_search(r: Request) -> Any:
-        return await gw().spotify.search_track(_param(r, "artist"), _param(r, "title"))
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
 
-    async def spotify_track(r: Request) -> Any:
-        return await gw().spotify.get_track(_param(r, "id"))
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(DOCS_HTML)
 
-    async def spotify_tracks(r: Request) -> Any:
-        ids = [i for i in _param(r, "ids").split(",") if i]
-        return await gw().spotify.get_tracks(ids)
+    async def status_page(request: Request) -> Response:
+        return HTMLResponse(STATUS_HTML)
 
-    async def spotify_isrc(r: Request) -> Any:
-        return await gw().spotify.search_by_isrc(_param(r, "isrc"))
-
-    async def mb_isrc(r: Request) -> Any:
-        return await gw().musicbrainz.lookup_isrc(_param(r, "isrc"))
-
-    async def mb_search(r: Request) -> Any:
-        return await gw().musicbrainz.search_recording(_param(r, "artist"), _param(r, "title"))
-
-    async def mb_recording(r: Request) -> Any:
-        return await gw().musicbrainz.get_recording(_param(r, "mbid"))
-
-    async def lastfm_tags(r: Request) -> Any:
-        return await gw().lastfm.get_track_tags(_param(r, "artist"), _param(r, "title"))
-
-    async def lastfm_info(r: Request) -> Any:
-        return await gw().lastfm.get_track_info(_param(r, "artist"), _param(r, "title"))
-
-    async def lastfm_artist_tags(r: Request) -> Any:
-        return await gw().lastfm.get_artist_tags(_param(r, "artist"))
-
-    async def enrich(r: Request) -> Any:
-        try:
-            body = await r.json()
-        except ValueError:
-            raise InvalidInput("rows", "body is not JSON") from None
-        rows = body.get("rows") if isinstance(body, dict) else None
-        if not isinstance(rows, list) or not 0 < len(rows) <= MAX_ENRICH_ROWS:
-            raise InvalidInput("rows", f"must be a list of 1..{MAX_ENRICH_ROWS} objects")
-        providers = Providers.of(gw())
-        out = []
-        for i, item in enumerate(rows):
-            if not isinstance(item, dict):
-                raise InvalidInput(f"rows[{i}]", "must be an object")
-            row = Row(i, str(item.get("artist", "")), str(item.get("title", "")))
-            out.append(await enrich_row(providers, row))
-        return {"records": out}
-
-    async def healthz(r: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    routes = [
-        Route("/healthz", healthz),
-        Route("/v1/spotify/search", _api(spotify_search)),
-        Route("/v1/spotify/tracks", _api(spotify_tracks)),
-        Route("/v1/spotify/tracks/{id}", _api(spotify_track)),
-        Route("/v1/spotify/isrc/{isrc}", _api(spotify_isrc)),
-        Route("/v1/musicbrainz/isrc/{isrc}", _api(mb_isrc)),
-        Route("/v1/musicbrainz/recordings", _api(mb_search)),
-        Route("/v1/musicbrainz/recordings/{mbid}", _api(mb_recording)),
-        Route("/v1/lastfm/tags", _api(lastfm_tags)),
-        Route("/v1/lastfm/track", _api(lastfm_info)),
-        Route("/v1/lastfm/artist-tags", _api(lastfm_artist_tags)),
-        Route("/v1/enrich", _api(enrich), methods=["POST"]),
+    routes += [
+        Route("/openapi.json", openapi, include_in_schema=False),
+        Route("/docs", docs, include_in_schema=False),
+        Route("/status", status_page, include_in_schema=False),
+        Route("/", status_page, include_in_schema=False),
     ]
+    document = openapi_document(routes)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
+    app.state.tunegate = state
     return app
 
 
 class RequestIdMiddleware:
-    """Tags the request with its ``X-Request-ID`` (or a fresh one) and echoes it back."""
+    """Tags the request with its ``X-Request-ID`` (or a fresh one) and echoes it back.
+    Reads and writes the raw header lists: it runs on every request, hits included."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -205,22 +173,37 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = Headers(scope=scope).get("x-request-id", "")[:128] or None
+        given = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                text = value[:128].decode("latin-1")
+                given = text if text.isprintable() else None
+                break
         with correlation_id(given) as rid:
+            header = (b"x-request-id", rid.encode("latin-1"))
 
             async def send_with_id(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    MutableHeaders(scope=message)["X-Request-ID"] = rid
+                    message["headers"] = [*message.get("headers", ()), header]
                 await send(message)
 
             await self.app(scope, receive, send_with_id)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8080, sandbox: bool = False) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    sandbox: bool = False,
+    config: CliConfig | None = None,
+) -> None:
     """Run the service on uvicorn until interrupted (in-flight requests get 10 s).
 
-    Configuration comes from the environment, as for ``Gateway.from_env()``."""
+    Provider settings come from ``config`` (the CLI's configuration: flags > environment >
+    TOML file) when given, else from the environment as for ``Gateway.from_env()``."""
     import uvicorn
 
-    app = create_app(sandbox=sandbox)
-    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=10)
+    settings = None if config is None else config.client_settings()
+    cache_path = None if config is None else config.cache
+    app = create_app(sandbox=sandbox, settings=settings, cache_path=cache_path)
+    # No access log: a pass-through URL may carry a caller's key in its query string.
+    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=10, access_log=False)
