@@ -218,10 +218,11 @@ class Coalescer:
         if enabled is not None:
             self.enabled = bool(enabled)
 
-    def flush(self) -> None:
-        """Send what is waiting without lingering (nothing more is coming soon)."""
+    def flush(self, on: bool = True) -> None:
+        """``on``: from now on a batch goes as soon as a token is ready, without lingering
+        (nothing more is coming soon); False: linger again."""
         with self._lock:
-            self._flush = True
+            self._flush = on
 
     def waiting(self) -> int:
         with self._lock:
@@ -245,10 +246,10 @@ class Coalescer:
         with self._lock:
             now = time.monotonic()
             first = now if self._first is None else self._first
-            if len(self._waiting) >= self.size or self._flush:
+            if len(self._waiting) >= self.size:
                 return True, 0.0
             lingered = now - first
-            if token_wait <= 0 and lingered >= self.linger:
+            if token_wait <= 0 and (self._flush or lingered >= self.linger):
                 return True, 0.0
             if lingered >= self.linger + _TOKEN_GATHER:  # a long pause: the pipeline decides
                 return True, 0.0
@@ -311,7 +312,6 @@ class Coalescer:
             self._leading = True
             return
         self._leading = False
-        self._flush = False
         self._first = None
 
 

@@ -302,9 +302,10 @@ class MusicBrainzClient(SyncClientMixin, _MusicBrainz):
         (default 0.02), ``enabled=False`` for one ``/ws/2/isrc`` request per call."""
         _isrc_batch.coalescer_for(self).configure(size=size, linger=linger, enabled=enabled)
 
-    def flush_isrc_batch(self) -> None:
-        """Send the ISRCs waiting for a batch now, without lingering."""
-        _isrc_batch.coalescer_for(self).flush()
+    def flush_isrc_batch(self, on: bool = True) -> None:
+        """From now on send each ISRC batch as soon as a token is ready, without lingering
+        (nothing more is coming soon); ``on=False`` lingers again."""
+        _isrc_batch.coalescer_for(self).flush(on)
 
 
 class AsyncMusicBrainzClient(AsyncClientMixin, _MusicBrainz):
@@ -346,6 +347,6 @@ class AsyncMusicBrainzClient(AsyncClientMixin, _MusicBrainz):
         """See :meth:`MusicBrainzClient.configure_isrc_batching`."""
         _isrc_batch.coalescer_for(self).configure(size=size, linger=linger, enabled=enabled)
 
-    def flush_isrc_batch(self) -> None:
+    def flush_isrc_batch(self, on: bool = True) -> None:
         """See :meth:`MusicBrainzClient.flush_isrc_batch`."""
-        _isrc_batch.coalescer_for(self).flush()
+        _isrc_batch.coalescer_for(self).flush(on)
