@@ -593,8 +593,8 @@ class _Stage:
         return True
 
     def failed(self, record: dict[str, Any], exc: BaseException) -> None:
-        until = _pending_until(exc)
-        if until is not None and until > self.until:
+        until = self.until if exc is self.paused else _pending_until(exc)
+        if until is not None and until > self.until + 1.0:
             self.paused, self.until = exc, until
             log.warning(
                 "%s paused until %s (%s): its rows are left pending",
@@ -605,6 +605,10 @@ class _Stage:
         _failed(record, self.name, exc, until)
 
     async def call(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        """``fn()`` within the stage's timeout; the pause's error while paused (a row that
+        waited at the gate while another row's call brought the pause)."""
+        if self.paused is not None and time.time() < self.until:
+            raise self.paused
         try:
             async with asyncio.timeout(self.timeout):
                 return await fn()
@@ -625,6 +629,7 @@ class _Ids:
         self._waiting: dict[str, list[asyncio.Future[tuple[Any, str | None]]]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task[None]] = set()
+        self._probe: asyncio.Event | None = None
 
     async def get(self, track_id: str) -> tuple[Any, str | None]:
         """The track (or None) and where it came from."""
@@ -653,10 +658,20 @@ class _Ids:
     async def _fetch(self, batch: dict[str, list[asyncio.Future[tuple[Any, str | None]]]]) -> None:
         ids = list(batch)
         try:
+            # The first batch goes alone: its answer tells the client whether this app may
+            # batch at all (Development Mode answers 403), so the 403 comes once.
+            if self._probe is None:
+                self._probe = asyncio.Event()
+                probing = True
+            else:
+                probing = False
+                await self._probe.wait()
             async with self._stage.gate:
                 with track_sources() as sources:
                     tracks = await self._stage.call(lambda: self._spotify.get_tracks(ids))
         except BaseException as exc:
+            if probing and self._probe is not None:
+                self._probe.set()
             for futures in batch.values():
                 for future in futures:
                     if not future.done():
@@ -664,6 +679,8 @@ class _Ids:
             if not isinstance(exc, Exception):
                 raise
             return
+        if probing and self._probe is not None:
+            self._probe.set()
         source = sources.by_provider.get("spotify")
         for tid, track in zip(ids, tracks, strict=True):
             for future in batch[tid]:
