@@ -698,8 +698,10 @@ class _Run:
         timeouts: Mapping[str, float] | None = None,
         *,
         steer: bool = False,
+        batching: bool = True,
     ) -> None:
         self.providers = providers
+        self.batching = batching
         self.steer = steer  # a whole run tells the client's ISRC batching when to linger
         limits = {**STAGE_TIMEOUTS, **(timeouts or {})}
         self.stages = {
@@ -783,7 +785,12 @@ async def _musicbrainz(run: _Run, row: Row, isrc: str | None, record: dict[str, 
     try:
         with track_sources() as sources:
             method = "isrc"
-            recording = await stage.call(lambda: mb.lookup_isrc(isrc)) if isrc else None
+            recording = None
+            if isrc and run.batching:
+                recording = await stage.call(lambda: mb.lookup_isrc(isrc))
+            elif isrc:  # one request a row: through the gate, or they queue past deadlines
+                async with stage.gate:
+                    recording = await stage.call(lambda: mb.lookup_isrc(isrc))
             if recording is None:
                 method = "fallback" if isrc else "search"
                 async with stage.gate:
@@ -957,7 +964,7 @@ async def enrich(
         )
     size = window if window is not None else max(DEFAULT_WINDOW, 4 * concurrency)
     with _locked(output_path), _isrc_batching(providers.musicbrainz, batching):
-        run = _Run(providers, concurrency, timeouts, steer=True)
+        run = _Run(providers, concurrency, timeouts, steer=True, batching=batching)
         return await _run(run, input_path, output_path, size, retry_failed, on_progress)
 
 
