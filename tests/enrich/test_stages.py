@@ -25,6 +25,7 @@ from tunegate.emulator import (
     Emulator,
 )
 from tunegate.enrich import EnrichSummary, Providers, enrich
+from tunegate.exceptions import ConfigurationError
 
 
 def records(path: Path) -> list[dict[str, Any]]:
@@ -202,3 +203,58 @@ def test_a_long_retry_after_leaves_spotify_pending_and_the_rest_done(
     assert requests_to(emulator, "lastfm") == fm_before  # all from the cache
     # MusicBrainz: only the ISRC batch Spotify now makes possible, nothing repeated.
     assert requests_to(emulator, "musicbrainz") - mb_before <= 2
+
+
+def test_a_slow_provider_times_out_alone(tmp_path: Path, emulator: Emulator) -> None:
+    """Last.fm slower than its stage's timeout: its part is an error for each row, and
+    Spotify and MusicBrainz still fill every record."""
+    emulator.set_faults("lastfm:latency=2s")
+    inp, out = tmp_path / "in.csv", tmp_path / "out.jsonl"
+    write_rows(emulator, inp, 5, ("isrc",))
+    summary = run(emulator, inp, out, timeouts={"lastfm": 0.3})
+    recs = records(out)
+    assert summary.status["partial"] == 5
+    for r in recs:
+        assert r["providers"]["lastfm"] == {"status": "error", "error": "ProviderUnavailable"}
+        assert "stage's timeout" in r["errors"]["lastfm"]
+        assert r["providers"]["spotify"]["status"] == "found"
+        assert r["providers"]["musicbrainz"]["status"] == "found"
+
+
+class _SlowTags:
+    """A Last.fm double that holds each call and counts the rows in flight."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.most = 0
+        self.calls = 0
+
+    async def get_track_tags(self, artist: str, title: str) -> list[str]:
+        self.calls += 1
+        self.active += 1
+        self.most = max(self.most, self.active)
+        await asyncio.sleep(0.01)
+        self.active -= 1
+        return ["rock"]
+
+
+def test_rows_in_flight_stay_within_the_window(tmp_path: Path) -> None:
+    """Whatever the input's size, at most ``window`` rows are in flight (here 4, with 8
+    calls allowed at once), and every row gets its one record, in row order."""
+    inp, out = tmp_path / "in.csv", tmp_path / "out.jsonl"
+    inp.write_text("artist,title\n" + "".join(f"a{i},t{i}\n" for i in range(200)))
+    tags = _SlowTags()
+    summary = asyncio.run(enrich(Providers(lastfm=tags), inp, out, concurrency=8, window=4))
+    assert tags.most <= 4
+    assert tags.calls == 200
+    assert summary.complete
+    assert [r["row"] for r in records(out)] == list(range(200))
+
+
+def test_bad_settings_are_refused_before_any_row(tmp_path: Path) -> None:
+    inp, out = tmp_path / "in.csv", tmp_path / "out.jsonl"
+    inp.write_text("artist,title\na,b\n")
+    for kw in ({"window": 0}, {"timeouts": {"lastfm": 0}}, {"timeouts": {"deezer": 1.0}}):
+        with pytest.raises(ConfigurationError):
+            asyncio.run(enrich(Providers(lastfm=_SlowTags()), inp, out, **kw))
+    assert not out.exists()
