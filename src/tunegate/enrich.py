@@ -3,7 +3,10 @@
 For every input row: Spotify ``search_track`` gives the track and its ISRC; MusicBrainz
 ``lookup_isrc`` gives the recording (``search_recording`` when Spotify had no ISRC or
 MusicBrainz does not know it); Last.fm ``get_track_tags`` gives the tags. One provider
-failing leaves the others' answers in the record, with the error named.
+failing leaves the others' answers in the record, with the error named. Each provider is
+a stage with its own concurrency, timeout and pause; Spotify and Last.fm start at once,
+MusicBrainz when the ISRC is known, its lookups batched 50 to a request, so a run takes
+about max over providers of (calls / rate) (``docs/enrich.md``).
 
 The output is JSON Lines, one record per row, appended as each row finishes, so a killed run
 loses at most the rows in flight. A re-run resumes: rows whose last record is ``ok`` (or
