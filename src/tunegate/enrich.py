@@ -677,8 +677,12 @@ class _Ids:
                 self._probe.set()
             for futures in batch.values():
                 for future in futures:
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(exc, Exception):
                         future.set_exception(exc)
+                    else:  # cancelled: so are the rows waiting for this batch
+                        future.cancel()
             if not isinstance(exc, Exception):
                 raise
             return
