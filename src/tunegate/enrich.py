@@ -3,7 +3,10 @@
 For every input row: Spotify ``search_track`` gives the track and its ISRC; MusicBrainz
 ``lookup_isrc`` gives the recording (``search_recording`` when Spotify had no ISRC or
 MusicBrainz does not know it); Last.fm ``get_track_tags`` gives the tags. One provider
-failing leaves the others' answers in the record, with the error named.
+failing leaves the others' answers in the record, with the error named. Each provider is
+a stage with its own concurrency, timeout and pause; Spotify and Last.fm start at once,
+MusicBrainz when the ISRC is known, its lookups batched 50 to a request, so a run takes
+about max over providers of (calls / rate) (``docs/enrich.md``).
 
 The output is JSON Lines, one record per row, appended as each row finishes, so a killed run
 loses at most the rows in flight. A re-run resumes: rows whose last record is ``ok`` (or
@@ -25,7 +28,7 @@ import os
 import re
 import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,10 +43,12 @@ from tunegate.exceptions import (
     ConfigurationError,
     InvalidInput,
     NotFound,
+    ProviderUnavailable,
     RateLimited,
     RateLimitTimeout,
     TunegateError,
 )
+from tunegate.observability import track_sources
 from tunegate.providers import matching, validate
 
 __all__ = [
@@ -510,6 +515,7 @@ def _blank(row: Row) -> dict[str, Any]:
         "spotify": None,
         "musicbrainz": None,
         "lastfm_tags": None,
+        "sources": {},
         "errors": {},
     }
 
@@ -526,9 +532,11 @@ def _pending_until(exc: BaseException) -> float | None:
     return None
 
 
-def _failed(record: dict[str, Any], provider: str, exc: BaseException) -> None:
+def _failed(
+    record: dict[str, Any], provider: str, exc: BaseException, until: float | None = None
+) -> None:
     record["errors"][provider] = _error(exc)
-    until = _pending_until(exc)
+    until = until if until is not None else _pending_until(exc)
     part: dict[str, Any] = {"status": "pending" if until is not None else "error"}
     if until is not None:
         part["retry_at"] = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
@@ -550,6 +558,338 @@ def _row_status(record: dict[str, Any]) -> str:
     return "ok" if "found" in tried else "not_found"
 
 
+# -- stages ------------------------------------------------------------------------------
+# Each provider is a stage with its own concurrency, its own timeout and its own pause;
+# its rate is its client's limiter. A row runs Spotify and Last.fm at once, MusicBrainz
+# once the ISRC is known, so a run takes about max over providers of (calls / rate).
+
+STAGE_TIMEOUTS: dict[str, float] = {"spotify": 60.0, "musicbrainz": 180.0, "lastfm": 60.0}
+"""Seconds one row's part at a provider may take in all (token waits, retries, and for
+MusicBrainz the batches ahead of it at 1 request/s); past it the part is an error."""
+DEFAULT_WINDOW = 256
+"""Rows in flight at most (memory is bounded by it whatever the input's size); at least
+a few ISRC batches' worth, so MusicBrainz searches go out full."""
+ISRC_LINGER = 5.0
+"""Seconds an ISRC batch waits to fill while Spotify is still finding ISRCs (a batch goes
+at once when full, or when no row in flight can bring another ISRC)."""
+_MB_SEARCHES = 2  # title searches at once: at 1/s more would only queue past their deadline
+_ID_BATCH = 50  # GET /v1/tracks?ids= takes 50
+_ID_LINGER = 0.05  # seconds a Spotify id batch waits for company
+
+
+class _Stage:
+    """One provider's stage: its gate (calls in flight), its timeout, and its pause (a
+    provider that asked for a long wait is not asked again before then in this run)."""
+
+    def __init__(self, name: str, concurrency: int, timeout: float) -> None:
+        self.name = name
+        self.gate = asyncio.Semaphore(concurrency)
+        self.timeout = timeout
+        self.paused: BaseException | None = None
+        self.until = 0.0  # UNIX time
+
+    def skip(self, record: dict[str, Any]) -> bool:
+        """Mark the row pending without a call while the stage is paused."""
+        if self.paused is None or time.time() >= self.until:
+            return False
+        _failed(record, self.name, self.paused, self.until)
+        return True
+
+    def failed(self, record: dict[str, Any], exc: BaseException) -> None:
+        until = self.until if exc is self.paused else _pending_until(exc)
+        if until is not None and until > self.until + 1.0:
+            self.paused, self.until = exc, until
+            log.warning(
+                "%s paused until %s (%s): its rows are left pending",
+                self.name,
+                datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"),
+                type(exc).__name__,
+            )
+        _failed(record, self.name, exc, until)
+
+    async def call(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        """``fn()`` within the stage's timeout; the pause's error while paused (a row that
+        waited at the gate while another row's call brought the pause)."""
+        if self.paused is not None and time.time() < self.until:
+            raise self.paused
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await fn()
+        except TimeoutError:
+            raise ProviderUnavailable(
+                f"no answer within {self.timeout:g} s (the enrich stage's timeout)",
+                provider=self.name,
+            ) from None
+
+
+class _Ids:
+    """Spotify ids gathered into ``get_tracks`` calls of up to 50 (the client falls back to
+    single ``GET /v1/tracks/{id}`` on Development Mode's 403 and remembers it)."""
+
+    def __init__(self, spotify: Any, stage: _Stage) -> None:
+        self._spotify = spotify
+        self._stage = stage
+        self._waiting: dict[str, list[asyncio.Future[tuple[Any, str | None]]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+        self._probe: asyncio.Event | None = None
+
+    async def get(self, track_id: str) -> tuple[Any, str | None]:
+        """The track (or None) and where it came from."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Any, str | None]] = loop.create_future()
+        self._waiting.setdefault(track_id, []).append(future)
+        if len(self._waiting) >= _ID_BATCH:
+            self._send()
+        elif self._timer is None:
+            self._timer = loop.call_later(_ID_LINGER, self._send)
+        return await future
+
+    def _send(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        ids = list(self._waiting)[:_ID_BATCH]
+        batch = {tid: self._waiting.pop(tid) for tid in ids}
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._fetch(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        if self._waiting:
+            self._timer = asyncio.get_running_loop().call_later(_ID_LINGER, self._send)
+
+    async def _fetch(self, batch: dict[str, list[asyncio.Future[tuple[Any, str | None]]]]) -> None:
+        ids = list(batch)
+        try:
+            # The first batch goes alone: its answer tells the client whether this app may
+            # batch at all (Development Mode answers 403), so the 403 comes once.
+            if self._probe is None:
+                self._probe = asyncio.Event()
+                probing = True
+            else:
+                probing = False
+                await self._probe.wait()
+            async with self._stage.gate:
+                with track_sources() as sources:
+                    tracks = await self._stage.call(lambda: self._spotify.get_tracks(ids))
+        except BaseException as exc:
+            if probing and self._probe is not None:
+                self._probe.set()
+            for futures in batch.values():
+                for future in futures:
+                    if future.done():
+                        continue
+                    if isinstance(exc, Exception):
+                        future.set_exception(exc)
+                    else:  # cancelled: so are the rows waiting for this batch
+                        future.cancel()
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if probing and self._probe is not None:
+            self._probe.set()
+        source = sources.by_provider.get("spotify")
+        for tid, track in zip(ids, tracks, strict=True):
+            for future in batch[tid]:
+                if not future.done():
+                    future.set_result((track, source))
+
+
+class _Run:
+    """The stages of one run and what decides when an ISRC batch may go before it is full."""
+
+    def __init__(
+        self,
+        providers: Providers,
+        concurrency: int = 8,
+        timeouts: Mapping[str, float] | None = None,
+        *,
+        steer: bool = False,
+        batching: bool = True,
+    ) -> None:
+        self.providers = providers
+        self.batching = batching
+        self.steer = steer  # a whole run tells the client's ISRC batching when to linger
+        limits = {**STAGE_TIMEOUTS, **(timeouts or {})}
+        self.stages = {
+            "spotify": _Stage("spotify", concurrency, limits["spotify"]),
+            "musicbrainz": _Stage("musicbrainz", _MB_SEARCHES, limits["musicbrainz"]),
+            "lastfm": _Stage("lastfm", concurrency, limits["lastfm"]),
+        }
+        self.ids = _Ids(providers.spotify, self.stages["spotify"])
+        self.before_mb = 0  # rows in flight that may still bring MusicBrainz an ISRC
+        self.reader_done = False
+        self.reader_blocked = False
+
+    def reached_musicbrainz(self) -> None:
+        self.before_mb -= 1
+        self.maybe_flush()
+
+    def started(self) -> None:
+        """A row that will ask MusicBrainz started: ISRC batches may linger again."""
+        self.before_mb += 1
+        if self.before_mb == 1:
+            self._flush(False)
+
+    def maybe_flush(self) -> None:
+        """No row in flight can bring another ISRC and no new row can start (input done,
+        or the window full): ISRC batches go without lingering."""
+        if self.before_mb <= 0 and (self.reader_done or self.reader_blocked):
+            self._flush(True)
+
+    def _flush(self, on: bool) -> None:
+        mb = self.providers.musicbrainz
+        if self.steer and mb is not None and hasattr(mb, "flush_isrc_batch"):
+            mb.flush_isrc_batch(on)
+
+
+async def _spotify(run: _Run, row: Row, record: dict[str, Any]) -> str | None:
+    """Spotify's part of the record; the ISRC it found, if any."""
+    sp, stage = run.providers.spotify, run.stages["spotify"]
+    state = record["providers"]
+    if stage.skip(record):
+        return None
+    try:
+        source: str | None
+        if row.spotify_id and hasattr(sp, "get_tracks"):
+            method = "id"
+            track, source = await run.ids.get(row.spotify_id)
+        else:
+            async with stage.gate:
+                with track_sources() as sources:
+                    if row.spotify_id:
+                        method = "id"
+                        track = await stage.call(lambda: sp.get_track(row.spotify_id))
+                    elif row.isrc:
+                        method = "isrc"
+                        track = await stage.call(lambda: sp.search_by_isrc(row.isrc))
+                    else:
+                        method = "search"
+                        track = await stage.call(lambda: sp.search_track(row.artist, row.title))
+            source = sources.by_provider.get("spotify")
+        part = _spotify_part(track)
+        record["spotify"] = part
+        state["spotify"] = {"status": "found" if part else "not_found"}
+        _source(record, "spotify", source)
+        if part:
+            record["match"]["spotify"] = _match(row, part["name"], part["artists"], method)
+            return str(part["isrc"]) if part["isrc"] else None
+    except NotFound:
+        state["spotify"] = {"status": "not_found"}
+    except TunegateError as exc:
+        stage.failed(record, exc)
+    return None
+
+
+async def _musicbrainz(run: _Run, row: Row, isrc: str | None, record: dict[str, Any]) -> None:
+    """MusicBrainz's part: the ISRC is the join key (looked up in batches: many rows wait
+    at once, outside the stage's gate); a title search when there is none, or when
+    MusicBrainz does not know it."""
+    mb, stage = run.providers.musicbrainz, run.stages["musicbrainz"]
+    state = record["providers"]
+    if stage.skip(record):
+        return
+    try:
+        with track_sources() as sources:
+            method = "isrc"
+            recording = None
+            if isrc and run.batching:
+                recording = await stage.call(lambda: mb.lookup_isrc(isrc))
+            elif isrc:  # one request a row: through the gate, or they queue past deadlines
+                async with stage.gate:
+                    recording = await stage.call(lambda: mb.lookup_isrc(isrc))
+            if recording is None:
+                method = "fallback" if isrc else "search"
+                async with stage.gate:
+                    recording = await stage.call(lambda: mb.search_recording(row.artist, row.title))
+        part = _musicbrainz_part(recording)
+        if part is not None:
+            found = recording.get("isrcs") or ()
+            part["isrc"] = isrc if method == "isrc" else (found[0] if found else None)
+        record["musicbrainz"] = part
+        state["musicbrainz"] = {"status": "found" if part else "not_found"}
+        _source(record, "musicbrainz", sources.by_provider.get("musicbrainz"))
+        if part:
+            record["match"]["musicbrainz"] = _match(row, part["title"], part["artists"], method)
+    except NotFound:
+        state["musicbrainz"] = {"status": "not_found"}
+    except TunegateError as exc:
+        stage.failed(record, exc)
+
+
+async def _lastfm(run: _Run, row: Row, record: dict[str, Any]) -> None:
+    """Last.fm's tags (it needs no ISRC: it starts with Spotify)."""
+    fm, stage = run.providers.lastfm, run.stages["lastfm"]
+    state = record["providers"]
+    if stage.skip(record):
+        return
+    try:
+        async with stage.gate:
+            with track_sources() as sources:
+                tags = list(await stage.call(lambda: fm.get_track_tags(row.artist, row.title)))
+                known = bool(tags)
+                if not known:  # [] is both "unknown track" and "no tags": ask which
+                    info = await stage.call(lambda: fm.get_track_info(row.artist, row.title))
+                    known = info is not None
+        record["lastfm_tags"] = tags if known else None
+        state["lastfm"] = {"status": "found" if known else "not_found"}
+        if known:
+            state["lastfm"]["tags"] = len(tags)
+        _source(record, "lastfm", sources.by_provider.get("lastfm"))
+    except NotFound:
+        state["lastfm"] = {"status": "not_found"}
+    except TunegateError as exc:
+        stage.failed(record, exc)
+
+
+def _source(record: dict[str, Any], provider: str, source: str | None) -> None:
+    if source is not None:
+        record["sources"][provider] = source
+
+
+async def _staged_row(run: _Run, row: Row) -> dict[str, Any]:
+    record = _blank(row)
+    counted = run.providers.musicbrainz is not None
+    try:
+        try:
+            if row.error is not None:
+                raise InvalidInput("row", row.error)
+            validate.text(row.artist, "artist")
+            validate.text(row.title, "title")
+        except InvalidInput as exc:
+            record["errors"]["input"] = _error(exc)
+            record["status"] = "invalid"
+            return record
+        for name in ("spotify", "musicbrainz", "lastfm"):
+            record["providers"][name] = {"status": "skipped"}
+        p = run.providers
+        lastfm = asyncio.ensure_future(_lastfm(run, row, record)) if p.lastfm is not None else None
+        try:
+            spotify = None
+            if p.spotify is not None:
+                spotify = asyncio.ensure_future(_spotify(run, row, record))
+            isrc = row.isrc
+            if p.musicbrainz is not None:
+                if isrc is None and spotify is not None:
+                    isrc = await spotify
+                counted = False
+                run.reached_musicbrainz()
+                await _musicbrainz(run, row, isrc, record)
+            if spotify is not None:
+                await spotify
+            if lastfm is not None:
+                await lastfm
+        finally:
+            for task in (lastfm, spotify):
+                if task is not None and not task.done():
+                    task.cancel()
+        record["status"] = _row_status(record)
+        return record
+    finally:
+        if counted:
+            run.reached_musicbrainz()
+
+
 async def enrich_row(providers: Providers, row: Row) -> dict[str, Any]:
     """One row's record. Provider errors are recorded in it, never raised; bad input is
     recorded as ``invalid`` without a network call.
@@ -558,88 +898,19 @@ async def enrich_row(providers: Providers, row: Row) -> dict[str, Any]:
     configured) or ``pending`` (refused for longer than a run waits; ``retry_at`` says
     when it may be asked again). ``match`` gives, per provider found, the match score (0-1,
     from :mod:`tunegate.providers.matching`) and the method: ``id``, ``isrc``, ``search``
-    or ``fallback`` (a title search after the ISRC was not known).
+    or ``fallback`` (a title search after the ISRC was not known). ``sources`` says per
+    provider that answered where the answer came from: ``api``, ``cache`` or ``stale``.
     """
-    record = _blank(row)
-    errors: dict[str, str] = record["errors"]
-    state: dict[str, Any] = record["providers"]
-    try:
-        if row.error is not None:
-            raise InvalidInput("row", row.error)
-        validate.text(row.artist, "artist")
-        validate.text(row.title, "title")
-    except InvalidInput as exc:
-        errors["input"] = _error(exc)
-        record["status"] = "invalid"
-        return record
-    for name in ("spotify", "musicbrainz", "lastfm"):
-        state[name] = {"status": "skipped"}
-
-    isrc: str | None = row.isrc
-    if providers.spotify is not None:
-        try:
-            if row.spotify_id:
-                method = "id"
-                track = await providers.spotify.get_track(row.spotify_id)
-            elif row.isrc:
-                method = "isrc"
-                track = await providers.spotify.search_by_isrc(row.isrc)
-            else:
-                method = "search"
-                track = await providers.spotify.search_track(row.artist, row.title)
-            part = _spotify_part(track)
-            record["spotify"] = part
-            state["spotify"] = {"status": "found" if part else "not_found"}
-            if part:
-                isrc = isrc or part["isrc"]
-                record["match"]["spotify"] = _match(row, part["name"], part["artists"], method)
-        except NotFound:
-            state["spotify"] = {"status": "not_found"}
-        except TunegateError as exc:
-            _failed(record, "spotify", exc)
-
-    if providers.musicbrainz is not None:
-        try:
-            # The ISRC is the join key; a title search is the fallback when there is none.
-            method = "isrc"
-            recording = await providers.musicbrainz.lookup_isrc(isrc) if isrc else None
-            if recording is None:
-                method = "fallback" if isrc else "search"
-                recording = await providers.musicbrainz.search_recording(row.artist, row.title)
-            part = _musicbrainz_part(recording)
-            record["musicbrainz"] = part
-            state["musicbrainz"] = {"status": "found" if part else "not_found"}
-            if part:
-                record["match"]["musicbrainz"] = _match(row, part["title"], part["artists"], method)
-        except NotFound:
-            state["musicbrainz"] = {"status": "not_found"}
-        except TunegateError as exc:
-            _failed(record, "musicbrainz", exc)
-
-    if providers.lastfm is not None:
-        try:
-            tags = list(await providers.lastfm.get_track_tags(row.artist, row.title))
-            known = bool(tags)
-            if not known:  # [] is both "unknown track" and "no tags": ask which
-                known = await providers.lastfm.get_track_info(row.artist, row.title) is not None
-            record["lastfm_tags"] = tags if known else None
-            state["lastfm"] = {"status": "found" if known else "not_found"}
-            if known:
-                state["lastfm"]["tags"] = len(tags)
-        except NotFound:
-            state["lastfm"] = {"status": "not_found"}
-        except TunegateError as exc:
-            _failed(record, "lastfm", exc)
-
-    record["status"] = _row_status(record)
-    return record
+    run = _Run(providers)
+    run.before_mb = 1 if providers.musicbrainz is not None else 0
+    return await _staged_row(run, row)
 
 
-async def _safe_row(providers: Providers, row: Row) -> dict[str, Any]:
-    """:func:`enrich_row`, with a bug of ours recorded against the row instead of stopping
+async def _safe_row(run: _Run, row: Row) -> dict[str, Any]:
+    """One row's record, with a bug of ours recorded against the row instead of stopping
     the whole run (logged with its traceback, so it is not hidden)."""
     try:
-        return await enrich_row(providers, row)
+        return await _staged_row(run, row)
     except Exception as exc:
         log.exception("row %d: unexpected error", row.index)
         record = _blank(row)
@@ -677,24 +948,57 @@ async def enrich(
     concurrency: int = 8,
     retry_failed: bool = True,
     on_progress: Callable[[dict[str, Any] | None], None] | None = None,
+    window: int | None = None,
+    batching: bool = True,
+    timeouts: Mapping[str, float] | None = None,
 ) -> EnrichSummary:
     """Enrich every row of ``input_path`` into ``output_path`` (resuming where it stopped).
 
+    A stage per provider: ``concurrency`` calls in flight each at Spotify and Last.fm,
+    MusicBrainz's ISRC lookups in batches (``batching=False``: one ``/ws/2/isrc`` request
+    a row, the baseline), at most ``window`` rows in flight (default
+    :data:`DEFAULT_WINDOW`), ``timeouts`` per provider (default :data:`STAGE_TIMEOUTS`).
     ``on_progress`` is called once per row: with the new record, or None for a skipped row.
     """
     if concurrency < 1:
         raise ConfigurationError("concurrency must be at least 1")
-    with _locked(output_path):
-        return await _run(
-            providers, input_path, output_path, concurrency, retry_failed, on_progress
+    if window is not None and window < 1:
+        raise ConfigurationError("window must be at least 1")
+    unknown = set(timeouts or ()) - set(STAGE_TIMEOUTS)
+    if unknown or any(not t > 0 for t in (timeouts or {}).values()):
+        raise ConfigurationError(
+            f"timeouts: positive seconds for {', '.join(STAGE_TIMEOUTS)}, got {timeouts!r}"
         )
+    size = window if window is not None else max(DEFAULT_WINDOW, 4 * concurrency)
+    with _locked(output_path), _isrc_batching(providers.musicbrainz, batching):
+        run = _Run(providers, concurrency, timeouts, steer=True, batching=batching)
+        return await _run(run, input_path, output_path, size, retry_failed, on_progress)
+
+
+@contextmanager
+def _isrc_batching(mb: Any, on: bool) -> Iterator[None]:
+    """The run's ISRC batching on the MusicBrainz client (a longer linger: Spotify brings
+    ISRCs over time), put back as it was afterwards."""
+    if mb is None or not hasattr(mb, "configure_isrc_batching"):
+        yield
+        return
+    from tunegate.clients._isrc_batch import coalescer_for
+
+    coalescer = coalescer_for(mb)
+    before = (coalescer.linger, coalescer.enabled)
+    mb.configure_isrc_batching(linger=ISRC_LINGER, enabled=on)
+    try:
+        yield
+    finally:
+        mb.configure_isrc_batching(linger=before[0], enabled=before[1])
+        mb.flush_isrc_batch(False)
 
 
 async def _run(
-    providers: Providers,
+    run: _Run,
     input_path: Path,
     output_path: Path,
-    concurrency: int,
+    window: int,
     retry_failed: bool,
     on_progress: Callable[[dict[str, Any] | None], None] | None,
 ) -> EnrichSummary:
@@ -702,16 +1006,18 @@ async def _run(
     index = _prepare(input_path, output_path)
     summary = EnrichSummary()
     writer = _Writer(output_path)
-    queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=concurrency * 2)
-    # Rewrite at the end when the file is not one record per row in row order: workers
+    # Rewrite at the end when the file is not one record per row in row order: rows
     # finish out of order, and retried rows supersede their earlier record.
     untidy = not index.ordered
     last = len(index.status) - 1
+    room = asyncio.Semaphore(window)
+    tasks: set[asyncio.Task[None]] = set()
+    broken: list[BaseException] = []  # a row task that died (the disk is full, say)
 
-    async def worker() -> None:
+    async def one(row: Row) -> None:
         nonlocal untidy, last
-        while (row := await queue.get()) is not None:
-            record = await _safe_row(providers, row)
+        try:
+            record = await _safe_row(run, row)
             if row.index <= last:
                 untidy = True
             last = max(last, row.index)
@@ -722,19 +1028,18 @@ async def _run(
                 counts[part["status"]] += 1
             if on_progress is not None:
                 on_progress(record)
+        finally:
+            room.release()
 
-    async def feed(row: Row | None) -> None:
-        # A worker that died (the disk is full, say) must stop the run, not leave the
-        # producer waiting for queue room forever.
-        put = asyncio.ensure_future(queue.put(row))
-        done, _ = await asyncio.wait({put, *workers}, return_when=asyncio.FIRST_COMPLETED)
-        if put not in done:
-            put.cancel()
-            await asyncio.gather(*workers)  # raises the dead worker's error
+    def finished(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            broken.append(task.exception())  # type: ignore[arg-type]
 
-    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
     try:
         for row in read_rows(input_path):
+            if broken:
+                raise broken[0]
             summary.total += 1
             previous = index.last_status(row.index)
             if previous is not None and index.digest[row.index] != row.digest:
@@ -747,13 +1052,29 @@ async def _run(
                 if on_progress is not None:
                     on_progress(None)
                 continue
-            await feed(row)
-        for _ in workers:
-            await feed(None)
-        await asyncio.gather(*workers)
+            if room.locked():  # the window is full: no new row will bring an ISRC soon
+                run.reader_blocked = True
+                run.maybe_flush()
+            await room.acquire()
+            run.reader_blocked = False
+            if run.providers.musicbrainz is not None:
+                run.started()
+            task = asyncio.create_task(one(row))
+            tasks.add(task)
+            task.add_done_callback(finished)
+            if summary.total % 64 == 0:
+                await asyncio.sleep(0)  # let rows start while the input is read
+        run.reader_done = True
+        run.maybe_flush()
+        while tasks and not broken:
+            await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
+        if broken:
+            raise broken[0]
     finally:
-        for w in workers:
-            w.cancel()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         writer.close()
     if untidy:
         _compact(output_path)

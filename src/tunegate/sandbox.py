@@ -1,11 +1,10 @@
 """``--sandbox``: run a command against the built-in emulator instead of the real providers.
 
 The emulator serves all three APIs on loopback with its default test credentials, so the
-sandbox needs none of yours. Its MusicBrainz is configured like a self-hosted mirror (20
-requests/s instead of the official 1/s, which tunegate keeps against musicbrainz.org), so a
-demo of a few hundred rows takes seconds rather than minutes; everything else, quotas
-included, behaves as the real services do. (The real 1/s waits for MusicBrainz batching:
-today ``enrich`` makes one MusicBrainz call per row.)
+sandbox needs none of yours. Its quotas are the real services': MusicBrainz at 1 request/s
+(ISRC lookups go out in batches of 50, so a demo still finishes in about the time Last.fm's
+5/s allows; see docs/enrich.md). ``mirror=True`` (or ``TUNEGATE_SANDBOX_MIRROR=1``) serves
+MusicBrainz at 20 requests/s instead, as a self-hosted mirror would.
 
 The cache keys of a non-official origin carry a digest of its URL, port included, so the
 emulator listens on a port derived from its seed and catalogue size: the same sandbox gets
@@ -33,9 +32,10 @@ from tunegate.clients import Settings
 from tunegate.emulator import Emulator
 from tunegate.emulator.config import RateLimit
 
-__all__ = ["MIRROR_RATE", "sandbox", "sandbox_port", "write_sample_input"]
+__all__ = ["MIRROR_RATE", "OFFICIAL_RATE", "sandbox", "sandbox_port", "write_sample_input"]
 
 MIRROR_RATE = 20.0
+OFFICIAL_RATE = 1.0  # musicbrainz.org: 1 request/s per IP
 
 
 _PORTS = (20_000, 32_000)  # below the usual ephemeral range (Linux: 32768 and up)
@@ -50,6 +50,7 @@ def sandbox_port(seed: int, catalog_size: int, attempt: int = 0) -> int:
 
 
 _MIRROR = RateLimit(int(MIRROR_RATE), 1.0)
+_OFFICIAL = RateLimit(int(OFFICIAL_RATE), 1.0)
 _LINGER = 600.0  # the owner waits at most this long for attached runs to finish
 
 
@@ -58,7 +59,7 @@ class _Attached(Emulator):
     started or stopped here; its stats come over HTTP."""
 
     def __init__(self, *, catalog_size: int, seed: int, port: int) -> None:
-        super().__init__(catalog_size=catalog_size, seed=seed, port=port, musicbrainz_rate=_MIRROR)
+        super().__init__(catalog_size=catalog_size, seed=seed, port=port)
         self._mark = _attached_dir(port) / str(os.getpid())
         self._mark.parent.mkdir(parents=True, exist_ok=True)
         self._mark.touch()
@@ -97,10 +98,10 @@ def _same_sandbox(port: int, seed: int, catalog_size: int) -> bool:
     return isinstance(info, dict) and (info.get("seed"), info.get("size")) == (seed, catalog_size)
 
 
-def _start(seed: int, catalog_size: int) -> Emulator:
+def _start(seed: int, catalog_size: int, mb_rate: RateLimit) -> Emulator:
     for attempt in range(_TRIES):
         port = sandbox_port(seed, catalog_size, attempt)
-        emu = Emulator(catalog_size=catalog_size, seed=seed, port=port, musicbrainz_rate=_MIRROR)
+        emu = Emulator(catalog_size=catalog_size, seed=seed, port=port, musicbrainz_rate=mb_rate)
         try:
             return emu.start()
         except RuntimeError as exc:
@@ -109,7 +110,7 @@ def _start(seed: int, catalog_size: int) -> Emulator:
         if _same_sandbox(port, seed, catalog_size):
             return _Attached(catalog_size=catalog_size, seed=seed, port=port)
     # Every stable port taken: a random one still works, only without cache reuse.
-    return Emulator(catalog_size=catalog_size, seed=seed, musicbrainz_rate=_MIRROR).start()
+    return Emulator(catalog_size=catalog_size, seed=seed, musicbrainz_rate=mb_rate).start()
 
 
 def _linger(emu: Emulator) -> None:
@@ -124,11 +125,24 @@ def _linger(emu: Emulator) -> None:
 
 
 @contextmanager
-def sandbox(seed: int = 0, catalog_size: int = 10_000) -> Iterator[tuple[Emulator, Settings]]:
-    """A running emulator and the :class:`Settings` that point the clients at it."""
-    emu = _start(seed, catalog_size)
+def sandbox(
+    seed: int = 0, catalog_size: int = 10_000, *, mirror: bool | None = None
+) -> Iterator[tuple[Emulator, Settings]]:
+    """A running emulator and the :class:`Settings` that point the clients at it; its
+    MusicBrainz at the official 1 request/s, or at 20/s with ``mirror`` (default:
+    ``$TUNEGATE_SANDBOX_MIRROR`` set to 1). An attached run (another process's sandbox)
+    takes the owner's quotas, whatever it asked; its clients pace themselves to them."""
+    if mirror is None:
+        mirror = os.environ.get("TUNEGATE_SANDBOX_MIRROR", "").strip().lower() in ("1", "true")
+    emu = _start(seed, catalog_size, _MIRROR if mirror else _OFFICIAL)
     try:
-        yield emu, Settings.from_env(emu.env())
+        env = emu.env()
+        if isinstance(emu, _Attached):  # pace to the owner's MusicBrainz quota
+            served = _get_json(f"{emu.urls.admin}/config") or {}
+            rate = served.get("musicbrainz_rate") or {}
+            if rate.get("requests") and rate.get("window"):
+                env["TUNEGATE_MUSICBRAINZ_RATE"] = f"{rate['requests'] / rate['window']:g}"
+        yield emu, Settings.from_env(env)
     finally:
         if not isinstance(emu, _Attached):
             _linger(emu)

@@ -232,7 +232,11 @@ def test_sandbox_second_run_is_served_from_cache(tmp_path: Path) -> None:
     calls = {(p, ep) for p, eps in second["emulator_requests"].items() for ep in eps}
     assert calls <= {("spotify", "token")}, calls
     assert second["providers"]["lastfm"]["calls"] == 0
-    assert records(tmp_path / "a.jsonl") == records(tmp_path / "b.jsonl")
+    a, b = records(tmp_path / "a.jsonl"), records(tmp_path / "b.jsonl")
+    # The same records, but for where the answers came from: the API, then the cache.
+    assert {s for r in b for s in r.pop("sources").values()} == {"cache"}
+    assert "api" in {s for r in a for s in r.pop("sources").values()}
+    assert a == b
 
 
 def test_ctrl_c_exits_130_and_removes_the_lock(tmp_path: Path) -> None:

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self, Unpack
 
 from tunegate._clock import Clock, SystemClock
+from tunegate._drive import adrive, drive
 from tunegate._http import HttpConfig
 from tunegate._http import user_agent as agent_header
 from tunegate._policy.classify import ProviderHook
+from tunegate.clients import _isrc_batch
 from tunegate.clients._base import (
     AsyncClientMixin,
     Changes,
@@ -217,6 +219,11 @@ class _MusicBrainz(ClientBase):
     ) -> Flow[list[MusicBrainzRecording]]:
         return (yield from self._flow(_ISRC_RECORDINGS, (isrc, inc), use_cache))
 
+    def _lookup_isrc(
+        self, isrc: str, inc: Inc, use_cache: bool
+    ) -> Flow[MusicBrainzRecording | None]:
+        return (yield from self._flow(_ISRC, (isrc, inc), use_cache))
+
 
 class MusicBrainzClient(SyncClientMixin, _MusicBrainz):
     """MusicBrainz for threads, through the cache, rate limiter, circuit breaker and retry.
@@ -239,8 +246,9 @@ class MusicBrainzClient(SyncClientMixin, _MusicBrainz):
         self, isrc: str, *, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
     ) -> MusicBrainzRecording | None:
         """The recording with this ISRC (of several, the earliest released non-video one),
-        or None when MusicBrainz knows no recording with it."""
-        return self._run(_ISRC, (isrc, inc), use_cache)
+        or None when MusicBrainz knows no recording with it. Calls made at the same time
+        from several threads are answered by batch searches (see :meth:`lookup_isrcs`)."""
+        return drive(_isrc_batch.lookup_isrc(self, isrc, inc, use_cache))
 
     def lookup_isrc_recordings(
         self, isrc: str, *, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
@@ -261,6 +269,30 @@ class MusicBrainzClient(SyncClientMixin, _MusicBrainz):
         """The recording with this MBID (any UUID spelling), or None."""
         return self._run(_RECORDING, (mbid, inc), use_cache)
 
+    def lookup_isrcs(
+        self, isrcs: Iterable[str], *, use_cache: bool = True, batch_size: int | None = None
+    ) -> list[MusicBrainzRecording | None]:
+        """What :meth:`lookup_isrc` gives for each ISRC, in order, asking MusicBrainz one
+        recording search (``isrc:A OR isrc:B ...``) per ``batch_size`` ISRCs (default 50,
+        at most 200) instead of one request each. Each answer is cached under the key
+        :meth:`lookup_isrc` uses; an ISRC the search did not return is cached as not found,
+        unless the answer was cut at its page limit (then it is looked up alone). Every
+        ISRC is checked before any call (InvalidInput names the bad one)."""
+        return drive(_isrc_batch.lookup_isrcs(self, isrcs, use_cache, batch_size))
+
+    def configure_isrc_batching(
+        self, *, size: int | None = None, linger: float | None = None, enabled: bool | None = None
+    ) -> None:
+        """How concurrent :meth:`lookup_isrc` calls are batched: ``size`` ISRCs a search
+        (default 50), ``linger`` seconds a batch waits for company once a token is ready
+        (default 0.02), ``enabled=False`` for one ``/ws/2/isrc`` request per call."""
+        _isrc_batch.coalescer_for(self).configure(size=size, linger=linger, enabled=enabled)
+
+    def flush_isrc_batch(self, on: bool = True) -> None:
+        """From now on send each ISRC batch as soon as a token is ready, without lingering
+        (nothing more is coming soon); ``on=False`` lingers again."""
+        _isrc_batch.coalescer_for(self).flush(on)
+
 
 class AsyncMusicBrainzClient(AsyncClientMixin, _MusicBrainz):
     """:class:`MusicBrainzClient` for asyncio: the same constructor and methods, awaited."""
@@ -269,7 +301,7 @@ class AsyncMusicBrainzClient(AsyncClientMixin, _MusicBrainz):
         self, isrc: str, *, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
     ) -> MusicBrainzRecording | None:
         """See :meth:`MusicBrainzClient.lookup_isrc`."""
-        return await self._run(_ISRC, (isrc, inc), use_cache)
+        return await adrive(_isrc_batch.lookup_isrc(self, isrc, inc, use_cache))
 
     async def lookup_isrc_recordings(
         self, isrc: str, *, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
@@ -288,3 +320,19 @@ class AsyncMusicBrainzClient(AsyncClientMixin, _MusicBrainz):
     ) -> MusicBrainzRecording | None:
         """See :meth:`MusicBrainzClient.get_recording`."""
         return await self._run(_RECORDING, (mbid, inc), use_cache)
+
+    async def lookup_isrcs(
+        self, isrcs: Iterable[str], *, use_cache: bool = True, batch_size: int | None = None
+    ) -> list[MusicBrainzRecording | None]:
+        """See :meth:`MusicBrainzClient.lookup_isrcs`."""
+        return await adrive(_isrc_batch.lookup_isrcs(self, isrcs, use_cache, batch_size))
+
+    def configure_isrc_batching(
+        self, *, size: int | None = None, linger: float | None = None, enabled: bool | None = None
+    ) -> None:
+        """See :meth:`MusicBrainzClient.configure_isrc_batching`."""
+        _isrc_batch.coalescer_for(self).configure(size=size, linger=linger, enabled=enabled)
+
+    def flush_isrc_batch(self, on: bool = True) -> None:
+        """See :meth:`MusicBrainzClient.flush_isrc_batch`."""
+        _isrc_batch.coalescer_for(self).flush(on)

@@ -454,3 +454,107 @@ def classify_response(
 
 
 hook = hook_for(classify_response)
+
+
+# --- ISRC batches (one recording search for many ISRCs) --------------------------------------
+
+ISRC_BATCH_DEFAULT: Final = 50
+"""ISRCs per batch search: 50 ``isrc:`` clauses make a URL of about 1.3 KB."""
+ISRC_BATCH_MAX: Final = 200
+"""The most a batch may hold: about 5 KB of URL, under the 6-7 KB where the real service
+was measured to start failing (``shared/research/wave2-anchors.md`` section 4.2)."""
+ISRC_BATCH_LIMIT: Final = SEARCH_LIMIT_MAX  # hits per page: the search's own maximum
+_ISRC_LOOKUP_KEYS = (
+    "id",
+    "title",
+    "length",
+    "disambiguation",
+    "video",
+    "first-release-date",
+    "artist-credit",
+)
+
+__all__ += [
+    "ISRC_BATCH_DEFAULT",
+    "ISRC_BATCH_LIMIT",
+    "ISRC_BATCH_MAX",
+    "IsrcBatch",
+    "as_isrc_lookup",
+    "check_isrc_batch_size",
+    "isrc_batch_request",
+    "parse_isrc_batch",
+]
+
+
+def check_isrc_batch_size(size: object) -> int:
+    """``size`` when it is a whole number from 1 to :data:`ISRC_BATCH_MAX`, else
+    ConfigurationError."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= ISRC_BATCH_MAX:
+        raise ConfigurationError(
+            f"the ISRC batch size must be a whole number from 1 to {ISRC_BATCH_MAX} (longer "
+            f"searches pass the URL length MusicBrainz accepts), got {size!r}"
+        )
+    return size
+
+
+def isrc_batch_request(isrcs: Sequence[str]) -> ApiRequest:
+    """``GET /ws/2/recording?query=isrc:A OR isrc:B ...&limit=100&fmt=json`` for up to
+    :data:`ISRC_BATCH_MAX` ISRCs (validated, upper-cased, duplicates dropped). Not cached as
+    a unit: the client caches each ISRC's answer under the key :func:`lookup_isrc_request`
+    gives it, so single lookups hit."""
+    codes = list(dict.fromkeys(validate.isrc(code) for code in isrcs))
+    if not codes:
+        raise InvalidInput("isrcs", "give at least one ISRC")
+    if len(codes) > ISRC_BATCH_MAX:
+        raise InvalidInput("isrcs", f"at most {ISRC_BATCH_MAX} ISRCs a batch, got {len(codes)}")
+    query = " OR ".join(f"isrc:{code}" for code in codes)
+    return ApiRequest(
+        provider=PROVIDER,
+        method="GET",
+        endpoint_template=SEARCH_ENDPOINT,
+        path=SEARCH_ENDPOINT,
+        params=(("query", query), ("fmt", "json"), ("limit", str(ISRC_BATCH_LIMIT))),
+    )
+
+
+def as_isrc_lookup(hit: Mapping[str, Any]) -> MusicBrainzRecording:
+    """A search hit in the shape ``/ws/2/isrc/{isrc}`` gives with the default ``inc``
+    (``artist-credits``): search-only fields (score, releases, isrcs, tags) dropped,
+    ``video`` a boolean, ``disambiguation`` present. So a batched answer and a single
+    lookup's are the same value, in the cache and to the caller."""
+    out: dict[str, Any] = {k: hit[k] for k in _ISRC_LOOKUP_KEYS if k in hit}
+    out["video"] = bool(out.get("video"))
+    out.setdefault("disambiguation", "")
+    return cast(MusicBrainzRecording, out)
+
+
+IsrcBatch = tuple[dict[str, list[MusicBrainzRecording]], bool]
+"""``(found, complete)``: per asked ISRC the recordings carrying it (lookup-shaped, in the
+search's order; absent when none was returned), and whether the answer held every hit
+(False when it was cut at the page limit)."""
+
+
+def parse_isrc_batch(body: object, isrcs: Iterable[str]) -> IsrcBatch:
+    """The answer to :func:`isrc_batch_request`, split back per ISRC. A hit counts for an
+    ISRC only when its ``isrcs`` list names it (search scores alone prove nothing); a hit
+    naming several asked ISRCs counts for each."""
+    hits = _recordings(body, SEARCH_ENDPOINT)
+    raw = body.get("recordings") if isinstance(body, Mapping) else None
+    assert isinstance(raw, list)  # _recordings checked it
+    asked = set(isrcs)
+    found: dict[str, list[MusicBrainzRecording]] = {}
+    for item, hit in zip(raw, hits, strict=True):
+        codes = item.get("isrcs")
+        if not isinstance(codes, list):
+            raise malformed(PROVIDER, SEARCH_ENDPOINT, "recording search hit has no isrcs list")
+        recording = as_isrc_lookup(hit)
+        for code in dict.fromkeys(c.upper() for c in codes if isinstance(c, str)):
+            if code in asked:
+                found.setdefault(code, []).append(recording)
+    count = body.get("count") if isinstance(body, Mapping) else None
+    offset = body.get("offset", 0) if isinstance(body, Mapping) else 0
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise malformed(PROVIDER, SEARCH_ENDPOINT, "recording search answer has no count")
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        offset = 0
+    return found, offset + len(hits) >= count
