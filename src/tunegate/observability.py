@@ -660,6 +660,7 @@ class Recorder:
 
     def hit(self, endpoint: str, negative: bool) -> None:
         """A fresh answer from the cache (no log record is built unless DEBUG is on)."""
+        record_source(self.provider, "cache")
         if negative:
             self._negative_hits()
         else:
@@ -731,7 +732,17 @@ class Recorder:
             error=type(error).__name__,
         )
 
+    def answered(self) -> None:
+        """An answer from the provider (a value, or its "not found")."""
+        record_source(self.provider, "api")
+
+    def span(self, endpoint: str) -> Span | None:
+        """The span of one call that missed the cache (None without OpenTelemetry)."""
+        return start_span(self.provider, endpoint)
+
     def stale_served(self, endpoint: str, reason: str, error: BaseException) -> None:
+        """A stale entry answered for ``error`` (stale-if-error)."""
+        record_source(self.provider, "stale")
         self.stats.add("stale_served")
         log_event(
             logging.WARNING,

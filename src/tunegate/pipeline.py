@@ -70,8 +70,6 @@ from tunegate.observability import (
     Recorder,
     Source,
     Stats,
-    record_source,
-    start_span,
 )
 from tunegate.providers.kinds import CASE_SENSITIVE_KINDS
 from tunegate.ratelimit import PROVIDER_DEFAULTS, RateLimiter
@@ -191,7 +189,6 @@ class CacheStep:
             return Miss(None, 0)
         entry: CacheEntry | None = yield from cache.lookup_flow(key)
         if entry is not None and not entry.stale:
-            record_source(self.provider, "cache")
             self._rec.hit(endpoint, entry.negative)
             return not_found if entry.negative else entry.value
         self._rec.count("cache_misses")
@@ -204,7 +201,6 @@ class CacheStep:
         ):
             cache.record_stale_served(key)
             self._rec.stale_served(endpoint, "cached_read", error)
-            record_source(self.provider, "stale")
             return entry.value
         return Miss(entry, 0)
 
@@ -446,7 +442,7 @@ class Pipeline:
                 stale, state = entry, "miss"
                 self._rec.count("cache_misses")
 
-        span = start_span(self.provider, endpoint)
+        span = self._rec.span(endpoint)
         now = self.clock.monotonic()
         budget = self.retry.deadline
         deadline = None if budget is None else now + budget
@@ -461,15 +457,14 @@ class Pipeline:
                 recheck = functools.partial(cache_step.recheck, call)
                 outcome = yield from self._flight.run(call, key, lead, recheck)
             if not isinstance(outcome, Failed):
-                record_source(self.provider, "api")
+                self._rec.answered()
                 return outcome
             failure = outcome.error
             if isinstance(failure, NotFound):
-                record_source(self.provider, "api")
+                self._rec.answered()
             else:
                 value = cache_step.stale_answer(call, outcome)
                 if value is not NO_ANSWER:
-                    record_source(self.provider, "stale")
                     return value
                 self._rec.gave_up(endpoint, outcome.attempts, outcome.reason, failure)
             error = _scrubbed(call, failure)
@@ -514,7 +509,6 @@ class Pipeline:
         else:
             entry = cache.lookup(key)
         if entry is not None and not entry.stale:
-            record_source(self.provider, "cache")
             self._rec.hit(endpoint, entry.negative)
             return not_found if entry.negative else entry.value
         self._rec.count("cache_misses")
@@ -532,7 +526,6 @@ class Pipeline:
         else:
             entry = await cache.alookup(key)
         if entry is not None and not entry.stale:
-            record_source(self.provider, "cache")
             self._rec.hit(endpoint, entry.negative)
             return not_found if entry.negative else entry.value
         self._rec.count("cache_misses")
@@ -546,7 +539,6 @@ class Pipeline:
         entry = None if cache is None else cache.fresh(key)
         if entry is None:
             return MISS
-        record_source(self.provider, "cache")
         self._rec.hit(endpoint, entry.negative)
         return not_found if entry.negative else entry.value
 
@@ -624,7 +616,6 @@ class Pipeline:
         return self.key(request)
 
     def _hit(self, request: RequestLike, entry: CacheEntry) -> Any:
-        record_source(self.provider, "cache")
         self._rec.hit(request.endpoint_template, entry.negative)
         if entry.negative:
             raise _cached_not_found(self.provider, request)
