@@ -660,7 +660,9 @@ class Recorder:
 
     def hit(self, endpoint: str, negative: bool) -> None:
         """A fresh answer from the cache (no log record is built unless DEBUG is on)."""
-        record_source(self.provider, "cache")
+        holder = _sources.get()  # record_source, inlined: the hit path's one ContextVar read
+        if holder is not None:
+            holder.record(self.provider, "cache")
         if negative:
             self._negative_hits()
         else:

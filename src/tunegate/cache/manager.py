@@ -240,12 +240,13 @@ class CacheManager:
     def _bump(self, provider: str, index: int, failed: bool = False) -> None:
         """Count one ``index`` event for ``provider``, and one error too when ``failed``
         (no lock: each counter is a :class:`~tunegate.observability.Tally`)."""
-        row = self._rows.get(provider)
-        if row is None:
-            row = self._rows.setdefault(provider, [Tally() for _ in _FIELDS])
+        row = self._rows.get(provider) or self._row(provider)
         row[index].bump()
         if failed:
             row[_ERRORS].bump()
+
+    def _row(self, provider: str) -> list[Tally]:
+        return self._rows.setdefault(provider, [Tally() for _ in _FIELDS])
 
     def record_stale_served(self, key_or_provider: str) -> None:
         """Count one stale entry actually served (stale-if-error). Takes the entry's key or a
@@ -312,12 +313,14 @@ class CacheManager:
     def fresh(self, key: str) -> CacheEntry | None:
         """The fresh entry under ``key`` (counted as a hit) when the backend is in this
         process's memory; else None, uncounted: the caller's :meth:`lookup` counts it."""
-        if type(self._backend) is not MemoryBackend or not key.startswith(self._prefix):
+        backend = self._backend
+        if type(backend) is not MemoryBackend or not key.startswith(self._prefix):
             return None
-        entry = self._backend.get(key)
+        entry = backend.get(key)
         if entry is None or self._now() >= entry.fresh_until:
             return None
-        self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
+        row = self._rows.get(entry.provider) or self._row(entry.provider)
+        row[_NEGATIVE_HITS if entry.negative else _HITS].bump()
         return entry
 
     def lookup_flow(self, key: str) -> Flow[CacheEntry | None]:
