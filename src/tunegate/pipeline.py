@@ -43,9 +43,6 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-import redis
-import redis.asyncio
-
 from tunegate._attempts import NO_ANSWER, Attempts, Call, Failed, RequestLike
 from tunegate._clock import Clock, SystemClock
 from tunegate._coalesce import AFTER_DEADLINE, ERROR_TTL, HIT, SingleFlight
@@ -58,7 +55,7 @@ from tunegate._policy.freshness import CacheEntry
 from tunegate._policy.keys import KeyScheme
 from tunegate._policy.retry import RetryBudget, RetryPolicy
 from tunegate._redact import redact
-from tunegate._redis import RedisLink
+from tunegate._redis import RedisLike, RedisLink
 from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
 from tunegate.cache.frozen import freeze
@@ -255,7 +252,7 @@ class Pipeline:
         retry_budget: RetryBudget | None = None,
         http: HttpConfig | HttpPool | None = None,
         classifier: ProviderHook | None = None,
-        redis: redis.Redis | redis.asyncio.Redis | str | RedisLink | None = None,
+        redis: RedisLike | None = None,
         registry: CollectorRegistry | None = None,
         metrics: bool = True,
         stale_if_error: bool = True,

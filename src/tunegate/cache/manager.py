@@ -30,9 +30,6 @@ from os import PathLike
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar, TypeVarTuple
 
-import redis
-import redis.asyncio
-
 from tunegate._clock import Clock, SystemClock
 from tunegate._drive import Effect, Flow
 from tunegate._policy.freshness import (
@@ -45,7 +42,7 @@ from tunegate._policy.freshness import (
     freshness,
 )
 from tunegate._policy.keys import KeyScheme, split_key
-from tunegate._redis import RedisLink
+from tunegate._redis import RedisLike
 from tunegate.cache._backend import BackendError, CacheBackend
 from tunegate.cache.decorator import cached as cached_function
 from tunegate.cache.decorator import call_parts
@@ -130,7 +127,7 @@ class CacheManager:
 
     def __init__(
         self,
-        redis_client: redis.Redis | redis.asyncio.Redis | str | RedisLink | None = None,
+        redis_client: RedisLike | None = None,
         default_ttl: float = DEFAULT_TTL,
         *,
         backend: CacheBackend | None = None,
