@@ -81,6 +81,7 @@ MISS: Any = object()
 """What :meth:`Pipeline.warm` returns when it has no fresh in-memory answer."""
 
 _KEY_MEMO_SIZE: Final = 4096
+_NEGATIVE: Any = object()  # what call() asks look() to return for a fresh "not found"
 
 
 class Miss:
@@ -362,18 +363,17 @@ class Pipeline:
         :class:`MalformedResponse`, :class:`ProviderError` — unless a stale entry can be
         served instead (``stale_if_error``).
         """
-        # The hit, spelled out: no flow (a Redis cache is looked up by the flow itself, with
-        # single-flight's claim in the same script when they share the Redis).
+        # A cache in this process answers before any flow starts (a Redis cache is looked
+        # up by the flow itself, with single-flight's claim in the same script).
         if looked is None and use_cache and self._quick:
             key = self._key_of(request)
-            cache = self.cache
-            if key is not None and cache is not None:
-                generation = self._flights.generation
-                entry = cache.lookup(key)
-                if entry is not None and not entry.stale:
-                    return self._hit(request, entry)
-                self._rec.count("cache_misses")
-                looked = Miss(entry, generation)
+            if key is not None:
+                found = self.look(key, request.endpoint_template, _NEGATIVE)
+                if type(found) is not Miss:
+                    if found is _NEGATIVE:
+                        raise _cached_not_found(self.provider, request)
+                    return found
+                looked = found
         flow = self.flow(
             request, parse=parse, expect=expect, use_cache=use_cache, ttl=ttl, looked=looked
         )
@@ -390,18 +390,17 @@ class Pipeline:
         looked: Miss | None = None,
     ) -> Any:
         """:meth:`call` for asyncio tasks."""
-        # The hit, spelled out: no flow (a Redis cache is looked up by the flow itself, with
-        # single-flight's claim in the same script when they share the Redis).
+        # A cache in this process answers before any flow starts (a Redis cache is looked
+        # up by the flow itself, with single-flight's claim in the same script).
         if looked is None and use_cache and self._quick:
             key = self._key_of(request)
-            cache = self.cache
-            if key is not None and cache is not None:
-                generation = self._flights.generation
-                entry = await cache.alookup(key)
-                if entry is not None and not entry.stale:
-                    return self._hit(request, entry)
-                self._rec.count("cache_misses")
-                looked = Miss(entry, generation)
+            if key is not None:
+                found = await self.alook(key, request.endpoint_template, _NEGATIVE)
+                if type(found) is not Miss:
+                    if found is _NEGATIVE:
+                        raise _cached_not_found(self.provider, request)
+                    return found
+                looked = found
         flow = self.flow(
             request, parse=parse, expect=expect, use_cache=use_cache, ttl=ttl, looked=looked
         )
