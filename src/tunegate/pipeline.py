@@ -64,6 +64,7 @@ from tunegate.exceptions import ConfigurationError, NotFound, TunegateError
 from tunegate.observability import (
     HAVE_PROMETHEUS,
     Metrics,
+    Observer,
     Recorder,
     Source,
     Stats,
@@ -561,6 +562,14 @@ class Pipeline:
         return (yield from self._cache.store(call, value))
 
     # -- figures and lifetime ------------------------------------------------------------------
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer`` with every later :class:`~tunegate.observability.Event` of this
+        pipeline (hits, attempts, retries, give-ups, stale answers), beside its stats, logs,
+        metrics and spans; returns the function that unsubscribes it. An observer runs in
+        the caller's thread or task and should be quick; its exceptions are logged, never
+        raised into the call."""
+        return self._rec.subscribe(observer)
 
     def get_stats(self) -> dict[str, Any]:
         """Counters, hit ratio, latency percentiles (ms) of the last 1024 upstream attempts,
