@@ -70,7 +70,7 @@ from tunegate.observability import (
     Stats,
 )
 from tunegate.providers.kinds import CASE_SENSITIVE_KINDS
-from tunegate.ratelimit import PROVIDER_DEFAULTS, RateLimiter
+from tunegate.ratelimit import RateLimiter
 from tunegate.retry import budget_lock
 
 if TYPE_CHECKING:
@@ -217,8 +217,8 @@ class Pipeline:
         base_url: the provider's origin (``"https://api.spotify.com"``); request paths are
             appended to it.
         cache: the response cache; None disables caching (single-flight still works).
-        rate_limiter: the limiter; ``provider`` gets ``PROVIDER_DEFAULTS`` if it has no
-            bucket yet. None: no limiting.
+        rate_limiter: the limiter, holding a bucket for ``provider`` (the clients configure
+            it from their provider spec). None: no limiting.
         circuit_breaker: this provider's breaker; None: no breaker.
         retry: the retry policy. Its ``deadline`` is the overall deadline of a call that
             missed the cache: waiting for another caller's identical call, and every
@@ -282,8 +282,6 @@ class Pipeline:
             else KeyScheme("tunegate", case_sensitive_kinds=CASE_SENSITIVE_KINDS)
         )
         self._key_memo: dict[tuple[str, tuple[str, ...]], str] = {}
-        if rate_limiter is not None and provider in PROVIDER_DEFAULTS:
-            rate_limiter.ensure_provider(provider, *PROVIDER_DEFAULTS[provider])
 
         link = redis if isinstance(redis, RedisLink) or redis is None else RedisLink(redis)
         if link is None and cache is not None:

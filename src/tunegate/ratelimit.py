@@ -48,6 +48,7 @@ from tunegate._policy.bucket import (
 )
 from tunegate._redis import LinkOwner, RedisCall, RedisLike, RedisLink, lua
 from tunegate.exceptions import ConfigurationError, RateLimitTimeout
+from tunegate.providers.spec import SPECS
 
 __all__ = [
     "DEFAULT_KEY_PREFIX",
@@ -60,12 +61,11 @@ __all__ = [
 
 log = logging.getLogger("tunegate.ratelimit")
 
-# (rate per second, capacity): the design's table. Clients pass these to ensure_provider.
-PROVIDER_DEFAULTS: dict[str, tuple[float, int]] = {
-    "spotify": (10.0, 10),
-    "musicbrainz": (1.0, 1),
-    "lastfm": (5.0, 5),
-}
+# (rate per second, capacity) by provider, read from the provider specs: what a provider
+# nobody configured gets on first use.
+PROVIDER_DEFAULTS: Mapping[str, tuple[float, int]] = MappingProxyType(
+    {name: (spec.rate, spec.capacity) for name, spec in SPECS.items()}
+)
 
 DEFAULT_KEY_PREFIX = "tunegate:rl:"
 DEFAULT_IDLE_TTL = 3600.0
@@ -442,7 +442,7 @@ class RateLimiter(LinkOwner):
             raise ConfigurationError(
                 f"no rate limit configured for provider {provider!r}; call "
                 f"limiter.configure_provider({provider!r}, rate=..., capacity=...) first"
-                " (tunegate.ratelimit.PROVIDER_DEFAULTS has the usual values)"
+                " (tunegate.providers.spec has the usual values)"
             )
         return bucket
 
