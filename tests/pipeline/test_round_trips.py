@@ -24,6 +24,8 @@ from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
 from tunegate.ratelimit import RateLimiter
 
+pytestmark = pytest.mark.redis
+
 ANSWER, STOP = "tunegate-test:answer", "tunegate-test:stop"
 #: In sequence before the answer: the cache lookup folded with the single-flight claim (one
 #: script), and the rate-limit token (was 3: GET, CLAIM, token). After it: the breaker
