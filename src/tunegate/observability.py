@@ -59,8 +59,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CACHE_RESULTS",
+    "Event",
     "JsonFormatter",
     "Metrics",
+    "Observer",
     "Recorder",
     "Source",
     "Sources",
@@ -635,19 +637,56 @@ class Metrics:
 # -- the request path's one observer -----------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing a pipeline's request path reported, as subscribers receive it
+    (:meth:`tunegate.pipeline.Pipeline.subscribe`). Never a secret: the provider, the
+    templated endpoint, fixed words, numbers and an error's type name.
+
+    ``kind``: ``hit``, ``negative_hit``, ``attempt`` (``attempt``, ``status``, ``outcome``,
+    ``latency_ms``), ``retry`` (``attempt``, ``reason``, ``delay``), ``gave_up``
+    (``attempt``, ``reason``, ``error``) or ``stale_served`` (``reason``, ``error``)."""
+
+    kind: str
+    provider: str
+    endpoint: str
+    attempt: int | None = None
+    status: int | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    latency_ms: float | None = None
+    delay: float | None = None
+    correlation_id: str | None = None
+
+
+Observer = Callable[[Event], None]
+
+
 class Recorder:
     """Where one pipeline's request path reports what happened: its :class:`Stats`, its
     Prometheus metrics, its log records and its span. The path calls one method per event
     (a hit, an attempt, a retry, a give-up, a stale answer) and never reaches stats, logs or
-    metrics itself, so what is recorded for an event is decided here, once."""
+    metrics itself, so what is recorded for an event is decided here, once. Other observers
+    subscribe (:meth:`subscribe`) and get each event as an :class:`Event`; none is built
+    while nobody subscribes."""
 
-    __slots__ = ("_hits", "_m_calls", "_negative_hits", "metrics", "provider", "stats")
+    __slots__ = (
+        "_hits",
+        "_m_calls",
+        "_negative_hits",
+        "_observers",
+        "metrics",
+        "provider",
+        "stats",
+    )
 
     def __init__(self, provider: str, stats: Stats, metrics: Metrics | None) -> None:
         self.provider = provider
         self.stats = stats
         self._hits = stats.tallies["cache_hits"].bump
         self._negative_hits = stats.tallies["negative_hits"].bump
+        self._observers: tuple[Observer, ...] = ()
         self.metrics = metrics
         self._m_calls: dict[str, Any] = {}
         if metrics is not None:
@@ -655,11 +694,31 @@ class Recorder:
             for outcome in (*outcomes, "authentication"):
                 self._m_calls[outcome] = metrics.api_calls.labels(provider, outcome)
 
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Send every later event to ``observer`` too; returns the unsubscribe function."""
+        self._observers = (*self._observers, observer)
+
+        def unsubscribe() -> None:
+            self._observers = tuple(o for o in self._observers if o is not observer)
+
+        return unsubscribe
+
+    def _emit(self, kind: str, endpoint: str, **fields: Any) -> None:
+        event = Event(kind, self.provider, endpoint, correlation_id=_correlation.get(), **fields)
+        for observer in self._observers:
+            try:
+                observer(event)
+            except Exception as exc:  # an observer's bug must not fail the call
+                logger.warning("an observer failed (%s)", type(exc).__name__)
+
     def count(self, name: str) -> None:
         self.stats.add(name)
 
     def hit(self, endpoint: str, negative: bool) -> None:
         """A fresh answer from the cache (no log record is built unless DEBUG is on)."""
+        holder = _sources.get()  # record_source, inlined: the hit path's one ContextVar read
+        if holder is not None:
+            holder.record(self.provider, "cache")
         if negative:
             self._negative_hits()
         else:
@@ -667,6 +726,8 @@ class Recorder:
         if logger.isEnabledFor(logging.DEBUG):
             state = "negative_hit" if negative else "hit"
             log_event(logging.DEBUG, "cache hit", self.provider, endpoint, cache=state)
+        if self._observers:
+            self._emit("negative_hit" if negative else "hit", endpoint)
 
     def attempt(
         self,
@@ -703,6 +764,15 @@ class Recorder:
         )
         if span is not None:
             span.attempt(attempt, status, outcome, latency * 1000.0)
+        if self._observers:
+            self._emit(
+                "attempt",
+                endpoint,
+                attempt=attempt,
+                status=status,
+                outcome=outcome,
+                latency_ms=latency * 1000.0,
+            )
 
     def retrying(self, endpoint: str, attempt: int, reason: str, delay: float) -> None:
         self.stats.add("retries")
@@ -717,6 +787,8 @@ class Recorder:
             reason=reason,
             delay=round(delay, 3),
         )
+        if self._observers:
+            self._emit("retry", endpoint, attempt=attempt, reason=reason, delay=delay)
 
     def gave_up(self, endpoint: str, attempts: int, reason: str, error: BaseException) -> None:
         # One WARNING per failure: the callers that shared it say so at INFO.
@@ -730,8 +802,21 @@ class Recorder:
             reason=reason,
             error=type(error).__name__,
         )
+        if self._observers:
+            name = type(error).__name__
+            self._emit("gave_up", endpoint, attempt=attempts, reason=reason, error=name)
+
+    def answered(self) -> None:
+        """An answer from the provider (a value, or its "not found")."""
+        record_source(self.provider, "api")
+
+    def span(self, endpoint: str) -> Span | None:
+        """The span of one call that missed the cache (None without OpenTelemetry)."""
+        return start_span(self.provider, endpoint)
 
     def stale_served(self, endpoint: str, reason: str, error: BaseException) -> None:
+        """A stale entry answered for ``error`` (stale-if-error)."""
+        record_source(self.provider, "stale")
         self.stats.add("stale_served")
         log_event(
             logging.WARNING,
@@ -742,6 +827,8 @@ class Recorder:
             reason=reason,
             error=type(error).__name__,
         )
+        if self._observers:
+            self._emit("stale_served", endpoint, reason=reason, error=type(error).__name__)
 
     def not_cacheable(self, endpoint: str) -> None:
         log_event(logging.WARNING, "value not cacheable", self.provider, endpoint)

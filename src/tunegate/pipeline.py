@@ -43,9 +43,6 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-import redis
-import redis.asyncio
-
 from tunegate._attempts import NO_ANSWER, Attempts, Call, Failed, RequestLike
 from tunegate._clock import Clock, SystemClock
 from tunegate._coalesce import AFTER_DEADLINE, ERROR_TTL, HIT, SingleFlight
@@ -58,7 +55,7 @@ from tunegate._policy.freshness import CacheEntry
 from tunegate._policy.keys import KeyScheme
 from tunegate._policy.retry import RetryBudget, RetryPolicy
 from tunegate._redact import redact
-from tunegate._redis import RedisLink
+from tunegate._redis import RedisLike, RedisLink
 from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
 from tunegate.cache.frozen import freeze
@@ -67,11 +64,10 @@ from tunegate.exceptions import ConfigurationError, NotFound, TunegateError
 from tunegate.observability import (
     HAVE_PROMETHEUS,
     Metrics,
+    Observer,
     Recorder,
     Source,
     Stats,
-    record_source,
-    start_span,
 )
 from tunegate.providers.kinds import CASE_SENSITIVE_KINDS
 from tunegate.ratelimit import RateLimiter
@@ -86,6 +82,7 @@ MISS: Any = object()
 """What :meth:`Pipeline.warm` returns when it has no fresh in-memory answer."""
 
 _KEY_MEMO_SIZE: Final = 4096
+_NEGATIVE: Any = object()  # what call() asks look() to return for a fresh "not found"
 
 
 class Miss:
@@ -191,7 +188,6 @@ class CacheStep:
             return Miss(None, 0)
         entry: CacheEntry | None = yield from cache.lookup_flow(key)
         if entry is not None and not entry.stale:
-            record_source(self.provider, "cache")
             self._rec.hit(endpoint, entry.negative)
             return not_found if entry.negative else entry.value
         self._rec.count("cache_misses")
@@ -204,7 +200,6 @@ class CacheStep:
         ):
             cache.record_stale_served(key)
             self._rec.stale_served(endpoint, "cached_read", error)
-            record_source(self.provider, "stale")
             return entry.value
         return Miss(entry, 0)
 
@@ -259,7 +254,7 @@ class Pipeline:
         retry_budget: RetryBudget | None = None,
         http: HttpConfig | HttpPool | None = None,
         classifier: ProviderHook | None = None,
-        redis: redis.Redis | redis.asyncio.Redis | str | RedisLink | None = None,
+        redis: RedisLike | None = None,
         registry: CollectorRegistry | None = None,
         metrics: bool = True,
         stale_if_error: bool = True,
@@ -367,18 +362,17 @@ class Pipeline:
         :class:`MalformedResponse`, :class:`ProviderError` — unless a stale entry can be
         served instead (``stale_if_error``).
         """
-        # The hit, spelled out: no flow (a Redis cache is looked up by the flow itself, with
-        # single-flight's claim in the same script when they share the Redis).
+        # A cache in this process answers before any flow starts (a Redis cache is looked
+        # up by the flow itself, with single-flight's claim in the same script).
         if looked is None and use_cache and self._quick:
             key = self._key_of(request)
-            cache = self.cache
-            if key is not None and cache is not None:
-                generation = self._flights.generation
-                entry = cache.lookup(key)
-                if entry is not None and not entry.stale:
-                    return self._hit(request, entry)
-                self._rec.count("cache_misses")
-                looked = Miss(entry, generation)
+            if key is not None:
+                found = self.look(key, request.endpoint_template, _NEGATIVE)
+                if type(found) is not Miss:
+                    if found is _NEGATIVE:
+                        raise _cached_not_found(self.provider, request)
+                    return found
+                looked = found
         flow = self.flow(
             request, parse=parse, expect=expect, use_cache=use_cache, ttl=ttl, looked=looked
         )
@@ -395,18 +389,17 @@ class Pipeline:
         looked: Miss | None = None,
     ) -> Any:
         """:meth:`call` for asyncio tasks."""
-        # The hit, spelled out: no flow (a Redis cache is looked up by the flow itself, with
-        # single-flight's claim in the same script when they share the Redis).
+        # A cache in this process answers before any flow starts (a Redis cache is looked
+        # up by the flow itself, with single-flight's claim in the same script).
         if looked is None and use_cache and self._quick:
             key = self._key_of(request)
-            cache = self.cache
-            if key is not None and cache is not None:
-                generation = self._flights.generation
-                entry = await cache.alookup(key)
-                if entry is not None and not entry.stale:
-                    return self._hit(request, entry)
-                self._rec.count("cache_misses")
-                looked = Miss(entry, generation)
+            if key is not None:
+                found = await self.alook(key, request.endpoint_template, _NEGATIVE)
+                if type(found) is not Miss:
+                    if found is _NEGATIVE:
+                        raise _cached_not_found(self.provider, request)
+                    return found
+                looked = found
         flow = self.flow(
             request, parse=parse, expect=expect, use_cache=use_cache, ttl=ttl, looked=looked
         )
@@ -444,7 +437,7 @@ class Pipeline:
                 stale, state = entry, "miss"
                 self._rec.count("cache_misses")
 
-        span = start_span(self.provider, endpoint)
+        span = self._rec.span(endpoint)
         now = self.clock.monotonic()
         budget = self.retry.deadline
         deadline = None if budget is None else now + budget
@@ -459,15 +452,14 @@ class Pipeline:
                 recheck = functools.partial(cache_step.recheck, call)
                 outcome = yield from self._flight.run(call, key, lead, recheck)
             if not isinstance(outcome, Failed):
-                record_source(self.provider, "api")
+                self._rec.answered()
                 return outcome
             failure = outcome.error
             if isinstance(failure, NotFound):
-                record_source(self.provider, "api")
+                self._rec.answered()
             else:
                 value = cache_step.stale_answer(call, outcome)
                 if value is not NO_ANSWER:
-                    record_source(self.provider, "stale")
                     return value
                 self._rec.gave_up(endpoint, outcome.attempts, outcome.reason, failure)
             error = _scrubbed(call, failure)
@@ -512,7 +504,6 @@ class Pipeline:
         else:
             entry = cache.lookup(key)
         if entry is not None and not entry.stale:
-            record_source(self.provider, "cache")
             self._rec.hit(endpoint, entry.negative)
             return not_found if entry.negative else entry.value
         self._rec.count("cache_misses")
@@ -530,7 +521,6 @@ class Pipeline:
         else:
             entry = await cache.alookup(key)
         if entry is not None and not entry.stale:
-            record_source(self.provider, "cache")
             self._rec.hit(endpoint, entry.negative)
             return not_found if entry.negative else entry.value
         self._rec.count("cache_misses")
@@ -544,7 +534,6 @@ class Pipeline:
         entry = None if cache is None else cache.fresh(key)
         if entry is None:
             return MISS
-        record_source(self.provider, "cache")
         self._rec.hit(endpoint, entry.negative)
         return not_found if entry.negative else entry.value
 
@@ -571,6 +560,14 @@ class Pipeline:
         return (yield from self._cache.store(call, value))
 
     # -- figures and lifetime ------------------------------------------------------------------
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer`` with every later :class:`~tunegate.observability.Event` of this
+        pipeline (hits, attempts, retries, give-ups, stale answers), beside its stats, logs,
+        metrics and spans; returns the function that unsubscribes it. An observer runs in
+        the caller's thread or task and should be quick; its exceptions are logged, never
+        raised into the call."""
+        return self._rec.subscribe(observer)
 
     def get_stats(self) -> dict[str, Any]:
         """Counters, hit ratio, latency percentiles (ms) of the last 1024 upstream attempts,
@@ -622,7 +619,6 @@ class Pipeline:
         return self.key(request)
 
     def _hit(self, request: RequestLike, entry: CacheEntry) -> Any:
-        record_source(self.provider, "cache")
         self._rec.hit(request.endpoint_template, entry.negative)
         if entry.negative:
             raise _cached_not_found(self.provider, request)

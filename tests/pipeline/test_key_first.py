@@ -15,7 +15,7 @@ from tunegate.cache import CacheManager
 from tunegate.pipeline import Miss
 from tunegate.testing import FakeClock
 
-BACKENDS = ["memory", "sqlite", "redis"]
+BACKENDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)]
 
 
 @pytest.fixture

@@ -122,6 +122,39 @@ def test_every_library_record_carries_the_correlation_id(server: ScriptServer) -
     assert json.loads(JsonFormatter().format(records[0]))["correlation_id"] == "req-7"
 
 
+def test_subscribers_get_each_event_of_the_path(
+    server: ScriptServer, make: MakePipeline, driver: str
+) -> None:
+    """An observer subscribed to a pipeline sees a miss's attempts and retry, then a hit,
+    each with the caller's correlation id; an observer that raises does not fail the call;
+    after unsubscribing it sees nothing."""
+    from tunegate.observability import Event
+
+    events: list[Event] = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("observer bug")
+
+    pipeline = make(cache=CacheManager())
+    unsubscribe = pipeline.subscribe(events.append)
+    pipeline.subscribe(broken)
+    server.script("/items/1", Reply(503), Reply(json={"v": 1}))
+    with correlation_id("req-9"):
+        assert invoke(pipeline, item(1), driver) == {"v": 1}
+        assert invoke(pipeline, item(1), driver) == {"v": 1}
+    assert [e.kind for e in events] == ["attempt", "retry", "attempt", "hit"]
+    first, retry, second, hit = events
+    assert (first.status, first.outcome, first.attempt) == (503, "transient", 1)
+    assert (retry.reason, retry.attempt) == ("unavailable", 1)
+    assert (second.status, second.outcome) == (200, "success")
+    assert hit.endpoint == "/items/{id}"
+    assert {e.provider for e in events} == {"test"}
+    assert {e.correlation_id for e in events} == {"req-9"}
+    unsubscribe()
+    invoke(pipeline, item(1), driver)
+    assert len(events) == 4
+
+
 def test_correlation_id_is_generated_and_restored() -> None:
     """Without a value a fresh id is made; the previous one comes back after the block."""
     with correlation_id("outer"):

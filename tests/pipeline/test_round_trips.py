@@ -24,6 +24,8 @@ from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
 from tunegate.ratelimit import RateLimiter
 
+pytestmark = pytest.mark.redis
+
 ANSWER, STOP = "tunegate-test:answer", "tunegate-test:stop"
 #: In sequence before the answer: the cache lookup folded with the single-flight claim (one
 #: script), and the rate-limit token (was 3: GET, CLAIM, token). After it: the breaker
@@ -178,4 +180,25 @@ def test_the_folded_lookup_claims_only_on_a_miss_and_agrees_with_the_cache(
         assert server.count("/items/1") == 1
     finally:
         plain.close()
+        link.close()
+
+
+def test_an_abandoned_claim_does_not_block_its_own_pipeline(
+    server: ScriptServer, make: MakePipeline, redis_server: RedisServer, redis_url: str
+) -> None:
+    """A miss whose caller never makes the call (say, no token could be had) leaves its
+    lease until the lease TTL; the same pipeline's next caller leads at once anyway."""
+    from tunegate.pipeline import Miss
+
+    link = RedisLink(redis_url)
+    pipeline = make(cache=CacheManager(link), redis=link)
+    key = pipeline.key(item(1))
+    assert key is not None
+    try:
+        assert isinstance(pipeline.look(key), Miss)  # claimed, then abandoned
+        server.script("/items/1", Reply(json={"v": 1}))
+        assert pipeline.call(item(1)) == {"v": 1}
+        assert server.count("/items/1") == 1
+        assert pipeline.get_stats()["coalesced"] == 0  # it led, it did not wait
+    finally:
         link.close()

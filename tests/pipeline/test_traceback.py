@@ -37,7 +37,9 @@ def depth(exc: BaseException) -> tuple[int, int]:
     return len(frames), sum(1 for f in frames if f.name in DRIVERS)
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["local", "redis"])
+@pytest.mark.parametrize(
+    "shared", [False, pytest.param(True, marks=pytest.mark.redis)], ids=["local", "redis"]
+)
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_failing_search_track_raises_typed_error_through_a_short_traceback(
     kind: str, shared: bool, request: pytest.FixtureRequest
@@ -79,6 +81,7 @@ def test_failing_search_track_raises_typed_error_through_a_short_traceback(
     assert frames <= MAX_FRAMES
 
 
+@pytest.mark.redis
 @pytest.mark.parametrize("one_link", [True, False], ids=["one-link", "cache-own-link"])
 def test_shared_breaker_and_limiter_run_in_the_callers_driver_loop(
     redis_url: str, server: ScriptServer, make: MakePipeline, one_link: bool

@@ -30,9 +30,6 @@ from os import PathLike
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar, TypeVarTuple
 
-import redis
-import redis.asyncio
-
 from tunegate._clock import Clock, SystemClock
 from tunegate._drive import Effect, Flow
 from tunegate._policy.freshness import (
@@ -45,7 +42,7 @@ from tunegate._policy.freshness import (
     freshness,
 )
 from tunegate._policy.keys import KeyScheme, split_key
-from tunegate._redis import RedisLink
+from tunegate._redis import RedisLike
 from tunegate.cache._backend import BackendError, CacheBackend
 from tunegate.cache.decorator import cached as cached_function
 from tunegate.cache.decorator import call_parts
@@ -130,7 +127,7 @@ class CacheManager:
 
     def __init__(
         self,
-        redis_client: redis.Redis | redis.asyncio.Redis | str | RedisLink | None = None,
+        redis_client: RedisLike | None = None,
         default_ttl: float = DEFAULT_TTL,
         *,
         backend: CacheBackend | None = None,
@@ -240,12 +237,13 @@ class CacheManager:
     def _bump(self, provider: str, index: int, failed: bool = False) -> None:
         """Count one ``index`` event for ``provider``, and one error too when ``failed``
         (no lock: each counter is a :class:`~tunegate.observability.Tally`)."""
-        row = self._rows.get(provider)
-        if row is None:
-            row = self._rows.setdefault(provider, [Tally() for _ in _FIELDS])
+        row = self._rows.get(provider) or self._row(provider)
         row[index].bump()
         if failed:
             row[_ERRORS].bump()
+
+    def _row(self, provider: str) -> list[Tally]:
+        return self._rows.setdefault(provider, [Tally() for _ in _FIELDS])
 
     def record_stale_served(self, key_or_provider: str) -> None:
         """Count one stale entry actually served (stale-if-error). Takes the entry's key or a
@@ -312,12 +310,14 @@ class CacheManager:
     def fresh(self, key: str) -> CacheEntry | None:
         """The fresh entry under ``key`` (counted as a hit) when the backend is in this
         process's memory; else None, uncounted: the caller's :meth:`lookup` counts it."""
-        if type(self._backend) is not MemoryBackend or not key.startswith(self._prefix):
+        backend = self._backend
+        if type(backend) is not MemoryBackend or not key.startswith(self._prefix):
             return None
-        entry = self._backend.get(key)
+        entry = backend.get(key)
         if entry is None or self._now() >= entry.fresh_until:
             return None
-        self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
+        row = self._rows.get(entry.provider) or self._row(entry.provider)
+        row[_NEGATIVE_HITS if entry.negative else _HITS].bump()
         return entry
 
     def lookup_flow(self, key: str) -> Flow[CacheEntry | None]:
