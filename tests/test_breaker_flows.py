@@ -148,6 +148,24 @@ def no_nested_loops(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(module, "adrive", arefuse)
 
 
+def same_end(
+    by_flow: tuple[CircuitBreaker, RateLimiter],
+    by_methods: tuple[CircuitBreaker, RateLimiter],
+    seen: list[Effect],
+    *,
+    shared: bool,
+) -> None:
+    """Both ends alike (open after 2 failures of 4 calls); shared, the flow yielded only
+    Redis calls; local, nothing at all."""
+    assert observed(*by_flow) == observed(*by_methods)
+    assert observed(*by_flow)[:5] == ("open", 0, shared, 4, 2)
+    if shared:
+        assert seen
+        assert all(isinstance(e, RedisCall) for e in seen)
+    else:
+        assert seen == []
+
+
 def test_composed_flows_match_the_methods_on_shared_redis(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -163,10 +181,7 @@ def test_composed_flows_match_the_methods_on_shared_redis(
         no_nested_loops(monkeypatch)
         assert drive(spied(scenario_flow(*by_flow), seen)) == EXPECTED_NOTES
         monkeypatch.undo()  # get_stats() drives its own flow
-        assert observed(*by_flow) == observed(*by_methods)
-        assert observed(*by_flow)[:5] == ("open", 0, True, 4, 2)
-        assert seen
-        assert all(isinstance(e, RedisCall) for e in seen)
+        same_end(by_flow, by_methods, seen, shared=True)
     finally:
         link.close()
 
@@ -184,10 +199,7 @@ async def test_composed_flows_match_the_async_methods_on_shared_redis(
         no_nested_loops(monkeypatch)
         assert await adrive(spied(scenario_flow(*by_flow), seen)) == EXPECTED_NOTES
         monkeypatch.undo()  # get_stats() drives its own flow
-        assert observed(*by_flow) == observed(*by_methods)
-        assert observed(*by_flow)[:5] == ("open", 0, True, 4, 2)
-        assert seen
-        assert all(isinstance(e, RedisCall) for e in seen)
+        same_end(by_flow, by_methods, seen, shared=True)
     finally:
         await link.aclose()
         link.close()
@@ -199,9 +211,7 @@ def test_local_flows_need_no_effect() -> None:
     assert scenario_methods(*by_methods) == EXPECTED_NOTES
     seen: list[Effect] = []
     assert drive(spied(scenario_flow(*by_flow), seen)) == EXPECTED_NOTES
-    assert observed(*by_flow) == observed(*by_methods)
-    assert observed(*by_flow)[:5] == ("open", 0, False, 4, 2)
-    assert seen == []
+    same_end(by_flow, by_methods, seen, shared=False)
 
 
 def test_an_unconfigured_provider_fails_before_the_flow_starts() -> None:

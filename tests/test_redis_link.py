@@ -431,6 +431,7 @@ def test_every_lua_script_is_a_file_made_once_and_called_by_its_sha() -> None:
         "singleflight_claim.lua",
         "singleflight_renew.lua",
         "singleflight_finish.lua",
+        "singleflight_lookup_claim.lua",
         "lease_release.lua",
     }
     for f in files:

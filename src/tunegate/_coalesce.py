@@ -36,7 +36,7 @@ from tunegate._flight import (
     publish_value,
     read_published,
 )
-from tunegate._redis import LuaScript, RedisLink, ScriptCall
+from tunegate._redis import RedisLink, ScriptCall, lua
 from tunegate.exceptions import NotFound, ProviderError, ProviderUnavailable, TunegateError
 from tunegate.observability import Recorder
 
@@ -57,21 +57,7 @@ _WHAT = "request coalescing"
 # it); {0, entry} follow. ``entry`` is the stored string or false. The freshness test is
 # the manager's (now < fresh_until, the header's first stamp); the manager judges the
 # entry again with the same ``now``, so both agree.
-LOOKUP_CLAIM: Final = LuaScript("""
-local v = false
-if ARGV[1] ~= '' then
-  v = redis.call('GET', KEYS[1])
-  if v then
-    local fresh = tonumber(string.match(v, '^TG1 (%S+) '))
-    if fresh and tonumber(ARGV[1]) < fresh then return {3, v} end
-  end
-end
-local r = redis.call('GET', KEYS[3])
-if r then return {2, r, v} end
-if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {1, v} end
-if redis.call('GET', KEYS[2]) == ARGV[2] then return {1, v} end
-return {0, v}
-""")
+LOOKUP_CLAIM: Final = lua("singleflight_lookup_claim.lua")
 HIT = 3
 
 

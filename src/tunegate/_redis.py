@@ -37,7 +37,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias
 
 import redis
 import redis.asyncio
@@ -49,7 +49,7 @@ import redis.exceptions
 import redis.retry
 from redis.commands.core import AsyncScript, Script
 
-from tunegate._drive import Effect, Flow, adrive, drive
+from tunegate._drive import Effect
 from tunegate.exceptions import ConfigurationError
 
 __all__ = [
@@ -58,8 +58,6 @@ __all__ = [
     "REDIS_DOWN_ERRORS",
     "REDIS_FAILURES",
     "AsyncRedis",
-    "Effect",
-    "Flow",
     "LinkOwner",
     "LuaScript",
     "RedisCall",
@@ -68,8 +66,6 @@ __all__ = [
     "RedisTarget",
     "ScriptCall",
     "SyncRedis",
-    "adrive",
-    "drive",
     "is_outage",
     "load_lua",
     "lua",
@@ -86,7 +82,6 @@ RedisLike: TypeAlias = "RedisLink | SyncRedis | AsyncRedis | str"
 log = logging.getLogger("tunegate.redis")
 _WARN_EVERY = 60.0  # seconds between two "redis cannot serve" warnings
 
-T = TypeVar("T")
 
 DEFAULT_SOCKET_TIMEOUT = 0.5
 

@@ -773,38 +773,33 @@ class CircuitBreakerRegistry(LinkOwner):
         probe_lease: float | None = None,
     ) -> CircuitBreaker:
         """Create the breaker ``name``; registering the same settings again returns it."""
-        config = BreakerConfig(
+        # Built (and its settings checked) before looking: the one place a config is made.
+        candidate = CircuitBreaker(
+            name,
             failure_threshold=failure_threshold,
-            success_threshold=success_threshold,
             timeout=timeout,
+            success_threshold=success_threshold,
+            expected_exception=expected_exception,
             half_open_max_calls=half_open_max_calls,
-            probe_lease=timeout if probe_lease is None else probe_lease,
+            probe_lease=probe_lease,
+            redis=self._link,
+            clock=self._clock,
+            cache_ttl=self._cache_ttl,
+            key_prefix=self._key_prefix,
         )
+        settings = (candidate.config, expected_exception)
         with self._lock:
             existing = self._breakers.get(name)
             if existing is not None:
-                if (existing.config, existing.expected_exception) != (config, expected_exception):
+                if (existing.config, existing.expected_exception) != settings:
                     raise ConfigurationError(
                         f"circuit breaker {name!r} is already registered with other settings"
                     )
                 return existing
-            breaker = CircuitBreaker(
-                name,
-                failure_threshold=failure_threshold,
-                timeout=timeout,
-                success_threshold=success_threshold,
-                expected_exception=expected_exception,
-                half_open_max_calls=half_open_max_calls,
-                probe_lease=probe_lease,
-                redis=self._link,
-                clock=self._clock,
-                cache_ttl=self._cache_ttl,
-                key_prefix=self._key_prefix,
-            )
             for fn in self._listeners:
-                breaker.add_listener(fn)
-            self._breakers[name] = breaker
-        return breaker
+                candidate.add_listener(fn)
+            self._breakers[name] = candidate
+        return candidate
 
     def get(self, name: str) -> CircuitBreaker | None:
         return self._breakers.get(name)

@@ -26,7 +26,6 @@ of our entries reads as a miss too, with one warning a minute.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Generator
 from typing import Any, TypeVar
 
@@ -34,7 +33,7 @@ from tunegate._drive import Effect, adrive, drive
 from tunegate._policy.freshness import CacheEntry
 from tunegate._policy.keys import split_key
 from tunegate._redis import DOWN, LinkOwner, RedisCall, RedisLike, RedisLink
-from tunegate.cache._backend import BackendError
+from tunegate.cache._backend import BackendError, WarnEvery
 from tunegate.cache.frozen import decode
 from tunegate.exceptions import ConfigurationError
 
@@ -49,7 +48,6 @@ Op = Generator[Effect, Any, T]
 _MAGIC = b"TG1"
 _SCAN_COUNT = 500
 _UNLINK_BATCH = 500
-_WARN_EVERY = 60.0
 
 
 def _command(link: RedisLink, *args: Any) -> Op[Any]:
@@ -125,7 +123,7 @@ class RedisBackend(LinkOwner):
         if self._link is None:
             raise ConfigurationError("RedisBackend needs a Redis client, a URL or a RedisLink")
         self.link: RedisLink = self._link
-        self._warned_at = -_WARN_EVERY
+        self._warn = WarnEvery(log)
 
     def _entry(self, key: str, raw: Any) -> CacheEntry | None:
         if raw is None:
@@ -133,12 +131,9 @@ class RedisBackend(LinkOwner):
         try:
             return unpack(key, raw)
         except (ValueError, UnicodeError) as exc:
-            now = time.monotonic()
-            if now - self._warned_at >= _WARN_EVERY:  # one a minute, not one per call
-                self._warned_at = now
-                log.warning(
-                    "redis cache entry unreadable; treated as a miss (%s)", type(exc).__name__
-                )
+            self._warn.warning(
+                "redis cache entry unreadable; treated as a miss (%s)", type(exc).__name__
+            )
             raise BackendError("decode") from exc
 
     # -- the flows, for a caller composing them under its own driver ----------------------
