@@ -1,7 +1,7 @@
 """Warm cache hits through ``tunegate serve`` beside its floors, measured in one run.
 
 Usage: ``.venv/bin/python bench/bench_serve.py [--seconds 5] [--connections 16]``
-       ``.venv/bin/python bench/bench_serve.py --outage 30 [--rate 50]``
+       ``.venv/bin/python bench/bench_serve.py --outage 60 --down 10 [--rate 50]``
 
 Figures (requests/s, p50 and p99 latency), each from one bounded wrk run on loopback
 (``wrk -t1 -cN -dS --latency``; an aiohttp load loop when wrk is not installed):
@@ -15,8 +15,9 @@ Figures (requests/s, p50 and p99 latency), each from one bounded wrk run on loop
   bare ``redis.asyncio`` GET + ``orjson.loads`` of the same value: no HTTP at all.
 
 ``--outage T``: only the issue's second figure: warm typed-API hits at a fixed rate for T
-seconds with the private Redis (the cache and the shared state) stopped for the middle
-third; 5xx answers and X-Cache per phase, and the time to the first hit after Redis returns.
+seconds with the private Redis (the cache and the shared state) stopped in the middle for
+``--down`` seconds (default a third); 5xx answers and X-Cache per phase, and the time to
+the first hit after Redis returns.
 
 Servers run in child processes (this script with ``--child``), against the emulator; the
 first request of each is the miss that fills the cache. The machine is shared: read the
@@ -386,14 +387,17 @@ def main() -> None:
         "--outage", type=float, metavar="SECONDS", help="only the Redis-outage run, this long"
     )
     parser.add_argument("--rate", type=float, default=50.0, help="requests/s of --outage")
+    parser.add_argument(
+        "--down", type=float, help="seconds Redis stays stopped (default: a third of --outage)"
+    )
     a = parser.parse_args()
     if a.child:
         _child(a.child, a.port, a.redis_url)
         return
     sys.path.insert(0, str(ROOT / "src"))
     if a.outage:
-        third = a.outage / 3
-        outage(a.outage, third, third, a.rate)
+        down = a.down if a.down is not None else a.outage / 3
+        outage(a.outage, (a.outage - down) / 2, down, a.rate)
         return
     import httpx
 

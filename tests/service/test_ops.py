@@ -218,3 +218,13 @@ def test_canary_secrets_never_leave_the_process(
     assert "Bearer " + ADMIN_TOKEN not in everything
     for canary in (ADMIN_TOKEN, CANARY_SECRET, CANARY_LASTFM):
         assert canary not in everything
+
+
+def test_readyz_is_503_without_any_provider(service: Factory) -> None:
+    from tunegate.clients import Settings
+
+    with service(settings=Settings()) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["checks"]["providers"] == {"ok": False, "configured": []}
+        assert c.get("/healthz").status_code == 200

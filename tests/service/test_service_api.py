@@ -101,7 +101,15 @@ def test_sigterm_lets_an_in_flight_request_finish(emulator: Emulator) -> None:
 
     track = known_track(emulator.catalog)
     emulator.set_faults("spotify/track:latency=2")
+
+    def arrived() -> int:  # counted by the emulator when a request arrives, not when answered
+        clients = emulator.stats()["clients"].get("spotify", {})
+        return sum(int(c["requests"]) for c in clients.values())
+
     with serve_process(env=emulator.env()) as (url, proc):
+        warm = httpx.get(f"{url}/v1/spotify/isrc/{track['isrc']}", timeout=30)  # the token
+        assert warm.status_code == 200, warm.text
+        before = arrived()
         result: dict[str, int] = {}
 
         def slow() -> None:
@@ -111,11 +119,10 @@ def test_sigterm_lets_an_in_flight_request_finish(emulator: Emulator) -> None:
         worker = threading.Thread(target=slow)
         worker.start()
         deadline = time.monotonic() + 20
-        while (
-            not emulator.stats()["requests"].get("spotify", {}).get("endpoints", {}).get("track")
-        ):  # the request is in flight once the emulator holds it
+        while arrived() == before:  # bounded poll: the request is now held by the emulator
             assert time.monotonic() < deadline, emulator.stats()
-            time.sleep(0.05)
+            time.sleep(0.02)
+        assert "status" not in result  # still in flight (the emulator holds it for 2 s)
         proc.send_signal(signal.SIGTERM)
         worker.join(timeout=30)
         code = proc.wait(timeout=30)

@@ -15,7 +15,7 @@ from tunegate.ratelimit import PROVIDER_DEFAULTS
 
 from ._proc import serve_process
 
-PER_PROCESS = 20
+PER_PROCESS = 12  # 24 calls at once: one bucket admits 10 in a second, two unshared 20
 
 
 @pytest.fixture
@@ -42,12 +42,15 @@ def test_two_processes_share_one_quota(emulator: Emulator, redis_server: RedisSe
     assert statuses == [200] * len(jobs)
     lastfm = emulator.stats()["clients"]["lastfm"]["127.0.0.1"]
     assert lastfm["requests"] == len(jobs)  # every call was a miss that reached the emulator
-    # One bucket admits at most capacity + rate x 1 s in any second; two unshared buckets
-    # would admit twice that. (+1: the emulator's window and the bucket's clock differ.)
-    bound = capacity + rate + 1
-    if lastfm["max_in_window"] > bound and "falls back to local state" in logs:
+    # One bucket admits at most capacity + rate x 1 s in any second (10 here); two unshared
+    # buckets admit twice that (26 measured without Redis). Tokens are granted on Redis's
+    # clock and counted on arrival at the emulator: on this loaded machine the delay between
+    # the two varies by up to about half a second, which packs a little more into a window.
+    bound = capacity + rate * 1.6
+    fallbacks = [line for line in logs.splitlines() if "falls back to local state" in line]
+    if lastfm["max_in_window"] > bound and fallbacks:
         # Seen once on this loaded 2-core machine: a Redis call slower than the link's 0.5 s
         # timeout, so each process fell back to its own bucket (the library's fail-open
         # rule; keeping a fleet under quota when Redis fails is issue 9's).
-        pytest.xfail(f"Redis timed out under load; local fallback admitted {lastfm}")
+        pytest.xfail(f"Redis too slow under load, local fallback admitted {lastfm}: {fallbacks}")
     assert lastfm["max_in_window"] <= bound, (lastfm, logs)

@@ -367,7 +367,8 @@ def _batched_isrcs(client_class: Any) -> tuple[Endpoint, ...]:
     async def call(gw: AsyncGateway, args: dict[str, Any]) -> Any:
         if len(args["isrcs"]) > MAX_ISRCS:
             raise InvalidInput("isrcs", f"at most {MAX_ISRCS} ISRCs per request")
-        return await gw.musicbrainz.lookup_isrcs(args["isrcs"])
+        client: Any = gw.musicbrainz  # typed once lookup_isrcs is on the branch
+        return await client.lookup_isrcs(args["isrcs"])
 
     described = f"Comma-separated ISRCs (1..{MAX_ISRCS})."
     isrcs = Param("isrcs", "query", described, kind="csv", max_length=13 * MAX_ISRCS)

@@ -14,8 +14,8 @@ Credentials: the service holds the providers' real ones. A Spotify caller gets a
 service-issued token from ``/spotify/api/token`` (HMAC-signed, one hour; with caller keys
 configured its client secret must be one of them); a Last.fm caller's ``api_key`` is
 replaced by the service's. Spotify's token itself comes from the client's token source (the
-one flow that fetches, shares through Redis and refreshes on 401; there is no public raw
-entry for it on the client yet)."""
+one flow that fetches, shares through Redis and refreshes on 401), through the client's
+private send flow: there is no public raw entry for it on the client yet."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ async def _forward(
             client = getattr(state.gw(), provider)
             api_request = make(client)
             if provider == "spotify":
-                value = await adrive(client._authorized_call(api_request, None, True))
+                value = await adrive(_spotify_flow(client, api_request))
             else:
                 value = await client.pipeline.acall(api_request, expect=expect)
         except Exception as exc:
@@ -153,6 +153,17 @@ async def _forward(
 
 
 # -- Spotify ------------------------------------------------------------------------------
+
+
+def _spotify_flow(client: Any, request: ApiRequest) -> Any:
+    """The client's own authorized call for ``request`` (its token flow, the 401 refresh,
+    its cache scope), "not found" raised. Private on both shapes of the client: the one
+    with ``ClientOptions`` (``_as_sent`` + ``_send``) and the earlier one
+    (``_authorized_call``); a public raw entry on the client would replace this."""
+    if hasattr(client, "_as_sent"):
+        return client._send(client._as_sent(request), None, True, batch=True)
+    return client._authorized_call(request, None, True)
+
 
 _SPOTIFY_RULES = [
     (re.compile(r"/v1/tracks/[^/]+"), ("/v1/tracks/{id}", "spotify:track")),
@@ -232,7 +243,7 @@ async def spotify_api(state: State, request: Request) -> Response:
             path=path,
             params=params,
             cache_kind=kind,
-            cache_parts=(*client.cache_scope, "raw", path, _canonical(params)),
+            cache_parts=("raw", path, _canonical(params)),  # the client adds its scope
         )
 
     upstream = state.gw().spotify.base_url if _configured(state, "spotify") else ""
