@@ -99,10 +99,10 @@ class Acquire(Effect):
     timeout: float | None
 
     def run(self) -> float:
-        return self.limiter.acquire(self.provider, self.timeout)
+        return self.limiter.acquire(self.provider, timeout=self.timeout)
 
     async def arun(self) -> float:
-        return await self.limiter.aacquire(self.provider, self.timeout)
+        return await self.limiter.aacquire(self.provider, timeout=self.timeout)
 
 
 @dataclass(slots=True)

@@ -58,13 +58,13 @@ class RecordingLimiter(RateLimiter):
         super().__init__()
         self.events = events
 
-    def acquire(self, provider: str, timeout: float | None = None) -> float:
+    def acquire(self, provider: str, **options: Any) -> Any:
         self.events.append("limiter.acquire")
-        return super().acquire(provider, timeout)
+        return super().acquire(provider, **options)
 
-    async def aacquire(self, provider: str, timeout: float | None = None) -> float:  # noqa: ASYNC109
+    async def aacquire(self, provider: str, **options: Any) -> Any:
         self.events.append("limiter.acquire")
-        return await super().aacquire(provider, timeout)
+        return await super().aacquire(provider, **options)
 
     def adjust_from_headers(self, provider: str, headers: Any, status: int | None = None) -> Any:
         self.events.append("limiter.adjust")

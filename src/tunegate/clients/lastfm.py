@@ -31,6 +31,7 @@ from tunegate.clients._base import (
     fetch,
 )
 from tunegate.providers import ApiRequest, lastfm, validate
+from tunegate.providers.lastfm import LastFmSimilarArtist
 from tunegate.providers.types import (
     LastFmArtistInfo,
     LastFmCorrection,
@@ -168,6 +169,17 @@ class _LastFm(ClientBase):
         )
         return list(hits)
 
+    def _get_similar_artists(
+        self, artist: str, limit: int, autocorrect: bool, use_cache: bool
+    ) -> Flow[list[LastFmSimilarArtist]]:
+        request = lastfm.artist_similar_request(
+            artist, api_key=self._api_key, limit=limit, autocorrect=autocorrect
+        )
+        similar: list[LastFmSimilarArtist] = yield from self._get(
+            request, lastfm.parse_similar_artists, use_cache
+        )
+        return list(similar)
+
 
 def _artist_tags(body: Any) -> list[str]:
     return lastfm.parse_top_tags(body, "artist.getTopTags")
@@ -242,6 +254,18 @@ class LastFmClient(SyncClientMixin, _LastFm):
         """The canonical artist and track names Last.fm knows, or None."""
         return drive(self._get_correction(artist, track, use_cache))
 
+    def get_similar_artists(
+        self,
+        artist: str,
+        *,
+        limit: int = lastfm.SIMILAR_LIMIT_DEFAULT,
+        autocorrect: bool = True,
+        use_cache: bool = True,
+    ) -> list[LastFmSimilarArtist]:
+        """``artist.getSimilar``: up to ``limit`` (1 to 250) similar artists, nearest first,
+        each with its ``match`` score (0 to 1); [] for an unknown artist."""
+        return drive(self._get_similar_artists(artist, limit, autocorrect, use_cache))
+
 
 class AsyncLastFmClient(AsyncClientMixin, _LastFm):
     """:class:`LastFmClient` for asyncio: the same constructor and methods, awaited."""
@@ -287,3 +311,14 @@ class AsyncLastFmClient(AsyncClientMixin, _LastFm):
     ) -> LastFmCorrection | None:
         """See :meth:`LastFmClient.get_correction`."""
         return await adrive(self._get_correction(artist, track, use_cache))
+
+    async def get_similar_artists(
+        self,
+        artist: str,
+        *,
+        limit: int = lastfm.SIMILAR_LIMIT_DEFAULT,
+        autocorrect: bool = True,
+        use_cache: bool = True,
+    ) -> list[LastFmSimilarArtist]:
+        """See :meth:`LastFmClient.get_similar_artists`."""
+        return await adrive(self._get_similar_artists(artist, limit, autocorrect, use_cache))

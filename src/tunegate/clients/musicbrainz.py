@@ -36,9 +36,10 @@ from tunegate.clients._base import (
     fetch,
     link_for,
 )
+from tunegate.clients._extra import pick_inc
 from tunegate.exceptions import NotFound
 from tunegate.providers import ApiRequest, musicbrainz, validate
-from tunegate.providers.types import MusicBrainzRecording
+from tunegate.providers.types import MusicBrainzRecording, MusicBrainzRelease
 from tunegate.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -234,6 +235,22 @@ class _MusicBrainz(ClientBase):
         )
         return found
 
+    def _get_release(self, mbid: str, inc: Inc, use_cache: bool) -> Flow[MusicBrainzRelease | None]:
+        request = self._identified(musicbrainz.get_release_request(mbid, inc))
+        found: MusicBrainzRelease | None = yield from fetch(
+            self._pipeline, request, musicbrainz.parse_release, use_cache
+        )
+        return found
+
+    def _search_recordings(
+        self, artist: str, title: str, limit: int, use_cache: bool
+    ) -> Flow[list[MusicBrainzRecording]]:
+        request = self._identified(musicbrainz.search_recordings_request(artist, title, limit))
+        hits: list[MusicBrainzRecording] | None = yield from fetch(
+            self._pipeline, request, musicbrainz.parse_search_recordings, use_cache
+        )
+        return list(hits) if hits is not None else []
+
 
 class MusicBrainzClient(SyncClientMixin, _MusicBrainz):
     """MusicBrainz for threads, through the cache, rate limiter, circuit breaker and retry.
@@ -281,6 +298,28 @@ class MusicBrainzClient(SyncClientMixin, _MusicBrainz):
         """The recording with this MBID (any UUID spelling), or None."""
         return drive(self._get_recording(mbid, inc, use_cache))
 
+    def get_release(
+        self,
+        mbid: str,
+        *,
+        inc: Inc = musicbrainz.DEFAULT_RELEASE_INC,
+        includes: Inc | None = None,
+        use_cache: bool = True,
+    ) -> MusicBrainzRelease | None:
+        """The release with this MBID, or None: by default with its artist credit, labels,
+        release group and media with their tracks (``inc`` or its other name ``includes``
+        chooses; an inc the release resource does not know is an InvalidInput before any
+        request)."""
+        chosen = pick_inc(inc, includes, musicbrainz.DEFAULT_RELEASE_INC)
+        return drive(self._get_release(mbid, chosen, use_cache))
+
+    def search_recordings(
+        self, artist: str, title: str, *, limit: int = 10, use_cache: bool = True
+    ) -> list[MusicBrainzRecording]:
+        """Every hit of the search :meth:`search_recording` makes (up to ``limit``, 1 to
+        100), in MusicBrainz's order, each with its ``score`` (0 to 100); [] when none."""
+        return drive(self._search_recordings(artist, title, limit, use_cache))
+
 
 class AsyncMusicBrainzClient(AsyncClientMixin, _MusicBrainz):
     """:class:`MusicBrainzClient` for asyncio: the same constructor and methods, awaited."""
@@ -308,3 +347,21 @@ class AsyncMusicBrainzClient(AsyncClientMixin, _MusicBrainz):
     ) -> MusicBrainzRecording | None:
         """See :meth:`MusicBrainzClient.get_recording`."""
         return await adrive(self._get_recording(mbid, inc, use_cache))
+
+    async def get_release(
+        self,
+        mbid: str,
+        *,
+        inc: Inc = musicbrainz.DEFAULT_RELEASE_INC,
+        includes: Inc | None = None,
+        use_cache: bool = True,
+    ) -> MusicBrainzRelease | None:
+        """See :meth:`MusicBrainzClient.get_release`."""
+        chosen = pick_inc(inc, includes, musicbrainz.DEFAULT_RELEASE_INC)
+        return await adrive(self._get_release(mbid, chosen, use_cache))
+
+    async def search_recordings(
+        self, artist: str, title: str, *, limit: int = 10, use_cache: bool = True
+    ) -> list[MusicBrainzRecording]:
+        """See :meth:`MusicBrainzClient.search_recordings`."""
+        return await adrive(self._search_recordings(artist, title, limit, use_cache))
