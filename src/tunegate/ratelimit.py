@@ -651,7 +651,10 @@ class RateLimiter(LinkOwner):
             meter.observe(self._clock.monotonic(), bucket._granted)
         max_wait = 0.0 if blocking is False else _max_wait(timeout)
         try:
-            waited = yield from bucket._take(n, max_wait)
+            if n == 1:  # the common case: the one-token flow itself, one generator less
+                waited = yield from bucket._acquire(max_wait)
+            else:
+                waited = yield from bucket._take(n, max_wait)
         except RateLimitTimeout:
             if design:
                 return False
