@@ -39,7 +39,7 @@ from tunegate._policy.breaker import (
     Permit,
 )
 from tunegate._redis import LuaScript, RedisLink, load_lua
-from tunegate.breaker import CircuitBreaker, CircuitBreakerRegistry
+from tunegate.breaker import DEFAULT_CACHE_TTL, CircuitBreaker, CircuitBreakerRegistry
 from tunegate.exceptions import CircuitBreakerOpenError, ProviderUnavailable
 from tunegate.testing import FakeClock
 
@@ -335,7 +335,7 @@ def test_a_breaker_tripped_by_one_link_is_open_for_another(links: list[RedisLink
     )
     b.call(lambda: None)  # b caches CLOSED
     trip(a)
-    clock_b.advance(0.5)  # b's cached answer is now too old
+    clock_b.advance(DEFAULT_CACHE_TTL)  # b's cached answer is now too old
     with pytest.raises(CircuitBreakerOpenError) as info:
         b.call(lambda: None)
     assert info.value.provider == "spotify"
@@ -343,7 +343,7 @@ def test_a_breaker_tripped_by_one_link_is_open_for_another(links: list[RedisLink
     assert b.get_stats()["state"] == "open"
     b.reset()
     assert a.state is OPEN  # a still trusts its cache for a moment...
-    clock_a.advance(0.5)
+    clock_a.advance(DEFAULT_CACHE_TTL)
     assert a.state is CLOSED  # ...then sees the reset made by b
 
 
@@ -373,7 +373,7 @@ def test_a_breaker_tripped_in_another_process_is_open_here(redis_url: str) -> No
         check=True,
     )
     assert child.stdout.strip() == "open"
-    clock.advance(0.5)
+    clock.advance(DEFAULT_CACHE_TTL)
     with pytest.raises(CircuitBreakerOpenError):
         here.call(lambda: "must not run")
     here.reset()
@@ -800,3 +800,60 @@ async def test_close_and_aclose_close_what_the_breakers_opened(
     assert member.call(lambda: "ok") == "ok"  # still usable: it connects again
     registry.close()
     assert server_clients(restartable_redis, 1) == 1
+
+
+# -- the local bound: CLOSED answered without a round trip, another's trip seen within it --
+
+TRIPPER = """
+import sys
+from tunegate.breaker import CircuitBreaker
+b = CircuitBreaker("spotify", redis=sys.argv[1], failure_threshold=1, timeout=60)
+b.record_failure(b.allow())
+print(b.get_stats()["state"], flush=True)
+"""
+
+
+def _script_calls(server: RedisServer) -> int:
+    client = server.client()
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_eval"))
+
+
+@pytest.mark.parametrize("bound", [DEFAULT_CACHE_TTL, 0.25])
+def test_closed_is_answered_locally_and_another_process_trip_is_seen_within_the_bound(
+    redis_server: RedisServer, redis_url: str, bound: float
+) -> None:
+    """A CLOSED state learned from Redis (by an outcome, or by an allow) answers allow()
+    with no script call while it is younger than ``cache_ttl`` (1 s by default); once it
+    is that old, the next allow() asks Redis and sees the trip another process made."""
+    clock = FakeClock()
+    kwargs: dict[str, Any] = {} if bound == DEFAULT_CACHE_TTL else {"cache_ttl": bound}
+    here = CircuitBreaker("spotify", redis=redis_url, clock=clock, timeout=60, **kwargs)
+    try:
+        here.record_failure(here.allow())  # the reply of the outcome says CLOSED, 1 failure
+        before = _script_calls(redis_server)
+        clock.advance(bound / 2)
+        here.record_ignored(here.allow())  # from the view: no script call at all
+        assert _script_calls(redis_server) == before
+        tripped = subprocess.run(
+            [sys.executable, "-c", TRIPPER, redis_url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert tripped.stdout.strip() == "open"
+        before = _script_calls(redis_server)  # the other process's calls counted too
+        clock.advance(bound / 4)  # still inside the bound: this process does not know yet
+        here.record_ignored(here.allow())
+        assert _script_calls(redis_server) == before
+        clock.advance(bound / 4)  # the view is now `bound` old: ask Redis
+        with pytest.raises(CircuitBreakerOpenError):
+            here.allow()
+        assert _script_calls(redis_server) == before + 1
+        assert here.state is OPEN
+    finally:
+        here.close()

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from tunegate._policy.freshness import (
     DAY,
-    DEFAULT_TTLS,
     Freshness,
     TtlPolicy,
     freshness,
@@ -24,9 +23,11 @@ from tunegate._policy.keys import (
     normalize_part,
     split_key,
 )
+from tunegate.cache import DEFAULT_TTLS, CacheManager
 from tunegate.exceptions import ConfigurationError, InvalidInput
+from tunegate.providers.kinds import CASE_SENSITIVE_KINDS
 
-SCHEME = KeyScheme()
+SCHEME = KeyScheme(case_sensitive_kinds=CASE_SENSITIVE_KINDS)  # as the cache builds it
 KIND = "spotify:search"
 
 # Text that exercises every rule: case, composition, white space, the separator, the hash
@@ -78,6 +79,19 @@ def test_spotify_ids_keep_their_case() -> None:
     """Base62 ids differing only in case are different tracks, so they get different keys."""
     assert SCHEME.key("spotify:track", "abcDEF") != SCHEME.key("spotify:track", "ABCdef")
     assert SCHEME.key("spotify:search", "abcDEF") == SCHEME.key("spotify:search", "ABCdef")
+
+
+def test_the_cache_hands_the_providers_tables_to_the_policies() -> None:
+    """The policies know no provider; the cache gives them the kinds' case and TTL tables."""
+    cache = CacheManager()
+    scheme = cache.key_scheme
+    assert scheme.key("spotify:track", "abcDEF") != scheme.key("spotify:track", "ABCdef")
+    assert cache.policy.ttl_for("musicbrainz:isrc", None, False) == 30 * DAY
+    bare = KeyScheme()  # nothing given: every kind's parts are folded
+    assert bare.key("spotify:track", "abcDEF") == bare.key("spotify:track", "ABCdef")
+    assert (
+        TtlPolicy.build().ttl_for("musicbrainz:isrc", None, False) == TtlPolicy.build().default_ttl
+    )
 
 
 def test_normalisation_rules() -> None:
@@ -275,7 +289,7 @@ def test_glob_matches_like_redis(pattern: str, text: str, expected: bool) -> Non
 
 def test_ttl_table_defaults_and_precedence() -> None:
     """Explicit ttl, then negative_ttl, then the kind's entry, then default_ttl."""
-    policy = TtlPolicy.build(ttls={"spotify:search": 60.0, "lastfm:artist": 5.0})
+    policy = TtlPolicy.build(ttls={"spotify:search": 60.0, "lastfm:artist": 5.0}, base=DEFAULT_TTLS)
     assert DEFAULT_TTLS["spotify:track"] == 30 * DAY
     assert policy.ttl_for("spotify:track", None, False) == 30 * DAY
     assert policy.ttl_for("musicbrainz:isrc", None, False) == 30 * DAY

@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 
 from tunegate import (
+    AsyncLastFmClient,
+    AsyncMusicBrainzClient,
     AsyncSpotifyClient,
+    CacheManager,
     CircuitBreaker,
     CircuitBreakerRegistry,
     LastFmClient,
@@ -59,3 +62,24 @@ async def test_async_client_options_are_keywords() -> None:
         search: Any = spotify.search_track
         with pytest.raises(TypeError):
             await search("Deadmau5", "Strobe", 5)
+
+
+def test_constructor_options_are_keywords() -> None:
+    """Past the credentials every constructor argument is a keyword: a component given
+    positionally (the old third slot, ``cache_manager``) is a TypeError, for all six
+    clients; by keyword it is taken."""
+    cache = CacheManager()
+    agent = "test/1.0 (t@example.invalid)"
+    makers: list[tuple[Any, tuple[Any, ...]]] = [
+        (SpotifyClient, ("a" * 32, "b" * 32)),
+        (AsyncSpotifyClient, ("a" * 32, "b" * 32)),
+        (MusicBrainzClient, (agent,)),
+        (AsyncMusicBrainzClient, (agent,)),
+        (LastFmClient, ("c" * 32,)),
+        (AsyncLastFmClient, ("c" * 32,)),
+    ]
+    for make, creds in makers:
+        with pytest.raises(TypeError):
+            make(*creds, cache, base_url=CLOSED, metrics=False)
+        client = make(*creds, cache_manager=cache, base_url=CLOSED, metrics=False)
+        assert client.cache_manager is cache

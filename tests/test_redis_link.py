@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import logging
 import socket
 import threading
@@ -13,6 +14,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,16 +24,18 @@ import redis.asyncio.connection
 import redis.connection
 import redis.exceptions
 
+import tunegate
 from tests._redis_server import RedisServer, free_port
+from tunegate._drive import Effect, Flow, adrive, drive
 from tunegate._redis import (
+    DOWN,
     REDIS_FAILURES,
-    Effect,
-    Flow,
+    LinkOwner,
     LuaScript,
+    RedisCall,
     RedisLink,
-    adrive,
-    drive,
     is_outage,
+    lua,
 )
 from tunegate.exceptions import ConfigurationError
 
@@ -410,3 +414,122 @@ def test_a_flapping_redis_warns_once_a_minute(caplog: pytest.LogCaptureFixture) 
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
     assert sum("reachable again" in r.getMessage() for r in caplog.records) == 20
+
+
+# -- one Redis effect, Lua files called by SHA, one ownership rule ----------------------------
+
+LUA_DIR = Path(tunegate.__file__).parent / "_lua"
+
+
+def test_every_lua_script_is_a_file_made_once_and_called_by_its_sha() -> None:
+    """Each file of tunegate/_lua is one LuaScript per process, named by the SHA1 of its text;
+    no Python module of the package carries inline Lua."""
+    files = sorted(LUA_DIR.glob("*.lua"))
+    assert {f.name for f in files} >= {
+        "breaker.lua",
+        "token_bucket.lua",
+        "singleflight_claim.lua",
+        "singleflight_renew.lua",
+        "singleflight_finish.lua",
+        "singleflight_lookup_claim.lua",
+        "lease_release.lua",
+    }
+    for f in files:
+        script = lua(f.name)
+        assert lua(f.name) is script
+        assert script.sha == hashlib.sha1(f.read_bytes()).hexdigest()
+    inline = [
+        str(py.relative_to(LUA_DIR.parent))
+        for py in LUA_DIR.parent.rglob("*.py")
+        if "redis.call(" in py.read_text(encoding="utf-8")
+    ]
+    assert inline == []
+
+
+def _calls(server: RedisServer, command: str) -> int:
+    client = server.client()
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+@pytest.mark.redis
+async def test_a_script_runs_by_sha_and_is_loaded_again_after_a_flush(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    """EVALSHA first; after SCRIPT FLUSH (a restart, a failover) NOSCRIPT loads it again and
+    the call still answers, in both forms. The script's text is never sent with EVAL."""
+    link = RedisLink(redis_url)
+    release = lua("lease_release.lua")
+    admin = redis_server.client()
+    try:
+        admin.config_resetstat()  # a private server: count this test's commands only
+        admin.set("lease", "me")
+        call = RedisCall(link, "test", script=release, keys=("lease",), args=("me",))
+        admin.script_flush()
+        assert call.run() == 1
+        admin.set("lease", "me")
+        admin.script_flush()
+        assert await call.arun() == 1
+        assert admin.get("lease") is None
+        assert _calls(redis_server, "evalsha") >= 2
+        assert _calls(redis_server, "eval") == 0
+        assert admin.script_exists(release.sha) == [True]
+    finally:
+        admin.close()
+        await link.aclose()
+        link.close()
+
+
+@pytest.mark.redis
+async def test_a_command_and_a_script_share_one_fail_open_rule(redis_url: str) -> None:
+    """One effect for commands and scripts: the reply, or its ``down`` value once Redis
+    cannot serve; down, the link is not even asked until its retry interval passed."""
+    link = RedisLink(redis_url)
+    get = RedisCall(link, "test", command=("GET", "missing"), down=DOWN)
+    try:
+        assert get.run() is None  # a nil reply is a reply, not "down"
+        assert await get.arun() is None
+    finally:
+        await link.aclose()
+        link.close()
+    with stalled_redis() as port:
+        dead = RedisLink(f"redis://127.0.0.1:{port}/0", socket_timeout=0.2, retry_interval=60)
+        try:
+            calls = (
+                RedisCall(dead, "test", command=("GET", "k"), down=DOWN),
+                RedisCall(dead, "test", script=lua("lease_release.lua"), keys=("k",), args=("x",)),
+            )
+            assert in_thread(calls[0].run) is DOWN
+            assert not dead.available
+            assert await asyncio.wait_for(calls[0].arun(), BOUND) is DOWN
+            assert in_thread(calls[1].run) is None  # a script's default down value
+        finally:
+            dead.close()
+
+
+def test_who_closes_a_link_is_decided_once(redis_url: str) -> None:
+    """A link made from a client or a URL is the adopter's; a RedisLink handed in is not."""
+    made, owned = RedisLink.adopt(redis_url)
+    assert isinstance(made, RedisLink)
+    assert owned
+    given, owned = RedisLink.adopt(made)
+    assert given is made
+    assert not owned
+    assert RedisLink.adopt(None) == (None, False)
+
+    class Component(LinkOwner):
+        def __init__(self, target: Any) -> None:
+            self._adopt(target)
+
+    made.sync.ping()
+    Component(made).close()  # not its link: still open
+    assert made._sync is not None
+    mine = Component(redis_url)
+    assert mine._link is not None
+    mine._link.sync.ping()
+    mine.close()
+    assert mine._link._sync is None
+    made.close()

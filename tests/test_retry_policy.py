@@ -32,6 +32,7 @@ from tunegate.exceptions import (
     RateLimited,
     RateLimitTimeout,
 )
+from tunegate.providers import lastfm
 
 FAST = settings(max_examples=200, deadline=None)
 unit = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
@@ -160,11 +161,12 @@ TRANSIENT = [
     (ConnectionError("refused"), "connection"),
     (ProviderError("x", provider="spotify", status=502), "unavailable"),
     (ProviderError("x", provider="spotify", status=429), "rate_limited"),
-    (ProviderError("x", provider="lastfm", status=200, code=29), "rate_limited"),
-    (ProviderError("x", provider="lastfm", status=200, code="29"), "rate_limited"),
-    (ProviderError("x", provider="lastfm", status=200, code=8), "unavailable"),
-    (ProviderError("x", provider="lastfm", status=200, code=11), "unavailable"),
-    (ProviderError("x", provider="lastfm", status=200, code=16), "unavailable"),
+    # Last.fm's codes, as its hook maps them at the boundary (often inside an HTTP 200).
+    (lastfm.classify_body_error({"error": 29, "message": "Rate Limit Exceeded"}), "rate_limited"),
+    (lastfm.classify_body_error({"error": "29", "message": "x"}), "rate_limited"),
+    (lastfm.classify_body_error({"error": 8, "message": "Operation failed"}), "unavailable"),
+    (lastfm.classify_body_error({"error": 11, "message": "Service Offline"}), "unavailable"),
+    (lastfm.classify_body_error({"error": 16, "message": "Temporary error"}), "unavailable"),
     (MalformedResponse("cut", provider="spotify", status=200, code=TRUNCATED), "truncated"),
     (MalformedResponse("bad gateway page", provider="spotify", status=502), "unavailable"),
 ]
@@ -178,6 +180,9 @@ PERMANENT = [
     MalformedResponse("invalid JSON", provider="spotify", status=200),
     ProviderError("x", provider="lastfm", status=400, code=6),
     ProviderError("x", provider="spotify", status=200, code=29),  # 29 means something on Last.fm
+    # ... but only once its hook made it a RateLimited: the generic policy reads no codes.
+    ProviderError("x", provider="lastfm", status=200, code=29),
+    lastfm.classify_body_error({"error": 6, "message": "Track not found"}),
     ProviderError("x", provider="spotify", status=400),
     ValueError("a bug in the caller"),
     KeyError("also a bug"),
@@ -186,7 +191,8 @@ PERMANENT = [
 
 @pytest.mark.parametrize(("error", "reason"), TRANSIENT, ids=lambda v: repr(v)[:40])
 def test_transient_errors_are_classified_with_a_reason(error: BaseException, reason: str) -> None:
-    """Connection errors, timeouts, 429/5xx and Last.fm 8/11/16/29 are transient."""
+    """Connection errors, timeouts, 429/5xx and Last.fm 8/11/16/29 (as its hook maps them)
+    are transient."""
     assert transient_reason(error) == reason
     assert is_transient(error)
 

@@ -10,6 +10,7 @@ from tunegate.clients import (
     AsyncLastFmClient,
     AsyncMusicBrainzClient,
     AsyncSpotifyClient,
+    ClientOptions,
     Gateway,
     LastFmClient,
     MusicBrainzClient,
@@ -32,6 +33,7 @@ from tunegate.exceptions import (
 )
 from tunegate.observability import JsonFormatter, correlation_id
 from tunegate.pipeline import Pipeline
+from tunegate.providers.spec import ProviderSpec
 from tunegate.ratelimit import RateLimiter, TokenBucket
 from tunegate.retry import RetryBudget, Retrying, RetryPolicy, retry
 
@@ -49,6 +51,7 @@ __all__ = [
     "CircuitBreakerOpenError",
     "CircuitBreakerRegistry",
     "CircuitState",
+    "ClientOptions",
     "ConfigurationError",
     "Gateway",
     "HttpConfig",
@@ -60,6 +63,7 @@ __all__ = [
     "NotFound",
     "Pipeline",
     "ProviderError",
+    "ProviderSpec",
     "ProviderUnavailable",
     "RateLimitTimeout",
     "RateLimited",

@@ -1,24 +1,31 @@
-"""The attempts of one call that missed the cache: breaker, limiter, HTTP exchange,
-classification, retry, cache write, and stale-if-error when it all fails.
+"""The attempts of one call that missed the cache: breaker permit, rate-limit token, HTTP
+exchange, classification, limiter feedback, breaker record, and the retry policy's verdict.
 
-:class:`AttemptPath` is the innermost layer of :class:`tunegate.pipeline.Pipeline` (which
-sets every attribute declared here); :class:`tunegate._coalesce.SingleFlight` is the layer
-above it. Its methods are flow generators (``tunegate._effects``): every decision is here,
-written once, and the sync and async drivers only run the effects.
+:class:`Attempts` is one of the three parts :class:`tunegate.pipeline.Pipeline` holds (with
+:class:`tunegate._coalesce.SingleFlight` and the cache step). Its :meth:`Attempts.run` is a
+flow (``tunegate._drive``): a generator that yields effects and is sent their results. The
+breaker's and the limiter's own flows (``allow_flow``, ``record_flow``, ``acquire_flow``,
+``adjust_flow``: local decisions at once, Redis scripts when shared) are composed with
+``yield from``, so they run in the caller's one driver loop; the exchange itself is the
+``Send`` effect (``tunegate._http``), a backoff the ``Sleep`` effect. It ends with the
+parsed value, or with a :class:`Failed` naming the typed error and why the attempts
+stopped: giving up is a value here, and the pipeline decides what a failure becomes (a
+stale answer, or the error raised at that one place).
+
+One clock: every deadline and backoff is read from the clock the pipeline was given.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from tunegate._clock import Clock
-from tunegate._effects import Acquire, Adjust, Allow, CacheStore, Record, Send, Sleep
-from tunegate._flight import RENEW
+from tunegate._drive import Effect, Flow
+from tunegate._effects import Send, Sleep
 from tunegate._http import HttpPool, HttpRequest, HttpResponse
 from tunegate._policy.breaker import Permit
 from tunegate._policy.classify import (
@@ -28,34 +35,24 @@ from tunegate._policy.classify import (
     ProviderHook,
     ResponseView,
     classify_response,
-    outage_like,
 )
 from tunegate._policy.freshness import CacheEntry
 from tunegate._policy.retry import GiveUp, RetryBudget, RetryPolicy
-from tunegate._redact import redact
-from tunegate._redis import Effect, LuaScript, RedisLink, ScriptCall
-from tunegate.breaker import CircuitBreaker
-from tunegate.cache import CacheManager
-from tunegate.cache.frozen import freeze
+from tunegate.breaker import CircuitBreaker, Verdict
 from tunegate.exceptions import (
     CircuitBreakerOpenError,
     MalformedResponse,
-    NotFound,
     ProviderError,
     RateLimitTimeout,
     TunegateError,
 )
-from tunegate.observability import Metrics, Span, Stats, log_attempt, log_event
+from tunegate.observability import Recorder, Span
 from tunegate.ratelimit import RateLimiter
 from tunegate.retry import budget_lock
 
-if TYPE_CHECKING:
-    from prometheus_client import Counter
-
-__all__ = ["AttemptPath", "Call", "Flow", "RequestLike"]
+__all__ = ["NO_ANSWER", "Attempts", "Call", "Failed", "Lease", "RequestLike"]
 
 Pairs = tuple[tuple[str, str], ...]
-Flow = Generator[Effect, Any, Any]
 
 
 class RequestLike(Protocol):
@@ -85,6 +82,13 @@ class RequestLike(Protocol):
     def cache_parts(self) -> tuple[str, ...]: ...
 
 
+class Lease(Protocol):
+    """A cross-process lease this call holds (``tunegate._coalesce``): the attempts extend it
+    before a slow attempt and before a backoff sleep, so no other process takes over."""
+
+    def renew(self, extra_ms: int = 0) -> Effect: ...
+
+
 @dataclass(slots=True)
 class Call:
     """The state of one call that missed the cache, as it moves down the path."""
@@ -96,50 +100,74 @@ class Call:
     ttl: float | None
     span: Span | None
     looked_at: int  # the flights' generation read before the cache lookup
-    started: float  # time.monotonic() when the call missed: its deadline runs from here
+    started: float  # the pipeline clock's monotonic() when the call missed
+    deadline: float | None  # started + the retry policy's deadline, on the same clock
     cache_state: str = "bypass"
     stale: CacheEntry | None = None
-    lease: tuple[str, tuple[str, str]] | None = None  # (token, (lease key, result key))
+    lease: Lease | None = None
+    claimed: Any = None  # the lease claim its lookup made (``_coalesce.LOOKUP_CLAIM``)
+    # The cache write left for the lease's FINISH script: (stored string, ms, on failure).
+    write: tuple[bytes, int, Callable[[], None]] | None = None
     http: HttpRequest | None = None  # built on the first attempt
-    failure: TunegateError | None = None  # the error a stale entry was served for
 
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """How a call ended without a value: the typed ``error``, the ``reason`` the path
+    stopped (the retry policy's, ``circuit_open``, ``rate_limit_timeout``, ``not_found``,
+    ``shared_failure``, ``flight_timeout``) and the ``attempts`` it made."""
+
+    error: TunegateError
+    reason: str
+    attempts: int
+
+
+NO_ANSWER: Any = object()
+"""What a step returns when it has no answer to give (values themselves may be None)."""
 
 _PARSE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError)
 
 
-class AttemptPath:
+class Attempts:
     """Breaker, limiter, HTTP, classification and retry for one call (see the module)."""
 
-    provider: str
-    base_url: str
-    cache: CacheManager | None
-    limiter: RateLimiter | None
-    breaker: CircuitBreaker | None
-    retry: RetryPolicy
-    budget: RetryBudget | None
-    http: HttpPool
-    classifier: ProviderHook | None
-    clock: Clock
-    stale_if_error: bool
-    redis_link: RedisLink | None
-    _rand: Callable[[], float]
-    _stats: Stats
-    _metrics: Metrics | None
-    _m_calls: dict[Kind, Counter]
-    _lease_ms: int
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        *,
+        http: HttpPool,
+        retry: RetryPolicy,
+        clock: Clock,
+        rand: Callable[[], float],
+        recorder: Recorder,
+        breaker: CircuitBreaker | None = None,
+        limiter: RateLimiter | None = None,
+        budget: RetryBudget | None = None,
+        classifier: ProviderHook | None = None,
+    ) -> None:
+        self.provider = provider
+        self.base_url = base_url
+        self.http = http
+        self.retry = retry
+        self.clock = clock
+        self.breaker = breaker
+        self.limiter = limiter
+        self.budget = budget
+        self.classifier = classifier
+        self._rand = rand
+        self._rec = recorder
 
-    def _attempts(self, call: Call) -> Flow:
-        policy = self.retry
+    def run(self, call: Call) -> Flow[Any]:
+        """The attempts of ``call``: its parsed value, or :class:`Failed`."""
+        policy, breaker, budget = self.retry, self.breaker, self.budget
         endpoint = call.request.endpoint_template
-        now = self.clock.monotonic()
-        start = now - (time.monotonic() - call.started)  # time spent waiting counts
-        deadline = None if policy.deadline is None else start + policy.deadline
-        if self.budget is not None:
-            with budget_lock(self.budget):
-                self.budget.record_call(now)
+        start = call.started
+        if budget is not None:
+            with budget_lock(budget):
+                budget.record_call(self.clock.monotonic())
         if call.http is None:
             call.http = self._http_request(call.request)
-        breaker, cache = self.breaker, self.cache
         attempt = 0
         previous_delay = 0.0
         while True:
@@ -147,43 +175,42 @@ class AttemptPath:
             permit: Permit | None = None
             if breaker is not None:
                 try:
-                    permit = yield Allow(breaker)
+                    permit = yield from breaker.allow_flow()
                 except CircuitBreakerOpenError as exc:
-                    self._stats.add("breaker_rejections")
-                    return self._give_up(call, exc, attempt - 1, "circuit_open")
+                    self._rec.count("breaker_rejections")
+                    return Failed(exc, "circuit_open", attempt - 1)
             # Everything between the permit and its record is in here, so that a caller
             # cancelled anywhere (even while recording) hands the permit back: a half-open
             # probe slot must never leak.
             try:
-                outcome, status, latency = yield from self._attempt(call, attempt, deadline)
+                outcome, status, latency = yield from self._attempt(call, attempt)
                 if permit is not None:
                     assert breaker is not None
-                    yield Record(breaker, permit, self._verdict(outcome))
+                    yield from breaker.record_flow(permit, self._verdict(breaker, outcome))
                     permit = None
             except GeneratorExit:  # abandoned: no effect can run now
                 raise
             except RateLimitTimeout as exc:
                 if permit is not None:
                     assert breaker is not None
-                    yield Record(breaker, permit, "ignored")
-                return self._give_up(call, exc, attempt - 1, "rate_limit_timeout")
+                    yield from breaker.record_flow(permit, "ignored")
+                return Failed(exc, "rate_limit_timeout", attempt - 1)
             except BaseException:
                 if permit is not None:
                     assert breaker is not None
-                    yield Record(breaker, permit, "ignored")
+                    yield from breaker.record_flow(permit, "ignored")
                 raise
-            self._observe(call, attempt, status, outcome, latency)
-
-            if outcome.kind is Kind.SUCCESS:
-                return (yield from self._store(call, outcome.payload))
+            kind = outcome.kind
+            self._rec.attempt(
+                endpoint, attempt, status, kind.value, latency, call.cache_state, call.span
+            )
+            if kind is Kind.SUCCESS:
+                return outcome.payload
             error = outcome.error
             assert error is not None
             error.attempts = attempt
-            if outcome.kind is Kind.NOT_FOUND:
-                if call.key is not None and cache is not None:
-                    yield CacheStore(cache, call.key, None, None, True)
-                    self._stats.add("cache_stores")
-                raise self._scrubbed(call, error)
+            if kind is Kind.NOT_FOUND:
+                return Failed(error, "not_found", attempt)
             now = self.clock.monotonic()
             decision = policy.decide(
                 attempt=attempt,
@@ -191,49 +218,37 @@ class AttemptPath:
                 elapsed=now - start,
                 previous_delay=previous_delay,
                 rand=self._rand,
-                budget_ok=functools.partial(self._spend, now) if self.budget is not None else True,
+                budget_ok=functools.partial(self._spend, now) if budget is not None else True,
             )
             if isinstance(decision, GiveUp):
-                return self._give_up(call, error, attempt, decision.reason)
-            self._stats.add("retries")
-            if self._metrics is not None:
-                self._metrics.retries.labels(self.provider, decision.reason).inc()
-            log_event(
-                logging.INFO,
-                "retrying",
-                self.provider,
-                endpoint,
-                attempt=attempt,
-                reason=decision.reason,
-                delay=round(decision.delay, 3),
-            )
+                return Failed(error, decision.reason, attempt)
+            self._rec.retrying(endpoint, attempt, decision.reason, decision.delay)
             if call.lease is not None:
-                lease_ms = self._lease_ms + int(decision.delay * 1000)
-                yield self._script(RENEW, call.lease[1], call.lease[0], lease_ms)
+                yield call.lease.renew(int(decision.delay * 1000))
             yield Sleep(self.clock, decision.delay)
             previous_delay = decision.delay
 
-    def _attempt(self, call: Call, attempt: int, deadline: float | None) -> Flow:
+    def _attempt(self, call: Call, attempt: int) -> Flow[tuple[Outcome, int | None, float]]:
         """One exchange: a token, the lease extended, send, classify, limiter feedback.
         Returns ``(outcome, status, latency)``."""
         assert call.http is not None
         limiter = self.limiter
         waited = 0.0
         if limiter is not None:
-            waited = yield Acquire(limiter, self.provider, self._left(deadline))
+            waited = yield from limiter.acquire_flow(self.provider, self._left(call.deadline))
         if call.lease is not None and (attempt > 1 or waited > 1.0):
-            yield self._script(RENEW, call.lease[1], call.lease[0], self._lease_ms)
-        began = time.perf_counter()
+            yield call.lease.renew()
+        began = time.perf_counter()  # latency, not a deadline: always real time
         response: HttpResponse | None = None
         try:
-            response = yield Send(self.http, call.http, self._left(deadline))
+            response = yield Send(self.http, call.http, self._left(call.deadline))
         except ProviderError as exc:
             outcome = Outcome.failure(exc)
         else:
             outcome = self._read(call, response)
         latency = time.perf_counter() - began
         if response is not None and limiter is not None:
-            yield Adjust(limiter, self.provider, response)
+            yield from limiter.adjust_flow(self.provider, response.headers, response.status)
         return outcome, None if response is None else response.status, latency
 
     def _read(self, call: Call, response: HttpResponse) -> Outcome:
@@ -267,68 +282,7 @@ class AttemptPath:
             err.__cause__ = exc
             return Outcome.failure(err)
 
-    def _store(self, call: Call, value: Any) -> Flow:
-        if call.key is not None and self.cache is not None:
-            try:
-                stored = yield CacheStore(self.cache, call.key, value, call.ttl, False)
-            except TypeError:  # parse gave something that is not JSON-like: serve, not cache
-                endpoint = call.request.endpoint_template
-                log_event(logging.WARNING, "value not cacheable", self.provider, endpoint)
-                return value
-            self._stats.add("cache_stores")
-            return stored
-        try:
-            return freeze(value)  # coalesced callers share it: nobody may mutate it
-        except TypeError:
-            return value
-
-    def _give_up(self, call: Call, error: TunegateError, attempts: int, reason: str) -> Any:
-        """Serve a stale entry for an outage-like failure, else raise ``error``."""
-        stale = call.stale
-        endpoint = call.request.endpoint_template
-        if stale is not None and self.stale_if_error and outage_like(error):
-            assert self.cache is not None
-            assert call.key is not None
-            self.cache.record_stale_served(call.key)
-            call.cache_state = "stale_served"
-            call.failure = error
-            self._stats.add("stale_served")
-            log_event(
-                logging.WARNING,
-                "served stale entry",
-                self.provider,
-                endpoint,
-                cache="stale_served",
-                reason=reason,
-                error=type(error).__name__,
-            )
-            return self._value_of(call.request, stale)
-        # One WARNING per failure: the callers that shared it say so at INFO.
-        level = logging.INFO if reason == "shared_failure" else logging.WARNING
-        log_event(
-            level,
-            "giving up",
-            self.provider,
-            endpoint,
-            attempt=attempts,
-            reason=reason,
-            error=type(error).__name__,
-        )
-        raise self._scrubbed(call, error)
-
-    def _value_of(self, request: RequestLike, entry: CacheEntry) -> Any:
-        if entry.negative:
-            raise NotFound(
-                "not found (cached)", provider=self.provider, endpoint=request.endpoint_template
-            )
-        return entry.value
-
     # -- helpers ---------------------------------------------------------------------------
-
-    def _script(self, script: LuaScript, keys: tuple[str, str], *args: Any) -> ScriptCall:
-        """A single-flight script on Redis; its reply is None when Redis cannot serve it."""
-        assert self.redis_link is not None
-        return ScriptCall(self.redis_link, script, keys, args, "request coalescing")
 
     def _http_request(self, request: RequestLike) -> HttpRequest:
         names = {n.lower() for n in request.secret_params}
@@ -348,16 +302,6 @@ class AttemptPath:
             secrets=values,
         )
 
-    @staticmethod
-    def _scrubbed(call: Call, error: TunegateError) -> TunegateError:
-        """Defence in depth: a message a provider hook built from a body could echo a key."""
-        secrets_ = () if call.http is None else call.http.secrets
-        text = " ".join(str(a) for a in error.args)
-        safe = redact(text, secrets_)
-        if safe != text:
-            error.args = (safe,)
-        return error
-
     def _left(self, deadline: float | None) -> float | None:
         if deadline is None:
             return None
@@ -368,33 +312,9 @@ class AttemptPath:
         with budget_lock(self.budget):
             return self.budget.try_spend(now)
 
-    def _verdict(self, outcome: Outcome) -> str:
+    @staticmethod
+    def _verdict(breaker: CircuitBreaker, outcome: Outcome) -> Verdict:
         if outcome.kind in (Kind.SUCCESS, Kind.NOT_FOUND):
             return "success"
-        assert self.breaker is not None
         assert outcome.error is not None
-        return "failure" if self.breaker.is_failure(outcome.error) else "ignored"
-
-    def _observe(
-        self, call: Call, attempt: int, status: int | None, outcome: Outcome, latency: float
-    ) -> None:
-        kind = outcome.kind
-        self._stats.add("api_calls")
-        if kind not in (Kind.SUCCESS, Kind.NOT_FOUND):
-            self._stats.add("api_errors")
-        self._stats.observe(latency)
-        endpoint = call.request.endpoint_template
-        if self._metrics is not None:
-            self._m_calls[kind].inc()
-            self._metrics.latency.labels(self.provider, endpoint).observe(latency)
-        log_attempt(
-            provider=self.provider,
-            endpoint=endpoint,
-            status=status,
-            attempt=attempt,
-            latency_ms=latency * 1000.0,
-            cache=call.cache_state,
-            outcome=kind.value,
-        )
-        if call.span is not None:
-            call.span.attempt(attempt, status, kind.value, latency * 1000.0)
+        return "failure" if breaker.is_failure(outcome.error) else "ignored"

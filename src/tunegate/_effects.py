@@ -1,11 +1,12 @@
-"""The effects the request flow asks for.
+"""The leaf effects of the request path: each is one blocking call (``run``) and its
+awaitable twin (``arun``) on one component, and nothing else.
 
-The flow (``Pipeline._miss`` and what it calls) is a generator: it yields an effect, and is
-sent the effect's result back or has its exception thrown in. Each effect is one blocking
-call (``run``) and its awaitable twin (``arun``) on one component, and nothing else, so
-every decision stays in the flow, written once. ``tunegate._redis.drive`` and ``adrive``
-(the same loops the limiter and the breaker use) run them; single-flight's scripts are
-``tunegate._redis.ScriptCall`` effects, failing open as every shared piece does.
+The flows (:meth:`tunegate.pipeline.Pipeline.flow` and the parts it holds) yield them and
+are sent their results, or have their exceptions thrown in, by the one driver loop of the
+public call (:func:`tunegate._drive.drive` / ``adrive``). ``Send`` is where a call reaches
+the socket (:class:`tunegate._http.HttpPool`). The breaker and the limiter bring their own
+flows (composed with ``yield from``); single-flight's scripts are
+``tunegate._redis.ScriptCall`` effects, failing open.
 """
 
 from __future__ import annotations
@@ -18,105 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunegate._clock import Clock
+from tunegate._drive import Effect
 from tunegate._http import HttpPool, HttpRequest, HttpResponse
-from tunegate._policy.breaker import Permit
-from tunegate._policy.freshness import CacheEntry
-from tunegate._redis import Effect
-from tunegate.breaker import CircuitBreaker
-from tunegate.cache import CacheManager
-from tunegate.ratelimit import RateLimiter
 
 __all__ = [
-    "Acquire",
-    "Adjust",
-    "Allow",
     "AwaitFlight",
-    "CacheGet",
-    "CacheStore",
     "FlightTimeout",
     "Poll",
-    "Record",
     "Send",
     "Sleep",
 ]
-
-
-@dataclass(slots=True)
-class CacheGet(Effect):
-    cache: CacheManager
-    key: str
-
-    def run(self) -> CacheEntry | None:
-        return self.cache.lookup(self.key)
-
-    async def arun(self) -> CacheEntry | None:
-        return await self.cache.alookup(self.key)
-
-
-@dataclass(slots=True)
-class CacheStore(Effect):
-    cache: CacheManager
-    key: str
-    value: Any
-    ttl: float | None
-    negative: bool
-
-    def run(self) -> Any:
-        return self.cache.store(self.key, self.value, ttl=self.ttl, negative=self.negative)
-
-    async def arun(self) -> Any:
-        return await self.cache.astore(self.key, self.value, ttl=self.ttl, negative=self.negative)
-
-
-@dataclass(slots=True)
-class Allow(Effect):
-    breaker: CircuitBreaker
-
-    def run(self) -> Permit:
-        return self.breaker.allow()
-
-    async def arun(self) -> Permit:
-        return await self.breaker.aallow()
-
-
-@dataclass(slots=True)
-class Record(Effect):
-    breaker: CircuitBreaker
-    permit: Permit
-    verdict: str  # "success", "failure", "ignored"
-
-    def run(self) -> None:
-        getattr(self.breaker, f"record_{self.verdict}")(self.permit)
-
-    async def arun(self) -> None:
-        await getattr(self.breaker, f"arecord_{self.verdict}")(self.permit)
-
-
-@dataclass(slots=True)
-class Acquire(Effect):
-    limiter: RateLimiter
-    provider: str
-    timeout: float | None
-
-    def run(self) -> float:
-        return self.limiter.acquire(self.provider, timeout=self.timeout)
-
-    async def arun(self) -> float:
-        return await self.limiter.aacquire(self.provider, timeout=self.timeout)
-
-
-@dataclass(slots=True)
-class Adjust(Effect):
-    limiter: RateLimiter
-    provider: str
-    response: HttpResponse
-
-    def run(self) -> None:
-        self.limiter.adjust_from_headers(self.provider, self.response.headers, self.response.status)
-
-    async def arun(self) -> None:
-        headers, status = self.response.headers, self.response.status
-        await self.limiter.aadjust_from_headers(self.provider, headers, status)
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ few seconds: the value, "not found", or, for an outage-like failure, an *error m
 (error type, status, code, retry_after, attempts; never a message, so never a secret).
 Followers turn a marker back into the typed error and apply their own stale-if-error.
 
-The pipeline drives all of this (``tunegate.pipeline``); nothing here does I/O itself.
+The single-flight stage (``tunegate._coalesce``) drives all of this; nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import collections
 import concurrent.futures
 import re
 import threading
-import time
 from typing import Any, Final
 
 import orjson
 
-from tunegate._policy.classify import outage_like
-from tunegate._redis import LuaScript
+from tunegate._clock import Clock, SystemClock
+from tunegate._policy.errors import meaning
+from tunegate._redis import lua
 from tunegate.cache.frozen import decode, encode
 from tunegate.exceptions import (
     CircuitBreakerOpenError,
@@ -63,8 +63,9 @@ class Flights:
     before its cache lookup for the price of an attribute read.
     """
 
-    def __init__(self, linger: float = 1.0) -> None:
+    def __init__(self, linger: float = 1.0, clock: Clock | None = None) -> None:
         self.linger = linger
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self.generation = 0  # bumped by every finish; read without the lock (an int)
         self._lock = threading.Lock()
         self._live: dict[str, concurrent.futures.Future[Any]] = {}
@@ -91,7 +92,7 @@ class Flights:
         value: Any = None,
         error: BaseException | None = None,
     ) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         with self._lock:
             if self._live.get(key) is future:
                 del self._live[key]
@@ -112,27 +113,11 @@ class Flights:
 
 
 # -- across processes: a lease in Redis ---------------------------------------------------------
-# KEYS[1] the lease, KEYS[2] the published outcome. Replies: {1} lead, {0} follow,
+# The lease scripts (tunegate/_lua/singleflight_*.lua). CLAIM replies {1} lead, {0} follow,
 # {2, payload} an outcome published within the last few seconds.
-CLAIM: Final = LuaScript("""
-local r = redis.call('GET', KEYS[2])
-if r then return {2, r} end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
-return {0}
-""")
-# ARGV: token, lease ms. Extend our lease; 0 when another process holds it now.
-RENEW: Final = LuaScript("""
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-""")
-# ARGV: token, payload ('' to publish nothing), outcome ms. Publish, then drop our lease.
-FINISH: Final = LuaScript("""
-if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 1
-""")
+CLAIM: Final = lua("singleflight_claim.lua")
+RENEW: Final = lua("singleflight_renew.lua")
+FINISH: Final = lua("singleflight_finish.lua")
 
 LEAD, FOLLOW, PUBLISHED = 1, 0, 2
 _VALUE = b"V"
@@ -178,7 +163,7 @@ def publish_error(error: TunegateError) -> bytes:
     its own mark, and refused credentials or a rejected request may be this process's own).
     Carries no text: the type, status, code (an int, or one of our lower-case code words),
     retry_after and attempts."""
-    if not outage_like(error):
+    if not meaning(error).shareable:
         return b""
     shared = next((c for c in type(error).__mro__ if c in _SHAREABLE_TYPES), None)
     if shared is None:

@@ -17,9 +17,13 @@ one failed attempt per interval rather than one per call, and logs one warning p
 An error that is not an outage (a bug in one of our scripts, a key of the wrong type) falls
 back the same way and is logged once.
 
-The shared operations of the limiter and the breaker are written once, as generators that
-yield :class:`Effect` objects (run a script, sleep); :func:`drive` runs them with blocking
-calls and :func:`adrive` with awaits.
+Every Redis command and every script call of tunegate is one effect, :class:`RedisCall`,
+and its fail-open rule lives in one place (:meth:`RedisLink.execute`): the reply, or the
+call's ``down`` value when Redis cannot serve. Every Lua script is a file in ``tunegate/_lua``,
+made once per process by :func:`lua` and called by SHA (EVALSHA, loaded on NOSCRIPT).
+
+Other modules name redis-py's clients through :data:`SyncRedis` and :data:`AsyncRedis`, and
+decide who closes a link with :meth:`RedisLink.adopt` (through :class:`LinkOwner`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias
 
 import redis
 import redis.asyncio
@@ -45,29 +49,39 @@ import redis.exceptions
 import redis.retry
 from redis.commands.core import AsyncScript, Script
 
-from tunegate._drive import Effect, Flow, adrive, drive
+from tunegate._drive import Effect
 from tunegate.exceptions import ConfigurationError
 
 __all__ = [
     "DEFAULT_SOCKET_TIMEOUT",
+    "DOWN",
     "REDIS_DOWN_ERRORS",
     "REDIS_FAILURES",
-    "Effect",
-    "Flow",
+    "AsyncRedis",
     "LinkOwner",
     "LuaScript",
+    "RedisCall",
+    "RedisLike",
     "RedisLink",
+    "RedisTarget",
     "ScriptCall",
-    "adrive",
-    "drive",
+    "SyncRedis",
     "is_outage",
     "load_lua",
+    "lua",
 ]
+
+#: redis-py's client types, for annotations elsewhere: only this module imports redis.
+SyncRedis: TypeAlias = redis.Redis
+AsyncRedis: TypeAlias = redis.asyncio.Redis
+#: What ``redis=`` arguments take: a client of either form or a URL ...
+RedisTarget: TypeAlias = "SyncRedis | AsyncRedis | str"
+#: ... or a :class:`RedisLink` shared with other components.
+RedisLike: TypeAlias = "RedisLink | SyncRedis | AsyncRedis | str"
 
 log = logging.getLogger("tunegate.redis")
 _WARN_EVERY = 60.0  # seconds between two "redis cannot serve" warnings
 
-T = TypeVar("T")
 
 DEFAULT_SOCKET_TIMEOUT = 0.5
 
@@ -109,6 +123,21 @@ def is_outage(exc: BaseException) -> bool:
 def load_lua(name: str) -> str:
     """Read a Lua script shipped as package data in ``tunegate/_lua``."""
     return resources.files("tunegate").joinpath("_lua", name).read_text(encoding="utf-8")
+
+
+_SCRIPTS: dict[str, LuaScript] = {}
+_SCRIPTS_LOCK = threading.Lock()
+
+
+def lua(name: str) -> LuaScript:
+    """The script ``tunegate/_lua/<name>``, made once per process (one SHA per file)."""
+    script = _SCRIPTS.get(name)
+    if script is None:
+        with _SCRIPTS_LOCK:
+            script = _SCRIPTS.get(name)
+            if script is None:
+                script = _SCRIPTS[name] = LuaScript(load_lua(name))
+    return script
 
 
 # -- connection settings ---------------------------------------------------------------------
@@ -242,9 +271,6 @@ class _LoopClient:
     closer: AsyncGenerator[None, None]
 
 
-RedisTarget: TypeAlias = "redis.Redis | redis.asyncio.Redis | str"
-
-
 class RedisLink:
     """Our sync client, our per-event-loop asyncio clients, and the shared up/down state.
 
@@ -279,6 +305,15 @@ class RedisLink:
         self._outage_logged = False
         self._last_warning = float("-inf")
         self._bugs_logged: set[str] = set()
+
+    @classmethod
+    def adopt(cls, target: RedisLike | None) -> tuple[RedisLink | None, bool]:
+        """The link for ``target`` and whether the adopter owns it, the one rule for who
+        closes a link: a link made here from a client or a URL is the adopter's to close; a
+        RedisLink handed in belongs to whoever made it (others may share it)."""
+        if target is None or isinstance(target, RedisLink):
+            return target, False
+        return cls(target), True
 
     def __repr__(self) -> str:
         where = self._settings.get("path") or (
@@ -362,35 +397,49 @@ class RedisLink:
         if entry is not None:
             await entry.closer.aclose()  # its ``finally`` closes the client
 
-    # -- running scripts, failing open ----------------------------------------------------
+    # -- running commands and scripts, failing open: the one place ---------------------
+
+    def execute(self, call: RedisCall) -> Any:
+        """``call``'s reply, or ``call.down`` when Redis cannot serve it now."""
+        if not self.available:
+            return call.down
+        try:
+            if call.script is not None:
+                reply = call.script.run(self.sync, call.keys, call.args)
+            else:
+                reply = self.sync.execute_command(*call.command)  # type: ignore[no-untyped-call]
+        except REDIS_FAILURES as exc:
+            self.failed(exc, call.what)
+            return call.down
+        self.mark_up()
+        return reply
+
+    async def aexecute(self, call: RedisCall) -> Any:
+        """The asyncio form of :meth:`execute`, on the running loop's client."""
+        if not self.available:
+            return call.down
+        try:
+            if call.script is not None:
+                reply = await call.script.arun(self.aio, call.keys, call.args)
+            else:
+                reply = await self.aio.execute_command(*call.command)  # type: ignore[no-untyped-call]
+        except REDIS_FAILURES as exc:
+            self.failed(exc, call.what)
+            return call.down
+        self.mark_up()
+        return reply
 
     def run_script(
         self, script: LuaScript, keys: Sequence[str], args: Sequence[Any], what: str
     ) -> Any:
         """``script``'s reply, or None when Redis cannot serve it now (``what`` falls back)."""
-        if not self.available:
-            return None
-        try:
-            reply = script.run(self.sync, keys, args)
-        except REDIS_FAILURES as exc:
-            self.failed(exc, what)
-            return None
-        self.mark_up()
-        return reply
+        return self.execute(ScriptCall(self, script, keys, args, what))
 
     async def arun_script(
         self, script: LuaScript, keys: Sequence[str], args: Sequence[Any], what: str
     ) -> Any:
         """The asyncio form of :meth:`run_script`."""
-        if not self.available:
-            return None
-        try:
-            reply = await script.arun(self.aio, keys, args)
-        except REDIS_FAILURES as exc:
-            self.failed(exc, what)
-            return None
-        self.mark_up()
-        return reply
+        return await self.aexecute(ScriptCall(self, script, keys, args, what))
 
     # -- fail-open bookkeeping -------------------------------------------------------------
 
@@ -443,16 +492,14 @@ class RedisLink:
 
 
 class LinkOwner:
-    """The optional RedisLink of a shared component (limiter, breaker, registry), closed by
-    the component only when it made the link itself: a link built here from a client or a
-    URL is ours, a RedisLink handed in belongs to the caller (others may share it)."""
+    """The optional RedisLink of a component (limiter, breaker, registry, Redis cache),
+    adopted by :meth:`RedisLink.adopt`: closed by the component only when it made it."""
 
     _link: RedisLink | None
     _owns_link: bool
 
-    def _adopt(self, redis: RedisLink | RedisTarget | None) -> None:
-        self._owns_link = redis is not None and not isinstance(redis, RedisLink)
-        self._link = redis if redis is None or isinstance(redis, RedisLink) else RedisLink(redis)
+    def _adopt(self, redis: RedisLike | None) -> None:
+        self._link, self._owns_link = RedisLink.adopt(redis)
 
     def close(self) -> None:
         """Close the Redis connections this object opened (a RedisLink you gave stays
@@ -493,21 +540,54 @@ class LuaScript:
         return await self._async(keys=list(keys), args=list(args), client=client)
 
 
-# -- the effect that runs a script ------------------------------------------------------
+# -- the one Redis effect ---------------------------------------------------------------
+
+
+class _Down:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DOWN"
+
+
+#: The ``down`` value of a call whose caller must tell "Redis cannot serve" from a None reply.
+DOWN: Any = _Down()
 
 
 @dataclass(frozen=True, slots=True)
-class ScriptCall(Effect):
-    """Run a script on the link; the reply, or None when the caller must fall back."""
+class RedisCall(Effect):
+    """One command (``command=("GET", key)``) or one script (``script``, ``keys``,
+    ``args``) on the link, failing open: its reply, or ``down`` when Redis cannot serve it.
+    ``what`` names the caller in the one log line an outage or a refused command costs."""
 
     link: RedisLink
-    script: LuaScript
-    keys: Sequence[str]
-    args: Sequence[Any]
     what: str
+    command: tuple[Any, ...] = ()
+    script: LuaScript | None = None
+    keys: Sequence[str] = ()
+    args: Sequence[Any] = ()
+    down: Any = None
 
     def run(self) -> Any:
-        return self.link.run_script(self.script, self.keys, self.args, self.what)
+        return self.link.execute(self)
 
     async def arun(self) -> Any:
-        return await self.link.arun_script(self.script, self.keys, self.args, self.what)
+        return await self.link.aexecute(self)
+
+
+class ScriptCall(RedisCall):
+    """A :class:`RedisCall` of a script, built positionally; its reply is None when Redis
+    cannot serve it (scripts never reply nil). Not another effect: the same run, the same
+    fail-open rule."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        link: RedisLink,
+        script: LuaScript,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        what: str,
+    ) -> None:
+        RedisCall.__init__(self, link, what, script=script, keys=keys, args=args)

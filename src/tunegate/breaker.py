@@ -4,12 +4,14 @@ The state machine is :mod:`tunegate._policy.breaker`; this module only drives it
 breaker keeps the machine in memory behind a lock held for one policy call. A shared breaker
 (``redis=``) runs the machine's Lua twin in Redis, so one process tripping it opens it for
 all, and half-open probe slots are leased there. It remembers the last answer from Redis for
-``cache_ttl`` seconds (0.5 s by default): a CLOSED breaker, or an OPEN one still inside its
-timeout, then lets a call through (or refuses it) without a round trip. Every outcome of a
-call goes to Redis, successes included, so that failures count as consecutive across all
-processes. When Redis cannot serve (unreachable, stalled, full, read-only) the breaker
-carries on with the local machine, seeded with the last shared state it saw, and goes back
-to Redis when :class:`tunegate._redis.RedisLink` says it is worth trying again.
+``cache_ttl`` seconds (1 s by default), whichever call brought it (an allow or an outcome):
+a CLOSED breaker, or an OPEN one still inside its timeout, then lets a call through (or
+refuses it) without a round trip, and another process's trip is seen within that bound.
+Every outcome of a call goes to Redis, successes included, so that failures count as
+consecutive across all processes. When Redis cannot serve (unreachable, stalled, full,
+read-only) the breaker carries on with the local machine, seeded with the last shared state
+it saw, and goes back to Redis when :class:`tunegate._redis.RedisLink` says it is worth
+trying again.
 
 The low-level form, which the request pipeline uses::
 
@@ -40,36 +42,15 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, ParamSpec, TypedDict, TypeVar, overload
-
-import redis
-import redis.asyncio
+from typing import Any, Final, Literal, ParamSpec, TypedDict, TypeVar, overload
 
 from tunegate._clock import Clock, SystemClock
+from tunegate._drive import Flow, adrive, drive
 from tunegate._policy import breaker as policy
 from tunegate._policy.breaker import BreakerConfig, BreakerState, CircuitState, Event, Permit
-from tunegate._redis import (
-    Flow,
-    LinkOwner,
-    LuaScript,
-    RedisLink,
-    ScriptCall,
-    adrive,
-    drive,
-    load_lua,
-)
-from tunegate.exceptions import (
-    AuthenticationError,
-    CircuitBreakerOpenError,
-    ConfigurationError,
-    InvalidInput,
-    MalformedResponse,
-    NotFound,
-    ProviderError,
-    ProviderUnavailable,
-    RateLimited,
-    TunegateError,
-)
+from tunegate._policy.errors import meaning
+from tunegate._redis import LinkOwner, RedisCall, RedisLike, lua
+from tunegate.exceptions import CircuitBreakerOpenError, ConfigurationError, TunegateError
 
 __all__ = [
     "DEFAULT_CACHE_TTL",
@@ -79,6 +60,7 @@ __all__ = [
     "CircuitState",
     "Listener",
     "Permit",
+    "Verdict",
 ]
 
 log = logging.getLogger("tunegate.breaker")
@@ -88,17 +70,20 @@ R = TypeVar("R")
 
 Listener = Callable[[str, CircuitState, CircuitState], object]
 ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
-RedisLike = RedisLink | redis.Redis | redis.asyncio.Redis | str
 
-DEFAULT_CACHE_TTL: Final = 0.5
+DEFAULT_CACHE_TTL: Final = 1.0  # seconds a shared breaker trusts Redis's last answer
 DEFAULT_KEY_PREFIX: Final = "tunegate:cb:"
 
-# A quota, a missing thing, refused credentials or bad input say nothing about an outage.
-_NEVER_FAILURES: Final = (RateLimited, NotFound, AuthenticationError, InvalidInput)
-_ALWAYS_FAILURES: Final = (ProviderUnavailable, MalformedResponse)
 _CLOSED, _OPEN, _HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 # Module constants: an enum member lookup (Event.SUCCESS) costs ten times a global's.
 _SUCCESS, _FAILURE, _IGNORED = Event.SUCCESS, Event.FAILURE, Event.IGNORED
+#: How a guarded call ended, as :meth:`CircuitBreaker.record_flow` takes it.
+Verdict = Literal["success", "failure", "ignored"]
+_VERDICTS: Final[Mapping[str, Event]] = {
+    "success": _SUCCESS,
+    "failure": _FAILURE,
+    "ignored": _IGNORED,
+}
 
 
 class BreakerStats(TypedDict):
@@ -146,7 +131,7 @@ class _View:
         return self.fetched + (self.retry_at - self.server_now)
 
 
-_SCRIPT = LuaScript(load_lua("breaker.lua"))
+_SCRIPT = lua("breaker.lua")
 
 
 def _text(value: Any) -> str:
@@ -275,24 +260,22 @@ class CircuitBreaker(LinkOwner):
     def is_failure(self, exc: BaseException) -> bool:
         """Does this exception say the provider is failing?
 
-        Never: RateLimited, NotFound, AuthenticationError, InvalidInput, our own refusals,
-        and any exception that carries an HTTP status below 500 (except 408). Always:
-        ProviderUnavailable, MalformedResponse, a status of 500 or more. Otherwise: the
-        ``expected_exception`` types, timeouts, ``OSError`` (connection errors) and the
-        transport errors of httpx and aiohttp.
+        Our own errors: as the error table says (``counts_for_breaker`` of
+        :func:`tunegate._policy.errors.meaning`): never RateLimited, NotFound,
+        AuthenticationError, InvalidInput or our own refusals; always ProviderUnavailable,
+        MalformedResponse and a status of 500 or more. A foreign exception (this adapter):
+        never when it carries an HTTP status below 500 (except 408), always with a status of
+        500 or more; otherwise the ``expected_exception`` types, timeouts, ``OSError``
+        (connection errors) and the transport errors of httpx and aiohttp.
         """
-        if isinstance(exc, _NEVER_FAILURES):
-            return False
-        if isinstance(exc, _ALWAYS_FAILURES):
-            return True
         if isinstance(exc, TunegateError):
-            return isinstance(exc, ProviderError) and (exc.status is None or exc.status >= 500)
+            return meaning(exc).counts_for_breaker
         status = _http_status(exc)
         if status is not None:
             return status >= 500 or status == 408
         if self.expected_exception is not None and isinstance(exc, self.expected_exception):
             return True
-        return isinstance(exc, TimeoutError | OSError) or _http_transport_error(exc)
+        return meaning(exc).counts_for_breaker or _http_transport_error(exc)
 
     # -- listeners ---------------------------------------------------------------------
 
@@ -456,7 +439,7 @@ class CircuitBreaker(LinkOwner):
         if link.available:
             fetched = self._clock.monotonic()
             argv = self._argv(op, epoch, token)
-            reply = yield ScriptCall(link, _SCRIPT, self._keys, argv, self._what)
+            reply = yield RedisCall(link, self._what, script=_SCRIPT, keys=self._keys, args=argv)
             if reply is not None:
                 return self._accept(reply, fetched)
         self._enter_local_mode()
@@ -531,9 +514,26 @@ class CircuitBreaker(LinkOwner):
         if (yield from self._run(event, permit.epoch, permit.probe)) is None:
             self._local_record(event, permit)
 
+    # -- guarding calls: the flows ----------------------------------------------------------
+    # Each operation is written once, as a flow of effects (tunegate._drive.Flow) that a
+    # caller composes with ``yield from`` under its own driver loop; the methods below run it
+    # with drive()/adrive(). A local breaker needs no I/O: its flow returns at once.
+
+    def allow_flow(self) -> Flow[Permit]:
+        """:meth:`allow` as a flow: the permit, or :class:`CircuitBreakerOpenError`."""
+        if self._link is None:
+            return self._local_allow()
+        return (yield from self._shared_allow())
+
+    def record_flow(self, permit: Permit, verdict: Verdict) -> Flow[None]:
+        """Report how the call of ``permit`` ended: ``"success"``, ``"failure"`` or
+        ``"ignored"`` (neither: a 429, a not-found)."""
+        flow = self._outcome_flow(_VERDICTS[verdict], permit)
+        if flow is not None:
+            yield from flow
+
     # -- guarding calls: the low-level form ------------------------------------------------
-    # Each operation is written once: the local machine needs no I/O and is called directly
-    # (the hot path); a shared one is a flow of effects run by drive() or adrive().
+    # The local machine is called directly (the hot path); a shared one's flow is driven.
 
     def allow(self) -> Permit:
         """Leave for one call, or :class:`CircuitBreakerOpenError` at once."""
@@ -827,38 +827,33 @@ class CircuitBreakerRegistry(LinkOwner):
         probe_lease: float | None = None,
     ) -> CircuitBreaker:
         """Create the breaker ``name``; registering the same settings again returns it."""
-        config = BreakerConfig(
+        # Built (and its settings checked) before looking: the one place a config is made.
+        candidate = CircuitBreaker(
+            name,
             failure_threshold=failure_threshold,
-            success_threshold=success_threshold,
             timeout=timeout,
+            success_threshold=success_threshold,
+            expected_exception=expected_exception,
             half_open_max_calls=half_open_max_calls,
-            probe_lease=timeout if probe_lease is None else probe_lease,
+            probe_lease=probe_lease,
+            redis=self._link,
+            clock=self._clock,
+            cache_ttl=self._cache_ttl,
+            key_prefix=self._key_prefix,
         )
+        settings = (candidate.config, expected_exception)
         with self._lock:
             existing = self._breakers.get(name)
             if existing is not None:
-                if (existing.config, existing.expected_exception) != (config, expected_exception):
+                if (existing.config, existing.expected_exception) != settings:
                     raise ConfigurationError(
                         f"circuit breaker {name!r} is already registered with other settings"
                     )
                 return existing
-            breaker = CircuitBreaker(
-                name,
-                failure_threshold=failure_threshold,
-                timeout=timeout,
-                success_threshold=success_threshold,
-                expected_exception=expected_exception,
-                half_open_max_calls=half_open_max_calls,
-                probe_lease=probe_lease,
-                redis=self._link,
-                clock=self._clock,
-                cache_ttl=self._cache_ttl,
-                key_prefix=self._key_prefix,
-            )
             for fn in self._listeners:
-                breaker.add_listener(fn)
-            self._breakers[name] = breaker
-        return breaker
+                candidate.add_listener(fn)
+            self._breakers[name] = candidate
+        return candidate
 
     def get(self, name: str) -> CircuitBreaker | None:
         return self._breakers.get(name)

@@ -14,6 +14,9 @@
         ├── ProviderUnavailable          5xx, timeouts, connection failures, outages
         └── MalformedResponse            unreadable: bad JSON, truncated, wrong type, too big
 
+What each error means for retries, the breaker, stale-if-error and single-flight is one
+table: :func:`tunegate._policy.errors.meaning`.
+
 Rules: foreign exceptions (httpx, aiohttp, redis) are mapped once, at the boundary, and
 raised ``from`` the original; no name shadows a builtin; every error pickles; no message
 ever contains a secret (tokens, client secrets, API keys): messages are built from

@@ -1,5 +1,10 @@
 """Logs, stats, Prometheus metrics and OpenTelemetry spans for the request pipeline.
 
+The request path reports to one :class:`Recorder` per pipeline (a hit, an attempt, a retry,
+a give-up, a stale answer), which counts in :class:`Stats`, logs, and records metrics and
+span events; the path itself calls none of them. ``prometheus_client`` is imported here
+only. Counters are lock-free (:class:`Tally`), so a cache hit takes no lock for them.
+
 Logs go through stdlib ``logging`` (logger ``tunegate.pipeline``) with the structured
 fields as record attributes (``provider``, ``endpoint``, ``status``, ``attempt``,
 ``latency_ms``, ``cache``, ``outcome``, ``correlation_id``); :class:`JsonFormatter` prints
@@ -26,6 +31,7 @@ import contextlib
 import contextvars
 import functools
 import importlib
+import itertools
 import json
 import logging
 import math
@@ -39,7 +45,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 try:  # the `metrics` extra; without it pipelines keep stats and logs but record no metrics
-    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+    from prometheus_client import REGISTRY, Counter, Histogram
+    from prometheus_client import CollectorRegistry as CollectorRegistry  # for type hints
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 except ImportError:  # pragma: no cover - depends on the environment
     HAVE_PROMETHEUS = False
@@ -54,17 +61,20 @@ __all__ = [
     "CACHE_RESULTS",
     "JsonFormatter",
     "Metrics",
+    "Recorder",
     "Source",
     "Sources",
     "Stats",
+    "Tally",
     "correlation_id",
     "current_correlation_id",
+    "library_logger",
     "logger",
     "record_source",
     "track_sources",
 ]
 
-logger = logging.getLogger("tunegate.pipeline")
+logger = logging.getLogger("tunegate.pipeline")  # given the filter below
 
 # -- correlation id ---------------------------------------------------------------------
 
@@ -141,6 +151,47 @@ def record_source(provider: str, source: str) -> None:
 
 
 # -- logs -------------------------------------------------------------------------------
+
+
+class CorrelationFilter(logging.Filter):
+    """Puts the caller's correlation id on every record of a library logger that does not
+    carry one yet (the pipeline's own records set it themselves)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "correlation_id"):
+            record.correlation_id = _correlation.get()
+        return True
+
+
+_CORRELATION_FILTER = CorrelationFilter()
+
+#: The library's loggers. A filter applies only to records of the logger it is on (not to
+#: its children's), so each one gets it; a module with a new logger name should take its
+#: logger from :func:`library_logger`.
+LIBRARY_LOGGERS = (
+    "tunegate",
+    "tunegate.breaker",
+    "tunegate.cache",
+    "tunegate.clients",
+    "tunegate.enrich",
+    "tunegate.pipeline",
+    "tunegate.ratelimit",
+    "tunegate.redis",
+    "tunegate.retry",
+)
+
+
+def library_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` whose records carry the correlation id."""
+    log = logging.getLogger(name)
+    if _CORRELATION_FILTER not in log.filters:
+        log.addFilter(_CORRELATION_FILTER)
+    return log
+
+
+for _name in LIBRARY_LOGGERS:
+    library_logger(_name)
+
 
 #: The structured fields the pipeline puts on its records.
 FIELDS = (
@@ -237,13 +288,33 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
+class Tally:
+    """A counter threads bump without a lock: ``next()`` on an ``itertools.count`` is one
+    C call, atomic under the GIL, so a hit pays no lock for its counters. Reading costs one
+    step of the count, so reads are counted too (under a lock: reads are rare)."""
+
+    __slots__ = ("_count", "_reads", "bump")
+    _read_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        self._reads = 0
+        self.bump = functools.partial(next, self._count)  # the hot path: one C call
+
+    def read(self) -> int:
+        with self._read_lock:
+            value = next(self._count) - self._reads
+            self._reads += 1
+        return value
+
+
 class Stats:
-    """Counters of one pipeline, safe across threads (a lock around each ``+=``), and the
-    latencies of the last ``window`` upstream attempts for percentiles.
+    """Counters of one pipeline, safe across threads without a lock (:class:`Tally`), and
+    the latencies of the last ``window`` upstream attempts for percentiles.
 
     They are the one count of each event: ``cache_operations_total`` and the
     ``cache_hit_ratio`` gauge are derived from them when the registry is scraped, so a cache
-    hit costs one lock here and nothing in prometheus-client."""
+    hit costs one C call here and nothing in prometheus-client."""
 
     COUNTERS = (
         "cache_hits",
@@ -260,12 +331,11 @@ class Stats:
 
     def __init__(self, window: int = 1024) -> None:
         self._lock = threading.Lock()
-        self._counts = dict.fromkeys(self.COUNTERS, 0)
+        self.tallies = {name: Tally() for name in self.COUNTERS}
         self._latencies: deque[float] = deque(maxlen=window)
 
-    def add(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self._counts[name] += n
+    def add(self, name: str) -> None:
+        self.tallies[name].bump()
 
     def observe(self, seconds: float) -> None:
         with self._lock:
@@ -273,12 +343,11 @@ class Stats:
 
     def counts(self) -> dict[str, int]:
         """The counters alone (a copy)."""
-        with self._lock:
-            return dict(self._counts)
+        return {name: tally.read() for name, tally in self.tallies.items()}
 
     def snapshot(self) -> dict[str, Any]:
+        counts = self.counts()
         with self._lock:
-            counts = dict(self._counts)
             latencies = sorted(self._latencies)
         counts_any: dict[str, Any] = dict(counts)
         counts_any["cache_hit_ratio"] = _hit_ratio(counts)
@@ -330,17 +399,26 @@ class _Readings:
     """Values that cost a Redis round trip (a shared breaker's state, a shared bucket's
     tokens), read on a helper thread: a scrape gets the last reading at once and never waits
     for Redis; a reading older than ``max_age`` seconds is refreshed after the scrape that
-    saw it. Written by hand: a one-shot daemon thread is all it takes, and an executor would
-    outlive forks and interpreter shutdown less gracefully."""
+    saw it. The first reading is taken when the component is first shown (``prime``), and
+    a scrape that comes before it waits for it at most ``first_wait`` seconds, so the first
+    scrape already has the gauges. Written by hand: a one-shot daemon thread is all it
+    takes, and an executor would outlive forks and interpreter shutdown less gracefully."""
 
-    def __init__(self, max_age: float = 5.0) -> None:
+    def __init__(self, max_age: float = 5.0, first_wait: float = 0.5) -> None:
         self.max_age = max_age
-        self._lock = threading.Lock()
+        self.first_wait = first_wait
+        self._lock = threading.Condition(threading.Lock())
         self._values: weakref.WeakKeyDictionary[object, tuple[float | None, float]] = (
             weakref.WeakKeyDictionary()
         )
         self._queue: dict[int, tuple[object, Callable[[], float | None]]] = {}
         self._worker: threading.Thread | None = None
+
+    def prime(self, owner: object, read: Callable[[], float | None]) -> None:
+        """Take the first reading for ``owner`` now, in the background."""
+        with self._lock:
+            if self._values.get(owner) is None:
+                self._enqueue(owner, read)
 
     def get(self, owner: object, read: Callable[[], float | None]) -> float | None:
         """The last reading for ``owner`` (None before the first), refreshing it when old."""
@@ -348,14 +426,18 @@ class _Readings:
         with self._lock:
             got = self._values.get(owner)
             if got is None or now - got[1] >= self.max_age:
-                self._queue[id(owner)] = (owner, read)
-                # A thread inherited through fork() is not alive in the child.
-                if self._worker is None or not self._worker.is_alive():
-                    self._worker = threading.Thread(
-                        target=self._work, name="tunegate-metrics", daemon=True
-                    )
-                    self._worker.start()
+                self._enqueue(owner, read)
+            if got is None:  # the first scrape: wait a little for the first reading
+                self._lock.wait_for(lambda: self._values.get(owner) is not None, self.first_wait)
+                got = self._values.get(owner)
         return None if got is None else got[0]
+
+    def _enqueue(self, owner: object, read: Callable[[], float | None]) -> None:
+        self._queue[id(owner)] = (owner, read)
+        # A thread inherited through fork() is not alive in the child.
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._work, name="tunegate-metrics", daemon=True)
+            self._worker.start()
 
     def _work(self) -> None:
         while True:
@@ -371,10 +453,15 @@ class _Readings:
                 value = None
             with self._lock:
                 self._values[owner] = (value, time.monotonic())
+                self._lock.notify_all()
 
 
 def _state_code(breaker: CircuitBreaker) -> float:
     return float(BREAKER_STATE_CODES.get(str(breaker.state), 0))
+
+
+def _bucket_tokens(bucket: TokenBucket) -> float:
+    return float(bucket.stats()["available_tokens"])
 
 
 class _Live:
@@ -400,6 +487,12 @@ class _Live:
         with self._lock:
             self._sources.setdefault(source.provider, []).append(source)
         weakref.finalize(owner, self._retire, source)
+        breaker, limiter = source.breaker, source.limiter
+        if breaker is not None and breaker.shared:
+            self.readings.prime(breaker, functools.partial(_state_code, breaker))
+        bucket = None if limiter is None else limiter.buckets.get(source.provider)
+        if bucket is not None and bucket.shared:
+            self.readings.prime(bucket, functools.partial(_bucket_tokens, bucket))
 
     def _retire(self, source: Source) -> None:
         counts = source.stats.counts()
@@ -474,9 +567,7 @@ class _Live:
         return _state_code(breaker)  # the local machine: no I/O
 
     def _tokens(self, bucket: TokenBucket) -> float | None:
-        def read() -> float:
-            return float(bucket.stats()["available_tokens"])
-
+        read = functools.partial(_bucket_tokens, bucket)
         return self.readings.get(bucket, read) if bucket.shared else read()
 
 
@@ -539,6 +630,121 @@ class Metrics:
             if metrics is None:
                 metrics = cls._by_registry[reg] = cls(reg)
             return metrics
+
+
+# -- the request path's one observer -----------------------------------------------------
+
+
+class Recorder:
+    """Where one pipeline's request path reports what happened: its :class:`Stats`, its
+    Prometheus metrics, its log records and its span. The path calls one method per event
+    (a hit, an attempt, a retry, a give-up, a stale answer) and never reaches stats, logs or
+    metrics itself, so what is recorded for an event is decided here, once."""
+
+    __slots__ = ("_hits", "_m_calls", "_negative_hits", "metrics", "provider", "stats")
+
+    def __init__(self, provider: str, stats: Stats, metrics: Metrics | None) -> None:
+        self.provider = provider
+        self.stats = stats
+        self._hits = stats.tallies["cache_hits"].bump
+        self._negative_hits = stats.tallies["negative_hits"].bump
+        self.metrics = metrics
+        self._m_calls: dict[str, Any] = {}
+        if metrics is not None:
+            outcomes = ("success", "not_found", "rate_limited", "transient", "permanent")
+            for outcome in (*outcomes, "authentication"):
+                self._m_calls[outcome] = metrics.api_calls.labels(provider, outcome)
+
+    def count(self, name: str) -> None:
+        self.stats.add(name)
+
+    def hit(self, endpoint: str, negative: bool) -> None:
+        """A fresh answer from the cache (no log record is built unless DEBUG is on)."""
+        if negative:
+            self._negative_hits()
+        else:
+            self._hits()
+        if logger.isEnabledFor(logging.DEBUG):
+            state = "negative_hit" if negative else "hit"
+            log_event(logging.DEBUG, "cache hit", self.provider, endpoint, cache=state)
+
+    def attempt(
+        self,
+        endpoint: str,
+        attempt: int,
+        status: int | None,
+        outcome: str,
+        latency: float,
+        cache: str,
+        span: Span | None,
+    ) -> None:
+        """One upstream exchange and its outcome (``Kind`` value)."""
+        stats = self.stats
+        stats.add("api_calls")
+        if outcome not in ("success", "not_found"):
+            stats.add("api_errors")
+        stats.observe(latency)
+        if self.metrics is not None:
+            counter = self._m_calls.get(outcome)
+            if counter is None:
+                counter = self._m_calls[outcome] = self.metrics.api_calls.labels(
+                    self.provider, outcome
+                )
+            counter.inc()
+            self.metrics.latency.labels(self.provider, endpoint).observe(latency)
+        log_attempt(
+            provider=self.provider,
+            endpoint=endpoint,
+            status=status,
+            attempt=attempt,
+            latency_ms=latency * 1000.0,
+            cache=cache,
+            outcome=outcome,
+        )
+        if span is not None:
+            span.attempt(attempt, status, outcome, latency * 1000.0)
+
+    def retrying(self, endpoint: str, attempt: int, reason: str, delay: float) -> None:
+        self.stats.add("retries")
+        if self.metrics is not None:
+            self.metrics.retries.labels(self.provider, reason).inc()
+        log_event(
+            logging.INFO,
+            "retrying",
+            self.provider,
+            endpoint,
+            attempt=attempt,
+            reason=reason,
+            delay=round(delay, 3),
+        )
+
+    def gave_up(self, endpoint: str, attempts: int, reason: str, error: BaseException) -> None:
+        # One WARNING per failure: the callers that shared it say so at INFO.
+        level = logging.INFO if reason == "shared_failure" else logging.WARNING
+        log_event(
+            level,
+            "giving up",
+            self.provider,
+            endpoint,
+            attempt=attempts,
+            reason=reason,
+            error=type(error).__name__,
+        )
+
+    def stale_served(self, endpoint: str, reason: str, error: BaseException) -> None:
+        self.stats.add("stale_served")
+        log_event(
+            logging.WARNING,
+            "served stale entry",
+            self.provider,
+            endpoint,
+            cache="stale_served",
+            reason=reason,
+            error=type(error).__name__,
+        )
+
+    def not_cacheable(self, endpoint: str) -> None:
+        log_event(logging.WARNING, "value not cacheable", self.provider, endpoint)
 
 
 # -- OpenTelemetry ------------------------------------------------------------------------

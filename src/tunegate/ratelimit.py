@@ -19,9 +19,10 @@ Shared buckets fail open: when Redis cannot serve (unreachable, stalled past the
 of the same settings (one warning per outage) and returns to the shared one when Redis
 answers again. No call fails because of Redis.
 
-Every operation that may talk to Redis or sleep is written once, as a generator of effects
-(``_acquire``, ``_pause``, ...), and run by :func:`tunegate._redis.drive` (threads) or
-:func:`tunegate._redis.adrive` (asyncio).
+Every operation that may talk to Redis or sleep is written once, as a flow of effects
+(:meth:`RateLimiter.acquire_flow`, :meth:`RateLimiter.adjust_flow`, ...), which the request
+path composes with ``yield from`` and the public methods run with
+:func:`tunegate._drive.drive` (threads) or :func:`tunegate._drive.adrive` (asyncio).
 """
 
 from __future__ import annotations
@@ -31,13 +32,11 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple, TypeAlias, TypedDict, cast, overload
-
-import redis
-import redis.asyncio
+from typing import Any, Literal, NamedTuple, TypedDict, cast, overload
 
 from tunegate._clock import Clock, SystemClock
 from tunegate._consumption import ConsumptionMeter, Usage, usage
+from tunegate._drive import Effect, Flow, adrive, drive
 from tunegate._policy.bucket import (
     BucketState,
     Limits,
@@ -50,18 +49,9 @@ from tunegate._policy.bucket import (
     rescale,
     reserve,
 )
-from tunegate._redis import (
-    Effect,
-    Flow,
-    LinkOwner,
-    LuaScript,
-    RedisLink,
-    ScriptCall,
-    adrive,
-    drive,
-    load_lua,
-)
+from tunegate._redis import LinkOwner, RedisCall, RedisLike, RedisLink, lua
 from tunegate.exceptions import ConfigurationError, RateLimitTimeout
+from tunegate.providers.spec import SPECS
 
 __all__ = [
     "DEFAULT_KEY_PREFIX",
@@ -76,19 +66,16 @@ __all__ = [
 
 log = logging.getLogger("tunegate.ratelimit")
 
-# (rate per second, capacity): the design's table. Clients pass these to ensure_provider.
-PROVIDER_DEFAULTS: dict[str, tuple[float, int]] = {
-    "spotify": (10.0, 10),
-    "musicbrainz": (1.0, 1),
-    "lastfm": (5.0, 5),
-}
+# (rate per second, capacity) by provider, read from the provider specs: what a provider
+# nobody configured gets on first use.
+PROVIDER_DEFAULTS: Mapping[str, tuple[float, int]] = MappingProxyType(
+    {name: (spec.rate, spec.capacity) for name, spec in SPECS.items()}
+)
 
 DEFAULT_KEY_PREFIX = "tunegate:rl:"
 DEFAULT_IDLE_TTL = 3600.0
 
-RedisTarget: TypeAlias = "redis.Redis | redis.asyncio.Redis | str | RedisLink"
-
-_SCRIPT = LuaScript(load_lua("token_bucket.lua"))
+_SCRIPT = lua("token_bucket.lua")
 _US = 1_000_000.0
 
 
@@ -207,7 +194,7 @@ class TokenBucket:
         return self._link is not None
 
     # -- acquiring -------------------------------------------------------------------------
-    # Each operation is written once, as a flow of effects (tunegate._redis.drive/adrive):
+    # Each operation is written once, as a flow of effects (tunegate._drive.drive/adrive):
     # the public sync and async methods only pick the driver.
 
     def acquire(self, timeout: float | None = None) -> float:
@@ -216,7 +203,7 @@ class TokenBucket:
         With ``timeout`` (seconds), raise :class:`~tunegate.exceptions.RateLimitTimeout` at
         once, consuming nothing, when the wait would be longer.
         """
-        return drive(self._acquire(timeout))
+        return drive(self.acquire_flow(timeout))
 
     # `timeout` bounds the reserved wait and refuses up front, which asyncio.timeout cannot.
     async def aacquire(self, timeout: float | None = None) -> float:  # noqa: ASYNC109
@@ -225,9 +212,10 @@ class TokenBucket:
         A waiter cancelled while sleeping gives its slot back when nobody reserved after it;
         otherwise the slot stays spent (handing it back would let two callers go at once).
         """
-        return await adrive(self._acquire(timeout))
+        return await adrive(self.acquire_flow(timeout))
 
-    def _acquire(self, timeout: float | None) -> Flow[float]:
+    def acquire_flow(self, timeout: float | None = None) -> Flow[float]:
+        """:meth:`acquire` as a flow of effects, to compose with ``yield from``."""
         max_wait = _max_wait(timeout)
         reply = None
         if self._link is not None:  # the local hot path makes no sub-generator
@@ -378,14 +366,15 @@ class TokenBucket:
         link = self._link
         if link is None or not link.available:
             return None
-        return (yield ScriptCall(link, _SCRIPT, (self.key,), self._args(op, extra), self._what))
+        args = self._args(op, extra)
+        return (yield RedisCall(link, self._what, script=_SCRIPT, keys=(self.key,), args=args))
 
     # -- several tokens at once (the design's ``tokens=``) -----------------------------------
 
     def _take(self, tokens: int, max_wait: float | None) -> Flow[float]:
         """:meth:`acquire`'s flow for ``tokens`` taken together: all of them or none."""
         if tokens == 1:
-            return (yield from self._acquire(max_wait))
+            return (yield from self.acquire_flow(max_wait))
         if tokens > self.capacity:
             raise ConfigurationError(
                 f"{self._what}: {tokens} tokens at once exceed its capacity of {self.capacity}"
@@ -402,7 +391,7 @@ class TokenBucket:
         if ticket.wait > 0:
             try:
                 yield _Sleep(self._clock, ticket.wait)
-            except BaseException:  # as in _acquire: the slots go back if nobody came after
+            except BaseException:  # as in acquire_flow: the slots go back if nobody came after
                 yield from self._give_back(ticket)
                 raise
         self._record(ticket.wait)
@@ -436,7 +425,7 @@ class RateLimiter(LinkOwner):
 
     def __init__(
         self,
-        redis: RedisTarget | None = None,
+        redis: RedisLike | None = None,
         *,
         clock: Clock | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
@@ -503,7 +492,7 @@ class RateLimiter(LinkOwner):
             raise ConfigurationError(
                 f"no rate limit configured for provider {provider!r}; call "
                 f"limiter.configure_provider({provider!r}, rate=..., capacity=...) first"
-                " (tunegate.ratelimit.PROVIDER_DEFAULTS has the usual values)"
+                " (tunegate.providers.spec has the usual values)"
             )
         return bucket
 
@@ -579,6 +568,13 @@ class RateLimiter(LinkOwner):
         """The asyncio form of :meth:`acquire`."""
         return await adrive(self._acquire_tokens(provider, tokens, blocking, timeout))
 
+    def acquire_flow(self, provider: str, timeout: float | None = None) -> Flow[float]:
+        """:meth:`acquire` as a flow of effects, to compose with ``yield from``.
+
+        An unconfigured provider raises ConfigurationError here, before the flow starts.
+        """
+        return self._bucket(provider).acquire_flow(timeout)
+
     def pause(self, provider: str, seconds: float) -> None:
         """No token for ``provider`` before ``seconds`` from now, in every sharing process."""
         self._bucket(provider).pause(seconds)
@@ -601,17 +597,18 @@ class RateLimiter(LinkOwner):
         - ``status=429`` with neither readable pauses one second.
         - ``X-RateLimit-Limit`` is ignored: its window is unknown, so the configured rate holds.
         """
-        return drive(self._adjust_from_headers(provider, headers, status))
+        return drive(self.adjust_flow(provider, headers, status))
 
     async def aadjust_from_headers(
         self, provider: str, headers: Mapping[str, str], status: int | None = None
     ) -> float | None:
         """The asyncio form of :meth:`adjust_from_headers`."""
-        return await adrive(self._adjust_from_headers(provider, headers, status))
+        return await adrive(self.adjust_flow(provider, headers, status))
 
-    def _adjust_from_headers(
-        self, provider: str, headers: Mapping[str, str], status: int | None
+    def adjust_flow(
+        self, provider: str, headers: Mapping[str, str], status: int | None = None
     ) -> Flow[float | None]:
+        """:meth:`adjust_from_headers` as a flow of effects, to compose with ``yield from``."""
         bucket = self._bucket(provider)
         seconds = pause_from_headers(headers, self._clock.time(), status)
         if seconds is not None:
@@ -652,7 +649,7 @@ class RateLimiter(LinkOwner):
         max_wait = 0.0 if blocking is False else _max_wait(timeout)
         try:
             if n == 1:  # the common case: the one-token flow itself, one generator less
-                waited = yield from bucket._acquire(max_wait)
+                waited = yield from bucket.acquire_flow(max_wait)
             else:
                 waited = yield from bucket._take(n, max_wait)
         except RateLimitTimeout:

@@ -80,7 +80,7 @@ def test_gateway_from_env_shares_its_components(emulator: Emulator) -> None:
         for client in (gw.spotify, gw.musicbrainz, gw.lastfm):
             assert client.cache_manager is gw.cache
             assert client.rate_limiter is gw.limiter
-            assert client.circuit_breaker is gw.breakers[client.profile.name]
+            assert client.circuit_breaker is gw.breakers[client.spec.name]
         thresholds = {
             name: (b.config.failure_threshold, b.config.timeout, b.config.success_threshold)
             for name, b in gw.breakers.breakers.items()

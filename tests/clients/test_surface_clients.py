@@ -170,3 +170,41 @@ def test_get_similar_artists_default_limit_and_key_never_in_stats(
     similar = driver.call(client, "get_similar_artists", "Daft Punk")
     assert len(similar) == 30  # Last.fm's documented default
     assert "api_key" not in repr(client.get_stats())
+
+
+# -- includes= on the methods that take inc ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "arg", "default_has"),
+    [
+        ("lookup_isrc", "isrc", "artist-credit"),
+        ("lookup_isrc_recordings", "isrc", "artist-credit"),
+        ("get_recording", "mbid", "isrcs"),
+    ],
+)
+def test_includes_on_every_method_that_takes_inc(
+    driver: Driver, emulator: Emulator, method: str, arg: str, default_has: str
+) -> None:
+    track = emulator.describe_track(THINKING_OUT_LOUD)
+    client = driver.musicbrainz()
+    key = track[arg]
+    default = driver.call(client, method, key)
+    chosen = driver.call(client, method, key, includes=["isrcs"])
+    by_inc = driver.call(client, method, key, inc=["isrcs"])
+
+    def one(value: Any) -> Any:
+        return value[0] if method == "lookup_isrc_recordings" else value
+
+    assert default_has in one(default)
+    assert chosen == by_inc  # the same request, the same cache entry
+    assert "isrcs" in one(chosen)
+    assert "artist-credit" not in one(chosen)
+    before = requests_to(emulator, "musicbrainz")
+    both = driver.catch(client, method, key, inc=["isrcs"], includes=["isrcs"])
+    assert isinstance(both, InvalidInput)
+    assert both.field == "includes"
+    bad = driver.catch(client, method, key, includes=["bogus"])
+    assert isinstance(bad, InvalidInput)
+    assert bad.field == "inc"
+    assert requests_to(emulator, "musicbrainz") == before

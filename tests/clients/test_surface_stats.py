@@ -17,7 +17,12 @@ from tunegate.testing import FakeClock
 
 
 def figures(client: Any) -> DesignStats:
-    return design_stats(client.get_stats(), client.circuit_breaker.openings)
+    """The design's keys of ``client.get_stats()``, checked against design_stats itself."""
+    stats = client.get_stats()
+    expected = design_stats(stats, client.circuit_breaker.openings)
+    assert {key: stats[key] for key in expected} == expected
+    assert stats["api_calls"] == expected["requests_total"]  # ours stay beside them
+    return expected
 
 
 def test_design_stats_follow_the_requests_the_provider_saw(

@@ -22,6 +22,7 @@ from tunegate.exceptions import (
     MalformedResponse,
     NotFound,
     ProviderError,
+    ProviderUnavailable,
     RateLimited,
 )
 
@@ -141,6 +142,8 @@ def lastfm_hook(v: ResponseView, decoded: Any) -> ProviderError | None:
         return AuthenticationError("API key refused", **where)
     if code == 29:
         return RateLimited("rate limit exceeded", **where)
+    if code in (8, 11, 16):  # the provider maps its codes; the generic policy reads none
+        return ProviderUnavailable("try again", **where)
     return ProviderError("Last.fm error", **where)
 
 

@@ -171,14 +171,14 @@ def pause_from_headers(
 
     - ``Retry-After``: delta-seconds or an HTTP-date (any status).
     - ``X-RateLimit-Remaining`` of 0 (or less) together with ``X-RateLimit-Reset``: pause until
-      the reset. A reset of 10**9 or more is a UNIX time (MusicBrainz sends one), a smaller
-      one is seconds from now.
+      the reset. A reset of 10**9 or more is a UNIX time (some upstreams send one), a
+      smaller one is seconds from now.
     - When both give a wait, the longer one wins; the result is capped at :data:`MAX_PAUSE`.
     - ``status == 429`` with none of the above readable: :data:`RATE_LIMITED_PAUSE` seconds.
 
-    ``X-RateLimit-Limit`` is ignored: no provider sends the window it applies to (MusicBrainz
-    observed ``800`` per zone, shared with other clients), so it cannot become a rate, and
-    the configured rate is the contract. A wait of 0 means "go ahead" and returns None.
+    ``X-RateLimit-Limit`` is ignored: no provider sends the window it applies to (one was
+    observed sending ``800`` per zone, shared with other clients), so it cannot become a
+    rate, and the configured rate is the contract. A wait of 0 means "go ahead" and returns None.
     """
     hints: list[float] = []
     retry_after = parse_retry_after(get_header(headers, "Retry-After"), now_wall)

@@ -3,14 +3,14 @@ permanent or authentication, with the payload decoded or the typed error built.
 
 The default reading goes by status and content type. A provider adds its own knowledge
 through a *hook* (:data:`ProviderHook`) that sees the response and its decoded body first:
-Last.fm puts errors inside HTTP 200 bodies (``{"error": 6, ...}``) and MusicBrainz
-throttles with 503 (a quota signal, not an outage). A hook answers with an error from the
-tree, a full :class:`Outcome`, or None for "the default reading is right".
+an upstream may put its errors inside HTTP 200 bodies (``{"error": 6, ...}``), or throttle
+with a 503 (a quota signal, not an outage). A hook answers with an error from the tree, a
+full :class:`Outcome`, or None for "the default reading is right".
 
-The kind of a typed error follows the error tree and :func:`tunegate._policy.retry.
-transient_reason`, so the breaker, the metrics and the retry policy never disagree about
-what is transient. Messages carry no body text that could hold a secret; hooks should build
-theirs from fixed strings or cleaned provider messages.
+The kind of a typed error follows the error tree and the one table of what an error means
+(:func:`tunegate._policy.errors.meaning`), so the breaker, the metrics and the retry policy
+never disagree about what is transient. Messages carry no body text that could hold a
+secret; hooks should build theirs from fixed strings or cleaned provider messages.
 """
 
 from __future__ import annotations
@@ -22,17 +22,15 @@ from typing import Any, Literal
 
 import orjson
 
+from tunegate._policy.errors import meaning
 from tunegate._policy.headers import get_header, parse_retry_after
-from tunegate._policy.retry import transient_reason
 from tunegate.exceptions import (
     AuthenticationError,
-    CircuitBreakerOpenError,
     MalformedResponse,
     NotFound,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
-    RateLimitTimeout,
 )
 
 __all__ = [
@@ -120,23 +118,18 @@ def kind_of(error: BaseException) -> Kind:
         return Kind.NOT_FOUND
     if isinstance(error, AuthenticationError):
         return Kind.AUTHENTICATION
-    reason = transient_reason(error)
+    reason = meaning(error).reason
     if reason == "rate_limited" or isinstance(error, RateLimited):
         return Kind.RATE_LIMITED
     return Kind.PERMANENT if reason is None else Kind.TRANSIENT
 
 
 def outage_like(error: BaseException) -> bool:
-    """May a stale cache entry answer for ``error``, and may other callers of the same call
-    share it? Yes for outage-like failures (transient or rate limited, an unreadable answer,
-    an open breaker, no rate-limit token in time); no for "no such thing", refused
-    credentials and a request the provider rejects."""
-    if isinstance(error, CircuitBreakerOpenError | RateLimitTimeout | MalformedResponse):
-        return True
-    return isinstance(error, ProviderError) and kind_of(error) in (
-        Kind.TRANSIENT,
-        Kind.RATE_LIMITED,
-    )
+    """May a stale cache entry answer for ``error``? (``meaning(error).may_serve_stale``.)
+    Yes for outage-like failures (transient or rate limited, an unreadable answer, an open
+    breaker, no rate-limit token in time); no for "no such thing", refused credentials and a
+    request the provider rejects."""
+    return meaning(error).may_serve_stale
 
 
 def _lenient_json(body: bytes) -> Any:

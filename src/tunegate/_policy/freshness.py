@@ -20,7 +20,6 @@ __all__ = [
     "DEFAULT_NEGATIVE_TTL",
     "DEFAULT_STALE_GRACE",
     "DEFAULT_TTL",
-    "DEFAULT_TTLS",
     "CacheEntry",
     "Freshness",
     "TtlPolicy",
@@ -28,13 +27,6 @@ __all__ = [
 ]
 
 DAY = 86_400.0
-#: The design's table, by kind.
-DEFAULT_TTLS: Mapping[str, float] = {
-    "spotify:track": 30 * DAY,
-    "spotify:search": 7 * DAY,
-    "musicbrainz:isrc": 30 * DAY,
-    "lastfm:track_tags": 7 * DAY,
-}
 DEFAULT_TTL = 7 * DAY
 DEFAULT_NEGATIVE_TTL = 3_600.0
 DEFAULT_STALE_GRACE = 7 * DAY
@@ -104,13 +96,15 @@ class TtlPolicy:
         cls,
         ttls: Mapping[str, float] | None = None,
         *,
+        base: Mapping[str, float] | None = None,
         default_ttl: float = DEFAULT_TTL,
         negative_ttl: float = DEFAULT_NEGATIVE_TTL,
         stale_grace: float = DEFAULT_STALE_GRACE,
         jitter: float = 0.1,
     ) -> TtlPolicy:
-        """The design's table with ``ttls`` laid over it, every number checked."""
-        table = dict(DEFAULT_TTLS)
+        """``base`` (the providers' table of kinds) with ``ttls`` laid over it, every number
+        checked."""
+        table = dict(base or {})
         for kind, seconds in (ttls or {}).items():
             table[kind] = _check_seconds(f"ttls[{kind!r}]", seconds, allow_zero=False)
         if not (isinstance(jitter, int | float) and 0.0 <= jitter < 1.0):

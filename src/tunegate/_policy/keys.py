@@ -3,7 +3,7 @@
 A key reads like the design's scheme with two segments in front::
 
     {namespace}:v{KEY_FORMAT_VERSION}:{provider}:{type}:{part}:{part}...
-    tunegate:v1:spotify:search:deadmau5:strobe
+    tunegate:v1:acme:search:deadmau5:strobe
 
 Rules (docs/caching.md repeats them for users):
 
@@ -11,8 +11,8 @@ Rules (docs/caching.md repeats them for users):
   kind always ends at the fourth colon and no kind can pose as another kind plus a part.
 - Each part is normalised: Unicode NFC, case-folded (then NFC again, since folding can
   un-compose), white space stripped and every run of white space collapsed to one space.
-  Kinds whose parts are identifiers with meaningful case (Spotify's base62 ids) skip the
-  case folding: see :data:`CASE_SENSITIVE_KINDS`.
+  Kinds whose parts are identifiers with meaningful case (base62 ids) skip the case
+  folding: the scheme's ``case_sensitive_kinds``, which the providers' tables supply.
 - Each part is then escaped: ``%``, ``:``, ``#``, the glob characters ``* ? [ ] \\``, control
   characters and lone surrogates become ``%XX`` (UTF-8 bytes, upper-case hex). No escaped
   part contains ``:``, so distinct part tuples give distinct keys; no escaped part contains a
@@ -36,8 +36,6 @@ from collections.abc import Iterable
 from tunegate.exceptions import ConfigurationError, InvalidInput
 
 __all__ = [
-    "CASE_SENSITIVE_KINDS",
-    "DEFAULT_KINDS",
     "KEY_FORMAT_VERSION",
     "MAX_PART_BYTES",
     "MAX_SECTION_BYTES",
@@ -50,14 +48,6 @@ __all__ = [
 
 #: Version of the key scheme and of the value envelope; part of every key.
 KEY_FORMAT_VERSION = 1
-#: Kinds whose parts keep their case (Spotify ids are case-sensitive base62).
-CASE_SENSITIVE_KINDS = frozenset(
-    {"spotify:track", "spotify:album", "spotify:artist", "spotify:playlist"}
-)
-#: The design's kinds.
-DEFAULT_KINDS = frozenset(
-    {"spotify:search", "spotify:track", "musicbrainz:isrc", "lastfm:track_tags"}
-)
 MAX_PART_BYTES = 128
 MAX_SECTION_BYTES = 384
 
@@ -117,7 +107,7 @@ class KeyScheme:
         self,
         namespace: str = "tunegate",
         *,
-        case_sensitive_kinds: Iterable[str] = CASE_SENSITIVE_KINDS,
+        case_sensitive_kinds: Iterable[str] = (),
     ) -> None:
         if not isinstance(namespace, str) or not _NAMESPACE_RE.match(namespace):
             raise ConfigurationError(
@@ -127,7 +117,7 @@ class KeyScheme:
         #: What every key of this scheme starts with, e.g. ``"tunegate:v1:"``.
         self.prefix = f"{namespace}:v{KEY_FORMAT_VERSION}:"
         self.case_sensitive_kinds = frozenset(validate_kind(k) for k in case_sensitive_kinds)
-        self._valid_kinds: set[str] = set(DEFAULT_KINDS)
+        self._valid_kinds: set[str] = set(self.case_sensitive_kinds)
 
     def _check_kind(self, kind: str) -> None:
         # Kinds are a handful of constants: remember the valid ones rather than re-match.
@@ -152,8 +142,8 @@ class KeyScheme:
 
     def pattern(self, kind: str, *parts: str | int) -> str:
         """An unprefixed glob for keys of ``kind`` whose leading parts are ``parts`` and that
-        have at least one part more: ``pattern("spotify:search", "Deadmau5")`` ->
-        ``"spotify:search:deadmau5:*"``. The parts are escaped, so they match literally.
+        have at least one part more: ``pattern("acme:search", "Deadmau5")`` ->
+        ``"acme:search:deadmau5:*"``. The parts are escaped, so they match literally.
         Keys whose whole parts section was hashed (too long) are not reached this way."""
         self._check_kind(kind)
         if not parts:
@@ -161,7 +151,7 @@ class KeyScheme:
         return f"{kind}:{self._section(kind, parts)}:*"
 
     def full_pattern(self, pattern: str) -> str:
-        """The user's unprefixed pattern (``"spotify:*"``) with namespace and version added."""
+        """The user's unprefixed pattern (``"acme:*"``) with namespace and version added."""
         return self.prefix + pattern
 
     def split(self, key: str) -> tuple[str, str] | None:

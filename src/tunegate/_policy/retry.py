@@ -16,21 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from tunegate.exceptions import (
-    AuthenticationError,
-    CircuitBreakerOpenError,
-    ConfigurationError,
-    InvalidInput,
-    MalformedResponse,
-    NotFound,
-    ProviderError,
-    ProviderUnavailable,
-    RateLimited,
-    RateLimitTimeout,
-)
+from tunegate._policy.errors import TRANSIENT_STATUSES, TRUNCATED, meaning
+from tunegate.exceptions import ConfigurationError
 
 __all__ = [
-    "LASTFM_TRANSIENT_CODES",
     "TRANSIENT_STATUSES",
     "TRUNCATED",
     "GiveUp",
@@ -41,25 +30,6 @@ __all__ = [
     "retry_after_of",
     "transient_reason",
 ]
-
-#: HTTP statuses worth another attempt.
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
-#: Last.fm error codes that mean "try again": 8 operation failed, 11 service offline,
-#: 16 temporary error, 29 rate limit exceeded (Last.fm often sends them with HTTP 200).
-LASTFM_TRANSIENT_CODES = frozenset({8, 11, 16, 29})
-#: The ``code`` the HTTP boundary puts on a :class:`MalformedResponse` whose body was cut short.
-TRUNCATED = "truncated"
-
-# Never retried, whatever their status or code says: retrying cannot change the answer, or
-# another layer (breaker, limiter) has already decided to refuse the call.
-_PERMANENT: tuple[type[BaseException], ...] = (
-    NotFound,
-    AuthenticationError,
-    InvalidInput,
-    ConfigurationError,
-    CircuitBreakerOpenError,
-    RateLimitTimeout,
-)
 
 Jitter = Literal["full", "decorrelated", "none"]
 _JITTERS = ("full", "decorrelated", "none")
@@ -86,18 +56,9 @@ class GiveUp:
     retry_after: float | None = None
 
 
-def _code_int(code: int | str | None) -> int | None:
-    if isinstance(code, bool):
-        return None
-    if isinstance(code, int):
-        return code
-    if isinstance(code, str) and code.strip().isdigit():
-        return int(code)
-    return None
-
-
 def transient_reason(error: BaseException) -> str | None:
-    """Why ``error`` is worth another attempt, or None when it is not.
+    """Why ``error`` is worth another attempt, or None when it is not: the ``reason`` of
+    :func:`tunegate._policy.errors.meaning` (its module holds the table).
 
     - never: :class:`NotFound`, :class:`AuthenticationError`, :class:`InvalidInput`,
       :class:`ConfigurationError`, :class:`CircuitBreakerOpenError`, :class:`RateLimitTimeout`;
@@ -106,37 +67,12 @@ def transient_reason(error: BaseException) -> str | None:
     - :class:`MalformedResponse` only when the body was cut short (``code == "truncated"``, or
       raised from a builtin ConnectionError/TimeoutError) or came with a 5xx status: invalid
       JSON from a healthy server will be just as invalid next time;
-    - any other :class:`ProviderError` by status (429, 500, 502, 503, 504) or, for Last.fm,
-      by code (8, 11, 16, 29);
+    - any other :class:`ProviderError` by status (429, 500, 502, 503, 504); a provider's own
+      codes are mapped to the error tree by its classify hook, before this is asked;
     - builtin ``TimeoutError`` -> ``timeout``, ``ConnectionError`` -> ``connection``;
     - anything else: not transient.
     """
-    if isinstance(error, _PERMANENT):
-        return None
-    if isinstance(error, RateLimited):
-        return "rate_limited"
-    if isinstance(error, ProviderUnavailable):
-        return _builtin_reason(error.__cause__) or "unavailable"
-    if isinstance(error, MalformedResponse):
-        if error.code == TRUNCATED or _builtin_reason(error.__cause__):
-            return "truncated"
-        return "unavailable" if error.status in TRANSIENT_STATUSES - {429} else None
-    if isinstance(error, ProviderError):
-        code = _code_int(error.code) if error.provider == "lastfm" else None
-        if error.status == 429 or code == 29:
-            return "rate_limited"
-        if error.status in TRANSIENT_STATUSES or code in LASTFM_TRANSIENT_CODES:
-            return "unavailable"
-        return None
-    return _builtin_reason(error)
-
-
-def _builtin_reason(error: BaseException | None) -> str | None:
-    if isinstance(error, TimeoutError):
-        return "timeout"
-    if isinstance(error, ConnectionError):
-        return "connection"
-    return None
+    return meaning(error).reason
 
 
 def is_transient(error: BaseException) -> bool:

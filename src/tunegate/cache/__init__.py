@@ -6,12 +6,13 @@ and stale-if-error.
 
 from __future__ import annotations
 
-from tunegate._policy.freshness import DEFAULT_TTLS, CacheEntry
+from tunegate._policy.freshness import CacheEntry
 from tunegate.cache.frozen import FrozenDict, FrozenList, freeze, thaw
 from tunegate.cache.manager import CacheManager
 from tunegate.cache.memory import MemoryBackend
 from tunegate.cache.redisbackend import RedisBackend
 from tunegate.cache.sqlite import SqliteBackend, default_sqlite_path
+from tunegate.providers.kinds import DEFAULT_TTLS
 
 __all__ = [
     "DEFAULT_TTLS",

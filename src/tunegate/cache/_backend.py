@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import logging
+import time
+from typing import Any, Protocol
 
 from tunegate._policy.freshness import CacheEntry
 
-__all__ = ["BackendError", "CacheBackend"]
+__all__ = ["BackendError", "CacheBackend", "WarnEvery"]
 
 
 class BackendError(Exception):
     """A backend could not serve one operation (Redis down, SQLite locked or unreadable, a
     corrupt entry). Internal: the manager counts it, fails open, and never lets it escape."""
+
+
+class WarnEvery:
+    """At most one warning every ``seconds`` to ``log``: a failing backend must not log once
+    per call (what the warnings hold back is counted in the cache's stats)."""
+
+    def __init__(self, log: logging.Logger, seconds: float = 60.0) -> None:
+        self._log = log
+        self._seconds = seconds
+        self._last = -seconds
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._seconds:
+            self._last = now
+            self._log.warning(message, *args)
 
 
 class CacheBackend(Protocol):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from enum import Enum
 from os import PathLike
 from types import TracebackType
@@ -33,6 +34,7 @@ import redis
 import redis.asyncio
 
 from tunegate._clock import Clock, SystemClock
+from tunegate._drive import Effect, Flow
 from tunegate._policy.freshness import (
     DEFAULT_NEGATIVE_TTL,
     DEFAULT_STALE_GRACE,
@@ -42,16 +44,18 @@ from tunegate._policy.freshness import (
     TtlPolicy,
     freshness,
 )
-from tunegate._policy.keys import CASE_SENSITIVE_KINDS, KeyScheme, split_key
+from tunegate._policy.keys import KeyScheme, split_key
 from tunegate._redis import RedisLink
 from tunegate.cache._backend import BackendError, CacheBackend
 from tunegate.cache.decorator import cached as cached_function
 from tunegate.cache.decorator import call_parts
 from tunegate.cache.frozen import encode, freeze
 from tunegate.cache.memory import MemoryBackend
-from tunegate.cache.redisbackend import RedisBackend
+from tunegate.cache.redisbackend import RedisBackend, pack, unpack
 from tunegate.cache.sqlite import SqliteBackend
 from tunegate.exceptions import ConfigurationError, InvalidInput
+from tunegate.observability import Tally
+from tunegate.providers.kinds import CASE_SENSITIVE_KINDS, DEFAULT_TTLS
 
 __all__ = ["CacheManager"]
 
@@ -73,6 +77,28 @@ class _Failed(Enum):
 
 
 _FAILED: Final = _Failed.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class _BackendCall(Effect):
+    """One operation of a backend that has no flows (memory, SQLite), in its blocking or
+    its awaitable form; ``_FAILED`` instead of a :class:`BackendError`."""
+
+    sync: Callable[..., Any]
+    aio: Callable[..., Awaitable[Any]]
+    args: tuple[Any, ...]
+
+    def run(self) -> Any:
+        try:
+            return self.sync(*self.args)
+        except BackendError:
+            return _FAILED
+
+    async def arun(self) -> Any:
+        try:
+            return await self.aio(*self.args)
+        except BackendError:
+            return _FAILED
 
 
 def _not_ours() -> InvalidInput:
@@ -124,6 +150,7 @@ class CacheManager:
         self._scheme = KeyScheme(namespace, case_sensitive_kinds=case_sensitive_kinds)
         self.policy = TtlPolicy.build(
             ttls,
+            base=DEFAULT_TTLS,
             default_ttl=default_ttl,
             negative_ttl=negative_ttl,
             stale_grace=stale_grace,
@@ -133,7 +160,7 @@ class CacheManager:
         self._rand = random.Random().random
         self._prefix = self._scheme.prefix
         self._stats_lock = threading.Lock()
-        self._rows: dict[str, list[int]] = {}
+        self._rows: dict[str, list[Tally]] = {}
         self._unattributed_errors = 0
 
     # -- construction ------------------------------------------------------------------
@@ -211,14 +238,14 @@ class CacheManager:
     # -- stats -------------------------------------------------------------------------
 
     def _bump(self, provider: str, index: int, failed: bool = False) -> None:
-        """Count one ``index`` event for ``provider``, and one error too when ``failed``."""
-        with self._stats_lock:
-            row = self._rows.get(provider)
-            if row is None:
-                row = self._rows[provider] = [0, 0, 0, 0, 0]
-            row[index] += 1
-            if failed:
-                row[_ERRORS] += 1
+        """Count one ``index`` event for ``provider``, and one error too when ``failed``
+        (no lock: each counter is a :class:`~tunegate.observability.Tally`)."""
+        row = self._rows.get(provider)
+        if row is None:
+            row = self._rows.setdefault(provider, [Tally() for _ in _FIELDS])
+        row[index].bump()
+        if failed:
+            row[_ERRORS].bump()
 
     def record_stale_served(self, key_or_provider: str) -> None:
         """Count one stale entry actually served (stale-if-error). Takes the entry's key or a
@@ -232,7 +259,7 @@ class CacheManager:
     def get_stats(self) -> dict[str, Any]:
         """Totals and ``per_provider`` breakdown; see the module docstring for meanings."""
         with self._stats_lock:
-            rows = {p: list(r) for p, r in self._rows.items()}
+            rows = {p: [t.read() for t in r] for p, r in list(self._rows.items())}
             unattributed = self._unattributed_errors
         totals = [sum(col) for col in zip(*rows.values(), strict=True)] or [0] * 5
         totals[_ERRORS] += unattributed
@@ -271,7 +298,16 @@ class CacheManager:
     def lookup(self, key: str) -> CacheEntry | None:
         """The entry under ``key``: fresh, or stale (``.stale``) within the grace period, or
         None. Never raises for backend trouble (that reads as a miss)."""
-        return self._judge(key, self._call(self._backend.get, self._own_prefix(key)))
+        if not key.startswith(self._prefix):
+            raise _not_ours()
+        try:
+            entry = self._backend.get(key)
+        except BackendError:
+            return self._judge(key, _FAILED)
+        if entry is not None and self._now() < entry.fresh_until:  # the hit, spelled out
+            self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
+            return entry
+        return self._judge(key, entry)
 
     def fresh(self, key: str) -> CacheEntry | None:
         """The fresh entry under ``key`` (counted as a hit) when the backend is in this
@@ -279,13 +315,65 @@ class CacheManager:
         if type(self._backend) is not MemoryBackend or not key.startswith(self._prefix):
             return None
         entry = self._backend.get(key)
-        if (
-            entry is None
-            or freshness(entry.fresh_until, entry.stale_until, self._now()) is not _FRESH
-        ):
+        if entry is None or self._now() >= entry.fresh_until:
             return None
         self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
         return entry
+
+    def lookup_flow(self, key: str) -> Flow[CacheEntry | None]:
+        """:meth:`lookup` as a flow, for the request path: a Redis backend's command runs
+        in the caller's driver loop (``RedisBackend.get_flow``), any other backend as one
+        effect."""
+        backend = self._backend
+        self._own_prefix(key)
+        entry: CacheEntry | _Failed | None
+        if isinstance(backend, RedisBackend):
+            try:
+                entry = yield from backend.get_flow(key)
+            except BackendError:
+                entry = _FAILED
+        else:
+            entry = yield _BackendCall(backend.get, backend.aget, (key,))
+        return self._judge(key, entry)
+
+    def store_flow(
+        self, key: str, value: Any, *, ttl: float | None = None, negative: bool = False
+    ) -> Flow[Any]:
+        """:meth:`store` as a flow (see :meth:`lookup_flow`); ``TypeError`` for a value
+        that is not JSON-like, before anything is written."""
+        entry, payload, now = self._prepare(key, value, None, ttl, negative)
+        backend = self._backend
+        outcome: _Failed | None = None
+        if isinstance(backend, RedisBackend):
+            try:
+                yield from backend.put_flow(key, entry, payload, now)
+            except BackendError:
+                outcome = _FAILED
+        else:
+            outcome = yield _BackendCall(backend.put, backend.aput, (key, entry, payload, now))
+        return self._stored(entry, outcome)
+
+    def judge(self, key: str, raw: bytes | str | None, now: float) -> CacheEntry | None:
+        """:meth:`lookup` for a stored string someone else read from this cache's Redis at
+        ``now`` (this cache's clock): the request path's lookup folded with its
+        single-flight claim, one round trip (``tunegate._coalesce.LOOKUP_CLAIM``). Judged
+        and counted as a lookup; an unreadable string is a miss and an error."""
+        if not key.startswith(self._prefix):
+            raise _not_ours()
+        if raw is None:
+            return self._judge(key, None)
+        try:
+            entry = unpack(key, raw)
+        except (ValueError, UnicodeError):
+            return self._judge(key, _FAILED)
+        if now < entry.fresh_until:
+            self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
+            return entry
+        return self._judge(key, entry)
+
+    def now(self) -> float:
+        """This cache's wall-clock time, which its entries' stamps are compared with."""
+        return self._now()
 
     async def alookup(self, key: str) -> CacheEntry | None:
         return self._judge(key, await self._acall(self._backend.aget, self._own_prefix(key)))
@@ -349,6 +437,21 @@ class CacheManager:
         if outcome is _FAILED:
             self._bump(entry.provider, _ERRORS)
         return entry.value
+
+    def packed(
+        self, key: str, value: Any, *, ttl: float | None = None, negative: bool = False
+    ) -> tuple[Any, bytes, int]:
+        """What :meth:`store` would write to this cache's Redis, without writing it:
+        ``(frozen value, stored string, milliseconds to keep it)``, for the request path to
+        send with its single-flight publish in one script. Then :meth:`packed_failed` if
+        that script failed. ``TypeError`` for a value that is not JSON-like."""
+        entry, payload, now = self._prepare(key, value, None, ttl, negative)
+        ttl_ms = max(1, int((entry.stale_until - now) * 1000.0) + 1)  # as RedisBackend.put
+        return entry.value, pack(entry, payload), ttl_ms
+
+    def packed_failed(self, key: str) -> None:
+        """Count a write prepared by :meth:`packed` that Redis did not take."""
+        self._bump(self._split(key)[0], _ERRORS)
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Plain convenience for :meth:`store` of a positive value."""

@@ -10,34 +10,32 @@ so a hit is a single ``GET``, and the value stays valid UTF-8 for clients create
 ``UNLINK`` in batches; never ``KEYS``, which blocks the server.
 
 Each operation is written once, as a flow (generator) that yields the Redis commands it needs
-and returns its result; :func:`tunegate._redis.drive` runs it with blocking calls on the sync
-client and :func:`tunegate._redis.adrive` with awaits on the running loop's asyncio client,
-so each public sync/async pair only picks the driver.
+(:class:`tunegate._redis.RedisCall`) and returns its result; :func:`tunegate._drive.drive`
+runs it with blocking calls on the sync client and :func:`tunegate._drive.adrive` with awaits
+on the running loop's asyncio client, so each public sync/async pair only picks the driver.
 
-Fail-open: every error of ``REDIS_FAILURES`` (an unreachable or stalled server, and error
-replies such as ``OOM``, ``READONLY`` or ``MISCONF`` too) turns into :class:`BackendError`,
-which the manager reads as a miss or a dropped write. The shared :class:`RedisLink` accounts
-for it: an outage marks the link down (one warning per outage), so for its retry interval
-operations are skipped without touching the network. A value under our key that is not one
+Fail-open: a command Redis cannot serve (an unreachable or stalled server, and error replies
+such as ``OOM``, ``READONLY`` or ``MISCONF`` too) ends the operation with
+:class:`BackendError`, which the manager reads as a miss or a dropped write. The shared
+:class:`RedisLink` accounts for it (:meth:`RedisLink.execute`, the one fail-open rule): an
+outage marks the link down (one warning per outage), so for its retry interval operations
+are skipped without touching the network. A value under our key that is not one
 of our entries reads as a miss too, with one warning a minute.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import redis
-import redis.asyncio
-
+from tunegate._drive import Effect, adrive, drive
 from tunegate._policy.freshness import CacheEntry
 from tunegate._policy.keys import split_key
-from tunegate._redis import REDIS_FAILURES, Effect, RedisLink, adrive, drive
-from tunegate.cache._backend import BackendError
+from tunegate._redis import DOWN, LinkOwner, RedisCall, RedisLike, RedisLink
+from tunegate.cache._backend import BackendError, WarnEvery
 from tunegate.cache.frozen import decode
+from tunegate.exceptions import ConfigurationError
 
 __all__ = ["RedisBackend"]
 
@@ -45,26 +43,19 @@ log = logging.getLogger("tunegate.cache")
 
 T = TypeVar("T")
 #: An operation: yields commands, is sent each reply, returns its result.
-Op = Generator["_Command", Any, T]
+Op = Generator[Effect, Any, T]
 
 _MAGIC = b"TG1"
 _SCAN_COUNT = 500
 _UNLINK_BATCH = 500
-_WARN_EVERY = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Command(Effect):
-    """One Redis command on the link's client, e.g. ``("GET", key)``; its reply."""
-
-    link: RedisLink
-    args: tuple[Any, ...]
-
-    def run(self) -> Any:
-        return self.link.sync.execute_command(*self.args)  # type: ignore[no-untyped-call]
-
-    async def arun(self) -> Any:
-        return await self.link.aio.execute_command(*self.args)  # type: ignore[no-untyped-call]
+def _command(link: RedisLink, *args: Any) -> Op[Any]:
+    """One command's reply; :class:`BackendError` when Redis cannot serve it."""
+    reply = yield RedisCall(link, "the cache", command=args, down=DOWN)
+    if reply is DOWN:
+        raise BackendError("redis cannot serve")
+    return reply
 
 
 def pack(entry: CacheEntry, payload: bytes) -> bytes:
@@ -90,16 +81,16 @@ def unpack(key: str, raw: bytes | str) -> CacheEntry:
 
 
 def _get(link: RedisLink, key: str) -> Op[Any]:
-    return (yield _Command(link, ("GET", key)))
+    return (yield from _command(link, "GET", key))
 
 
 def _put(link: RedisLink, key: str, entry: CacheEntry, payload: bytes, now: float) -> Op[None]:
     ttl_ms = max(1, int((entry.stale_until - now) * 1000.0) + 1)  # Redis frees it after grace
-    yield _Command(link, ("SET", key, pack(entry, payload), "PX", ttl_ms))
+    yield from _command(link, "SET", key, pack(entry, payload), "PX", ttl_ms)
 
 
 def _delete(link: RedisLink, key: str) -> Op[int]:
-    return int((yield _Command(link, ("UNLINK", key))))
+    return int((yield from _command(link, "UNLINK", key)))
 
 
 def _delete_matching(link: RedisLink, pattern: str) -> Op[int]:
@@ -108,41 +99,31 @@ def _delete_matching(link: RedisLink, pattern: str) -> Op[int]:
     cursor = 0
     while True:
         scan = ("SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT)
-        cursor, keys = yield _Command(link, scan)
+        cursor, keys = yield from _command(link, *scan)
         batch.extend(keys)
         while len(batch) >= _UNLINK_BATCH:
-            deleted += int((yield _Command(link, ("UNLINK", *batch[:_UNLINK_BATCH]))))
+            deleted += int((yield from _command(link, "UNLINK", *batch[:_UNLINK_BATCH])))
             del batch[:_UNLINK_BATCH]
         if not cursor:
             break
     if batch:
-        deleted += int((yield _Command(link, ("UNLINK", *batch))))
+        deleted += int((yield from _command(link, "UNLINK", *batch)))
     return deleted
 
 
-class RedisBackend:
+class RedisBackend(LinkOwner):
     """Entries in Redis, shared by every process that uses the same namespace."""
 
     name = "redis"
 
-    def __init__(self, client: redis.Redis | redis.asyncio.Redis | str | RedisLink) -> None:
+    def __init__(self, client: RedisLike) -> None:
         # RedisLink checks a URL at once (a typo fails here, not as a miss on every lookup)
         # and opens connections of its own: the caller's client is never used nor closed.
-        self._given_link = isinstance(client, RedisLink)
-        self.link = client if isinstance(client, RedisLink) else RedisLink(client)
-        self._warned_at = -_WARN_EVERY
-
-    def _guarded(self, op: Op[T], what: str) -> Op[T]:
-        """``op``, skipped while the link is down, with Redis errors as BackendError."""
-        if not self.link.available:
-            raise BackendError("redis marked down")
-        try:
-            result = yield from op
-        except REDIS_FAILURES as exc:
-            self.link.failed(exc, "the cache")  # an outage marks the link down, logs once
-            raise BackendError(what) from exc
-        self.link.mark_up()
-        return result
+        self._adopt(client)
+        if self._link is None:
+            raise ConfigurationError("RedisBackend needs a Redis client, a URL or a RedisLink")
+        self.link: RedisLink = self._link
+        self._warn = WarnEvery(log)
 
     def _entry(self, key: str, raw: Any) -> CacheEntry | None:
         if raw is None:
@@ -150,50 +131,41 @@ class RedisBackend:
         try:
             return unpack(key, raw)
         except (ValueError, UnicodeError) as exc:
-            now = time.monotonic()
-            if now - self._warned_at >= _WARN_EVERY:  # one a minute, not one per call
-                self._warned_at = now
-                log.warning(
-                    "redis cache entry unreadable; treated as a miss (%s)", type(exc).__name__
-                )
+            self._warn.warning(
+                "redis cache entry unreadable; treated as a miss (%s)", type(exc).__name__
+            )
             raise BackendError("decode") from exc
+
+    # -- the flows, for a caller composing them under its own driver ----------------------
+
+    def get_flow(self, key: str) -> Op[CacheEntry | None]:
+        return self._entry(key, (yield from _get(self.link, key)))
+
+    def put_flow(self, key: str, entry: CacheEntry, payload: bytes, now: float) -> Op[None]:
+        return _put(self.link, key, entry, payload, now)
 
     # -- the backend protocol: each line picks a driver ----------------------------------
 
     def get(self, key: str) -> CacheEntry | None:
-        return self._entry(key, drive(self._guarded(_get(self.link, key), "read")))
+        return drive(self.get_flow(key))
 
     async def aget(self, key: str) -> CacheEntry | None:
-        return self._entry(key, await adrive(self._guarded(_get(self.link, key), "read")))
+        return await adrive(self.get_flow(key))
 
     def put(self, key: str, entry: CacheEntry, payload: bytes, now: float) -> None:
-        drive(self._guarded(_put(self.link, key, entry, payload, now), "write"))
+        drive(self.put_flow(key, entry, payload, now))
 
     async def aput(self, key: str, entry: CacheEntry, payload: bytes, now: float) -> None:
-        await adrive(self._guarded(_put(self.link, key, entry, payload, now), "write"))
+        await adrive(self.put_flow(key, entry, payload, now))
 
     def delete(self, key: str) -> int:
-        return drive(self._guarded(_delete(self.link, key), "delete"))
+        return drive(_delete(self.link, key))
 
     async def adelete(self, key: str) -> int:
-        return await adrive(self._guarded(_delete(self.link, key), "delete"))
+        return await adrive(_delete(self.link, key))
 
     def delete_matching(self, pattern: str) -> int:
-        return drive(self._guarded(_delete_matching(self.link, pattern), "delete"))
+        return drive(_delete_matching(self.link, pattern))
 
     async def adelete_matching(self, pattern: str) -> int:
-        return await adrive(self._guarded(_delete_matching(self.link, pattern), "delete"))
-
-    def close(self) -> None:
-        """Close the link's sync client when the link is ours. A caller's own client is never
-        touched, nor a RedisLink the caller gave (the limiter and breakers may share it)."""
-        if not self._given_link:
-            self.link.close()
-
-    async def aclose(self) -> None:
-        """Close as :meth:`close` does, and first the link's client of the running event loop
-        when the link is ours. (A caller's RedisLink closes that client itself when the loop
-        ends, or on its own ``aclose()``.)"""
-        if not self._given_link:
-            await self.link.aclose()
-        self.close()
+        return await adrive(_delete_matching(self.link, pattern))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tunegate._policy.freshness import CacheEntry
 from tunegate._policy.keys import compile_glob, split_key
-from tunegate.cache._backend import BackendError
+from tunegate.cache._backend import BackendError, WarnEvery
 from tunegate.cache.frozen import decode
 from tunegate.exceptions import ConfigurationError
 
@@ -54,7 +54,6 @@ _DELETE = "DELETE FROM tunegate_cache WHERE key = ?"
 _PURGE = "DELETE FROM tunegate_cache WHERE stale_until <= ?"
 _RANGE = "SELECT key FROM tunegate_cache WHERE key >= ? AND key < ?"
 _BATCH = 500
-_WARN_EVERY = 60.0
 
 
 def default_sqlite_path() -> Path:
@@ -100,7 +99,7 @@ class SqliteBackend:
         self._writes = 0
         self._setup_lock = threading.Lock()
         self._closed = False
-        self._warned_at = -_WARN_EVERY
+        self._warn = WarnEvery(log)
 
     # -- connections -------------------------------------------------------------------
 
@@ -174,12 +173,9 @@ class SqliteBackend:
         return conn
 
     def _failed(self, exc: BaseException, what: str) -> BackendError:
-        now = time.monotonic()
-        if now - self._warned_at >= _WARN_EVERY:  # one warning a minute, not one per call
-            self._warned_at = now
-            log.warning(
-                "sqlite cache %s failed; treated as a miss (%s: %s)", what, type(exc).__name__, exc
-            )
+        self._warn.warning(
+            "sqlite cache %s failed; treated as a miss (%s: %s)", what, type(exc).__name__, exc
+        )
         return BackendError(what)
 
     # -- operations --------------------------------------------------------------------

@@ -1,10 +1,15 @@
-"""What the three clients share: effects and their two drivers, component defaults, stats.
+"""What the three clients share: options, effects and their two drivers, the key-first
+hit, stats.
 
-Each client method is written once, as a generator (a *flow*) that yields effects (make
-this pipeline call, look this key up, wait for that refresh) and is sent their results or
-has their exceptions thrown in, as :mod:`tunegate.pipeline` does one level down. The sync
-classes run a flow with :func:`drive`, the async ones with :func:`adrive`; their public
-methods are one-line wrappers, so sync and async behave the same by construction.
+Each cached client method is described once, as an :class:`Op`: how its arguments become a
+validated request, how an answer is read, what the caller gets. A call first looks the
+method's cache key up from its raw arguments (remembered once they validated) and answers a
+fresh in-memory hit without building anything; only a miss runs the method's *flow*, a
+generator that yields effects (make this pipeline call, look this key up, wait for that
+refresh) and is sent their results or has their exceptions thrown in, as
+:mod:`tunegate.pipeline` does one level down. The sync classes run a flow with
+:func:`drive`, the async ones with :func:`adrive` (``_run``, the only code written twice),
+so sync and async behave the same by construction.
 """
 
 from __future__ import annotations
@@ -13,31 +18,40 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    NamedTuple,
+    Self,
+    TypedDict,
+    TypeVar,
+    cast,
+)
 from urllib.parse import urlsplit
-
-import redis
-import redis.asyncio
 
 from tunegate._clock import Clock, SystemClock
 from tunegate._drive import Effect, Flow, adrive, drive
-from tunegate._effects import CacheGet
 from tunegate._http import HttpConfig, HttpPool
 from tunegate._policy.classify import ProviderHook
-from tunegate._policy.freshness import CacheEntry
 from tunegate._policy.retry import RetryBudget, RetryPolicy
-from tunegate._redis import RedisLink
+from tunegate._redis import RedisLike, RedisLink
 from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
-from tunegate.exceptions import AuthenticationError, ConfigurationError, NotFound, TunegateError
-from tunegate.observability import Stats, record_source
-from tunegate.pipeline import Pipeline
-from tunegate.providers import ApiRequest
+from tunegate.cache.memory import MemoryBackend
+from tunegate.clients._extra import design_stats
+from tunegate.exceptions import ConfigurationError, NotFound, TunegateError
+from tunegate.pipeline import MISS, Miss, Pipeline
+from tunegate.providers import ApiRequest, Pairs
+from tunegate.providers.spec import ProviderSpec
 from tunegate.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -45,12 +59,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncClientMixin",
-    "Call",
+    "Changes",
     "ClientBase",
+    "ClientOptions",
     "Effect",
     "Flow",
+    "Op",
     "Pause",
-    "Profile",
     "RedisLike",
     "SyncClientMixin",
     "Together",
@@ -64,26 +79,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-RedisLike = redis.Redis | redis.asyncio.Redis | str | RedisLink
+_MEMO_SIZE = 4096  # prepared requests remembered per client (started over when full)
 
 
 # -- effects ------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Call(Effect):
-    """One request through the provider's pipeline (cache, breaker, limiter, HTTP, retry)."""
-
-    pipeline: Pipeline
-    request: ApiRequest
-    parse: Callable[[Any], Any] | None = None
-    use_cache: bool = True
-
-    def run(self) -> Any:
-        return self.pipeline.call(self.request, parse=self.parse, use_cache=self.use_cache)
-
-    async def arun(self) -> Any:
-        return await self.pipeline.acall(self.request, parse=self.parse, use_cache=self.use_cache)
 
 
 @dataclass(slots=True)
@@ -175,41 +174,133 @@ def fetch(
     request: ApiRequest,
     parse: Callable[[Any], Any] | None = None,
     use_cache: bool = True,
+    looked: Miss | None = None,
 ) -> Flow[Any]:
-    """One pipeline call; "not found" (fresh or cached) becomes None or []."""
+    """One pipeline call, in the caller's driver loop; "not found" (fresh or cached)
+    becomes None or []."""
     try:
-        return (yield Call(pipeline, request, parse, use_cache))
+        return (yield from pipeline.flow(request, parse=parse, use_cache=use_cache, looked=looked))
     except NotFound:
         return not_found_value(request)
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # eq=False: hashed by identity, in memo keys
+class Op(Generic[T]):
+    """One cached client method, described once for the hit and the miss.
+
+    ``build(client, *args)`` validates the arguments and returns the provider's request
+    (raising InvalidInput for bad input); ``parse(args, payload)`` reads an answer on a
+    miss (None: the payload as is); ``finish(value)`` turns the cached or fetched value (or
+    the method's "not found" value) into what the caller gets (None: as is).
+    """
+
+    build: Callable[..., ApiRequest]
+    parse: Callable[[tuple[Any, ...], Any], Any] | None = None
+    finish: Callable[[Any], T] | None = None
+
+
+class Prepared(NamedTuple):
+    """A method's request as this client sends it (cache scope in front of the key parts,
+    the client's own headers added; no credentials that change), and its cache key."""
+
+    request: ApiRequest
+    key: str | None
+
+
+_NEGATIVE: Any = object()  # Pipeline.warm's answer for a cached "not found"
+
+
+# -- options --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientOptions:
+    """Everything a client takes besides its credentials; one frozen value, shared freely.
+
+    Every field is also a keyword of the clients' constructors and of
+    :meth:`ClientBase.with_options`. Omitted components are embedded, from the provider's
+    spec (:mod:`tunegate.providers.spec`). A built client's :attr:`~ClientBase.options`
+    holds the components it actually uses, so that ``with_options`` shares them.
+
+    Attributes:
+        cache_manager, rate_limiter, circuit_breaker: shared components (default: an
+            in-memory cache; the spec's bucket and breaker).
+        base_url: the API origin (default: the spec's ``url_env`` variable, else the
+            official host).
+        redis: share state (the Spotify token, embedded components) with every worker: a
+            client, a URL or a ``RedisLink``; default: the cache's Redis, when it has one.
+        http: pool and timeout settings, or a ready pool.
+        retry: the retry policy.
+        retry_budget: retries at most a share of calls (default ``RetryBudget()``: 20%
+            over 10 s, at least 1 a second); False: no budget.
+        rate, capacity: set this provider's bucket in the limiter (default: the spec's,
+            unless the limiter holds one already).
+        stale_if_error: serve an expired cached answer when the provider is down.
+        registry, metrics: Prometheus registry (default: the global one), metrics switch.
+        clock: the clock, for tests (``tunegate.testing.FakeClock``).
+    """
+
+    cache_manager: CacheManager | None = None
+    rate_limiter: RateLimiter | None = None
+    circuit_breaker: CircuitBreaker | None = None
+    base_url: str | None = None
+    redis: RedisLike | None = None
+    http: HttpConfig | HttpPool | None = None
+    retry: RetryPolicy | None = None
+    retry_budget: RetryBudget | Literal[False] | None = None
+    rate: float | None = None
+    capacity: int | None = None
+    stale_if_error: bool = True
+    registry: CollectorRegistry | None = None
+    metrics: bool = True
+    clock: Clock | None = None
+
+
+class Changes(TypedDict, total=False):
+    """:class:`ClientOptions`'s fields as keywords (constructors, ``with_options``)."""
+
+    cache_manager: CacheManager | None
+    rate_limiter: RateLimiter | None
+    circuit_breaker: CircuitBreaker | None
+    base_url: str | None
+    redis: RedisLike | None
+    http: HttpConfig | HttpPool | None
+    retry: RetryPolicy | None
+    retry_budget: RetryBudget | Literal[False] | None
+    rate: float | None
+    capacity: int | None
+    stale_if_error: bool
+    registry: CollectorRegistry | None
+    metrics: bool
+    clock: Clock | None
+
+
+OptionsT = TypeVar("OptionsT", bound=ClientOptions)
+
+
+def options_of(
+    kind: type[OptionsT], options: ClientOptions | None, changes: Mapping[str, Any]
+) -> OptionsT:
+    """``options`` (default: all defaults) as a ``kind``, with ``changes`` applied. A plain
+    :class:`ClientOptions` is accepted by every client; an unknown keyword is a TypeError."""
+    if options is None:
+        return kind(**changes)
+    if not isinstance(options, kind):
+        fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+        return kind(**(fields | dict(changes)))
+    return dataclasses.replace(options, **changes) if changes else options
 
 
 # -- construction -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Profile:
-    """A provider's defaults: the design's rate and breaker tables, its official host, the
-    environment variable that overrides the host, and the API path suffix a base URL may
-    carry (``https://api.spotify.com/v1`` works as well as ``https://api.spotify.com``)."""
-
-    name: Literal["spotify", "musicbrainz", "lastfm"]
-    rate: float
-    capacity: int
-    failure_threshold: int
-    timeout: float
-    official_url: str
-    url_env: str
-    suffix: str
-    success_threshold: int = 2
-
-
-def base_url_for(given: str | None, profile: Profile, env_name: str | None = None) -> str:
-    """``given``, else ``$env_name`` (default: the profile's), else the official host; any
+def base_url_for(given: str | None, spec: ProviderSpec, env_name: str | None = None) -> str:
+    """``given``, else ``$env_name`` (default: the spec's), else the official host; any
     trailing API path suffix (``/v1``, ``/ws/2``, ``/2.0/``) removed."""
-    url = given or os.environ.get(env_name or profile.url_env) or profile.official_url
+    url = given or os.environ.get(env_name or spec.url_env) or spec.base_url
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ConfigurationError(f"{profile.name}: base_url must start with http:// or https://")
-    return strip_suffix(url, profile.suffix)
+        raise ConfigurationError(f"{spec.name}: base_url must start with http:// or https://")
+    return strip_suffix(url, spec.suffix)
 
 
 def strip_suffix(url: str, suffix: str) -> str:
@@ -234,44 +325,45 @@ def _origin(url: str) -> tuple[str, str, int | None, str]:
     return scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/")
 
 
-def cache_scope_for(base_url: str, profile: Profile) -> tuple[str, ...]:
+def cache_scope_for(base_url: str, spec: ProviderSpec) -> tuple[str, ...]:
     """The cache-key parts that keep answers of ``base_url`` to itself: ``()`` for the
     provider's official origin (http or https, default port, no path), so its keys are
     exactly the design's; else one part, ``"@"`` and 16 hex digits of a SHA-256 of the
     normalised origin. An emulator, a mirror or a proxy never serves another origin's
     answers, nor reads the official ones (keys differ, and so does single-flight)."""
     scheme, host, port, path = _origin(base_url)
-    official = _origin(profile.official_url)
+    official = _origin(spec.base_url)
     if (host, port, path) == official[1:] and scheme in _DEFAULT_PORTS:
         return ()
     origin = f"{scheme}://{host}{'' if port is None else f':{port}'}{path}"
     return ("@" + hashlib.sha256(origin.encode()).hexdigest()[:16],)
 
 
-def link_for(redis_target: RedisLike | None, cache: CacheManager | None) -> RedisLink | None:
-    """The Redis to share state through: the one given, else the cache's own."""
-    if isinstance(redis_target, RedisLink):
-        return redis_target
+def link_for(
+    redis_target: RedisLike | None, cache: CacheManager | None
+) -> tuple[RedisLink | None, bool]:
+    """The Redis to share state through (the one given, else the cache's own) and whether
+    the client owns it (:meth:`RedisLink.adopt`'s rule: a link made from a client or a URL)."""
     if redis_target is not None:
-        return RedisLink(redis_target)
+        return RedisLink.adopt(redis_target)
     link = getattr(cache.backend, "link", None) if cache is not None else None
-    return link if isinstance(link, RedisLink) else None
+    return (link, False) if isinstance(link, RedisLink) else (None, False)
 
 
-RateCheck = Callable[[str, float, int], None]
-"""Refuses (ConfigurationError) a rate and capacity the provider at a base URL forbids."""
+RateCheck = Callable[[float, int], None]
+"""Refuses (ConfigurationError) a rate and capacity the provider at this base URL forbids."""
 
 
 def default_limiter(
     limiter: RateLimiter | None,
-    profile: Profile,
+    spec: ProviderSpec,
     link: RedisLink | None,
     clock: Clock | None,
     rate: float | None,
     capacity: int | None,
-    check: Callable[[float, int], None] | None = None,
+    check: RateCheck | None = None,
 ) -> RateLimiter:
-    """The given limiter or an embedded one, with ``profile``'s bucket ensured (an existing
+    """The given limiter or an embedded one, with ``spec``'s bucket ensured (an existing
     bucket is kept) or set to ``rate``/``capacity`` when given. ``check`` sees the rate and
     capacity asked for before the limiter is touched, then the bucket's own."""
     limiter = limiter if limiter is not None else RateLimiter(redis=link, clock=clock)
@@ -279,101 +371,110 @@ def default_limiter(
         cap = capacity if capacity is not None else max(1, int(rate))
         if check is not None:
             check(rate, cap)  # before touching a limiter the caller shares
-        limiter.configure_provider(profile.name, rate, cap)
+        limiter.configure_provider(spec.name, rate, cap)
     else:
-        cap = capacity if capacity is not None else profile.capacity
+        cap = capacity if capacity is not None else spec.capacity
         if check is not None and capacity is not None:
-            check(profile.rate, cap)
-        limiter.ensure_provider(profile.name, profile.rate, cap)
+            check(spec.rate, cap)
+        limiter.ensure_provider(spec.name, spec.rate, cap)
     if check is not None:
-        bucket = limiter.buckets[profile.name]
+        bucket = limiter.buckets[spec.name]
         check(bucket.rate, bucket.capacity)  # a shared limiter may hold its own settings
     return limiter
 
 
-def default_breaker(
-    breaker: CircuitBreaker | None, profile: Profile, link: RedisLink | None, clock: Clock | None
+def spec_breaker(
+    name: str, spec: ProviderSpec, link: RedisLink | None, clock: Clock | None
 ) -> CircuitBreaker:
-    if breaker is not None:
-        return breaker
+    """A breaker named ``name`` with the spec's thresholds."""
     return CircuitBreaker(
-        profile.name,
-        failure_threshold=profile.failure_threshold,
-        timeout=profile.timeout,
-        success_threshold=profile.success_threshold,
+        name,
+        failure_threshold=spec.failure_threshold,
+        timeout=spec.breaker_timeout,
+        success_threshold=spec.success_threshold,
         redis=link,
         clock=clock,
     )
 
 
 class ClientBase:
-    """Constructor plumbing, stats and lifetime shared by every client, sync or async."""
+    """Construction from :class:`ClientOptions`, the key-first hit, stats and lifetime,
+    shared by every client, sync or async."""
 
-    profile: ClassVar[Profile]
+    spec: ClassVar[ProviderSpec]
     _classifier: ClassVar[ProviderHook]
+    #: Headers every request of this client carries (MusicBrainz's User-Agent).
+    _headers: Pairs = ()
 
-    def __init__(
-        self,
-        *,
-        cache_manager: CacheManager | None,
-        rate_limiter: RateLimiter | None,
-        circuit_breaker: CircuitBreaker | None,
-        base_url: str | None,
-        redis: RedisLike | None,
-        http: HttpConfig | HttpPool | None,
-        retry: RetryPolicy | None,
-        retry_budget: RetryBudget | Literal[False] | None,
-        rate: float | None,
-        capacity: int | None,
-        stale_if_error: bool,
-        registry: CollectorRegistry | None,
-        metrics: bool,
-        clock: Clock | None,
-        check_rate: RateCheck | None = None,
-        before_pipeline: Callable[[], None] | None = None,
-    ) -> None:
-        profile = self.profile
+    def __init__(self, options: ClientOptions, check_rate: RateCheck | None = None) -> None:
+        spec, o, clock = self.spec, options, options.clock
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._base_url = base_url_for(base_url, profile)
-        self._cache_scope = cache_scope_for(self._base_url, profile)
-        self._cache = cache_manager if cache_manager is not None else CacheManager(clock=clock)
-        self._owns_link = redis is not None and not isinstance(redis, RedisLink)
-        self._link = link_for(redis, self._cache)
-        url = self._base_url
-        check = None if check_rate is None else lambda r, c: check_rate(url, r, c)
+        self._base_url = base_url_for(o.base_url, spec)
+        self._cache_scope = cache_scope_for(self._base_url, spec)
+        self._cache = o.cache_manager if o.cache_manager is not None else CacheManager(clock=clock)
+        self._link, self._owns_link = link_for(o.redis, self._cache)
+        self._in_memory = type(self._cache.backend) is MemoryBackend
         self._limiter = default_limiter(
-            rate_limiter, profile, self._link, clock, rate, capacity, check
+            o.rate_limiter, spec, self._link, clock, o.rate, o.capacity, check_rate
         )
-        self._breaker = default_breaker(circuit_breaker, profile, self._link, clock)
-        self._stale_if_error = stale_if_error
-        # Hits and misses found by this client's own cache reads (batch lookups, the cached
-        # answer served when a Spotify token cannot be had); the pipeline counts the rest.
-        self._own = Stats(window=1)
-        self._http = http
-        self._retry = retry
-        self._registry = registry
-        self._metrics = metrics
-        if before_pipeline is not None:
-            before_pipeline()  # e.g. the token pipeline, whose gauges the main one overrides
+        self._breaker = o.circuit_breaker or spec_breaker(spec.name, spec, self._link, clock)
+        self._prepared: dict[tuple[Op[Any], tuple[Any, ...]], Prepared] = {}
+        self._before_pipeline(o)
+        # On by default: an outage must not multiply the load by max_attempts.
+        budget = RetryBudget() if o.retry_budget is None else o.retry_budget or None
         self._pipeline = Pipeline(
-            profile.name,
+            spec.name,
             self._base_url,
             cache=self._cache,
             rate_limiter=self._limiter,
             circuit_breaker=self._breaker,
-            retry=retry,
-            # On by default: an outage must not multiply the load by max_attempts.
-            retry_budget=RetryBudget() if retry_budget is None else retry_budget or None,
-            http=http,
+            retry=o.retry,
+            retry_budget=budget,
+            http=o.http,
             classifier=type(self)._classifier,
             redis=self._link,
-            registry=registry,
-            metrics=metrics,
-            stale_if_error=stale_if_error,
+            registry=o.registry,
+            metrics=o.metrics,
+            stale_if_error=o.stale_if_error,
             clock=clock,
         )
+        self._options = dataclasses.replace(o, **self._built(o))
+
+    def _before_pipeline(self, options: ClientOptions) -> None:
+        """Built before the pipeline (Spotify's token pipeline, whose gauges it overrides)."""
+
+    def _built(self, options: ClientOptions) -> dict[str, Any]:
+        """The components this client built or took, for :attr:`options`: a client made
+        by :meth:`with_options` shares them (rate and capacity are in the limiter now)."""
+        budget = self._pipeline.budget
+        return {
+            "cache_manager": self._cache,
+            "rate_limiter": self._limiter,
+            "circuit_breaker": self._breaker,
+            "base_url": self._base_url,
+            "redis": self._link,
+            "http": self._pipeline.http,
+            "retry": self._pipeline.retry,
+            "retry_budget": budget if budget is not None else False,
+            "rate": None,
+            "capacity": None,
+            "clock": self._clock,
+        }
+
+    def _credentials(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _with(self, changes: Mapping[str, Any]) -> Self:
+        make: Any = type(self)  # a provider class: (credentials, *, options, **changes)
+        return cast(Self, make(*self._credentials(), options=self._options, **changes))
 
     # -- the components, for the design's monitoring and troubleshooting ------------------
+
+    @property
+    def options(self) -> ClientOptions:
+        """The options this client runs with, its components filled in (see
+        ``with_options``)."""
+        return self._options
 
     @property
     def base_url(self) -> str:
@@ -413,48 +514,91 @@ class ClientBase:
         attempts), ``circuit_breaker`` (its state and counters), ``rate_limiter`` (this
         provider's bucket), ``retry_budget``, ``provider``, ``base_url``."""
         stats = self._pipeline.get_stats()
-        own = self._own.snapshot()
-        for name in ("cache_hits", "cache_misses", "negative_hits", "stale_served"):
-            stats[name] += own[name]
         hits = stats["cache_hits"] + stats["negative_hits"]
         looked = hits + stats["cache_misses"]
         stats["cache_hit_ratio"] = hits / looked if looked else 0.0
         stats["base_url"] = self._base_url
+        stats.update(design_stats(stats, self._breaker.openings))  # the design's names too
         return stats
 
-    # -- requests ---------------------------------------------------------------------------
+    # -- a method call: key first, the request only on a miss ------------------------------
 
-    def _scoped(self, request: ApiRequest) -> ApiRequest:
-        """``request`` with this client's cache scope in front of its key parts (every
-        request a client sends or looks up goes through here exactly once)."""
-        if not self._cache_scope or request.cache_kind is None:
-            return request
-        return dataclasses.replace(request, cache_parts=(*self._cache_scope, *request.cache_parts))
+    def _prepare(self, op: Op[Any], args: tuple[Any, ...]) -> Prepared:
+        """``op``'s request for ``args`` and its key, remembered by the raw arguments once
+        they validated: a warm hit then costs a dict look here and one in the cache."""
+        memo = (op, args)
+        try:
+            found = self._prepared.get(memo)
+        except TypeError:  # unhashable arguments (an ``inc`` list): built every time
+            return self._build(op, args)
+        if found is None:
+            found = self._build(op, args)
+            if len(self._prepared) >= _MEMO_SIZE:
+                self._prepared.clear()
+            self._prepared[memo] = found
+        return found
+
+    def _build(self, op: Op[Any], args: tuple[Any, ...]) -> Prepared:
+        return self._as_sent(op.build(self, *args))
+
+    def _as_sent(self, request: ApiRequest) -> Prepared:
+        """``request`` with this client's cache scope and headers, and its key."""
+        scope = self._cache_scope if request.cache_kind is not None else ()
+        if scope or self._headers:  # one replace per distinct input, never per call
+            request = dataclasses.replace(
+                request,
+                cache_parts=(*scope, *request.cache_parts),
+                headers=(*request.headers, *self._headers),
+            )
+        return Prepared(request, self._pipeline.key(request))
+
+    def _look(self, key: str, endpoint: str) -> Any:
+        """The fresh cached value under ``key`` (``_NEGATIVE`` for "not found"), else
+        :data:`MISS` (memory: the flow looks again, counted) or the pipeline's
+        :class:`Miss`. In memory, ``warm`` answers a hit a few microseconds sooner."""
+        if self._in_memory:
+            return self._pipeline.warm(key, endpoint, _NEGATIVE)
+        return self._pipeline.look(key, endpoint, _NEGATIVE)
+
+    @staticmethod
+    def _answer(op: Op[T], request: ApiRequest, value: Any) -> T:
+        """What the caller gets for a cached value."""
+        if value is _NEGATIVE:
+            value = not_found_value(request)
+        finish = op.finish
+        return value if finish is None else finish(value)
+
+    def _flow(
+        self, op: Op[T], args: tuple[Any, ...], use_cache: bool, looked: Miss | None = None
+    ) -> Flow[T]:
+        """The method's call after a miss (``looked``: the lookup's :class:`Miss`, so the
+        pipeline does not look again), or with ``use_cache=False``."""
+        prepared = self._prepare(op, args)
+        parse = None if op.parse is None else functools.partial(op.parse, args)
+        value = yield from self._send(prepared, parse, use_cache, looked)
+        return value if op.finish is None else op.finish(value)
+
+    def _send(
+        self,
+        prepared: Prepared,
+        parse: Callable[[Any], Any] | None,
+        use_cache: bool,
+        looked: Miss | None = None,
+    ) -> Flow[Any]:
+        """One pipeline call; "not found" becomes None or []."""
+        return (yield from fetch(self._pipeline, prepared.request, parse, use_cache, looked))
 
     # -- reading the cache directly ---------------------------------------------------------
 
     def _from_cache(
-        self, request: ApiRequest, error: TunegateError | None = None
+        self, sent: Prepared | ApiRequest, error: TunegateError | None = None
     ) -> Flow[tuple[bool, Any]]:
-        """``(True, value)`` for a fresh cached answer to ``request`` (counted as a hit), or
-        for a stale one when ``error`` is outage-like and stale-if-error is on; else
-        ``(False, None)`` (counted as a miss)."""
-        key = self._pipeline.key(request)
-        if key is None:
-            return False, None
-        entry: CacheEntry | None = yield CacheGet(self._cache, key)
-        if entry is not None and not entry.stale:
-            self._own.add("negative_hits" if entry.negative else "cache_hits")
-            record_source(self._pipeline.provider, "cache")
-            return True, not_found_value(request) if entry.negative else entry.value
-        self._own.add("cache_misses")
-        servable = error is not None and not isinstance(error, AuthenticationError)
-        if entry is not None and servable and self._stale_if_error and not entry.negative:
-            self._cache.record_stale_served(key)
-            self._own.add("stale_served")
-            record_source(self._pipeline.provider, "stale")
-            return True, entry.value
-        return False, None
+        """``(True, value)`` for a fresh cached answer to a request as sent, or for a stale
+        one when ``error`` is one a stale entry may answer (an outage: the pipeline's rule)
+        and stale-if-error is on; else ``(False, None)``. The pipeline reads and counts it."""
+        request = sent if isinstance(sent, ApiRequest) else sent.request
+        found = yield from self._pipeline.cached(request, error, not_found_value(request))
+        return (False, None) if isinstance(found, Miss) else (True, found)
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -470,7 +614,19 @@ class ClientBase:
 
 
 class SyncClientMixin(ClientBase):
-    """``close()`` and ``with client:`` for the blocking clients."""
+    """The blocking driver of a method, ``close()`` and ``with client:``."""
+
+    def _run(self, op: Op[T], args: tuple[Any, ...], use_cache: bool) -> T:
+        looked = None
+        if use_cache:
+            request, key = self._prepare(op, args)
+            if key is not None:
+                found = self._look(key, request.endpoint_template)
+                if type(found) is Miss:
+                    looked = found  # the flow will not look again
+                elif found is not MISS:  # MISS: not in memory, the flow looks it up
+                    return self._answer(op, request, found)
+        return drive(self._flow(op, args, use_cache, looked))
 
     def close(self) -> None:
         """Close this client's pooled connections (they reopen if the client is used again)."""
@@ -484,7 +640,23 @@ class SyncClientMixin(ClientBase):
 
 
 class AsyncClientMixin(ClientBase):
-    """``await aclose()`` and ``async with client:`` for the asyncio clients."""
+    """The asyncio driver of a method, ``await aclose()`` and ``async with client:``."""
+
+    async def _run(self, op: Op[T], args: tuple[Any, ...], use_cache: bool) -> T:
+        looked = None
+        if use_cache:
+            request, key = self._prepare(op, args)
+            if key is not None:
+                endpoint = request.endpoint_template
+                if self._in_memory:  # nothing to await: the in-memory look, no coroutine
+                    found = self._pipeline.warm(key, endpoint, _NEGATIVE)
+                else:
+                    found = await self._pipeline.alook(key, endpoint, _NEGATIVE)
+                if type(found) is Miss:
+                    looked = found  # the flow will not look again
+                elif found is not MISS:  # MISS: not in memory, the flow looks it up
+                    return self._answer(op, request, found)
+        return await adrive(self._flow(op, args, use_cache, looked))
 
     async def aclose(self) -> None:
         """Close the running loop's connections; call it before the loop ends."""

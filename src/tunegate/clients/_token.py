@@ -17,15 +17,13 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from tunegate._clock import Clock
-from tunegate._redis import REDIS_FAILURES, LuaScript, RedisLink
-from tunegate.clients._base import Call, Effect, Flow, Pause, Wait
+from tunegate._redis import DOWN, RedisCall, RedisLink, lua
+from tunegate.clients._base import Flow, Pause, Wait
 from tunegate.exceptions import AuthenticationError, ProviderUnavailable
 from tunegate.pipeline import Pipeline
 from tunegate.providers import spotify
@@ -42,10 +40,7 @@ KEY_PREFIX = "tunegate:spotify:token:"
 #: refusal the accounts service made by mistake.
 REFUSAL_HOLD = 300.0
 # KEYS[1] the lease, ARGV[1] our owner tag: drop the lease only if it is still ours.
-_RELEASE = LuaScript("""
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-""")
+_RELEASE = lua("lease_release.lua")
 _POLLS = 100  # at most this many looks at Redis while another worker fetches
 
 
@@ -59,40 +54,13 @@ class _LeaderGone(Exception):
     """The refreshing caller was cancelled: a waiting one refreshes instead."""
 
 
-class _Down:
-    """Redis did not answer."""
+_WHAT = "the shared Spotify token"
 
 
-DOWN = _Down()
-
-
-@dataclass(slots=True)
-class RedisOp(Effect):
-    """One Redis command: ``op`` with the sync client, ``aop`` (default: ``op``; redis-py's
-    clients share method names) with the running loop's asyncio client. Returns ``DOWN``
-    when Redis fails: callers carry on without it (fail open)."""
-
-    link: RedisLink
-    op: Callable[[Any], Any]
-    aop: Callable[[Any], Any] | None = None
-
-    def run(self) -> Any:
-        try:
-            value = self.op(self.link.sync)
-        except REDIS_FAILURES as exc:
-            self.link.failed(exc, "the shared Spotify token")
-            return DOWN
-        self.link.mark_up()
-        return value
-
-    async def arun(self) -> Any:
-        try:
-            value = await (self.aop or self.op)(self.link.aio)
-        except REDIS_FAILURES as exc:
-            self.link.failed(exc, "the shared Spotify token")
-            return DOWN
-        self.link.mark_up()
-        return value
+def _redis_op(link: RedisLink, *command: Any) -> RedisCall:
+    """One Redis command; its reply, or ``DOWN`` when Redis fails: callers carry on
+    without it (fail open)."""
+    return RedisCall(link, _WHAT, command=command, down=DOWN)
 
 
 def _encode(token: SpotifyToken) -> bytes:
@@ -313,7 +281,7 @@ class TokenSource:
             return found
         owner = secrets.token_hex(8)
         lease_key, lease_ms = self._lease_key, self._lease_ms
-        claimed = yield RedisOp(link, lambda c: c.set(lease_key, owner, nx=True, px=lease_ms))
+        claimed = yield _redis_op(link, "SET", lease_key, owner, "NX", "PX", lease_ms)
         if claimed is DOWN:
             return (yield from self._fetch())
         if claimed:
@@ -338,7 +306,7 @@ class TokenSource:
 
     def _read_shared(self, link: RedisLink, rejected: str | None) -> Flow[SpotifyToken | None]:
         key = self._key
-        raw = yield RedisOp(link, lambda c: c.get(key))
+        raw = yield _redis_op(link, "GET", key)
         token = None if raw is DOWN else _decode(raw)
         if token is not None and self._usable(token, rejected):
             self._count("from_shared")
@@ -353,8 +321,7 @@ class TokenSource:
             if refused is not None:
                 raise refused
             try:
-                token: SpotifyToken = yield Call(
-                    self._pipeline,
+                token: SpotifyToken = yield from self._pipeline.flow(
                     self._request,
                     parse=lambda body: spotify.parse_token(body, clock.time()),
                     use_cache=False,
@@ -366,7 +333,7 @@ class TokenSource:
             ttl_ms = int((token.expires_at - clock.time()) * 1000)
             if link is not None and ttl_ms > 0:
                 key, value = self._key, _encode(token)
-                yield RedisOp(link, lambda c: c.set(key, value, px=ttl_ms))
+                yield _redis_op(link, "SET", key, value, "PX", ttl_ms)
         finally:
             if link is not None and owner is not None:
                 yield from self._release(link, owner)
@@ -374,9 +341,5 @@ class TokenSource:
 
     def _release(self, link: RedisLink, owner: str) -> Flow[None]:
         """Drop our lease (only if it is still ours)."""
-        lease_key = self._lease_key
-        yield RedisOp(
-            link,
-            lambda c: _RELEASE.run(c, (lease_key,), (owner,)),
-            lambda c: _RELEASE.arun(c, (lease_key,), (owner,)),
-        )
+        keys = (self._lease_key,)
+        yield RedisCall(link, _WHAT, script=_RELEASE, keys=keys, args=(owner,), down=DOWN)

@@ -31,18 +31,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 from tunegate._clock import Clock
 from tunegate._http import HttpConfig
 from tunegate._policy.retry import RetryPolicy
 from tunegate._redis import RedisLink
-from tunegate.breaker import CircuitBreakerRegistry
+from tunegate.breaker import CircuitBreaker, CircuitBreakerRegistry
 from tunegate.cache import CacheManager
-from tunegate.clients._base import ClientBase, Profile
-from tunegate.clients.lastfm import LASTFM, AsyncLastFmClient, LastFmClient, _LastFm
+from tunegate.clients._base import ClientBase, ClientOptions
+from tunegate.clients.lastfm import AsyncLastFmClient, LastFmClient, _LastFm
 from tunegate.clients.musicbrainz import (
-    MUSICBRAINZ,
     AsyncMusicBrainzClient,
     MusicBrainzClient,
     _MusicBrainz,
@@ -51,13 +50,12 @@ from tunegate.clients.musicbrainz import (
 )
 from tunegate.clients.spotify import (
     ACCOUNTS_BREAKER,
-    AUTH_URL_ENV,
-    SPOTIFY,
     AsyncSpotifyClient,
     SpotifyClient,
     _Spotify,
 )
 from tunegate.exceptions import ConfigurationError
+from tunegate.providers.spec import LASTFM, MUSICBRAINZ, SPOTIFY, ProviderSpec
 from tunegate.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -106,99 +104,113 @@ class Settings:
             lastfm_api_key=_get(env, "LASTFM_API_KEY"),
             redis_url=_get(env, "TUNEGATE_REDIS_URL"),
             spotify_api_url=_get(env, SPOTIFY.url_env),
-            spotify_auth_url=_get(env, AUTH_URL_ENV),
+            spotify_auth_url=_get(env, SPOTIFY.auth_url_env),
             musicbrainz_url=_get(env, MUSICBRAINZ.url_env),
             lastfm_url=_get(env, LASTFM.url_env),
             musicbrainz_rate=rate,
         )
 
 
-def _missing(profile: Profile, names: str) -> ConfigurationError:
-    return ConfigurationError(f"{profile.name} is not configured: set {names}")
+def _missing(spec: ProviderSpec, names: str) -> ConfigurationError:
+    return ConfigurationError(f"{spec.name} is not configured: set {names}")
 
 
 class _Gateway(Generic[S, M, L]):
-    """The three clients over one cache, one limiter and one breaker registry."""
+    """The three clients over one cache, one limiter and one breaker registry. Build it
+    with :meth:`from_env`, or from :class:`Settings`; ``cache_manager``, ``rate_limiter``,
+    ``breakers``, ``http``, ``retry``, ``registry`` and ``clock`` replace the defaults."""
+
+    _classes: ClassVar[tuple[type[Any], type[Any], type[Any]]]
 
     def __init__(
         self,
-        settings: Settings,
-        classes: tuple[type[S], type[M], type[L]],
+        settings: Settings | None = None,
         *,
-        cache_manager: CacheManager | None,
-        rate_limiter: RateLimiter | None,
-        breakers: CircuitBreakerRegistry | None,
-        http: HttpConfig | None,
-        retry: RetryPolicy | None,
-        registry: CollectorRegistry | None,
-        clock: Clock | None,
+        cache_manager: CacheManager | None = None,
+        rate_limiter: RateLimiter | None = None,
+        breakers: CircuitBreakerRegistry | None = None,
+        http: HttpConfig | None = None,
+        retry: RetryPolicy | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        self.settings = settings
-        self._link = RedisLink(settings.redis_url) if settings.redis_url else None
+        s = self.settings = settings if settings is not None else Settings()
+        self._link = RedisLink(s.redis_url) if s.redis_url else None
         self._owns_cache = cache_manager is None
         self.cache = cache_manager or CacheManager(self._link, clock=clock)
         own_limiter = rate_limiter is None
         self.limiter = rate_limiter or RateLimiter(redis=self._link, clock=clock)
         self.breakers = breakers or CircuitBreakerRegistry(redis=self._link, clock=clock)
-        common: dict[str, Any] = {
-            "cache_manager": self.cache,
-            "rate_limiter": self.limiter,
-            "redis": self._link,
-            "http": http,
-            "retry": retry,
-            "registry": registry,
-            "clock": clock,
-        }
-        spotify_class, musicbrainz_class, lastfm_class = classes
+        common = ClientOptions(
+            cache_manager=self.cache,
+            rate_limiter=self.limiter,
+            redis=self._link,
+            http=http,
+            retry=retry,
+            registry=registry,
+            clock=clock,
+        )
         self._spotify: S | None = None
         self._musicbrainz: M | None = None
         self._lastfm: L | None = None
-        s = settings
+        self._build(common, own_limiter)
+
+    def _build(self, common: ClientOptions, own_limiter: bool) -> None:
+        """The configured clients, on the gateway's components."""
+        s, clock = self.settings, common.clock
+        spotify_class, musicbrainz_class, lastfm_class = self._classes
         if s.spotify_client_id and s.spotify_client_secret:
             self._spotify = spotify_class(
                 s.spotify_client_id,
                 s.spotify_client_secret,
+                options=common,
                 circuit_breaker=self._breaker(SPOTIFY),
                 accounts_breaker=self._breaker(SPOTIFY, ACCOUNTS_BREAKER),
                 base_url=s.spotify_api_url,
                 auth_url=s.spotify_auth_url,
-                **common,
             )
         if s.musicbrainz_user_agent:
-            options = dict(common)
+            limiter = self.limiter
             if own_limiter and takes_official_limiter(
                 s.musicbrainz_url, allow_fast=False, shared=self._link is not None, clock=clock
             ):
                 # MusicBrainz's 1 request/s is per IP: every gateway and client of the
                 # process shares one bucket for musicbrainz.org.
-                options["rate_limiter"] = official_limiter()
+                limiter = official_limiter()
             self._musicbrainz = musicbrainz_class(
                 s.musicbrainz_user_agent,
+                options=common,
+                rate_limiter=limiter,
                 circuit_breaker=self._breaker(MUSICBRAINZ),
                 base_url=s.musicbrainz_url,
                 rate=s.musicbrainz_rate,
-                **options,
             )
         if s.lastfm_api_key:
             self._lastfm = lastfm_class(
                 s.lastfm_api_key,
+                options=common,
                 circuit_breaker=self._breaker(LASTFM),
                 base_url=s.lastfm_url,
-                **common,
             )
 
-    def _breaker(self, profile: Profile, name: str | None = None) -> Any:
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
+        """Build from the environment (see the module docstring); ``options`` as for the
+        constructor."""
+        return cls(Settings.from_env(environ), **options)
+
+    def _breaker(self, spec: ProviderSpec, name: str | None = None) -> CircuitBreaker:
         """The registry's breaker ``name`` (default: the provider's), registered with the
-        profile's settings if it is not there yet."""
-        name = name or profile.name
+        spec's thresholds if it is not there yet."""
+        name = name or spec.name
         existing = self.breakers.get(name)
         if existing is not None:
             return existing
         return self.breakers.register(
             name,
-            failure_threshold=profile.failure_threshold,
-            timeout=profile.timeout,
-            success_threshold=profile.success_threshold,
+            failure_threshold=spec.failure_threshold,
+            timeout=spec.breaker_timeout,
+            success_threshold=spec.success_threshold,
         )
 
     @property
@@ -224,57 +236,26 @@ class _Gateway(Generic[S, M, L]):
 
     def get_stats(self) -> dict[str, Any]:
         """Each configured client's stats by provider name, and the cache's under ``cache``."""
-        stats: dict[str, Any] = {c.profile.name: c.get_stats() for c in self._clients()}
+        stats: dict[str, Any] = {c.spec.name: c.get_stats() for c in self._clients()}
         stats["cache"] = self.cache.get_stats()
         return stats
 
     def __repr__(self) -> str:
-        names = ", ".join(c.profile.name for c in self._clients()) or "no providers"
+        names = ", ".join(c.spec.name for c in self._clients()) or "no providers"
         shared = " shared via Redis" if self._link is not None else ""
         return f"<{type(self).__name__} {names}{shared}>"
 
 
 class Gateway(_Gateway[SpotifyClient, MusicBrainzClient, LastFmClient]):
     """:class:`SpotifyClient`, :class:`MusicBrainzClient` and :class:`LastFmClient` sharing
-    one cache, limiter and breaker registry. Build it with :meth:`from_env`, or from
-    :class:`Settings`; ``cache_manager``, ``rate_limiter``, ``breakers``, ``http``,
-    ``retry``, ``registry`` and ``clock`` replace the defaults."""
+    one cache, limiter and breaker registry (see :class:`_Gateway` for the arguments)."""
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        cache_manager: CacheManager | None = None,
-        rate_limiter: RateLimiter | None = None,
-        breakers: CircuitBreakerRegistry | None = None,
-        http: HttpConfig | None = None,
-        retry: RetryPolicy | None = None,
-        registry: CollectorRegistry | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        super().__init__(
-            settings if settings is not None else Settings(),
-            (SpotifyClient, MusicBrainzClient, LastFmClient),
-            cache_manager=cache_manager,
-            rate_limiter=rate_limiter,
-            breakers=breakers,
-            http=http,
-            retry=retry,
-            registry=registry,
-            clock=clock,
-        )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
-        """Build from the environment (see the module docstring); ``options`` as for the
-        constructor."""
-        return cls(Settings.from_env(environ), **options)
+    _classes = (SpotifyClient, MusicBrainzClient, LastFmClient)
 
     def close(self) -> None:
         """Close the clients, and the cache and Redis connections this gateway opened."""
-        for client in (self._spotify, self._musicbrainz, self._lastfm):
-            if client is not None:
-                client.close()
+        for client in self._clients():
+            client._close_sync()
         if self._owns_cache:
             self.cache.close()
         if self._link is not None:
@@ -291,40 +272,12 @@ class AsyncGateway(_Gateway[AsyncSpotifyClient, AsyncMusicBrainzClient, AsyncLas
     """:class:`Gateway` with the asyncio clients; close it with ``await gw.aclose()`` or
     ``async with``."""
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        cache_manager: CacheManager | None = None,
-        rate_limiter: RateLimiter | None = None,
-        breakers: CircuitBreakerRegistry | None = None,
-        http: HttpConfig | None = None,
-        retry: RetryPolicy | None = None,
-        registry: CollectorRegistry | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        super().__init__(
-            settings if settings is not None else Settings(),
-            (AsyncSpotifyClient, AsyncMusicBrainzClient, AsyncLastFmClient),
-            cache_manager=cache_manager,
-            rate_limiter=rate_limiter,
-            breakers=breakers,
-            http=http,
-            retry=retry,
-            registry=registry,
-            clock=clock,
-        )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
-        """See :meth:`Gateway.from_env`."""
-        return cls(Settings.from_env(environ), **options)
+    _classes = (AsyncSpotifyClient, AsyncMusicBrainzClient, AsyncLastFmClient)
 
     async def aclose(self) -> None:
         """Close the running loop's connections, and the cache and Redis this gateway opened."""
-        for client in (self._spotify, self._musicbrainz, self._lastfm):
-            if client is not None:
-                await client.aclose()
+        for client in self._clients():
+            await client._close_async()
         if self._owns_cache:
             await self.cache.aclose()
         if self._link is not None:

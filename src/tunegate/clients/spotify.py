@@ -14,27 +14,26 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self, Unpack
 
-from tunegate._clock import Clock
-from tunegate._effects import CacheStore
-from tunegate._http import HttpConfig, HttpPool
 from tunegate._policy.classify import ProviderHook
-from tunegate._policy.retry import RetryBudget, RetryPolicy
 from tunegate.breaker import CircuitBreaker
-from tunegate.cache import CacheManager
 from tunegate.clients._base import (
     AsyncClientMixin,
-    Call,
+    Changes,
     ClientBase,
+    ClientOptions,
     Flow,
-    Profile,
-    RedisLike,
+    Op,
+    Prepared,
     SyncClientMixin,
     Together,
     adrive,
     drive,
     not_found_value,
+    options_of,
+    spec_breaker,
     strip_suffix,
 )
 from tunegate.clients._token import TokenSource
@@ -45,36 +44,42 @@ from tunegate.exceptions import (
     ProviderError,
     TunegateError,
 )
-from tunegate.pipeline import MISS, Pipeline
+from tunegate.pipeline import Miss, Pipeline
 from tunegate.providers import ApiRequest, spotify, validate
+from tunegate.providers.spec import SPOTIFY
 from tunegate.providers.spotify import SpotifyToken
 from tunegate.providers.types import SpotifyArtist, SpotifyTrack
-from tunegate.ratelimit import RateLimiter
 
-if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
-__all__ = ["AUTH_URL_ENV", "SPOTIFY", "AsyncSpotifyClient", "SpotifyClient"]
+__all__ = ["AUTH_URL_ENV", "SPOTIFY", "AsyncSpotifyClient", "SpotifyClient", "SpotifyOptions"]
 
 log = logging.getLogger("tunegate.clients")
 
-_HIT_KEYS = 4096  # search keys remembered per client (started over when full)
-
-SPOTIFY = Profile(
-    name="spotify",
-    rate=10.0,
-    capacity=10,
-    failure_threshold=5,
-    timeout=60.0,
-    official_url=spotify.API_BASE_URL,
-    url_env="TUNEGATE_SPOTIFY_API_URL",
-    suffix="/v1",
-)
-
-AUTH_URL_ENV = "TUNEGATE_SPOTIFY_AUTH_URL"
+AUTH_URL_ENV = SPOTIFY.auth_url_env
 #: The accounts service has its own breaker: its outage must not stop calls made with a
 #: token still valid, nor an API outage stop token refreshes.
 ACCOUNTS_BREAKER = "spotify:accounts"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpotifyOptions(ClientOptions):
+    """:class:`ClientOptions` and Spotify's own.
+
+    Attributes:
+        auth_url: the accounts origin; default ``$TUNEGATE_SPOTIFY_AUTH_URL``, else
+            ``https://accounts.spotify.com`` for the official API, else ``base_url``.
+        batch_tracks: whether the app may use ``GET /v1/tracks?ids=`` (None: try it once).
+        accounts_breaker: the accounts service's breaker (default: the spec's thresholds).
+    """
+
+    auth_url: str | None = None
+    batch_tracks: bool | None = None
+    accounts_breaker: CircuitBreaker | None = None
+
+
+class SpotifyChanges(Changes, total=False):
+    auth_url: str | None
+    batch_tracks: bool | None
+    accounts_breaker: CircuitBreaker | None
 
 
 def auth_url_for(given: str | None, api_url: str) -> str:
@@ -82,7 +87,7 @@ def auth_url_for(given: str | None, api_url: str) -> str:
     API is the official one, else the API's own origin (emulators and proxies serve both)."""
     url = given or os.environ.get(AUTH_URL_ENV)
     if url is None:
-        url = spotify.AUTH_BASE_URL if api_url == spotify.API_BASE_URL else api_url
+        url = SPOTIFY.auth_url if api_url == SPOTIFY.base_url else api_url
     if not url.startswith(("http://", "https://")):
         raise ConfigurationError("spotify: auth_url must start with http:// or https://")
     return strip_suffix(url, spotify.TOKEN_ENDPOINT)
@@ -100,83 +105,103 @@ def _no_match(endpoint: str) -> NotFound:
     return NotFound("no hit matches", provider="spotify", endpoint=endpoint)
 
 
+def _best(args: tuple[Any, ...], body: Any) -> SpotifyTrack:
+    artist, title, _ = args
+    found = spotify.best_match(spotify.parse_search_tracks(body), artist, title)
+    if found is None:
+        raise _no_match(spotify.SEARCH_ENDPOINT)
+    return found
+
+
+def _pick(args: tuple[Any, ...], body: Any) -> SpotifyTrack:
+    found = spotify.pick_isrc_match(spotify.parse_search_tracks(body), args[0])
+    if found is None:
+        raise _no_match(spotify.SEARCH_ENDPOINT)
+    return found
+
+
+_SEARCH: Op[SpotifyTrack | None] = Op(
+    lambda c, artist, title, market: spotify.search_track_request(artist, title, market=market),
+    _best,
+)
+_ISRC: Op[SpotifyTrack | None] = Op(
+    lambda c, isrc, market: spotify.search_isrc_request(isrc, market=market), _pick
+)
+_TRACK: Op[SpotifyTrack | None] = Op(
+    lambda c, track_id, market: spotify.track_request(track_id, market=market),
+    lambda args, body: spotify.parse_track(body),
+)
+_ARTIST: Op[SpotifyArtist | None] = Op(
+    lambda c, artist_id: spotify.artist_request(artist_id),
+    lambda args, body: spotify.parse_artist(body),
+)
+
+
 class _Spotify(ClientBase):
     """Construction and every method's flow, shared by the sync and async classes."""
 
-    profile = SPOTIFY
+    spec = SPOTIFY
     _classifier: ClassVar[ProviderHook] = spotify.hook
 
     def __init__(
         self,
         client_id: str,
         client_secret: str,
-        cache_manager: CacheManager | None = None,
-        rate_limiter: RateLimiter | None = None,
-        circuit_breaker: CircuitBreaker | None = None,
-        base_url: str | None = None,
-        auth_url: str | None = None,
         *,
-        redis: RedisLike | None = None,
-        http: HttpConfig | HttpPool | None = None,
-        retry: RetryPolicy | None = None,
-        retry_budget: RetryBudget | Literal[False] | None = None,
-        rate: float | None = None,
-        capacity: int | None = None,
-        stale_if_error: bool = True,
-        batch_tracks: bool | None = None,
-        accounts_breaker: CircuitBreaker | None = None,
-        registry: CollectorRegistry | None = None,
-        metrics: bool = True,
-        clock: Clock | None = None,
+        options: ClientOptions | None = None,
+        **changes: Unpack[SpotifyChanges],
     ) -> None:
-        cid, secret = validate.spotify_credentials(client_id, client_secret)
-        self._batch = batch_tracks
-        self._hit_keys: dict[tuple[str, str, str | None], str] = {}
+        self._id, self._secret = validate.spotify_credentials(client_id, client_secret)
+        options = options_of(SpotifyOptions, options, changes)
+        self._batch = options.batch_tracks
+        super().__init__(options)
 
-        def token_pipeline() -> None:
-            # Built before the API pipeline: both report gauges as "spotify", the last wins.
-            breaker = self._accounts_breaker = accounts_breaker or CircuitBreaker(
-                ACCOUNTS_BREAKER,
-                failure_threshold=SPOTIFY.failure_threshold,
-                timeout=SPOTIFY.timeout,
-                success_threshold=SPOTIFY.success_threshold,
-                redis=self._link,
-                clock=clock,
-            )
-            pipeline = Pipeline(
-                "spotify",
-                auth_url_for(auth_url, self._base_url),
-                circuit_breaker=breaker,
-                retry=retry,
-                http=http,
-                classifier=spotify.hook,
-                registry=registry,
-                metrics=metrics,
-                stale_if_error=False,
-                clock=clock,
-            )
-            self._tokens = TokenSource(cid, secret, pipeline, self._clock, self._link)
-
-        super().__init__(
-            cache_manager=cache_manager,
-            rate_limiter=rate_limiter,
-            circuit_breaker=circuit_breaker,
-            base_url=base_url,
-            redis=redis,
-            http=http,
-            retry=retry,
-            retry_budget=retry_budget,
-            rate=rate,
-            capacity=capacity,
-            stale_if_error=stale_if_error,
-            registry=registry,
-            metrics=metrics,
-            clock=clock,
-            before_pipeline=token_pipeline,
+    def _before_pipeline(self, options: ClientOptions) -> None:
+        # Built before the API pipeline: both report gauges as "spotify", the last wins.
+        assert isinstance(options, SpotifyOptions)
+        o = options
+        self._accounts_breaker = o.accounts_breaker or spec_breaker(
+            ACCOUNTS_BREAKER, SPOTIFY, self._link, o.clock
         )
+        pipeline = Pipeline(
+            SPOTIFY.name,
+            auth_url_for(o.auth_url, self._base_url),
+            circuit_breaker=self._accounts_breaker,
+            retry=o.retry,
+            http=o.http,
+            classifier=spotify.hook,
+            registry=o.registry,
+            metrics=o.metrics,
+            stale_if_error=False,
+            clock=o.clock,
+        )
+        self._tokens = TokenSource(self._id, self._secret, pipeline, self._clock, self._link)
+
+    def _built(self, options: ClientOptions) -> dict[str, Any]:
+        return super()._built(options) | {
+            "auth_url": self.auth_url,
+            "accounts_breaker": self._accounts_breaker,
+        }
+
+    def _credentials(self) -> tuple[str, ...]:
+        return self._id, self._secret
+
+    def with_options(self, **changes: Unpack[SpotifyChanges]) -> Self:
+        """A new client with these options changed (see :class:`SpotifyOptions`), sharing
+        this one's cache, limiter, breakers, Redis, connection pool and, for the same
+        accounts origin, its token."""
+        copy = self._with(changes)
+        if copy.auth_url == self.auth_url:
+            copy._tokens = self._tokens
+        return copy
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._base_url}>"  # never the credentials
+
+    @property
+    def options(self) -> SpotifyOptions:
+        assert isinstance(self._options, SpotifyOptions)
+        return self._options
 
     @property
     def auth_url(self) -> str:
@@ -211,108 +236,48 @@ class _Spotify(ClientBase):
 
     # -- the one path for Web API calls -------------------------------------------------
 
-    def _authorized_call(
-        self, request: ApiRequest, parse: Callable[[Any], Any] | None, use_cache: bool
+    def _send(
+        self,
+        prepared: Prepared,
+        parse: Callable[[Any], Any] | None,
+        use_cache: bool,
+        looked: Miss | None = None,
+        batch: bool = False,
     ) -> Flow[Any]:
-        """The call with a bearer token; a 401 refreshes the token and retries once. When
-        no token can be had, a cached answer is still served (stale only for outages)."""
-        request = self._scoped(request)
+        """The call with a bearer token; a 401 refreshes the token and retries once; "not
+        found" becomes None (``batch``: raised). When no token can be had, a cached answer
+        is still served (stale only for an outage), else the token's error is raised."""
+        request, pipeline = prepared.request, self._pipeline
         try:
             token = yield from self._tokens.get()
         except TunegateError as exc:
-            failure: TunegateError = exc
-        else:
+            if use_cache:
+                served, value = yield from self._from_cache(prepared, exc)
+                if served:
+                    return value
+            raise  # bare: the token path's traceback, not a second copy of this frame
+        try:
             try:
-                return (yield Call(self._pipeline, _authorized(request, token), parse, use_cache))
+                return (
+                    yield from pipeline.flow(
+                        _authorized(request, token), parse=parse, use_cache=use_cache, looked=looked
+                    )
+                )
             except AuthenticationError as exc:
                 if not spotify.should_refresh_token(exc):
                     raise
             token = yield from self._tokens.get(rejected=token.access_token)
-            return (yield Call(self._pipeline, _authorized(request, token), parse, use_cache))
-        if use_cache:
-            served, value = yield from self._from_cache(request, failure)
-            if served:
-                return value
-        raise failure
-
-    def _call(
-        self, request: ApiRequest, parse: Callable[[Any], Any] | None, use_cache: bool
-    ) -> Flow[Any]:
-        try:
-            return (yield from self._authorized_call(request, parse, use_cache))
+            return (
+                yield from pipeline.flow(
+                    _authorized(request, token), parse=parse, use_cache=use_cache
+                )
+            )
         except NotFound:
+            if batch:
+                raise
             return not_found_value(request)
 
-    # -- the key-first hit -----------------------------------------------------------------
-
-    def _search_key(self, artist: str, title: str, market: str | None) -> str | None:
-        """The cache key of a search, remembered by its raw arguments once they validated:
-        a warm hit then costs a dict look here and one in the cache, no request building."""
-        memo = (artist, title, market)
-        try:
-            key = self._hit_keys.get(memo)
-        except TypeError:  # unhashable input: the full path refuses it
-            return None
-        if key is None:
-            key = self._pipeline.key(
-                self._scoped(spotify.search_track_request(artist, title, market=market))
-            )
-            if key is None:
-                return None
-            if len(self._hit_keys) >= _HIT_KEYS:
-                self._hit_keys.clear()
-            self._hit_keys[memo] = key
-        return key
-
-    def _warm_search(self, artist: str, title: str, market: str | None) -> Any:
-        key = self._search_key(artist, title, market)
-        if key is None:
-            return MISS
-        return self._pipeline.warm(key, spotify.SEARCH_ENDPOINT, None)
-
     # -- methods ------------------------------------------------------------------------
-
-    def _search_track(
-        self, artist: str, title: str, use_cache: bool, market: str | None
-    ) -> Flow[SpotifyTrack | None]:
-        request = spotify.search_track_request(artist, title, market=market)
-
-        def best(body: Any) -> SpotifyTrack:
-            found = spotify.best_match(spotify.parse_search_tracks(body), artist, title)
-            if found is None:
-                raise _no_match(request.endpoint_template)
-            return found
-
-        found: SpotifyTrack | None = yield from self._call(request, best, use_cache)
-        return found
-
-    def _search_by_isrc(
-        self, isrc: str, use_cache: bool, market: str | None
-    ) -> Flow[SpotifyTrack | None]:
-        request = spotify.search_isrc_request(isrc, market=market)
-
-        def pick(body: Any) -> SpotifyTrack:
-            found = spotify.pick_isrc_match(spotify.parse_search_tracks(body), isrc)
-            if found is None:
-                raise _no_match(request.endpoint_template)
-            return found
-
-        found: SpotifyTrack | None = yield from self._call(request, pick, use_cache)
-        return found
-
-    def _get_track(
-        self, track_id: str, use_cache: bool, market: str | None
-    ) -> Flow[SpotifyTrack | None]:
-        request = spotify.track_request(track_id, market=market)
-        found: SpotifyTrack | None = yield from self._call(request, spotify.parse_track, use_cache)
-        return found
-
-    def _get_artist(self, artist_id: str, use_cache: bool) -> Flow[SpotifyArtist | None]:
-        request = spotify.artist_request(artist_id)
-        found: SpotifyArtist | None = yield from self._call(
-            request, spotify.parse_artist, use_cache
-        )
-        return found
 
     def _get_tracks(
         self, ids: Iterable[str], use_cache: bool, market: str | None
@@ -326,8 +291,7 @@ class _Spotify(ClientBase):
             if use_cache:
                 rest, looked = [], True
                 for tid in unique:
-                    request = self._scoped(spotify.track_request(tid, market))
-                    hit, value = yield from self._from_cache(request)
+                    hit, value = yield from self._from_cache(self._prepare(_TRACK, (tid, market)))
                     if hit:
                         found[tid] = value
                     else:
@@ -346,12 +310,7 @@ class _Spotify(ClientBase):
                     self._batch = False
         if rest:
             use = use_cache and not looked  # ids looked up above would only miss again
-            values = yield Together(
-                [
-                    self._call(spotify.track_request(t, market), spotify.parse_track, use)
-                    for t in rest
-                ]
-            )
+            values = yield Together([self._flow(_TRACK, (t, market), use) for t in rest])
             found.update(zip(rest, values, strict=True))
         return [found[t] for t in wanted]
 
@@ -362,13 +321,13 @@ class _Spotify(ClientBase):
         id) is cached under ``spotify:track:{id}``."""
         chunks = []
         for request in spotify.tracks_requests(ids, market):
-            chunks.append((yield from self._authorized_call(request, spotify.parse_tracks, False)))
+            sent = Prepared(request, None)
+            chunks.append((yield from self._send(sent, spotify.parse_tracks, False, batch=True)))
         self._batch = True
         out: dict[str, SpotifyTrack | None] = {}
         for tid, track in zip(ids, spotify.assemble_tracks(ids, chunks), strict=True):
-            key = self._pipeline.key(self._scoped(spotify.track_request(tid, market)))
-            assert key is not None
-            stored = yield CacheStore(self._cache, key, track, None, track is None)
+            request = self._prepare(_TRACK, (tid, market)).request
+            stored = yield from self._pipeline.store(request, track, not_found=track is None)
             out[tid] = None if track is None else stored
         return out
 
@@ -379,22 +338,12 @@ class SpotifyClient(SyncClientMixin, _Spotify):
 
     Args:
         client_id, client_secret: the app's credentials (checked at construction).
-        cache_manager, rate_limiter, circuit_breaker: shared components; omitted ones are
-            embedded (in-memory cache; 10 requests/s, burst 10; breaker opening after 5
-            failures for 60 s, closing after 2 successful probes).
-        base_url: the Web API origin; default ``$TUNEGATE_SPOTIFY_API_URL`` or
-            ``https://api.spotify.com`` (a trailing ``/v1`` is accepted).
-        auth_url: the accounts origin; default ``$TUNEGATE_SPOTIFY_AUTH_URL``, else
-            ``https://accounts.spotify.com`` for the official API, else ``base_url``.
-        redis: share the token (and embedded components) with every worker; default: the
-            cache's Redis, when it has one.
-        http, retry: pool/timeout settings, retry policy.
-        retry_budget: retries at most a share of calls (default ``RetryBudget()``: 20% over
-            10 s, at least 1 a second), so an outage does not multiply the load; False: none.
-        rate, capacity: this provider's bucket in the limiter (default 10/s, burst 10).
-        stale_if_error: serve an expired cached answer when Spotify fails.
-        batch_tracks: whether the app may use ``GET /v1/tracks?ids=`` (None: try it once).
-        registry, metrics, clock: Prometheus registry, metrics switch, clock for tests.
+        options: a :class:`SpotifyOptions` (or plain :class:`ClientOptions`); its fields
+            may also be given as keywords, which win. Omitted components are embedded
+            from :data:`~tunegate.providers.spec.SPOTIFY` (in-memory cache; 10 requests/s,
+            burst 10; breaker opening after 5 failures for 60 s, closing after 2 probes).
+            ``auth_url``: the accounts origin; ``batch_tracks``: whether the app may use
+            ``GET /v1/tracks?ids=`` (None: try it once). See ``docs/clients.md``.
     """
 
     def search_track(
@@ -402,23 +351,19 @@ class SpotifyClient(SyncClientMixin, _Spotify):
     ) -> SpotifyTrack | None:
         """The search hit that best matches ``artist`` and ``title`` (ranked by normalised
         similarity, see ``docs/providers.md``), or None when no hit is close enough."""
-        if use_cache:
-            found = self._warm_search(artist, title, market)
-            if found is not MISS:
-                return found  # type: ignore[no-any-return]
-        return drive(self._search_track(artist, title, use_cache, market))
+        return self._run(_SEARCH, (artist, title, market), use_cache)
 
     def search_by_isrc(
         self, isrc: str, *, use_cache: bool = True, market: str | None = None
     ) -> SpotifyTrack | None:
         """The track carrying ``isrc`` (hyphens and case are normalised), or None."""
-        return drive(self._search_by_isrc(isrc, use_cache, market))
+        return self._run(_ISRC, (isrc, market), use_cache)
 
     def get_track(
         self, track_id: str, *, use_cache: bool = True, market: str | None = None
     ) -> SpotifyTrack | None:
         """The track with this id (or ``spotify:track:`` URI, or open.spotify.com link)."""
-        return drive(self._get_track(track_id, use_cache, market))
+        return self._run(_TRACK, (track_id, market), use_cache)
 
     def get_tracks(
         self, ids: Iterable[str], *, use_cache: bool = True, market: str | None = None
@@ -430,7 +375,7 @@ class SpotifyClient(SyncClientMixin, _Spotify):
 
     def get_artist(self, artist_id: str, *, use_cache: bool = True) -> SpotifyArtist | None:
         """The artist with this id, or None."""
-        return drive(self._get_artist(artist_id, use_cache))
+        return self._run(_ARTIST, (artist_id,), use_cache)
 
 
 class AsyncSpotifyClient(AsyncClientMixin, _Spotify):
@@ -441,23 +386,19 @@ class AsyncSpotifyClient(AsyncClientMixin, _Spotify):
         self, artist: str, title: str, *, use_cache: bool = True, market: str | None = None
     ) -> SpotifyTrack | None:
         """See :meth:`SpotifyClient.search_track`."""
-        if use_cache:
-            found = self._warm_search(artist, title, market)
-            if found is not MISS:
-                return found  # type: ignore[no-any-return]
-        return await adrive(self._search_track(artist, title, use_cache, market))
+        return await self._run(_SEARCH, (artist, title, market), use_cache)
 
     async def search_by_isrc(
         self, isrc: str, *, use_cache: bool = True, market: str | None = None
     ) -> SpotifyTrack | None:
         """See :meth:`SpotifyClient.search_by_isrc`."""
-        return await adrive(self._search_by_isrc(isrc, use_cache, market))
+        return await self._run(_ISRC, (isrc, market), use_cache)
 
     async def get_track(
         self, track_id: str, *, use_cache: bool = True, market: str | None = None
     ) -> SpotifyTrack | None:
         """See :meth:`SpotifyClient.get_track`."""
-        return await adrive(self._get_track(track_id, use_cache, market))
+        return await self._run(_TRACK, (track_id, market), use_cache)
 
     async def get_tracks(
         self, ids: Iterable[str], *, use_cache: bool = True, market: str | None = None
@@ -467,4 +408,4 @@ class AsyncSpotifyClient(AsyncClientMixin, _Spotify):
 
     async def get_artist(self, artist_id: str, *, use_cache: bool = True) -> SpotifyArtist | None:
         """See :meth:`SpotifyClient.get_artist`."""
-        return await adrive(self._get_artist(artist_id, use_cache))
+        return await self._run(_ARTIST, (artist_id,), use_cache)

@@ -34,6 +34,7 @@ from tunegate.providers._request import (
     request_id_from,
     retry_after_from,
 )
+from tunegate.providers.spec import LASTFM
 from tunegate.providers.types import (
     LastFmAlbumRef,
     LastFmArtistInfo,
@@ -77,9 +78,9 @@ __all__ = [
 ]
 
 PROVIDER: Final = "lastfm"
-BASE_URL: Final = "https://ws.audioscrobbler.com"
+BASE_URL: Final = LASTFM.base_url
 PATH: Final = "/2.0/"
-SEARCH_LIMIT_MAX: Final = 50
+SEARCH_LIMIT_MAX: Final = LASTFM.search_limit_max
 
 # https://www.last.fm/api/errorcodes
 NOT_FOUND_CODES: Final = frozenset({6})

@@ -32,6 +32,7 @@ from tunegate.providers._request import (
     request_id_from,
     retry_after_from,
 )
+from tunegate.providers.spec import MUSICBRAINZ
 from tunegate.providers.types import MusicBrainzRecording, MusicBrainzRelease
 
 __all__ = [
@@ -62,13 +63,13 @@ __all__ = [
 ]
 
 PROVIDER: Final = "musicbrainz"
-BASE_URL: Final = "https://musicbrainz.org"
-OFFICIAL_RATE: Final = 1.0
+BASE_URL: Final = MUSICBRAINZ.base_url
+OFFICIAL_RATE: Final = MUSICBRAINZ.rate
 """Requests per second the official service allows per source IP (Rate_Limiting page)."""
-OFFICIAL_CAPACITY: Final = 1
+OFFICIAL_CAPACITY: Final = MUSICBRAINZ.capacity
 """The largest burst that keeps to that rate: one request, then one per second."""
 SEARCH_LIMIT_DEFAULT: Final = 10
-SEARCH_LIMIT_MAX: Final = 100
+SEARCH_LIMIT_MAX: Final = MUSICBRAINZ.search_limit_max
 
 ISRC_ENDPOINT: Final = "/ws/2/isrc/{isrc}"
 SEARCH_ENDPOINT: Final = "/ws/2/recording"

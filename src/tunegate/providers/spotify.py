@@ -25,6 +25,7 @@ from tunegate.providers._request import (
     request_id_from,
     retry_after_from,
 )
+from tunegate.providers.spec import SPOTIFY
 from tunegate.providers.types import SpotifyAlbum, SpotifyArtist, SpotifyArtistRef, SpotifyTrack
 
 __all__ = [
@@ -58,12 +59,11 @@ __all__ = [
 ]
 
 PROVIDER: Final = "spotify"
-API_BASE_URL: Final = "https://api.spotify.com"
-AUTH_BASE_URL: Final = "https://accounts.spotify.com"
-# Search `limit` max went from 50 to 10 in Feb 2026 (official OpenAPI, sonallux b25172a).
-SEARCH_LIMIT_MAX: Final = 10
-# GET /v1/tracks?ids= takes at most 50 ids (official OpenAPI).
-BATCH_MAX: Final = 50
+API_BASE_URL: Final = SPOTIFY.base_url
+AUTH_BASE_URL: Final = SPOTIFY.auth_url
+SEARCH_LIMIT_MAX: Final = SPOTIFY.search_limit_max
+# GET /v1/tracks?ids= takes at most this many ids (official OpenAPI).
+BATCH_MAX: Final = SPOTIFY.batch_max
 
 TOKEN_EXPIRED: Final = "token_expired"
 TOKEN_INVALID: Final = "token_invalid"
