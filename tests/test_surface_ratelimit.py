@@ -309,3 +309,18 @@ def test_usage_arithmetic() -> None:
     )
     assert empty["seconds_to_exhaustion"] == 0.0
     assert empty["fill_ratio"] == pytest.approx(0.0625)
+
+
+def test_stats_for_one_provider_is_its_get_stats_entry() -> None:
+    clock = FakeClock()
+    limiter = limiter_with(clock, rate=1.0, capacity=4)
+    limiter.configure_provider("lastfm", rate=5.0, capacity=5)
+    limiter.stats_for("musicbrainz")
+    clock.advance(2.0)
+    limiter.acquire("musicbrainz", tokens=4)
+    one = limiter.stats_for("musicbrainz")
+    assert one["consumption_rate"] == pytest.approx(2.0)
+    assert limiter.get_stats()["musicbrainz"] == one  # no time passed: the same figures
+    assert asyncio.run(limiter.astats_for("lastfm"))["fill_ratio"] == pytest.approx(1.0)
+    with pytest.raises(ConfigurationError):
+        limiter.stats_for("nowhere")

@@ -673,6 +673,15 @@ class RateLimiter(LinkOwner):
         )
         return cast(LimiterStats, {**stats, **figures})
 
+    def stats_for(self, provider: str) -> LimiterStats:
+        """One provider's :meth:`get_stats` entry (for a scrape-time gauge: one bucket read,
+        not all of them). ConfigurationError for a provider with no bucket."""
+        return self._with_usage(provider, self._bucket(provider).stats())
+
+    async def astats_for(self, provider: str) -> LimiterStats:
+        """The asyncio form of :meth:`stats_for`."""
+        return self._with_usage(provider, await self._bucket(provider).astats())
+
 
 class Granted(float):
     """The seconds a granted :meth:`RateLimiter.acquire` waited: a float, and always true
