@@ -424,6 +424,13 @@ def test_get_stats_reports_the_bucket_and_this_process() -> None:
         "waits": {"count": 2, "total": pytest.approx(0.2), "max": pytest.approx(0.1)},
         "paused_until": None,
         "shared": False,
+        # Consumption (tests/test_surface_ratelimit.py): 12 tokens in the 0.55 s since the
+        # first acquire, against a refill of 10/s, drain the 3.5 left in 3.5 / (12/0.55 - 10) s.
+        "consumed": 12,
+        "consumption_rate": pytest.approx(12 / 0.55),
+        "consumption_window": 60.0,
+        "fill_ratio": pytest.approx(0.35),
+        "seconds_to_exhaustion": pytest.approx(3.5 / (12 / 0.55 - 10)),
     }
 
 

@@ -32,15 +32,17 @@ The low-level form, which the request pipeline uses::
 from __future__ import annotations
 
 import contextvars
+import functools
+import inspect
 import itertools
 import logging
 import secrets
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Literal, ParamSpec, TypedDict, TypeVar
+from typing import Any, Final, Literal, ParamSpec, TypedDict, TypeVar, overload
 
 from tunegate._clock import Clock, SystemClock
 from tunegate._drive import Flow, adrive, drive
@@ -241,6 +243,8 @@ class CircuitBreaker(LinkOwner):
             int(key_ttl * 1000),
             "",  # now: the server's TIME
         )
+        self._openings = 0  # transitions into OPEN seen here (the design's circuit_breaker_opens)
+        self._listeners.append(self._count_opening)
 
     def __repr__(self) -> str:
         mode = "shared" if self._link is not None else "local"
@@ -736,6 +740,56 @@ class CircuitBreaker(LinkOwner):
             shared=False,
         )
 
+    # -- the design's decorator --------------------------------------------------------------
+
+    @overload
+    def protect(
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+    @overload
+    def protect(self, fn: Callable[P, R], /) -> Callable[P, R]: ...
+
+    def protect(self, fn: Callable[P, Any], /) -> Callable[P, Any]:
+        """Decorate ``fn`` (a def or an async def) so that every call goes through this
+        breaker, as :meth:`call` or :meth:`acall` would run it::
+
+            @breaker.protect
+            def fetch(url: str) -> bytes: ...
+
+        An open breaker raises :class:`CircuitBreakerOpenError` without calling ``fn``; how
+        a call ended counts by the breaker's rules (:meth:`is_failure`: a 404 or a 429 does
+        not count, a 503 or a connection error does).
+        """
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def guarded_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await self.acall(fn, *args, **kwargs)
+
+            return guarded_async
+
+        @functools.wraps(fn)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return self.call(fn, *args, **kwargs)
+
+        return guarded
+
+    # -- openings ----------------------------------------------------------------------------
+
+    @property
+    def openings(self) -> int:
+        """Transitions into OPEN this process has seen since the breaker was built (its own,
+        and in shared mode the other processes' it heard of from Redis). Refusals are
+        counted apart, in ``get_stats()["rejected"]``."""
+        return self._openings
+
+    def _count_opening(self, name: str, old: CircuitState, new: CircuitState) -> None:
+        # A listener: called outside the breaker's lock, so it takes the lock itself.
+        if new is _OPEN and old is not _OPEN:
+            with self._lock:
+                self._openings += 1
+
 
 class CircuitBreakerRegistry(LinkOwner):
     """One breaker per provider, all local or all sharing one Redis.
@@ -834,3 +888,23 @@ class CircuitBreakerRegistry(LinkOwner):
 
     async def aget_stats(self) -> dict[str, BreakerStats]:
         return {name: await b.aget_stats() for name, b in tuple(self._breakers.items())}
+
+    def get_state(self) -> dict[str, CircuitState]:
+        """The state of every registered breaker, by name (``CircuitState`` is a ``str``:
+        ``"closed"``, ``"open"``, ``"half_open"``). Shared breakers may ask Redis."""
+        return {name: b.state for name, b in tuple(self._breakers.items())}
+
+    async def aget_state(self) -> dict[str, CircuitState]:
+        """The asyncio form of :meth:`get_state`."""
+        return {name: await b.astate() for name, b in tuple(self._breakers.items())}
+
+    def reset_all(self) -> None:
+        """Reset every registered breaker to CLOSED with clean counters (in Redis too when
+        shared): the design's manual reset, for all providers at once. Use with caution."""
+        for breaker in tuple(self._breakers.values()):
+            breaker.reset()
+
+    async def areset_all(self) -> None:
+        """The asyncio form of :meth:`reset_all`."""
+        for breaker in tuple(self._breakers.values()):
+            await breaker.areset()

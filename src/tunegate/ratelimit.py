@@ -6,6 +6,8 @@
     limiter = RateLimiter(redis=redis_client)    # one bucket per provider for every process
     limiter.configure_provider("spotify", rate=10.0, capacity=10)
     waited = limiter.acquire("spotify")          # or: await limiter.aacquire("spotify")
+    if limiter.acquire("spotify", blocking=False):   # the design's form: True or False
+        ...
 
 The arithmetic is :mod:`tunegate._policy.bucket` (GCRA). A caller reserves its slot, under a
 lock held only for that arithmetic (locally) or in one Lua call (shared), and then sleeps
@@ -30,9 +32,10 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, Literal, NamedTuple, TypedDict, cast, overload
 
 from tunegate._clock import Clock, SystemClock
+from tunegate._consumption import ConsumptionMeter, Usage, usage
 from tunegate._drive import Effect, Flow, adrive, drive
 from tunegate._policy.bucket import (
     BucketState,
@@ -54,6 +57,8 @@ __all__ = [
     "DEFAULT_KEY_PREFIX",
     "PROVIDER_DEFAULTS",
     "BucketStats",
+    "Granted",
+    "LimiterStats",
     "RateLimiter",
     "TokenBucket",
     "WaitStats",
@@ -364,6 +369,50 @@ class TokenBucket:
         args = self._args(op, extra)
         return (yield RedisCall(link, self._what, script=_SCRIPT, keys=(self.key,), args=args))
 
+    # -- several tokens at once (the design's ``tokens=``) -----------------------------------
+
+    def _take(self, tokens: int, max_wait: float | None) -> Flow[float]:
+        """:meth:`acquire`'s flow for ``tokens`` taken together: all of them or none."""
+        if tokens == 1:
+            return (yield from self.acquire_flow(max_wait))
+        if tokens > self.capacity:
+            raise ConfigurationError(
+                f"{self._what}: {tokens} tokens at once exceed its capacity of {self.capacity}"
+            )
+        if self._link is not None:
+            # The Lua twin reserves one slot per call; n calls would not be atomic.
+            raise ConfigurationError(
+                f"{self._what} is shared through Redis: it takes one token per acquire "
+                "(several at once need token_bucket.lua to reserve them in one call)"
+            )
+        ticket = self._reserve_local_tokens(tokens, max_wait)
+        if not ticket.granted:
+            raise RateLimitTimeout(self.provider, ticket.wait)
+        if ticket.wait > 0:
+            try:
+                yield _Sleep(self._clock, ticket.wait)
+            except BaseException:  # as in acquire_flow: the slots go back if nobody came after
+                yield from self._give_back(ticket)
+                raise
+        self._record(ticket.wait)
+        return ticket.wait
+
+    def _reserve_local_tokens(self, tokens: int, max_wait: float | None) -> _Ticket:
+        """``tokens`` consecutive reservations under one hold of the lock (the policy's
+        :func:`reserve`, unchanged), kept only if the last of them starts within
+        ``max_wait``: the slots are taken together, at the last one's start."""
+        with self._lock:
+            now = self._clock.monotonic()
+            state = self._state
+            last = first = reserve(state, self._limits, now)
+            for _ in range(tokens - 1):
+                last = reserve(last.state, self._limits, now)
+            if max_wait is not None and last.wait > max_wait:
+                return _Ticket(False, last.wait)
+            self._state = last.state
+        whole = Reservation(True, last.wait, last.state, first.previous_tat)
+        return _Ticket(True, last.wait, whole)
+
 
 class RateLimiter(LinkOwner):
     """Token buckets by provider name, local or shared through Redis.
@@ -390,6 +439,7 @@ class RateLimiter(LinkOwner):
         self._idle_ttl = idle_ttl
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()  # guards creating buckets, never acquiring
+        self._meters: dict[str, ConsumptionMeter] = {}  # consumption, for get_stats
 
     @property
     def buckets(self) -> Mapping[str, TokenBucket]:
@@ -446,17 +496,77 @@ class RateLimiter(LinkOwner):
             )
         return bucket
 
-    def acquire(self, provider: str, timeout: float | None = None) -> float:
-        """Block until ``provider`` has a token; return the seconds waited.
+    @overload
+    def acquire(self, provider: str, *, timeout: float | None = None) -> Granted: ...
 
-        With ``timeout``, raise RateLimitTimeout at once (consuming nothing) when the wait
-        would be longer; its ``retry_after`` says how long it would have been.
+    @overload
+    def acquire(
+        self, provider: str, *, tokens: int = 1, blocking: bool, timeout: float | None = None
+    ) -> Granted | Literal[False]: ...
+
+    @overload
+    def acquire(
+        self, provider: str, *, tokens: int, blocking: bool = True, timeout: float | None = None
+    ) -> Granted | Literal[False]: ...
+
+    def acquire(
+        self,
+        provider: str,
+        *,
+        tokens: int | None = None,
+        blocking: bool | None = None,
+        timeout: float | None = None,
+    ) -> Granted | Literal[False]:
+        """Take a token (or ``tokens`` at once) for ``provider``, waiting for it.
+
+        Two forms, told apart by their keywords (all keyword-only, so that the design's
+        ``acquire(p, 5)``, meaning 5 tokens, and tunegate's old ``acquire(p, 0.5)``, meaning
+        a timeout, are both a TypeError rather than one silently meaning the other):
+
+        - tunegate's, ``acquire(p)`` or ``acquire(p, timeout=s)``: returns the seconds waited
+          (a :class:`Granted`, a float that is always true); when the wait would be longer
+          than ``timeout`` it raises :class:`RateLimitTimeout` at once, taking nothing.
+        - the design's, with ``blocking=`` and/or ``tokens=``: the same on success, ``False``
+          instead of the exception. ``blocking=False`` takes the tokens only if they are
+          there now; ``blocking=True`` with a ``timeout`` refuses at once (without waiting
+          the timeout out) when the wait would exceed it. Several tokens are taken together
+          or not at all; more than the bucket's capacity is a ConfigurationError.
         """
-        return drive(self.acquire_flow(provider, timeout))
+        return drive(self._acquire_tokens(provider, tokens, blocking, timeout))
 
-    async def aacquire(self, provider: str, timeout: float | None = None) -> float:  # noqa: ASYNC109
+    @overload
+    async def aacquire(self, provider: str, *, timeout: float | None = None) -> Granted: ...  # noqa: ASYNC109
+
+    @overload
+    async def aacquire(
+        self,
+        provider: str,
+        *,
+        tokens: int = 1,
+        blocking: bool,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Granted | Literal[False]: ...
+
+    @overload
+    async def aacquire(
+        self,
+        provider: str,
+        *,
+        tokens: int,
+        blocking: bool = True,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Granted | Literal[False]: ...
+
+    async def aacquire(
+        self,
+        provider: str,
+        *,
+        tokens: int | None = None,
+        blocking: bool | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - bounds the reserved wait up front
+    ) -> Granted | Literal[False]:
         """The asyncio form of :meth:`acquire`."""
-        return await adrive(self.acquire_flow(provider, timeout))
+        return await adrive(self._acquire_tokens(provider, tokens, blocking, timeout))
 
     def acquire_flow(self, provider: str, timeout: float | None = None) -> Flow[float]:
         """:meth:`acquire` as a flow of effects, to compose with ``yield from``.
@@ -506,10 +616,87 @@ class RateLimiter(LinkOwner):
             yield from bucket._pause(seconds)
         return seconds
 
-    def get_stats(self) -> dict[str, BucketStats]:
-        """Per provider: rate, capacity, available_tokens, granted, waits, paused_until, shared."""
-        return {provider: bucket.stats() for provider, bucket in list(self._buckets.items())}
+    def get_stats(self) -> dict[str, LimiterStats]:
+        """Per provider: rate, capacity, available_tokens, granted, waits, paused_until,
+        shared, and consumption (:class:`LimiterStats`)."""
+        return {p: self._with_usage(p, b.stats()) for p, b in list(self._buckets.items())}
 
-    async def aget_stats(self) -> dict[str, BucketStats]:
+    async def aget_stats(self) -> dict[str, LimiterStats]:
         """The asyncio form of :meth:`get_stats`."""
-        return {provider: await b.astats() for provider, b in list(self._buckets.items())}
+        return {p: self._with_usage(p, await b.astats()) for p, b in list(self._buckets.items())}
+
+    # -- the design's acquire, and consumption ------------------------------------------------
+
+    def _meter(self, provider: str) -> ConsumptionMeter:
+        meter = self._meters.get(provider)
+        if meter is None:
+            with self._lock:
+                meter = self._meters.setdefault(provider, ConsumptionMeter())
+        return meter
+
+    def _acquire_tokens(
+        self, provider: str, tokens: int | None, blocking: bool | None, timeout: float | None
+    ) -> Flow[Granted | Literal[False]]:
+        """:meth:`acquire`: ``tokens`` or ``blocking`` given (not None) is the design's form."""
+        design = tokens is not None or blocking is not None
+        n = 1 if tokens is None else tokens
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigurationError(f"tokens must be a positive int, not {tokens!r}")
+        bucket = self._bucket(provider)
+        meter = self._meter(provider)
+        if meter.empty:  # a first sample, so that the first get_stats() has a rate
+            meter.observe(self._clock.monotonic(), bucket._granted)
+        max_wait = 0.0 if blocking is False else _max_wait(timeout)
+        try:
+            if n == 1:  # the common case: the one-token flow itself, one generator less
+                waited = yield from bucket.acquire_flow(max_wait)
+            else:
+                waited = yield from bucket._take(n, max_wait)
+        except RateLimitTimeout:
+            if design:
+                return False
+            raise
+        if n > 1:
+            meter.add_extra(n - 1)
+        return Granted(waited)
+
+    def _with_usage(self, provider: str, stats: BucketStats) -> LimiterStats:
+        meter = self._meter(provider)
+        consumed = meter.observe(self._clock.monotonic(), stats["granted"])
+        figures = usage(
+            consumed=consumed,
+            consumption_rate=meter.rate(),
+            window=meter.window,
+            available=stats["available_tokens"],
+            capacity=stats["capacity"],
+            refill_rate=stats["rate"],
+        )
+        return cast(LimiterStats, {**stats, **figures})
+
+    def stats_for(self, provider: str) -> LimiterStats:
+        """One provider's :meth:`get_stats` entry (for a scrape-time gauge: one bucket read,
+        not all of them). ConfigurationError for a provider with no bucket."""
+        return self._with_usage(provider, self._bucket(provider).stats())
+
+    async def astats_for(self, provider: str) -> LimiterStats:
+        """The asyncio form of :meth:`stats_for`."""
+        return self._with_usage(provider, await self._bucket(provider).astats())
+
+
+class Granted(float):
+    """The seconds a granted :meth:`RateLimiter.acquire` waited: a float, and always true
+    (``if limiter.acquire(p, blocking=False):`` holds for a grant without a wait)."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"Granted({float(self)!r})"
+
+
+class LimiterStats(BucketStats, Usage):
+    """:class:`BucketStats` and the consumption figures of :class:`tunegate._consumption.Usage`
+    (``consumed``, ``consumption_rate``, ``consumption_window``, ``fill_ratio``,
+    ``seconds_to_exhaustion``): one provider in :meth:`RateLimiter.get_stats`."""

@@ -47,6 +47,7 @@ from tunegate._redis import RedisLike, RedisLink
 from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
 from tunegate.cache.memory import MemoryBackend
+from tunegate.clients._extra import design_stats
 from tunegate.exceptions import ConfigurationError, NotFound, TunegateError
 from tunegate.pipeline import MISS, Miss, Pipeline
 from tunegate.providers import ApiRequest, Pairs
@@ -517,6 +518,7 @@ class ClientBase:
         looked = hits + stats["cache_misses"]
         stats["cache_hit_ratio"] = hits / looked if looked else 0.0
         stats["base_url"] = self._base_url
+        stats.update(design_stats(stats, self._breaker.openings))  # the design's names too
         return stats
 
     # -- a method call: key first, the request only on a miss ------------------------------

@@ -23,6 +23,7 @@ from tunegate.clients._base import (
     options_of,
 )
 from tunegate.providers import lastfm, validate
+from tunegate.providers.lastfm import LastFmSimilarArtist
 from tunegate.providers.spec import LASTFM
 from tunegate.providers.types import (
     LastFmArtistInfo,
@@ -179,6 +180,18 @@ class LastFmClient(SyncClientMixin, _LastFm):
         """The canonical artist and track names Last.fm knows, or None."""
         return self._run(_CORRECTION, (artist, track), use_cache)
 
+    def get_similar_artists(
+        self,
+        artist: str,
+        *,
+        limit: int = lastfm.SIMILAR_LIMIT_DEFAULT,
+        autocorrect: bool = True,
+        use_cache: bool = True,
+    ) -> list[LastFmSimilarArtist]:
+        """``artist.getSimilar``: up to ``limit`` (1 to 250) similar artists, nearest first,
+        each with its ``match`` score (0 to 1); [] for an unknown artist."""
+        return self._run(_SIMILAR, (artist, limit, autocorrect), use_cache)
+
 
 class AsyncLastFmClient(AsyncClientMixin, _LastFm):
     """:class:`LastFmClient` for asyncio: the same constructor and methods, awaited."""
@@ -224,3 +237,24 @@ class AsyncLastFmClient(AsyncClientMixin, _LastFm):
     ) -> LastFmCorrection | None:
         """See :meth:`LastFmClient.get_correction`."""
         return await self._run(_CORRECTION, (artist, track), use_cache)
+
+    async def get_similar_artists(
+        self,
+        artist: str,
+        *,
+        limit: int = lastfm.SIMILAR_LIMIT_DEFAULT,
+        autocorrect: bool = True,
+        use_cache: bool = True,
+    ) -> list[LastFmSimilarArtist]:
+        """See :meth:`LastFmClient.get_similar_artists`."""
+        return await self._run(_SIMILAR, (artist, limit, autocorrect), use_cache)
+
+
+# The design's get_similar_artists (issue 11), an Op like the others.
+_SIMILAR: Op[list[LastFmSimilarArtist]] = Op(
+    lambda c, artist, limit, autocorrect: lastfm.artist_similar_request(
+        artist, api_key=c._api_key, limit=limit, autocorrect=autocorrect
+    ),
+    lambda args, body: lastfm.parse_similar_artists(body),
+    list,
+)

@@ -36,10 +36,11 @@ from tunegate.clients._base import (
     link_for,
     options_of,
 )
+from tunegate.clients._extra import pick_inc
 from tunegate.exceptions import NotFound
 from tunegate.providers import ApiRequest, musicbrainz, validate
 from tunegate.providers.spec import MUSICBRAINZ
-from tunegate.providers.types import MusicBrainzRecording
+from tunegate.providers.types import MusicBrainzRecording, MusicBrainzRelease
 from tunegate.ratelimit import RateLimiter
 
 __all__ = [
@@ -243,17 +244,29 @@ class MusicBrainzClient(SyncClientMixin, _MusicBrainz):
     """
 
     def lookup_isrc(
-        self, isrc: str, *, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
+        self,
+        isrc: str,
+        *,
+        inc: Inc = musicbrainz.DEFAULT_ISRC_INC,
+        includes: Inc | None = None,
+        use_cache: bool = True,
     ) -> MusicBrainzRecording | None:
         """The recording with this ISRC (of several, the earliest released non-video one),
         or None when MusicBrainz knows no recording with it. Calls made at the same time
         from several threads are answered by batch searches (see :meth:`lookup_isrcs`)."""
+        inc = pick_inc(inc, includes, musicbrainz.DEFAULT_ISRC_INC)  # the design's name
         return drive(_isrc_batch.lookup_isrc(self, isrc, inc, use_cache))
 
     def lookup_isrc_recordings(
-        self, isrc: str, *, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
+        self,
+        isrc: str,
+        *,
+        inc: Inc = musicbrainz.DEFAULT_ISRC_INC,
+        includes: Inc | None = None,
+        use_cache: bool = True,
     ) -> list[MusicBrainzRecording]:
         """Every recording carrying this ISRC, in MusicBrainz's order ([] when none)."""
+        inc = pick_inc(inc, includes, musicbrainz.DEFAULT_ISRC_INC)  # the design's name
         return self._run(_ISRC_RECORDINGS, (isrc, inc), use_cache)
 
     def search_recording(
@@ -264,9 +277,15 @@ class MusicBrainzClient(SyncClientMixin, _MusicBrainz):
         return self._run(_SEARCH, (artist, title), use_cache)
 
     def get_recording(
-        self, mbid: str, *, inc: Inc = musicbrainz.DEFAULT_RECORDING_INC, use_cache: bool = True
+        self,
+        mbid: str,
+        *,
+        inc: Inc = musicbrainz.DEFAULT_RECORDING_INC,
+        includes: Inc | None = None,
+        use_cache: bool = True,
     ) -> MusicBrainzRecording | None:
         """The recording with this MBID (any UUID spelling), or None."""
+        inc = pick_inc(inc, includes, musicbrainz.DEFAULT_RECORDING_INC)  # the design's name
         return self._run(_RECORDING, (mbid, inc), use_cache)
 
     def lookup_isrcs(
@@ -293,20 +312,54 @@ class MusicBrainzClient(SyncClientMixin, _MusicBrainz):
         (nothing more is coming soon); ``on=False`` lingers again."""
         _isrc_batch.coalescer_for(self).flush(on)
 
+    def get_release(
+        self,
+        mbid: str,
+        *,
+        inc: Inc = musicbrainz.DEFAULT_RELEASE_INC,
+        includes: Inc | None = None,
+        use_cache: bool = True,
+    ) -> MusicBrainzRelease | None:
+        """The release with this MBID, or None: by default with its artist credit, labels,
+        release group and media with their tracks (``inc`` or its other name ``includes``
+        chooses; an inc the release resource does not know is an InvalidInput before any
+        request)."""
+        inc = pick_inc(inc, includes, musicbrainz.DEFAULT_RELEASE_INC)
+        return self._run(_RELEASE, (mbid, inc), use_cache)
+
+    def search_recordings(
+        self, artist: str, title: str, *, limit: int = 10, use_cache: bool = True
+    ) -> list[MusicBrainzRecording]:
+        """Every hit of the search :meth:`search_recording` makes (up to ``limit``, 1 to
+        100), in MusicBrainz's order, each with its ``score`` (0 to 100); [] when none."""
+        return self._run(_SEARCH_HITS, (artist, title, limit), use_cache)
+
 
 class AsyncMusicBrainzClient(AsyncClientMixin, _MusicBrainz):
     """:class:`MusicBrainzClient` for asyncio: the same constructor and methods, awaited."""
 
     async def lookup_isrc(
-        self, isrc: str, *, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
+        self,
+        isrc: str,
+        *,
+        inc: Inc = musicbrainz.DEFAULT_ISRC_INC,
+        includes: Inc | None = None,
+        use_cache: bool = True,
     ) -> MusicBrainzRecording | None:
         """See :meth:`MusicBrainzClient.lookup_isrc`."""
+        inc = pick_inc(inc, includes, musicbrainz.DEFAULT_ISRC_INC)  # the design's name
         return await adrive(_isrc_batch.lookup_isrc(self, isrc, inc, use_cache))
 
     async def lookup_isrc_recordings(
-        self, isrc: str, *, inc: Inc = musicbrainz.DEFAULT_ISRC_INC, use_cache: bool = True
+        self,
+        isrc: str,
+        *,
+        inc: Inc = musicbrainz.DEFAULT_ISRC_INC,
+        includes: Inc | None = None,
+        use_cache: bool = True,
     ) -> list[MusicBrainzRecording]:
         """See :meth:`MusicBrainzClient.lookup_isrc_recordings`."""
+        inc = pick_inc(inc, includes, musicbrainz.DEFAULT_ISRC_INC)  # the design's name
         return await self._run(_ISRC_RECORDINGS, (isrc, inc), use_cache)
 
     async def search_recording(
@@ -316,9 +369,15 @@ class AsyncMusicBrainzClient(AsyncClientMixin, _MusicBrainz):
         return await self._run(_SEARCH, (artist, title), use_cache)
 
     async def get_recording(
-        self, mbid: str, *, inc: Inc = musicbrainz.DEFAULT_RECORDING_INC, use_cache: bool = True
+        self,
+        mbid: str,
+        *,
+        inc: Inc = musicbrainz.DEFAULT_RECORDING_INC,
+        includes: Inc | None = None,
+        use_cache: bool = True,
     ) -> MusicBrainzRecording | None:
         """See :meth:`MusicBrainzClient.get_recording`."""
+        inc = pick_inc(inc, includes, musicbrainz.DEFAULT_RECORDING_INC)  # the design's name
         return await self._run(_RECORDING, (mbid, inc), use_cache)
 
     async def lookup_isrcs(
@@ -336,3 +395,33 @@ class AsyncMusicBrainzClient(AsyncClientMixin, _MusicBrainz):
     def flush_isrc_batch(self, on: bool = True) -> None:
         """See :meth:`MusicBrainzClient.flush_isrc_batch`."""
         _isrc_batch.coalescer_for(self).flush(on)
+
+    async def get_release(
+        self,
+        mbid: str,
+        *,
+        inc: Inc = musicbrainz.DEFAULT_RELEASE_INC,
+        includes: Inc | None = None,
+        use_cache: bool = True,
+    ) -> MusicBrainzRelease | None:
+        """See :meth:`MusicBrainzClient.get_release`."""
+        inc = pick_inc(inc, includes, musicbrainz.DEFAULT_RELEASE_INC)
+        return await self._run(_RELEASE, (mbid, inc), use_cache)
+
+    async def search_recordings(
+        self, artist: str, title: str, *, limit: int = 10, use_cache: bool = True
+    ) -> list[MusicBrainzRecording]:
+        """See :meth:`MusicBrainzClient.search_recordings`."""
+        return await self._run(_SEARCH_HITS, (artist, title, limit), use_cache)
+
+
+# The design's get_release and every search hit (issue 11), Ops like the others.
+_RELEASE: Op[MusicBrainzRelease | None] = Op(
+    lambda c, mbid, inc: musicbrainz.get_release_request(mbid, inc),
+    lambda args, body: musicbrainz.parse_release(body),
+)
+_SEARCH_HITS: Op[list[MusicBrainzRecording]] = Op(
+    lambda c, artist, title, limit: musicbrainz.search_recordings_request(artist, title, limit),
+    lambda args, body: musicbrainz.parse_search_recordings(body),
+    _recordings,
+)

@@ -794,6 +794,27 @@ class Catalog:
         """The MBID of the track (the medium position) a recording appears as."""
         return self.codec.mbid(_D_MBTRACK, i)
 
+    def release_by_mbid(self, mbid: str) -> tuple[Album, list[int]] | None:
+        """The release with this MBID (an album, or the deluxe reissue one duplicated
+        recording appears on) and its tracks on MusicBrainz, in album order; None when
+        there is no such release or none of its tracks is on MusicBrainz."""
+        mbid = mbid.lower()
+        key = self.codec.mbid_index(_D_RELEASE, mbid)
+        if key is None:
+            return None
+        if key < self.n_albums:
+            album = self.album(key)
+            tracks = [i for i in self.tracks_of_album(key) if not self._is_dup(i)]
+        else:
+            i = key - self.n_albums
+            if not (self.n_real <= i < self.size and self._is_dup(i)):
+                return None
+            album, tracks = self.track(i).album, [i]
+        tracks = [i for i in tracks if self.on_musicbrainz(i)]
+        if album.release_mbid != mbid or not tracks:
+            return None
+        return album, sorted(tracks, key=lambda i: self.track(i).track_number)
+
 
 def _synthetic_popularity(h: int) -> int:
     return int(95 * ((h >> 20) % 1000 / 1000) ** 2.2)

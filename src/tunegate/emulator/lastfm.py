@@ -1,6 +1,6 @@
 """Last.fm API 2.0: track.getTopTags, track.getInfo, track.getCorrection, track.search,
-artist.getTopTags and artist.getInfo, over GET or POST (pylast posts forms), in XML by
-default and in JSON with ``format=json``.
+artist.getTopTags, artist.getInfo and artist.getSimilar, over GET or POST (pylast posts
+forms), in XML by default and in JSON with ``format=json``.
 
 The JSON keeps Last.fm's XML-conversion quirks: ``@attr`` and ``#text`` keys, numbers as
 strings (except tag counts), and a one-element list collapsed to a bare object. Errors are
@@ -32,6 +32,7 @@ METHODS = {
         "track.search",
         "artist.getTopTags",
         "artist.getInfo",
+        "artist.getSimilar",
     )
 }
 MESSAGES = {
@@ -115,6 +116,10 @@ class LastfmProvider(Provider):
             if not params.get("artist") and not params.get("mbid"):
                 return _failure(request, 6, 400)
             a = _find_artist(cat, params, loose)
+            if method == "artist.getSimilar":
+                if a is None:  # lastfm-docs: this error comes with 200 OK
+                    return _failure(request, 6, 200, NO_ARTIST)
+                return _artist_similar(request, cat, a, params)
             if method == "artist.getTopTags":
                 if a is None:
                     return _failure(request, 6, 200, NO_ARTIST)
@@ -574,3 +579,57 @@ def _artist_info(request: web.Request, cat: Catalog, a: int) -> web.Response:
         ),
     )
     return _ok(request, {"artist": info}, xml)
+
+
+def _similar_ids(cat: Catalog, a: int, count: int) -> list[int]:
+    """The artists similar to ``a``, nearest first (artist.getInfo shows the first five)."""
+    out: list[int] = []
+    for b in range(a + 1, a + 1 + min(count, cat.n_artists - 1)):
+        if b % cat.n_artists != a:
+            out.append(b % cat.n_artists)
+    return out
+
+
+def _match_text(rank: int, total: int) -> str:
+    """Last.fm sends match as a string: "1" for the nearest, six decimals for the rest."""
+    score = 1.0 if rank == 0 else 0.8 * (1.0 - rank / (total + 1)) ** 2
+    return f"{score:.6f}".rstrip("0").rstrip(".")
+
+
+def _artist_similar(
+    request: web.Request, cat: Catalog, a: int, params: dict[str, str]
+) -> web.Response:
+    """artist.getSimilar, in the shape of lastfm-docs' example: ``similarartists.artist``
+    with name, mbid, match (a string), url, six images, streamable; ``@attr.artist``."""
+    artist = cat.artist(a)
+    limit = _positive(params.get("limit"), 100, 1000)  # the docs' example returns 100
+    similar = [cat.artist(b) for b in _similar_ids(cat, a, 100)][:limit]
+    items = []
+    xml_items = []
+    for rank, s in enumerate(similar):
+        match = _match_text(rank, len(similar))
+        url = _artist_url(s.name)
+        items.append(
+            {
+                "name": s.name,
+                "mbid": s.mbid,
+                "match": match,
+                "url": url,
+                "image": _images_json(s.image_hash, extra=True),
+                "streamable": "0",
+            }
+        )
+        xml_items.append(
+            xml_element(
+                "artist",
+                xml_element("name", text(s.name))
+                + xml_element("mbid", s.mbid)
+                + xml_element("match", match)
+                + xml_element("url", text(url))
+                + _images_xml(s.image_hash)
+                + xml_element("streamable", "0"),
+            )
+        )
+    data = {"similarartists": {"artist": _collapse(items), "@attr": {"artist": artist.name}}}
+    xml = xml_element("similarartists", "".join(xml_items), artist=artist.name)
+    return _ok(request, data, xml)

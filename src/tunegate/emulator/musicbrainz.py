@@ -35,7 +35,7 @@ from tunegate.emulator._http import (
     xml_element,
     xml_response,
 )
-from tunegate.emulator.catalog import Catalog, Track, genre_mbid
+from tunegate.emulator.catalog import Album, Catalog, Track, genre_mbid
 from tunegate.emulator.ids import ISRC_RE
 from tunegate.emulator.lucene import (
     And,
@@ -133,6 +133,27 @@ INC_ARTIST = {
     "various-artists",
     "discids",
 } | _RELS
+# musicbrainz-server Controller/WS/2/Release.pm.
+INC_RELEASE = {
+    "artists",
+    "artist-credits",
+    "labels",
+    "recordings",
+    "release-groups",
+    "media",
+    "discids",
+    "isrcs",
+    "aliases",
+    "tags",
+    "user-tags",
+    "genres",
+    "user-genres",
+    "collections",
+    "user-collections",
+    "annotation",
+    "recording-level-rels",
+    "work-level-rels",
+} | _RELS
 # Library names that say nothing about the application: MusicBrainz puts them in one pool of
 # 50 requests/s shared by everyone (its Rate_Limiting page; python-musicbrainz is named
 # there), which third-party probes find saturated (503 "currently busy"). Browsers
@@ -173,6 +194,7 @@ _TYPE_IDS = {
 _STATUS_OFFICIAL = "4e304316-386d-3409-af2e-78857eec5cfe"
 _RG_ALBUM = "f529b476-6e62-324f-b0aa-1f3e33d313fc"
 _RG_SINGLE = "d6038452-8ee0-3f68-affc-2de9a1ede0b9"
+_FORMAT_DIGITAL = "907a28d9-b3b2-3ef6-89a8-7b18d91d4794"  # medium format "Digital Media"
 _XML_HEAD = (
     '<?xml version="1.0" encoding="UTF-8"?>'
     '<metadata xmlns="http://musicbrainz.org/ns/mmd-2.0#" '
@@ -203,6 +225,7 @@ class MusicBrainzProvider(Provider):
             Route("GET", "/ws/2/artist", self.artist_search, "artist.search"),
             Route("GET", "/ws/2/artist/", self.artist_search, "artist.search"),
             Route("GET", "/ws/2/artist/{mbid}", self.artist, "artist"),
+            Route("GET", "/ws/2/release/{mbid}", self.release, "release"),
             Route("*", "/ws/2/{tail:.*}", self.unknown, "unknown"),
         ]
 
@@ -305,6 +328,23 @@ class MusicBrainzProvider(Provider):
         if _wants_json(request):
             return _ok(request, _artist_json(cat, a, incs))
         return _ok_xml(request, _artist_xml(cat, a, incs))
+
+    async def release(self, request: web.Request) -> web.StreamResponse:
+        """``/ws/2/release/{mbid}``, JSON only (tunegate asks for nothing else); the shape
+        of musicbrainz-server's t/.../WS/2/JSON/LookupRelease.pm."""
+        mbid = request.match_info["mbid"]
+        incs, bad = _incs(request, INC_RELEASE, "release")
+        if bad is not None:
+            return bad
+        if not _MBID.match(mbid):
+            return _error(request, 400, "Invalid mbid.")
+        cat = self.state.catalog
+        found = cat.release_by_mbid(mbid)
+        if found is None:
+            return _error(request, 404, "Not Found")
+        if not _wants_json(request):
+            return _error(request, 400, "The emulator serves release lookups as JSON only.")
+        return _ok(request, _release_lookup_json(cat, *found, incs))
 
     async def unknown(self, request: web.Request) -> web.StreamResponse:
         return _error(request, 400, "Invalid resource.")
@@ -997,3 +1037,82 @@ def _artist_xml(cat: Catalog, a: int, incs: set[str], *, score: int | None = Non
         type_id=_TYPE_IDS[artist.kind],
         ext__score=score,
     )
+
+
+def _release_lookup_json(
+    cat: Catalog, album: Album, tracks: list[int], incs: set[str]
+) -> dict[str, Any]:
+    """A top-level release: the fields every lookup has, then what each inc adds."""
+    first = cat.track(tracks[0])
+    base = _release_json(cat, first)
+    release: dict[str, Any] = {
+        "id": album.release_mbid,
+        "title": album.name,
+        "status": "Official",
+        "status-id": _STATUS_OFFICIAL,
+        "quality": "normal",
+        "disambiguation": "",
+        "packaging": None,
+        "packaging-id": None,
+        "text-representation": {"language": "eng", "script": "Latn"},
+        "cover-art-archive": {
+            "artwork": False,
+            "count": 0,
+            "front": False,
+            "back": False,
+            "darkened": False,
+        },
+        "date": album.release_date,
+        "country": album.country,
+        "release-events": base["release-events"],
+        "barcode": None,
+        "asin": None,
+    }
+    if incs & {"artist-credits", "artists"}:
+        release["artist-credit"] = _artist_credit_json(cat, first, incs)[:1]
+    if "release-groups" in incs:
+        release["release-group"] = base["release-group"]
+    if "labels" in incs:
+        release["label-info"] = []
+    if "tags" in incs:
+        release["tags"] = []
+    if "genres" in incs:
+        release["genres"] = []
+    if "annotation" in incs:
+        release["annotation"] = None
+    if incs & _RELS:
+        release["relations"] = []
+    if incs & {"recordings", "media", "discids"}:
+        medium: dict[str, Any] = {
+            "position": 1,
+            "title": "",
+            "format": "Digital Media",
+            "format-id": _FORMAT_DIGITAL,
+            "track-count": len(tracks),
+        }
+        if "recordings" in incs:
+            medium["track-offset"] = 0
+            medium["tracks"] = [_medium_track_json(cat, i, incs) for i in tracks]
+        if "discids" in incs:
+            medium["discs"] = []
+        release["media"] = [medium]
+    return release
+
+
+def _medium_track_json(cat: Catalog, i: int, incs: set[str]) -> dict[str, Any]:
+    track = cat.track(i)
+    recording = _recording_json(
+        cat, i, incs & {"artist-credits", "artists", "isrcs"}, toplevel=False
+    )
+    recording.pop("first-release-date", None)  # not on a release's own recordings
+    entry: dict[str, Any] = {
+        "id": cat.mb_track_id(i),
+        "number": str(track.track_number),
+        "position": track.track_number,
+        "title": track.title,
+        "length": track.mb_length,
+        "recording": recording,
+    }
+    if incs & {"artist-credits", "artists"}:
+        entry["artist-credit"] = recording.get("artist-credit", [])
+    return entry

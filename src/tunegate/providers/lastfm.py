@@ -11,9 +11,10 @@ Every request carries the API key as the ``api_key`` query parameter, marked sec
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict
 
 from tunegate.exceptions import (
     AuthenticationError,
@@ -587,3 +588,78 @@ def classify_response(
 
 
 hook = hook_for(classify_response)
+
+
+# --- artist.getSimilar (the design's get_similar_artists) -----------------------------------
+
+SIMILAR_LIMIT_DEFAULT: Final = 30  # Last.fm's documented default
+SIMILAR_LIMIT_MAX: Final = 250
+
+
+class LastFmSimilarArtist(TypedDict):
+    """One ``artist.getSimilar`` entry: ``match`` is Last.fm's similarity, 0 to 1 (1 the
+    nearest), read from the string it sends."""
+
+    name: str
+    mbid: str | None
+    match: float
+    url: str | None
+    images: list[LastFmImage]
+
+
+def artist_similar_request(
+    artist: str,
+    *,
+    api_key: str,
+    limit: int = SIMILAR_LIMIT_DEFAULT,
+    autocorrect: bool = True,
+) -> ApiRequest:
+    """``artist.getSimilar``; cached as ``lastfm:similar_artists:{artist}`` (plus
+    ``limit=N`` when not the default). Unknown artist (error 6): an empty list."""
+    artist = validate.text(artist, "artist")
+    limit = validate.limit(limit, high=SIMILAR_LIMIT_MAX)
+    parts: tuple[str, ...] = (artist,)
+    if limit != SIMILAR_LIMIT_DEFAULT:
+        parts += (f"limit={limit}",)
+    return _request(
+        "artist.getSimilar",
+        api_key,
+        (("artist", artist), ("limit", str(limit)), *_autocorrect(autocorrect)),
+        "lastfm:similar_artists",
+        (*parts, *_not_default(autocorrect)),
+        "empty",
+    )
+
+
+def _match(value: object) -> float:
+    """A match score sent as a string (``"0.600213"``) or a number, within 0..1."""
+    if isinstance(value, bool):
+        return 0.0
+    try:
+        score = float(text_of(value) if not isinstance(value, int | float) else value)
+    except ValueError:
+        return 0.0
+    return min(1.0, max(0.0, score)) if math.isfinite(score) else 0.0
+
+
+def parse_similar_artists(body: object) -> list[LastFmSimilarArtist]:
+    """``artist.getSimilar``: the similar artists, nearest first as Last.fm sends them
+    (an empty list when there are none); nameless entries dropped."""
+    similar = _object(body, "similarartists", "artist.getSimilar")
+    out: list[LastFmSimilarArtist] = []
+    for item in as_list(similar.get("artist")):
+        if not isinstance(item, Mapping):
+            continue
+        name = text_of(item.get("name")).strip()
+        if not name:
+            continue
+        out.append(
+            {
+                "name": name,
+                "mbid": _opt(item.get("mbid")),
+                "match": _match(item.get("match")),
+                "url": _opt(item.get("url")),
+                "images": _images(item.get("image")),
+            }
+        )
+    return out

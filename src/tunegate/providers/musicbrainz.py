@@ -7,6 +7,7 @@ on every request; MusicBrainz answers 403 without one.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, cast
@@ -32,7 +33,7 @@ from tunegate.providers._request import (
     retry_after_from,
 )
 from tunegate.providers.spec import MUSICBRAINZ
-from tunegate.providers.types import MusicBrainzRecording
+from tunegate.providers.types import MusicBrainzRecording, MusicBrainzRelease
 
 __all__ = [
     "BASE_URL",
@@ -558,3 +559,99 @@ def parse_isrc_batch(body: object, isrcs: Iterable[str]) -> IsrcBatch:
     if isinstance(offset, bool) or not isinstance(offset, int):
         offset = 0
     return found, offset + len(hits) >= count
+
+
+# --- releases, and every search hit (the design's get_release and search_recording) ---------
+
+RELEASE_ENDPOINT: Final = "/ws/2/release/{mbid}"
+# musicbrainz-server Controller/WS/2/Release.pm, less the user-* incs and collections (a
+# login's). "recordings" lists the tracks of each medium; "media" the media alone.
+RELEASE_INCS: Final = frozenset(
+    {
+        "artists",
+        "artist-credits",
+        "labels",
+        "recordings",
+        "release-groups",
+        "media",
+        "discids",
+        "isrcs",
+        "aliases",
+        "tags",
+        "genres",
+        "annotation",
+        "recording-level-rels",
+        "work-level-rels",
+    }
+    | _RELATION_INCS
+)
+DEFAULT_RELEASE_INC: Final = ("artist-credits", "labels", "recordings", "release-groups")
+# What a release lookup may carry (musicbrainz-server's JSON serializer); others are dropped.
+_RELEASE_KEYS: Final = frozenset(
+    {
+        "id",
+        "title",
+        "status",
+        "status-id",
+        "date",
+        "country",
+        "disambiguation",
+        "quality",
+        "packaging",
+        "packaging-id",
+        "barcode",
+        "asin",
+        "text-representation",
+        "release-events",
+        "cover-art-archive",
+        "artist-credit",
+        "release-group",
+        "label-info",
+        "media",
+        "track-count",
+        "tags",
+        "genres",
+        "relations",
+        "annotation",
+    }
+)
+
+
+def get_release_request(mbid: str, inc: str | Iterable[str] = DEFAULT_RELEASE_INC) -> ApiRequest:
+    """``GET /ws/2/release/{mbid}?fmt=json&inc=...``; cached as
+    ``musicbrainz:release:{mbid}`` (plus ``inc=..`` when not the default)."""
+    rid = validate.mbid(mbid)
+    incs = _incs(inc, RELEASE_INCS, "release")
+    parts: tuple[str, ...] = (rid,)
+    if incs != tuple(sorted(DEFAULT_RELEASE_INC)):
+        parts += ("inc=" + "+".join(incs),)
+    return ApiRequest(
+        provider=PROVIDER,
+        method="GET",
+        endpoint_template=RELEASE_ENDPOINT,
+        path=f"/ws/2/release/{rid}",
+        params=(("fmt", "json"), *_inc_params(incs)),
+        cache_kind="musicbrainz:release",
+        cache_parts=parts,
+    )
+
+
+def parse_release(body: object) -> MusicBrainzRelease:
+    """``/ws/2/release/{mbid}``: the release, with the keys its ``inc`` list brought."""
+    if not isinstance(body, Mapping):
+        raise malformed(PROVIDER, RELEASE_ENDPOINT, "release is not a JSON object")
+    if not isinstance(body.get("id"), str) or not isinstance(body.get("title"), str):
+        raise malformed(PROVIDER, RELEASE_ENDPOINT, "release has no id or title")
+    media = body.get("media")
+    if media is not None and not isinstance(media, list):
+        raise malformed(PROVIDER, RELEASE_ENDPOINT, "release media is not a list")
+    return cast(MusicBrainzRelease, {k: v for k, v in body.items() if k in _RELEASE_KEYS})
+
+
+def search_recordings_request(
+    artist: str, title: str, limit: int = SEARCH_LIMIT_DEFAULT
+) -> ApiRequest:
+    """The request of :func:`search_recording_request`, cached apart (as
+    ``musicbrainz:search_hits:{artist}:{title}``): it holds every hit, not the best one."""
+    request = search_recording_request(artist, title, limit)
+    return dataclasses.replace(request, cache_kind="musicbrainz:search_hits")
