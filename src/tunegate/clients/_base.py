@@ -560,6 +560,17 @@ class ClientBase:
             return self._pipeline.warm(key, endpoint, _NEGATIVE)
         return self._pipeline.look(key, endpoint, _NEGATIVE)
 
+    def _warm(self, op: Op[T], args: tuple[Any, ...]) -> T | Any:
+        """The in-memory answer to ``op(args)`` with nothing built past the memo, else
+        :data:`MISS`: for methods whose miss takes another path than :meth:`_run`'s."""
+        if not self._in_memory:
+            return MISS
+        request, key = self._prepare(op, args)
+        if key is None:
+            return MISS
+        found = self._pipeline.warm(key, request.endpoint_template, _NEGATIVE)
+        return found if found is MISS else self._answer(op, request, found)
+
     @staticmethod
     def _answer(op: Op[T], request: ApiRequest, value: Any) -> T:
         """What the caller gets for a cached value."""

@@ -38,6 +38,7 @@ from tunegate.clients._base import (
 )
 from tunegate.clients._extra import pick_inc
 from tunegate.exceptions import NotFound
+from tunegate.pipeline import MISS
 from tunegate.providers import ApiRequest, musicbrainz, validate
 from tunegate.providers.spec import MUSICBRAINZ
 from tunegate.providers.types import MusicBrainzRecording, MusicBrainzRelease
@@ -255,6 +256,9 @@ class MusicBrainzClient(SyncClientMixin, _MusicBrainz):
         or None when MusicBrainz knows no recording with it. Calls made at the same time
         from several threads are answered by batch searches (see :meth:`lookup_isrcs`)."""
         inc = pick_inc(inc, includes, musicbrainz.DEFAULT_ISRC_INC)  # the design's name
+        found = self._warm(_ISRC, (isrc, inc)) if use_cache else MISS
+        if found is not MISS:
+            return found
         return drive(_isrc_batch.lookup_isrc(self, isrc, inc, use_cache))
 
     def lookup_isrc_recordings(
@@ -348,6 +352,9 @@ class AsyncMusicBrainzClient(AsyncClientMixin, _MusicBrainz):
     ) -> MusicBrainzRecording | None:
         """See :meth:`MusicBrainzClient.lookup_isrc`."""
         inc = pick_inc(inc, includes, musicbrainz.DEFAULT_ISRC_INC)  # the design's name
+        found = self._warm(_ISRC, (isrc, inc)) if use_cache else MISS
+        if found is not MISS:
+            return found
         return await adrive(_isrc_batch.lookup_isrc(self, isrc, inc, use_cache))
 
     async def lookup_isrc_recordings(
