@@ -360,3 +360,23 @@ def test_lua_charge_matches_python(redis_url: str) -> None:
         assert float(reply[2]) == pytest.approx(base + (state.tat - t0) * 1e6, abs=1)
         assert reply[4] == 1
     client.close()
+
+
+def test_the_share_is_of_the_limits_in_force_in_redis(restartable_redis: RedisServer) -> None:
+    """Another process slowed the fleet (adjust_rate, a shared override): this one's fallback
+    share is of the slowed rate, not of the rate it was configured with."""
+    link = RedisLink(restartable_redis.url, retry_interval=30)
+    limiter = RateLimiter(redis=link)
+    limiter.configure_provider(PROVIDER, rate=10.0, capacity=10)
+    other = RateLimiter(redis=restartable_redis.url)
+    other.configure_provider(PROVIDER, rate=10.0, capacity=10)
+    other.buckets[PROVIDER].adjust_rate(4.0, 4)
+    other.acquire(PROVIDER)
+    limiter.acquire(PROVIDER)
+    assert limiter.buckets[PROVIDER].members == 2
+    restartable_redis.stop()
+    limiter.acquire(PROVIDER, timeout=5.0)
+    stats = limiter.get_stats()[PROVIDER]
+    assert (stats["shared"], stats["rate"], stats["capacity"]) == (False, 2.0, 2)
+    other.close()
+    link.close()

@@ -209,6 +209,7 @@ class TokenBucket:
         self._beat_every = member_ttl / _BEATS_PER_TTL
         self._beat_due = -math.inf
         self._members = 1
+        self._fleet = limits  # the limits in force in Redis, as last heard
         self._heard_from_redis = False
         self._falling_back = False
         self._charging = False
@@ -306,7 +307,7 @@ class TokenBucket:
         if reply is None:
             return self._reserve_share(max_wait, empty=True)
         ticket = _ticket_from_reply(reply)
-        paused = self._heard(now, int(reply[4]), beat)
+        paused = self._heard(now, reply, beat)
         if paused > 0:  # a pause the provider asked for while Redis was away: for everyone
             yield from self._script("pause", repr(paused * _US))
         if not ticket.granted or now >= self._grace_until:
@@ -319,12 +320,17 @@ class TokenBucket:
             return _Ticket(False, local.wait)
         return _Ticket(True, max(ticket.wait, local.wait), local.local, ticket.shared)
 
-    def _heard(self, now: float, members: int, beat: bool) -> float:
-        """Redis answered: remember the members. When this ends a fallback, start the grace
-        period and return the seconds left of a pause set locally meanwhile (else 0)."""
+    def _heard(self, now: float, reply: Any, beat: bool) -> float:
+        """Redis answered: remember the members and the limits in force there. When this
+        ends a fallback, start the grace period and return the seconds left of a pause set
+        locally meanwhile (else 0)."""
+        members = int(reply[4])
+        fleet = (float(_text(reply[5])), int(float(_text(reply[6]))))
         paused = 0.0
         with self._lock:
             self._heard_from_redis = True
+            if fleet != (self._fleet.rate, self._fleet.capacity):
+                self._fleet = Limits(*fleet)
             if beat:
                 self._beat_due = now + self._beat_every
             rejoined = self._falling_back
@@ -343,8 +349,9 @@ class TokenBucket:
         return paused
 
     def _share(self) -> Limits:
-        """This process's part of the limits in force, by the members last seen."""
-        return share(self._limits, self._members)
+        """This process's part of the limits in force in Redis (another process may have
+        set them: adjust_rate), by the members last seen."""
+        return share(self._fleet, self._members)
 
     def _reserve_share(self, max_wait: float | None, *, empty: bool) -> _Ticket:
         """A local reservation on this process's share (``empty``: Redis cannot serve; a
@@ -447,6 +454,7 @@ class TokenBucket:
             now = self._clock.monotonic()
             self._state = rescale(self._state, self._limits, limits, now)
             self._limits = limits
+            self._fleet = limits  # until Redis says otherwise (its next acquire reply)
 
     # -- stats -----------------------------------------------------------------------------
 
