@@ -211,6 +211,7 @@ class TokenBucket:
         self._members = 1
         self._fleet = limits  # the limits in force in Redis, as last heard
         self._heard_from_redis = False
+        self._reserved_until = -math.inf  # the shared TAT as last heard, on our clock
         self._falling_back = False
         self._charging = False
         self._floor = -math.inf  # the TAT before the fallback's own grants (see debt())
@@ -326,9 +327,12 @@ class TokenBucket:
         locally meanwhile (else 0)."""
         members = int(reply[4])
         fleet = (float(_text(reply[5])), int(float(_text(reply[6]))))
+        # The fleet's reservations run this far ahead (read after the reply: late, not early).
+        reserved_until = self._clock.monotonic() + float(_text(reply[7])) / _US
         paused = 0.0
         with self._lock:
             self._heard_from_redis = True
+            self._reserved_until = reserved_until
             if fleet != (self._fleet.rate, self._fleet.capacity):
                 self._fleet = Limits(*fleet)
             if beat:
@@ -364,8 +368,11 @@ class TokenBucket:
             started = empty and not self._falling_back
             if started:
                 self._falling_back = True
-                if self._heard_from_redis:  # the others may just have emptied the bucket
-                    state = start_empty(state, limits, now)
+                if self._heard_from_redis:
+                    # Tokens reserved in Redis before it went are still to be used (callers
+                    # sleeping until their slots), and the others may just have emptied the
+                    # bucket: the share starts empty once the fleet's reservations are done.
+                    state = start_empty(state, limits, max(now, self._reserved_until))
                 self._floor = state.tat
             reservation = reserve(state, limits, now, max_wait)
             self._state = reservation.state

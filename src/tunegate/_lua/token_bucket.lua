@@ -18,9 +18,10 @@
 --                    its own while Redis was away, owed by the shared bucket from now on
 --            ARGV[8] member id to mark as seen now ('' or absent: none; sent once in a while)
 --            ARGV[9] member TTL in ms: members not seen for this long are not counted
---            -> {granted 0|1, wait us (rounded up), tat after, tat before, members, rate, cap}:
---               refusal reserves nothing (a charge stays); members is 0 without KEYS[2];
---               rate and cap are the ones in force (an override included)
+--            -> {granted 0|1, wait us (rounded up), tat after, tat before, members, rate, cap,
+--                ahead}: refusal reserves nothing (a charge stays); members is 0 without
+--                KEYS[2]; rate and cap are the ones in force (an override included); ahead
+--                is the TAT minus now in us (how far the fleet has reserved)
 --   pause    ARGV[6] seconds to pause, in us     -> paused-until (us)
 --   rate     ARGV[6] new rate, ARGV[7] new capacity; both '' drop the override -> 1
 --   release  ARGV[6] tat after, ARGV[7] tat before, as acquire returned them
@@ -96,11 +97,12 @@ if op == 'acquire' then
     if charge and charge > 0 then
       save(tat, paused)
     end
-    return {0, math.ceil(wait), '', '', seen, fmt(rate), fmt(cap)}
+    return {0, math.ceil(wait), '', '', seen, fmt(rate), fmt(cap), fmt(tat - now)}
   end
   local new_tat = math.max(tat, start) + interval(rate)
   save(new_tat, paused)
-  return {1, math.ceil(wait), fmt(new_tat), fmt(tat), seen, fmt(rate), fmt(cap)}
+  return {1, math.ceil(wait), fmt(new_tat), fmt(tat), seen, fmt(rate), fmt(cap),
+          fmt(new_tat - now)}
 elseif op == 'pause' then
   local resume_at = math.max(paused, now + math.max(0, tonumber(ARGV[6])))
   save(math.max(tat, resume_at + tolerance(rate, cap)), resume_at)
