@@ -7,6 +7,7 @@ caller really goes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -385,3 +386,29 @@ def test_the_share_is_of_the_limits_in_force_in_redis(restartable_redis: RedisSe
     assert (stats["shared"], stats["rate"], stats["capacity"]) == (False, 2.0, 2)
     other.close()
     link.close()
+
+
+async def test_aacquire_falls_back_to_the_share_too(restartable_redis: RedisServer) -> None:
+    """The asyncio driver runs the same flow: two buckets, Redis gone, half each; then back."""
+    links = [RedisLink(restartable_redis.url, retry_interval=0.05) for _ in range(2)]
+    limiters = [RateLimiter(redis=link) for link in links]
+    for lim in limiters:
+        lim.configure_provider(PROVIDER, rate=50.0, capacity=4)
+    for lim in limiters * 2:
+        await lim.aacquire(PROVIDER)
+    restartable_redis.stop()
+    for lim in limiters:
+        await lim.aacquire(PROVIDER, timeout=1.0)
+        stats = await lim.aget_stats()
+        assert (stats[PROVIDER]["shared"], stats[PROVIDER]["rate"]) == (False, 25.0)
+        assert stats[PROVIDER]["capacity"] == 2
+    restartable_redis.start()
+    await asyncio.sleep(0.06)  # past the links' retry interval
+    for lim in limiters:
+        await lim.aacquire(PROVIDER, timeout=5.0)
+        stats = await lim.aget_stats()
+        assert (stats[PROVIDER]["shared"], stats[PROVIDER]["rate"]) == (True, 50.0)
+    for lim, link in zip(limiters, links, strict=True):
+        await lim.aclose()
+        await link.aclose()
+        link.close()
