@@ -171,13 +171,15 @@ def test_shared_timeout_does_not_consume(redis_url: str) -> None:
 
 
 def test_bucket_key_is_hash_tagged_and_expires(redis_url: str) -> None:
-    """One hash per provider, hash-tagged, expiring idle_ttl after it is full and unpaused."""
-    limiter = RateLimiter(redis=redis_url, idle_ttl=60)
+    """One hash per provider, hash-tagged, expiring idle_ttl after it is full and unpaused;
+    beside it, in the same slot, its members, expiring member_ttl after the last one's mark."""
+    limiter = RateLimiter(redis=redis_url, idle_ttl=60, member_ttl=20)
     limiter.configure_provider("spotify", rate=10.0, capacity=10)
     limiter.acquire("spotify")
     client = redis.Redis.from_url(redis_url)
-    assert client.keys("*") == [KEY.encode()]
+    assert sorted(client.keys("*")) == [KEY.encode(), f"{KEY}:members".encode()]
     assert 59_000 < client.pttl(KEY) <= 60_200
+    assert 19_000 < client.pttl(f"{KEY}:members") <= 20_000
     limiter.pause("spotify", 30)
     assert 89_000 < client.pttl(KEY) <= 91_200
     client.close()

@@ -16,8 +16,12 @@ serves threads and asyncio tasks alike.
 
 Shared buckets fail open: when Redis cannot serve (unreachable, stalled past the link's
 0.5 s socket timeout, out of memory, read-only...) each process falls back to a local bucket
-of the same settings (one warning per outage) and returns to the shared one when Redis
-answers again. No call fails because of Redis.
+holding its share of the quota (one warning per outage) and returns to the shared one when
+Redis answers again. No call fails because of Redis. The share is the rate (and capacity)
+divided by the members last seen in Redis: every process using a shared bucket marks itself
+there on its acquires (no extra round trip), so a fleet that loses Redis stays under quota
+instead of each process taking the whole rate (see :class:`TokenBucket` and
+``docs/rate-limiting.md``).
 
 Every operation that may talk to Redis or sleep is written once, as a flow of effects
 (:meth:`RateLimiter.acquire_flow`, :meth:`RateLimiter.adjust_flow`, ...), which the request
@@ -28,6 +32,8 @@ path composes with ``yield from`` and the public methods run with
 from __future__ import annotations
 
 import logging
+import math
+import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,11 +49,14 @@ from tunegate._policy.bucket import (
     Reservation,
     available_tokens,
     clamp_pause,
+    debt,
     pause,
     pause_from_headers,
     release,
     rescale,
     reserve,
+    share,
+    start_empty,
 )
 from tunegate._redis import LinkOwner, RedisCall, RedisLike, RedisLink, lua
 from tunegate.exceptions import ConfigurationError, RateLimitTimeout
@@ -55,6 +64,7 @@ from tunegate.providers.spec import SPECS
 
 __all__ = [
     "DEFAULT_KEY_PREFIX",
+    "DEFAULT_MEMBER_TTL",
     "PROVIDER_DEFAULTS",
     "BucketStats",
     "Granted",
@@ -74,6 +84,10 @@ PROVIDER_DEFAULTS: Mapping[str, tuple[float, int]] = MappingProxyType(
 
 DEFAULT_KEY_PREFIX = "tunegate:rl:"
 DEFAULT_IDLE_TTL = 3600.0
+# A member not seen acquiring for this long no longer counts towards the shares. Shares only
+# matter while Redis is away, so counting a gone process a little too long costs little.
+DEFAULT_MEMBER_TTL = 30.0
+_BEATS_PER_TTL = 4  # a member marks itself seen at most this often per TTL
 
 _SCRIPT = lua("token_bucket.lua")
 _US = 1_000_000.0
@@ -126,7 +140,7 @@ class _Sleep(Effect):
 
 
 def _ticket_from_reply(reply: Any) -> _Ticket:
-    granted, wait_us, tat_after, tat_before = reply
+    granted, wait_us, tat_after, tat_before = reply[:4]  # then the members (TokenBucket)
     return _Ticket(granted=bool(granted), wait=wait_us / _US, shared=(tat_after, tat_before))
 
 
@@ -138,11 +152,29 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _member_ttl(seconds: float) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ConfigurationError(f"member_ttl must be positive seconds, not {seconds!r}")
+    if not math.isfinite(seconds):
+        raise ConfigurationError(f"member_ttl must be finite seconds, not {seconds!r}")
+    return float(seconds)
+
+
 class TokenBucket:
     """One provider's token bucket: local state behind a lock, or a shared Redis hash.
 
     Use it through :class:`RateLimiter` (``limiter.buckets["spotify"]``); build one yourself
     only to limit something else. ``redis`` makes it shared; ``clock`` is for tests.
+
+    A shared bucket is a *member* of its fleet: its acquires mark it seen in a sorted set
+    beside the bucket (``{key}:members``, at most every ``member_ttl / 4`` seconds, in the same
+    script call) and read back how many members were seen within ``member_ttl``
+    (:attr:`members`). While Redis cannot serve, it grants at ``rate / members`` with
+    ``capacity // members`` (at least 1), starting without a burst (unless it never heard
+    from Redis, and so knows of no other member). When Redis answers again
+    it hands what it granted meanwhile to the shared bucket, and for a short grace period
+    (the link's retry interval plus two of its own intervals, while the others may still be
+    on their shares) it takes both a shared and a local token for each acquire.
     """
 
     def __init__(
@@ -155,6 +187,7 @@ class TokenBucket:
         redis: RedisLink | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         idle_ttl: float = DEFAULT_IDLE_TTL,
+        member_ttl: float = DEFAULT_MEMBER_TTL,
     ) -> None:
         limits = Limits(rate, capacity)
         self.provider = provider
@@ -172,6 +205,22 @@ class TokenBucket:
         self._wait_count = 0
         self._wait_total = 0.0
         self._wait_max = 0.0
+        # The fleet: this bucket's member id (random, no meaning), the members last seen,
+        # when to mark itself seen next, and the fallback state (see the class docstring).
+        self.members_key = f"{self.key}:members"
+        self._keys = (self.key, self.members_key)
+        self._member = secrets.token_hex(8)
+        self._member_ttl_ms = str(max(1, round(_member_ttl(member_ttl) * 1000)))
+        self._beat_every = member_ttl / _BEATS_PER_TTL
+        self._beat_due = -math.inf
+        self._members = 1
+        self._fleet = limits  # the limits in force in Redis, as last heard
+        self._heard_from_redis = False
+        self._reserved_until = -math.inf  # the shared TAT as last heard, on our clock
+        self._falling_back = False
+        self._charging = False
+        self._floor = -math.inf  # the TAT before the fallback's own grants (see debt())
+        self._grace_until = -math.inf
 
     def __repr__(self) -> str:
         return (
@@ -192,6 +241,12 @@ class TokenBucket:
     def shared(self) -> bool:
         """True when the bucket is kept in Redis (it may still be falling back right now)."""
         return self._link is not None
+
+    @property
+    def members(self) -> int:
+        """Processes (buckets) sharing this one that acquired within ``member_ttl``, as this
+        process last heard from Redis (1 until it has; always 1 for a local bucket)."""
+        return self._members
 
     # -- acquiring -------------------------------------------------------------------------
     # Each operation is written once, as a flow of effects (tunegate._drive.drive/adrive):
@@ -217,10 +272,10 @@ class TokenBucket:
     def acquire_flow(self, timeout: float | None = None) -> Flow[float]:
         """:meth:`acquire` as a flow of effects, to compose with ``yield from``."""
         max_wait = _max_wait(timeout)
-        reply = None
         if self._link is not None:  # the local hot path makes no sub-generator
-            reply = yield from self._script("acquire", self._us_or_blank(max_wait))
-        ticket = _ticket_from_reply(reply) if reply is not None else self._reserve_local(max_wait)
+            ticket = yield from self._shared_ticket(max_wait)
+        else:
+            ticket = self._reserve_local(max_wait)
         if not ticket.granted:
             raise RateLimitTimeout(self.provider, ticket.wait)
         if ticket.wait > 0:
@@ -237,6 +292,103 @@ class TokenBucket:
             reservation = reserve(self._state, self._limits, self._clock.monotonic(), max_wait)
             self._state = reservation.state
         return _Ticket(reservation.granted, reservation.wait, reservation)  # positional: faster
+
+    # -- the shared bucket and its fallback ---------------------------------------------------
+
+    def _shared_ticket(self, max_wait: float | None) -> Flow[_Ticket]:
+        """A reservation in Redis, or on this process's share while Redis cannot serve."""
+        now = self._clock.monotonic()
+        owed = 0.0
+        with self._lock:
+            if self._falling_back and not self._charging:  # one caller hands the debt over
+                owed = debt(self._state, self._share(), now, self._floor)
+                self._charging = True
+            # Coming back, mark at once: a restarted Redis has forgotten every member.
+            beat = now >= self._beat_due or self._falling_back
+        member = self._member if beat else ""
+        reply = yield from self._script(
+            "acquire", self._us_or_blank(max_wait), repr(owed) if owed else "", member,
+            self._member_ttl_ms,
+        )  # fmt: skip
+        if reply is None:
+            return self._reserve_share(max_wait, empty=True)
+        ticket = _ticket_from_reply(reply)
+        paused = self._heard(now, reply, beat)
+        if paused > 0:  # a pause the provider asked for while Redis was away: for everyone
+            yield from self._script("pause", repr(paused * _US))
+        if not ticket.granted or now >= self._grace_until:
+            return ticket
+        # Grace: the others may still be on their shares; take this one's share too.
+        local = self._reserve_share(max_wait, empty=False)
+        if not local.granted:
+            assert ticket.shared is not None
+            yield from self._script("release", *ticket.shared)
+            return _Ticket(False, local.wait)
+        return _Ticket(True, max(ticket.wait, local.wait), local.local, ticket.shared)
+
+    def _heard(self, now: float, reply: Any, beat: bool) -> float:
+        """Redis answered: remember the members and the limits in force there. When this
+        ends a fallback, start the grace period and return the seconds left of a pause set
+        locally meanwhile (else 0)."""
+        members = int(reply[4])
+        fleet = (float(_text(reply[5])), int(float(_text(reply[6]))))
+        # The fleet's reservations run this far ahead (read after the reply: late, not early).
+        reserved_until = self._clock.monotonic() + float(_text(reply[7])) / _US
+        paused = 0.0
+        with self._lock:
+            self._heard_from_redis = True
+            self._reserved_until = reserved_until
+            if fleet != (self._fleet.rate, self._fleet.capacity):
+                self._fleet = Limits(*fleet)
+            if beat:
+                self._beat_due = now + self._beat_every
+            rejoined = self._falling_back
+            if rejoined:
+                self._falling_back = self._charging = False
+                link = self._link
+                assert link is not None
+                self._grace_until = now + link.retry_interval + 2 * self._share().interval
+                paused = max(0.0, self._state.paused_until - now)
+            # 0: a call without the members key (never ours). In the grace period a restarted
+            # Redis is still relearning its members: the count only goes up.
+            if members > 0 and (members > self._members or now >= self._grace_until):
+                self._members = members
+        if rejoined:
+            log.info("%s: Redis answers again; back on the shared bucket", self._what)
+        return paused
+
+    def _share(self) -> Limits:
+        """This process's part of the limits in force in Redis (another process may have
+        set them: adjust_rate), by the members last seen."""
+        return share(self._fleet, self._members)
+
+    def _reserve_share(self, max_wait: float | None, *, empty: bool) -> _Ticket:
+        """A local reservation on this process's share (``empty``: Redis cannot serve; a
+        fallback that starts here starts with no burst)."""
+        with self._lock:
+            now = self._clock.monotonic()  # after the failed call: it may have taken 0.5 s
+            self._charging = False  # a debt sent in a call that failed was not handed over
+            limits = self._share()
+            state = self._state
+            started = empty and not self._falling_back
+            if started:
+                self._falling_back = True
+                if self._heard_from_redis:
+                    # Tokens reserved in Redis before it went are still to be used (callers
+                    # sleeping until their slots), and the others may just have emptied the
+                    # bucket: the share starts empty once the fleet's reservations are done.
+                    state = start_empty(state, limits, max(now, self._reserved_until))
+                self._floor = state.tat
+            reservation = reserve(state, limits, now, max_wait)
+            self._state = reservation.state
+        if started:
+            log.info(
+                "%s: Redis cannot serve; granting this process's share, %g/s (1 of %d members)",
+                self._what,
+                limits.rate,
+                self._members,
+            )
+        return _Ticket(reservation.granted, reservation.wait, reservation)
 
     def _give_back(self, ticket: _Ticket) -> Flow[None]:
         if ticket.shared is not None:
@@ -271,6 +423,7 @@ class TokenBucket:
         # Locally too, so that a Redis outage right after still obeys it.
         with self._lock:
             self._state = pause(self._state, self._limits, self._clock.monotonic(), seconds)
+            self._floor = max(self._floor, self._state.tat)  # a pause is no grant (debt())
         yield from self._script("pause", repr(seconds * _US))
 
     def adjust_rate(self, new_rate: float, new_capacity: int | None = None) -> None:
@@ -313,6 +466,7 @@ class TokenBucket:
             now = self._clock.monotonic()
             self._state = rescale(self._state, self._limits, limits, now)
             self._limits = limits
+            self._fleet = limits  # until Redis says otherwise (its next acquire reply)
 
     # -- stats -----------------------------------------------------------------------------
 
@@ -335,7 +489,9 @@ class TokenBucket:
             paused_until = state.paused_until if state.paused_until > now else None
         else:
             with self._lock:
-                state, limits, now = self._state, self._limits, self._clock.monotonic()
+                state, now = self._state, self._clock.monotonic()
+                # A shared bucket falling back grants on its share: report that.
+                limits = self._limits if self._link is None else self._share()
             ahead = state.paused_until - now
             paused_until = self._clock.time() + ahead if ahead > 0 else None
         with self._lock:
@@ -367,7 +523,7 @@ class TokenBucket:
         if link is None or not link.available:
             return None
         args = self._args(op, extra)
-        return (yield RedisCall(link, self._what, script=_SCRIPT, keys=(self.key,), args=args))
+        return (yield RedisCall(link, self._what, script=_SCRIPT, keys=self._keys, args=args))
 
     # -- several tokens at once (the design's ``tokens=``) -----------------------------------
 
@@ -421,6 +577,8 @@ class RateLimiter(LinkOwner):
     :class:`tunegate._redis.RedisLink` shared with the cache and the breakers. Keys are
     ``{key_prefix}{provider}`` with the provider in braces (one cluster slot per provider);
     an idle bucket's key expires ``idle_ttl`` seconds after it is full and unpaused.
+    ``member_ttl``: seconds after its last acquire that a process still counts as one of the
+    bucket's members, whose number sets each one's share while Redis is lost.
     """
 
     def __init__(
@@ -430,6 +588,7 @@ class RateLimiter(LinkOwner):
         clock: Clock | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         idle_ttl: float = DEFAULT_IDLE_TTL,
+        member_ttl: float = DEFAULT_MEMBER_TTL,
     ) -> None:
         if not idle_ttl > 0:
             raise ConfigurationError(f"idle_ttl must be positive seconds, not {idle_ttl!r}")
@@ -437,6 +596,7 @@ class RateLimiter(LinkOwner):
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._key_prefix = key_prefix
         self._idle_ttl = idle_ttl
+        self._member_ttl = _member_ttl(member_ttl)
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()  # guards creating buckets, never acquiring
         self._meters: dict[str, ConsumptionMeter] = {}  # consumption, for get_stats
@@ -477,6 +637,7 @@ class RateLimiter(LinkOwner):
                     redis=self._link,
                     key_prefix=self._key_prefix,
                     idle_ttl=self._idle_ttl,
+                    member_ttl=self._member_ttl,
                 )
                 self._buckets[provider] = bucket
             elif replace:

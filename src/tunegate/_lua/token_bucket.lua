@@ -5,6 +5,8 @@
 --            tat     theoretical arrival time (when the bucket is full again)
 --            paused  no token before this
 --            rate, cap   a shared override set by adjust_rate (absent: the caller's values)
+-- KEYS[2]  optional: the bucket's members, a sorted set of member id -> last seen (us), so
+--          each process knows its share of the quota when Redis is lost (ratelimit.py)
 -- ARGV[1]  operation: acquire | pause | rate | release | peek
 -- ARGV[2]  the caller's configured rate (tokens per second)
 -- ARGV[3]  the caller's configured capacity
@@ -12,7 +14,14 @@
 -- ARGV[5]  now in microseconds, or '' for the server clock (TIME); the parity tests pass it
 -- ARGV[6], ARGV[7]  operation arguments:
 --   acquire  ARGV[6] max wait (us) or '' for none
---            -> {granted 0|1, wait us (rounded up), tat after, tat before}; refusal reserves nothing
+--            ARGV[7] tokens to charge first ('' or absent: none): what a process granted on
+--                    its own while Redis was away, owed by the shared bucket from now on
+--            ARGV[8] member id to mark as seen now ('' or absent: none; sent once in a while)
+--            ARGV[9] member TTL in ms: members not seen for this long are not counted
+--            -> {granted 0|1, wait us (rounded up), tat after, tat before, members, rate, cap,
+--                ahead}: refusal reserves nothing (a charge stays); members is 0 without
+--                KEYS[2]; rate and cap are the ones in force (an override included); ahead
+--                is the TAT minus now in us (how far the fleet has reserved)
 --   pause    ARGV[6] seconds to pause, in us     -> paused-until (us)
 --   rate     ARGV[6] new rate, ARGV[7] new capacity; both '' drop the override -> 1
 --   release  ARGV[6] tat after, ARGV[7] tat before, as acquire returned them
@@ -55,7 +64,29 @@ local function save(new_tat, new_paused)
   redis.call('PEXPIRE', key, math.max(busy_ms, 0) + idle_ms)
 end
 
+-- Mark ARGV[8] seen (pruning the long gone) and count the members seen within the TTL.
+local function members()
+  local mkey = KEYS[2]
+  if not mkey then
+    return 0
+  end
+  local ttl_ms = tonumber(ARGV[9]) or 0
+  local since = fmt(now - ttl_ms * 1000)
+  local member = ARGV[8]
+  if member and member ~= '' then
+    redis.call('ZADD', mkey, fmt(now), member)
+    redis.call('ZREMRANGEBYSCORE', mkey, '-inf', '(' .. since)
+    redis.call('PEXPIRE', mkey, ttl_ms)
+  end
+  return redis.call('ZCOUNT', mkey, since, '+inf')
+end
+
 if op == 'acquire' then
+  local seen = members()
+  local charge = tonumber(ARGV[7])
+  if charge and charge > 0 then
+    tat = math.max(tat, now) + charge * interval(rate)
+  end
   local start = math.max(now, tat - tolerance(rate, cap), paused)
   local wait = start - now
   if wait < 1 then
@@ -63,11 +94,15 @@ if op == 'acquire' then
   end
   local max_wait = tonumber(ARGV[6])
   if max_wait and wait > max_wait then
-    return {0, math.ceil(wait), '', ''}
+    if charge and charge > 0 then
+      save(tat, paused)
+    end
+    return {0, math.ceil(wait), '', '', seen, fmt(rate), fmt(cap), fmt(tat - now)}
   end
   local new_tat = math.max(tat, start) + interval(rate)
   save(new_tat, paused)
-  return {1, math.ceil(wait), fmt(new_tat), fmt(tat)}
+  return {1, math.ceil(wait), fmt(new_tat), fmt(tat), seen, fmt(rate), fmt(cap),
+          fmt(new_tat - now)}
 elseif op == 'pause' then
   local resume_at = math.max(paused, now + math.max(0, tonumber(ARGV[6])))
   save(math.max(tat, resume_at + tolerance(rate, cap)), resume_at)

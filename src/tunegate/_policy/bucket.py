@@ -33,12 +33,16 @@ __all__ = [
     "Limits",
     "Reservation",
     "available_tokens",
+    "charge",
     "clamp_pause",
+    "debt",
     "pause",
     "pause_from_headers",
     "release",
     "rescale",
     "reserve",
+    "share",
+    "start_empty",
 ]
 
 # A 429 that says nothing about how long to wait still pauses every sharer this long.
@@ -204,3 +208,38 @@ def _number(value: str | None) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) else None
+
+
+# -- one process's share of a fleet's bucket, while the fleet's Redis is away ---------------
+
+
+def share(limits: Limits, members: int) -> Limits:
+    """One of ``members`` processes' part of ``limits``: the rate divided, and the capacity
+    too (rounded down, at least 1), so that the shares add up to no more than the whole
+    (except that ``members`` above the capacity still get 1 each)."""
+    n = max(1, members)
+    return Limits(limits.rate / n, max(1, limits.capacity // n))
+
+
+def start_empty(state: BucketState, limits: Limits, now: float) -> BucketState:
+    """The bucket with no token left at ``now`` (the next one an interval away).
+
+    A process that starts on its share when Redis is lost does not know what the shared
+    bucket had left; the others may just have used it, so its share starts without a burst.
+    """
+    return BucketState(max(state.tat, now + limits.capacity * limits.interval), state.paused_until)
+
+
+def debt(state: BucketState, limits: Limits, now: float, floor: float = -math.inf) -> float:
+    """Tokens reserved (ahead of ``now`` included) that the bucket has not refilled yet,
+    beyond ``floor``: the TAT it had before them (an empty start, a pause), which are no
+    grants. What a process hands to the shared bucket when Redis is back."""
+    return max(0.0, state.tat - max(now, floor)) * limits.rate
+
+
+def charge(state: BucketState, limits: Limits, now: float, tokens: float) -> BucketState:
+    """``state`` owing ``tokens`` more: the Lua script's ``acquire`` with a charge does this
+    before it reserves."""
+    if not tokens > 0:
+        return state
+    return replace(state, tat=max(state.tat, now) + tokens * limits.interval)
