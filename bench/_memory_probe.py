@@ -2,8 +2,8 @@
 
 ``ratio N``: RSS growth of a ``CacheManager.memory`` holding N search responses, over the RSS
 growth of a dict holding the same body bytes (each measured in its own child process).
-``bound N``: RSS growth of filling a 64 MiB ``max_bytes`` cache with N responses (far more
-than fit), over ``max_bytes``. Prints one JSON object.
+``bound N [MiB]``: RSS growth of filling a ``max_bytes`` cache (64 MiB unless given) with N
+responses (far more than fit), over ``max_bytes``. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def child(mode: str, n: int) -> None:
+def child(mode: str, n: int, cap_mib: int = 64) -> None:
     from tunegate import CacheManager
 
     body_bytes = 0
@@ -75,7 +75,7 @@ def child(mode: str, n: int) -> None:
             d[f"spotify:search:{i}"] = payload
         grown = rss() - before
     else:
-        cap = 64 * 1024 * 1024 if mode == "bound" else 1 << 40
+        cap = cap_mib * 1024 * 1024 if mode == "bound" else 1 << 40
         cache = CacheManager.memory(max_entries=10 * n, max_bytes=cap)
         for i in range(n):
             payload = orjson.dumps(body(i))
@@ -86,29 +86,36 @@ def child(mode: str, n: int) -> None:
     print(json.dumps({"grown": grown, "body_bytes": body_bytes}))
 
 
-def run_child(mode: str, n: int) -> dict[str, int]:
-    out = subprocess.run(
-        [sys.executable, __file__, "child", mode, str(n)],
-        check=True,
-        capture_output=True,
+def start_child(mode: str, n: int, cap_mib: int = 64) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, __file__, "child", mode, str(n), str(cap_mib)],
+        stdout=subprocess.PIPE,
         text=True,
-        timeout=600,
     )
-    result: dict[str, int] = json.loads(out.stdout)
+
+
+def result_of(proc: subprocess.Popen[str]) -> dict[str, int]:
+    out, _ = proc.communicate(timeout=900)
+    if proc.returncode:
+        raise RuntimeError(f"memory probe child exited with {proc.returncode}")
+    result: dict[str, int] = json.loads(out)
     return result
 
 
 def main() -> None:
     if sys.argv[1] == "child":
-        child(sys.argv[2], int(sys.argv[3]))
+        child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
         return
     mode, n = sys.argv[1], int(sys.argv[2])
     if mode == "ratio":
-        tg, dct = run_child("cache", n), run_child("dict", n)
+        # Both children at once (each measures only its own RSS): half the wall time.
+        cache_proc, dict_proc = start_child("cache", n), start_child("dict", n)
+        tg, dct = result_of(cache_proc), result_of(dict_proc)
         print(json.dumps({"ratio": tg["grown"] / dct["grown"], "tunegate": tg, "dict": dct}))
     else:
-        tg = run_child("bound", n)
-        print(json.dumps({"ratio": tg["grown"] / (64 * 1024 * 1024), "tunegate": tg}))
+        cap_mib = int(sys.argv[3]) if len(sys.argv) > 3 else 64
+        tg = result_of(start_child("bound", n, cap_mib))
+        print(json.dumps({"ratio": tg["grown"] / (cap_mib * 1024 * 1024), "tunegate": tg}))
 
 
 if __name__ == "__main__":

@@ -3,11 +3,14 @@ exchange, classification, limiter feedback, breaker record, and the retry policy
 
 :class:`Attempts` is one of the three parts :class:`tunegate.pipeline.Pipeline` holds (with
 :class:`tunegate._coalesce.SingleFlight` and the cache step). Its :meth:`Attempts.run` is a
-flow (``tunegate._drive``): a generator that yields effects (``tunegate._effects``: a
-permit, a token, an exchange on ``tunegate._http``, a backoff sleep) and is sent their
-results. It ends with the parsed value, or with a :class:`Failed` naming the typed error and
-why the attempts stopped: giving up is a value here, and the pipeline decides what a failure
-becomes (a stale answer, or the error raised at that one place).
+flow (``tunegate._drive``): a generator that yields effects and is sent their results. The
+breaker's and the limiter's own flows (``allow_flow``, ``record_flow``, ``acquire_flow``,
+``adjust_flow``: local decisions at once, Redis scripts when shared) are composed with
+``yield from``, so they run in the caller's one driver loop; the exchange itself is the
+``Send`` effect (``tunegate._http``), a backoff the ``Sleep`` effect. It ends with the
+parsed value, or with a :class:`Failed` naming the typed error and why the attempts
+stopped: giving up is a value here, and the pipeline decides what a failure becomes (a
+stale answer, or the error raised at that one place).
 
 One clock: every deadline and backoff is read from the clock the pipeline was given.
 """
@@ -22,7 +25,7 @@ from typing import Any, Protocol
 
 from tunegate._clock import Clock
 from tunegate._drive import Effect, Flow
-from tunegate._effects import Acquire, Adjust, Allow, Record, Send, Sleep
+from tunegate._effects import Send, Sleep
 from tunegate._http import HttpPool, HttpRequest, HttpResponse
 from tunegate._policy.breaker import Permit
 from tunegate._policy.classify import (
@@ -35,7 +38,7 @@ from tunegate._policy.classify import (
 )
 from tunegate._policy.freshness import CacheEntry
 from tunegate._policy.retry import GiveUp, RetryBudget, RetryPolicy
-from tunegate.breaker import CircuitBreaker
+from tunegate.breaker import CircuitBreaker, Verdict
 from tunegate.exceptions import (
     CircuitBreakerOpenError,
     MalformedResponse,
@@ -103,6 +106,8 @@ class Call:
     stale: CacheEntry | None = None
     lease: Lease | None = None
     claimed: Any = None  # the lease claim its lookup made (``_coalesce.LOOKUP_CLAIM``)
+    # The cache write left for the lease's FINISH script: (stored string, ms, on failure).
+    write: tuple[bytes, int, Callable[[], None]] | None = None
     http: HttpRequest | None = None  # built on the first attempt
 
 
@@ -170,7 +175,7 @@ class Attempts:
             permit: Permit | None = None
             if breaker is not None:
                 try:
-                    permit = yield Allow(breaker)
+                    permit = yield from breaker.allow_flow()
                 except CircuitBreakerOpenError as exc:
                     self._rec.count("breaker_rejections")
                     return Failed(exc, "circuit_open", attempt - 1)
@@ -181,19 +186,19 @@ class Attempts:
                 outcome, status, latency = yield from self._attempt(call, attempt)
                 if permit is not None:
                     assert breaker is not None
-                    yield Record(breaker, permit, self._verdict(breaker, outcome))
+                    yield from breaker.record_flow(permit, self._verdict(breaker, outcome))
                     permit = None
             except GeneratorExit:  # abandoned: no effect can run now
                 raise
             except RateLimitTimeout as exc:
                 if permit is not None:
                     assert breaker is not None
-                    yield Record(breaker, permit, "ignored")
+                    yield from breaker.record_flow(permit, "ignored")
                 return Failed(exc, "rate_limit_timeout", attempt - 1)
             except BaseException:
                 if permit is not None:
                     assert breaker is not None
-                    yield Record(breaker, permit, "ignored")
+                    yield from breaker.record_flow(permit, "ignored")
                 raise
             kind = outcome.kind
             self._rec.attempt(
@@ -230,7 +235,7 @@ class Attempts:
         limiter = self.limiter
         waited = 0.0
         if limiter is not None:
-            waited = yield Acquire(limiter, self.provider, self._left(call.deadline))
+            waited = yield from limiter.acquire_flow(self.provider, self._left(call.deadline))
         if call.lease is not None and (attempt > 1 or waited > 1.0):
             yield call.lease.renew()
         began = time.perf_counter()  # latency, not a deadline: always real time
@@ -243,7 +248,7 @@ class Attempts:
             outcome = self._read(call, response)
         latency = time.perf_counter() - began
         if response is not None and limiter is not None:
-            yield Adjust(limiter, self.provider, response)
+            yield from limiter.adjust_flow(self.provider, response.headers, response.status)
         return outcome, None if response is None else response.status, latency
 
     def _read(self, call: Call, response: HttpResponse) -> Outcome:
@@ -308,7 +313,7 @@ class Attempts:
             return self.budget.try_spend(now)
 
     @staticmethod
-    def _verdict(breaker: CircuitBreaker, outcome: Outcome) -> str:
+    def _verdict(breaker: CircuitBreaker, outcome: Outcome) -> Verdict:
         if outcome.kind in (Kind.SUCCESS, Kind.NOT_FOUND):
             return "success"
         assert outcome.error is not None

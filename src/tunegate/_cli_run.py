@@ -26,9 +26,12 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from tunegate.observability import JsonFormatter, current_correlation_id
+
 __all__ = [
     "CSV_COLUMNS",
     "ProgressView",
+    "Tally",
     "console",
     "flatten",
     "provider_figures",
@@ -39,6 +42,7 @@ __all__ = [
 ]
 
 PROVIDERS = ("spotify", "musicbrainz", "lastfm")
+SOURCES = ("api", "cache", "stale")
 
 
 def console() -> Console:
@@ -49,20 +53,18 @@ def console() -> Console:
     return err
 
 
-class _JsonFormatter(logging.Formatter):
+class _JsonLines(JsonFormatter):
+    """The library's JSON lines, with the run's correlation id on every record (also on the
+    ones logged outside a pipeline call) and the progress figures as data."""
+
     def format(self, record: logging.LogRecord) -> str:
-        item: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key in ("event", "progress"):
-            if hasattr(record, key):
-                item[key] = getattr(record, key)
-        if record.exc_info:
-            item["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(item).decode()
+        if getattr(record, "correlation_id", None) is None:
+            record.correlation_id = current_correlation_id()
+        text = super().format(record)
+        extra = {k: getattr(record, k) for k in ("progress", "summary") if hasattr(record, k)}
+        if not extra:
+            return text
+        return orjson.dumps({**orjson.loads(text), **extra}).decode()
 
 
 def setup_logging(err: Console, log_format: str) -> None:
@@ -70,7 +72,7 @@ def setup_logging(err: Console, log_format: str) -> None:
     handler: logging.Handler
     if log_format == "json":
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_JsonFormatter())
+        handler.setFormatter(_JsonLines())
     elif err.is_terminal:
         from rich.logging import RichHandler
 
@@ -105,6 +107,43 @@ def provider_figures(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "breaker_state": breaker.get("state"),
         }
     return out
+
+
+class Tally:
+    """What the run's records and breakers say, per provider: errors by kind, where the
+    answers came from (the records' ``sources``), and breaker openings (a breaker listener
+    on the gateway's registry: openings, not refusals)."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, dict[str, int]] = {}
+        self.sources: dict[str, dict[str, int]] = {}
+        self.breaker_opened: dict[str, int] = {}
+
+    def record(self, record: dict[str, Any] | None) -> None:
+        if record is None:
+            return
+        for name, part in record.get("providers", {}).items():
+            kind = part.get("error")
+            if kind:
+                by_kind = self.errors.setdefault(name, {})
+                by_kind[kind] = by_kind.get(kind, 0) + 1
+        for name, source in (record.get("sources") or {}).items():
+            counts = self.sources.setdefault(name, dict.fromkeys(SOURCES, 0))
+            counts[source] = counts.get(source, 0) + 1
+
+    def on_breaker(self, name: str, old: Any, new: Any) -> None:
+        if getattr(new, "value", new) == "open":
+            self.breaker_opened[name] = self.breaker_opened.get(name, 0) + 1
+
+    def breakers(self, registry: Any) -> dict[str, dict[str, Any]]:
+        """Per breaker of the run: openings seen and the state at the end."""
+        return {
+            name: {
+                "opened": self.breaker_opened.get(name, 0),
+                "state": registry[name].get_stats()["state"],
+            }
+            for name in registry
+        }
 
 
 class ProgressView:
@@ -150,15 +189,27 @@ class ProgressView:
         )
         self._task: TaskID = self._progress.add_task("enrich", total=total, counts="")
 
-    def provider_lines(self) -> Iterator[str]:
+    def live(self) -> dict[str, dict[str, Any]]:
+        """Per provider now: calls/s since the start, cache hit ratio, breaker, pending."""
         elapsed = max(time.monotonic() - self._started, 1e-9)
-        for name, f in provider_figures(self._stats()).items():
+        return {
+            name: {
+                "calls_per_s": round(f["calls"] / elapsed, 2),
+                "cache_hit_ratio": f["cache_hit_ratio"],
+                "breaker_state": f["breaker_state"],
+                "pending": self.pending.get(name, 0),
+            }
+            for name, f in provider_figures(self._stats()).items()
+        }
+
+    def provider_lines(self) -> Iterator[str]:
+        for name, f in self.live().items():
             line = (
-                f"  {name:<11} {f['calls'] / elapsed:5.1f} calls/s  "
+                f"  {name:<11} {f['calls_per_s']:5.1f} calls/s  "
                 f"cache {f['cache_hit_ratio']:.0%}  breaker {f['breaker_state'] or '-'}"
             )
-            if self.pending.get(name):
-                line += f"  paused ({self.pending[name]} pending)"
+            if f["pending"]:
+                line += f"  paused ({f['pending']} pending)"
             yield line
 
     def counts_text(self) -> str:
@@ -179,13 +230,22 @@ class ProgressView:
         parts += [" ".join(p.split()) for p in self.provider_lines()]
         return " | ".join(parts)
 
+    def figures(self) -> dict[str, Any]:
+        """The progress line as data (``--log-format json``)."""
+        return {
+            "done": self.done,
+            "total": self.total,
+            "status": dict(self.counts),
+            "providers": self.live(),
+        }
+
     async def ticker(self) -> None:
         """Without a terminal: a progress line every ``every`` seconds until cancelled."""
         if self._live or self._quiet:
             return
         while True:
             await asyncio.sleep(self._every)
-            self._log.info("%s", self.line(), extra={"event": "progress"})
+            self._log.info("%s", self.line(), extra={"progress": self.figures()})
 
     def __enter__(self) -> ProgressView:
         self._progress.__enter__()
@@ -196,7 +256,11 @@ class ProgressView:
 
 
 def summary_data(
-    summary: Any, stats: dict[str, Any], output: Path, errors: dict[str, dict[str, int]]
+    summary: Any,
+    stats: dict[str, Any],
+    output: Path,
+    tally: Tally,
+    breakers: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """The end summary as data (``--summary-json``)."""
     figures = provider_figures(stats)
@@ -205,7 +269,11 @@ def summary_data(
         f["rate_per_s"] = round(f["calls"] / seconds, 3)
         f["statuses"] = summary.providers.get(name, {})
         f["pauses"] = summary.providers.get(name, {}).get("pending", 0)
-        f["errors_by_kind"] = errors.get(name, {})
+        f["errors_by_kind"] = tally.errors.get(name, {})
+        f["sources"] = tally.sources.get(name, dict.fromkeys(SOURCES, 0))
+        own = breakers.get(name, {})
+        f["breaker_opened"] = own.get("opened", 0)
+        f["breaker_state"] = own.get("state", f["breaker_state"])
     return {
         "rows": summary.total,
         "already_done": summary.skipped,
@@ -215,7 +283,9 @@ def summary_data(
         "elapsed_s": round(summary.seconds, 3),
         "rows_per_s": round((summary.total - summary.skipped) / seconds, 3),
         "output": str(output),
+        "correlation_id": current_correlation_id(),
         "providers": figures,
+        "breakers": breakers,
     }
 
 
@@ -228,13 +298,20 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
     ]
     for name, f in data["providers"].items():
         kinds = ", ".join(f"{k} {v}" for k, v in f["errors_by_kind"].items()) or "none"
-        lines.append(
+        line = (
             f"  {name}: {f['calls']} calls ({f['rate_per_s']:.1f}/s), "
             f"{f['cache_hits']} cache hits ({f['cache_hit_ratio']:.0%}), "
-            f"{f['stale_served']} stale, {f['retries']} retries, "
-            f"{f['breaker_rejections']} breaker rejections, {f['pauses']} pending; "
-            f"errors: {kinds}"
+            f"{f['stale_served']} stale, {f['retries']} retries, {f['pauses']} pending; "
+            f"breaker {f['breaker_state']}, opened {f['breaker_opened']}x, "
+            f"{f['breaker_rejections']} rejected; errors: {kinds}"
         )
+        for full, b in data.get("breakers", {}).items():  # e.g. spotify:accounts (tokens)
+            owner, _, part = full.partition(":")
+            if owner == name and part and (b["opened"] or b["state"] != "closed"):
+                line += f"; {part} breaker {b['state']}, opened {b['opened']}x"
+        if any(f["sources"].values()):
+            line += "; answers from " + ", ".join(f"{k} {v}" for k, v in f["sources"].items())
+        lines.append(line)
     if data["one_record_per_row"]:
         lines.append(f"checked: every one of the {data['rows']} input rows has one record")
     else:

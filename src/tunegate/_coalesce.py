@@ -59,6 +59,10 @@ _WHAT = "request coalescing"
 # entry again with the same ``now``, so both agree.
 LOOKUP_CLAIM: Final = lua("singleflight_lookup_claim.lua")
 HIT = 3
+# FINISH with the cache write of the answer in the same script. KEYS: the lease, the
+# published outcome, the cache entry. ARGV: token, outcome ('' for none), outcome ms,
+# entry ('' for none), entry ms. Publish, write, then drop our lease.
+FINISH_STORE: Final = lua("singleflight_finish_store.lua")
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +236,14 @@ class SingleFlight:
             raise
         finally:
             if payload is not None:
-                yield ScriptCall(link, FINISH, keys, (token, payload, ttl_ms), _WHAT)
+                write = call.write  # the cache write the leader left for this script
+                if write is None:
+                    yield ScriptCall(link, FINISH, keys, (token, payload, ttl_ms), _WHAT)
+                else:
+                    args = (token, payload, ttl_ms, write[0], write[1])
+                    done = yield ScriptCall(link, FINISH_STORE, (*keys, key), args, _WHAT)
+                    if done is None:
+                        write[2]()  # counted as a dropped write
 
     # -- followers -------------------------------------------------------------------------
 

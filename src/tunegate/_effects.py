@@ -4,9 +4,9 @@ awaitable twin (``arun``) on one component, and nothing else.
 The flows (:meth:`tunegate.pipeline.Pipeline.flow` and the parts it holds) yield them and
 are sent their results, or have their exceptions thrown in, by the one driver loop of the
 public call (:func:`tunegate._drive.drive` / ``adrive``). ``Send`` is where a call reaches
-the socket (:class:`tunegate._http.HttpPool`). ``Allow``/``Record``/``Acquire``/``Adjust``
-call the breaker and the limiter, which run their own shared-state flows against Redis;
-single-flight's scripts are ``tunegate._redis.ScriptCall`` effects, failing open.
+the socket (:class:`tunegate._http.HttpPool`). The breaker and the limiter bring their own
+flows (composed with ``yield from``); single-flight's scripts are
+``tunegate._redis.ScriptCall`` effects, failing open.
 """
 
 from __future__ import annotations
@@ -21,103 +21,14 @@ from typing import Any
 from tunegate._clock import Clock
 from tunegate._drive import Effect
 from tunegate._http import HttpPool, HttpRequest, HttpResponse
-from tunegate._policy.breaker import Permit
-from tunegate._policy.freshness import CacheEntry
-from tunegate.breaker import CircuitBreaker
-from tunegate.cache import CacheManager
-from tunegate.ratelimit import RateLimiter
 
 __all__ = [
-    "Acquire",
-    "Adjust",
-    "Allow",
     "AwaitFlight",
-    "CacheGet",
-    "CacheStore",
     "FlightTimeout",
     "Poll",
-    "Record",
     "Send",
     "Sleep",
 ]
-
-
-@dataclass(slots=True)
-class CacheGet(Effect):
-    cache: CacheManager
-    key: str
-
-    def run(self) -> CacheEntry | None:
-        return self.cache.lookup(self.key)
-
-    async def arun(self) -> CacheEntry | None:
-        return await self.cache.alookup(self.key)
-
-
-@dataclass(slots=True)
-class CacheStore(Effect):
-    cache: CacheManager
-    key: str
-    value: Any
-    ttl: float | None
-    negative: bool
-
-    def run(self) -> Any:
-        return self.cache.store(self.key, self.value, ttl=self.ttl, negative=self.negative)
-
-    async def arun(self) -> Any:
-        return await self.cache.astore(self.key, self.value, ttl=self.ttl, negative=self.negative)
-
-
-@dataclass(slots=True)
-class Allow(Effect):
-    breaker: CircuitBreaker
-
-    def run(self) -> Permit:
-        return self.breaker.allow()
-
-    async def arun(self) -> Permit:
-        return await self.breaker.aallow()
-
-
-@dataclass(slots=True)
-class Record(Effect):
-    breaker: CircuitBreaker
-    permit: Permit
-    verdict: str  # "success", "failure", "ignored"
-
-    def run(self) -> None:
-        getattr(self.breaker, f"record_{self.verdict}")(self.permit)
-
-    async def arun(self) -> None:
-        await getattr(self.breaker, f"arecord_{self.verdict}")(self.permit)
-
-
-@dataclass(slots=True)
-class Acquire(Effect):
-    limiter: RateLimiter
-    provider: str
-    timeout: float | None
-
-    def run(self) -> float:
-        return self.limiter.acquire(self.provider, self.timeout)
-
-    async def arun(self) -> float:
-        return await self.limiter.aacquire(self.provider, self.timeout)
-
-
-@dataclass(slots=True)
-class Adjust(Effect):
-    limiter: RateLimiter
-    provider: str
-    response: HttpResponse
-
-    def run(self) -> None:
-        self.limiter.adjust_from_headers(self.provider, self.response.headers, self.response.status)
-
-    async def arun(self) -> None:
-        headers, status = self.response.headers, self.response.status
-        await self.limiter.aadjust_from_headers(self.provider, headers, status)
 
 
 @dataclass(slots=True)

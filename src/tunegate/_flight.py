@@ -21,7 +21,7 @@ from typing import Any, Final
 import orjson
 
 from tunegate._clock import Clock, SystemClock
-from tunegate._policy.classify import outage_like
+from tunegate._policy.errors import meaning
 from tunegate._redis import lua
 from tunegate.cache.frozen import decode, encode
 from tunegate.exceptions import (
@@ -163,7 +163,7 @@ def publish_error(error: TunegateError) -> bytes:
     its own mark, and refused credentials or a rejected request may be this process's own).
     Carries no text: the type, status, code (an int, or one of our lower-case code words),
     retry_after and attempts."""
-    if not outage_like(error):
+    if not meaning(error).shareable:
         return b""
     shared = next((c for c in type(error).__mro__ if c in _SHAREABLE_TYPES), None)
     if shared is None:

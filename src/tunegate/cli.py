@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-
-from tunegate.emulator import FAULTS_HELP
+from typer.core import TyperCommand, TyperOption
 
 __all__ = ["app", "main"]
 
-EXIT_CODES = """Exit codes: 0 every row ok or not_found; 1 some rows failed, partial,
+
+def _paragraphs(text: str) -> str:
+    """Help text with each paragraph on one line: rich keeps hard line breaks, so lines
+    broken for the source would come out ragged once it wraps them to the terminal."""
+    return "\n\n".join(" ".join(p.split()) for p in text.strip().split("\n\n"))
+
+
+EXIT_CODES = _paragraphs("""Exit codes: 0 every row ok or not_found; 1 some rows failed, partial,
 pending, or invalid (unreadable); 2 usage, configuration or input-file error; 130
-interrupted (Ctrl+C)."""
+interrupted (Ctrl+C).""")
 
 app = typer.Typer(
     help="tunegate: a resilient gateway to the Spotify, MusicBrainz and Last.fm APIs.\n\n"
@@ -79,18 +87,37 @@ def _loaded(ctx: typer.Context, **flags: Any) -> Any:
         raise typer.Exit(2) from None
 
 
-@app.command()
+class _EmulatorCommand(TyperCommand):
+    """Fills in ``--faults``' help (the emulator's FAULTS_HELP) only when help is shown, so
+    the other commands never import the emulator."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from rich.markup import escape
+
+        from tunegate.emulator import FAULTS_HELP
+
+        for param in self.params:
+            if param.name == "faults" and isinstance(param, TyperOption):
+                param.help = escape(FAULTS_HELP)  # its [@P] is not rich markup
+        super().format_help(ctx, formatter)
+
+
+@app.command(cls=_EmulatorCommand)
 def emulator(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 0,
-    catalog_size: Annotated[int, typer.Option(help="Number of tracks in the catalogue.")] = 10_000,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")
+    ] = 0,
+    catalog_size: Annotated[
+        int, typer.Option(min=1, help="Number of tracks in the catalogue.")
+    ] = 10_000,
     seed: Annotated[int, typer.Option(help="Seed of the catalogue and of the faults.")] = 0,
     tls: Annotated[
         bool, typer.Option(help="Serve HTTPS with a certificate made on the fly.")
     ] = False,
     faults: Annotated[
         str | None,
-        typer.Option(help=escape(FAULTS_HELP)),  # its [@P] is not rich markup
+        typer.Option(help="Faults to inject (compact form, JSON, or a file of either)."),
     ] = None,
     rate_limits: Annotated[
         bool, typer.Option(help="Enforce each provider's quota (off for load tests).")
@@ -133,7 +160,13 @@ def emulator(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    with emu:
+    try:
+        emu.start()
+    except RuntimeError as exc:  # the port is taken or not ours to bind: one line
+        cause = exc.__cause__
+        why = cause.strerror if isinstance(cause, OSError) and cause.strerror else exc
+        raise _fail(console_err(), f"emulator: cannot listen on {host}:{port}: {why}") from None
+    try:
         urls = emu.urls
         env = emu.env()
         if print_env_only:
@@ -160,11 +193,14 @@ def emulator(
         sys.stdout.flush()
         while not stop.wait(0.5):
             pass
+    finally:
+        emu.stop()
 
 
 SANDBOX_DIR = Path(".tunegate") / "sandbox"
 
-ENRICH_HELP = f"""Enrich (artist, title) rows with Spotify, MusicBrainz and Last.fm data.
+ENRICH_HELP = _paragraphs(f"""Enrich (artist, title) rows with Spotify, MusicBrainz and
+Last.fm data.
 
 Input: CSV, TSV (by extension or sniffed) or JSON Lines, or '-' for stdin (then give -o).
 Columns (case, spaces and underscores ignored): artist / artist name / artists / performer;
@@ -184,13 +220,27 @@ elsewhere (see 'tunegate emulator'). Each setting can also live in the TOML file
 
 {EXIT_CODES}
 
-Example: tunegate enrich tracks.csv -o tracks.jsonl --summary-json summary.json
-"""
+Example: tunegate enrich tracks.csv -o out.jsonl --summary-json summary.json
+""")
 
 
-def _fail(err: Any, message: object, code: int = 2) -> typer.Exit:
-    err.print(f"error: {message}", markup=False, highlight=False)
+def _fail(err: Any, message: object, code: int = 2, *, json_logs: bool = False) -> typer.Exit:
+    say(err, "json" if json_logs else "text", f"error: {message}", logging.ERROR)
     return typer.Exit(code)
+
+
+def console_err() -> Any:
+    from tunegate._cli_run import console
+
+    return console()
+
+
+def say(err: Any, log_format: str, text: str, level: int = logging.INFO) -> None:
+    """A line for the user on stderr: as printed, or as a JSON log record."""
+    if log_format == "json":
+        logging.getLogger("tunegate.cli").log(level, "%s", text)
+    else:
+        err.print(text, markup=False, highlight=False)
 
 
 @app.command(help=ENRICH_HELP)
@@ -225,6 +275,14 @@ def enrich(
         bool, typer.Option(help="Run against the built-in emulator (no credentials needed).")
     ] = False,
     rows: Annotated[int, typer.Option(min=1, help="Rows of the sandbox's sample input.")] = 100,
+    sandbox_seed: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Seed of the sandbox's catalogue. Runs with the same seed share one emulator "
+            "(and its cache scope); another seed is a sandbox of its own.",
+        ),
+    ] = 0,
     concurrency: Annotated[
         int | None, typer.Option(help="Rows enriched at the same time (1-1024, default 8).")
     ] = None,
@@ -260,7 +318,6 @@ def enrich(
     quiet: Annotated[bool, typer.Option(help="No progress or summary.")] = False,
 ) -> None:
     import asyncio
-    import contextlib
     import dataclasses
     import shutil
     import tempfile
@@ -270,6 +327,7 @@ def enrich(
     from tunegate.cache.sqlite import default_sqlite_path
     from tunegate.enrich import check_input
     from tunegate.exceptions import ConfigurationError
+    from tunegate.observability import correlation_id
     from tunegate.sandbox import sandbox as start_sandbox
     from tunegate.sandbox import write_sample_input
 
@@ -288,6 +346,7 @@ def enrich(
     err = console()
     setup_logging(err, log_format)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(correlation_id())  # one id for the run's log lines and summary
         try:
             source: Path | None = None
             if input_path == "-":
@@ -301,7 +360,7 @@ def enrich(
                 source = Path(input_path)
                 check_input(source)
             if sandbox:
-                emu, settings = stack.enter_context(start_sandbox())
+                emu, settings = stack.enter_context(start_sandbox(seed=sandbox_seed))
                 if source is None:
                     source = write_sample_input(emu, SANDBOX_DIR / f"input-{rows}.csv", rows=rows)
                     output = output or SANDBOX_DIR / f"enriched-{rows}.{output_format}"
@@ -359,25 +418,34 @@ def enrich(
                 summary_json.parent.mkdir(parents=True, exist_ok=True)
                 summary_json.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
         except ConfigurationError as exc:
-            raise _fail(err, exc) from None
+            raise _fail(err, exc, json_logs=log_format == "json") from None
         except OSError as exc:  # a path we cannot use: one line, not a traceback
             where = f"{exc.filename}: " if exc.filename else ""
-            raise _fail(err, f"{where}{exc.strerror or exc}") from None
+            message = f"{where}{exc.strerror or exc}"
+            raise _fail(err, message, json_logs=log_format == "json") from None
         except KeyboardInterrupt:
-            err.print(
+            say(
+                err,
+                log_format,
                 f"interrupted: the rows done so far are in {output}; "
-                "run the same command again to resume"
+                "run the same command again to resume",
+                logging.WARNING,
             )
             raise typer.Exit(130) from None
-    if not quiet:
-        from tunegate._cli_run import summary_lines
-
-        for line in summary_lines(data):
-            err.print(line, markup=False, highlight=False)
         status = data["status"]
-        if status["failed"] + status["partial"]:
-            err.print("Rows with errors keep their error in the output; run again to retry them.")
-    status = data["status"]
+        if not quiet:  # inside the run's correlation id, for --log-format json
+            from tunegate._cli_run import summary_lines
+
+            lines = summary_lines(data)
+            if status["failed"] + status["partial"]:
+                lines.append(
+                    "Rows with errors keep their error in the output; run again to retry them."
+                )
+            if log_format == "json":
+                logging.getLogger("tunegate.cli").info("%s", lines[0], extra={"summary": data})
+            else:  # a long line is the terminal's to wrap: one line when copied
+                for line in lines:
+                    err.print(line, markup=False, highlight=False, soft_wrap=True)
     if not data["one_record_per_row"] or status["failed"] + status["partial"] + status["invalid"]:
         raise typer.Exit(1)
 
@@ -395,7 +463,7 @@ async def _enrich(
 ) -> dict[str, Any]:
     import asyncio
 
-    from tunegate._cli_run import ProgressView, summary_data
+    from tunegate._cli_run import ProgressView, Tally, summary_data
     from tunegate.clients import AsyncGateway
     from tunegate.enrich import Providers, count_rows, scan_output
     from tunegate.enrich import enrich as run
@@ -404,16 +472,13 @@ async def _enrich(
         providers = Providers.of(gateway)
         scan_output(output)  # refuse a foreign output before drawing anything
         total = count_rows(input_path)
-        errors: dict[str, dict[str, int]] = {}
+        tally = Tally()
+        gateway.breakers.add_listener(tally.on_breaker)
         view = ProgressView(err, total, gateway.get_stats, quiet=quiet, every=every)
 
         def on_progress(record: dict[str, Any] | None) -> None:
             view.record(record)
-            for name, part in (record or {}).get("providers", {}).items():
-                kind = part.get("error")
-                if kind:
-                    by_kind = errors.setdefault(name, {})
-                    by_kind[kind] = by_kind.get(kind, 0) + 1
+            tally.record(record)
 
         with view:
             ticker = asyncio.create_task(view.ticker())
@@ -428,7 +493,8 @@ async def _enrich(
                 )
             finally:
                 ticker.cancel()
-        return summary_data(summary, gateway.get_stats(), output, errors)
+        breakers = tally.breakers(gateway.breakers)
+        return summary_data(summary, gateway.get_stats(), output, tally, breakers)
 
 
 cache_app = typer.Typer(
@@ -465,7 +531,12 @@ def _cache_manager(ctx: typer.Context, cache: str | None, redis_url: str | None)
             raise typer.Exit(2)
         return CacheManager.sqlite(path)
     if redis_url:
-        return CacheManager(redis_url)
+        from tunegate.cache.redisbackend import RedisBackend
+
+        cm = CacheManager(redis_url)
+        if isinstance(cm.backend, RedisBackend):
+            _reachable(cm.backend.link)
+        return cm
     return CacheManager.sqlite(default_sqlite_path())
 
 
@@ -475,29 +546,25 @@ def cache_stats(ctx: typer.Context, cache: CacheOpt = None, redis_url: RedisOpt 
 
     Example: tunegate cache stats --cache .tunegate/sandbox/cache.db
     """
-    import redis as redis_lib
-
+    from tunegate._redis import REDIS_FAILURES
+    from tunegate.cache.redisbackend import RedisBackend
     from tunegate.cache.sqlite import SqliteBackend
 
-    cm = _cache_manager(ctx, cache, redis_url)
-    redis_url = _load(ctx, redis_url=redis_url).secret("redis_url")
-    with cm:
+    with _cache_manager(ctx, cache, redis_url) as cm:
         prefix = cm.key_scheme.prefix
         backend = cm.backend
         if isinstance(backend, SqliteBackend):
             typer.echo(f"backend sqlite, {len(backend)} entries")
             return
-        client = redis_lib.Redis.from_url(redis_url or "")
-        try:
-            per: dict[str, int] = {}
-            for key in client.scan_iter(match=prefix + "*", count=1000):
+        if not isinstance(backend, RedisBackend):
+            raise _fail(console_err(), f"cannot count the entries of {type(backend).__name__}")
+        per: dict[str, int] = {}
+        try:  # on the cache's own Redis connection: its timeouts, no second client
+            for key in backend.link.sync.scan_iter(match=prefix + "*", count=1000):
                 provider = key.decode()[len(prefix) :].split(":", 1)[0]
                 per[provider] = per.get(provider, 0) + 1
-        except redis_lib.RedisError as exc:
-            typer.echo(f"error: redis: {type(exc).__name__}", err=True)
-            raise typer.Exit(2) from None
-        finally:
-            client.close()
+        except REDIS_FAILURES as exc:
+            raise _fail(console_err(), f"redis: {type(exc).__name__}") from None
         typer.echo(f"backend redis, {sum(per.values())} entries")
         for name, n in sorted(per.items()):
             typer.echo(f"  {name}: {n}")
@@ -536,17 +603,38 @@ def cache_clear(ctx: typer.Context, cache: CacheOpt = None, redis_url: RedisOpt 
     typer.echo(f"{n} entries deleted")
 
 
-def _registry(ctx: typer.Context, redis_url: str | None) -> Any:
+def _reachable(link: Any) -> None:
+    """Exit 2 unless Redis answers: the admin commands must not report the local fallback
+    state (every breaker closed, 0 entries deleted) as if it were the shared one."""
+    from tunegate._redis import REDIS_FAILURES
+
+    try:
+        link.sync.ping()
+    except REDIS_FAILURES as exc:
+        link.close()
+        raise _fail(console_err(), f"redis unreachable ({link!r}): {type(exc).__name__}") from None
+
+
+@contextlib.contextmanager
+def _registry(ctx: typer.Context, redis_url: str | None) -> Iterator[Any]:
+    from tunegate._redis import RedisLink
     from tunegate.breaker import CircuitBreakerRegistry
 
     redis_url = _load(ctx, redis_url=redis_url).secret("redis_url")
     if not redis_url:
-        typer.echo(
-            "error: breakers are shared only through Redis: give --redis or TUNEGATE_REDIS_URL",
-            err=True,
+        raise _fail(
+            console_err(),
+            "breakers are shared only through Redis: give --redis or TUNEGATE_REDIS_URL",
         )
-        raise typer.Exit(2)
-    return CircuitBreakerRegistry(redis=redis_url)
+    try:
+        link = RedisLink(redis_url)
+    except ValueError as exc:  # a URL redis-py cannot read; its text holds no password
+        raise _fail(console_err(), f"--redis: {exc}") from None
+    _reachable(link)
+    try:
+        yield CircuitBreakerRegistry(redis=link)  # a link handed in: closed here, not there
+    finally:
+        link.close()
 
 
 @breaker_app.command("status")
@@ -555,12 +643,9 @@ def breaker_status(ctx: typer.Context, redis_url: RedisOpt = None) -> None:
 
     Example: tunegate breaker status --redis redis://localhost:6379/0
     """
-    registry = _registry(ctx, redis_url)
-    try:
+    with _registry(ctx, redis_url) as registry:
         for name in BREAKERS:
             typer.echo(f"{name:<17} {registry.register(name).state.value}")
-    finally:
-        registry.close()
 
 
 @breaker_app.command("reset")
@@ -576,13 +661,10 @@ def breaker_reset(
     if provider not in BREAKERS:
         typer.echo(f"error: unknown breaker {provider!r}; one of {', '.join(BREAKERS)}", err=True)
         raise typer.Exit(2)
-    registry = _registry(ctx, redis_url)
-    try:
+    with _registry(ctx, redis_url) as registry:
         breaker = registry.register(provider)
         breaker.reset()
         typer.echo(f"{provider} {breaker.state.value}")
-    finally:
-        registry.close()
 
 
 config_app = typer.Typer(
@@ -606,17 +688,17 @@ def config_show(ctx: typer.Context) -> None:
         typer.echo(line)
 
 
-@app.command()
+@app.command(
+    help=_paragraphs("""Run the gateway as an HTTP service (/v1/..., problem+json errors);
+credentials come from the environment as for Gateway.from_env(). Needs the 'serve' extra.
+
+Example: tunegate serve --sandbox --port 8080""")
+)
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8080,
     sandbox: Annotated[bool, typer.Option(help="Serve against the built-in emulator.")] = False,
 ) -> None:
-    """Run the gateway as an HTTP service (/v1/..., problem+json errors); credentials come
-    from the environment as for Gateway.from_env(). Needs the 'serve' extra.
-
-    Example: tunegate serve --sandbox --port 8080
-    """
     try:
         from tunegate.service import serve as run_service
     except ImportError as exc:  # starlette or uvicorn missing

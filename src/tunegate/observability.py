@@ -1,5 +1,10 @@
 """Logs, stats, Prometheus metrics and OpenTelemetry spans for the request pipeline.
 
+The request path reports to one :class:`Recorder` per pipeline (a hit, an attempt, a retry,
+a give-up, a stale answer), which counts in :class:`Stats`, logs, and records metrics and
+span events; the path itself calls none of them. ``prometheus_client`` is imported here
+only. Counters are lock-free (:class:`Tally`), so a cache hit takes no lock for them.
+
 Logs go through stdlib ``logging`` (logger ``tunegate.pipeline``) with the structured
 fields as record attributes (``provider``, ``endpoint``, ``status``, ``attempt``,
 ``latency_ms``, ``cache``, ``outcome``, ``correlation_id``); :class:`JsonFormatter` prints
@@ -40,7 +45,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 try:  # the `metrics` extra; without it pipelines keep stats and logs but record no metrics
-    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+    from prometheus_client import REGISTRY, Counter, Histogram
+    from prometheus_client import CollectorRegistry as CollectorRegistry  # for type hints
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 except ImportError:  # pragma: no cover - depends on the environment
     HAVE_PROMETHEUS = False
@@ -62,12 +68,13 @@ __all__ = [
     "Tally",
     "correlation_id",
     "current_correlation_id",
+    "library_logger",
     "logger",
     "record_source",
     "track_sources",
 ]
 
-logger = logging.getLogger("tunegate.pipeline")
+logger = logging.getLogger("tunegate.pipeline")  # given the filter below
 
 # -- correlation id ---------------------------------------------------------------------
 
@@ -144,6 +151,47 @@ def record_source(provider: str, source: str) -> None:
 
 
 # -- logs -------------------------------------------------------------------------------
+
+
+class CorrelationFilter(logging.Filter):
+    """Puts the caller's correlation id on every record of a library logger that does not
+    carry one yet (the pipeline's own records set it themselves)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "correlation_id"):
+            record.correlation_id = _correlation.get()
+        return True
+
+
+_CORRELATION_FILTER = CorrelationFilter()
+
+#: The library's loggers. A filter applies only to records of the logger it is on (not to
+#: its children's), so each one gets it; a module with a new logger name should take its
+#: logger from :func:`library_logger`.
+LIBRARY_LOGGERS = (
+    "tunegate",
+    "tunegate.breaker",
+    "tunegate.cache",
+    "tunegate.clients",
+    "tunegate.enrich",
+    "tunegate.pipeline",
+    "tunegate.ratelimit",
+    "tunegate.redis",
+    "tunegate.retry",
+)
+
+
+def library_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` whose records carry the correlation id."""
+    log = logging.getLogger(name)
+    if _CORRELATION_FILTER not in log.filters:
+        log.addFilter(_CORRELATION_FILTER)
+    return log
+
+
+for _name in LIBRARY_LOGGERS:
+    library_logger(_name)
+
 
 #: The structured fields the pipeline puts on its records.
 FIELDS = (
@@ -351,17 +399,26 @@ class _Readings:
     """Values that cost a Redis round trip (a shared breaker's state, a shared bucket's
     tokens), read on a helper thread: a scrape gets the last reading at once and never waits
     for Redis; a reading older than ``max_age`` seconds is refreshed after the scrape that
-    saw it. Written by hand: a one-shot daemon thread is all it takes, and an executor would
-    outlive forks and interpreter shutdown less gracefully."""
+    saw it. The first reading is taken when the component is first shown (``prime``), and
+    a scrape that comes before it waits for it at most ``first_wait`` seconds, so the first
+    scrape already has the gauges. Written by hand: a one-shot daemon thread is all it
+    takes, and an executor would outlive forks and interpreter shutdown less gracefully."""
 
-    def __init__(self, max_age: float = 5.0) -> None:
+    def __init__(self, max_age: float = 5.0, first_wait: float = 0.5) -> None:
         self.max_age = max_age
-        self._lock = threading.Lock()
+        self.first_wait = first_wait
+        self._lock = threading.Condition(threading.Lock())
         self._values: weakref.WeakKeyDictionary[object, tuple[float | None, float]] = (
             weakref.WeakKeyDictionary()
         )
         self._queue: dict[int, tuple[object, Callable[[], float | None]]] = {}
         self._worker: threading.Thread | None = None
+
+    def prime(self, owner: object, read: Callable[[], float | None]) -> None:
+        """Take the first reading for ``owner`` now, in the background."""
+        with self._lock:
+            if self._values.get(owner) is None:
+                self._enqueue(owner, read)
 
     def get(self, owner: object, read: Callable[[], float | None]) -> float | None:
         """The last reading for ``owner`` (None before the first), refreshing it when old."""
@@ -369,14 +426,18 @@ class _Readings:
         with self._lock:
             got = self._values.get(owner)
             if got is None or now - got[1] >= self.max_age:
-                self._queue[id(owner)] = (owner, read)
-                # A thread inherited through fork() is not alive in the child.
-                if self._worker is None or not self._worker.is_alive():
-                    self._worker = threading.Thread(
-                        target=self._work, name="tunegate-metrics", daemon=True
-                    )
-                    self._worker.start()
+                self._enqueue(owner, read)
+            if got is None:  # the first scrape: wait a little for the first reading
+                self._lock.wait_for(lambda: self._values.get(owner) is not None, self.first_wait)
+                got = self._values.get(owner)
         return None if got is None else got[0]
+
+    def _enqueue(self, owner: object, read: Callable[[], float | None]) -> None:
+        self._queue[id(owner)] = (owner, read)
+        # A thread inherited through fork() is not alive in the child.
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._work, name="tunegate-metrics", daemon=True)
+            self._worker.start()
 
     def _work(self) -> None:
         while True:
@@ -392,10 +453,15 @@ class _Readings:
                 value = None
             with self._lock:
                 self._values[owner] = (value, time.monotonic())
+                self._lock.notify_all()
 
 
 def _state_code(breaker: CircuitBreaker) -> float:
     return float(BREAKER_STATE_CODES.get(str(breaker.state), 0))
+
+
+def _bucket_tokens(bucket: TokenBucket) -> float:
+    return float(bucket.stats()["available_tokens"])
 
 
 class _Live:
@@ -421,6 +487,12 @@ class _Live:
         with self._lock:
             self._sources.setdefault(source.provider, []).append(source)
         weakref.finalize(owner, self._retire, source)
+        breaker, limiter = source.breaker, source.limiter
+        if breaker is not None and breaker.shared:
+            self.readings.prime(breaker, functools.partial(_state_code, breaker))
+        bucket = None if limiter is None else limiter.buckets.get(source.provider)
+        if bucket is not None and bucket.shared:
+            self.readings.prime(bucket, functools.partial(_bucket_tokens, bucket))
 
     def _retire(self, source: Source) -> None:
         counts = source.stats.counts()
@@ -495,9 +567,7 @@ class _Live:
         return _state_code(breaker)  # the local machine: no I/O
 
     def _tokens(self, bucket: TokenBucket) -> float | None:
-        def read() -> float:
-            return float(bucket.stats()["available_tokens"])
-
+        read = functools.partial(_bucket_tokens, bucket)
         return self.readings.get(bucket, read) if bucket.shared else read()
 
 

@@ -4,29 +4,36 @@ Read it top down: a client method (``clients/spotify.py``) validates its argumen
 an ``ApiRequest`` (``providers/``) and ``yield from``s :meth:`Pipeline.flow`, which holds
 the whole path of one call::
 
-    cache step        fresh entry -> the value (no span, one counter); else a miss that
-                      keeps the stale entry for stale-if-error
-    SingleFlight      (``_coalesce``) in this process, then across processes (a Redis
-                      lease): one caller leads, the others wait for its outcome
-    Attempts          (``_attempts``) per attempt: breaker permit -> rate-limit token ->
-                      HTTP exchange (``_http``) -> classify -> limiter feedback -> breaker
-                      record; the retry policy decides: sleep and go again, or stop
-    cache step        write the value (or "not found"); on a failure: the stale entry
-                      for an outage-like error, else the typed error, raised here
+    CacheStep     fresh entry -> the value (no span, one counter); else a miss that keeps
+                  the stale entry for stale-if-error (``CacheManager.lookup_flow``)
+    SingleFlight  (``_coalesce``) in this process, then across processes (a Redis lease):
+                  one caller leads, the others wait for its outcome
+    Attempts      (``_attempts``) per attempt: breaker permit -> rate-limit token -> HTTP
+                  exchange (``_effects.Send`` -> ``_http.HttpPool``, the socket) -> classify
+                  -> limiter feedback -> breaker record; the retry policy decides: sleep
+                  and go again, or stop
+    CacheStep     write the value (or "not found"); on a failure: the stale entry for an
+                  error that may be served stale, else the typed error, raised here
 
 The parts are objects this class builds and holds, each with its own constructor and
-state: :class:`tunegate._attempts.Attempts`, :class:`tunegate._coalesce.SingleFlight`, and
+state: :class:`tunegate._attempts.Attempts`, :class:`tunegate._coalesce.SingleFlight` and
 :class:`CacheStep`; one :class:`~tunegate.observability.Recorder` receives what they report.
-Each is a *flow*: a generator that yields effects (``tunegate._effects``: take a token, send,
-sleep ...) and is sent their results. Flows compose with ``yield from``, so one public call
-runs one driver loop: :func:`tunegate._drive.drive` from a thread, ``adrive`` from a task.
-Every decision is written once, in the flows; the drivers only run effects. Deadlines and
-backoffs read the one clock the pipeline is given.
+Each is a *flow*: a generator that yields effects (``tunegate._effects``: send, sleep, wait
+for a flight; the breaker's, limiter's and Redis cache's own flows bring theirs) and is sent
+their results. Flows compose with ``yield from``, so one public call runs one driver loop:
+:func:`tunegate._drive.drive` from a thread, ``adrive`` from a task. Every decision is
+written once, in the flows; the drivers only run effects. Deadlines and backoffs read the
+one clock the pipeline is given.
+
+With the cache in single-flight's Redis, the lookup and the lease claim are one script, and
+the cache write rides the lease's release (``_coalesce.LOOKUP_CLAIM``, ``FINISH_STORE``): a
+miss makes two Redis round trips before the upstream answer (that one, the rate-limit
+token) and two after it (the breaker record, the write and release).
 
 The key-first hit: :meth:`Pipeline.look` (``alook`` for asyncio) answers a cache key from
-any backend with the fresh value, or a :class:`Miss` carrying the stale entry; the caller
-then builds the full request and passes the miss to :meth:`Pipeline.flow` (or ``call``), so
-the cache is not read twice.
+any backend with the fresh value, or a :class:`Miss` carrying the stale entry (and the
+claim); the caller then builds the full request and passes the miss to
+:meth:`Pipeline.flow` (or ``call``), so the cache is not read twice.
 """
 
 from __future__ import annotations
@@ -43,10 +50,10 @@ from tunegate._attempts import NO_ANSWER, Attempts, Call, Failed, RequestLike
 from tunegate._clock import Clock, SystemClock
 from tunegate._coalesce import AFTER_DEADLINE, ERROR_TTL, HIT, SingleFlight
 from tunegate._drive import Flow, adrive, drive
-from tunegate._effects import CacheGet, CacheStore
 from tunegate._flight import PUBLISHED
 from tunegate._http import HttpConfig, HttpPool, shared_pool
-from tunegate._policy.classify import Expect, ProviderHook, outage_like
+from tunegate._policy.classify import Expect, ProviderHook
+from tunegate._policy.errors import meaning
 from tunegate._policy.freshness import CacheEntry
 from tunegate._policy.keys import KeyScheme
 from tunegate._policy.retry import RetryBudget, RetryPolicy
@@ -71,7 +78,7 @@ from tunegate.ratelimit import RateLimiter
 from tunegate.retry import budget_lock
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    from tunegate.observability import CollectorRegistry
 
 __all__ = ["MISS", "CacheStep", "Miss", "Pipeline", "RequestLike"]
 
@@ -102,18 +109,31 @@ class CacheStep:
     (positive and "not found"), stale-if-error, all counted by the one recorder."""
 
     def __init__(
-        self, provider: str, cache: CacheManager | None, recorder: Recorder, stale_if_error: bool
+        self,
+        provider: str,
+        cache: CacheManager | None,
+        recorder: Recorder,
+        stale_if_error: bool,
+        fold: bool = False,
     ) -> None:
         self.provider = provider
         self.cache = cache
+        self.fold = fold  # the cache shares single-flight's Redis: writes ride its FINISH
         self.stale_if_error = stale_if_error
         self._rec = recorder
 
     def store(self, call: Call, value: Any) -> Flow[Any]:
-        """Write ``value`` and return its frozen copy (what every caller gets)."""
-        if call.key is not None and self.cache is not None:
+        """Write ``value`` and return its frozen copy (what every caller gets). A leader
+        holding a lease in the cache's own Redis leaves the write to the lease's FINISH
+        script (one round trip for both)."""
+        cache = self.cache
+        if call.key is not None and cache is not None:
             try:
-                stored = yield CacheStore(self.cache, call.key, value, call.ttl, False)
+                if self.fold and call.lease is not None:
+                    stored, packed, ttl_ms = cache.packed(call.key, value, ttl=call.ttl)
+                    call.write = (packed, ttl_ms, functools.partial(cache.packed_failed, call.key))
+                else:
+                    stored = yield from cache.store_flow(call.key, value, ttl=call.ttl)
             except TypeError:  # parse gave something that is not JSON-like: serve, not cache
                 self._rec.not_cacheable(call.request.endpoint_template)
                 return value
@@ -124,9 +144,14 @@ class CacheStep:
         except TypeError:
             return value
 
-    def store_not_found(self, key: str | None) -> Flow[None]:
-        if key is not None and self.cache is not None:
-            yield CacheStore(self.cache, key, None, None, True)
+    def store_not_found(self, call: Call) -> Flow[None]:
+        cache, key = self.cache, call.key
+        if key is not None and cache is not None:
+            if self.fold and call.lease is not None:
+                _, packed, ttl_ms = cache.packed(key, None, negative=True)
+                call.write = (packed, ttl_ms, functools.partial(cache.packed_failed, key))
+            else:
+                yield from cache.store_flow(key, None, negative=True)
             self._rec.count("cache_stores")
 
     def recheck(self, call: Call) -> Flow[Any]:
@@ -134,7 +159,7 @@ class CacheStep:
         :class:`Failed`), else :data:`NO_ANSWER`."""
         if self.cache is None or call.key is None:
             return NO_ANSWER
-        entry = yield CacheGet(self.cache, call.key)
+        entry = yield from self.cache.lookup_flow(call.key)
         if entry is None or entry.stale:
             return NO_ANSWER
         if entry.negative:
@@ -145,7 +170,7 @@ class CacheStep:
         """The stale entry's value for an outage-like failure (stale-if-error), else
         :data:`NO_ANSWER`. A stale "not found" raises :class:`NotFound`."""
         stale = call.stale
-        if stale is None or not self.stale_if_error or not outage_like(failed.error):
+        if stale is None or not self.stale_if_error or not meaning(failed.error).may_serve_stale:
             return NO_ANSWER
         assert self.cache is not None
         assert call.key is not None
@@ -164,7 +189,7 @@ class CacheStep:
         cache = self.cache
         if cache is None:
             return Miss(None, 0)
-        entry: CacheEntry | None = yield CacheGet(cache, key)
+        entry: CacheEntry | None = yield from cache.lookup_flow(key)
         if entry is not None and not entry.stale:
             record_source(self.provider, "cache")
             self._rec.hit(endpoint, entry.negative)
@@ -175,7 +200,7 @@ class CacheStep:
             and error is not None
             and self.stale_if_error
             and not entry.negative
-            and outage_like(error)
+            and meaning(error).may_serve_stale
         ):
             cache.record_stale_served(key)
             self._rec.stale_served(endpoint, "cached_read", error)
@@ -307,7 +332,10 @@ class Pipeline:
         # same round trip (a miss then needs no round trip of its own for the claim).
         backend = None if cache is None else cache.backend
         self._fold = isinstance(backend, RedisBackend) and link is backend.link
-        self._cache = CacheStep(provider, cache, self._rec, stale_if_error)
+        # A backend in this process (memory, SQLite) is looked up before any flow starts;
+        # Redis by the flow itself, in the call's one driver loop.
+        self._quick = cache is not None and not isinstance(backend, RedisBackend)
+        self._cache = CacheStep(provider, cache, self._rec, stale_if_error, self._fold)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -339,20 +367,18 @@ class Pipeline:
         :class:`MalformedResponse`, :class:`ProviderError` — unless a stale entry can be
         served instead (``stale_if_error``).
         """
-        if looked is None and use_cache:  # the hit, spelled out: no flow, no driver
+        # The hit, spelled out: no flow (a Redis cache is looked up by the flow itself, with
+        # single-flight's claim in the same script when they share the Redis).
+        if looked is None and use_cache and self._quick:
             key = self._key_of(request)
             cache = self.cache
             if key is not None and cache is not None:
                 generation = self._flights.generation
-                claimed = None
-                if self._fold:  # one round trip: the lookup and the single-flight claim
-                    entry, claimed = drive(self._lookup(cache, key))
-                else:
-                    entry = cache.lookup(key)
+                entry = cache.lookup(key)
                 if entry is not None and not entry.stale:
                     return self._hit(request, entry)
                 self._rec.count("cache_misses")
-                looked = Miss(entry, generation, claimed)
+                looked = Miss(entry, generation)
         flow = self.flow(
             request, parse=parse, expect=expect, use_cache=use_cache, ttl=ttl, looked=looked
         )
@@ -369,20 +395,18 @@ class Pipeline:
         looked: Miss | None = None,
     ) -> Any:
         """:meth:`call` for asyncio tasks."""
-        if looked is None and use_cache:
+        # The hit, spelled out: no flow (a Redis cache is looked up by the flow itself, with
+        # single-flight's claim in the same script when they share the Redis).
+        if looked is None and use_cache and self._quick:
             key = self._key_of(request)
             cache = self.cache
             if key is not None and cache is not None:
                 generation = self._flights.generation
-                claimed = None
-                if self._fold:  # one round trip: the lookup and the single-flight claim
-                    entry, claimed = await adrive(self._lookup(cache, key))
-                else:
-                    entry = await cache.alookup(key)
+                entry = await cache.alookup(key)
                 if entry is not None and not entry.stale:
                     return self._hit(request, entry)
                 self._rec.count("cache_misses")
-                looked = Miss(entry, generation, claimed)
+                looked = Miss(entry, generation)
         flow = self.flow(
             request, parse=parse, expect=expect, use_cache=use_cache, ttl=ttl, looked=looked
         )
@@ -542,7 +566,7 @@ class Pipeline:
         key = self._key_of(request)
         call = Call(request, key, None, "json", None, None, 0, 0.0, None)
         if not_found:
-            yield from self._cache.store_not_found(key)
+            yield from self._cache.store_not_found(call)
             return None
         return (yield from self._cache.store(call, value))
 
@@ -616,7 +640,7 @@ class Pipeline:
                 raw = reply[2] if state == PUBLISHED and len(reply) > 2 else reply[1]
                 entry = cache.judge(key, raw or None, now)
                 return entry, None if state == HIT else reply
-        entry = yield CacheGet(cache, key)
+        entry = yield from cache.lookup_flow(key)
         return entry, None
 
     def _lead(self, call: Call) -> Flow[Any]:
@@ -625,7 +649,7 @@ class Pipeline:
         if not isinstance(outcome, Failed):
             return (yield from self._cache.store(call, outcome))
         if outcome.reason == "not_found":
-            yield from self._cache.store_not_found(call.key)
+            yield from self._cache.store_not_found(call)
         return outcome
 
 

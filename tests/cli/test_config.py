@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tunegate.config import load
@@ -131,3 +132,43 @@ def test_mask_keeps_secrets_out() -> None:
     assert mask("redis_url", "redis://:pw-123@cache:notaport/0") == "<set>"
     assert mask("redis_url", "redis://cache:6379/0") == "redis://cache:6379/0"
     assert mask("concurrency", "8") == "8"
+
+
+def test_the_file_configures_enrich_cache_and_breaker(tmp_path: Path, redis_url: str) -> None:
+    """Credentials and URLs from the file reach the providers; the file's redis_url is the
+    backend of `cache` and `breaker`; a flag still beats the file."""
+    from tunegate.cache import CacheManager
+    from tunegate.emulator import Emulator
+
+    inp = tmp_path / "in.csv"
+    inp.write_text("artist,title\ndeadmau5,Strobe\n")
+    with Emulator(catalog_size=50, seed=3) as emu:
+        env = emu.env()
+        toml = tmp_path / "c.toml"
+        toml.write_text(
+            f'lastfm_api_key = "{env["LASTFM_API_KEY"]}"\n'
+            f'lastfm_url = "{env["TUNEGATE_LASTFM_URL"]}"\n'
+            f'redis_url = "{redis_url}"\n'
+            'cache = "memory"\n'
+        )
+        out = tg("--config", str(toml), "enrich", str(inp), "-o", str(tmp_path / "o.jsonl"))
+        lastfm_calls = emu.stats()["requests"]["lastfm"]["total"]
+    assert out.returncode == 0, out.stderr
+    record = orjson.loads((tmp_path / "o.jsonl").read_bytes())
+    assert record["providers"]["lastfm"]["status"] == "found"
+    assert record["providers"]["spotify"]["status"] == "skipped"
+    assert lastfm_calls >= 1
+
+    with CacheManager(redis_url) as cm:
+        cm.set(cm.key("lastfm:track_tags", "a", "b"), {"x": 1})
+    toml.write_text(f'redis_url = "{redis_url}"\n')
+    stats = tg("--config", str(toml), "cache", "stats")
+    assert stats.returncode == 0, stats.stderr
+    assert "backend redis" in stats.stdout
+    assert "  lastfm: " in stats.stdout
+    assert "lastfm            closed" in tg("--config", str(toml), "breaker", "status").stdout
+    db = tmp_path / "c.db"
+    with CacheManager.sqlite(db) as cm:
+        cm.set(cm.key("spotify:search", "a", "b"), {"x": 1})
+    flag = tg("--config", str(toml), "cache", "stats", "--cache", str(db))
+    assert "backend sqlite, 1 entries" in flag.stdout  # the flag beats the file's Redis

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,8 @@ def test_cache_and_breaker_commands_on_redis(redis_url: str) -> None:
         cm.set(cm.key("lastfm:tags", "b"), {"x": 2})
     stats = tg("cache", "stats", "--redis", redis_url).stdout
     assert "2 entries" in stats
+    assert "  lastfm: 1\n" in stats
+    assert "  spotify: 1\n" in stats
     assert tg("cache", "invalidate", "lastfm:*", "--redis", redis_url).stdout.strip() == (
         "1 entries deleted"
     )
@@ -65,3 +68,26 @@ def test_cache_and_breaker_commands_on_redis(redis_url: str) -> None:
         registry.close()
     assert tg("breaker", "reset", "nosuch", "--redis", redis_url).returncode == 2
     assert tg("breaker", "status").returncode == 2
+
+
+def test_unreachable_redis_is_an_error_not_the_local_fallback() -> None:
+    """Without Redis the library falls back to local state; an admin command must say
+    Redis is unreachable (exit 2) instead of reporting that state as the shared one."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"redis://:pw-CANARY-71@127.0.0.1:{port}/0"
+    for args in (
+        ("cache", "stats"),
+        ("cache", "invalidate", "lastfm:*"),
+        ("cache", "clear"),
+        ("breaker", "status"),
+        ("breaker", "reset", "lastfm"),
+    ):
+        out = tg(*args, "--redis", url)
+        assert out.returncode == 2, (args, out.stdout)
+        assert out.stderr.startswith("error: redis unreachable"), (args, out.stderr)
+        assert "Traceback" not in out.stderr
+        assert "CANARY" not in out.stderr + out.stdout
+        assert "closed" not in out.stdout
+        assert "deleted" not in out.stdout

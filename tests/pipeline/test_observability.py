@@ -84,6 +84,44 @@ def test_attempts_log_structured_fields_with_the_correlation_id(
     assert line["endpoint"] == "/items/{id}"
 
 
+def test_every_library_record_carries_the_correlation_id(server: ScriptServer) -> None:
+    """Records of the limiter (a pause the provider asked for) and of the Spotify token
+    source (credentials refused), not only the pipeline's, carry the caller's id."""
+    from tunegate import SpotifyClient
+    from tunegate.exceptions import AuthenticationError
+    from tunegate.ratelimit import RateLimiter
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    loggers = [logging.getLogger(n) for n in ("tunegate.ratelimit", "tunegate.clients")]
+    for log in loggers:
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    server.script("/api/token", Reply(400, json={"error": "invalid_client"}))
+    client = SpotifyClient("a" * 32, "b" * 32, base_url=server.url, metrics=False)
+    try:
+        limiter = RateLimiter()
+        limiter.configure_provider("test", rate=10.0, capacity=1)
+        with correlation_id("req-7"):
+            limiter.adjust_from_headers("test", {"Retry-After": "1"})
+            with pytest.raises(AuthenticationError):
+                client.search_track("Deadmau5", "Strobe")
+    finally:
+        client.close()
+        for log in loggers:
+            log.removeHandler(handler)
+            log.setLevel(logging.NOTSET)
+    assert [r.name for r in records] == ["tunegate.ratelimit", "tunegate.clients"]
+    assert "refused the client credentials" in records[1].getMessage()
+    assert all(r.correlation_id == "req-7" for r in records)  # type: ignore[attr-defined]
+    assert json.loads(JsonFormatter().format(records[0]))["correlation_id"] == "req-7"
+
+
 def test_correlation_id_is_generated_and_restored() -> None:
     """Without a value a fresh id is made; the previous one comes back after the block."""
     with correlation_id("outer"):
@@ -267,6 +305,29 @@ def test_a_scrape_makes_no_redis_round_trip(make: MakePipeline, redis_url: str) 
         link.close()
     assert samples[("circuit_breaker_state", (("provider", "test"),))] == 0
     assert 0 <= samples[tokens] <= 10
+
+
+@pytest.mark.redis
+def test_the_first_scrape_in_redis_mode_has_the_breaker_and_token_gauges(
+    make: MakePipeline, redis_url: str
+) -> None:
+    """Readings of shared components are taken when the pipeline is made, so a scrape
+    right after it (no call yet) shows the breaker state and the tokens."""
+    registry = CollectorRegistry()
+    link = RedisLink(redis_url)
+    limiter = RateLimiter(redis=link)
+    limiter.configure_provider("test", rate=100.0, capacity=10)
+    try:
+        make(
+            rate_limiter=limiter,
+            circuit_breaker=CircuitBreaker("test", redis=link),
+            registry=registry,
+        )
+        samples = scrape(registry)
+    finally:
+        link.close()
+    assert samples[("circuit_breaker_state", (("provider", "test"),))] == 0
+    assert samples[("rate_limit_tokens_available", (("provider", "test"),))] == 10
 
 
 def test_one_metrics_set_per_registry(make: MakePipeline) -> None:

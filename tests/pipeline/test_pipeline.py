@@ -12,9 +12,10 @@ import pytest
 
 from tests.pipeline._server import Reply, ScriptServer
 from tests.pipeline.conftest import MakePipeline, Req, catch, invoke, item
+from tunegate._drive import Effect, Flow
 from tunegate._policy.breaker import Permit
 from tunegate._policy.retry import RetryBudget, RetryPolicy
-from tunegate.breaker import CircuitBreaker
+from tunegate.breaker import CircuitBreaker, Verdict
 from tunegate.cache import CacheManager
 from tunegate.exceptions import (
     AuthenticationError,
@@ -44,37 +45,27 @@ class RecordingCache(CacheManager):
         self.events.append("cache.lookup")
         return await super().alookup(key)
 
-    def store(self, key: str, value: Any, **kwargs: Any) -> Any:
+    def store_flow(self, key: str, value: Any, **kwargs: Any) -> Flow[Any]:
         self.events.append("cache.store")
-        return super().store(key, value, **kwargs)
-
-    async def astore(self, key: str, value: Any, **kwargs: Any) -> Any:
-        self.events.append("cache.store")
-        return await super().astore(key, value, **kwargs)
+        return super().store_flow(key, value, **kwargs)
 
 
 class RecordingLimiter(RateLimiter):
+    """Notes each stage the pipeline composes (its flows are what the pipeline runs)."""
+
     def __init__(self, events: list[str]) -> None:
         super().__init__()
         self.events = events
 
-    def acquire(self, provider: str, timeout: float | None = None) -> float:
+    def acquire_flow(self, provider: str, timeout: float | None = None) -> Flow[float]:
         self.events.append("limiter.acquire")
-        return super().acquire(provider, timeout)
+        return super().acquire_flow(provider, timeout)
 
-    async def aacquire(self, provider: str, timeout: float | None = None) -> float:  # noqa: ASYNC109
-        self.events.append("limiter.acquire")
-        return await super().aacquire(provider, timeout)
-
-    def adjust_from_headers(self, provider: str, headers: Any, status: int | None = None) -> Any:
-        self.events.append("limiter.adjust")
-        return super().adjust_from_headers(provider, headers, status)
-
-    async def aadjust_from_headers(
+    def adjust_flow(
         self, provider: str, headers: Any, status: int | None = None
-    ) -> Any:
+    ) -> Flow[float | None]:
         self.events.append("limiter.adjust")
-        return await super().aadjust_from_headers(provider, headers, status)
+        return super().adjust_flow(provider, headers, status)
 
 
 class RecordingBreaker(CircuitBreaker):
@@ -82,29 +73,14 @@ class RecordingBreaker(CircuitBreaker):
         super().__init__("test", **kwargs)
         self.events = events
 
-    def allow(self) -> Permit:
+    def allow_flow(self) -> Flow[Permit]:
         self.events.append("breaker.allow")
-        return super().allow()
+        return super().allow_flow()
 
-    async def aallow(self) -> Permit:
-        self.events.append("breaker.allow")
-        return await super().aallow()
-
-    def record_success(self, permit: Permit) -> None:
-        self.events.append("breaker.success")
-        super().record_success(permit)
-
-    async def arecord_success(self, permit: Permit) -> None:
-        self.events.append("breaker.success")
-        await super().arecord_success(permit)
-
-    def record_failure(self, permit: Permit) -> None:
-        self.events.append("breaker.failure")
-        super().record_failure(permit)
-
-    async def arecord_failure(self, permit: Permit) -> None:
-        self.events.append("breaker.failure")
-        await super().arecord_failure(permit)
+    def record_flow(self, permit: Permit, verdict: Verdict) -> Flow[None]:
+        if verdict != "ignored":
+            self.events.append(f"breaker.{verdict}")
+        return super().record_flow(permit, verdict)
 
 
 def test_stage_order(server: ScriptServer, make: MakePipeline, driver: str) -> None:
@@ -408,31 +384,43 @@ def test_stats_have_the_design_keys_and_percentiles(
 # -- cancellation never leaks a half-open probe slot ------------------------------------------
 
 
+class Stall(Effect):
+    """An effect that never ends (as a stalled Redis would); the task is cancelled in it."""
+
+    def run(self) -> None:
+        raise AssertionError("async only")
+
+    async def arun(self) -> None:
+        await asyncio.sleep(3600)
+
+
 class StallingBreaker(CircuitBreaker):
-    """A breaker whose async success record stalls (as a slow Redis would)."""
+    """A breaker whose success record stalls."""
 
     def __init__(self, clock: FakeClock) -> None:
         super().__init__("test", failure_threshold=1, timeout=10.0, clock=clock)
         self.stalled = asyncio.Event()
 
-    async def arecord_success(self, permit: Permit) -> None:
-        self.stalled.set()
-        await asyncio.sleep(3600)
-        await super().arecord_success(permit)
+    def record_flow(self, permit: Permit, verdict: Verdict) -> Flow[None]:
+        if verdict == "success":
+            self.stalled.set()
+            yield Stall()
+        yield from super().record_flow(permit, verdict)
 
 
 class StallingLimiter(RateLimiter):
-    """A limiter whose header feedback stalls (as a slow Redis would)."""
+    """A limiter whose header feedback stalls."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stalled = asyncio.Event()
 
-    async def aadjust_from_headers(
+    def adjust_flow(
         self, provider: str, headers: Any, status: int | None = None
-    ) -> Any:
+    ) -> Flow[float | None]:
         self.stalled.set()
-        await asyncio.sleep(3600)
+        yield Stall()
+        return None
 
 
 @pytest.mark.parametrize("where", ["breaker record", "limiter feedback"])

@@ -27,8 +27,9 @@ from tunegate.ratelimit import RateLimiter
 ANSWER, STOP = "tunegate-test:answer", "tunegate-test:stop"
 #: In sequence before the answer: the cache lookup folded with the single-flight claim (one
 #: script), and the rate-limit token (was 3: GET, CLAIM, token). After it: the breaker
-#: record (script), the cache write (SET) and the published outcome (script).
-BEFORE, AFTER = 2, 3
+#: record (script), then the cache write folded with the published outcome (one script;
+#: was 3: record, SET, FINISH).
+BEFORE, AFTER = 2, 2
 
 
 _SETUP = {"HELLO", "CLIENT", "SELECT", "AUTH"}

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import traceback
+from types import FrameType
+from typing import Any
 
 import pytest
 
+from tests.pipeline._server import Reply, ScriptServer
+from tests.pipeline.conftest import MakePipeline, item
 from tunegate import AsyncSpotifyClient, RetryPolicy, SpotifyClient
 from tunegate.exceptions import ProviderUnavailable, TunegateError
 
@@ -32,13 +37,20 @@ def depth(exc: BaseException) -> tuple[int, int]:
     return len(frames), sum(1 for f in frames if f.name in DRIVERS)
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["local", "redis"])
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_failing_search_track_raises_typed_error_through_a_short_traceback(kind: str) -> None:
+def test_failing_search_track_raises_typed_error_through_a_short_traceback(
+    kind: str, shared: bool, request: pytest.FixtureRequest
+) -> None:
+    """Also with the token, limiter and breakers shared through Redis: their flows run in
+    the same driver loop."""
     url = f"http://127.0.0.1:{closed_port()}"
-    options = {"base_url": url, "auth_url": url, "retry": RETRY, "metrics": False}
+    options: dict[str, Any] = {"base_url": url, "auth_url": url, "retry": RETRY, "metrics": False}
+    if shared:
+        options["redis"] = request.getfixturevalue("redis_url")
     caught: BaseException | None = None
     if kind == "sync":
-        client = SpotifyClient("a" * 32, "b" * 32, **options)  # type: ignore[arg-type]
+        client = SpotifyClient("a" * 32, "b" * 32, **options)
         try:
             client.search_track("Deadmau5", "Strobe")
         except TunegateError as exc:
@@ -48,7 +60,7 @@ def test_failing_search_track_raises_typed_error_through_a_short_traceback(kind:
     else:
 
         async def go() -> BaseException | None:
-            aclient = AsyncSpotifyClient("a" * 32, "b" * 32, **options)  # type: ignore[arg-type]
+            aclient = AsyncSpotifyClient("a" * 32, "b" * 32, **options)
             try:
                 await aclient.search_track("Deadmau5", "Strobe")
             except TunegateError as exc:
@@ -65,3 +77,50 @@ def test_failing_search_track_raises_typed_error_through_a_short_traceback(kind:
     print(f"{kind}: {frames} frames, {drivers} driver loop(s)")
     assert drivers == 1
     assert frames <= MAX_FRAMES
+
+
+@pytest.mark.parametrize("one_link", [True, False], ids=["one-link", "cache-own-link"])
+def test_shared_breaker_and_limiter_run_in_the_callers_driver_loop(
+    redis_url: str, server: ScriptServer, make: MakePipeline, one_link: bool
+) -> None:
+    """A miss with the cache, limiter, breaker and single-flight all in Redis enters one
+    driver loop, and never a second inside it (measured with a profile hook), whether the
+    cache shares single-flight's link (folded scripts) or has its own."""
+    from tunegate import _drive
+    from tunegate._redis import RedisLink
+    from tunegate.breaker import CircuitBreaker
+    from tunegate.cache import CacheManager
+    from tunegate.ratelimit import RateLimiter
+
+    link = RedisLink(redis_url)
+    limiter = RateLimiter(redis=link)
+    limiter.configure_provider("test", rate=100.0, capacity=10)
+    pipeline = make(
+        cache=CacheManager(link if one_link else RedisLink(redis_url)),
+        rate_limiter=limiter,
+        circuit_breaker=CircuitBreaker("test", redis=link),
+        redis=link,
+    )
+    server.script("/items/1", Reply(503), Reply(json={"v": 1}))
+    loops = {_drive.drive.__code__, _drive.adrive.__code__}
+    depth = deepest = entered = 0
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal depth, deepest, entered
+        if frame.f_code in loops:
+            if event == "call":
+                depth += 1
+                entered += 1
+                deepest = max(deepest, depth)
+            elif event == "return":
+                depth -= 1
+
+    sys.setprofile(profile)
+    try:
+        value = pipeline.call(item(1))
+    finally:
+        sys.setprofile(None)
+        link.close()
+    assert value == {"v": 1}
+    assert server.count("/items/1") == 2  # a retry too: every stage ran
+    assert (entered, deepest) == (1, 1)

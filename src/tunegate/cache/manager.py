@@ -24,6 +24,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from enum import Enum
 from os import PathLike
 from types import TracebackType
@@ -33,6 +34,7 @@ import redis
 import redis.asyncio
 
 from tunegate._clock import Clock, SystemClock
+from tunegate._drive import Effect, Flow
 from tunegate._policy.freshness import (
     DEFAULT_NEGATIVE_TTL,
     DEFAULT_STALE_GRACE,
@@ -49,7 +51,7 @@ from tunegate.cache.decorator import cached as cached_function
 from tunegate.cache.decorator import call_parts
 from tunegate.cache.frozen import encode, freeze
 from tunegate.cache.memory import MemoryBackend
-from tunegate.cache.redisbackend import RedisBackend, unpack
+from tunegate.cache.redisbackend import RedisBackend, pack, unpack
 from tunegate.cache.sqlite import SqliteBackend
 from tunegate.exceptions import ConfigurationError, InvalidInput
 from tunegate.observability import Tally
@@ -75,6 +77,28 @@ class _Failed(Enum):
 
 
 _FAILED: Final = _Failed.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class _BackendCall(Effect):
+    """One operation of a backend that has no flows (memory, SQLite), in its blocking or
+    its awaitable form; ``_FAILED`` instead of a :class:`BackendError`."""
+
+    sync: Callable[..., Any]
+    aio: Callable[..., Awaitable[Any]]
+    args: tuple[Any, ...]
+
+    def run(self) -> Any:
+        try:
+            return self.sync(*self.args)
+        except BackendError:
+            return _FAILED
+
+    async def arun(self) -> Any:
+        try:
+            return await self.aio(*self.args)
+        except BackendError:
+            return _FAILED
 
 
 def _not_ours() -> InvalidInput:
@@ -296,6 +320,39 @@ class CacheManager:
         self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
         return entry
 
+    def lookup_flow(self, key: str) -> Flow[CacheEntry | None]:
+        """:meth:`lookup` as a flow, for the request path: a Redis backend's command runs
+        in the caller's driver loop (``RedisBackend.get_flow``), any other backend as one
+        effect."""
+        backend = self._backend
+        self._own_prefix(key)
+        entry: CacheEntry | _Failed | None
+        if isinstance(backend, RedisBackend):
+            try:
+                entry = yield from backend.get_flow(key)
+            except BackendError:
+                entry = _FAILED
+        else:
+            entry = yield _BackendCall(backend.get, backend.aget, (key,))
+        return self._judge(key, entry)
+
+    def store_flow(
+        self, key: str, value: Any, *, ttl: float | None = None, negative: bool = False
+    ) -> Flow[Any]:
+        """:meth:`store` as a flow (see :meth:`lookup_flow`); ``TypeError`` for a value
+        that is not JSON-like, before anything is written."""
+        entry, payload, now = self._prepare(key, value, None, ttl, negative)
+        backend = self._backend
+        outcome: _Failed | None = None
+        if isinstance(backend, RedisBackend):
+            try:
+                yield from backend.put_flow(key, entry, payload, now)
+            except BackendError:
+                outcome = _FAILED
+        else:
+            outcome = yield _BackendCall(backend.put, backend.aput, (key, entry, payload, now))
+        return self._stored(entry, outcome)
+
     def judge(self, key: str, raw: bytes | str | None, now: float) -> CacheEntry | None:
         """:meth:`lookup` for a stored string someone else read from this cache's Redis at
         ``now`` (this cache's clock): the request path's lookup folded with its
@@ -380,6 +437,21 @@ class CacheManager:
         if outcome is _FAILED:
             self._bump(entry.provider, _ERRORS)
         return entry.value
+
+    def packed(
+        self, key: str, value: Any, *, ttl: float | None = None, negative: bool = False
+    ) -> tuple[Any, bytes, int]:
+        """What :meth:`store` would write to this cache's Redis, without writing it:
+        ``(frozen value, stored string, milliseconds to keep it)``, for the request path to
+        send with its single-flight publish in one script. Then :meth:`packed_failed` if
+        that script failed. ``TypeError`` for a value that is not JSON-like."""
+        entry, payload, now = self._prepare(key, value, None, ttl, negative)
+        ttl_ms = max(1, int((entry.stale_until - now) * 1000.0) + 1)  # as RedisBackend.put
+        return entry.value, pack(entry, payload), ttl_ms
+
+    def packed_failed(self, key: str) -> None:
+        """Count a write prepared by :meth:`packed` that Redis did not take."""
+        self._bump(self._split(key)[0], _ERRORS)
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Plain convenience for :meth:`store` of a positive value."""

@@ -1,0 +1,144 @@
+"""Figure 2: a warm Redis hit through ``SpotifyClient.search_track``, its round trips, and
+the anchors: redis-py GET + orjson.loads of the same value, requests-cache's RedisCache and
+hishel's RedisStorage hits of the same response."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import redis
+import redis.asyncio
+from _ctx import Ctx
+from _timing import atimed, timed
+
+from tunegate import CacheManager
+
+ARTIST_TITLE = 3  # the query index every hit uses
+
+
+def _query(ctx: Ctx) -> tuple[str, str]:
+    return ctx.queries[ARTIST_TITLE]
+
+
+def tunegate_hit(ctx: Ctx) -> float:
+    artist, title = _query(ctx)
+    with ctx.spotify(CacheManager(ctx.redis.url)) as client:
+        assert client.search_track(artist, title) is not None
+        return timed(lambda: client.search_track(artist, title), ctx.seconds)
+
+
+def tunegate_ahit(ctx: Ctx) -> float:
+    artist, title = _query(ctx)
+
+    async def setup() -> object:
+        client = await ctx.aspotify(CacheManager(redis.asyncio.Redis.from_url(ctx.redis.url)))
+        assert await client.search_track(artist, title) is not None
+        return client
+
+    with asyncio.Runner() as runner:
+        client = runner.run(setup())
+        us = atimed(runner, lambda: client.search_track(artist, title), ctx.seconds)  # type: ignore[attr-defined]
+        runner.run(client.aclose())  # type: ignore[attr-defined]
+    return us
+
+
+def _payload(ctx: Ctx) -> bytes:
+    import httpx
+
+    artist, title = _query(ctx)
+    r = httpx.get(ctx.search_url, params=ctx.params(artist, title), headers=ctx.headers)
+    r.raise_for_status()
+    return r.content
+
+
+def get_orjson(ctx: Ctx) -> float:
+    client = ctx.redis.client()
+    client.set("bench:fig2:body", _payload(ctx))
+    loads, get = orjson.loads, client.get
+    try:
+        return timed(lambda: loads(get("bench:fig2:body")), ctx.seconds)  # type: ignore[arg-type]
+    finally:
+        client.close()
+
+
+def aget_orjson(ctx: Ctx) -> float:
+    payload = _payload(ctx)
+
+    async def setup() -> redis.asyncio.Redis:
+        client = redis.asyncio.Redis(port=ctx.redis.port)
+        await client.set("bench:fig2:body", payload)
+        return client
+
+    with asyncio.Runner() as runner:
+        client = runner.run(setup())
+
+        async def one() -> object:
+            raw = await client.get("bench:fig2:body")
+            assert isinstance(raw, bytes)
+            return orjson.loads(raw)
+
+        us = atimed(runner, one, ctx.seconds)
+        runner.run(client.aclose())
+    return us
+
+
+def round_trips_per_hit(ctx: Ctx, n: int = 20) -> float:
+    """Redis round trips per warm hit, counted by a TCP proxy between client and Redis."""
+    artist, title = _query(ctx)
+    proxy = ctx.redis_proxy()
+    try:
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        with ctx.spotify(CacheManager(url)) as client:
+            for _ in range(3):  # connect, handshake, warm
+                assert client.search_track(artist, title) is not None
+            proxy.reset()
+            for _ in range(n):
+                client.search_track(artist, title)
+            return proxy.round_trips / n
+    finally:
+        proxy.close()
+
+
+def _check_hits(ctx: Ctx, get: object, what: str) -> None:
+    """The library really answers from its cache: the emulator sees no new request."""
+    before = ctx.upstream_total()
+    for _ in range(5):
+        get()  # type: ignore[operator]
+    if ctx.upstream_total() != before:
+        raise RuntimeError(f"{what}: the timed loop is not hitting its cache")
+
+
+def requests_cache_redis(ctx: Ctx) -> float:
+    import requests_cache
+    from requests_cache.backends.redis import RedisCache
+
+    artist, title = _query(ctx)
+    params = ctx.params(artist, title)
+    backend = RedisCache(connection=ctx.redis.client(), namespace="bench-rc")
+    with requests_cache.CachedSession(backend=backend) as session:
+
+        def get() -> object:
+            return session.get(ctx.search_url, params=params, headers=ctx.headers)
+
+        get()
+        _check_hits(ctx, get, "requests-cache RedisCache")
+        return timed(get, ctx.seconds)
+
+
+def hishel_redis(ctx: Ctx) -> float:
+    from hishel import RedisStorage
+    from hishel.httpx import CacheClient
+
+    artist, title = _query(ctx)
+    params = ctx.params(artist, title)
+    storage = RedisStorage(client=redis.Redis(port=ctx.redis.port), key_prefix="bench-hishel")
+    with CacheClient(storage=storage) as session:
+
+        def get() -> object:
+            r = session.get(ctx.search_url, params=params, headers=ctx.headers)
+            return r.content
+
+        get()
+        _check_hits(ctx, get, "hishel RedisStorage")
+        return timed(get, ctx.seconds)

@@ -1,0 +1,67 @@
+"""Where a figure's time goes: run tunegate's side of one figure under cProfile and print the
+functions with the most own time and the most cumulative time.
+
+Usage: ``python bench/profile_figure.py FIGURE [--seconds S] [--top N]`` with FIGURE one of
+``1 2 2a 3 3a 4 5 5a``. It starts the same private Redis and emulator process as
+``bench/run``. (Python-level time only: the other process's share of a round trip shows up as
+time in ``select``/``recv``/``run_until_complete``.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+from collections.abc import Callable
+
+import _fig_miss
+import _fig_policy
+import _fig_redis
+from _ctx import Ctx
+from _timing import timed
+
+from tunegate import CacheManager
+
+
+def _memory_hit(ctx: Ctx) -> float:
+    artist, title = ctx.queries[3]
+    with ctx.spotify(CacheManager.memory()) as client:
+        client.search_track(artist, title)
+        return timed(lambda: client.search_track(artist, title), ctx.seconds)
+
+
+SAMPLES: dict[str, Callable[[Ctx], object]] = {
+    "1": _memory_hit,
+    "2": _fig_redis.tunegate_hit,
+    "2a": _fig_redis.tunegate_ahit,
+    "3": _fig_miss.tunegate_amiss,
+    "3a": _fig_miss.tunegate_miss,
+    "4": _fig_miss.tunegate_throughput,
+    "5": _fig_policy.tunegate_stack,
+    "5a": _fig_policy.tunegate_astack,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("figure", choices=sorted(SAMPLES))
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    ctx = Ctx.start(quick=True)
+    ctx.seconds = args.seconds
+    try:
+        SAMPLES[args.figure](ctx)  # warm: imports, connections, token
+        profiler = cProfile.Profile()
+        profiler.enable()
+        SAMPLES[args.figure](ctx)
+        profiler.disable()
+    finally:
+        ctx.close()
+    stats = pstats.Stats(profiler)
+    stats.strip_dirs().sort_stats("tottime").print_stats(args.top)
+    stats.sort_stats("cumulative").print_stats(args.top)
+
+
+if __name__ == "__main__":
+    main()
