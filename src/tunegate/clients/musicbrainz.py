@@ -212,10 +212,16 @@ class _MusicBrainz(ClientBase):
         self._check_limits()
         return self._as_sent(request).request
 
+    # The ISRC lookups as flows, for the ISRC batching (clients/_isrc_batch.py).
     def _lookup_isrc_recordings(
         self, isrc: str, inc: Inc, use_cache: bool
     ) -> Flow[list[MusicBrainzRecording]]:
         return (yield from self._flow(_ISRC_RECORDINGS, (isrc, inc), use_cache))
+
+    def _lookup_isrc(
+        self, isrc: str, inc: Inc, use_cache: bool
+    ) -> Flow[MusicBrainzRecording | None]:
+        return (yield from self._flow(_ISRC, (isrc, inc), use_cache))
 
 
 class MusicBrainzClient(SyncClientMixin, _MusicBrainz):
