@@ -13,10 +13,8 @@ from tests.clients.conftest import Driver, requests_to
 from tunegate.cache import CacheManager
 from tunegate.clients import LastFmClient, MusicBrainzClient, SpotifyClient
 from tunegate.clients._base import cache_scope_for
-from tunegate.clients.lastfm import LASTFM
-from tunegate.clients.musicbrainz import MUSICBRAINZ
-from tunegate.clients.spotify import SPOTIFY
 from tunegate.emulator import DEFAULT_SPOTIFY_CLIENT_ID, DEFAULT_SPOTIFY_CLIENT_SECRET, Emulator
+from tunegate.providers.spec import LASTFM, MUSICBRAINZ, SPOTIFY
 
 STROBE = 0
 AUDIOSLAVE = "Audioslave"
@@ -109,7 +107,7 @@ def test_shared_sqlite_file_does_not_mix_origins(
 
 
 @pytest.mark.parametrize(
-    ("profile", "url"),
+    ("spec", "url"),
     [
         (SPOTIFY, "https://api.spotify.com"),
         (SPOTIFY, "https://api.spotify.com/v1"),
@@ -119,16 +117,16 @@ def test_shared_sqlite_file_does_not_mix_origins(
         (LASTFM, "https://ws.audioscrobbler.com/2.0/"),
     ],
 )
-def test_official_hosts_keep_the_designs_keys(profile: Any, url: str) -> None:
+def test_official_hosts_keep_the_designs_keys(spec: Any, url: str) -> None:
     """The official origin, however spelled, adds nothing to keys (``cache.invalidate(kind,
     *parts)`` works as the design writes it)."""
     from tunegate.clients._base import base_url_for
 
-    assert cache_scope_for(base_url_for(url, profile), profile) == ()
+    assert cache_scope_for(base_url_for(url, spec), spec) == ()
 
 
 @pytest.mark.parametrize(
-    ("profile", "url"),
+    ("spec", "url"),
     [
         (SPOTIFY, "https://api.spotify.com:8443"),
         (SPOTIFY, "https://proxy.example/api.spotify.com"),
@@ -139,9 +137,9 @@ def test_official_hosts_keep_the_designs_keys(profile: Any, url: str) -> None:
         (LASTFM, "ftp://ws.audioscrobbler.com"),
     ],
 )
-def test_other_origins_get_a_scope(profile: Any, url: str) -> None:
+def test_other_origins_get_a_scope(spec: Any, url: str) -> None:
     """Any other origin (port, path prefix, subdomain, host) gets one ``@``-part of its own."""
-    (scope,) = cache_scope_for(url, profile)
+    (scope,) = cache_scope_for(url, spec)
     assert scope.startswith("@")
     assert len(scope) == 17
     assert int(scope[1:], 16) >= 0

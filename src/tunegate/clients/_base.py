@@ -15,13 +15,10 @@ so sync and async behave the same by construction.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import dataclasses
 import functools
 import hashlib
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import (
@@ -40,6 +37,7 @@ from urllib.parse import urlsplit
 
 from tunegate._clock import Clock, SystemClock
 from tunegate._drive import Effect, Flow, adrive, drive
+from tunegate._effects import AwaitFlight, FlightTimeout, Poll
 from tunegate._http import HttpConfig, HttpPool
 from tunegate._policy.classify import ProviderHook
 from tunegate._policy.retry import RetryBudget, RetryPolicy
@@ -85,52 +83,28 @@ _MEMO_SIZE = 4096  # prepared requests remembered per client (started over when 
 # -- effects ------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Pause(Effect):
-    """A real-time pause while another process works (not the client's clock: that
-    process's progress is measured in real time, whatever clock the client is given)."""
-
-    seconds: float
-
-    def run(self) -> None:
-        time.sleep(self.seconds)
-
-    async def arun(self) -> None:
-        await asyncio.sleep(self.seconds)
+Pause = Poll
+"""A real-time pause while another process works (not the client's clock: that process's
+progress is measured in real time, whatever clock the client is given)."""
 
 
-@dataclass(slots=True)
-class Wait(Effect):
-    """Wait for a result another thread or task is producing."""
+class Wait(AwaitFlight):
+    """Wait for a result another thread or task is producing; TimeoutError after
+    ``timeout`` seconds."""
 
-    future: concurrent.futures.Future[Any]
-    timeout: float
+    __slots__ = ()
 
     def run(self) -> Any:
-        return self.future.result(self.timeout)
+        try:
+            return super().run()
+        except FlightTimeout:
+            raise TimeoutError from None
 
     async def arun(self) -> Any:
-        # Not asyncio.wrap_future: cancelling one waiter would cancel the shared future.
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Any] = loop.create_future()
-
-        def relay(done: concurrent.futures.Future[Any]) -> None:
-            with contextlib.suppress(RuntimeError):  # the waiting loop is gone
-                loop.call_soon_threadsafe(_settle, done, waiter)
-
-        self.future.add_done_callback(relay)
-        async with asyncio.timeout(self.timeout):
-            return await waiter
-
-
-def _settle(done: concurrent.futures.Future[Any], waiter: asyncio.Future[Any]) -> None:
-    if waiter.done():
-        return
-    exc = done.exception()
-    if exc is not None:
-        waiter.set_exception(exc)
-    else:
-        waiter.set_result(done.result())
+        try:
+            return await super().arun()
+        except FlightTimeout:
+            raise TimeoutError from None
 
 
 @dataclass(slots=True)

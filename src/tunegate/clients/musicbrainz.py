@@ -216,6 +216,7 @@ class _MusicBrainz(ClientBase):
         self._check_limits()
         return self._as_sent(request).request
 
+    # The ISRC lookups as flows, for the ISRC batching (clients/_isrc_batch.py).
     def _lookup_isrc_recordings(
         self, isrc: str, inc: Inc, use_cache: bool
     ) -> Flow[list[MusicBrainzRecording]]:
