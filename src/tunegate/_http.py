@@ -21,6 +21,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import functools
 import os
 import ssl
 import threading
@@ -65,6 +66,7 @@ BAD_ENCODING = "bad_encoding"
 _CHUNK = 64 * 1024
 
 
+@functools.cache  # importlib.metadata reads files: milliseconds, once per process is enough
 def _version() -> str:
     try:
         return metadata.version("tunegate")

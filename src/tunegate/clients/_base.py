@@ -53,7 +53,7 @@ from tunegate.providers.spec import ProviderSpec
 from tunegate.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    from tunegate.observability import CollectorRegistry
 
 __all__ = [
     "AsyncClientMixin",

@@ -59,7 +59,7 @@ from tunegate.providers.spec import LASTFM, MUSICBRAINZ, SPOTIFY, ProviderSpec
 from tunegate.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    from tunegate.observability import CollectorRegistry
 
 __all__ = ["AsyncGateway", "Gateway", "Settings", "clients_from_env"]
 
