@@ -38,7 +38,7 @@ from tunegate._policy.classify import (
 )
 from tunegate._policy.freshness import CacheEntry
 from tunegate._policy.quota import QuotaProbe
-from tunegate._policy.retry import GiveUp, RetryBudget, RetryPolicy
+from tunegate._policy.retry import GiveUp, Retry, RetryBudget, RetryPolicy
 from tunegate.breaker import CircuitBreaker, Verdict
 from tunegate.exceptions import (
     CircuitBreakerOpenError,
@@ -240,21 +240,14 @@ class Attempts:
             if isinstance(decision, GiveUp):
                 return Failed(error, decision.reason, attempt)
             if decision.reason == "rate_limited":
-                probing, probe = self.quota.join()
-                if probing:
-                    call.probe = probe
-                else:  # another refused call probes after the pause: its answer is ours
-                    left = self._left(call.deadline)
-                    try:
-                        refused = yield AwaitFlight(
-                            probe, decision.delay + 60.0 if left is None else left
-                        )
-                    except FlightTimeout:
-                        return Failed(error, "deadline", attempt)
-                    if refused:
-                        return Failed(error, "quota_refused", attempt)
+                attempt, shared = yield from self._share_refusal(call, attempt, error, decision)
+                if isinstance(shared, GiveUp):
+                    error.attempts = attempt
+                    return Failed(error, shared.reason, attempt)
+                if shared is None:  # another call's probe was answered: try at once
                     previous_delay = decision.delay
                     continue
+                decision = shared
             self._rec.retrying(endpoint, attempt, decision.reason, decision.delay)
             if call.lease is not None:
                 yield call.lease.renew(int(decision.delay * 1000))
@@ -316,6 +309,37 @@ class Attempts:
             return Outcome.failure(err)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _share_refusal(
+        self, call: Call, attempt: int, error: TunegateError, decision: Retry
+    ) -> Flow[tuple[int, Retry | GiveUp | None]]:
+        """A quota refusal this call would retry: one call probes, the others wait for its
+        answer (``_policy.quota``). Returns ``(attempt, decision)``: this call's ``Retry``
+        when it is the probe; None when the probe was answered (attempt at once); a
+        ``GiveUp``. A refused probe counts as one attempt of every call that waited on it."""
+        while True:
+            probing, probe = self.quota.join()
+            if probing:
+                call.probe = probe
+                return attempt, decision
+            left = self._left(call.deadline)
+            try:
+                refused = yield AwaitFlight(probe, decision.delay + 60.0 if left is None else left)
+            except FlightTimeout:
+                return attempt, GiveUp("deadline")
+            if not refused:
+                return attempt, None
+            attempt += 1
+            again = self.retry.decide(
+                attempt=attempt,
+                error=error,
+                elapsed=self.clock.monotonic() - call.started,
+                previous_delay=decision.delay,
+                rand=self._rand,
+            )
+            if isinstance(again, GiveUp):
+                return attempt, again
+            decision = again
 
     def _backoff(self, delay: float) -> Flow[None]:
         """Sleep ``delay``, looking at the breaker before each slice: once it is open (this
