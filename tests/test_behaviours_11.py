@@ -128,7 +128,9 @@ def test_sustained_429s_cost_about_one_request_per_pause(
     retry = RetryPolicy(max_attempts=4, base=0.5, cap=2.0, deadline=30.0)
     cache = driver.cache(clock=clock)
     client = driver.spotify(clock=clock, cache_manager=cache, retry=retry, retry_budget=False)
-    emulator.set_faults("spotify/search:error=429,retry_after=1")
+    # Each answer 0.3 s late, so the 7 first attempts are all out before the first refusal
+    # comes back (a call started after a probe round would add its own rounds).
+    emulator.set_faults("spotify/search:error=429,retry_after=1,latency=0.3")
     results = _seven_searches(driver, emulator, client)
     assert all(isinstance(r, RateLimited) for r in results), results
     pauses = retry.max_attempts - 1
@@ -144,7 +146,7 @@ def test_when_the_probe_is_answered_the_waiting_calls_go_on(
     retry = RetryPolicy(max_attempts=4, base=0.5, cap=2.0, deadline=30.0)
     cache = driver.cache(clock=clock)
     client = driver.spotify(clock=clock, cache_manager=cache, retry=retry, retry_budget=False)
-    emulator.set_faults("spotify/search:error=429,retry_after=1,times=7")
+    emulator.set_faults("spotify/search:error=429,retry_after=1,times=7,latency=0.3")
     results = _seven_searches(driver, emulator, client)
     assert all(isinstance(r, dict) for r in results), results
     answered = statuses(emulator, "spotify", "search")

@@ -322,6 +322,8 @@ class Attempts:
             if probing:
                 call.probe = probe
                 return attempt, decision
+            if call.lease is not None:  # no other process takes over while this one waits
+                yield call.lease.renew(int(decision.delay * 1000))
             left = self._left(call.deadline)
             try:
                 refused = yield AwaitFlight(probe, decision.delay + 60.0 if left is None else left)
