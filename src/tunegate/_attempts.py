@@ -25,9 +25,9 @@ from typing import Any, Protocol
 
 from tunegate._clock import Clock
 from tunegate._drive import Effect, Flow
-from tunegate._effects import Send, Sleep
+from tunegate._effects import AwaitFlight, FlightTimeout, Send, Sleep
 from tunegate._http import HttpPool, HttpRequest, HttpResponse
-from tunegate._policy.breaker import Permit
+from tunegate._policy.breaker import CircuitState, Permit
 from tunegate._policy.classify import (
     Expect,
     Kind,
@@ -37,7 +37,8 @@ from tunegate._policy.classify import (
     classify_response,
 )
 from tunegate._policy.freshness import CacheEntry
-from tunegate._policy.retry import GiveUp, RetryBudget, RetryPolicy
+from tunegate._policy.quota import QuotaProbe
+from tunegate._policy.retry import GiveUp, Retry, RetryBudget, RetryPolicy
 from tunegate.breaker import CircuitBreaker, Verdict
 from tunegate.exceptions import (
     CircuitBreakerOpenError,
@@ -109,6 +110,8 @@ class Call:
     # The cache write left for the lease's FINISH script: (stored string, ms, on failure).
     write: tuple[bytes, int, Callable[[], None]] | None = None
     http: HttpRequest | None = None  # built on the first attempt
+    probe: Any = None  # the quota probe this call is to answer (``_policy.quota``)
+    patient: bool = False  # the caller's own deadline: one attempt may use all of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,9 @@ NO_ANSWER: Any = object()
 """What a step returns when it has no answer to give (values themselves may be None)."""
 
 _PARSE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError)
+# A backoff looks at the breaker at least this often (seconds), so a call stops sleeping
+# soon after another caller opened it.
+_BACKOFF_SLICE = 0.25
 
 
 class Attempts:
@@ -157,9 +163,17 @@ class Attempts:
         self.classifier = classifier
         self._rand = rand
         self._rec = recorder
+        self.quota = QuotaProbe()
 
     def run(self, call: Call) -> Flow[Any]:
         """The attempts of ``call``: its parsed value, or :class:`Failed`."""
+        try:
+            return (yield from self._run(call))
+        finally:
+            if call.probe is not None:  # left without an answer: the waiters try themselves
+                QuotaProbe.settle(call.probe, False)
+
+    def _run(self, call: Call) -> Flow[Any]:
         policy, breaker, budget = self.retry, self.breaker, self.budget
         endpoint = call.request.endpoint_template
         start = call.started
@@ -201,6 +215,9 @@ class Attempts:
                     yield from breaker.record_flow(permit, "ignored")
                 raise
             kind = outcome.kind
+            if call.probe is not None:
+                QuotaProbe.settle(call.probe, kind is Kind.RATE_LIMITED)
+                call.probe = None
             self._rec.attempt(
                 endpoint, attempt, status, kind.value, latency, call.cache_state, call.span
             )
@@ -222,10 +239,19 @@ class Attempts:
             )
             if isinstance(decision, GiveUp):
                 return Failed(error, decision.reason, attempt)
+            if decision.reason == "rate_limited":
+                attempt, shared = yield from self._share_refusal(call, attempt, error, decision)
+                if isinstance(shared, GiveUp):
+                    error.attempts = attempt
+                    return Failed(error, shared.reason, attempt)
+                if shared is None:  # another call's probe was answered: try at once
+                    previous_delay = decision.delay
+                    continue
+                decision = shared
             self._rec.retrying(endpoint, attempt, decision.reason, decision.delay)
             if call.lease is not None:
                 yield call.lease.renew(int(decision.delay * 1000))
-            yield Sleep(self.clock, decision.delay)
+            yield from self._backoff(decision.delay)
             previous_delay = decision.delay
 
     def _attempt(self, call: Call, attempt: int) -> Flow[tuple[Outcome, int | None, float]]:
@@ -241,7 +267,7 @@ class Attempts:
         began = time.perf_counter()  # latency, not a deadline: always real time
         response: HttpResponse | None = None
         try:
-            response = yield Send(self.http, call.http, self._left(call.deadline))
+            response = yield Send(self.http, call.http, self._left(call.deadline), call.patient)
         except ProviderError as exc:
             outcome = Outcome.failure(exc)
         else:
@@ -283,6 +309,54 @@ class Attempts:
             return Outcome.failure(err)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _share_refusal(
+        self, call: Call, attempt: int, error: TunegateError, decision: Retry
+    ) -> Flow[tuple[int, Retry | GiveUp | None]]:
+        """A quota refusal this call would retry: one call probes, the others wait for its
+        answer (``_policy.quota``). Returns ``(attempt, decision)``: this call's ``Retry``
+        when it is the probe; None when the probe was answered (attempt at once); a
+        ``GiveUp``. A refused probe counts as one attempt of every call that waited on it."""
+        while True:
+            probing, probe = self.quota.join()
+            if probing:
+                call.probe = probe
+                return attempt, decision
+            if call.lease is not None:  # no other process takes over while this one waits
+                yield call.lease.renew(int(decision.delay * 1000))
+            left = self._left(call.deadline)
+            try:
+                refused = yield AwaitFlight(probe, decision.delay + 60.0 if left is None else left)
+            except FlightTimeout:
+                return attempt, GiveUp("deadline")
+            if not refused:
+                return attempt, None
+            attempt += 1
+            again = self.retry.decide(
+                attempt=attempt,
+                error=error,
+                elapsed=self.clock.monotonic() - call.started,
+                previous_delay=decision.delay,
+                rand=self._rand,
+            )
+            if isinstance(again, GiveUp):
+                return attempt, again
+            decision = again
+
+    def _backoff(self, delay: float) -> Flow[None]:
+        """Sleep ``delay``, looking at the breaker before each slice: once it is open (this
+        call's failure or another caller's), the next attempt would be refused, so the
+        sleep ends there and the loop's ``allow_flow`` fails the call at once."""
+        breaker = self.breaker
+        if breaker is None:
+            yield Sleep(self.clock, delay)
+            return
+        end = self.clock.monotonic() + delay
+        while (yield from breaker._state()) is not CircuitState.OPEN:
+            left = end - self.clock.monotonic()
+            if left <= 0:
+                return
+            yield Sleep(self.clock, min(left, _BACKOFF_SLICE))
 
     def _http_request(self, request: RequestLike) -> HttpRequest:
         names = {n.lower() for n in request.secret_params}

@@ -36,12 +36,13 @@ class Send(Effect):
     http: HttpPool
     request: HttpRequest
     timeout: float | None
+    patient: bool = False  # ``timeout`` replaces the HTTP total timeout instead of capping it
 
     def run(self) -> HttpResponse:
-        return self.http.send(self.request, timeout=self.timeout)
+        return self.http.send(self.request, timeout=self.timeout, patient=self.patient)
 
     async def arun(self) -> HttpResponse:
-        return await self.http.asend(self.request, timeout=self.timeout)
+        return await self.http.asend(self.request, timeout=self.timeout, patient=self.patient)
 
 
 @dataclass(slots=True)

@@ -278,7 +278,7 @@ class _Bridge:
         )
         self.thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result(timeout)
@@ -329,9 +329,15 @@ class HttpPool:
         # Not a WeakKeyDictionary: a session refers to its loop, so neither would ever go.
         self._by_loop: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
-    def _timeout(self, cap: float | None) -> aiohttp.ClientTimeout:
+    def _timeout(self, cap: float | None, patient: bool = False) -> aiohttp.ClientTimeout:
         c = self.config
         total = c.total_timeout if cap is None else max(0.001, min(c.total_timeout, cap))
+        if patient:  # the caller set its own deadline: the attempt may use all that is left
+            if cap is None:
+                return aiohttp.ClientTimeout(
+                    sock_connect=c.connect_timeout, sock_read=c.read_timeout
+                )
+            total = max(0.001, cap)
         return aiohttp.ClientTimeout(
             total=total, sock_connect=min(c.connect_timeout, total), sock_read=c.read_timeout
         )
@@ -378,11 +384,18 @@ class HttpPool:
                 session = self._by_loop[loop] = self._new_session()
         return session
 
-    async def asend(self, request: HttpRequest, *, timeout: float | None = None) -> HttpResponse:  # noqa: ASYNC109
+    async def asend(
+        self,
+        request: HttpRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        patient: bool = False,
+    ) -> HttpResponse:
         """One exchange on the running loop; ``timeout`` caps the total timeout (the
-        pipeline passes what is left of its deadline)."""
+        pipeline passes what is left of its deadline); with ``patient`` it replaces it."""
         session = self._session_here()
-        return await _exchange(session, request, self._timeout(timeout), self.config.max_body_bytes)
+        limits = self._timeout(timeout, patient)
+        return await _exchange(session, request, limits, self.config.max_body_bytes)
 
     async def aclose(self) -> None:
         """Close the running loop's session (call before the loop ends)."""
@@ -398,14 +411,16 @@ class HttpPool:
             self._sync = self._new_session()
         return await _exchange(self._sync, request, limits, self.config.max_body_bytes)
 
-    def send(self, request: HttpRequest, *, timeout: float | None = None) -> HttpResponse:
+    def send(
+        self, request: HttpRequest, *, timeout: float | None = None, patient: bool = False
+    ) -> HttpResponse:
         """One exchange from any thread, through the process's private loop."""
         self._check_fork()
-        client_timeout = self._timeout(timeout)
+        client_timeout = self._timeout(timeout, patient)
         try:
             result: HttpResponse = _get_bridge().run(
                 self._bridge_exchange(request, client_timeout),
-                (client_timeout.total or self.config.total_timeout) + 1.0,
+                None if client_timeout.total is None else client_timeout.total + 1.0,
             )
         except concurrent.futures.TimeoutError as exc:  # the loop did not answer in time
             _raise_mapped(request, exc)

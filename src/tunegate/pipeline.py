@@ -50,6 +50,7 @@ from tunegate._drive import Flow, adrive, drive
 from tunegate._flight import PUBLISHED
 from tunegate._http import HttpConfig, HttpPool, shared_pool
 from tunegate._policy.classify import Expect, ProviderHook
+from tunegate._policy.deadline import deadline_of
 from tunegate._policy.errors import meaning
 from tunegate._policy.freshness import CacheEntry
 from tunegate._policy.keys import KeyScheme
@@ -439,10 +440,11 @@ class Pipeline:
 
         span = self._rec.span(endpoint)
         now = self.clock.monotonic()
-        budget = self.retry.deadline
+        budget, patient = deadline_of(self.retry.deadline)  # a `with deadline():` wins
         deadline = None if budget is None else now + budget
         call = Call(request, key, parse, expect, ttl, span, generation, now, deadline, state, stale)
         call.claimed = claimed
+        call.patient = patient
         error: BaseException | None = None
         try:
             lead = functools.partial(self._lead, call)
