@@ -18,6 +18,7 @@ from tunegate.clients import (
     SpotifyClient,
     clients_from_env,
 )
+from tunegate.deadlines import deadline
 from tunegate.exceptions import (
     AuthenticationError,
     CircuitBreakerOpenError,
@@ -31,7 +32,7 @@ from tunegate.exceptions import (
     RateLimitTimeout,
     TunegateError,
 )
-from tunegate.observability import JsonFormatter, correlation_id
+from tunegate.observability import JsonFormatter, correlation_id, track_sources
 from tunegate.pipeline import Pipeline
 from tunegate.providers.spec import ProviderSpec
 from tunegate.ratelimit import RateLimiter, TokenBucket
@@ -77,5 +78,7 @@ __all__ = [
     "TunegateError",
     "clients_from_env",
     "correlation_id",
+    "deadline",
     "retry",
+    "track_sources",
 ]
