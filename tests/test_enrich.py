@@ -230,7 +230,9 @@ def test_latin1_input_is_a_clear_error(tmp_path: Path) -> None:
     """A CSV that is not UTF-8 says so in one line instead of a traceback."""
     inp = tmp_path / "in.csv"
     inp.write_bytes("artist,title\nBjörk,Jóga\n".encode("latin-1"))
-    with pytest.raises(ConfigurationError, match="UTF-8"):
+    with pytest.raises(
+        ConfigurationError, match=r"line 2 is not UTF-8 text \(byte 3 of the line\)"
+    ):
         list(read_rows(inp))
 
 

@@ -183,9 +183,23 @@ def read_rows(path: Path) -> Iterator[Row]:
         else:
             yield from _delimited_rows(path, "\t" if fmt == "tsv" else ",")
     except UnicodeDecodeError as exc:
+        line, column = _undecodable_at(path, exc)
         raise ConfigurationError(
-            f"{path}: not UTF-8 text (byte {exc.start} of a line); save it as UTF-8"
+            f"{path}: line {line} is not UTF-8 text (byte {column} of the line); "
+            "save the file as UTF-8"
         ) from None
+
+
+def _undecodable_at(path: Path, exc: UnicodeDecodeError) -> tuple[int, int]:
+    """Line number and byte in it of the first bytes that are not UTF-8 (text-mode reading
+    decodes in chunks, so the exception alone cannot say which line)."""
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return number, bad.start + 1
+    return 1, exc.start + 1  # pragma: no cover - the decoder and this scan disagree
 
 
 def _text(value: Any) -> str:

@@ -115,7 +115,9 @@ def test_unreadable_input_is_refused_before_any_call(tmp_path: Path) -> None:
         )
         seen = emu.stats()["requests"]
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: in.csv: not UTF-8 text")
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("error: in.csv: line 3 is not UTF-8 text")
+    )
     assert sum(p["total"] for p in seen.values()) == 0
 
 
