@@ -229,3 +229,25 @@ def test_spec_validation() -> None:
         }
     )
     assert FaultSpec.from_json(rule.to_json()) == rule
+
+
+def test_token_endpoint_429_carries_retry_after() -> None:
+    """An injected 429 on the accounts service says when to come back, as on the Web API
+    (a client that sees no Retry-After retries into the refusal)."""
+    import urllib.error
+    import urllib.request
+
+    from tunegate.emulator import Emulator
+
+    with Emulator(catalog_size=50) as emu:
+        emu.set_faults("spotify:error=429,retry_after=5h")
+        request = urllib.request.Request(
+            emu.urls.spotify_token, data=b"grant_type=client_credentials", method="POST"
+        )
+        try:
+            urllib.request.urlopen(request, timeout=5)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 429
+            assert exc.headers["Retry-After"] == str(5 * 3600)
+        else:
+            raise AssertionError("expected a 429")

@@ -155,11 +155,11 @@ class SpotifyProvider(Provider):
         )
 
     def error(self, request: web.Request, status: int, *, retry_after: float = 1.0) -> web.Response:
-        if request.path.startswith("/api/token"):
-            return json_response(
-                {"error": "server_error", "error_description": "Server error"}, status
-            )
         headers = {"Retry-After": str(math.ceil(retry_after))} if status in (429, 503) else None
+        if request.path.startswith("/api/token"):  # the accounts service: OAuth's error body
+            return json_response(
+                {"error": "server_error", "error_description": "Server error"}, status, headers
+            )
         return _error(status, _MESSAGES.get(status, "Error"), headers)
 
     # ------------------------------------------------------------------ token
