@@ -244,10 +244,7 @@ def test_token_endpoint_429_carries_retry_after() -> None:
         request = urllib.request.Request(
             emu.urls.spotify_token, data=b"grant_type=client_credentials", method="POST"
         )
-        try:
+        with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(request, timeout=5)
-        except urllib.error.HTTPError as exc:
-            assert exc.code == 429
-            assert exc.headers["Retry-After"] == str(5 * 3600)
-        else:
-            raise AssertionError("expected a 429")
+    assert caught.value.code == 429
+    assert caught.value.headers["Retry-After"] == str(5 * 3600)
