@@ -258,3 +258,21 @@ def test_cli_config_names_the_specs_variables() -> None:
     assert fields["spotify_auth_url"].alias == SPOTIFY.auth_url_env
     assert fields["musicbrainz_url"].alias == MUSICBRAINZ.url_env
     assert fields["lastfm_url"].alias == LASTFM.url_env
+
+
+def test_musicbrainz_waits_for_a_held_answer_by_default() -> None:
+    """MusicBrainz throttles by holding answers past 10 s: its clients read for 30 s and
+    give a call 90 s by default, the other providers keep the general 10 s / 30 s."""
+    from tunegate.clients import LastFmClient, MusicBrainzClient
+
+    mb = MusicBrainzClient("TunegateTests/1.0 ( tests@example.com )")
+    lf = LastFmClient("k" * 32)
+    try:
+        assert mb.pipeline.http.config.read_timeout == MUSICBRAINZ.read_timeout == 30.0
+        assert mb.pipeline.http.config.app is not None  # the User-Agent kept
+        assert mb.pipeline.retry.deadline == MUSICBRAINZ.deadline
+        assert lf.pipeline.http.config.read_timeout == 10.0
+        assert lf.pipeline.retry.deadline == 30.0
+    finally:
+        mb.close()
+        lf.close()

@@ -371,6 +371,11 @@ def spec_breaker(
     )
 
 
+def spec_http(spec: ProviderSpec) -> HttpConfig:
+    """The provider's default timeouts (the rest of :class:`HttpConfig`'s defaults)."""
+    return HttpConfig(read_timeout=spec.read_timeout, total_timeout=spec.total_timeout)
+
+
 class ClientBase:
     """Construction from :class:`ClientOptions`, the key-first hit, stats and lifetime,
     shared by every client, sync or async."""
@@ -402,9 +407,9 @@ class ClientBase:
             cache=self._cache,
             rate_limiter=self._limiter,
             circuit_breaker=self._breaker,
-            retry=o.retry,
+            retry=o.retry if o.retry is not None else RetryPolicy(deadline=spec.deadline),
             retry_budget=budget,
-            http=o.http,
+            http=o.http if o.http is not None else spec_http(spec),
             classifier=type(self)._classifier,
             redis=self._link,
             registry=o.registry,

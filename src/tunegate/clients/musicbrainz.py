@@ -35,6 +35,7 @@ from tunegate.clients._base import (
     base_url_for,
     link_for,
     options_of,
+    spec_http,
 )
 from tunegate.clients._extra import pick_inc
 from tunegate.exceptions import NotFound
@@ -169,7 +170,9 @@ class _MusicBrainz(ClientBase):
         self._headers = (("User-Agent", agent_header(agent)),)
         o = options_of(MusicBrainzOptions, options, changes)
         if o.http is None or (isinstance(o.http, HttpConfig) and o.http.app is None):
-            o = dataclasses.replace(o, http=dataclasses.replace(o.http or HttpConfig(), app=agent))
+            o = dataclasses.replace(
+                o, http=dataclasses.replace(o.http or spec_http(MUSICBRAINZ), app=agent)
+            )
         shared = o.redis is not None or link_for(None, o.cache_manager)[0] is not None
         if o.rate_limiter is None and takes_official_limiter(
             o.base_url, allow_fast=o.allow_fast, shared=shared, clock=o.clock
