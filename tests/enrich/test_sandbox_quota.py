@@ -16,6 +16,7 @@ from tunegate.enrich import Providers, enrich
 from tunegate.sandbox import sandbox, write_sample_input
 
 SEED, SIZE = 12, 2_000  # a sandbox (hence a port) no other test uses
+MIRROR_SEED = 13  # the mirror case's own port: it must not attach to a 1/s sandbox still up
 
 
 def test_sandbox_musicbrainz_runs_at_the_official_rate(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,11 +26,11 @@ def test_sandbox_musicbrainz_runs_at_the_official_rate(monkeypatch: pytest.Monke
     with sandbox(seed=SEED, catalog_size=SIZE) as (emu, settings):
         assert emu.config.musicbrainz_rate == RateLimit(1, 1.0)
         assert settings.musicbrainz_rate == 1.0
-    with sandbox(seed=SEED, catalog_size=SIZE, mirror=True) as (emu, settings):
+    with sandbox(seed=MIRROR_SEED, catalog_size=SIZE, mirror=True) as (emu, settings):
         assert emu.config.musicbrainz_rate == RateLimit(20, 1.0)
         assert settings.musicbrainz_rate == 20.0
     monkeypatch.setenv("TUNEGATE_SANDBOX_MIRROR", "1")
-    with sandbox(seed=SEED, catalog_size=SIZE) as (emu, settings):
+    with sandbox(seed=MIRROR_SEED, catalog_size=SIZE) as (emu, settings):
         assert settings.musicbrainz_rate == 20.0
 
 
