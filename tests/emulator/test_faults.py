@@ -246,5 +246,7 @@ def test_token_endpoint_429_carries_retry_after() -> None:
         )
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(request, timeout=5)
-    assert caught.value.code == 429
-    assert caught.value.headers["Retry-After"] == str(5 * 3600)
+    refused = caught.value
+    refused.close()  # it holds the response's socket
+    assert refused.code == 429
+    assert refused.headers["Retry-After"] == str(5 * 3600)
