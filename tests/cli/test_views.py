@@ -273,8 +273,7 @@ def test_sources_per_provider_are_counted_in_the_summary(tmp_path: Path) -> None
             )
             assert result.returncode == 0, result.stderr
     second = records(tmp_path / "b.jsonl")
-    if "sources" not in second[0]:
-        pytest.skip("enrich records carry no 'sources' until quota's enrich.py lands")
+    assert "sources" in second[0]
     summary = orjson.loads((tmp_path / "b.json").read_bytes())
     for provider in ("spotify", "lastfm"):
         counted = summary["providers"][provider]["sources"]

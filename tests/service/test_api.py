@@ -250,10 +250,6 @@ def test_documented_errors_of_v1_routes(service: Factory, status: int) -> None:
 
 
 def test_batched_isrc_lookup(service: Factory, emulator: Emulator) -> None:
-    from tunegate.clients import AsyncMusicBrainzClient
-
-    if not hasattr(AsyncMusicBrainzClient, "lookup_isrcs"):
-        pytest.skip("lookup_isrcs (the quota-bound issue's batching) is not on this branch")
     from .conftest import known_track
 
     tracks = [known_track(emulator.catalog, skip=i) for i in range(3)]
