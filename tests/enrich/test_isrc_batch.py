@@ -5,7 +5,6 @@ answers as single lookups, cached under the single lookup's key."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from tunegate.exceptions import (
     InvalidInput,
     ProviderUnavailable,
 )
+from tunegate.testing import FakeClock
 
 SEARCH, SINGLE = "recording.search", "isrc"
 
@@ -153,10 +153,13 @@ def test_a_failed_search_serves_stale_entries_or_raises(driver: Driver, emulator
     """The search failing: ISRCs with a stale cached answer get it; with one ISRC lacking
     any, the search's own error is raised."""
     codes, _, _ = catalogue_isrcs(emulator, 6)
-    cache = CacheManager(ttls={"musicbrainz:isrc": 0.05}, negative_ttl=0.05, jitter=0.0)
+    clock = FakeClock()  # the cache's: its entries expire when told, not after a real wait
+    cache = CacheManager(
+        ttls={"musicbrainz:isrc": 0.05}, negative_ttl=0.05, jitter=0.0, clock=clock
+    )
     client = driver.musicbrainz(cache_manager=cache)
     first = driver.call(client, "lookup_isrcs", codes[:5])
-    time.sleep(0.1)  # past the TTL, within the stale grace
+    clock.advance(0.1)  # past the TTL, within the stale grace
     emulator.set_faults("musicbrainz/recording.search:error=500")
     assert driver.call(client, "lookup_isrcs", codes[:5]) == first
     err = driver.catch(client, "lookup_isrcs", codes)

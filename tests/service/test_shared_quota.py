@@ -46,11 +46,7 @@ def test_two_processes_share_one_quota(emulator: Emulator, redis_server: RedisSe
     # buckets admit twice that (26 measured without Redis). Tokens are granted on Redis's
     # clock and counted on arrival at the emulator: on this loaded machine the delay between
     # the two varies by up to about half a second, which packs a little more into a window.
+    # Should Redis stall past the link's timeout, each process falls back to its share
+    # (rate / members: issue 9's fleet share), so the bound holds then too.
     bound = capacity + rate * 1.6
-    fallbacks = [line for line in logs.splitlines() if "falls back to local state" in line]
-    if lastfm["max_in_window"] > bound and fallbacks:
-        # Seen once on this loaded 2-core machine: a Redis call slower than the link's 0.5 s
-        # timeout, so each process fell back to its own bucket (the library's fail-open
-        # rule; keeping a fleet under quota when Redis fails is issue 9's).
-        pytest.xfail(f"Redis too slow under load, local fallback admitted {lastfm}: {fallbacks}")
     assert lastfm["max_in_window"] <= bound, (lastfm, logs)
