@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tunegate._clock import Clock
-from tunegate._drive import Effect, Flow
-from tunegate._effects import AwaitFlight, FlightTimeout, Send, Sleep
+from tunegate._drive import AwaitFlight, Effect, FlightTimeout, Flow, Sleep
+from tunegate._effects import Send
 from tunegate._http import HttpPool, HttpRequest, HttpResponse
 from tunegate._policy.breaker import CircuitState, Permit
 from tunegate._policy.classify import (

@@ -21,8 +21,7 @@ from typing import Any, Final
 
 from tunegate._attempts import NO_ANSWER, Call, Failed
 from tunegate._clock import Clock
-from tunegate._drive import Flow
-from tunegate._effects import AwaitFlight, FlightTimeout, Poll
+from tunegate._drive import AwaitFlight, FlightTimeout, Flow, Poll
 from tunegate._flight import (
     FINISH,
     LEAD,
@@ -91,6 +90,8 @@ class SingleFlight:
         publish_ms / error_ms: how long a value / an error marker stays published.
         attempts_bound: without a deadline, the longest a leader's attempts may take.
         follow_slack: what a leader may need after its deadline (:data:`AFTER_DEADLINE`).
+        share_values: publish a leader's value for the other processes (False: they find it
+            where the leader left it, through ``recheck``; failures are shared either way).
     """
 
     def __init__(
@@ -105,6 +106,7 @@ class SingleFlight:
         error_ms: int = 1000,
         attempts_bound: float = 60.0,
         follow_slack: float = AFTER_DEADLINE,
+        share_values: bool = True,
     ) -> None:
         self.provider = provider
         self.clock = clock
@@ -116,6 +118,7 @@ class SingleFlight:
         self._publish_ms = publish_ms
         self._error_ms = error_ms
         self._attempts_bound = attempts_bound
+        self._share_values = share_values
         # One token per SingleFlight: a lease it claimed at a lookup is its own whichever
         # of its callers leads in this process (the others follow that one here).
         self._token = secrets.token_hex(8)
@@ -222,7 +225,7 @@ class SingleFlight:
             if outcome is NO_ANSWER:
                 outcome = yield from lead()
             if not isinstance(outcome, Failed):
-                payload = publish_value(outcome)
+                payload = publish_value(outcome) if self._share_values else b""
             elif isinstance(outcome.error, NotFound):
                 payload = publish_not_found()
             else:

@@ -36,13 +36,13 @@ import math
 import secrets
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, TypedDict, cast, overload
 
 from tunegate._clock import Clock, SystemClock
 from tunegate._consumption import ConsumptionMeter, Usage, usage
-from tunegate._drive import Effect, Flow, adrive, drive
+from tunegate._drive import Flow, adrive, drive
+from tunegate._drive import Sleep as _Sleep  # the one leaf sleep effect
 from tunegate._policy.bucket import (
     BucketState,
     Limits,
@@ -125,18 +125,6 @@ class _Ticket(NamedTuple):  # not a frozen dataclass: half the cost on the hot p
     wait: float
     local: Reservation | None = None
     shared: tuple[Any, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Sleep(Effect):
-    clock: Clock
-    seconds: float
-
-    def run(self) -> None:
-        self.clock.sleep(self.seconds)
-
-    async def arun(self) -> None:
-        await self.clock.asleep(self.seconds)
 
 
 def _ticket_from_reply(reply: Any) -> _Ticket:

@@ -37,7 +37,6 @@ from urllib.parse import urlsplit
 
 from tunegate._clock import Clock, SystemClock
 from tunegate._drive import Effect, Flow, adrive, drive
-from tunegate._effects import AwaitFlight, FlightTimeout, Poll
 from tunegate._http import HttpConfig, HttpPool
 from tunegate._policy.classify import ProviderHook
 from tunegate._policy.retry import RetryBudget, RetryPolicy
@@ -63,17 +62,15 @@ __all__ = [
     "Effect",
     "Flow",
     "Op",
-    "Pause",
     "RedisLike",
     "SyncClientMixin",
-    "Together",
-    "Wait",
     "adrive",
     "cache_scope_for",
     "drive",
     "fetch",
     "not_found_value",
     "strip_suffix",
+    "together",
 ]
 
 T = TypeVar("T")
@@ -83,40 +80,17 @@ _MEMO_SIZE = 4096  # prepared requests remembered per client (started over when 
 # -- effects ------------------------------------------------------------------------------
 
 
-Pause = Poll
-"""A real-time pause while another process works (not the client's clock: that process's
-progress is measured in real time, whatever clock the client is given)."""
-
-
-class Wait(AwaitFlight):
-    """Wait for a result another thread or task is producing; TimeoutError after
-    ``timeout`` seconds."""
-
-    __slots__ = ()
-
-    def run(self) -> Any:
-        try:
-            return super().run()
-        except FlightTimeout:
-            raise TimeoutError from None
-
-    async def arun(self) -> Any:
-        try:
-            return await super().arun()
-        except FlightTimeout:
-            raise TimeoutError from None
-
-
 @dataclass(slots=True)
-class Together(Effect):
-    """Several flows: one after another in a thread, at most ``limit`` at once in asyncio.
-    The first error wins; in asyncio the flows still running are cancelled."""
+class _Gather(Effect):
+    """``flows`` as asyncio tasks, at most ``limit`` at once; the first error wins and the
+    flows still running are cancelled. From a thread it does nothing (None): there
+    :func:`together` runs the flows one after another in the caller's own driver loop."""
 
     flows: Sequence[Flow[Any]]
-    limit: int = 8
+    limit: int
 
-    def run(self) -> list[Any]:
-        return [drive(flow) for flow in self.flows]
+    def run(self) -> None:
+        return None
 
     async def arun(self) -> list[Any]:
         gate = asyncio.Semaphore(self.limit)
@@ -133,6 +107,18 @@ class Together(Effect):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+
+
+def together(flows: Sequence[Flow[Any]], limit: int = 8) -> Flow[list[Any]]:
+    """The values of several flows, in order: one after another in a thread (inside the
+    caller's one driver loop, no nested one), at most ``limit`` at once in asyncio (each
+    its own task). The first error wins."""
+    values: list[Any] | None = yield _Gather(flows, limit)
+    if values is None:  # a thread: here, in this loop
+        values = []
+        for flow in flows:
+            values.append((yield from flow))
+    return values
 
 
 # -- flows every client uses --------------------------------------------------------------

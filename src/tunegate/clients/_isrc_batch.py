@@ -30,8 +30,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tunegate._drive import AwaitFlight, FlightTimeout, Poll
 from tunegate.cache import CacheManager
-from tunegate.clients._base import Effect, Flow, Pause, Wait, fetch
+from tunegate.clients._base import Effect, Flow, fetch
 from tunegate.exceptions import (
     ConfigurationError,
     InvalidInput,
@@ -338,13 +339,13 @@ def coalesced_lookup(
     future = coalescer.join(code)
     if future is not None:
         try:
-            got = yield Wait(future, _FOLLOW_TIMEOUT)
+            got = yield AwaitFlight(future, _FOLLOW_TIMEOUT)
         except TunegateError as exc:
             hit, value = yield from client._from_cache(request, exc)
             if hit:
                 return list(value) if value is not None else []
             raise
-        except TimeoutError:
+        except FlightTimeout:
             coalescer.leave(code, future)
             raise ProviderUnavailable(
                 f"no ISRC batch answered within {_FOLLOW_TIMEOUT:g} s", provider="musicbrainz"
@@ -368,7 +369,7 @@ def _lead(
             go, pause = coalescer.ready(token_wait)
             if go:
                 break
-            yield Pause(pause)
+            yield Poll(pause)
         batch = coalescer.take()
         codes = [c for c, _ in batch]
         results = yield from _search(client, codes)

@@ -4,27 +4,32 @@ through Redis when there is one.
 
 In Redis the token lives under ``tunegate:spotify:token:{<digest>}``, the digest a SHA-256
 of the accounts URL and the client id (never the secret, never the token): workers of one
-app share it, apps and environments do not collide. A short lease key makes one worker
-fetch while the others wait for its result. Redis being down only means each process
-fetches its own token. The token is never logged and never part of a message or a stat.
+app share it, apps and environments do not collide. One refresh at a time is the request
+path's own single-flight (:class:`tunegate._coalesce.SingleFlight`, keyed by the digest):
+one caller of the process leads while the others wait for its result, and its Redis lease
+(``tunegate:sf:{<digest>}``) makes one worker fetch while the others wait for the token it
+leaves in Redis. Redis being down only means each process fetches its own token. The token
+is never logged and never part of a message or a stat (nor published by single-flight:
+only an outage-like failure is shared, as an error marker without text).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import functools
 import hashlib
 import logging
-import secrets
 import threading
-import time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
+from tunegate._attempts import NO_ANSWER, Call, Failed
 from tunegate._clock import Clock
-from tunegate._redis import DOWN, RedisCall, RedisLink, lua
-from tunegate.clients._base import Flow, Pause, Wait
-from tunegate.exceptions import AuthenticationError, ProviderUnavailable
+from tunegate._coalesce import SingleFlight
+from tunegate._drive import Flow
+from tunegate._redis import DOWN, RedisCall, RedisLink
+from tunegate.exceptions import AuthenticationError
+from tunegate.observability import Recorder, Stats
 from tunegate.pipeline import Pipeline
 from tunegate.providers import spotify
 from tunegate.providers.spotify import SpotifyToken
@@ -39,28 +44,17 @@ KEY_PREFIX = "tunegate:spotify:token:"
 #: until the client is rebuilt with others; asking again after a while only covers a
 #: refusal the accounts service made by mistake.
 REFUSAL_HOLD = 300.0
-# KEYS[1] the lease, ARGV[1] our owner tag: drop the lease only if it is still ours.
-_RELEASE = lua("lease_release.lua")
-_POLLS = 100  # at most this many looks at Redis while another worker fetches
+_WHAT = "the shared Spotify token"
+
+
+def _digest(client_id: str, auth_url: str) -> str:
+    return hashlib.sha256(f"{auth_url}\n{client_id}".encode()).hexdigest()[:32]
 
 
 def token_key(client_id: str, auth_url: str) -> str:
     """The Redis key of the shared token (a digest: no credential appears in it)."""
-    digest = hashlib.sha256(f"{auth_url}\n{client_id}".encode()).hexdigest()[:32]
-    return f"{KEY_PREFIX}{{{digest}}}"  # braces: token and lease share one cluster slot
-
-
-class _LeaderGone(Exception):
-    """The refreshing caller was cancelled: a waiting one refreshes instead."""
-
-
-_WHAT = "the shared Spotify token"
-
-
-def _redis_op(link: RedisLink, *command: Any) -> RedisCall:
-    """One Redis command; its reply, or ``DOWN`` when Redis fails: callers carry on
-    without it (fail open)."""
-    return RedisCall(link, _WHAT, command=command, down=DOWN)
+    # Braces: the token and single-flight's lease (tunegate:sf:{digest}) share a cluster slot.
+    return f"{KEY_PREFIX}{{{_digest(client_id, auth_url)}}}"
 
 
 def _encode(token: SpotifyToken) -> bytes:
@@ -111,19 +105,29 @@ class TokenSource:
         self._clock = clock
         self._link = link
         self._key = token_key(client_id.strip(), pipeline.base_url)
-        self._lease_key = f"{self._key}:lease"
-        self._lease_ms = int(lease * 1000)
+        self._flight_key = _digest(client_id.strip(), pipeline.base_url)
         self._hold = hold
         self._lock = threading.Lock()
         self._token: SpotifyToken | None = None
         self._hold_until = 0.0  # after a failed early refresh, keep the old token till then
-        self._flight: concurrent.futures.Future[SpotifyToken] | None = None
         self._refusal_hold = refusal_hold
         self._refused: AuthenticationError | None = None  # the last refusal, until:
         self._refused_until = 0.0
         deadline = pipeline.retry.deadline or 60.0
         self._wait_timeout = deadline + pipeline.http.config.total_timeout + 5.0
         self._counts = dict.fromkeys(("fetched", "from_shared", "rejected"), 0)
+        # The request path's single-flight; a follower waits for the refresh at most
+        # ``_wait_timeout`` (the call's deadline, no slack). The token itself is never
+        # published: followers elsewhere read it from Redis (``_recheck``).
+        self._single = SingleFlight(
+            "spotify",
+            clock=clock,
+            recorder=Recorder("spotify", Stats(), None),
+            link=link,
+            lease_ms=int(lease * 1000),
+            follow_slack=0.0,
+            share_values=False,
+        )
 
     def __repr__(self) -> str:
         return "<TokenSource spotify>"  # nothing about the credentials or the token
@@ -191,73 +195,62 @@ class TokenSource:
     # -- the flow ---------------------------------------------------------------------------
 
     def get(self, rejected: str | None = None) -> Flow[SpotifyToken]:
-        """A token that is not ``rejected`` and not due for refresh; one caller refreshes
-        while the others (threads and tasks alike) wait for its result."""
+        """A token that is not ``rejected`` and not due for refresh: ours, else the one in
+        Redis, else a refresh, led by one caller of this process (threads and tasks alike)
+        and one worker of all (the single-flight lease) while the others wait for it."""
         if rejected is not None:
             self._count("rejected")
-        for _ in range(3):  # bounded: a cancelled refresher hands over to a waiter
+        flights = self._single.flights
+        for _ in range(3):  # bounded: a refresh that brought the refused token back
+            looked_at = flights.generation  # before the looks: see Flights
             with self._lock:
                 token = self._token
-                if self._usable(token, rejected):
-                    assert token is not None
-                    return token
-                flight = self._flight
-                leads = flight is None
-                if flight is None:
-                    flight = self._flight = concurrent.futures.Future()
-            if leads:
-                return (yield from self._lead(flight, rejected, token))
-            try:
-                waited: SpotifyToken = yield Wait(flight, self._wait_timeout)
-            except _LeaderGone:
-                continue
-            except TimeoutError as exc:
-                raise ProviderUnavailable(
-                    "timed out waiting for the token refresh in flight",
-                    provider="spotify",
-                    endpoint=spotify.TOKEN_ENDPOINT,
-                ) from exc
-            if waited.access_token != rejected:
-                return waited
+            if self._usable(token, rejected):
+                assert token is not None
+                return token
+            link = self._link
+            if link is not None and link.available:
+                found = yield from self._read_shared(link, rejected)
+                if found is not None:
+                    return found
+            now = self._clock.monotonic()
+            call = Call(
+                request=self._request,
+                key=self._key,
+                parse=None,
+                expect="json",
+                ttl=None,
+                span=None,
+                looked_at=looked_at,
+                started=now,
+                deadline=now + self._wait_timeout,  # how long a follower waits for the refresh
+            )
+            lead = functools.partial(self._refresh, rejected, token)
+            recheck = functools.partial(self._recheck, rejected)
+            outcome = yield from self._single.run(call, self._flight_key, lead, recheck)
+            if isinstance(outcome, Failed):
+                raise outcome.error
+            if outcome.access_token != rejected:
+                return cast(SpotifyToken, outcome)
             # That refresh started before our 401 and brought the refused token back.
         return (yield from self._refresh(rejected, None))
 
-    def _lead(
-        self,
-        flight: concurrent.futures.Future[SpotifyToken],
-        rejected: str | None,
-        previous: SpotifyToken | None,
-    ) -> Flow[SpotifyToken]:
-        try:
-            token = yield from self._refresh(rejected, previous)
-        except Exception as exc:
-            self._finish(flight, error=exc)
-            raise
-        except BaseException:
-            self._finish(flight, error=_LeaderGone())
-            raise
-        self._finish(flight, token=token)
-        return token
-
-    def _finish(
-        self,
-        flight: concurrent.futures.Future[SpotifyToken],
-        token: SpotifyToken | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        with self._lock:
-            if token is not None:
-                self._token = token
-            if self._flight is flight:
-                self._flight = None
-        if token is not None:
-            flight.set_result(token)
-        else:
-            flight.set_exception(error or _LeaderGone())
+    def _recheck(self, rejected: str | None) -> Flow[Any]:
+        """The token another worker left in Redis while we waited for its lease."""
+        link = self._link
+        found = None if link is None else (yield from self._read_shared(link, rejected))
+        return NO_ANSWER if found is None else found
 
     def _refresh(self, rejected: str | None, previous: SpotifyToken | None) -> Flow[SpotifyToken]:
+        """The single-flight leader's refresh: Redis once more (another worker may have
+        published just before we took the lease), else the accounts service."""
         try:
-            return (yield from self._shared_or_fetched(rejected))
+            link = self._link
+            token = None
+            if link is not None and link.available:
+                token = yield from self._read_shared(link, rejected)
+            if token is None:
+                token = yield from self._fetch(link)
         except Exception:
             # An early refresh failed: the current token still works until it expires.
             now = self._clock.time()
@@ -271,75 +264,41 @@ class TokenSource:
                     self._hold_until = now + self._hold
                 return previous
             raise
-
-    def _shared_or_fetched(self, rejected: str | None) -> Flow[SpotifyToken]:
-        link = self._link
-        if link is None or not link.available:
-            return (yield from self._fetch())
-        found = yield from self._read_shared(link, rejected)
-        if found is not None:
-            return found
-        owner = secrets.token_hex(8)
-        lease_key, lease_ms = self._lease_key, self._lease_ms
-        claimed = yield _redis_op(link, "SET", lease_key, owner, "NX", "PX", lease_ms)
-        if claimed is DOWN:
-            return (yield from self._fetch())
-        if claimed:
-            # The worker that held the lease may have published just before we took it.
-            found = yield from self._read_shared(link, rejected)
-            if found is not None:
-                yield from self._release(link, owner)
-                return found
-            return (yield from self._fetch(link, owner))
-        # Another worker is fetching: wait for its token, at most for its lease.
-        give_up = time.monotonic() + lease_ms / 1000.0
-        pause = 0.02
-        for _ in range(_POLLS):
-            if time.monotonic() >= give_up:
-                break
-            yield Pause(pause)
-            pause = min(pause * 2, 0.25)
-            found = yield from self._read_shared(link, rejected)
-            if found is not None:
-                return found
-        return (yield from self._fetch(link))
+        return token
 
     def _read_shared(self, link: RedisLink, rejected: str | None) -> Flow[SpotifyToken | None]:
         key = self._key
-        raw = yield _redis_op(link, "GET", key)
+        raw = yield RedisCall(link, _WHAT, command=("GET", key), down=DOWN)
         token = None if raw is DOWN else _decode(raw)
         if token is not None and self._usable(token, rejected):
             self._count("from_shared")
+            self._keep(token)
             return token
         return None
 
-    def _fetch(self, link: RedisLink | None = None, owner: str | None = None) -> Flow[SpotifyToken]:
-        """Ask the accounts service; publish the token in Redis; drop our lease."""
-        clock = self._clock
-        try:
-            refused = self._refusal()
-            if refused is not None:
-                raise refused
-            try:
-                token: SpotifyToken = yield from self._pipeline.flow(
-                    self._request,
-                    parse=lambda body: spotify.parse_token(body, clock.time()),
-                    use_cache=False,
-                )
-            except AuthenticationError as exc:
-                self._remember(exc)
-                raise
-            self._count("fetched")
-            ttl_ms = int((token.expires_at - clock.time()) * 1000)
-            if link is not None and ttl_ms > 0:
-                key, value = self._key, _encode(token)
-                yield _redis_op(link, "SET", key, value, "PX", ttl_ms)
-        finally:
-            if link is not None and owner is not None:
-                yield from self._release(link, owner)
-        return token
+    def _keep(self, token: SpotifyToken) -> None:
+        with self._lock:
+            self._token = token
 
-    def _release(self, link: RedisLink, owner: str) -> Flow[None]:
-        """Drop our lease (only if it is still ours)."""
-        keys = (self._lease_key,)
-        yield RedisCall(link, _WHAT, script=_RELEASE, keys=keys, args=(owner,), down=DOWN)
+    def _fetch(self, link: RedisLink | None) -> Flow[SpotifyToken]:
+        """Ask the accounts service; publish the token in Redis."""
+        clock = self._clock
+        refused = self._refusal()
+        if refused is not None:
+            raise refused
+        try:
+            token: SpotifyToken = yield from self._pipeline.flow(
+                self._request,
+                parse=lambda body: spotify.parse_token(body, clock.time()),
+                use_cache=False,
+            )
+        except AuthenticationError as exc:
+            self._remember(exc)
+            raise
+        self._count("fetched")
+        self._keep(token)
+        ttl_ms = int((token.expires_at - clock.time()) * 1000)
+        if link is not None and ttl_ms > 0:
+            command = ("SET", self._key, _encode(token), "PX", ttl_ms)
+            yield RedisCall(link, _WHAT, command=command, down=DOWN)
+        return token

@@ -28,13 +28,13 @@ from tunegate.clients._base import (
     Op,
     Prepared,
     SyncClientMixin,
-    Together,
     adrive,
     drive,
     not_found_value,
     options_of,
     spec_breaker,
     strip_suffix,
+    together,
 )
 from tunegate.clients._token import TokenSource
 from tunegate.exceptions import (
@@ -310,7 +310,7 @@ class _Spotify(ClientBase):
                     self._batch = False
         if rest:
             use = use_cache and not looked  # ids looked up above would only miss again
-            values = yield Together([self._flow(_TRACK, (t, market), use) for t in rest])
+            values = yield from together([self._flow(_TRACK, (t, market), use) for t in rest])
             found.update(zip(rest, values, strict=True))
         return [found[t] for t in wanted]
 
