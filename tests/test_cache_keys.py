@@ -25,7 +25,7 @@ from tunegate._policy.keys import (
 )
 from tunegate.cache import DEFAULT_TTLS, CacheManager
 from tunegate.exceptions import ConfigurationError, InvalidInput
-from tunegate.providers.kinds import CASE_SENSITIVE_KINDS
+from tunegate.providers.spec import CASE_SENSITIVE_KINDS
 
 SCHEME = KeyScheme(case_sensitive_kinds=CASE_SENSITIVE_KINDS)  # as the cache builds it
 KIND = "spotify:search"

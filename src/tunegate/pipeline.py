@@ -70,7 +70,7 @@ from tunegate.observability import (
     Source,
     Stats,
 )
-from tunegate.providers.kinds import CASE_SENSITIVE_KINDS
+from tunegate.providers.spec import CASE_SENSITIVE_KINDS
 from tunegate.ratelimit import RateLimiter
 from tunegate.retry import budget_lock
 

@@ -12,7 +12,7 @@ from tunegate.cache.manager import CacheManager
 from tunegate.cache.memory import MemoryBackend
 from tunegate.cache.redisbackend import RedisBackend
 from tunegate.cache.sqlite import SqliteBackend, default_sqlite_path
-from tunegate.providers.kinds import DEFAULT_TTLS
+from tunegate.providers.spec import DEFAULT_TTLS
 
 __all__ = [
     "DEFAULT_TTLS",

@@ -52,7 +52,7 @@ from tunegate.cache.redisbackend import RedisBackend, pack, unpack
 from tunegate.cache.sqlite import SqliteBackend
 from tunegate.exceptions import ConfigurationError, InvalidInput
 from tunegate.observability import Tally
-from tunegate.providers.kinds import CASE_SENSITIVE_KINDS, DEFAULT_TTLS
+from tunegate.providers.spec import CASE_SENSITIVE_KINDS, DEFAULT_TTLS
 
 __all__ = ["CacheManager"]
 

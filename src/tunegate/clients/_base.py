@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from tunegate._clock import Clock, SystemClock
 from tunegate._drive import Effect, Flow, adrive, drive
 from tunegate._http import HttpConfig, HttpPool
-from tunegate._policy.classify import ProviderHook
+from tunegate._policy.classify import Expect, ProviderHook
 from tunegate._policy.retry import RetryBudget, RetryPolicy
 from tunegate._redis import RedisLike, RedisLink
 from tunegate.breaker import CircuitBreaker
@@ -564,6 +564,11 @@ class ClientBase:
         """One pipeline call; "not found" becomes None or []."""
         return (yield from fetch(self._pipeline, prepared.request, parse, use_cache, looked))
 
+    def _raw(self, request: ApiRequest, expect: Expect, use_cache: bool) -> Flow[Any]:
+        """``send_raw``'s flow: ``request`` as this client sends it, "not found" raised."""
+        sent = self._as_sent(request).request
+        return (yield from self._pipeline.flow(sent, expect=expect, use_cache=use_cache))
+
     # -- reading the cache directly ---------------------------------------------------------
 
     def _from_cache(
@@ -604,6 +609,24 @@ class SyncClientMixin(ClientBase):
                     return self._answer(op, request, found)
         return drive(self._flow(op, args, use_cache, looked))
 
+    def send_raw(
+        self, request: ApiRequest, *, expect: Expect = "json", use_cache: bool = True
+    ) -> Any:
+        """Send a request of your own through this client's whole path, and return the
+        decoded answer (JSON as Python values, XML or text as ``str``) unparsed.
+
+        This is the entry for what the typed methods do not cover (the service's
+        pass-through): ``request`` goes out as this client's own requests do, with its
+        cache scope put before ``request.cache_parts`` (leave the scope out), its own
+        headers (MusicBrainz's User-Agent) and, on Spotify, its bearer token (a 401
+        refreshes the token once); then cache, single-flight, limiter, breaker and retry
+        as for any call (``use_cache=False`` skips the cache). Credentials that are query
+        parameters (Last.fm's ``api_key``) are the caller's to add, named in
+        ``secret_params``. The provider's "no such thing" is raised as
+        :class:`~tunegate.exceptions.NotFound`; every other failure as from the typed
+        methods."""
+        return drive(self._raw(request, expect, use_cache))
+
     def close(self) -> None:
         """Close this client's pooled connections (they reopen if the client is used again)."""
         self._close_sync()
@@ -633,6 +656,13 @@ class AsyncClientMixin(ClientBase):
                 elif found is not MISS:  # MISS: not in memory, the flow looks it up
                     return self._answer(op, request, found)
         return await adrive(self._flow(op, args, use_cache, looked))
+
+    async def send_raw(
+        self, request: ApiRequest, *, expect: Expect = "json", use_cache: bool = True
+    ) -> Any:
+        """:meth:`SyncClientMixin.send_raw`, awaited: a request of your own through this
+        client's whole path, its decoded answer unparsed, "not found" raised."""
+        return await adrive(self._raw(request, expect, use_cache))
 
     async def aclose(self) -> None:
         """Close the running loop's connections; call it before the loop ends."""

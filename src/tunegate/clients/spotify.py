@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self, Unpack
 
-from tunegate._policy.classify import ProviderHook
+from tunegate._policy.classify import Expect, ProviderHook
 from tunegate.breaker import CircuitBreaker
 from tunegate.clients._base import (
     AsyncClientMixin,
@@ -243,6 +243,7 @@ class _Spotify(ClientBase):
         use_cache: bool,
         looked: Miss | None = None,
         batch: bool = False,
+        expect: Expect = "json",
     ) -> Flow[Any]:
         """The call with a bearer token; a 401 refreshes the token and retries once; "not
         found" becomes None (``batch``: raised). When no token can be had, a cached answer
@@ -260,7 +261,11 @@ class _Spotify(ClientBase):
             try:
                 return (
                     yield from pipeline.flow(
-                        _authorized(request, token), parse=parse, use_cache=use_cache, looked=looked
+                        _authorized(request, token),
+                        parse=parse,
+                        expect=expect,
+                        use_cache=use_cache,
+                        looked=looked,
                     )
                 )
             except AuthenticationError as exc:
@@ -269,13 +274,18 @@ class _Spotify(ClientBase):
             token = yield from self._tokens.get(rejected=token.access_token)
             return (
                 yield from pipeline.flow(
-                    _authorized(request, token), parse=parse, use_cache=use_cache
+                    _authorized(request, token), parse=parse, expect=expect, use_cache=use_cache
                 )
             )
         except NotFound:
             if batch:
                 raise
             return not_found_value(request)
+
+    def _raw(self, request: ApiRequest, expect: Expect, use_cache: bool) -> Flow[Any]:
+        """``send_raw``: the Web API call with this client's token, "not found" raised."""
+        sent = self._as_sent(request)
+        return (yield from self._send(sent, None, use_cache, batch=True, expect=expect))
 
     # -- methods ------------------------------------------------------------------------
 

@@ -35,7 +35,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tunegate._drive import adrive
 from tunegate._http import user_agent
 from tunegate.exceptions import ConfigurationError, InvalidInput
 from tunegate.observability import track_sources
@@ -128,7 +127,7 @@ async def _forward(
             client = getattr(state.gw(), provider)
             api_request = make(client)
             if provider == "spotify":
-                value = await adrive(_spotify_flow(client, api_request))
+                value = await client.send_raw(api_request)
             else:
                 value = await client.pipeline.acall(api_request, expect=expect)
         except Exception as exc:
@@ -153,16 +152,6 @@ async def _forward(
 
 
 # -- Spotify ------------------------------------------------------------------------------
-
-
-def _spotify_flow(client: Any, request: ApiRequest) -> Any:
-    """The client's own authorized call for ``request`` (its token flow, the 401 refresh,
-    its cache scope), "not found" raised. Private on both shapes of the client: the one
-    with ``ClientOptions`` (``_as_sent`` + ``_send``) and the earlier one
-    (``_authorized_call``); a public raw entry on the client would replace this."""
-    if hasattr(client, "_as_sent"):
-        return client._send(client._as_sent(request), None, True, batch=True)
-    return client._authorized_call(request, None, True)
 
 
 _SPOTIFY_RULES = [
