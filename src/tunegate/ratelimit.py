@@ -55,6 +55,7 @@ from tunegate._policy.bucket import (
     release,
     rescale,
     reserve,
+    resume,
     share,
     start_empty,
 )
@@ -221,6 +222,7 @@ class TokenBucket:
         self._charging = False
         self._floor = -math.inf  # the TAT before the fallback's own grants (see debt())
         self._grace_until = -math.inf
+        self._before_pause = -math.inf  # the TAT before the last pause raised it
 
     def __repr__(self) -> str:
         return (
@@ -422,9 +424,30 @@ class TokenBucket:
         seconds = clamp_pause(seconds)
         # Locally too, so that a Redis outage right after still obeys it.
         with self._lock:
-            self._state = pause(self._state, self._limits, self._clock.monotonic(), seconds)
+            before = self._state
+            self._state = pause(before, self._limits, self._clock.monotonic(), seconds)
+            if self._state.tat > before.tat:
+                self._before_pause = before.tat  # what resume() restores
             self._floor = max(self._floor, self._state.tat)  # a pause is no grant (debt())
         yield from self._script("pause", repr(seconds * _US))
+
+    def resume(self) -> None:
+        """End a pause (one the provider asked for, or :meth:`pause`) now, for everyone
+        sharing this bucket: the bucket restarts empty, one token now and the rest at the
+        steady rate. Callers already asleep until a slot behind the pause (in this process
+        or another) keep their slots, and new callers queue behind them. No pause: no-op."""
+        drive(self._resume())
+
+    async def aresume(self) -> None:
+        """The asyncio form of :meth:`resume`."""
+        await adrive(self._resume())
+
+    def _resume(self) -> Flow[None]:
+        with self._lock:
+            now = self._clock.monotonic()
+            self._state = resume(self._state, self._limits, now, self._before_pause)
+            self._floor = min(self._floor, self._state.tat)  # tokens from here on are grants
+        yield from self._script("resume")
 
     def adjust_rate(self, new_rate: float, new_capacity: int | None = None) -> None:
         """Change the rate (and optionally the capacity) in force, keeping tokens owed.
@@ -743,6 +766,15 @@ class RateLimiter(LinkOwner):
     async def apause(self, provider: str, seconds: float) -> None:
         """The asyncio form of :meth:`pause`."""
         await self._bucket(provider).apause(seconds)
+
+    def resume(self, provider: str) -> None:
+        """End ``provider``'s pause now (one set by a ``Retry-After`` or :meth:`pause`), in
+        every sharing process: see :meth:`TokenBucket.resume`."""
+        self._bucket(provider).resume()
+
+    async def aresume(self, provider: str) -> None:
+        """The asyncio form of :meth:`resume`."""
+        await self._bucket(provider).aresume()
 
     def adjust_from_headers(
         self, provider: str, headers: Mapping[str, str], status: int | None = None
