@@ -103,6 +103,15 @@ OPERATIONS: tuple[Operation, ...] = (
         body=_object(["seconds"], seconds=_NUMBER),
     ),
     Operation(
+        "/admin/limits/{provider}/resume",
+        "POST",
+        "End a provider's pause now (an admin pause or the provider's Retry-After)",
+        "admin",
+        responses=(200, 422),
+        admin=True,
+        params=(_PROVIDER,),
+    ),
+    Operation(
         "/admin/limits/{provider}/rate",
         "POST",
         "Change (or reset) a provider's rate",

@@ -355,6 +355,14 @@ async def _admin_pause(request: Request, gw: AsyncGateway) -> Any:
     return {"provider": name, "paused_until": paused}
 
 
+async def _admin_resume(request: Request, gw: AsyncGateway) -> Any:
+    name = _provider(request, gw)
+    # Ends the pause on the shared bucket too: every process behind one Redis resumes.
+    await gw.limiter.aresume(name)
+    paused = (await gw.limiter.aget_stats())[name]["paused_until"]
+    return {"provider": name, "paused_until": paused}
+
+
 async def _admin_rate(request: Request, gw: AsyncGateway) -> Any:
     name = _provider(request, gw)
     body = await _body(request)
@@ -399,5 +407,6 @@ def routes(state: State) -> list[Route]:
         r("/admin/breakers/{name}/reset", admin(state, _admin_breaker_reset), "POST"),
         r("/admin/cache/invalidate", admin(state, _admin_invalidate), "POST"),
         r("/admin/limits/{provider}/pause", admin(state, _admin_pause), "POST"),
+        r("/admin/limits/{provider}/resume", admin(state, _admin_resume), "POST"),
         r("/admin/limits/{provider}/rate", admin(state, _admin_rate), "POST"),
     ]
