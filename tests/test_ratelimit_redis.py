@@ -40,7 +40,7 @@ from tunegate._policy.bucket import (
 )
 from tunegate._redis import RedisLink
 from tunegate.exceptions import RateLimitTimeout
-from tunegate.ratelimit import _SCRIPT, RateLimiter
+from tunegate.ratelimit import _SCRIPT, RateLimiter, caller
 
 pytestmark = pytest.mark.redis
 
@@ -246,6 +246,34 @@ async def test_asyncio_client_is_accepted(redis_url: str) -> None:
     assert stats["shared"]
     assert stats["paused_until"] is not None
     await client.aclose()
+
+
+async def test_a_shared_buckets_local_waiters_are_served_round_robin(redis_url: str) -> None:
+    """On a shared bucket, this process's waiters take the slots it reserved in Redis in
+    round-robin order by caller key: 20 of one key queued, then 2 of another."""
+    gate = AsyncGate()
+    limiter = RateLimiter(redis=redis_url, clock=gate)
+    limiter.configure_provider("spotify", rate=1.0, capacity=1)  # slots 1 s apart
+    await limiter.aacquire("spotify")
+
+    async def one(key: str) -> tuple[str, float]:
+        with caller(key):
+            return key, await limiter.aacquire("spotify")
+
+    tasks = []
+    for key in ["heavy"] * 20 + ["light"] * 2:
+        tasks.append(asyncio.create_task(one(key)))
+        for _ in range(1000):  # until this one has its slot (bounded: ~5 s)
+            if len(gate.slept) == len(tasks):
+                break
+            await asyncio.sleep(0.005)
+    assert len(gate.slept) == 22
+    assert gate._event is not None
+    gate._event.set()
+    done = await asyncio.gather(*tasks)
+    # Sleeps add up to each slot counted from its own arrival: the 22 arrive well within 1 s.
+    order = [key for key, _ in sorted(done, key=lambda item: item[1])]
+    assert [i for i, key in enumerate(order) if key == "light"] == [1, 3]
 
 
 def test_decode_responses_client_is_accepted(redis_url: str) -> None:
