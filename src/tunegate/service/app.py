@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+import sys
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +21,17 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunegate.clients import AsyncGateway, Settings
+from tunegate.exceptions import ConfigurationError
 from tunegate.observability import correlation_id
 from tunegate.service import ops, passthrough
 from tunegate.service.api import DEFAULT_DEADLINE, ENDPOINTS, handler
+from tunegate.service.callers import (
+    API_KEYS_ENV,
+    SERVICE_FILE_ENV,
+    CallerKeys,
+    guarded,
+    read_service_file,
+)
 from tunegate.service.openapi import DOCS_HTML, openapi_document
 from tunegate.service.status import STATUS_HTML
 
@@ -42,25 +51,40 @@ class ServiceOptions:
     """What the service needs beyond the gateway. ``admin_token`` None: the admin
     endpoints answer 401 to everyone. ``registry``: the Prometheus registry ``/metrics``
     shows (the gateway's pipelines must record into it; None: a new one when the service
-    builds its gateway, else prometheus-client's global one). ``caller_keys``: when set,
-    a Spotify pass-through caller's client secret must be one of them. ``token_key``
-    signs the tokens ``/spotify/api/token`` issues (random per process unless set)."""
+    builds its gateway, else prometheus-client's global one). ``api_keys``: the callers'
+    keys, each naming an application (:mod:`tunegate.service.callers`); when set, every
+    ``/v1`` and pass-through request must carry one and runs as that application for the
+    limiter's fair share. ``token_key`` signs the tokens ``/spotify/api/token`` issues
+    (random per process unless set)."""
 
     admin_token: str | None = field(default=None, repr=False)
     deadline: float = DEFAULT_DEADLINE
     registry: CollectorRegistry | None = None
-    caller_keys: frozenset[str] = field(default=frozenset(), repr=False)
+    api_keys: CallerKeys = field(default_factory=CallerKeys, repr=False)
     token_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **given: Any) -> ServiceOptions:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **given: Any) -> ServiceOptions:
+        """From the environment, then the service file it names (``TUNEGATE_SERVICE_FILE``:
+        ``admin_token``, ``token_key``, ``[api_keys]``); the environment wins. Raises
+        ConfigurationError, naming the file or the application, for a bad one."""
         env = os.environ if environ is None else environ
-        token = (env.get(ADMIN_TOKEN_ENV) or "").strip() or None
-        keys = frozenset(k for k in (env.get("TUNEGATE_API_KEYS") or "").split(",") if k)
-        key = (env.get(TOKEN_KEY_ENV) or "").strip()
+        path = (env.get(SERVICE_FILE_ENV) or "").strip()
+        filed = read_service_file(path) if path else {}
+        token = (env.get(ADMIN_TOKEN_ENV) or "").strip() or filed.get("admin_token") or None
+        listed = (env.get(API_KEYS_ENV) or "").strip()
+        if listed:
+            keys = CallerKeys.parse(listed)
+        else:
+            try:
+                keys = CallerKeys.of(filed.get("api_keys", {}))
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"{path}: {exc}") from None
+        key = (env.get(TOKEN_KEY_ENV) or "").strip() or filed.get("token_key", "")
         if key:  # several service processes must sign the callers' tokens alike
             given.setdefault("token_key", key.encode())
-        return cls(admin_token=token, caller_keys=keys, **given)
+        given.setdefault("api_keys", keys)
+        return cls(admin_token=token, **given)
 
 
 @contextlib.contextmanager
@@ -133,7 +157,7 @@ def create_app(
 
     routes: list[Route] = []
     for endpoint in ENDPOINTS:
-        run = handler(endpoint, state.gw, opts.deadline)
+        run = guarded(opts.api_keys, handler(endpoint, state.gw, opts.deadline))
         routes.append(
             Route(endpoint.path, ops.timed(state, endpoint.path, run), methods=[endpoint.method])
         )
@@ -204,6 +228,11 @@ def serve(
 
     settings = None if config is None else config.client_settings()
     cache_path = None if config is None else config.cache
-    app = create_app(sandbox=sandbox, settings=settings, cache_path=cache_path)
+    try:
+        options = ServiceOptions.from_env()
+    except ConfigurationError as exc:  # a bad service file or key list: one line, exit 2
+        print(f"tunegate serve: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    app = create_app(sandbox=sandbox, settings=settings, cache_path=cache_path, options=options)
     # No access log: a pass-through URL may carry a caller's key in its query string.
     uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=10, access_log=False)
