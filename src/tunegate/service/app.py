@@ -44,6 +44,8 @@ __all__ = ["ADMIN_TOKEN_ENV", "ServiceOptions", "create_app", "serve"]
 
 ADMIN_TOKEN_ENV = "TUNEGATE_ADMIN_TOKEN"
 TOKEN_KEY_ENV = "TUNEGATE_TOKEN_KEY"
+DRAIN_ENV = "TUNEGATE_DRAIN"
+DEFAULT_DRAIN = 10
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class ServiceOptions:
     registry: CollectorRegistry | None = None
     api_keys: CallerKeys = field(default_factory=CallerKeys, repr=False)
     token_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    # Seconds SIGTERM waits for in-flight requests before cancelling them (TUNEGATE_DRAIN).
+    drain: int = DEFAULT_DRAIN
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **given: Any) -> ServiceOptions:
@@ -84,6 +88,11 @@ class ServiceOptions:
         if key:  # several service processes must sign the callers' tokens alike
             given.setdefault("token_key", key.encode())
         given.setdefault("api_keys", keys)
+        drain = (env.get(DRAIN_ENV) or "").strip()
+        if drain:
+            if not drain.isdigit() or not 0 < int(drain) <= 3600:
+                raise ConfigurationError(f"{DRAIN_ENV} must be whole seconds in 1..3600")
+            given.setdefault("drain", int(drain))
         return cls(admin_token=token, **given)
 
 
@@ -220,7 +229,9 @@ def serve(
     sandbox: bool = False,
     config: CliConfig | None = None,
 ) -> None:
-    """Run the service on uvicorn until interrupted (in-flight requests get 10 s).
+    """Run the service on uvicorn until SIGTERM or SIGINT: it stops accepting connections
+    at once, lets in-flight requests finish for ``TUNEGATE_DRAIN`` seconds (10), cancels
+    the rest, closes the gateway and exits.
 
     Provider settings come from ``config`` (the CLI's configuration: flags > environment >
     TOML file) when given, else from the environment as for ``Gateway.from_env()``."""
@@ -235,4 +246,6 @@ def serve(
         raise SystemExit(2) from None
     app = create_app(sandbox=sandbox, settings=settings, cache_path=cache_path, options=options)
     # No access log: a pass-through URL may carry a caller's key in its query string.
-    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=10, access_log=False)
+    uvicorn.run(
+        app, host=host, port=port, timeout_graceful_shutdown=options.drain, access_log=False
+    )
