@@ -11,11 +11,15 @@ the sorted query, so a raw answer never meets the typed clients' parsed ones. On
 forwarded: Spotify and MusicBrainz GETs, Last.fm ``*.get*`` and ``*.search`` methods.
 
 Credentials: the service holds the providers' real ones. A Spotify caller gets a
-service-issued token from ``/spotify/api/token`` (HMAC-signed, one hour; with caller keys
+service-issued token from ``/spotify/api/token`` (HMAC-signed, one hour; with callers' keys
 configured its client secret must be one of them); a Last.fm caller's ``api_key`` is
 replaced by the service's. Spotify's token itself comes from the client's token source (the
 one flow that fetches, shares through Redis and refreshes on 401), through the client's
-private send flow: there is no public raw entry for it on the client yet."""
+own authorized send.
+
+With callers' API keys configured (:mod:`tunegate.service.callers`) each call runs as the
+caller's application: the Spotify token names it, Last.fm's ``api_key`` or ``X-API-Key``
+carries it, MusicBrainz takes ``X-API-Key``; an unknown one gets the provider's own 401/403."""
 
 from __future__ import annotations
 
