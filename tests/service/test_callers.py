@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -232,3 +233,29 @@ def test_a_light_caller_is_not_starved_by_a_heavy_one(live_keyed: str, emulator:
     heavy_after = order[last_light:].count("heavy")
     # FIFO: 0 heavy answers after light's last. Fair: light's 4 take every other turn.
     assert heavy_after >= 4, order
+
+
+def test_the_document_says_keys_are_required(emulator: Emulator) -> None:
+    schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in the test extra")
+    with TestClient(_keyed(emulator)) as c:
+        doc = c.get("/openapi.json").json()
+    schemathesis.openapi.from_dict(doc).validate()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["callerKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    for path, item in doc["paths"].items():
+        for op in item.values():
+            if path.startswith("/v1/"):
+                assert op["security"] == [{"callerKey": []}, {"callerBearer": []}], path
+                assert "401" in op["responses"], path
+            elif not path.startswith("/admin/"):
+                assert "security" not in op, path  # operations and the pass-through
+    open_doc = openapi_document_of_open_service()
+    assert "callerKey" not in open_doc["components"]["securitySchemes"]
+    assert all("security" not in op for op in open_doc["paths"]["/v1/spotify/search"].values())
+
+
+def openapi_document_of_open_service() -> dict[str, Any]:
+    from tunegate.service.openapi import openapi_document
+
+    app = create_app(options=ServiceOptions(registry=CollectorRegistry()))
+    return openapi_document(app.routes)

@@ -188,7 +188,7 @@ def create_app(
         Route("/status", status_page, include_in_schema=False),
         Route("/", status_page, include_in_schema=False),
     ]
-    document = openapi_document(routes)
+    document = openapi_document(routes, caller_keys=bool(opts.api_keys))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     app.state.tunegate = state
