@@ -375,10 +375,10 @@ def openapi_document(routes: Sequence[BaseRoute], *, caller_keys: bool = False) 
     results, defs = _schemas()
     declared: dict[tuple[str, str], dict[str, Any]] = {}
     for e in ENDPOINTS:
-        op = declared[(e.path, e.method)] = _v1_operation(e, results[e.op_id])
+        v1 = declared[(e.path, e.method)] = _v1_operation(e, results[e.op_id])
         if caller_keys:
-            op["security"] = [{"callerKey": []}, {"callerBearer": []}]
-            op["responses"]["401"] = _problem_response(401)
+            v1["security"] = [{"callerKey": []}, {"callerBearer": []}]
+            v1["responses"]["401"] = _problem_response(401)
     for o in OPERATIONS:
         declared[(o.path, o.method)] = _other_operation(o)
     paths: dict[str, dict[str, Any]] = {}
