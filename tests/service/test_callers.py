@@ -45,19 +45,22 @@ def test_keys_name_their_applications_and_hide_themselves() -> None:
         assert keys.app_of(wrong) is None
     assert KEY_HEAVY not in repr(keys)
     assert KEY_HEAVY not in repr(ServiceOptions(api_keys=keys))
-    bare = CallerKeys.parse("just-a-key")  # the earlier form: named by a hash, not the key
-    (name,) = bare.apps()
-    assert name.startswith("key-")
-    assert "just" not in name
+    padded = CallerKeys.parse("b64=c2VjcmV0IGtleQ==")  # split at the first "=" only
+    assert padded.app_of("c2VjcmV0IGtleQ==") == "b64"
     assert not CallerKeys.parse(" , ")
-    with pytest.raises(ConfigurationError, match="share one key") as shared:
-        CallerKeys.parse(f"a={KEY_HEAVY},b={KEY_HEAVY}")
-    assert KEY_HEAVY not in str(shared.value)
-    with pytest.raises(ConfigurationError, match="given twice"):
-        CallerKeys.parse("a=k1,a=k2")
-    with pytest.raises(ConfigurationError, match="empty key"):
-        CallerKeys.parse("a=")
-    with pytest.raises(ConfigurationError, match="plain name"):
+    # Errors name entries by position: never a key, nor a name that may be one.
+    bad = {
+        f"a={KEY_HEAVY},b={KEY_HEAVY}": "entries 1 and 2 share one key",
+        f"{KEY_HEAVY}": "entry 1 is not app=KEY",
+        f"a=k1,a={KEY_HEAVY}": "entry 2: that name is given twice",
+        "a=": "entry 1: the key is empty",
+        f"light={KEY_LIGHT},no spaces={KEY_HEAVY}": "entry 2: the name is not a plain name",
+    }
+    for text, message in bad.items():
+        with pytest.raises(ConfigurationError, match=message) as refused:
+            CallerKeys.parse(text)
+        assert KEY_HEAVY not in str(refused.value)
+    with pytest.raises(ConfigurationError, match="not a plain name"):
         CallerKeys.of({"no spaces": "k"})
 
 
@@ -90,8 +93,10 @@ def test_service_file_and_environment(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="unknown key 'admin_tokn'"):
         ServiceOptions.from_env({"TUNEGATE_SERVICE_FILE": str(path)})
     path.write_text(f'[api_keys]\na = "{KEY_HEAVY}"\nb = "{KEY_HEAVY}"\n')
-    with pytest.raises(ConfigurationError, match="share one key"):
+    with pytest.raises(ConfigurationError, match="entries 1 and 2 share one key") as refused:
         ServiceOptions.from_env({"TUNEGATE_SERVICE_FILE": str(path)})
+    assert str(path) in str(refused.value)
+    assert KEY_HEAVY not in str(refused.value)
 
 
 def test_serve_exits_2_with_one_line_on_a_bad_service_file(tmp_path: Path) -> None:

@@ -22,7 +22,6 @@ import re
 import tomllib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -57,35 +56,35 @@ class CallerKeys:
 
     @classmethod
     def of(cls, apps: Mapping[str, str]) -> CallerKeys:
-        """From ``application name -> key``. Raises ConfigurationError (naming the
-        application, never the key) for a bad name, an empty key or a key given twice."""
-        seen: dict[bytes, str] = {}
-        for app, key in apps.items():
+        """From ``application name -> key``. Raises ConfigurationError for a name that is
+        not plain, an empty key or one key given to two applications; the message names
+        the entry by its position only (a name and key written the wrong way round must
+        not put the key in a log line)."""
+        seen: dict[bytes, tuple[int, str]] = {}
+        for n, (app, key) in enumerate(apps.items(), 1):
             if not isinstance(app, str) or not _APP_NAME.fullmatch(app):
-                raise ConfigurationError(f"caller application name {app!r} is not a plain name")
+                raise ConfigurationError(f"caller key entry {n}: the name is not a plain name")
             if not isinstance(key, str) or not key.strip():
-                raise ConfigurationError(f"caller application {app!r} has an empty key")
+                raise ConfigurationError(f"caller key entry {n}: the key is empty")
             raw = key.strip().encode()
             if raw in seen:
-                raise ConfigurationError(f"applications {seen[raw]!r} and {app!r} share one key")
-            seen[raw] = app
-        return cls(tuple(seen.items()))
+                raise ConfigurationError(f"caller key entries {seen[raw][0]} and {n} share one key")
+            seen[raw] = (n, app)
+        return cls(tuple((raw, app) for raw, (_, app) in seen.items()))
 
     @classmethod
     def parse(cls, text: str) -> CallerKeys:
-        """``TUNEGATE_API_KEYS``: comma-separated ``app=KEY`` entries. A bare ``KEY`` (the
-        earlier form) names its application ``key-`` + the first 8 hex digits of its
-        SHA-256, so that no part of the key itself is used as a name."""
+        """``TUNEGATE_API_KEYS``: comma-separated ``app=KEY`` entries (split at the first
+        ``=``, so a key may hold ``=``, base64 padding for one). An entry without ``=`` is
+        refused: a bare key would be taken for a name."""
         apps: dict[str, str] = {}
-        for entry in (e.strip() for e in text.split(",")):
-            if not entry:
-                continue
+        entries = [e.strip() for e in text.split(",") if e.strip()]
+        for n, entry in enumerate(entries, 1):
             app, sep, key = entry.partition("=")
             if not sep:
-                key = entry
-                app = "key-" + sha256(entry.encode()).hexdigest()[:8]
+                raise ConfigurationError(f"{API_KEYS_ENV} entry {n} is not app=KEY")
             if app.strip() in apps:
-                raise ConfigurationError(f"caller application {app.strip()!r} is given twice")
+                raise ConfigurationError(f"{API_KEYS_ENV} entry {n}: that name is given twice")
             apps[app.strip()] = key
         return cls.of(apps)
 
