@@ -116,11 +116,10 @@ def test_serve_exits_2_with_one_line_on_a_bad_service_file(tmp_path: Path) -> No
     assert KEY_HEAVY not in out.stderr + out.stdout
 
 
-def _keyed(emulator: Emulator) -> Starlette:
+def _keyed(emulator: Emulator, redis_url: str | None = None) -> Starlette:
     registry = CollectorRegistry()
-    gateway = AsyncGateway(
-        emulator_settings_of(emulator), registry=registry, http=FAST_HTTP, retry=FAST_RETRY
-    )
+    settings = emulator_settings_of(emulator, redis_url=redis_url)
+    gateway = AsyncGateway(settings, registry=registry, http=FAST_HTTP, retry=FAST_RETRY)
     options = ServiceOptions(admin_token=ADMIN_TOKEN, registry=registry, api_keys=KEYS)
     return create_app(gateway, options=options, owns_gateway=True)
 
@@ -189,10 +188,15 @@ HEAVY = 16
 LIGHT = 4
 
 
-@pytest.fixture
-def live_keyed(emulator: Emulator) -> Iterator[str]:
-    with running_app(_keyed(emulator)) as url:
-        yield url
+@pytest.fixture(params=["memory", "redis"])
+def live_keyed(request: pytest.FixtureRequest, emulator: Emulator) -> Iterator[str]:
+    """The keyed service with local state, or on a shared Redis (cache, bucket, breakers):
+    a shared bucket's waiters in one process are ordered by application too."""
+    url = None
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+    with running_app(_keyed(emulator, url)) as base:
+        yield base
 
 
 def test_a_light_caller_is_not_starved_by_a_heavy_one(live_keyed: str, emulator: Emulator) -> None:
