@@ -393,6 +393,49 @@ async def test_async_header_and_pause_forms() -> None:
     assert err.value.retry_after == pytest.approx(4.0)
 
 
+def test_resume_ends_a_retry_after_pause_and_restarts_empty() -> None:
+    """resume() lifts a 429's pause at once: one token now, the next an interval later."""
+    clock = FakeClock()
+    limiter = limiter_with(clock, rate=10.0, capacity=10)
+    limiter.acquire("spotify")  # a backlog from before the pause...
+    limiter.adjust_from_headers("spotify", {"Retry-After": "3600"}, status=429)
+    assert limiter.acquire("spotify", blocking=False) is False
+    limiter.resume("spotify")
+    assert limiter.get_stats()["spotify"]["paused_until"] is None
+    assert limiter.acquire("spotify", blocking=False) == 0.0
+    assert limiter.acquire("spotify", blocking=False) is False  # restarted empty
+    assert limiter.acquire("spotify") == pytest.approx(0.1)
+    limiter.resume("spotify")  # no pause: nothing changes
+    assert limiter.acquire("spotify") == pytest.approx(0.1)
+
+
+def test_resume_keeps_the_backlog_reserved_before_the_pause() -> None:
+    """Slots reserved before the pause (callers asleep until them) stay reserved."""
+    clock = FakeClock()
+    limiter = limiter_with(clock, rate=1.0, capacity=1)
+    bucket = limiter.buckets["spotify"]
+    for _ in range(5):  # slots at +0 .. +4: the last caller sleeps 4 s
+        bucket._reserve_local(None)
+    limiter.pause("spotify", 60)
+    limiter.resume("spotify")
+    assert limiter.acquire("spotify") == pytest.approx(5.0)
+
+
+async def test_aresume_and_a_slot_reserved_behind_the_pause() -> None:
+    """A caller already asleep until the pause's end keeps its slot: resuming then changes
+    nothing for the callers after it (they queue behind it, as they would have)."""
+    clock = FakeClock()
+    limiter = limiter_with(clock, rate=2.0, capacity=1)
+    await limiter.apause("spotify", 30)
+    limiter.buckets["spotify"]._reserve_local(None)  # asleep until +30
+    await limiter.aresume("spotify")
+    assert await limiter.aacquire("spotify") == pytest.approx(30.5)
+    clock.advance(1)  # that token has refilled
+    await limiter.apause("spotify", 30)
+    await limiter.aresume("spotify")  # nobody behind this one
+    assert await limiter.aacquire("spotify", blocking=False) == 0.0
+
+
 def test_pause_never_shortens_and_ignores_nonsense() -> None:
     """A shorter or negative pause keeps the longer one already set."""
     clock = FakeClock()

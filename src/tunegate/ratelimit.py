@@ -31,11 +31,13 @@ path composes with ``yield from`` and the public methods run with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, TypedDict, cast, overload
 
@@ -44,6 +46,7 @@ from tunegate._consumption import ConsumptionMeter, Usage, usage
 from tunegate._drive import Flow, adrive, drive
 from tunegate._drive import Sleep as _Sleep  # the one leaf sleep effect
 from tunegate._policy.bucket import (
+    _NOISE,
     BucketState,
     Limits,
     Reservation,
@@ -55,6 +58,7 @@ from tunegate._policy.bucket import (
     release,
     rescale,
     reserve,
+    resume,
     share,
     start_empty,
 )
@@ -72,6 +76,8 @@ __all__ = [
     "RateLimiter",
     "TokenBucket",
     "WaitStats",
+    "caller",
+    "current_caller",
 ]
 
 log = logging.getLogger("tunegate.ratelimit")
@@ -116,6 +122,116 @@ class BucketStats(TypedDict):
     waits: WaitStats
     paused_until: float | None
     shared: bool
+
+
+# -- fair share between callers ---------------------------------------------------------
+
+_CALLER: ContextVar[str | None] = ContextVar("tunegate_caller", default=None)
+# A waiter postponed more often than this (one postponement per caller served before it)
+# leaves the queue and keeps the slot it then has: a bound on its loop, nothing else.
+_MAX_NAPS = 1000
+
+
+@contextlib.contextmanager
+def caller(key: str) -> Iterator[None]:
+    """The acquires made inside are ``key``'s (one calling application, an API key...).
+
+    Callers of one provider that have to wait for a token are then served round-robin by
+    key instead of in arrival order, so a caller with many requests queued cannot starve
+    one with a few. A context variable: works in threads and asyncio tasks (tasks started
+    inside inherit it). The key is only compared, never logged or reported.
+    """
+    if not isinstance(key, str) or not key:
+        raise ConfigurationError("caller key must be a non-empty string")
+    token = _CALLER.set(key)
+    try:
+        yield
+    finally:
+        _CALLER.reset(token)
+
+
+def current_caller() -> str | None:
+    """The key set by the innermost :func:`caller` block, or None."""
+    return _CALLER.get()
+
+
+class _Waiter:
+    """A caller asleep until ``start`` (monotonic), queued in its bucket's :class:`_Queue`.
+
+    ``start`` only moves later (another caller's turn came first), never past ``deadline``
+    (its ``timeout``); ``reserved`` is the start its own reservation gave it.
+    """
+
+    __slots__ = ("deadline", "key", "reserved", "round", "start")
+
+    def __init__(
+        self, key: str | None, round_: int, start: float, reserved: float, deadline: float | None
+    ) -> None:
+        self.key = key
+        self.round = round_
+        self.start = start
+        self.reserved = reserved
+        self.deadline = deadline
+
+
+class _Queue:
+    """The callers of one bucket asleep until their slots, in slot order, and the rule that
+    orders them: round-robin by caller key (start-time fair queueing by rounds).
+
+    A waiter's round is one more than its key's previous waiter's, or the round now being
+    served for a key with nobody waiting. A newcomer goes behind every waiter of its round
+    or an earlier one: it takes that position's slot, and the waiters behind move one slot
+    later each, the last one onto the slot the newcomer reserved. So the set of slots is
+    the one the bucket reserved (its bound holds), nobody is moved earlier, and with one
+    key (or none) everybody goes behind everybody: arrival order, as without a queue.
+    Not thread-safe: the bucket's lock guards it.
+    """
+
+    __slots__ = ("_pending", "_served", "waiters")
+
+    def __init__(self) -> None:
+        self.waiters: list[_Waiter] = []
+        self._pending: dict[str | None, list[int]] = {}  # key -> [waiting, last round]
+        self._served = 0  # the round of the last waiter whose turn came
+
+    def join(self, key: str | None, start: float, deadline: float | None) -> _Waiter:
+        q = self.waiters
+        pending = self._pending.get(key)
+        round_ = self._served if pending is None else max(self._served, pending[1] + 1)
+        fair = len(q)  # behind every waiter of this round or an earlier one
+        while fair > 0 and q[fair - 1].round > round_:
+            fair -= 1
+        slot = len(q)  # where the reserved start sorts (the end, unless threads raced)
+        while slot > 0 and q[slot - 1].start > start:
+            slot -= 1
+        at = min(fair, slot)  # nobody moves earlier than they are
+        for i in range(slot - 1, at - 1, -1):  # one moved past its timeout stays, as do those
+            later = q[i + 1].start if i + 1 < slot else start  # ahead of it
+            deadline_i = q[i].deadline
+            if deadline_i is not None and later > deadline_i:
+                at = i + 1
+                break
+        waiter = _Waiter(key, round_, q[at].start if at < slot else start, start, deadline)
+        for i in range(at, slot):  # forwards: each takes the next one's slot before it moves
+            q[i].start = q[i + 1].start if i + 1 < slot else start
+        q.insert(at, waiter)
+        if pending is None:
+            self._pending[key] = [1, round_]
+        else:
+            pending[0] += 1
+            pending[1] = max(pending[1], round_)
+        return waiter
+
+    def leave(self, waiter: _Waiter, *, served: bool) -> None:
+        with contextlib.suppress(ValueError):
+            self.waiters.remove(waiter)
+        if served:
+            self._served = max(self._served, waiter.round)
+        pending = self._pending.get(waiter.key)
+        if pending is not None:
+            pending[0] -= 1
+            if pending[0] <= 0:
+                del self._pending[waiter.key]
 
 
 class _Ticket(NamedTuple):  # not a frozen dataclass: half the cost on the hot path
@@ -209,6 +325,8 @@ class TokenBucket:
         self._charging = False
         self._floor = -math.inf  # the TAT before the fallback's own grants (see debt())
         self._grace_until = -math.inf
+        self._before_pause = -math.inf  # the TAT before the last pause raised it
+        self._queue = _Queue()  # callers asleep until their slots (fair share by caller)
 
     def __repr__(self) -> str:
         return (
@@ -266,14 +384,54 @@ class TokenBucket:
             ticket = self._reserve_local(max_wait)
         if not ticket.granted:
             raise RateLimitTimeout(self.provider, ticket.wait)
-        if ticket.wait > 0:
-            try:
-                yield _Sleep(self._clock, ticket.wait)
-            except BaseException:  # KeyboardInterrupt, a cancelled task: the slot goes unused
+        wait = ticket.wait
+        if wait > 0:
+            wait = yield from self._wait_turn(ticket, max_wait, queued=True)
+        self._record(wait)
+        return wait
+
+    def _wait_turn(self, ticket: _Ticket, max_wait: float | None, *, queued: bool) -> Flow[float]:
+        """Sleep until the reserved slot, or (``queued``) the slot the fair queue gives this
+        caller, which may move later while it sleeps: it then sleeps again for the rest.
+        Return the seconds slept. Several tokens at once (not ``queued``) keep their slots."""
+        clock = self._clock
+        waiter: _Waiter | None = None
+        wait = ticket.wait
+        target = 0.0  # the start slept towards
+        own = True  # False: this caller took the slot of one queued ahead (see below)
+        if queued:
+            with self._lock:
+                now = clock.monotonic()
+                deadline = None if max_wait is None else now + max_wait
+                waiter = self._queue.join(_CALLER.get(), now + wait, deadline)
+                wait = waiter.start - now
+                target = waiter.start
+                own = waiter.start >= waiter.reserved
+        slept = 0.0
+        try:
+            for naps in range(_MAX_NAPS + 1):
+                if wait >= _NOISE:
+                    yield _Sleep(clock, wait)
+                    slept += wait
+                if waiter is None:
+                    break
+                with self._lock:
+                    # Postponed while asleep? Measured on the slots, not the clock, so that
+                    # a test clock standing still sees the same turns.
+                    wait = waiter.start - target
+                    target = waiter.start
+                    if wait < _NOISE or naps >= _MAX_NAPS - 1:
+                        self._queue.leave(waiter, served=True)
+                        waiter = None
+            return slept
+        except BaseException:  # KeyboardInterrupt, a cancelled task: the slot goes unused
+            if waiter is not None:
+                with self._lock:
+                    self._queue.leave(waiter, served=False)
+            # The slot this caller reserved went to one it was queued ahead of: keep it spent.
+            if own:
                 yield from self._give_back(ticket)
-                raise
-        self._record(ticket.wait)
-        return ticket.wait
+            raise
 
     def _reserve_local(self, max_wait: float | None) -> _Ticket:
         with self._lock:
@@ -410,9 +568,30 @@ class TokenBucket:
         seconds = clamp_pause(seconds)
         # Locally too, so that a Redis outage right after still obeys it.
         with self._lock:
-            self._state = pause(self._state, self._limits, self._clock.monotonic(), seconds)
+            before = self._state
+            self._state = pause(before, self._limits, self._clock.monotonic(), seconds)
+            if self._state.tat > before.tat:
+                self._before_pause = before.tat  # what resume() restores
             self._floor = max(self._floor, self._state.tat)  # a pause is no grant (debt())
         yield from self._script("pause", repr(seconds * _US))
+
+    def resume(self) -> None:
+        """End a pause (one the provider asked for, or :meth:`pause`) now, for everyone
+        sharing this bucket: the bucket restarts empty, one token now and the rest at the
+        steady rate. Callers already asleep until a slot behind the pause (in this process
+        or another) keep their slots, and new callers queue behind them. No pause: no-op."""
+        drive(self._resume())
+
+    async def aresume(self) -> None:
+        """The asyncio form of :meth:`resume`."""
+        await adrive(self._resume())
+
+    def _resume(self) -> Flow[None]:
+        with self._lock:
+            now = self._clock.monotonic()
+            self._state = resume(self._state, self._limits, now, self._before_pause)
+            self._floor = min(self._floor, self._state.tat)  # tokens from here on are grants
+        yield from self._script("resume")
 
     def adjust_rate(self, new_rate: float, new_capacity: int | None = None) -> None:
         """Change the rate (and optionally the capacity) in force, keeping tokens owed.
@@ -532,14 +711,11 @@ class TokenBucket:
         ticket = self._reserve_local_tokens(tokens, max_wait)
         if not ticket.granted:
             raise RateLimitTimeout(self.provider, ticket.wait)
-        if ticket.wait > 0:
-            try:
-                yield _Sleep(self._clock, ticket.wait)
-            except BaseException:  # as in acquire_flow: the slots go back if nobody came after
-                yield from self._give_back(ticket)
-                raise
-        self._record(ticket.wait)
-        return ticket.wait
+        wait = ticket.wait
+        if wait > 0:
+            wait = yield from self._wait_turn(ticket, max_wait, queued=False)
+        self._record(wait)
+        return wait
 
     def _reserve_local_tokens(self, tokens: int, max_wait: float | None) -> _Ticket:
         """``tokens`` consecutive reservations under one hold of the lock (the policy's
@@ -731,6 +907,15 @@ class RateLimiter(LinkOwner):
     async def apause(self, provider: str, seconds: float) -> None:
         """The asyncio form of :meth:`pause`."""
         await self._bucket(provider).apause(seconds)
+
+    def resume(self, provider: str) -> None:
+        """End ``provider``'s pause now (one set by a ``Retry-After`` or :meth:`pause`), in
+        every sharing process: see :meth:`TokenBucket.resume`."""
+        self._bucket(provider).resume()
+
+    async def aresume(self, provider: str) -> None:
+        """The asyncio form of :meth:`resume`."""
+        await self._bucket(provider).aresume()
 
     def adjust_from_headers(
         self, provider: str, headers: Mapping[str, str], status: int | None = None

@@ -40,8 +40,50 @@ def test_compose_has_the_standalone_services() -> None:
     assert gw["environment"]["TUNEGATE_REDIS_URL"].startswith("redis://redis:6379")
     assert gw["depends_on"]["redis"]["condition"] == "service_healthy"
     # No secret is written in the file: each comes from the environment.
-    for name in ("SPOTIFY_CLIENT_SECRET", "LASTFM_API_KEY", "TUNEGATE_ADMIN_TOKEN"):
+    secrets = ("SPOTIFY_CLIENT_SECRET", "LASTFM_API_KEY", "TUNEGATE_ADMIN_TOKEN")
+    for name in (*secrets, "TUNEGATE_TOKEN_KEY", "TUNEGATE_API_KEYS"):
         assert gw["environment"][name] == "${" + name + ":-}"
+    # Every variable given to the gateway is one the library or the service reads.
+    source = "\n".join(p.read_text() for p in (DEPLOY.parent / "src/tunegate").rglob("*.py"))
+    for name in gw["environment"]:
+        assert f'"{name}"' in source, name
+
+
+def test_rabbitmq_is_there_for_the_workers() -> None:
+    data = _compose()
+    services = data["services"]
+    mq = services["rabbitmq"]
+    image, _, tag = mq["image"].partition(":")
+    assert image == "rabbitmq"
+    assert tag.split("-")[0].replace(".", "").isdigit()  # a pinned version, not latest
+    assert "management" in tag
+    assert {"5672:5672", "15672:15672"} <= set(mq["ports"])  # AMQP, management UI
+    assert mq["healthcheck"]["test"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
+    env = mq["environment"]
+    # The password has no default: compose refuses to start without one.
+    assert env["RABBITMQ_DEFAULT_PASS"].startswith("${RABBITMQ_DEFAULT_PASS:?")
+    assert env["RABBITMQ_DEFAULT_USER"].startswith("${RABBITMQ_DEFAULT_USER:-")
+    plugins = (DEPLOY / "rabbitmq/enabled_plugins").read_text().strip()
+    assert re.fullmatch(r"\[[a-z_,\s]+\]\.", plugins), plugins  # an Erlang list term
+    enabled = {p.strip() for p in plugins[1:-2].split(",")}
+    assert enabled == {"rabbitmq_management", "rabbitmq_prometheus"}
+    mounts = dict(v.split(":")[:2] for v in mq["volumes"])
+    assert mounts["./rabbitmq/enabled_plugins"] == "/etc/rabbitmq/enabled_plugins"
+    assert mounts["rabbitmq-data"] == "/var/lib/rabbitmq"
+    assert "rabbitmq-data" in data["volumes"]
+    assert mq["hostname"] == "rabbitmq"  # the data directory is named after the node
+    # The gateway serves without the broker (workers join later): no dependency on it.
+    assert "rabbitmq" not in services["gateway"]["depends_on"]
+
+
+def test_the_stop_grace_period_outlasts_the_drain() -> None:
+    from tunegate.service import ServiceOptions
+
+    gw = _compose()["services"]["gateway"]
+    drain = ServiceOptions.from_env({"TUNEGATE_DRAIN": gw["environment"]["TUNEGATE_DRAIN"]}).drain
+    grace = re.fullmatch(r"(\d+)s", gw["stop_grace_period"])
+    assert grace is not None
+    assert int(grace.group(1)) > drain  # docker's SIGKILL comes after the drain, not during
 
 
 def test_the_gateway_command_is_one_the_cli_accepts_and_ports_agree() -> None:
@@ -74,18 +116,29 @@ def test_prometheus_scrapes_the_gateway() -> None:
     services = _compose()["services"]
     port = _option(services["gateway"]["command"], "--port")
     prom = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
-    (job,) = prom["scrape_configs"]
-    assert job["metrics_path"] == "/metrics"
-    assert job["static_configs"][0]["targets"] == [f"gateway:{port}"]
+    jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
+    assert set(jobs) == {"tunegate", "rabbitmq"}
+    for job in jobs.values():
+        assert job["metrics_path"] == "/metrics"
+        for target in job["static_configs"][0]["targets"]:
+            assert target.split(":")[0] in services  # a service of this compose file
+    assert jobs["tunegate"]["static_configs"][0]["targets"] == [f"gateway:{port}"]
+    # rabbitmq_prometheus's port; it needs no host port, Prometheus is on the same network.
+    assert jobs["rabbitmq"]["static_configs"][0]["targets"] == ["rabbitmq:15692"]
     assert "9090:9090" in services["prometheus"]["ports"]
+    assert {"gateway", "rabbitmq"} <= set(services["prometheus"]["depends_on"])
 
 
 def test_every_mounted_file_exists_and_grafana_is_provisioned() -> None:
-    services = _compose()["services"]
+    data = _compose()
+    services = data["services"]
     for name, service in services.items():
         for volume in service.get("volumes", []):
             source = volume.split(":", 1)[0]
-            assert (DEPLOY / source).exists(), (name, source)
+            if source.startswith("."):  # a file or directory of deploy/
+                assert (DEPLOY / source).exists(), (name, source)
+            else:  # a named volume: declared at the top level
+                assert source in data.get("volumes", {}), (name, source)
     ds = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())
     (source,) = ds["datasources"]
     assert source["url"] == "http://prometheus:9090"

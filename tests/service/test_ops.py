@@ -11,7 +11,7 @@ import pytest
 from tests._redis_server import RedisServer
 from tunegate.emulator import Emulator
 
-from .conftest import ADMIN_TOKEN, Factory, emulator_settings_of
+from .conftest import ADMIN_TOKEN, Factory, emulator_settings_of, known_track
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CANARY_SECRET = "canary-spotify-secret-0d9e8f7a"
@@ -158,6 +158,36 @@ def test_admin_pauses_and_changes_a_providers_rate(service: Factory, track: dict
             assert r.status_code == 422
             assert r.json()["field"] == "seconds"
         r = c.post("/admin/limits/nobody/pause", json={"seconds": 1}, headers=AUTH)
+        assert r.json()["field"] == "provider"
+
+
+def test_admin_resume_ends_a_pause_and_requests_flow(
+    service: Factory, emulator: Emulator, track: dict[str, str]
+) -> None:
+    short = {"X-Request-Timeout": "5"}
+    with service() as c:
+        assert c.post("/admin/limits/spotify/resume", headers={}).status_code == 401
+        r = c.post("/admin/limits/spotify/pause", json={"seconds": 600}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        r = c.get(f"/v1/spotify/tracks/{track['id']}", headers=short)
+        assert r.status_code == 429, r.text
+
+        def spotify_calls() -> int:
+            return int(emulator.stats()["requests"].get("spotify", {}).get("total", 0))
+
+        before = spotify_calls()
+        r = c.post("/admin/limits/spotify/resume", headers=AUTH)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"provider": "spotify", "paused_until": None}
+        assert c.get("/status.json").json()["providers"]["spotify"]["paused_until"] is None
+        other = known_track(emulator.catalog, skip=1)
+        for t in (track, other):  # flowing again: neither is cached, so each asks Spotify
+            r = c.get(f"/v1/spotify/tracks/{t['id']}", headers=short)
+            assert r.status_code == 200, r.text
+            assert r.headers["x-cache"] == "miss"
+        assert spotify_calls() >= before + 2
+        r = c.post("/admin/limits/nobody/resume", headers=AUTH)
+        assert r.status_code == 422
         assert r.json()["field"] == "provider"
 
 

@@ -23,6 +23,7 @@ from spotipy.oauth2 import SpotifyClientCredentials
 from tunegate.clients import AsyncGateway
 from tunegate.emulator import Emulator
 from tunegate.service import ServiceOptions, create_app
+from tunegate.service.callers import CallerKeys
 from tunegate.service.passthrough import issue_token, verify_token
 
 from ._proc import running_app
@@ -125,7 +126,8 @@ def test_caller_keys_gate_the_token_endpoint(emulator: Emulator) -> None:
 
     registry = CollectorRegistry()
     gateway = AsyncGateway(emulator_settings_of(emulator), registry=registry)
-    options = ServiceOptions(registry=registry, caller_keys=frozenset({"key-of-app-a"}))
+    keys = CallerKeys.of({"app-a": "key-of-app-a"})
+    options = ServiceOptions(registry=registry, api_keys=keys)
     app = create_app(gateway, options=options, owns_gateway=True)
     with TestClient(app) as c:
         form = {"grant_type": "client_credentials"}
@@ -134,6 +136,8 @@ def test_caller_keys_gate_the_token_endpoint(emulator: Emulator) -> None:
         r = c.post("/spotify/api/token", data=form, auth=("app-a", "key-of-app-a"))
         assert r.status_code == 200
         assert r.json()["token_type"] == "Bearer"
+        # The token names the key's application, whatever client id the caller gave.
+        assert verify_token(options.token_key, r.json()["access_token"]) == "app-a"
 
 
 @pytest.fixture

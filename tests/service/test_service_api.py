@@ -6,7 +6,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -95,36 +98,96 @@ def test_a_bad_config_file_exits_2_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
-def test_sigterm_lets_an_in_flight_request_finish(emulator: Emulator) -> None:
-    import threading
-    import time
+def _arrived(emulator: Emulator) -> int:
+    """Spotify requests the emulator has seen arrive (counted on arrival, not answer)."""
+    clients = emulator.stats()["clients"].get("spotify", {})
+    return sum(int(c["requests"]) for c in clients.values())
 
-    track = known_track(emulator.catalog)
-    emulator.set_faults("spotify/track:latency=2")
 
-    def arrived() -> int:  # counted by the emulator when a request arrives, not when answered
-        clients = emulator.stats()["clients"].get("spotify", {})
-        return sum(int(c["requests"]) for c in clients.values())
+def _hold_one(emulator: Emulator, url: str, track: dict[str, str]) -> tuple[Any, dict[str, Any]]:
+    """One slow typed call in a thread, returned once the emulator holds it."""
+    warm = httpx.get(f"{url}/v1/spotify/isrc/{track['isrc']}", timeout=30)  # the token
+    assert warm.status_code == 200, warm.text
+    before = _arrived(emulator)
+    result: dict[str, Any] = {}
 
-    with serve_process(env=emulator.env()) as (url, proc):
-        warm = httpx.get(f"{url}/v1/spotify/isrc/{track['isrc']}", timeout=30)  # the token
-        assert warm.status_code == 200, warm.text
-        before = arrived()
-        result: dict[str, int] = {}
-
-        def slow() -> None:
-            r = httpx.get(f"{url}/v1/spotify/tracks/{track['id']}", timeout=30)
+    def slow() -> None:
+        try:
+            r = httpx.get(f"{url}/v1/spotify/tracks/{track['id']}", timeout=60)
+        except httpx.TransportError as exc:
+            result["error"] = type(exc).__name__
+        else:
             result["status"] = r.status_code
 
-        worker = threading.Thread(target=slow)
-        worker.start()
-        deadline = time.monotonic() + 20
-        while arrived() == before:  # bounded poll: the request is now held by the emulator
-            assert time.monotonic() < deadline, emulator.stats()
-            time.sleep(0.02)
-        assert "status" not in result  # still in flight (the emulator holds it for 2 s)
+    worker = threading.Thread(target=slow)
+    worker.start()
+    deadline = time.monotonic() + 20
+    while _arrived(emulator) == before:  # bounded poll: the request is now held upstream
+        assert time.monotonic() < deadline, emulator.stats()
+        time.sleep(0.02)
+    assert not result  # still in flight (the emulator holds it)
+    return worker, result
+
+
+def _answered(emulator: Emulator) -> int:
+    """Spotify track requests the emulator has answered (counted when answered)."""
+    endpoints = emulator.stats()["requests"].get("spotify", {}).get("endpoints", {})
+    return int(endpoints.get("track", {}).get("total", 0))
+
+
+def _refused(url: str, proc: subprocess.Popen[bytes]) -> bool:
+    """True once a new connection is refused while the process still runs (draining)."""
+    for _ in range(250):  # bounded: uvicorn closes its listener right after the signal
+        try:
+            httpx.get(url + "/healthz", timeout=2)
+        except httpx.ConnectError:
+            return proc.poll() is None
+        time.sleep(0.02)
+    return False
+
+
+def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(emulator: Emulator) -> None:
+    track = known_track(emulator.catalog)
+    emulator.set_faults("spotify/track:latency=4")  # under the 10 s drain
+    with serve_process(env=emulator.env()) as (url, proc):
+        worker, result = _hold_one(emulator, url, track)
         proc.send_signal(signal.SIGTERM)
+        assert _refused(url, proc)  # no new connection while the old one drains
         worker.join(timeout=30)
         code = proc.wait(timeout=30)
+        log = proc.log()
     assert result == {"status": 200}  # answered after the signal, not cut off
     assert code in (0, -signal.SIGTERM)
+    assert "timeout graceful shutdown exceeded" not in log
+
+
+def test_sigterm_cancels_what_outlasts_the_drain_deadline(emulator: Emulator) -> None:
+    track = known_track(emulator.catalog)
+    emulator.set_faults("spotify/track:latency=4")  # well past a 1 s drain
+    with serve_process(env={**emulator.env(), "TUNEGATE_DRAIN": "1"}) as (url, proc):
+        worker, result = _hold_one(emulator, url, track)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)  # it exits: it does not wait for the provider
+        answered_at_exit = _answered(emulator)
+        log = proc.log()
+        worker.join(timeout=30)
+    assert code in (0, -signal.SIGTERM)
+    assert "Cancel 1 running task(s), timeout graceful shutdown exceeded" in log
+    assert "status" not in result or result["status"] >= 500, result  # cut off, not answered
+    assert "Application shutdown complete" in log  # the gateway was still closed cleanly
+    assert answered_at_exit == 0  # the process left before the provider answered
+    deadline = time.monotonic() + 30
+    while _answered(emulator) == 0:  # bounded: let the emulator finish its held request
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_bad_drain_setting_is_refused() -> None:
+    from tunegate.exceptions import ConfigurationError
+    from tunegate.service import ServiceOptions
+
+    assert ServiceOptions.from_env({}).drain == 10
+    assert ServiceOptions.from_env({"TUNEGATE_DRAIN": "3"}).drain == 3
+    for bad in ("0", "-1", "2.5", "x", "99999"):
+        with pytest.raises(ConfigurationError, match="TUNEGATE_DRAIN"):
+            ServiceOptions.from_env({"TUNEGATE_DRAIN": bad})

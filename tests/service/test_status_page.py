@@ -57,6 +57,8 @@ def test_status_page_shows_the_breaker_opening(
         spotify = page.locator('tr[data-provider="spotify"] td.breaker')
         spotify.wait_for(timeout=15_000)
         assert spotify.inner_text() == "closed"
+        # This page's own poll of /status.json is the one request in flight it can see.
+        assert page.locator("#inflight").inner_text() == "1"
         assert page.locator('tr[data-provider="lastfm"]').count() == 1
 
         emulator.set_faults("spotify/track:error=503")

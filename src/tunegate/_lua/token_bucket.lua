@@ -5,9 +5,10 @@
 --            tat     theoretical arrival time (when the bucket is full again)
 --            paused  no token before this
 --            rate, cap   a shared override set by adjust_rate (absent: the caller's values)
+--            pre     the tat just before a pause raised it (what resume restores)
 -- KEYS[2]  optional: the bucket's members, a sorted set of member id -> last seen (us), so
 --          each process knows its share of the quota when Redis is lost (ratelimit.py)
--- ARGV[1]  operation: acquire | pause | rate | release | peek
+-- ARGV[1]  operation: acquire | pause | resume | rate | release | peek
 -- ARGV[2]  the caller's configured rate (tokens per second)
 -- ARGV[3]  the caller's configured capacity
 -- ARGV[4]  idle TTL in ms: the key lives this long after the bucket is full and unpaused
@@ -23,6 +24,8 @@
 --                KEYS[2]; rate and cap are the ones in force (an override included); ahead
 --                is the TAT minus now in us (how far the fleet has reserved)
 --   pause    ARGV[6] seconds to pause, in us     -> paused-until (us)
+--   resume   end a pause now: the bucket restarts empty, keeping the backlog reserved
+--            before the pause; slots reserved behind the pause stand -> 1 if paused, else 0
 --   rate     ARGV[6] new rate, ARGV[7] new capacity; both '' drop the override -> 1
 --   release  ARGV[6] tat after, ARGV[7] tat before, as acquire returned them
 --            -> 1 if the slot was given back (nobody reserved after it), else 0
@@ -40,7 +43,7 @@ if not now then
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
-local f = redis.call('HMGET', key, 'tat', 'paused', 'rate', 'cap')
+local f = redis.call('HMGET', key, 'tat', 'paused', 'rate', 'cap', 'pre')
 local tat = tonumber(f[1]) or now -- no key: a full bucket
 local paused = tonumber(f[2]) or 0
 local rate = tonumber(f[3]) or tonumber(ARGV[2])
@@ -105,8 +108,25 @@ if op == 'acquire' then
           fmt(new_tat - now)}
 elseif op == 'pause' then
   local resume_at = math.max(paused, now + math.max(0, tonumber(ARGV[6])))
-  save(math.max(tat, resume_at + tolerance(rate, cap)), resume_at)
+  local new_tat = resume_at + tolerance(rate, cap)
+  if new_tat > tat then
+    redis.call('HSET', key, 'pre', fmt(tat))
+  else
+    new_tat = tat
+  end
+  save(new_tat, resume_at)
   return fmt(resume_at)
+elseif op == 'resume' then
+  -- the Python policy's resume(); 'pre' is its `before`
+  if paused <= now then
+    return 0
+  end
+  if tat - (paused + tolerance(rate, cap)) > 1 then
+    save(tat, now) -- callers asleep until their slots behind the pause keep them
+  else
+    save(math.max(tonumber(f[5]) or now, now + tolerance(rate, cap)), now)
+  end
+  return 1
 elseif op == 'rate' then
   local new_rate = tonumber(ARGV[6]) or tonumber(ARGV[2])
   local new_cap = tonumber(ARGV[7]) or tonumber(ARGV[3])

@@ -41,6 +41,7 @@ __all__ = [
     "release",
     "rescale",
     "reserve",
+    "resume",
     "share",
     "start_empty",
 ]
@@ -143,6 +144,24 @@ def pause(state: BucketState, limits: Limits, now: float, seconds: float) -> Buc
     """
     until = max(state.paused_until, now + clamp_pause(seconds))
     return BucketState(tat=max(state.tat, until + limits.tolerance), paused_until=until)
+
+
+def resume(
+    state: BucketState, limits: Limits, now: float, before: float = -math.inf
+) -> BucketState:
+    """End a pause at ``now`` (an operator's call: the provider is answering again).
+
+    ``before`` is the TAT just before the pause raised it (the backlog reserved then). The
+    bucket restarts empty at ``now``, as at a pause's end, keeping that backlog. When a
+    caller has reserved a slot behind the pause (the TAT has moved past where the pause put
+    it), that caller is asleep until its slot, maybe in another process, and cannot be
+    called back: the slots stand, and new callers still queue behind them.
+    """
+    if state.paused_until <= now:
+        return state
+    if state.tat - (state.paused_until + limits.tolerance) > _NOISE:
+        return BucketState(state.tat, now)
+    return BucketState(max(before, now + limits.tolerance), now)
 
 
 def rescale(state: BucketState, old: Limits, new: Limits, now: float) -> BucketState:

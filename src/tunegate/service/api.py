@@ -359,16 +359,12 @@ MAX_ISRCS = 100
 
 
 def _batched_isrcs(client_class: Any) -> tuple[Endpoint, ...]:
-    """The batched ISRC lookup, where the MusicBrainz client has it (``lookup_isrcs``, the
-    quota-bound issue's): without it the route does not exist."""
-    if not hasattr(client_class, "lookup_isrcs"):
-        return ()
+    """The batched ISRC lookup (``lookup_isrcs``: one MusicBrainz search per 50 ISRCs)."""
 
     async def call(gw: AsyncGateway, args: dict[str, Any]) -> Any:
         if len(args["isrcs"]) > MAX_ISRCS:
             raise InvalidInput("isrcs", f"at most {MAX_ISRCS} ISRCs per request")
-        client: Any = gw.musicbrainz  # typed once lookup_isrcs is on the branch
-        return await client.lookup_isrcs(args["isrcs"])
+        return await gw.musicbrainz.lookup_isrcs(args["isrcs"])
 
     described = f"Comma-separated ISRCs (1..{MAX_ISRCS})."
     isrcs = Param("isrcs", "query", described, kind="csv", max_length=13 * MAX_ISRCS)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+import sys
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +21,17 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunegate.clients import AsyncGateway, Settings
+from tunegate.exceptions import ConfigurationError
 from tunegate.observability import correlation_id
 from tunegate.service import ops, passthrough
 from tunegate.service.api import DEFAULT_DEADLINE, ENDPOINTS, handler
+from tunegate.service.callers import (
+    API_KEYS_ENV,
+    SERVICE_FILE_ENV,
+    CallerKeys,
+    guarded,
+    read_service_file,
+)
 from tunegate.service.openapi import DOCS_HTML, openapi_document
 from tunegate.service.status import STATUS_HTML
 
@@ -35,6 +44,8 @@ __all__ = ["ADMIN_TOKEN_ENV", "ServiceOptions", "create_app", "serve"]
 
 ADMIN_TOKEN_ENV = "TUNEGATE_ADMIN_TOKEN"
 TOKEN_KEY_ENV = "TUNEGATE_TOKEN_KEY"
+DRAIN_ENV = "TUNEGATE_DRAIN"
+DEFAULT_DRAIN = 10
 
 
 @dataclass(frozen=True)
@@ -42,25 +53,47 @@ class ServiceOptions:
     """What the service needs beyond the gateway. ``admin_token`` None: the admin
     endpoints answer 401 to everyone. ``registry``: the Prometheus registry ``/metrics``
     shows (the gateway's pipelines must record into it; None: a new one when the service
-    builds its gateway, else prometheus-client's global one). ``caller_keys``: when set,
-    a Spotify pass-through caller's client secret must be one of them. ``token_key``
-    signs the tokens ``/spotify/api/token`` issues (random per process unless set)."""
+    builds its gateway, else prometheus-client's global one). ``api_keys``: the callers'
+    keys, each naming an application (:mod:`tunegate.service.callers`); when set, every
+    ``/v1`` and pass-through request must carry one and runs as that application for the
+    limiter's fair share. ``token_key`` signs the tokens ``/spotify/api/token`` issues
+    (random per process unless set)."""
 
     admin_token: str | None = field(default=None, repr=False)
     deadline: float = DEFAULT_DEADLINE
     registry: CollectorRegistry | None = None
-    caller_keys: frozenset[str] = field(default=frozenset(), repr=False)
+    api_keys: CallerKeys = field(default_factory=CallerKeys, repr=False)
     token_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    # Seconds SIGTERM waits for in-flight requests before cancelling them (TUNEGATE_DRAIN).
+    drain: int = DEFAULT_DRAIN
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **given: Any) -> ServiceOptions:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **given: Any) -> ServiceOptions:
+        """From the environment, then the service file it names (``TUNEGATE_SERVICE_FILE``:
+        ``admin_token``, ``token_key``, ``[api_keys]``); the environment wins. Raises
+        ConfigurationError, naming the file or the application, for a bad one."""
         env = os.environ if environ is None else environ
-        token = (env.get(ADMIN_TOKEN_ENV) or "").strip() or None
-        keys = frozenset(k for k in (env.get("TUNEGATE_API_KEYS") or "").split(",") if k)
-        key = (env.get(TOKEN_KEY_ENV) or "").strip()
+        path = (env.get(SERVICE_FILE_ENV) or "").strip()
+        filed = read_service_file(path) if path else {}
+        token = (env.get(ADMIN_TOKEN_ENV) or "").strip() or filed.get("admin_token") or None
+        listed = (env.get(API_KEYS_ENV) or "").strip()
+        if listed:
+            keys = CallerKeys.parse(listed)
+        else:
+            try:
+                keys = CallerKeys.of(filed.get("api_keys", {}))
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"{path}: {exc}") from None
+        key = (env.get(TOKEN_KEY_ENV) or "").strip() or filed.get("token_key", "")
         if key:  # several service processes must sign the callers' tokens alike
             given.setdefault("token_key", key.encode())
-        return cls(admin_token=token, caller_keys=keys, **given)
+        given.setdefault("api_keys", keys)
+        drain = (env.get(DRAIN_ENV) or "").strip()
+        if drain:
+            if not drain.isdigit() or not 0 < int(drain) <= 3600:
+                raise ConfigurationError(f"{DRAIN_ENV} must be whole seconds in 1..3600")
+            given.setdefault("drain", int(drain))
+        return cls(admin_token=token, **given)
 
 
 @contextlib.contextmanager
@@ -133,7 +166,7 @@ def create_app(
 
     routes: list[Route] = []
     for endpoint in ENDPOINTS:
-        run = handler(endpoint, state.gw, opts.deadline)
+        run = guarded(opts.api_keys, handler(endpoint, state.gw, opts.deadline))
         routes.append(
             Route(endpoint.path, ops.timed(state, endpoint.path, run), methods=[endpoint.method])
         )
@@ -155,7 +188,7 @@ def create_app(
         Route("/status", status_page, include_in_schema=False),
         Route("/", status_page, include_in_schema=False),
     ]
-    document = openapi_document(routes)
+    document = openapi_document(routes, caller_keys=bool(opts.api_keys))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     app.state.tunegate = state
@@ -196,7 +229,9 @@ def serve(
     sandbox: bool = False,
     config: CliConfig | None = None,
 ) -> None:
-    """Run the service on uvicorn until interrupted (in-flight requests get 10 s).
+    """Run the service on uvicorn until SIGTERM or SIGINT: it stops accepting connections
+    at once, lets in-flight requests finish for ``TUNEGATE_DRAIN`` seconds (10), cancels
+    the rest, closes the gateway and exits.
 
     Provider settings come from ``config`` (the CLI's configuration: flags > environment >
     TOML file) when given, else from the environment as for ``Gateway.from_env()``."""
@@ -204,6 +239,13 @@ def serve(
 
     settings = None if config is None else config.client_settings()
     cache_path = None if config is None else config.cache
-    app = create_app(sandbox=sandbox, settings=settings, cache_path=cache_path)
+    try:
+        options = ServiceOptions.from_env()
+    except ConfigurationError as exc:  # a bad service file or key list: one line, exit 2
+        print(f"tunegate serve: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    app = create_app(sandbox=sandbox, settings=settings, cache_path=cache_path, options=options)
     # No access log: a pass-through URL may carry a caller's key in its query string.
-    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=10, access_log=False)
+    uvicorn.run(
+        app, host=host, port=port, timeout_graceful_shutdown=options.drain, access_log=False
+    )

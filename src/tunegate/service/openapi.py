@@ -103,6 +103,15 @@ OPERATIONS: tuple[Operation, ...] = (
         body=_object(["seconds"], seconds=_NUMBER),
     ),
     Operation(
+        "/admin/limits/{provider}/resume",
+        "POST",
+        "End a provider's pause now (an admin pause or the provider's Retry-After)",
+        "admin",
+        responses=(200, 422),
+        admin=True,
+        params=(_PROVIDER,),
+    ),
+    Operation(
         "/admin/limits/{provider}/rate",
         "POST",
         "Change (or reset) a provider's rate",
@@ -351,15 +360,25 @@ def _template(route: Route) -> str:
     return re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
 
 
-def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
+_CALLER_SCHEMES = {
+    "callerKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "callerBearer": {"type": "http", "scheme": "bearer"},
+}
+
+
+def openapi_document(routes: Sequence[BaseRoute], *, caller_keys: bool = False) -> dict[str, Any]:
     """The document for ``routes``; raises ``LookupError`` for a schema route that neither
-    :data:`ENDPOINTS` nor :data:`OPERATIONS` declares."""
+    :data:`ENDPOINTS` nor :data:`OPERATIONS` declares. ``caller_keys``: the service
+    requires callers' API keys, so every ``/v1`` operation says so (and may answer 401)."""
     from tunegate import __version__
 
     results, defs = _schemas()
     declared: dict[tuple[str, str], dict[str, Any]] = {}
     for e in ENDPOINTS:
-        declared[(e.path, e.method)] = _v1_operation(e, results[e.op_id])
+        v1 = declared[(e.path, e.method)] = _v1_operation(e, results[e.op_id])
+        if caller_keys:
+            v1["security"] = [{"callerKey": []}, {"callerBearer": []}]
+            v1["responses"]["401"] = _problem_response(401)
     for o in OPERATIONS:
         declared[(o.path, o.method)] = _other_operation(o)
     paths: dict[str, dict[str, Any]] = {}
@@ -385,7 +404,10 @@ def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "admin": {"type": "http", "scheme": "bearer"},
+                **(_CALLER_SCHEMES if caller_keys else {}),
+            },
         },
     }
 

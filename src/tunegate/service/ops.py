@@ -93,6 +93,7 @@ class State:
     options: ServiceOptions
     gateway: AsyncGateway | None = None
     started: float = field(default_factory=time.time)
+    in_flight: int = 0  # requests being answered (the status page's, and drain's, figure)
     recent_errors: deque[dict[str, Any]] = field(
         default_factory=lambda: deque(maxlen=_RECENT_ERRORS)
     )
@@ -147,7 +148,11 @@ def timed(state: State, route: str, fn: Endpoint) -> Endpoint:
 
     async def run(request: Request) -> Response:
         start = time.perf_counter()
-        response = await fn(request)
+        state.in_flight += 1  # one event loop: no lock
+        try:
+            response = await fn(request)
+        finally:
+            state.in_flight -= 1
         status = response.status_code
         state.observe(route, request.method, status, time.perf_counter() - start)
         if status == 429 or status >= 500:
@@ -236,6 +241,7 @@ async def status_snapshot(state: State) -> dict[str, Any]:
         "time": time.time(),
         "uptime": round(time.time() - state.started, 1),
         "request_rate": state.request_rate(),
+        "in_flight": state.in_flight,
         "providers": providers,
         "recent_errors": list(state.recent_errors)[::-1],
     }
@@ -355,6 +361,14 @@ async def _admin_pause(request: Request, gw: AsyncGateway) -> Any:
     return {"provider": name, "paused_until": paused}
 
 
+async def _admin_resume(request: Request, gw: AsyncGateway) -> Any:
+    name = _provider(request, gw)
+    # Ends the pause on the shared bucket too: every process behind one Redis resumes.
+    await gw.limiter.aresume(name)
+    paused = (await gw.limiter.aget_stats())[name]["paused_until"]
+    return {"provider": name, "paused_until": paused}
+
+
 async def _admin_rate(request: Request, gw: AsyncGateway) -> Any:
     name = _provider(request, gw)
     body = await _body(request)
@@ -399,5 +413,6 @@ def routes(state: State) -> list[Route]:
         r("/admin/breakers/{name}/reset", admin(state, _admin_breaker_reset), "POST"),
         r("/admin/cache/invalidate", admin(state, _admin_invalidate), "POST"),
         r("/admin/limits/{provider}/pause", admin(state, _admin_pause), "POST"),
+        r("/admin/limits/{provider}/resume", admin(state, _admin_resume), "POST"),
         r("/admin/limits/{provider}/rate", admin(state, _admin_rate), "POST"),
     ]

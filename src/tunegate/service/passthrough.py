@@ -11,11 +11,15 @@ the sorted query, so a raw answer never meets the typed clients' parsed ones. On
 forwarded: Spotify and MusicBrainz GETs, Last.fm ``*.get*`` and ``*.search`` methods.
 
 Credentials: the service holds the providers' real ones. A Spotify caller gets a
-service-issued token from ``/spotify/api/token`` (HMAC-signed, one hour; with caller keys
+service-issued token from ``/spotify/api/token`` (HMAC-signed, one hour; with callers' keys
 configured its client secret must be one of them); a Last.fm caller's ``api_key`` is
 replaced by the service's. Spotify's token itself comes from the client's token source (the
 one flow that fetches, shares through Redis and refreshes on 401), through the client's
-private send flow: there is no public raw entry for it on the client yet."""
+own authorized send.
+
+With callers' API keys configured (:mod:`tunegate.service.callers`) each call runs as the
+caller's application: the Spotify token names it, Last.fm's ``api_key`` or ``X-API-Key``
+carries it, MusicBrainz takes ``X-API-Key``; an unknown one gets the provider's own 401/403."""
 
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from tunegate.exceptions import ConfigurationError, InvalidInput
 from tunegate.observability import track_sources
 from tunegate.providers import ApiRequest
 from tunegate.service.api import MAX_BODY, x_cache
+from tunegate.service.callers import key_in, running_as
 from tunegate.service.errors import classify
 
 if TYPE_CHECKING:
@@ -119,10 +124,12 @@ async def _forward(
     shape: _Shape,
     media: str,
     rewrite: tuple[str, str] | None = None,
+    app: str | None = None,
 ) -> Response:
-    """Send ``make(client)`` through the provider's pipeline; the answer in the provider's
-    own form, errors in its own error shape, ``X-Cache`` as on ``/v1``."""
-    with track_sources() as sources:
+    """Send ``make(client)`` through the provider's pipeline, as caller ``app`` (the
+    application of the caller's key, when keys are configured); the answer in the
+    provider's own form, errors in its own error shape, ``X-Cache`` as on ``/v1``."""
+    with track_sources() as sources, running_as(app):
         try:
             client = getattr(state.gw(), provider)
             api_request = make(client)
@@ -200,11 +207,12 @@ async def spotify_token(state: State, request: Request) -> Response:
         client_id, _, secret = decoded.partition(":")
     if form.get("grant_type") != "client_credentials":
         return _oauth_error(400, "unsupported_grant_type", "client_credentials only")
-    keys = state.options.caller_keys
-    known = any(hmac.compare_digest(secret.encode(), k.encode()) for k in keys)
-    if not client_id or (keys and not known):
+    keys = state.options.api_keys
+    app = keys.app_of(secret) if keys else client_id[:64]
+    if not client_id or app is None:
         return _oauth_error(401, "invalid_client", "Invalid client")
-    token = issue_token(_token_key(state), client_id[:64])
+    # With keys configured the token names the application: its calls run as that caller.
+    token = issue_token(_token_key(state), app)
     body: dict[str, Any] = {"access_token": token, "token_type": "Bearer"}
     body["expires_in"] = TOKEN_TTL
     return Response(orjson.dumps(body), media_type="application/json")
@@ -218,7 +226,9 @@ def _oauth_error(status: int, error: str, description: str) -> Response:
 async def spotify_api(state: State, request: Request) -> Response:
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
-    if scheme.lower() != "bearer" or verify_token(_token_key(state), token.strip()) is None:
+    subject = verify_token(_token_key(state), token.strip()) if scheme.lower() == "bearer" else None
+    keys = state.options.api_keys
+    if subject is None or (keys and subject not in keys.apps()):  # a revoked application
         return _spotify_error(401, "Invalid access token", None, "application/json")
     path = "/v1/" + str(request.path_params["path"])
     label, kind = _template(path, _SPOTIFY_RULES, ("/v1/{other}", "spotify:other"))
@@ -238,8 +248,9 @@ async def spotify_api(state: State, request: Request) -> Response:
     upstream = state.gw().spotify.base_url if _configured(state, "spotify") else ""
     ours = str(request.base_url).rstrip("/") + "/spotify"
     rewrite = (upstream, ours) if upstream else None
+    app = subject if keys else None
     return await _forward(
-        state, "spotify", request, make, "json", _spotify_error, "application/json", rewrite
+        state, "spotify", request, make, "json", _spotify_error, "application/json", rewrite, app
     )
 
 
@@ -291,6 +302,10 @@ async def musicbrainz_api(state: State, request: Request) -> Response:
     fmt = dict(params).get("fmt", "xml")
     json_wanted = fmt == "json" or "json" in request.headers.get("accept", "")
     media = "application/json" if json_wanted else "application/xml"
+    keys = state.options.api_keys
+    app = keys.app_of(key_in(request.headers)) if keys else None
+    if keys and app is None:
+        return _musicbrainz_error(401, "a known API key is required (X-API-Key)", None, media)
     if json_wanted and fmt != "json":
         params = (*params, ("fmt", "json"))
     label, kind = _mb_kind(path, params)
@@ -308,7 +323,9 @@ async def musicbrainz_api(state: State, request: Request) -> Response:
         )
 
     expect: Literal["json", "xml"] = "json" if json_wanted else "xml"
-    return await _forward(state, "musicbrainz", request, make, expect, _musicbrainz_error, media)
+    return await _forward(
+        state, "musicbrainz", request, make, expect, _musicbrainz_error, media, app=app
+    )
 
 
 # -- Last.fm ------------------------------------------------------------------------------
@@ -321,7 +338,7 @@ _LASTFM_KINDS = {
     "artist.gettoptags": "lastfm:artist_tags",
     "artist.getinfo": "lastfm:artist_info",
 }
-_LASTFM_CODES = {404: 6, 400: 6, 429: 29, 503: 16, 504: 16, 502: 8}
+_LASTFM_CODES = {404: 6, 400: 6, 403: 10, 429: 29, 503: 16, 504: 16, 502: 8}
 # Refused: they act for a user (a session key or a signature made with the app's secret).
 _PER_USER = ("sk", "api_sig", "token", "password", "authToken")
 
@@ -352,6 +369,10 @@ async def lastfm_api(state: State, request: Request) -> Response:
     media = "application/json" if json_wanted else "text/xml"
     if not _READ_METHOD.fullmatch(method) or any(k in given for k in _PER_USER):
         return _lastfm_error(400, f"method {method!r} is not served by the gateway", None, media)
+    keys = state.options.api_keys
+    app = keys.app_of(key_in(request.headers) or given.get("api_key")) if keys else None
+    if keys and app is None:  # Last.fm's own answer to an unknown key: error 10, HTTP 403
+        return _lastfm_error(403, "Invalid API key - You must be granted a valid key", None, media)
     keep = tuple((k, v) for k, v in params if k not in ("api_key", "format", "callback"))
     label = f"/2.0/?method={method}"
     kind = _LASTFM_KINDS.get(method.lower(), f"lastfm:{method.lower().replace('.', '_')}")
@@ -371,7 +392,7 @@ async def lastfm_api(state: State, request: Request) -> Response:
             secret_params=frozenset({"api_key"}),
         )
 
-    return await _forward(state, "lastfm", request, make, expect, _lastfm_error, media)
+    return await _forward(state, "lastfm", request, make, expect, _lastfm_error, media, app=app)
 
 
 def routes(state: State) -> list[Route]:
