@@ -206,17 +206,27 @@ def test_shared_non_blocking_refusal_takes_nothing(redis_url: str) -> None:
 
 
 @pytest.mark.redis
-def test_shared_several_tokens_is_refused_until_the_script_takes_them_at_once(
-    redis_url: str,
-) -> None:
-    limiter = RateLimiter(redis=redis_url, key_prefix=f"tunegate:test:{uuid.uuid4().hex}:")
+def test_shared_several_tokens_are_taken_together_by_every_process(redis_url: str) -> None:
+    """tokens=n on a shared bucket: one script call reserves all n or none, for every
+    process; a refusal takes nothing, and each process's consumption counts its n."""
+    prefix = f"tunegate:test:{uuid.uuid4().hex}:"
+    one = RateLimiter(redis=redis_url, key_prefix=prefix)
+    two = RateLimiter(redis=redis_url, key_prefix=prefix)
     try:
-        limiter.configure_provider("spotify", rate=10.0, capacity=10)
-        with pytest.raises(ConfigurationError, match="shared through Redis"):
-            limiter.acquire("spotify", tokens=2)
-        assert limiter.acquire("spotify", tokens=1, blocking=False)
+        for limiter in (one, two):
+            limiter.configure_provider("spotify", rate=0.01, capacity=5)
+        assert one.acquire("spotify", tokens=3, blocking=False) == 0.0
+        assert two.acquire("spotify", tokens=3, blocking=False) is False  # 2 left, not 3
+        assert two.acquire("spotify", tokens=3, timeout=1) is False
+        assert two.acquire("spotify", tokens=2, blocking=False) == 0.0
+        assert one.acquire("spotify", blocking=False) is False  # all 5 taken
+        assert one.get_stats()["spotify"]["consumed"] == 3
+        assert two.get_stats()["spotify"]["consumed"] == 2
+        with pytest.raises(ConfigurationError, match="exceed its capacity"):
+            one.acquire("spotify", tokens=6)
     finally:
-        limiter.close()
+        one.close()
+        two.close()
 
 
 # -- consumption and prediction -------------------------------------------------------------

@@ -58,6 +58,7 @@ from tunegate._policy.bucket import (
     release,
     rescale,
     reserve,
+    reserve_tokens,
     resume,
     share,
     start_empty,
@@ -453,8 +454,9 @@ class TokenBucket:
 
     # -- the shared bucket and its fallback ---------------------------------------------------
 
-    def _shared_ticket(self, max_wait: float | None) -> Flow[_Ticket]:
-        """A reservation in Redis, or on this process's share while Redis cannot serve."""
+    def _shared_ticket(self, max_wait: float | None, tokens: int = 1) -> Flow[_Ticket]:
+        """A reservation (of ``tokens`` together) in Redis, or on this process's share while
+        Redis cannot serve."""
         now = self._clock.monotonic()
         owed = 0.0
         with self._lock:
@@ -464,12 +466,13 @@ class TokenBucket:
             # Coming back, mark at once: a restarted Redis has forgotten every member.
             beat = now >= self._beat_due or self._falling_back
         member = self._member if beat else ""
+        extra = () if tokens == 1 else (str(tokens),)
         reply = yield from self._script(
             "acquire", self._us_or_blank(max_wait), repr(owed) if owed else "", member,
-            self._member_ttl_ms,
+            self._member_ttl_ms, *extra,
         )  # fmt: skip
         if reply is None:
-            return self._reserve_share(max_wait, empty=True)
+            return self._reserve_share(max_wait, tokens, empty=True)
         ticket = _ticket_from_reply(reply)
         paused = self._heard(now, reply, beat)
         if paused > 0:  # a pause the provider asked for while Redis was away: for everyone
@@ -477,7 +480,7 @@ class TokenBucket:
         if not ticket.granted or now >= self._grace_until:
             return ticket
         # Grace: the others may still be on their shares; take this one's share too.
-        local = self._reserve_share(max_wait, empty=False)
+        local = self._reserve_share(max_wait, tokens, empty=False)
         if not local.granted:
             assert ticket.shared is not None
             yield from self._script("release", *ticket.shared)
@@ -520,9 +523,9 @@ class TokenBucket:
         set them: adjust_rate), by the members last seen."""
         return share(self._fleet, self._members)
 
-    def _reserve_share(self, max_wait: float | None, *, empty: bool) -> _Ticket:
-        """A local reservation on this process's share (``empty``: Redis cannot serve; a
-        fallback that starts here starts with no burst)."""
+    def _reserve_share(self, max_wait: float | None, tokens: int, *, empty: bool) -> _Ticket:
+        """A local reservation of ``tokens`` on this process's share (``empty``: Redis cannot
+        serve; a fallback that starts here starts with no burst)."""
         with self._lock:
             now = self._clock.monotonic()  # after the failed call: it may have taken 0.5 s
             self._charging = False  # a debt sent in a call that failed was not handed over
@@ -537,7 +540,10 @@ class TokenBucket:
                     # bucket: the share starts empty once the fleet's reservations are done.
                     state = start_empty(state, limits, max(now, self._reserved_until))
                 self._floor = state.tat
-            reservation = reserve(state, limits, now, max_wait)
+            if tokens == 1:
+                reservation = reserve(state, limits, now, max_wait)
+            else:
+                reservation = reserve_tokens(state, limits, now, tokens, max_wait)
             self._state = reservation.state
         if started:
             log.info(
@@ -714,13 +720,14 @@ class TokenBucket:
             raise ConfigurationError(
                 f"{self._what}: {tokens} tokens at once exceed its capacity of {self.capacity}"
             )
-        if self._link is not None:
-            # The Lua twin reserves one slot per call; n calls would not be atomic.
-            raise ConfigurationError(
-                f"{self._what} is shared through Redis: it takes one token per acquire "
-                "(several at once need token_bucket.lua to reserve them in one call)"
-            )
-        ticket = self._reserve_local_tokens(tokens, max_wait)
+        if self._link is not None:  # one script call reserves them all (ARGV[10])
+            ticket = yield from self._shared_ticket(max_wait, tokens)
+        else:
+            with self._lock:
+                now = self._clock.monotonic()
+                reservation = reserve_tokens(self._state, self._limits, now, tokens, max_wait)
+                self._state = reservation.state
+            ticket = _Ticket(reservation.granted, reservation.wait, reservation)
         if not ticket.granted:
             raise RateLimitTimeout(self.provider, ticket.wait)
         wait = ticket.wait
@@ -728,22 +735,6 @@ class TokenBucket:
             wait = yield from self._wait_turn(ticket, max_wait, queued=False)
         self._record(wait)
         return wait
-
-    def _reserve_local_tokens(self, tokens: int, max_wait: float | None) -> _Ticket:
-        """``tokens`` consecutive reservations under one hold of the lock (the policy's
-        :func:`reserve`, unchanged), kept only if the last of them starts within
-        ``max_wait``: the slots are taken together, at the last one's start."""
-        with self._lock:
-            now = self._clock.monotonic()
-            state = self._state
-            last = first = reserve(state, self._limits, now)
-            for _ in range(tokens - 1):
-                last = reserve(last.state, self._limits, now)
-            if max_wait is not None and last.wait > max_wait:
-                return _Ticket(False, last.wait)
-            self._state = last.state
-        whole = Reservation(True, last.wait, last.state, first.previous_tat)
-        return _Ticket(True, last.wait, whole)
 
 
 class RateLimiter(LinkOwner):

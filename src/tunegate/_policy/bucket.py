@@ -41,6 +41,7 @@ __all__ = [
     "release",
     "rescale",
     "reserve",
+    "reserve_tokens",
     "resume",
     "share",
     "start_empty",
@@ -123,6 +124,20 @@ def reserve(
     tat = max(state.tat, start) + limits.interval
     state_after = BucketState(tat, state.paused_until)  # not dataclasses.replace: hot path
     return Reservation(granted=True, wait=wait, state=state_after, previous_tat=state.tat)
+
+
+def reserve_tokens(
+    state: BucketState, limits: Limits, now: float, tokens: int, max_wait: float | None = None
+) -> Reservation:
+    """Reserve ``tokens`` consecutive slots together, all or none: :func:`reserve` repeated,
+    kept only if the last slot starts within ``max_wait``. ``wait`` is the last slot's (the
+    caller uses them together then); :func:`release` gives them all back."""
+    last = reserve(state, limits, now)
+    for _ in range(tokens - 1):
+        last = reserve(last.state, limits, now)
+    if max_wait is not None and last.wait > max_wait:
+        return Reservation(granted=False, wait=last.wait, state=state, previous_tat=state.tat)
+    return Reservation(granted=True, wait=last.wait, state=last.state, previous_tat=state.tat)
 
 
 def release(state: BucketState, reservation: Reservation) -> BucketState:
