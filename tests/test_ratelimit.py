@@ -565,3 +565,24 @@ def test_close_without_redis_does_nothing() -> None:
     limiter = limiter_with(FakeClock())
     limiter.close()
     assert limiter.acquire("spotify") == 0.0
+
+
+def test_a_free_token_takes_the_hot_path_and_everything_else_the_flow() -> None:
+    """Once metered, a local acquire that finds a token returns one shared Granted(0.0)
+    (no flow, nothing built), counted like any grant; a paused or empty bucket still goes
+    through the flow: a refusal or a wait, exactly as before."""
+    clock = FakeClock()
+    limiter = limiter_with(clock, rate=10.0, capacity=3)
+    first = limiter.acquire("spotify")  # the first one goes through the flow (the meter)
+    assert limiter.buckets["spotify"]._metered
+    second, third = limiter.acquire("spotify"), limiter.acquire("spotify", blocking=False)
+    assert second is third  # the hot path's one answer
+    assert (first, second, bool(third)) == (0.0, 0.0, True)
+    assert limiter.acquire("spotify", blocking=False) is False  # empty: the flow refuses
+    assert limiter.acquire("spotify") == pytest.approx(0.1)  # and waits
+    limiter.pause("spotify", 5)
+    with pytest.raises(RateLimitTimeout):
+        limiter.acquire("spotify", timeout=1)
+    stats = limiter.get_stats()["spotify"]
+    assert stats["granted"] == 4
+    assert stats["consumed"] == 4

@@ -62,6 +62,7 @@ from tunegate._policy.bucket import (
     resume,
     share,
     start_empty,
+    take,
 )
 from tunegate._redis import LinkOwner, RedisCall, RedisLike, RedisLink, lua
 from tunegate.exceptions import ConfigurationError, RateLimitTimeout
@@ -340,6 +341,7 @@ class TokenBucket:
         self._grace_until = -math.inf
         self._before_pause = -math.inf  # the TAT before the last pause raised it
         self._queue = _Queue()  # callers asleep until their slots (fair share by caller)
+        self._metered = False  # RateLimiter: its meter has a first sample (see acquire)
 
     def __repr__(self) -> str:
         return (
@@ -391,8 +393,10 @@ class TokenBucket:
     def acquire_flow(self, timeout: float | None = None) -> Flow[float]:
         """:meth:`acquire` as a flow of effects, to compose with ``yield from``."""
         max_wait = _max_wait(timeout)
-        if self._link is not None:  # the local hot path makes no sub-generator
+        if self._link is not None:
             ticket = yield from self._shared_ticket(max_wait)
+        elif self._take_now():  # the local hot path: one hold of the lock, no sub-generator
+            return 0.0
         else:
             ticket = self._reserve_local(max_wait)
         if not ticket.granted:
@@ -445,6 +449,18 @@ class TokenBucket:
             if own:
                 yield from self._give_back(ticket)
             raise
+
+    def _take_now(self) -> bool:
+        """A local bucket's token if one is there now, taken and counted under one hold of
+        the lock: the policy's :func:`take` (:func:`reserve` allowing no wait). False:
+        nothing taken (the caller reserves a slot to wait for)."""
+        with self._lock:
+            state = take(self._state, self._limits, self._clock.monotonic())
+            if state is None:
+                return False
+            self._state = state
+            self._granted += 1
+        return True
 
     def _reserve_local(self, max_wait: float | None) -> _Ticket:
         with self._lock:
@@ -860,6 +876,8 @@ class RateLimiter(LinkOwner):
           the timeout out) when the wait would exceed it. Several tokens are taken together
           or not at all; more than the bucket's capacity is a ConfigurationError.
         """
+        if self._free_token(provider, tokens):
+            return _NO_WAIT  # the local hot path: no flow, no driver, nothing allocated here
         return drive(self._acquire_tokens(provider, tokens, blocking, timeout))
 
     @overload
@@ -894,6 +912,8 @@ class RateLimiter(LinkOwner):
         timeout: float | None = None,  # noqa: ASYNC109 - bounds the reserved wait up front
     ) -> Granted | Literal[False]:
         """The asyncio form of :meth:`acquire`."""
+        if self._free_token(provider, tokens):
+            return _NO_WAIT  # as in acquire: nothing to await
         return await adrive(self._acquire_tokens(provider, tokens, blocking, timeout))
 
     def acquire_flow(self, provider: str, timeout: float | None = None) -> Flow[float]:
@@ -971,6 +991,17 @@ class RateLimiter(LinkOwner):
                 meter = self._meters.setdefault(provider, ConsumptionMeter())
         return meter
 
+    def _free_token(self, provider: str, tokens: int | None) -> bool:
+        """acquire's hot path: one token asked of a local bucket (metered already) that has
+        one now, taken (:meth:`TokenBucket._take_now`). False: nothing taken."""
+        bucket = self._buckets.get(provider)
+        return (
+            bucket is not None
+            and bucket._metered
+            and (tokens is None or (type(tokens) is int and tokens == 1))
+            and bucket._take_now()
+        )
+
     def _acquire_tokens(
         self, provider: str, tokens: int | None, blocking: bool | None, timeout: float | None
     ) -> Flow[Granted | Literal[False]]:
@@ -983,6 +1014,8 @@ class RateLimiter(LinkOwner):
         meter = self._meter(provider)
         if meter.empty:  # a first sample, so that the first get_stats() has a rate
             meter.observe(self._clock.monotonic(), bucket._granted)
+            # From now on a local bucket's free token needs no flow (acquire's hot path).
+            bucket._metered = bucket._link is None
         max_wait = 0.0 if blocking is False else _max_wait(timeout)
         try:
             if n == 1:  # the common case: the one-token flow itself, one generator less
@@ -1037,3 +1070,6 @@ class LimiterStats(BucketStats, Usage):
     """:class:`BucketStats` and the consumption figures of :class:`tunegate._consumption.Usage`
     (``consumed``, ``consumption_rate``, ``consumption_window``, ``fill_ratio``,
     ``seconds_to_exhaustion``): one provider in :meth:`RateLimiter.get_stats`."""
+
+
+_NO_WAIT = Granted(0.0)  # acquire's answer when a token was there: one object, made once
