@@ -270,6 +270,12 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _expected_members(members: int) -> int:
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ConfigurationError(f"members must be a positive int, not {members!r}")
+    return members
+
+
 def _member_ttl(seconds: float) -> float:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
         raise ConfigurationError(f"member_ttl must be positive seconds, not {seconds!r}")
@@ -288,8 +294,9 @@ class TokenBucket:
     beside the bucket (``{key}:members``, at most every ``member_ttl / 4`` seconds, in the same
     script call) and read back how many members were seen within ``member_ttl``
     (:attr:`members`). While Redis cannot serve, it grants at ``rate / members`` with
-    ``capacity // members`` (at least 1), starting without a burst (unless it never heard
-    from Redis, and so knows of no other member). When Redis answers again
+    ``capacity // members`` (at least 1), where ``members`` is the larger of that count and
+    the fleet's configured size (``members=``), starting without a burst (unless it never
+    heard from Redis and expects no other member). When Redis answers again
     it hands what it granted meanwhile to the shared bucket, and for a short grace period
     (the link's retry interval plus two of its own intervals, while the others may still be
     on their shares) it takes both a shared and a local token for each acquire.
@@ -306,6 +313,7 @@ class TokenBucket:
         key_prefix: str = DEFAULT_KEY_PREFIX,
         idle_ttl: float = DEFAULT_IDLE_TTL,
         member_ttl: float = DEFAULT_MEMBER_TTL,
+        members: int = 1,
     ) -> None:
         limits = Limits(rate, capacity)
         self.provider = provider
@@ -332,6 +340,7 @@ class TokenBucket:
         self._beat_every = member_ttl / _BEATS_PER_TTL
         self._beat_due = -math.inf
         self._members = 1
+        self._expected = _expected_members(members)  # the fleet's size as configured
         self._fleet = limits  # the limits in force in Redis, as last heard
         self._heard_from_redis = False
         self._reserved_until = -math.inf  # the shared TAT as last heard, on our clock
@@ -536,8 +545,10 @@ class TokenBucket:
 
     def _share(self) -> Limits:
         """This process's part of the limits in force in Redis (another process may have
-        set them: adjust_rate), by the members last seen."""
-        return share(self._fleet, self._members)
+        set them: adjust_rate), by the members last seen or the fleet's configured size,
+        whichever is larger (a process started or joined during an outage is seen by no
+        one)."""
+        return share(self._fleet, max(self._members, self._expected))
 
     def _reserve_share(self, max_wait: float | None, tokens: int, *, empty: bool) -> _Ticket:
         """A local reservation of ``tokens`` on this process's share (``empty``: Redis cannot
@@ -550,7 +561,7 @@ class TokenBucket:
             started = empty and not self._falling_back
             if started:
                 self._falling_back = True
-                if self._heard_from_redis:
+                if self._heard_from_redis or self._expected > 1:
                     # Tokens reserved in Redis before it went are still to be used (callers
                     # sleeping until their slots), and the others may just have emptied the
                     # bucket: the share starts empty once the fleet's reservations are done.
@@ -566,7 +577,7 @@ class TokenBucket:
                 "%s: Redis cannot serve; granting this process's share, %g/s (1 of %d members)",
                 self._what,
                 limits.rate,
-                self._members,
+                max(self._members, self._expected),
             )
         return _Ticket(reservation.granted, reservation.wait, reservation)
 
@@ -762,6 +773,9 @@ class RateLimiter(LinkOwner):
     an idle bucket's key expires ``idle_ttl`` seconds after it is full and unpaused.
     ``member_ttl``: seconds after its last acquire that a process still counts as one of the
     bucket's members, whose number sets each one's share while Redis is lost.
+    ``members``: how many processes the fleet is expected to have; a share is never more
+    than ``1 / members`` of the quota, even for a process that could not count the others
+    (it started, or they joined, while Redis was away). Default 1: the count seen in Redis.
     """
 
     def __init__(
@@ -772,6 +786,7 @@ class RateLimiter(LinkOwner):
         key_prefix: str = DEFAULT_KEY_PREFIX,
         idle_ttl: float = DEFAULT_IDLE_TTL,
         member_ttl: float = DEFAULT_MEMBER_TTL,
+        members: int = 1,
     ) -> None:
         if not idle_ttl > 0:
             raise ConfigurationError(f"idle_ttl must be positive seconds, not {idle_ttl!r}")
@@ -780,6 +795,7 @@ class RateLimiter(LinkOwner):
         self._key_prefix = key_prefix
         self._idle_ttl = idle_ttl
         self._member_ttl = _member_ttl(member_ttl)
+        self._expected = _expected_members(members)
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()  # guards creating buckets, never acquiring
         self._meters: dict[str, ConsumptionMeter] = {}  # consumption, for get_stats
@@ -821,6 +837,7 @@ class RateLimiter(LinkOwner):
                     key_prefix=self._key_prefix,
                     idle_ttl=self._idle_ttl,
                     member_ttl=self._member_ttl,
+                    members=self._expected,
                 )
                 self._buckets[provider] = bucket
             elif replace:
