@@ -11,8 +11,11 @@
 
 The arithmetic is :mod:`tunegate._policy.bucket` (GCRA). A caller reserves its slot, under a
 lock held only for that arithmetic (locally) or in one Lua call (shared), and then sleeps
-outside it: waiters are served in arrival order and nobody polls. One :class:`TokenBucket`
-serves threads and asyncio tasks alike.
+outside it: waiters are served in arrival order and nobody polls, unless they name
+themselves (``with tunegate.caller("app-a"):``): each bucket's waiters are then served
+round-robin by caller key, on the same slots. One :class:`TokenBucket` serves threads and
+asyncio tasks alike. A local bucket with a token there grants it without a flow at all
+(:meth:`RateLimiter.acquire`'s hot path).
 
 Shared buckets fail open: when Redis cannot serve (unreachable, stalled past the link's
 0.5 s socket timeout, out of memory, read-only...) each process falls back to a local bucket
