@@ -36,6 +36,7 @@ from tunegate._policy.bucket import (
     release,
     rescale,
     reserve,
+    reserve_tokens,
     resume,
 )
 from tunegate._redis import RedisLink
@@ -533,6 +534,14 @@ def check_parity(client: redis.Redis, configured: Limits, steps: list[Step]) -> 
             assert (bool(reply[0]), reply[1]) == (r.granted, pytest.approx(r.wait * 1e6, abs=1))
             if r.granted:
                 state, last = r.state, (r, reply)
+        elif op == "take":
+            tokens, max_wait = arg
+            r = reserve_tokens(state, limits, now, tokens, max_wait)
+            wait_arg = "" if max_wait is None else repr(max_wait * 1e6)
+            reply = _lua(client, key, configured, now, "acquire", wait_arg, "", "", "", str(tokens))
+            assert (bool(reply[0]), reply[1]) == (r.granted, pytest.approx(r.wait * 1e6, abs=1))
+            if r.granted:
+                state, last = r.state, (r, reply)
         elif op == "pause":
             after_pause = pause(state, limits, now, arg)
             if after_pause.tat > state.tat:
@@ -574,6 +583,9 @@ def test_lua_matches_python_on_a_scenario(redis_url: str) -> None:
         (0, ("acquire", None)),
         (0, ("acquire", None)),  # queues behind the burst
         (1, ("acquire", 0.0)),  # refused
+        (0, ("take", (2, 0.5))),  # refused: the second slot is further off
+        (0, ("take", (2, None))),  # both, at the second one's start
+        (0, ("release", None)),  # both come back
         (1, ("release", None)),  # the last reservation comes back
         (2, ("pause", 1.5)),
         (1, ("acquire", 0.5)),  # refused: paused
@@ -608,6 +620,10 @@ _steps = st.lists(
             st.tuples(st.just("acquire"), st.sampled_from([None, None, 0.0, 0.125, 0.3, 1.0])),
             st.tuples(st.just("pause"), st.sampled_from([0.0, 0.25, 1.0, 2.5])),
             st.tuples(st.just("resume"), st.none()),
+            st.tuples(
+                st.just("take"),
+                st.tuples(st.integers(1, 4), st.sampled_from([None, 0.0, 0.5, 2.0])),
+            ),
             st.tuples(st.just("rate"), st.sampled_from([None, *RATES])),
             st.tuples(st.just("release"), st.none()),
         ),

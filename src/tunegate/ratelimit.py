@@ -11,8 +11,11 @@
 
 The arithmetic is :mod:`tunegate._policy.bucket` (GCRA). A caller reserves its slot, under a
 lock held only for that arithmetic (locally) or in one Lua call (shared), and then sleeps
-outside it: waiters are served in arrival order and nobody polls. One :class:`TokenBucket`
-serves threads and asyncio tasks alike.
+outside it: waiters are served in arrival order and nobody polls, unless they name
+themselves (``with tunegate.caller("app-a"):``): each bucket's waiters are then served
+round-robin by caller key, on the same slots. One :class:`TokenBucket` serves threads and
+asyncio tasks alike. A local bucket with a token there grants it without a flow at all
+(:meth:`RateLimiter.acquire`'s hot path).
 
 Shared buckets fail open: when Redis cannot serve (unreachable, stalled past the link's
 0.5 s socket timeout, out of memory, read-only...) each process falls back to a local bucket
@@ -58,9 +61,11 @@ from tunegate._policy.bucket import (
     release,
     rescale,
     reserve,
+    reserve_tokens,
     resume,
     share,
     start_empty,
+    take,
 )
 from tunegate._redis import LinkOwner, RedisCall, RedisLike, RedisLink, lua
 from tunegate.exceptions import ConfigurationError, RateLimitTimeout
@@ -256,6 +261,12 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _expected_members(members: int) -> int:
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ConfigurationError(f"members must be a positive int, not {members!r}")
+    return members
+
+
 def _member_ttl(seconds: float) -> float:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
         raise ConfigurationError(f"member_ttl must be positive seconds, not {seconds!r}")
@@ -274,8 +285,9 @@ class TokenBucket:
     beside the bucket (``{key}:members``, at most every ``member_ttl / 4`` seconds, in the same
     script call) and read back how many members were seen within ``member_ttl``
     (:attr:`members`). While Redis cannot serve, it grants at ``rate / members`` with
-    ``capacity // members`` (at least 1), starting without a burst (unless it never heard
-    from Redis, and so knows of no other member). When Redis answers again
+    ``capacity // members`` (at least 1), where ``members`` is the larger of that count and
+    the fleet's configured size (``members=``), starting without a burst (unless it never
+    heard from Redis and expects no other member). When Redis answers again
     it hands what it granted meanwhile to the shared bucket, and for a short grace period
     (the link's retry interval plus two of its own intervals, while the others may still be
     on their shares) it takes both a shared and a local token for each acquire.
@@ -292,6 +304,7 @@ class TokenBucket:
         key_prefix: str = DEFAULT_KEY_PREFIX,
         idle_ttl: float = DEFAULT_IDLE_TTL,
         member_ttl: float = DEFAULT_MEMBER_TTL,
+        members: int = 1,
     ) -> None:
         limits = Limits(rate, capacity)
         self.provider = provider
@@ -318,6 +331,7 @@ class TokenBucket:
         self._beat_every = member_ttl / _BEATS_PER_TTL
         self._beat_due = -math.inf
         self._members = 1
+        self._expected = _expected_members(members)  # the fleet's size as configured
         self._fleet = limits  # the limits in force in Redis, as last heard
         self._heard_from_redis = False
         self._reserved_until = -math.inf  # the shared TAT as last heard, on our clock
@@ -327,6 +341,7 @@ class TokenBucket:
         self._grace_until = -math.inf
         self._before_pause = -math.inf  # the TAT before the last pause raised it
         self._queue = _Queue()  # callers asleep until their slots (fair share by caller)
+        self._metered = False  # RateLimiter: its meter has a first sample (see acquire)
 
     def __repr__(self) -> str:
         return (
@@ -378,8 +393,10 @@ class TokenBucket:
     def acquire_flow(self, timeout: float | None = None) -> Flow[float]:
         """:meth:`acquire` as a flow of effects, to compose with ``yield from``."""
         max_wait = _max_wait(timeout)
-        if self._link is not None:  # the local hot path makes no sub-generator
+        if self._link is not None:
             ticket = yield from self._shared_ticket(max_wait)
+        elif self._take_now():  # the local hot path: one hold of the lock, no sub-generator
+            return 0.0
         else:
             ticket = self._reserve_local(max_wait)
         if not ticket.granted:
@@ -433,6 +450,18 @@ class TokenBucket:
                 yield from self._give_back(ticket)
             raise
 
+    def _take_now(self) -> bool:
+        """A local bucket's token if one is there now, taken and counted under one hold of
+        the lock: the policy's :func:`take` (:func:`reserve` allowing no wait). False:
+        nothing taken (the caller reserves a slot to wait for)."""
+        with self._lock:
+            state = take(self._state, self._limits, self._clock.monotonic())
+            if state is None:
+                return False
+            self._state = state
+            self._granted += 1
+        return True
+
     def _reserve_local(self, max_wait: float | None) -> _Ticket:
         with self._lock:
             reservation = reserve(self._state, self._limits, self._clock.monotonic(), max_wait)
@@ -441,8 +470,9 @@ class TokenBucket:
 
     # -- the shared bucket and its fallback ---------------------------------------------------
 
-    def _shared_ticket(self, max_wait: float | None) -> Flow[_Ticket]:
-        """A reservation in Redis, or on this process's share while Redis cannot serve."""
+    def _shared_ticket(self, max_wait: float | None, tokens: int = 1) -> Flow[_Ticket]:
+        """A reservation (of ``tokens`` together) in Redis, or on this process's share while
+        Redis cannot serve."""
         now = self._clock.monotonic()
         owed = 0.0
         with self._lock:
@@ -452,12 +482,13 @@ class TokenBucket:
             # Coming back, mark at once: a restarted Redis has forgotten every member.
             beat = now >= self._beat_due or self._falling_back
         member = self._member if beat else ""
+        extra = () if tokens == 1 else (str(tokens),)
         reply = yield from self._script(
             "acquire", self._us_or_blank(max_wait), repr(owed) if owed else "", member,
-            self._member_ttl_ms,
+            self._member_ttl_ms, *extra,
         )  # fmt: skip
         if reply is None:
-            return self._reserve_share(max_wait, empty=True)
+            return self._reserve_share(max_wait, tokens, empty=True)
         ticket = _ticket_from_reply(reply)
         paused = self._heard(now, reply, beat)
         if paused > 0:  # a pause the provider asked for while Redis was away: for everyone
@@ -465,7 +496,7 @@ class TokenBucket:
         if not ticket.granted or now >= self._grace_until:
             return ticket
         # Grace: the others may still be on their shares; take this one's share too.
-        local = self._reserve_share(max_wait, empty=False)
+        local = self._reserve_share(max_wait, tokens, empty=False)
         if not local.granted:
             assert ticket.shared is not None
             yield from self._script("release", *ticket.shared)
@@ -505,12 +536,14 @@ class TokenBucket:
 
     def _share(self) -> Limits:
         """This process's part of the limits in force in Redis (another process may have
-        set them: adjust_rate), by the members last seen."""
-        return share(self._fleet, self._members)
+        set them: adjust_rate), by the members last seen or the fleet's configured size,
+        whichever is larger (a process started or joined during an outage is seen by no
+        one)."""
+        return share(self._fleet, max(self._members, self._expected))
 
-    def _reserve_share(self, max_wait: float | None, *, empty: bool) -> _Ticket:
-        """A local reservation on this process's share (``empty``: Redis cannot serve; a
-        fallback that starts here starts with no burst)."""
+    def _reserve_share(self, max_wait: float | None, tokens: int, *, empty: bool) -> _Ticket:
+        """A local reservation of ``tokens`` on this process's share (``empty``: Redis cannot
+        serve; a fallback that starts here starts with no burst)."""
         with self._lock:
             now = self._clock.monotonic()  # after the failed call: it may have taken 0.5 s
             self._charging = False  # a debt sent in a call that failed was not handed over
@@ -519,20 +552,23 @@ class TokenBucket:
             started = empty and not self._falling_back
             if started:
                 self._falling_back = True
-                if self._heard_from_redis:
+                if self._heard_from_redis or self._expected > 1:
                     # Tokens reserved in Redis before it went are still to be used (callers
                     # sleeping until their slots), and the others may just have emptied the
                     # bucket: the share starts empty once the fleet's reservations are done.
                     state = start_empty(state, limits, max(now, self._reserved_until))
                 self._floor = state.tat
-            reservation = reserve(state, limits, now, max_wait)
+            if tokens == 1:
+                reservation = reserve(state, limits, now, max_wait)
+            else:
+                reservation = reserve_tokens(state, limits, now, tokens, max_wait)
             self._state = reservation.state
         if started:
             log.info(
                 "%s: Redis cannot serve; granting this process's share, %g/s (1 of %d members)",
                 self._what,
                 limits.rate,
-                self._members,
+                max(self._members, self._expected),
             )
         return _Ticket(reservation.granted, reservation.wait, reservation)
 
@@ -702,13 +738,14 @@ class TokenBucket:
             raise ConfigurationError(
                 f"{self._what}: {tokens} tokens at once exceed its capacity of {self.capacity}"
             )
-        if self._link is not None:
-            # The Lua twin reserves one slot per call; n calls would not be atomic.
-            raise ConfigurationError(
-                f"{self._what} is shared through Redis: it takes one token per acquire "
-                "(several at once need token_bucket.lua to reserve them in one call)"
-            )
-        ticket = self._reserve_local_tokens(tokens, max_wait)
+        if self._link is not None:  # one script call reserves them all (ARGV[10])
+            ticket = yield from self._shared_ticket(max_wait, tokens)
+        else:
+            with self._lock:
+                now = self._clock.monotonic()
+                reservation = reserve_tokens(self._state, self._limits, now, tokens, max_wait)
+                self._state = reservation.state
+            ticket = _Ticket(reservation.granted, reservation.wait, reservation)
         if not ticket.granted:
             raise RateLimitTimeout(self.provider, ticket.wait)
         wait = ticket.wait
@@ -716,22 +753,6 @@ class TokenBucket:
             wait = yield from self._wait_turn(ticket, max_wait, queued=False)
         self._record(wait)
         return wait
-
-    def _reserve_local_tokens(self, tokens: int, max_wait: float | None) -> _Ticket:
-        """``tokens`` consecutive reservations under one hold of the lock (the policy's
-        :func:`reserve`, unchanged), kept only if the last of them starts within
-        ``max_wait``: the slots are taken together, at the last one's start."""
-        with self._lock:
-            now = self._clock.monotonic()
-            state = self._state
-            last = first = reserve(state, self._limits, now)
-            for _ in range(tokens - 1):
-                last = reserve(last.state, self._limits, now)
-            if max_wait is not None and last.wait > max_wait:
-                return _Ticket(False, last.wait)
-            self._state = last.state
-        whole = Reservation(True, last.wait, last.state, first.previous_tat)
-        return _Ticket(True, last.wait, whole)
 
 
 class RateLimiter(LinkOwner):
@@ -743,6 +764,9 @@ class RateLimiter(LinkOwner):
     an idle bucket's key expires ``idle_ttl`` seconds after it is full and unpaused.
     ``member_ttl``: seconds after its last acquire that a process still counts as one of the
     bucket's members, whose number sets each one's share while Redis is lost.
+    ``members``: how many processes the fleet is expected to have; a share is never more
+    than ``1 / members`` of the quota, even for a process that could not count the others
+    (it started, or they joined, while Redis was away). Default 1: the count seen in Redis.
     """
 
     def __init__(
@@ -753,6 +777,7 @@ class RateLimiter(LinkOwner):
         key_prefix: str = DEFAULT_KEY_PREFIX,
         idle_ttl: float = DEFAULT_IDLE_TTL,
         member_ttl: float = DEFAULT_MEMBER_TTL,
+        members: int = 1,
     ) -> None:
         if not idle_ttl > 0:
             raise ConfigurationError(f"idle_ttl must be positive seconds, not {idle_ttl!r}")
@@ -761,6 +786,7 @@ class RateLimiter(LinkOwner):
         self._key_prefix = key_prefix
         self._idle_ttl = idle_ttl
         self._member_ttl = _member_ttl(member_ttl)
+        self._expected = _expected_members(members)
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()  # guards creating buckets, never acquiring
         self._meters: dict[str, ConsumptionMeter] = {}  # consumption, for get_stats
@@ -802,6 +828,7 @@ class RateLimiter(LinkOwner):
                     key_prefix=self._key_prefix,
                     idle_ttl=self._idle_ttl,
                     member_ttl=self._member_ttl,
+                    members=self._expected,
                 )
                 self._buckets[provider] = bucket
             elif replace:
@@ -857,6 +884,8 @@ class RateLimiter(LinkOwner):
           the timeout out) when the wait would exceed it. Several tokens are taken together
           or not at all; more than the bucket's capacity is a ConfigurationError.
         """
+        if self._free_token(provider, tokens):
+            return _NO_WAIT  # the local hot path: no flow, no driver, nothing allocated here
         return drive(self._acquire_tokens(provider, tokens, blocking, timeout))
 
     @overload
@@ -891,6 +920,8 @@ class RateLimiter(LinkOwner):
         timeout: float | None = None,  # noqa: ASYNC109 - bounds the reserved wait up front
     ) -> Granted | Literal[False]:
         """The asyncio form of :meth:`acquire`."""
+        if self._free_token(provider, tokens):
+            return _NO_WAIT  # as in acquire: nothing to await
         return await adrive(self._acquire_tokens(provider, tokens, blocking, timeout))
 
     def acquire_flow(self, provider: str, timeout: float | None = None) -> Flow[float]:
@@ -968,6 +999,17 @@ class RateLimiter(LinkOwner):
                 meter = self._meters.setdefault(provider, ConsumptionMeter())
         return meter
 
+    def _free_token(self, provider: str, tokens: int | None) -> bool:
+        """acquire's hot path: one token asked of a local bucket (metered already) that has
+        one now, taken (:meth:`TokenBucket._take_now`). False: nothing taken."""
+        bucket = self._buckets.get(provider)
+        return (
+            bucket is not None
+            and bucket._metered
+            and (tokens is None or (type(tokens) is int and tokens == 1))
+            and bucket._take_now()
+        )
+
     def _acquire_tokens(
         self, provider: str, tokens: int | None, blocking: bool | None, timeout: float | None
     ) -> Flow[Granted | Literal[False]]:
@@ -980,6 +1022,8 @@ class RateLimiter(LinkOwner):
         meter = self._meter(provider)
         if meter.empty:  # a first sample, so that the first get_stats() has a rate
             meter.observe(self._clock.monotonic(), bucket._granted)
+            # From now on a local bucket's free token needs no flow (acquire's hot path).
+            bucket._metered = bucket._link is None
         max_wait = 0.0 if blocking is False else _max_wait(timeout)
         try:
             if n == 1:  # the common case: the one-token flow itself, one generator less
@@ -1034,3 +1078,6 @@ class LimiterStats(BucketStats, Usage):
     """:class:`BucketStats` and the consumption figures of :class:`tunegate._consumption.Usage`
     (``consumed``, ``consumption_rate``, ``consumption_window``, ``fill_ratio``,
     ``seconds_to_exhaustion``): one provider in :meth:`RateLimiter.get_stats`."""
+
+
+_NO_WAIT = Granted(0.0)  # acquire's answer when a token was there: one object, made once

@@ -19,6 +19,8 @@
 --                    its own while Redis was away, owed by the shared bucket from now on
 --            ARGV[8] member id to mark as seen now ('' or absent: none; sent once in a while)
 --            ARGV[9] member TTL in ms: members not seen for this long are not counted
+--            ARGV[10] tokens to take together ('' or absent: 1), all or none: the slot
+--                    arithmetic repeated (the policy's reserve_tokens); wait is the last's
 --            -> {granted 0|1, wait us (rounded up), tat after, tat before, members, rate, cap,
 --                ahead}: refusal reserves nothing (a charge stays); members is 0 without
 --                KEYS[2]; rate and cap are the ones in force (an override included); ahead
@@ -90,7 +92,12 @@ if op == 'acquire' then
   if charge and charge > 0 then
     tat = math.max(tat, now) + charge * interval(rate)
   end
-  local start = math.max(now, tat - tolerance(rate, cap), paused)
+  local tokens = math.max(1, math.floor(tonumber(ARGV[10]) or 1))
+  local start, new_tat = now, tat
+  for _ = 1, tokens do
+    start = math.max(now, new_tat - tolerance(rate, cap), paused)
+    new_tat = math.max(new_tat, start) + interval(rate)
+  end
   local wait = start - now
   if wait < 1 then
     wait = 0 -- float noise from summing intervals (the Python policy's _NOISE)
@@ -102,7 +109,6 @@ if op == 'acquire' then
     end
     return {0, math.ceil(wait), '', '', seen, fmt(rate), fmt(cap), fmt(tat - now)}
   end
-  local new_tat = math.max(tat, start) + interval(rate)
   save(new_tat, paused)
   return {1, math.ceil(wait), fmt(new_tat), fmt(tat), seen, fmt(rate), fmt(cap),
           fmt(new_tat - now)}
