@@ -351,7 +351,8 @@ class SpotifyClient(SyncClientMixin, _Spotify):
         options: a :class:`SpotifyOptions` (or plain :class:`ClientOptions`); its fields
             may also be given as keywords, which win. Omitted components are embedded
             from :data:`~tunegate.providers.spec.SPOTIFY` (in-memory cache; 10 requests/s,
-            burst 10; breaker opening after 5 failures for 60 s, closing after 2 probes).
+            burst 1, so a rolling 30 s window sees at most 300; breaker opening after 5
+            failures for 60 s, closing after 2 probes).
             ``auth_url``: the accounts origin; ``batch_tracks``: whether the app may use
             ``GET /v1/tracks?ids=`` (None: try it once). See ``docs/clients.md``.
     """
