@@ -238,7 +238,7 @@ class MusicBrainzProvider(Provider):
         if not agent.strip():
             return client, _error(request, 403, MSG_UA)
         if _is_generic(agent):
-            request[RATE] = (_GENERIC_POOL, 0, int(time.time()) + 1)
+            request[RATE] = (_GENERIC_POOL, 0, int(self.state.clock.time()) + 1)
             # Retry-After 0, as probes of the real shed report: waiting does not help.
             return client, _error(request, 503, MSG_BUSY, {"Retry-After": "0"})
         cfg = self.state.config
@@ -251,11 +251,11 @@ class MusicBrainzProvider(Provider):
                 stats.throttle(self.name, "blocks", int(started))
                 stats.throttle(self.name, "blocked")
                 limit = cfg.musicbrainz_block_rate.requests
-                request[RATE] = (limit, 0, int(time.time() + blocked_for) + 1)
+                request[RATE] = (limit, 0, int(self.state.clock.time() + blocked_for) + 1)
                 retry = str(max(1, math.ceil(blocked_for)))
                 return client, _error(request, 503, MSG_RATE, {"Retry-After": retry})
         decision = self.state.limiter(self.name).check(client, now)
-        reset = int(time.time() + max(decision.reset_after, 0.0)) + 1
+        reset = int(self.state.clock.time() + max(decision.reset_after, 0.0)) + 1
         request[RATE] = (decision.limit, decision.remaining, reset)
         if decision.allowed:
             return client, None

@@ -191,7 +191,7 @@ class SpotifyProvider(Provider):
         if not secrets.compare_digest(state.config.spotify_clients[client_id], secret or ""):
             return _token_error("invalid_client", "Invalid client secret")
         lifetime = state.config.token_lifetime
-        token = state.tokens.issue(client_id, state.clock(), lifetime)
+        token = state.tokens.issue(client_id, state.clock.monotonic(), lifetime)
         return json_response(
             {"access_token": token, "token_type": "Bearer", "expires_in": math.ceil(lifetime)}
         )
