@@ -1,7 +1,8 @@
 """MusicBrainz over its quota: refusal (503 at once), throttling by delay (the answer held,
 then served or refused), and the block of a client sending too many requests in a window.
-Seen through httpx and musicbrainzngs; durations are short and only lower bounds of a delay
-are asserted."""
+Seen through httpx and musicbrainzngs. The emulator runs on a FakeClock: a hold moves that
+clock by exactly its length (asserted) instead of waiting, and the block's windows pass by
+advancing it; only the give-up test needs real time (the client's own timeout)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from tunegate.emulator import Emulator, EmulatorConfig, RateLimit
 from tunegate.emulator.musicbrainz import MSG_RATE
 from tunegate.emulator.ratelimits import Blocker
+from tunegate.testing import FakeClock
 
 from .conftest import MB_AGENT
 
@@ -41,18 +43,20 @@ def test_default_is_reject_at_once_and_counted(http: httpx.Client) -> None:
 
 
 def test_delay_holds_the_answer_then_serves_it(http: httpx.Client) -> None:
+    clock = FakeClock()
     with Emulator(
         musicbrainz_rate=RateLimit(1, 30.0),
         musicbrainz_throttle="delay",
         musicbrainz_throttle_delay=0.2,
+        clock=clock,
     ) as emu:
         first = http.get(isrc_url(emu))
-        started = time.monotonic()
+        assert clock.sleeps == []  # within the quota: served without a hold
+        started = clock.monotonic()
         held = http.get(isrc_url(emu))
-        elapsed = time.monotonic() - started
         assert first.status_code == held.status_code == 200
         assert held.json() == first.json()
-        assert elapsed >= 0.15
+        assert clock.monotonic() - started == pytest.approx(0.2)
         assert held.headers["X-RateLimit-Remaining"] == "0"
         counts = throttled(emu)
         assert counts["delayed"] == 1
@@ -62,15 +66,17 @@ def test_delay_holds_the_answer_then_serves_it(http: httpx.Client) -> None:
 
 
 def test_delay_then_reject_holds_then_answers_503(http: httpx.Client) -> None:
+    clock = FakeClock()
     with Emulator(
         musicbrainz_rate=RateLimit(1, 30.0),
         musicbrainz_throttle="delay_then_reject",
         musicbrainz_throttle_delay="200ms",
+        clock=clock,
     ) as emu:
         assert http.get(isrc_url(emu)).status_code == 200
-        started = time.monotonic()
+        started = clock.monotonic()
         r = http.get(isrc_url(emu))
-        assert time.monotonic() - started >= 0.15
+        assert clock.monotonic() - started == pytest.approx(0.2)
         assert r.status_code == 503
         assert r.json()["error"] == MSG_RATE
         counts = throttled(emu)
@@ -79,6 +85,7 @@ def test_delay_then_reject_holds_then_answers_503(http: httpx.Client) -> None:
 
 
 def test_client_that_gives_up_on_a_held_answer_is_counted_dropped() -> None:
+    # The real clock: what ends this hold is the client's own (real) 0.3 s timeout.
     with (
         Emulator(
             musicbrainz_rate=RateLimit(1, 30.0),
@@ -99,11 +106,15 @@ def test_client_that_gives_up_on_a_held_answer_is_counted_dropped() -> None:
 
 
 def test_throttle_mode_changes_at_run_time(http: httpx.Client) -> None:
-    with Emulator(musicbrainz_rate=RateLimit(1, 30.0)) as emu:
+    clock = FakeClock()
+    with Emulator(musicbrainz_rate=RateLimit(1, 30.0), clock=clock) as emu:
         assert http.get(isrc_url(emu)).status_code == 200
         assert http.get(isrc_url(emu)).status_code == 503
+        assert clock.sleeps == []  # "reject" answers at once
         emu.configure(musicbrainz_throttle="delay", musicbrainz_throttle_delay=0.1)
+        started = clock.monotonic()
         assert http.get(isrc_url(emu)).status_code == 200
+        assert clock.monotonic() - started == pytest.approx(0.1)
         r = http.patch(
             f"{emu.urls.admin}/config",
             json={"musicbrainz_throttle": "delay_then_reject", "musicbrainz_throttle_delay": "1s"},
@@ -122,10 +133,12 @@ def test_throttle_mode_changes_at_run_time(http: httpx.Client) -> None:
 
 def test_musicbrainzngs_gets_the_held_answer() -> None:
     """The real client sees data, only later: what it meets at the real service in 2026."""
+    clock = FakeClock()
     with Emulator(
         musicbrainz_rate=RateLimit(1, 30.0),
         musicbrainz_throttle="delay",
         musicbrainz_throttle_delay=0.2,
+        clock=clock,
     ) as emu:
         musicbrainzngs.set_useragent("tunegate-tests", "0.1", "https://example.org/tunegate")
         musicbrainzngs.set_hostname(emu.urls.host, use_https=False)
@@ -133,20 +146,25 @@ def test_musicbrainzngs_gets_the_held_answer() -> None:
         try:
             isrc = emu.describe_track(0)["isrc"]
             first = musicbrainzngs.get_recordings_by_isrc(isrc)
+            started = clock.monotonic()
             second = musicbrainzngs.get_recordings_by_isrc(isrc)
+            held_for = clock.monotonic() - started
         finally:
             musicbrainzngs.set_rate_limit(limit_or_interval=1.0, new_requests=1)
         assert second == first
+        assert held_for == pytest.approx(0.2)
         assert first["isrc"]["recording-list"]
         assert throttled(emu)["delayed"] == 1
 
 
 def test_block_after_too_many_requests_until_the_rate_drops(http: httpx.Client) -> None:
+    clock = FakeClock()
     with Emulator(
         musicbrainz_rate=RateLimit(1000, 1.0),
         musicbrainz_block=True,
         musicbrainz_block_rate=RateLimit(3, 3.0),
         musicbrainz_block_seconds=0.5,
+        clock=clock,
     ) as emu:
         url = isrc_url(emu)
         assert [http.get(url).status_code for _ in range(3)] == [200, 200, 200]
@@ -160,15 +178,15 @@ def test_block_after_too_many_requests_until_the_rate_drops(http: httpx.Client) 
         other = httpx.HTTPTransport(local_address="127.0.0.2")
         with httpx.Client(headers={"User-Agent": MB_AGENT}, transport=other, timeout=10) as c:
             assert c.get(url).status_code == 200
-        # Past the block but still over 3 in the window: blocked again.
-        time.sleep(0.6)
+        # Past the block (0.5 s) but still over 3 in the window (3 s): blocked again.
+        clock.advance(0.6)
         assert http.get(url).status_code == 503
         # Once the window has emptied the client is served.
-        time.sleep(3.1)
+        clock.advance(3.1)
         assert http.get(url).status_code == 200
         counts = throttled(emu)
         assert counts["blocked"] == 3
-        assert counts["blocks"] >= 2
+        assert counts["blocks"] == 2  # exact: on the fake clock no request ages in between
         assert counts["rejected"] == 0
         clients = emu.stats()["clients"]["musicbrainz"]
         assert set(clients) == {"127.0.0.1", "127.0.0.2"}

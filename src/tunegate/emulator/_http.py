@@ -3,7 +3,6 @@ provider interface the server drives."""
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from xml.sax.saxutils import escape, quoteattr
 import orjson
 from aiohttp import web
 
+from tunegate._clock import Clock, SystemClock
 from tunegate.emulator.catalog import Catalog
 from tunegate.emulator.config import EmulatorConfig, RateLimit
 from tunegate.emulator.faults import FaultInjector
@@ -46,7 +46,9 @@ class State:
     config: EmulatorConfig
     stats: Stats = field(default_factory=Stats)
     faults: FaultInjector = field(default_factory=FaultInjector)
-    clock: Callable[[], float] = time.monotonic
+    # Every time the emulator reads or waits on (windows, tokens, holds, latency); a test
+    # hands in tunegate.testing.FakeClock to move it instead of sleeping.
+    clock: Clock = field(default_factory=SystemClock)
     tokens: TokenStore = field(default_factory=TokenStore)  # Spotify bearer tokens
     closing: bool = False
     _limiters: dict[str, WindowLimiter] = field(default_factory=dict)

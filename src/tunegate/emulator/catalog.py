@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import uuid
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TypeVar
@@ -228,38 +228,58 @@ class Catalog:
 
     # ---------------------------------------------------------------------- lookups by id
     def track_by_spotify_id(self, sid: str) -> int | None:
-        if sid in self._real_track_sid:
-            return self._real_track_sid[sid]
-        i = self.codec.spotify_index(_D_TRACK, sid)
-        if i is None or i >= self.size or (i < self.n_real and REAL_TRACKS[i].spotify_id):
-            return None
-        return i if self.track(i).spotify_id == sid else None
+        return self._by_id(
+            sid,
+            self._real_track_sid,
+            lambda key: self.codec.spotify_index(_D_TRACK, key),
+            self.size,
+            lambda i: self.track(i).spotify_id,
+        )
 
     def artist_by_spotify_id(self, sid: str) -> int | None:
-        if sid in self._real_artist_sid:
-            return self._real_artist_sid[sid]
-        a = self.codec.spotify_index(_D_ARTIST, sid)
-        if a is None or a >= self.n_artists:
-            return None
-        return a if self.artist(a).spotify_id == sid else None
+        return self._by_id(
+            sid,
+            self._real_artist_sid,
+            lambda key: self.codec.spotify_index(_D_ARTIST, key),
+            self.n_artists,
+            lambda a: self.artist(a).spotify_id,
+        )
 
     def track_by_mbid(self, mbid: str) -> int | None:
-        mbid = mbid.lower()
-        if mbid in self._real_track_mbid:
-            return self._real_track_mbid[mbid]
-        i = self.codec.mbid_index(_D_REC, mbid)
-        if i is None or i >= self.size:
-            return None
-        return i if self.track(i).mbid == mbid else None
+        return self._by_id(
+            mbid.lower(),
+            self._real_track_mbid,
+            lambda key: self.codec.mbid_index(_D_REC, key),
+            self.size,
+            lambda i: self.track(i).mbid,
+        )
 
     def artist_by_mbid(self, mbid: str) -> int | None:
-        mbid = mbid.lower()
-        if mbid in self._real_artist_mbid:
-            return self._real_artist_mbid[mbid]
-        a = self.codec.mbid_index(_D_MBARTIST, mbid)
-        if a is None or a >= self.n_artists:
+        return self._by_id(
+            mbid.lower(),
+            self._real_artist_mbid,
+            lambda key: self.codec.mbid_index(_D_MBARTIST, key),
+            self.n_artists,
+            lambda a: self.artist(a).mbid,
+        )
+
+    @staticmethod
+    def _by_id(
+        key: str,
+        real: Mapping[str, int],
+        decode: Callable[[str], int | None],
+        count: int,
+        id_of: Callable[[int], str | None],
+    ) -> int | None:
+        """The index whose entity carries ``key``: a real one by table, else the index the id
+        decodes to when that entity, built, carries the same id (a real entity with its own
+        id does not, so its synthetic id finds nothing)."""
+        if key in real:
+            return real[key]
+        n = decode(key)
+        if n is None or n >= count:
             return None
-        return a if self.artist(a).mbid == mbid else None
+        return n if id_of(n) == key else None
 
     def tracks_by_isrc(self, isrc: str) -> list[int]:
         """Every track (at any provider) with this ISRC; two for a reissued recording."""

@@ -21,7 +21,7 @@ import math
 import random
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 __all__ = [
@@ -418,15 +418,7 @@ class FaultInjector:
             chosen = _pick(spec, draw)
         if chosen is None:
             return FaultPlan(latency=latency) if latency else NO_FAULT
-        return FaultPlan(
-            latency=latency,
-            status=chosen.status,
-            kind=chosen.kind,
-            retry_after=chosen.retry_after,
-            drip_seconds=chosen.drip_seconds,
-            hang_seconds=chosen.hang_seconds,
-            outage=chosen.outage,
-        )
+        return replace(chosen, latency=latency)
 
 
 def _pick(spec: FaultSpec, draw: float) -> FaultPlan | None:

@@ -245,17 +245,13 @@ def _names(cat: Catalog, track: Track) -> tuple[str, str]:
 # ---------------------------------------------------------------------- methods
 
 
-def _track_top_tags(
-    request: web.Request, cat: Catalog, i: int | None, params: dict[str, str]
+def _top_tags(
+    request: web.Request, tags: tuple[tuple[str, int], ...], attrs: dict[str, str]
 ) -> web.Response:
-    tags: tuple[tuple[str, int], ...] = ()
-    if i is None:  # an unknown track is not an error here: an empty list
-        artist, title = params.get("artist", ""), params.get("track", "")
-    else:
-        track = cat.track(i)
-        (artist, title), tags = _names(cat, track), track.tags
+    """``<toptags>`` with its ``@attr`` (artist, and track for a track's): one shape for
+    ``track.getTopTags`` and ``artist.getTopTags``."""
     items = [{"count": c, "name": n, "url": _tag_url(n)} for n, c in tags]
-    data = {"toptags": {"tag": _collapse(items), "@attr": {"artist": artist, "track": title}}}
+    data = {"toptags": {"tag": _collapse(items), "@attr": attrs}}
     xml = xml_element(
         "toptags",
         "".join(
@@ -267,29 +263,25 @@ def _track_top_tags(
             )
             for n, c in tags
         ),
-        artist=artist,
-        track=title,
+        **attrs,
     )
     return _ok(request, data, xml)
+
+
+def _track_top_tags(
+    request: web.Request, cat: Catalog, i: int | None, params: dict[str, str]
+) -> web.Response:
+    tags: tuple[tuple[str, int], ...] = ()
+    if i is None:  # an unknown track is not an error here: an empty list
+        artist, title = params.get("artist", ""), params.get("track", "")
+    else:
+        track = cat.track(i)
+        (artist, title), tags = _names(cat, track), track.tags
+    return _top_tags(request, tags, {"artist": artist, "track": title})
 
 
 def _artist_top_tags(request: web.Request, artist: Artist) -> web.Response:
-    items = [{"count": c, "name": n, "url": _tag_url(n)} for n, c in artist.tags]
-    data = {"toptags": {"tag": _collapse(items), "@attr": {"artist": artist.name}}}
-    xml = xml_element(
-        "toptags",
-        "".join(
-            xml_element(
-                "tag",
-                xml_element("count", str(c))
-                + xml_element("name", text(n))
-                + xml_element("url", text(_tag_url(n))),
-            )
-            for n, c in artist.tags
-        ),
-        artist=artist.name,
-    )
-    return _ok(request, data, xml)
+    return _top_tags(request, artist.tags, {"artist": artist.name})
 
 
 def _track_info(request: web.Request, cat: Catalog, i: int) -> web.Response:

@@ -10,6 +10,7 @@ clauses without an operator are OR'ed, as in MusicBrainz's search. AND binds tig
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = ["And", "Node", "Not", "Or", "QuerySyntaxError", "Range", "Should", "Term", "parse"]
 
@@ -67,6 +68,23 @@ class _Tok:
     value: str = ""
 
 
+# The operators spelled by punctuation, and their token kinds. No two share a first
+# character, and none starts a phrase or a range, so their order here does not matter.
+_OPERATORS: Final = (
+    ("(", "lparen"),
+    (")", "rparen"),
+    ("&&", "and"),
+    ("||", "or"),
+    ("!", "not"),
+    ("+", "plus"),
+    ("-", "minus"),
+)
+
+
+def _operator_at(q: str, i: int) -> tuple[str, str] | None:
+    return next((op for op in _OPERATORS if q.startswith(op[0], i)), None)
+
+
 def _tokenize(q: str) -> list[_Tok]:
     toks: list[_Tok] = []
     i, n = 0, len(q)
@@ -74,12 +92,9 @@ def _tokenize(q: str) -> list[_Tok]:
         ch = q[i]
         if ch.isspace():
             i += 1
-        elif ch == "(":
-            toks.append(_Tok("lparen"))
-            i += 1
-        elif ch == ")":
-            toks.append(_Tok("rparen"))
-            i += 1
+        elif (op := _operator_at(q, i)) is not None:
+            toks.append(_Tok(op[1]))
+            i += len(op[0])
         elif ch == '"':
             j = i + 1
             buf = []
@@ -98,21 +113,6 @@ def _tokenize(q: str) -> list[_Tok]:
                 raise QuerySyntaxError("unclosed range")
             toks.append(_Tok("range", q[i + 1 : j]))
             i = j + 1
-        elif q.startswith("&&", i):
-            toks.append(_Tok("and"))
-            i += 2
-        elif q.startswith("||", i):
-            toks.append(_Tok("or"))
-            i += 2
-        elif ch == "!":
-            toks.append(_Tok("not"))
-            i += 1
-        elif ch == "+":
-            toks.append(_Tok("plus"))
-            i += 1
-        elif ch == "-":
-            toks.append(_Tok("minus"))
-            i += 1
         else:
             j = i
             buf = []

@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -238,7 +238,7 @@ class MusicBrainzProvider(Provider):
         if not agent.strip():
             return client, _error(request, 403, MSG_UA)
         if _is_generic(agent):
-            request[RATE] = (_GENERIC_POOL, 0, int(time.time()) + 1)
+            request[RATE] = (_GENERIC_POOL, 0, int(self.state.clock.time()) + 1)
             # Retry-After 0, as probes of the real shed report: waiting does not help.
             return client, _error(request, 503, MSG_BUSY, {"Retry-After": "0"})
         cfg = self.state.config
@@ -251,11 +251,11 @@ class MusicBrainzProvider(Provider):
                 stats.throttle(self.name, "blocks", int(started))
                 stats.throttle(self.name, "blocked")
                 limit = cfg.musicbrainz_block_rate.requests
-                request[RATE] = (limit, 0, int(time.time() + blocked_for) + 1)
+                request[RATE] = (limit, 0, int(self.state.clock.time() + blocked_for) + 1)
                 retry = str(max(1, math.ceil(blocked_for)))
                 return client, _error(request, 503, MSG_RATE, {"Retry-After": retry})
         decision = self.state.limiter(self.name).check(client, now)
-        reset = int(time.time() + max(decision.reset_after, 0.0)) + 1
+        reset = int(self.state.clock.time() + max(decision.reset_after, 0.0)) + 1
         request[RATE] = (decision.limit, decision.remaining, reset)
         if decision.allowed:
             return client, None
@@ -279,16 +279,18 @@ class MusicBrainzProvider(Provider):
 
     # ------------------------------------------------------------------ lookups
     async def isrc(self, request: web.Request) -> web.StreamResponse:
-        code = request.match_info["isrc"]
-        incs, bad = _incs(request, INC_ISRC, "isrc")
-        if bad is not None:
-            return bad
-        if not ISRC_RE.match(code.upper()):
-            return _error(request, 400, "Invalid isrc.")
         cat = self.state.catalog
-        found = [i for i in cat.tracks_by_isrc(code) if cat.on_musicbrainz(i)]
-        if not found:
-            return _error(request, 404, "Not Found")
+        looked = _lookup(
+            request,
+            "isrc",
+            INC_ISRC,
+            "isrc",
+            lambda code: [i for i in cat.tracks_by_isrc(code) if cat.on_musicbrainz(i)] or None,
+        )
+        if isinstance(looked, web.Response):
+            return looked
+        incs, found = looked
+        code = request.match_info["isrc"]
         incs.discard("releases")  # ignored on /isrc: releases only for a top-level recording
         if _wants_json(request):
             recs = [_recording_json(cat, i, incs, toplevel=False) for i in found]
@@ -300,31 +302,21 @@ class MusicBrainzProvider(Provider):
         return _ok_xml(request, body)
 
     async def recording(self, request: web.Request) -> web.StreamResponse:
-        mbid = request.match_info["mbid"]
-        incs, bad = _incs(request, INC_RECORDING, "recording")
-        if bad is not None:
-            return bad
-        if not _MBID.match(mbid):
-            return _error(request, 400, "Invalid mbid.")
         cat = self.state.catalog
-        i = cat.track_by_mbid(mbid)
-        if i is None:
-            return _error(request, 404, "Not Found")
+        looked = _lookup(request, "recording", INC_RECORDING, "mbid", cat.track_by_mbid)
+        if isinstance(looked, web.Response):
+            return looked
+        incs, i = looked
         if _wants_json(request):
             return _ok(request, _recording_json(cat, i, incs, toplevel=True))
         return _ok_xml(request, _recording_xml(cat, i, incs, toplevel=True))
 
     async def artist(self, request: web.Request) -> web.StreamResponse:
-        mbid = request.match_info["mbid"]
-        incs, bad = _incs(request, INC_ARTIST, "artist")
-        if bad is not None:
-            return bad
-        if not _MBID.match(mbid):
-            return _error(request, 400, "Invalid mbid.")
         cat = self.state.catalog
-        a = cat.artist_by_mbid(mbid)
-        if a is None:
-            return _error(request, 404, "Not Found")
+        looked = _lookup(request, "artist", INC_ARTIST, "mbid", cat.artist_by_mbid)
+        if isinstance(looked, web.Response):
+            return looked
+        incs, a = looked
         if _wants_json(request):
             return _ok(request, _artist_json(cat, a, incs))
         return _ok_xml(request, _artist_xml(cat, a, incs))
@@ -332,16 +324,11 @@ class MusicBrainzProvider(Provider):
     async def release(self, request: web.Request) -> web.StreamResponse:
         """``/ws/2/release/{mbid}``, JSON only (tunegate asks for nothing else); the shape
         of musicbrainz-server's t/.../WS/2/JSON/LookupRelease.pm."""
-        mbid = request.match_info["mbid"]
-        incs, bad = _incs(request, INC_RELEASE, "release")
-        if bad is not None:
-            return bad
-        if not _MBID.match(mbid):
-            return _error(request, 400, "Invalid mbid.")
         cat = self.state.catalog
-        found = cat.release_by_mbid(mbid)
-        if found is None:
-            return _error(request, 404, "Not Found")
+        looked = _lookup(request, "release", INC_RELEASE, "mbid", cat.release_by_mbid)
+        if isinstance(looked, web.Response):
+            return looked
+        incs, found = looked
         if not _wants_json(request):
             return _error(request, 400, "The emulator serves release lookups as JSON only.")
         return _ok(request, _release_lookup_json(cat, *found, incs))
@@ -454,6 +441,35 @@ def _ok_xml(request: web.Request, inner: str, *, created: str | None = None) -> 
     attr = f' created="{created}"' if created else ""
     body = f"{_XML_HEAD}{attr}>{inner}</metadata>"
     return xml_response(body, 200, _rate_headers(request))
+
+
+_T = TypeVar("_T")
+# What each lookup id must look like before the catalogue is asked (else 400 "Invalid ...").
+_ID_FORMS: dict[str, Callable[[str], object]] = {
+    "isrc": lambda code: ISRC_RE.match(code.upper()),
+    "mbid": _MBID.match,
+}
+
+
+def _lookup(
+    request: web.Request,
+    resource: str,
+    allowed: set[str],
+    param: str,
+    find: Callable[[str], _T | None],
+) -> tuple[set[str], _T] | web.Response:
+    """A lookup's prologue, in musicbrainz-server's order: a bad ``inc`` (400), then a
+    malformed id (400 ``Invalid {param}.``), then an unknown one (404)."""
+    incs, bad = _incs(request, allowed, resource)
+    if bad is not None:
+        return bad
+    key = request.match_info[param]
+    if not _ID_FORMS[param](key):
+        return _error(request, 400, f"Invalid {param}.")
+    found = find(key)
+    if found is None:
+        return _error(request, 404, "Not Found")
+    return incs, found
 
 
 def _incs(

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
+from tunegate._clock import Clock, SystemClock
 from tunegate.emulator._http import HOLD, Handler, Provider, State, json_response
 from tunegate.emulator.catalog import Catalog, get_catalog
 from tunegate.emulator.config import EmulatorConfig, spotify_mode_settings
@@ -81,7 +82,7 @@ def _pipeline(state: State, provider: Provider, endpoint_name: str, handler: Han
         response: web.StreamResponse
         try:
             endpoint = await provider.endpoint_of(request, endpoint_name)
-            now = state.clock()
+            now = state.clock.monotonic()
             client, refusal = await provider.admit(request, endpoint, now)
             window = getattr(state.config, f"{name}_rate").window
             state.stats.arrival(name, client, window, now)
@@ -117,7 +118,7 @@ async def _serve(
 ) -> web.StreamResponse:
     name = provider.name
     if plan.latency > 0:
-        await asyncio.sleep(plan.latency)
+        await state.clock.asleep(plan.latency)
     if plan.status is not None:
         state.stats.fault(name, endpoint, "outage" if plan.outage else f"error_{plan.status}")
         return provider.error(request, plan.status, retry_after=plan.retry_after)
@@ -128,22 +129,22 @@ async def _serve(
     if plan.kind is None or not isinstance(response, web.Response):
         return response
     state.stats.fault(name, endpoint, plan.kind)
-    return await _body_fault(request, response, plan)
+    return await _body_fault(request, response, plan, state.clock)
 
 
 async def _wait_connected(state: State, request: web.Request, seconds: float) -> bool:
     """Wait ``seconds`` unless the client gives up or the server stops; True if it waited
     them all with the client still there."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
+    clock = state.clock
+    deadline = clock.monotonic() + seconds
     while not state.closing:
         transport = request.transport
         if transport is None or transport.is_closing():
             return False
-        left = deadline - loop.time()
+        left = deadline - clock.monotonic()
         if left <= 0:
             return True
-        await asyncio.sleep(min(left, 0.05))
+        await clock.asleep(min(left, 0.05))  # slices: a client that leaves is seen soon
     return False
 
 
@@ -170,7 +171,7 @@ def _drop(request: web.Request, *, reset: bool) -> None:
 
 
 async def _body_fault(
-    request: web.Request, response: web.Response, plan: FaultPlan
+    request: web.Request, response: web.Response, plan: FaultPlan, clock: Clock
 ) -> web.StreamResponse:
     body = response.body if isinstance(response.body, bytes) else b""
     kind = plan.kind
@@ -192,7 +193,7 @@ async def _body_fault(
         size = -(-len(body) // pieces)
         for n in range(pieces):
             await stream.write(body[n * size : (n + 1) * size])
-            await asyncio.sleep(plan.drip_seconds / pieces)
+            await clock.asleep(plan.drip_seconds / pieces)
         await stream.write_eof()
         return stream
     # reset / close: part of the body, then the connection goes away.
@@ -261,7 +262,7 @@ class _Admin:
             rules = await self._read_rules(request)
         except (ValueError, TypeError) as exc:
             return json_response({"error": str(exc)}, 400)
-        now = self.state.clock()
+        now = self.state.clock.monotonic()
         if replace:
             self.state.faults.set(rules, now)
         else:
@@ -334,7 +335,7 @@ def reset_state(state: State, config: EmulatorConfig) -> None:
 
 
 def expire_tokens(state: State) -> None:
-    state.tokens.expire_all(state.clock())
+    state.tokens.expire_all(state.clock.monotonic())
 
 
 @dataclass(frozen=True)
@@ -366,6 +367,9 @@ class Emulator:
     ``"delay"`` (the answer is held ``musicbrainz_throttle_delay`` seconds, then served) or
     ``"delay_then_reject"``; ``musicbrainz_block=True`` blocks a client sending more than
     ``musicbrainz_block_rate`` (10 in 10 s) for ``musicbrainz_block_seconds``.
+    ``clock`` (a :class:`tunegate._clock.Clock`; the real one by default) is all the time the
+    emulator reads and waits on: rate windows, blocks, token expiry, throttle holds, fault
+    latency and drips. A test passes ``tunegate.testing.FakeClock()`` and advances it.
     """
 
     def __init__(
@@ -379,6 +383,7 @@ class Emulator:
         port: int = 0,
         config: EmulatorConfig | None = None,
         spotify_mode: str | None = None,
+        clock: Clock | None = None,
         **settings: Any,
     ) -> None:
         cfg = (config or EmulatorConfig()).copy()
@@ -386,7 +391,12 @@ class Emulator:
             cfg.update(spotify_mode_settings(spotify_mode))
         cfg.update(settings)
         self.catalog = get_catalog(catalog_size, seed)
-        self._state = State(catalog=self.catalog, config=cfg, faults=FaultInjector(seed))
+        self._state = State(
+            catalog=self.catalog,
+            config=cfg,
+            faults=FaultInjector(seed),
+            clock=clock or SystemClock(),
+        )
         self._initial_config = cfg.copy()
         self._initial_faults: list[FaultSpec] | None = (
             parse_faults(faults) if faults is not None else []
@@ -477,7 +487,7 @@ class Emulator:
         # loop for ~70 ms per 10,000 tracks while other clients wait.
         self.catalog.index()
         if self._initial_faults is not None:
-            state.faults.set(self._initial_faults, state.clock())
+            state.faults.set(self._initial_faults, state.clock.monotonic())
             self._initial_faults = None
         self._runner = web.AppRunner(
             build_app(state), access_log=None, handle_signals=False, shutdown_timeout=1.0
@@ -570,11 +580,11 @@ class Emulator:
     def set_faults(self, spec: str | list[FaultSpec] | FaultSpec | Mapping[str, Any]) -> None:
         """Replace the fault rules (JSON-like data, FaultSpec objects or the text form)."""
         rules = parse_faults(spec)
-        self._call(lambda: self._state.faults.set(rules, self._state.clock()))
+        self._call(lambda: self._state.faults.set(rules, self._state.clock.monotonic()))
 
     def add_faults(self, spec: str | list[FaultSpec] | FaultSpec | Mapping[str, Any]) -> None:
         rules = parse_faults(spec)
-        self._call(lambda: self._state.faults.add(rules, self._state.clock()))
+        self._call(lambda: self._state.faults.add(rules, self._state.clock.monotonic()))
 
     def clear_faults(self) -> None:
         self._call(self._state.faults.clear)
@@ -604,7 +614,7 @@ class Emulator:
         def issue() -> str:
             state = self._state
             app = client_id or next(iter(state.config.spotify_clients))
-            return state.tokens.issue(app, state.clock(), state.config.token_lifetime)
+            return state.tokens.issue(app, state.clock.monotonic(), state.config.token_lifetime)
 
         return self._call(issue)
 

@@ -191,24 +191,15 @@ class SpotifyProvider(Provider):
         if not secrets.compare_digest(state.config.spotify_clients[client_id], secret or ""):
             return _token_error("invalid_client", "Invalid client secret")
         lifetime = state.config.token_lifetime
-        token = state.tokens.issue(client_id, state.clock(), lifetime)
+        token = state.tokens.issue(client_id, state.clock.monotonic(), lifetime)
         return json_response(
             {"access_token": token, "token_type": "Bearer", "expires_in": math.ceil(lifetime)}
         )
 
     # ------------------------------------------------------------------ lookups
     async def get_track(self, request: web.Request) -> web.StreamResponse:
-        bad = _check_market(request)
-        if bad is not None:
-            return bad
-        sid = request.match_info["id"]
-        if not BASE62_ID.match(sid):
-            return _error(400, "invalid id")
         cat = self.state.catalog
-        i = cat.track_by_spotify_id(sid)
-        if i is None:
-            return _error(404, "non existing id")
-        return json_response(track_json(cat, i, origin(request)))
+        return self._one(request, cat.track_by_spotify_id, track_json, market=True)
 
     async def get_tracks(self, request: web.Request) -> web.StreamResponse:
         cat = self.state.catalog
@@ -244,14 +235,29 @@ class SpotifyProvider(Provider):
         return json_response({key: [None if i is None else render(cat, i, base) for i in found]})
 
     async def get_artist(self, request: web.Request) -> web.StreamResponse:
+        cat = self.state.catalog
+        return self._one(request, cat.artist_by_spotify_id, artist_json)
+
+    def _one(
+        self,
+        request: web.Request,
+        find: Callable[[str], int | None],
+        render: Callable[[Catalog, int, str], dict[str, Any]],
+        *,
+        market: bool = False,
+    ) -> web.Response:
+        """``GET /v1/{kind}/{id}``: a bad market, then a malformed id (400), then an unknown
+        one (404), in that order as Spotify checks them."""
+        bad = _check_market(request) if market else None
+        if bad is not None:
+            return bad
         sid = request.match_info["id"]
         if not BASE62_ID.match(sid):
             return _error(400, "invalid id")
-        cat = self.state.catalog
-        a = cat.artist_by_spotify_id(sid)
-        if a is None:
+        found = find(sid)
+        if found is None:
             return _error(404, "non existing id")
-        return json_response(artist_json(cat, a, origin(request)))
+        return json_response(render(self.state.catalog, found, origin(request)))
 
     async def unknown(self, request: web.Request) -> web.StreamResponse:
         return _error(404, "Service not found")
@@ -449,20 +455,17 @@ def artist_simple(cat: Catalog, a: int, base: str) -> dict[str, Any]:
 
 
 def artist_json(cat: Catalog, a: int, base: str) -> dict[str, Any]:
+    """The full artist object: the simplified one plus its own fields, keys in Spotify's
+    (alphabetical) order."""
     artist = cat.artist(a)
-    sid = artist.spotify_id
-    return {
-        "external_urls": {"spotify": f"{_OPEN}/artist/{sid}"},
+    full = {
+        **artist_simple(cat, a, base),
         "followers": {"href": None, "total": artist.followers},
         "genres": list(artist.genres),
-        "href": f"{base}/v1/artists/{sid}",
-        "id": sid,
         "images": _images(artist.image_hash, (640, 320, 160)),
-        "name": artist.name,
         "popularity": artist.popularity,
-        "type": "artist",
-        "uri": f"spotify:artist:{sid}",
     }
+    return dict(sorted(full.items()))
 
 
 def album_json(cat: Catalog, album: Album, base: str) -> dict[str, Any]:

@@ -163,24 +163,38 @@ def _inc_params(incs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return (("inc", " ".join(incs)),) if incs else ()
 
 
+def _lookup_request(
+    resource: str,
+    key: str,
+    inc: str | Iterable[str],
+    allowed: frozenset[str],
+    default: tuple[str, ...],
+    endpoint: str,
+) -> ApiRequest:
+    """``GET /ws/2/{resource}/{key}?fmt=json&inc=...`` (``key`` already validated), cached
+    as ``musicbrainz:{resource}:{key}`` plus an ``inc=..`` part when ``inc`` is not the
+    default: the one builder of every lookup by id."""
+    incs = _incs(inc, allowed, resource)
+    parts: tuple[str, ...] = (key,)
+    if incs != tuple(sorted(default)):
+        parts += ("inc=" + "+".join(incs),)
+    return ApiRequest(
+        provider=PROVIDER,
+        method="GET",
+        endpoint_template=endpoint,
+        path=f"/ws/2/{resource}/{key}",
+        params=(("fmt", "json"), *_inc_params(incs)),
+        cache_kind=f"musicbrainz:{resource}",
+        cache_parts=parts,
+    )
+
+
 def lookup_isrc_request(isrc: str, inc: str | Iterable[str] = DEFAULT_ISRC_INC) -> ApiRequest:
     """``GET /ws/2/isrc/{isrc}?fmt=json&inc=...``; cached as ``musicbrainz:isrc:{isrc}``
     (plus an ``inc=..`` part when ``inc`` is not the default). ``genres`` is refused: the
     ISRC resource answers 400 to it."""
     code = validate.isrc(isrc)
-    incs = _incs(inc, ISRC_INCS, "isrc")
-    parts: tuple[str, ...] = (code,)
-    if incs != tuple(sorted(DEFAULT_ISRC_INC)):
-        parts += ("inc=" + "+".join(incs),)
-    return ApiRequest(
-        provider=PROVIDER,
-        method="GET",
-        endpoint_template=ISRC_ENDPOINT,
-        path=f"/ws/2/isrc/{code}",
-        params=(("fmt", "json"), *_inc_params(incs)),
-        cache_kind="musicbrainz:isrc",
-        cache_parts=parts,
-    )
+    return _lookup_request("isrc", code, inc, ISRC_INCS, DEFAULT_ISRC_INC, ISRC_ENDPOINT)
 
 
 def search_recording_request(
@@ -211,19 +225,13 @@ def get_recording_request(
 ) -> ApiRequest:
     """``GET /ws/2/recording/{mbid}?fmt=json&inc=...``; cached as
     ``musicbrainz:recording:{mbid}`` (plus ``inc=..`` when not the default)."""
-    rid = validate.mbid(mbid)
-    incs = _incs(inc, RECORDING_INCS, "recording")
-    parts: tuple[str, ...] = (rid,)
-    if incs != tuple(sorted(DEFAULT_RECORDING_INC)):
-        parts += ("inc=" + "+".join(incs),)
-    return ApiRequest(
-        provider=PROVIDER,
-        method="GET",
-        endpoint_template=RECORDING_ENDPOINT,
-        path=f"/ws/2/recording/{rid}",
-        params=(("fmt", "json"), *_inc_params(incs)),
-        cache_kind="musicbrainz:recording",
-        cache_parts=parts,
+    return _lookup_request(
+        "recording",
+        validate.mbid(mbid),
+        inc,
+        RECORDING_INCS,
+        DEFAULT_RECORDING_INC,
+        RECORDING_ENDPOINT,
     )
 
 
@@ -620,19 +628,8 @@ _RELEASE_KEYS: Final = frozenset(
 def get_release_request(mbid: str, inc: str | Iterable[str] = DEFAULT_RELEASE_INC) -> ApiRequest:
     """``GET /ws/2/release/{mbid}?fmt=json&inc=...``; cached as
     ``musicbrainz:release:{mbid}`` (plus ``inc=..`` when not the default)."""
-    rid = validate.mbid(mbid)
-    incs = _incs(inc, RELEASE_INCS, "release")
-    parts: tuple[str, ...] = (rid,)
-    if incs != tuple(sorted(DEFAULT_RELEASE_INC)):
-        parts += ("inc=" + "+".join(incs),)
-    return ApiRequest(
-        provider=PROVIDER,
-        method="GET",
-        endpoint_template=RELEASE_ENDPOINT,
-        path=f"/ws/2/release/{rid}",
-        params=(("fmt", "json"), *_inc_params(incs)),
-        cache_kind="musicbrainz:release",
-        cache_parts=parts,
+    return _lookup_request(
+        "release", validate.mbid(mbid), inc, RELEASE_INCS, DEFAULT_RELEASE_INC, RELEASE_ENDPOINT
     )
 
 
