@@ -44,6 +44,7 @@ from tunegate import CacheManager
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 BEGIN, END = "<!-- bench:table:begin -->", "<!-- bench:table:end -->"
+PLAN = "#missed-targets-where-the-time-goes-and-the-plan"  # the README section each miss has
 
 
 @dataclass
@@ -618,7 +619,7 @@ def table(result: dict[str, Any]) -> str:
             continue
         v, a = r["value"], r["anchor"]
         anchor = f"{r['anchor_name']} ({_fmt(a['median'])} {r['unit']})" if a else r["anchor_name"]
-        met = {True: "met", False: "MISSED", None: "-"}[r["met"]]
+        met = {True: "met", False: f"MISSED ([profile, plan]({PLAN}))", None: "-"}[r["met"]]
         note = f" ({r['note']})" if r["note"] else ""
         lines.append(
             f"| {r['figure']}{note} | {_fmt(v['median'])} {r['unit']} | "
