@@ -9,6 +9,7 @@ must do); tunegate also ranks the hits (what ``search_track`` returns)."""
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -157,8 +158,11 @@ async def _fan(calls: list[Any], width: int) -> list[Any]:
 
 
 async def _warm_emulator(ctx: Ctx, batch: list[tuple[str, str]]) -> None:
-    """One untimed pass over the batch first: the emulator memoises the tracks it builds,
-    so whichever side went first would pay the emulator's cold work for both."""
+    """One untimed pass over the batch before either side (once per batch): the emulator
+    memoises the tracks it builds, so whichever side went first would pay its cold work."""
+    if ctx.memo.get("fig4_warm") == batch[0]:
+        return
+    ctx.memo["fig4_warm"] = batch[0]
     async with bare_session() as session:
 
         async def get(artist: str, title: str) -> None:
@@ -169,12 +173,14 @@ async def _warm_emulator(ctx: Ctx, batch: list[tuple[str, str]]) -> None:
         await _fan([lambda a=a, t=t: get(a, t) for a, t in batch], WIDTH)
 
 
-def tunegate_throughput(ctx: Ctx, pool_size: int | None = None) -> float:
-    """Requests/s of 200 distinct misses, 16 at a time; the default pool unless
-    ``pool_size`` (``HttpConfig(pool_size=...)``, public) is given. A sample takes the
-    next batch; :func:`aiohttp_throughput` then sends the same batch's URLs."""
-    n = ctx.memo["fig4_sample"] = ctx.memo.get("fig4_sample", 0) + 1
-    batch = _batch(ctx, n)
+def tunegate_throughput(
+    ctx: Ctx, pool_size: int | None = None, batch: list[tuple[str, str]] | None = None
+) -> float:
+    """Requests/s of 200 distinct misses (``batch``, else the next unused one), 16 at a
+    time; the default pool unless ``pool_size`` (``HttpConfig(pool_size=...)``, public)."""
+    if batch is None:
+        batch = _batch(ctx, ctx.memo.setdefault("fig4_batch", 0) + 1)
+        ctx.memo["fig4_batch"] += 1
     options = {} if pool_size is None else {"http": HttpConfig(pool_size=pool_size)}
 
     async def go() -> float:
@@ -188,13 +194,17 @@ def tunegate_throughput(ctx: Ctx, pool_size: int | None = None) -> float:
     return asyncio.run(go())
 
 
-def aiohttp_throughput(ctx: Ctx, pool_size: int | None = None) -> float:
-    """Bare aiohttp on the last tunegate sample's batch, with the same connection limits."""
-    n = ctx.memo.get("fig4_sample", 1)
-    batch = _batch(ctx, n)
+def aiohttp_throughput(
+    ctx: Ctx, pool_size: int | None = None, batch: list[tuple[str, str]] | None = None
+) -> float:
+    """Bare aiohttp on ``batch`` (else the last one used), with the connection limits
+    tunegate's pool has for ``pool_size``."""
+    if batch is None:
+        batch = _batch(ctx, ctx.memo.get("fig4_batch", 1))
     url, headers = ctx.search_url, ctx.headers
 
     async def go() -> float:
+        await _warm_emulator(ctx, batch)
         async with bare_session(pool_size) as session:
 
             async def get(artist: str, title: str) -> Any:
@@ -209,6 +219,26 @@ def aiohttp_throughput(ctx: Ctx, pool_size: int | None = None) -> float:
             return DISTINCT / (time.perf_counter() - t0)
 
     return asyncio.run(go())
+
+
+ROUNDS = 3  # batches per sample, alternating which side goes first
+
+
+def throughput_pair(ctx: Ctx, pool_size: int | None = None) -> tuple[float, float]:
+    """(tunegate, bare aiohttp) requests/s for one sample: the median over ``ROUNDS`` fresh
+    batches, each sent by both sides one after the other, tunegate first in even rounds and
+    aiohttp first in odd ones, so that neither side always meets the machine's next change."""
+    ours: list[float] = []
+    theirs: list[float] = []
+    for round_ in range(ROUNDS):
+        n = ctx.memo["fig4_batch"] = ctx.memo.get("fig4_batch", 0) + 1
+        batch = _batch(ctx, n)
+        if round_ % 2:
+            theirs.append(aiohttp_throughput(ctx, pool_size, batch))
+        ours.append(tunegate_throughput(ctx, pool_size, batch))
+        if not round_ % 2:
+            theirs.append(aiohttp_throughput(ctx, pool_size, batch))
+    return statistics.median(ours), statistics.median(theirs)
 
 
 def _search_calls(ctx: Ctx) -> int:
