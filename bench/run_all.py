@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import statistics
@@ -646,11 +647,19 @@ def chart(result: dict[str, Any], path: Path) -> None:
     def score(r: dict[str, Any]) -> float:  # <= 1 is met, whichever way the target points
         op, limit = r["target"].split()
         limit_f = float(limit.rstrip("x"))
-        ratio = max(float(r["ratio"]), 1e-9)
-        return ratio / limit_f if op == "<=" else limit_f / ratio
+        ratio = math.inf if r["ratio"] is None else float(r["ratio"])  # JSON has inf as null
+        ratio = max(ratio, 1e-9)
+        return ratio / limit_f if op == "<=" else max(limit_f / ratio, 1e-3)
 
     colours = ["tab:green" if r["met"] else "tab:red" for r in rows]
-    ax.barh(names, [score(r) for r in rows], color=colours)
+    scores = [score(r) for r in rows]
+    finite = [x for x in scores if math.isfinite(x)] or [1.0]
+    edge = max(max(finite), 1.0) * 3  # an infinite ratio (e.g. a zero bound) is drawn here
+    bars = ax.barh(names, [x if math.isfinite(x) else edge for x in scores], color=colours)
+    for bar, x in zip(bars, scores, strict=True):
+        if not math.isfinite(x):
+            bar.set_hatch("//")
+            ax.text(edge, bar.get_y() + bar.get_height() / 2, " inf", va="center")
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("figure / target (log; <= 1 is met): green = met, red = missed")
