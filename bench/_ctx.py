@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from _infra import CountingProxy, EmulatorProcess, PrivateRedis
+from _infra import CountingProxy, EmulatorProcess, RedisServer, private_redis
 
 from tunegate import AsyncSpotifyClient, CacheManager, SpotifyClient
 from tunegate.emulator import DEFAULT_SPOTIFY_CLIENT_ID, DEFAULT_SPOTIFY_CLIENT_SECRET, Emulator
@@ -22,7 +22,7 @@ LIFTED = 1e9  # a client-side rate that never binds: these figures measure the p
 class Ctx:
     quick: bool
     seconds: float
-    redis: PrivateRedis
+    redis: RedisServer
     emu: EmulatorProcess
     token: str
     queries: list[tuple[str, str]]  # (artist, title) of distinct catalogue tracks
@@ -31,7 +31,7 @@ class Ctx:
 
     @classmethod
     def start(cls, quick: bool) -> Ctx:
-        redis = PrivateRedis()
+        redis = private_redis()
         emu = EmulatorProcess(rate_limits=False)
         token = httpx.post(
             f"{emu.root}/api/token",

@@ -1,11 +1,11 @@
-"""What ``bench/run`` starts for itself: a private redis-server, the emulator in its own
-process, and a loopback TCP proxy that counts round trips. Loopback only."""
+"""What ``bench/run`` starts for itself: a private redis-server (the tests' helper), the
+emulator in its own process, and a loopback TCP proxy that counts round trips. Loopback
+only."""
 
 from __future__ import annotations
 
 import os
 import select
-import shutil
 import socket
 import ssl
 import subprocess
@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 
+# tests/_redis_server.py is the one private-redis helper: bench/ imports it from the clone.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(1, _ROOT)
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests._redis_server import RedisServer, free_port  # noqa: E402
+
+__all__ = ["CountingProxy", "EmulatorProcess", "RedisServer", "free_port", "private_redis"]
 
 
 def _wait_for(probe: Any, what: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
@@ -40,49 +42,13 @@ def _wait_for(probe: Any, what: str, proc: subprocess.Popen[bytes], seconds: flo
             time.sleep(0.05)
 
 
-class PrivateRedis:
-    """A ``redis-server`` of our own on a free port (never the shared 6379): nothing on
-    disk, killed at :meth:`close`."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="tunegate-bench-redis-")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        probe = self.client(socket_connect_timeout=0.2)
-        _wait_for(probe.ping, "redis-server", self.proc)
-        probe.close()
-        self.version = str(self.client().info("server")["redis_version"])
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self, **kwargs: Any) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+def private_redis() -> RedisServer:
+    """A started private ``redis-server`` (``tests/_redis_server.py``, the one helper that
+    the tests and ``bench_serve.py``'s outage phase use too); :meth:`RedisServer.close`
+    ends it."""
+    server = RedisServer()
+    server.start()
+    return server
 
 
 class EmulatorProcess:

@@ -34,7 +34,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,13 +44,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # tests/_redis_server.py: the one private-redis helper
+    sys.path.insert(1, str(ROOT))
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
+from tests._redis_server import RedisServer, free_port  # noqa: E402
 
 # -- the child servers ------------------------------------------------------------------
 
@@ -100,7 +96,7 @@ def _server(
 ) -> Iterator[str]:
     import httpx
 
-    port = _free_port()
+    port = free_port()
     args = [sys.executable, __file__, "--child", mode, "--port", str(port)]
     if redis_url:
         args += ["--redis-url", redis_url]
@@ -249,64 +245,15 @@ def in_process(redis_url: str | None, seconds: float) -> dict[str, dict[str, flo
 # -- main -------------------------------------------------------------------------------
 
 
-class _Redis:
-    """A private ``redis-server`` on a free port that can be stopped and started again."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = _free_port()
-        self.dir = tempfile.mkdtemp(prefix="bench-serve-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        import redis
-
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=self.port, socket_timeout=0.5).ping()
-                return
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-
 @contextmanager
-def _private_redis() -> Iterator[_Redis | None]:
-    binary = shutil.which("redis-server")
-    if binary is None:
+def _private_redis() -> Iterator[RedisServer | None]:
+    """The tests' private redis-server (``tests/_redis_server.py``: the one helper, with the
+    stop/start the outage phase needs), or None without a redis-server binary."""
+    if shutil.which("redis-server") is None:
         yield None
         return
-    server = _Redis(binary)
-    server.start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def outage(total: float, down_at: float, down_for: float, rate: float) -> None:

@@ -3,8 +3,12 @@ functions with the most own time and the most cumulative time.
 
 Usage: ``python bench/profile_figure.py FIGURE [--seconds S] [--top N]`` with FIGURE one of
 ``1 2 2a 3 3a 4 5 5a``. It starts the same private Redis and emulator process as
-``bench/run``. (Python-level time only: the other process's share of a round trip shows up as
-time in ``select``/``recv``/``run_until_complete``.)
+``bench/run``. (Python-level time only: the other process's share of a round trip shows
+up as time in ``select``/``recv``/``run_until_complete``.)
+
+``--bare`` runs the figure without cProfile, for a sampling profiler, whose samples are not
+inflated by per-call tracing as cProfile's are:
+``py-spy record -r 500 -f raw -o out.txt -- python bench/profile_figure.py 3 --bare``.
 """
 
 from __future__ import annotations
@@ -47,11 +51,19 @@ def main() -> None:
     parser.add_argument("figure", choices=sorted(SAMPLES))
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="no cProfile: just run the figure, for a sampler outside (py-spy record -- ...)",
+    )
     args = parser.parse_args()
     ctx = Ctx.start(quick=True)
     ctx.seconds = args.seconds
     try:
         SAMPLES[args.figure](ctx)  # warm: imports, connections, token
+        if args.bare:
+            SAMPLES[args.figure](ctx)
+            return
         profiler = cProfile.Profile()
         profiler.enable()
         SAMPLES[args.figure](ctx)

@@ -32,7 +32,7 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
     server.start()
     yield server
-    server.stop()
+    server.close()  # and its directory
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def restartable_redis() -> Iterator[RedisServer]:
     server = RedisServer()
     server.start()
     yield server
-    server.stop()
+    server.close()  # and its directory
 
 
 @pytest.fixture

@@ -64,6 +64,8 @@ TOO_LARGE = "too_large"
 #: deflate body that does not inflate): permanent, unlike a body cut short (``truncated``).
 BAD_ENCODING = "bad_encoding"
 _CHUNK = 64 * 1024
+# Content-Encoding values whose body is as long as Content-Length says (no inflation).
+_IDENTITY = frozenset({"", "identity"})
 
 
 @functools.cache  # importlib.metadata reads files: milliseconds, once per process is enough
@@ -91,7 +93,11 @@ class HttpConfig:
     connect_timeout: float = 3.05
     read_timeout: float = 10.0
     total_timeout: float = 15.0
-    pool_size: int = 10  # open connections per host
+    # Open connections per host. Sized for the concurrency callers use (enrich's 8 workers,
+    # a service's in-flight requests, 16-way fan-outs): a smaller pool queues the extra
+    # callers for a connection while the provider sits idle (issue 12, figure 4). They are
+    # opened on demand only; the rate limiter, not the pool, is what paces a provider.
+    pool_size: int = 32
     keepalive: float = 30.0  # seconds an idle connection is kept
     max_body_bytes: int = 8 * 1024 * 1024
     app: str | None = None  # the caller's app, named in the User-Agent
@@ -166,8 +172,14 @@ async def _exchange(
             allow_redirects=False,  # a redirect could carry a secret query to another host
             timeout=limits,
         ) as resp:
-            if resp.content_length is not None and resp.content_length > max_body:
+            length = resp.content_length
+            if length is not None and length > max_body:
                 _too_large(request, resp.status, max_body)
+            if length is not None and resp.headers.get("Content-Encoding", "") in _IDENTITY:
+                # Announced and not compressed: the body cannot outgrow its length, so one
+                # read() instead of a chunk loop (a body cut short still raises there).
+                body = await resp.read()
+                return HttpResponse(resp.status, resp.headers, body, time.perf_counter() - start)
             chunks: list[bytes] = []
             size = 0
             async for chunk in resp.content.iter_chunked(_CHUNK):
@@ -323,6 +335,8 @@ class HttpPool:
         self.provider = provider
         self.config = config or HttpConfig()
         self._headers = {"User-Agent": self.config.user_agent}
+        self._default = self._limits(None, False)
+        self._patient = self._limits(None, True)
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._sync: aiohttp.ClientSession | None = None  # lives on the bridge loop
@@ -330,6 +344,11 @@ class HttpPool:
         self._by_loop: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
     def _timeout(self, cap: float | None, patient: bool = False) -> aiohttp.ClientTimeout:
+        if cap is None:  # no deadline (the usual call): the two fixed timeouts, built once
+            return self._patient if patient else self._default
+        return self._limits(cap, patient)
+
+    def _limits(self, cap: float | None, patient: bool) -> aiohttp.ClientTimeout:
         c = self.config
         total = c.total_timeout if cap is None else max(0.001, min(c.total_timeout, cap))
         if patient:  # the caller set its own deadline: the attempt may use all that is left
