@@ -813,7 +813,10 @@ async def _musicbrainz(run: _Run, row: Row, isrc: str | None, record: dict[str, 
                 async with stage.gate:
                     recording = await stage.call(lambda: mb.lookup_isrc(isrc))
             if recording is None:
-                method = "fallback" if isrc else "search"
+                # The design's fallback: a title search stands in for the ISRC when Spotify
+                # failed (error, open breaker, long pause) or MusicBrainz did not know it.
+                spotify_failed = state.get("spotify", {}).get("status") in ("error", "pending")
+                method = "fallback" if isrc or spotify_failed else "search"
                 async with stage.gate:
                     recording = await stage.call(lambda: mb.search_recording(row.artist, row.title))
         part = _musicbrainz_part(recording)
@@ -912,7 +915,9 @@ async def enrich_row(providers: Providers, row: Row) -> dict[str, Any]:
     configured) or ``pending`` (refused for longer than a run waits; ``retry_at`` says
     when it may be asked again). ``match`` gives, per provider found, the match score (0-1,
     from :mod:`tunegate.providers.matching`) and the method: ``id``, ``isrc``, ``search``
-    or ``fallback`` (a title search after the ISRC was not known). ``sources`` says per
+    or ``fallback`` (the design's: a title search in place of the ISRC lookup, when Spotify
+    failed or its breaker is open, or MusicBrainz did not know the ISRC; the recording's
+    ISRC then comes from MusicBrainz). ``sources`` says per
     provider that answered where the answer came from: ``api``, ``cache`` or ``stale``.
     """
     run = _Run(providers)
