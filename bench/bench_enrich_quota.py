@@ -12,6 +12,17 @@ Printed per run: wall time; the quota bound, max over providers of
 Spotify, 1 MusicBrainz, 5 Last.fm tokens are there at the start); elapsed / bound;
 MusicBrainz requests per row joined by ISRC; the rate-limit answers (429, 503, Last.fm
 error 29) the emulator gave. Then the speed-up, baseline / batched. A figure, not a test.
+
+``--redis-stop`` prints the issue's fleet line instead: two ``tunegate enrich --redis``
+processes (``--redis-rows`` rows each, default 60) share one private redis-server, which
+is stopped 5 s into the run (or later, once both processes are members of every
+provider's bucket: a process counts only the members of buckets it used before the
+outage); per provider, the emulator's quota window, the most requests any client made in
+one such window, the rate-limit answers, and the failed rows. Two runs: the ``real``
+windows (Spotify 300 in 30 s, MusicBrainz 1 in 1 s; Last.fm 5 s at 5/s plus the bucket's
+burst, 30, its real 1500 in 300 s being too loose to show a doubled rate), then ``5 s``
+windows for all three at rate * 5 + burst. With Redis gone each process falls back to
+rate / members.
 """
 
 from __future__ import annotations
@@ -19,16 +30,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+from _infra import PrivateRedis, child_env  # bench/ is on sys.path when run as a script
 
 from tunegate.cache import CacheManager
 from tunegate.clients import AsyncGateway, Settings
 from tunegate.emulator import Emulator
+from tunegate.emulator.config import RateLimit
 from tunegate.enrich import Providers, enrich
 
 # The client-side rate and burst per provider (PROVIDER_DEFAULTS; MusicBrainz from the
@@ -37,12 +52,12 @@ RATES = {"spotify": (10.0, 10), "musicbrainz": (1.0, 1), "lastfm": (5.0, 5)}
 TIME_LIMIT = 600.0  # seconds a run may take before the bench gives up
 
 
-def write_input(emu: Emulator, path: Path, rows: int) -> None:
-    """The catalogue's first ``rows`` tracks, (artist, title) only: Spotify finds the ISRC."""
+def write_input(emu: Emulator, path: Path, rows: int, first: int = 0) -> None:
+    """``rows`` catalogue tracks from ``first``, (artist, title) only: Spotify finds the ISRC."""
     with path.open("w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["artist", "title"])
-        for i in range(rows):
+        for i in range(first, first + rows):
             t = emu.describe_track(i)
             out.writerow([t["artists"][0], t["title"]])
 
@@ -131,13 +146,117 @@ def run(rows: int) -> None:
     print(f"speed-up (per-row wall / batched wall): {speedup:.2f}x")
 
 
+REDIS_STOP_AT = 5.0  # seconds into the run
+FLEET_WINDOWS = {  # the emulator's quota windows per run
+    "real": {
+        "spotify": RateLimit(300, 30.0),
+        "musicbrainz": RateLimit(1, 1.0),
+        "lastfm": RateLimit(5 * 5 + 5, 5.0),
+    },
+    # 5 s windows at each rate, plus the client bucket's burst (what a token bucket may
+    # let through in any window; tests/test_fleet_enrich.py's rule, without its jitter 2)
+    "5 s": {p: RateLimit(int(rate * 5) + burst, 5.0) for p, (rate, burst) in RATES.items()},
+}
+
+
+def _failed_rows(path: Path) -> tuple[int, int]:
+    recs = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    return len(recs), sum(1 for r in recs if r["status"] not in ("ok", "not_found"))
+
+
+def redis_stop(rows: int, name: str) -> None:
+    """Two processes on one Redis, Redis stopped 5 s in: the emulator's windows and rows."""
+    windows = FLEET_WINDOWS[name]
+    redis = PrivateRedis()
+    try:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            Emulator(
+                catalog_size=10_000,
+                seed=0,
+                spotify_rate=windows["spotify"],
+                musicbrainz_rate=windows["musicbrainz"],
+                lastfm_rate=windows["lastfm"],
+            ) as emu,
+        ):
+            env = {
+                k: v
+                for k, v in child_env().items()
+                if not k.startswith(("SPOTIFY_", "LASTFM_", "TUNEGATE_"))
+            }
+            env.update(emu.env())
+            env["XDG_CACHE_HOME"] = tmp
+            procs = []
+            started = time.perf_counter()
+            for n in range(2):
+                inp, out = Path(tmp) / f"in{n}.csv", Path(tmp) / f"out{n}.jsonl"
+                write_input(emu, inp, rows, first=n * rows)
+                argv = [sys.executable, "-m", "tunegate", "enrich", str(inp), "-o", str(out)]
+                argv += ["--redis", redis.url, "--cache", "memory", "--quiet"]
+                procs.append(subprocess.Popen(argv, cwd=tmp, env=env, stdout=subprocess.DEVNULL))
+            try:
+                probe = redis.client()
+                members = 0
+                while time.perf_counter() - started < 60:
+                    # every provider's bucket must know both (a process counts only the
+                    # members of a bucket it has used before the outage)
+                    members = min(
+                        int(probe.zcard(f"tunegate:rl:{{{p}}}:members")) for p in RATES
+                    )
+                    if members >= 2 and time.perf_counter() - started >= REDIS_STOP_AT:
+                        break
+                    time.sleep(0.05)
+                probe.close()
+                stopped_at = time.perf_counter() - started
+                redis.close()
+                alive = sum(p.poll() is None for p in procs)
+                codes = [p.wait(timeout=TIME_LIMIT) for p in procs]
+            finally:
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait(10)
+            elapsed = time.perf_counter() - started
+            stats = emu.stats()
+            written = [_failed_rows(Path(tmp) / f"out{n}.jsonl") for n in range(2)]
+    finally:
+        if redis.proc.poll() is None:
+            redis.close()
+    print(
+        f"{name} windows: tunegate enrich, 2 processes x {rows} rows on one Redis "
+        f"(members seen: {members}), "
+        f"Redis stopped {stopped_at:.1f} s into the run with {alive} of 2 still running; "
+        f"both done in {elapsed:.1f} s, exit codes {codes}"
+    )
+    print(f"{'provider':<12} {'quota window':>14} {'most in a window':>16} {'limited':>7}")
+    for provider, window in windows.items():
+        seen = stats["clients"].get(provider, {})
+        most = max((c["max_in_window"] for c in seen.values()), default=0)
+        by_status = stats["requests"].get(provider, {}).get("by_status", {})
+        refused = sum(n for st, n in by_status.items() if st in ("429", "503"))
+        refused += int(stats.get("throttled", {}).get(provider, {}).get("rejected", 0))
+        quota = f"{window.requests} in {window.window:g} s"
+        print(f"{provider:<12} {quota:>14} {most:>16} {refused:>7}")
+    total = sum(n for n, _ in written)
+    failed = sum(f for _, f in written)
+    print(f"rows written {total} of {2 * rows}, failed rows {failed}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=60)
+    parser.add_argument(
+        "--redis-stop", action="store_true", help="the 2-process run with Redis stopped 5 s in"
+    )
+    parser.add_argument("--redis-rows", type=int, default=60, help="rows per process")
     args = parser.parse_args()
-    if args.rows < 1:
-        parser.error("--rows must be at least 1")
-    run(args.rows)
+    if args.rows < 1 or args.redis_rows < 1:
+        parser.error("--rows and --redis-rows must be at least 1")
+    if args.redis_stop:
+        for name in FLEET_WINDOWS:
+            redis_stop(args.redis_rows, name)
+    else:
+        run(args.rows)
 
 
 if __name__ == "__main__":

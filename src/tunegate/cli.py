@@ -221,6 +221,9 @@ elsewhere (see 'tunegate emulator'). Each setting can also live in the TOML file
 {EXIT_CODES}
 
 Example: tunegate enrich tracks.csv -o out.jsonl --summary-json summary.json
+
+Example (tuning the stages): tunegate enrich tracks.csv --window 512 --isrc-batch-size 100
+--stage-timeout musicbrainz=300 --ca-bundle /etc/ssl/proxy-ca.pem
 """)
 
 
@@ -241,6 +244,30 @@ def say(err: Any, log_format: str, text: str, level: int = logging.INFO) -> None
         logging.getLogger("tunegate.cli").log(level, "%s", text)
     else:
         err.print(text, markup=False, highlight=False)
+
+
+MAX_WINDOW = 100_000
+ISRC_BATCH_MAX = 200  # providers.musicbrainz.ISRC_BATCH_MAX (not imported: --help stays fast)
+STAGES = ("spotify", "musicbrainz", "lastfm")
+
+
+def _stage_timeouts(values: list[str]) -> dict[str, float] | None:
+    """``--stage-timeout PROVIDER=SECONDS`` values as a mapping; BadParameter (exit 2)."""
+    out: dict[str, float] = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = float("nan")
+        if not sep or name.strip() not in STAGES or not 0 < seconds <= 86_400:
+            raise typer.BadParameter(
+                f"{value!r}: give PROVIDER=SECONDS with PROVIDER one of {', '.join(STAGES)} "
+                "and SECONDS above 0 (at most 86400), e.g. musicbrainz=300",
+                param_hint="--stage-timeout",
+            )
+        out[name.strip()] = seconds
+    return out or None
 
 
 @app.command(help=ENRICH_HELP)
@@ -316,6 +343,46 @@ def enrich(
         str | None, typer.Option(help="text (default), or json (one JSON object per log line).")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress or summary.")] = False,
+    window: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=MAX_WINDOW,
+            help="Rows in flight at most (memory is bounded by it; default 256, or 4 x "
+            "--concurrency if larger).",
+        ),
+    ] = None,
+    isrc_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=ISRC_BATCH_MAX,
+            help="ISRCs per MusicBrainz recording search (default 50).",
+        ),
+    ] = None,
+    isrc_batching: Annotated[
+        bool,
+        typer.Option(
+            help="Batch MusicBrainz ISRC lookups into searches; --no-isrc-batching sends "
+            "one /ws/2/isrc request a row (about 1 s a row at MusicBrainz's quota).",
+        ),
+    ] = True,
+    stage_timeout: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="PROVIDER=SECONDS",
+            help="Seconds one row's part at a provider may take in all, waits and retries "
+            "included (repeatable; default spotify=60, musicbrainz=180, lastfm=60).",
+        ),
+    ] = None,
+    ca_bundle: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="TUNEGATE_CA_BUNDLE",
+            help="PEM file of CAs to trust instead of the system's (a TLS proxy, the "
+            "emulator's --tls CA); or TUNEGATE_CA_BUNDLE.",
+        ),
+    ] = None,
 ) -> None:
     import asyncio
     import dataclasses
@@ -343,6 +410,17 @@ def enrich(
     output_format, concurrency, cache = cfg.format, cfg.concurrency, cfg.cache
     progress_every, log_format = cfg.progress_every, cfg.log_format
     redis_url = cfg.secret("redis_url")
+    timeouts = _stage_timeouts(stage_timeout or [])
+    if isrc_batch_size is not None and not isrc_batching:
+        raise typer.BadParameter(
+            "has no effect with --no-isrc-batching", param_hint="--isrc-batch-size"
+        )
+    tuning = {
+        "window": window,
+        "batching": isrc_batching,
+        "timeouts": timeouts,
+        "isrc_batch_size": isrc_batch_size,
+    }
     err = console()
     setup_logging(err, log_format)
     with contextlib.ExitStack() as stack:
@@ -376,6 +454,8 @@ def enrich(
                 raise ConfigurationError(f"{summary_json}: --summary-json is a directory")
             if redis_url:
                 settings = dataclasses.replace(settings, redis_url=redis_url)
+            if ca_bundle is not None:
+                settings = dataclasses.replace(settings, ca_bundle=str(ca_bundle))
             cache_manager = None
             if cache == "memory":
                 cache_manager = CacheManager()
@@ -399,6 +479,7 @@ def enrich(
                     quiet,
                     progress_every,
                     err,
+                    tuning,
                 )
             )
             data["output"] = str(output)
@@ -460,6 +541,7 @@ async def _enrich(
     quiet: bool,
     every: float,
     err: Any,
+    tuning: dict[str, Any],
 ) -> dict[str, Any]:
     import asyncio
 
@@ -490,6 +572,7 @@ async def _enrich(
                     concurrency=concurrency,
                     retry_failed=retry_failed,
                     on_progress=on_progress,
+                    **tuning,
                 )
             finally:
                 ticker.cancel()

@@ -50,6 +50,7 @@ from tunegate.exceptions import (
 )
 from tunegate.observability import track_sources
 from tunegate.providers import matching, validate
+from tunegate.providers.musicbrainz import check_isrc_batch_size
 
 __all__ = [
     "EnrichSummary",
@@ -813,7 +814,10 @@ async def _musicbrainz(run: _Run, row: Row, isrc: str | None, record: dict[str, 
                 async with stage.gate:
                     recording = await stage.call(lambda: mb.lookup_isrc(isrc))
             if recording is None:
-                method = "fallback" if isrc else "search"
+                # The design's fallback: a title search stands in for the ISRC when Spotify
+                # failed (error, open breaker, long pause) or MusicBrainz did not know it.
+                spotify_failed = state.get("spotify", {}).get("status") in ("error", "pending")
+                method = "fallback" if isrc or spotify_failed else "search"
                 async with stage.gate:
                     recording = await stage.call(lambda: mb.search_recording(row.artist, row.title))
         part = _musicbrainz_part(recording)
@@ -912,7 +916,9 @@ async def enrich_row(providers: Providers, row: Row) -> dict[str, Any]:
     configured) or ``pending`` (refused for longer than a run waits; ``retry_at`` says
     when it may be asked again). ``match`` gives, per provider found, the match score (0-1,
     from :mod:`tunegate.providers.matching`) and the method: ``id``, ``isrc``, ``search``
-    or ``fallback`` (a title search after the ISRC was not known). ``sources`` says per
+    or ``fallback`` (the design's: a title search in place of the ISRC lookup, when Spotify
+    failed or its breaker is open, or MusicBrainz did not know the ISRC; the recording's
+    ISRC then comes from MusicBrainz). ``sources`` says per
     provider that answered where the answer came from: ``api``, ``cache`` or ``stale``.
     """
     run = _Run(providers)
@@ -965,13 +971,15 @@ async def enrich(
     window: int | None = None,
     batching: bool = True,
     timeouts: Mapping[str, float] | None = None,
+    isrc_batch_size: int | None = None,
 ) -> EnrichSummary:
     """Enrich every row of ``input_path`` into ``output_path`` (resuming where it stopped).
 
     A stage per provider: ``concurrency`` calls in flight each at Spotify and Last.fm,
     MusicBrainz's ISRC lookups in batches (``batching=False``: one ``/ws/2/isrc`` request
     a row, the baseline), at most ``window`` rows in flight (default
-    :data:`DEFAULT_WINDOW`), ``timeouts`` per provider (default :data:`STAGE_TIMEOUTS`).
+    :data:`DEFAULT_WINDOW`), ``timeouts`` per provider (default :data:`STAGE_TIMEOUTS`),
+    ``isrc_batch_size`` ISRCs a MusicBrainz search (1 to 200; default the client's, 50).
     ``on_progress`` is called once per row: with the new record, or None for a skipped row.
     """
     if concurrency < 1:
@@ -983,14 +991,17 @@ async def enrich(
         raise ConfigurationError(
             f"timeouts: positive seconds for {', '.join(STAGE_TIMEOUTS)}, got {timeouts!r}"
         )
+    if isrc_batch_size is not None:
+        check_isrc_batch_size(isrc_batch_size)
     size = window if window is not None else max(DEFAULT_WINDOW, 4 * concurrency)
-    with _locked(output_path), _isrc_batching(providers.musicbrainz, batching):
+    batches = _isrc_batching(providers.musicbrainz, batching, isrc_batch_size)
+    with _locked(output_path), batches:
         run = _Run(providers, concurrency, timeouts, steer=True, batching=batching)
         return await _run(run, input_path, output_path, size, retry_failed, on_progress)
 
 
 @contextmanager
-def _isrc_batching(mb: Any, on: bool) -> Iterator[None]:
+def _isrc_batching(mb: Any, on: bool, size: int | None = None) -> Iterator[None]:
     """The run's ISRC batching on the MusicBrainz client (a longer linger: Spotify brings
     ISRCs over time), put back as it was afterwards."""
     if mb is None or not hasattr(mb, "configure_isrc_batching"):
@@ -999,12 +1010,12 @@ def _isrc_batching(mb: Any, on: bool) -> Iterator[None]:
     from tunegate.clients._isrc_batch import coalescer_for
 
     coalescer = coalescer_for(mb)
-    before = (coalescer.linger, coalescer.enabled)
-    mb.configure_isrc_batching(linger=ISRC_LINGER, enabled=on)
+    before = (coalescer.linger, coalescer.enabled, coalescer.size)
+    mb.configure_isrc_batching(linger=ISRC_LINGER, enabled=on, size=size)
     try:
         yield
     finally:
-        mb.configure_isrc_batching(linger=before[0], enabled=before[1])
+        mb.configure_isrc_batching(linger=before[0], enabled=before[1], size=before[2])
         mb.flush_isrc_batch(False)
 
 

@@ -20,6 +20,7 @@ Variables (read with plain ``os.environ``: a dozen strings need no settings fram
 ``TUNEGATE_MUSICBRAINZ_URL``
 ``TUNEGATE_LASTFM_URL``
 ``TUNEGATE_MUSICBRAINZ_RATE``  requests/s for a self-hosted MusicBrainz mirror
+``TUNEGATE_CA_BUNDLE``         PEM file of CAs to trust (a proxy's, the emulator's TLS)
 =============================  ===========================================================
 
 A provider whose variables are missing is not built; using it raises ConfigurationError
@@ -28,18 +29,20 @@ naming the variables to set.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 from tunegate._clock import Clock
-from tunegate._http import HttpConfig
+from tunegate._http import HttpConfig, HttpPool
 from tunegate._policy.retry import RetryPolicy
 from tunegate._redis import RedisLink
 from tunegate.breaker import CircuitBreaker, CircuitBreakerRegistry
 from tunegate.cache import CacheManager
-from tunegate.clients._base import ClientBase, ClientOptions
+from tunegate.clients._base import ClientBase, ClientOptions, spec_http
 from tunegate.clients.lastfm import AsyncLastFmClient, LastFmClient, _LastFm
 from tunegate.clients.musicbrainz import (
     AsyncMusicBrainzClient,
@@ -87,6 +90,7 @@ class Settings:
     musicbrainz_url: str | None = None
     lastfm_url: str | None = None
     musicbrainz_rate: float | None = None
+    ca_bundle: str | None = None  # trusted instead of the system's CAs
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,7 +112,16 @@ class Settings:
             musicbrainz_url=_get(env, MUSICBRAINZ.url_env),
             lastfm_url=_get(env, LASTFM.url_env),
             musicbrainz_rate=rate,
+            ca_bundle=_get(env, "TUNEGATE_CA_BUNDLE"),
         )
+
+
+def ca_context(path: str) -> ssl.SSLContext:
+    """A TLS context trusting the PEM CAs in ``path``; ConfigurationError if unusable."""
+    try:
+        return ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"{path}: not a usable CA bundle ({exc})") from None
 
 
 def _missing(spec: ProviderSpec, names: str) -> ConfigurationError:
@@ -150,6 +163,7 @@ class _Gateway(Generic[S, M, L]):
             registry=registry,
             clock=clock,
         )
+        self._ca = ca_context(s.ca_bundle) if s.ca_bundle else None
         self._spotify: S | None = None
         self._musicbrainz: M | None = None
         self._lastfm: L | None = None
@@ -166,6 +180,7 @@ class _Gateway(Generic[S, M, L]):
                 options=common,
                 circuit_breaker=self._breaker(SPOTIFY),
                 accounts_breaker=self._breaker(SPOTIFY, ACCOUNTS_BREAKER),
+                http=self._http(SPOTIFY, common),
                 base_url=s.spotify_api_url,
                 auth_url=s.spotify_auth_url,
             )
@@ -182,6 +197,7 @@ class _Gateway(Generic[S, M, L]):
                 options=common,
                 rate_limiter=limiter,
                 circuit_breaker=self._breaker(MUSICBRAINZ),
+                http=self._http(MUSICBRAINZ, common),
                 base_url=s.musicbrainz_url,
                 rate=s.musicbrainz_rate,
             )
@@ -190,6 +206,7 @@ class _Gateway(Generic[S, M, L]):
                 s.lastfm_api_key,
                 options=common,
                 circuit_breaker=self._breaker(LASTFM),
+                http=self._http(LASTFM, common),
                 base_url=s.lastfm_url,
             )
 
@@ -198,6 +215,14 @@ class _Gateway(Generic[S, M, L]):
         """Build from the environment (see the module docstring); ``options`` as for the
         constructor."""
         return cls(Settings.from_env(environ), **options)
+
+    def _http(self, spec: ProviderSpec, common: ClientOptions) -> HttpConfig | HttpPool | None:
+        """The HTTP config given (or the provider's defaults) trusting ``ca_bundle``; a
+        shared pool given is kept as it is (its config is its own)."""
+        given = common.http
+        if self._ca is None or isinstance(given, HttpPool):
+            return given
+        return dataclasses.replace(given or spec_http(spec), ssl_context=self._ca)
 
     def _breaker(self, spec: ProviderSpec, name: str | None = None) -> CircuitBreaker:
         """The registry's breaker ``name`` (default: the provider's), registered with the
