@@ -455,3 +455,31 @@ def test_the_configured_size_bounds_the_share_of_a_process_that_counted_fewer(
         link.close()
     with pytest.raises(ConfigurationError, match="members"):
         RateLimiter(members=0)
+
+
+def test_a_provider_not_used_before_the_outage_takes_the_share_its_siblings_saw(
+    restartable_redis: RedisServer,
+) -> None:
+    """Two processes used one provider through Redis, never the other; with Redis gone, the
+    unused provider's share is still a half (its own bucket counted no member: it would take
+    the whole rate, and the fleet twice the quota)."""
+    links = [RedisLink(restartable_redis.url, retry_interval=30) for _ in range(2)]
+    limiters = [RateLimiter(redis=link) for link in links]
+    for lim in limiters:
+        lim.configure_provider(PROVIDER, rate=9.0, capacity=6)
+        lim.configure_provider("unused", rate=4.0, capacity=2)
+    for lim in limiters * 2:
+        lim.acquire(PROVIDER)
+    assert [lim.buckets[PROVIDER].members for lim in limiters] == [2, 2]
+    assert [lim.buckets["unused"].members for lim in limiters] == [1, 1]
+    restartable_redis.stop()
+    limiters[0].acquire("unused", timeout=1.0)
+    stats = limiters[0].get_stats()["unused"]
+    assert (stats["shared"], stats["rate"], stats["capacity"]) == (False, 2.0, 1)
+    lone_link = RedisLink(restartable_redis.url, retry_interval=30)
+    alone = RateLimiter(redis=lone_link)
+    alone.configure_provider("unused", rate=4.0, capacity=2)
+    alone.acquire("unused", timeout=1.0)  # saw no one anywhere: the whole rate
+    assert alone.get_stats()["unused"]["rate"] == 4.0
+    for link in [*links, lone_link]:
+        link.close()

@@ -39,7 +39,7 @@ import logging
 import math
 import secrets
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, TypedDict, cast, overload
@@ -285,8 +285,10 @@ class TokenBucket:
     beside the bucket (``{key}:members``, at most every ``member_ttl / 4`` seconds, in the same
     script call) and read back how many members were seen within ``member_ttl``
     (:attr:`members`). While Redis cannot serve, it grants at ``rate / members`` with
-    ``capacity // members`` (at least 1), where ``members`` is the larger of that count and
-    the fleet's configured size (``members=``), starting without a burst (unless it never
+    ``capacity // members`` (at least 1), where ``members`` is the largest of that count, the
+    fleet's configured size (``members=``) and, in a :class:`RateLimiter`, the count its other
+    providers' buckets saw (``peers``: a provider not used before the outage counted no one),
+    starting without a burst (unless it never
     heard from Redis and expects no other member). When Redis answers again
     it hands what it granted meanwhile to the shared bucket, and for a short grace period
     (the link's retry interval plus two of its own intervals, while the others may still be
@@ -305,6 +307,7 @@ class TokenBucket:
         idle_ttl: float = DEFAULT_IDLE_TTL,
         member_ttl: float = DEFAULT_MEMBER_TTL,
         members: int = 1,
+        peers: Callable[[], int] | None = None,
     ) -> None:
         limits = Limits(rate, capacity)
         self.provider = provider
@@ -332,6 +335,9 @@ class TokenBucket:
         self._beat_due = -math.inf
         self._members = 1
         self._expected = _expected_members(members)  # the fleet's size as configured
+        # The members its sibling buckets saw (RateLimiter): a bucket not used before an
+        # outage counted nobody, but the processes sharing the other providers are there.
+        self._peers = peers
         self._fleet = limits  # the limits in force in Redis, as last heard
         self._heard_from_redis = False
         self._reserved_until = -math.inf  # the shared TAT as last heard, on our clock
@@ -539,7 +545,11 @@ class TokenBucket:
         set them: adjust_rate), by the members last seen or the fleet's configured size,
         whichever is larger (a process started or joined during an outage is seen by no
         one)."""
-        return share(self._fleet, max(self._members, self._expected))
+        return share(self._fleet, self._fleet_size())
+
+    def _fleet_size(self) -> int:
+        peers = self._peers() if self._peers is not None else 1
+        return max(self._members, self._expected, peers)
 
     def _reserve_share(self, max_wait: float | None, tokens: int, *, empty: bool) -> _Ticket:
         """A local reservation of ``tokens`` on this process's share (``empty``: Redis cannot
@@ -568,7 +578,7 @@ class TokenBucket:
                 "%s: Redis cannot serve; granting this process's share, %g/s (1 of %d members)",
                 self._what,
                 limits.rate,
-                max(self._members, self._expected),
+                self._fleet_size(),
             )
         return _Ticket(reservation.granted, reservation.wait, reservation)
 
@@ -829,11 +839,16 @@ class RateLimiter(LinkOwner):
                     idle_ttl=self._idle_ttl,
                     member_ttl=self._member_ttl,
                     members=self._expected,
+                    peers=self._members_seen,
                 )
                 self._buckets[provider] = bucket
             elif replace:
                 bucket.configure(rate, capacity)
             return bucket
+
+    def _members_seen(self) -> int:
+        """The most members any of this limiter's buckets last saw in Redis."""
+        return max((b.members for b in tuple(self._buckets.values())), default=1)
 
     def _bucket(self, provider: str) -> TokenBucket:
         bucket = self._buckets.get(provider)
