@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from dataclasses import dataclass, replace
 
 from tunegate._policy.headers import get_header, parse_retry_after
 from tunegate.exceptions import ConfigurationError
@@ -63,11 +62,6 @@ class Limits:
 
     rate: float
     capacity: int
-    # Derived once here, not per reserve() (a property call costs a third of a bare reserve).
-    interval: float = field(init=False, repr=False, compare=False)
-    """Seconds between two tokens at the steady rate (GCRA's ``T``)."""
-    tolerance: float = field(init=False, repr=False, compare=False)
-    """How far ahead of the steady schedule a burst may run (GCRA's ``tau``)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.rate, bool) or not isinstance(self.rate, int | float):
@@ -80,23 +74,28 @@ class Limits:
             raise ConfigurationError(f"capacity must be an int, not {self.capacity!r}")
         if self.capacity < 1:
             raise ConfigurationError(f"capacity must be at least 1, not {self.capacity!r}")
-        object.__setattr__(self, "interval", 1.0 / self.rate)  # frozen: set once, here
-        object.__setattr__(self, "tolerance", (self.capacity - 1) / self.rate)
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two tokens at the steady rate (GCRA's ``T``)."""
+        return 1.0 / self.rate
+
+    @property
+    def tolerance(self) -> float:
+        """How far ahead of the steady schedule a burst may run (GCRA's ``tau``)."""
+        return (self.capacity - 1) / self.rate
 
 
-# The two values made on every grant are named tuples, immutable like the frozen dataclasses
-# they were and half their construction cost (a frozen dataclass sets each field through
-# object.__setattr__): reserve() is most of a local acquire.
-
-
-class BucketState(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class BucketState:
     """``tat``: when the bucket is full again; ``paused_until``: no token before this."""
 
     tat: float = -math.inf
     paused_until: float = -math.inf
 
 
-class Reservation(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Reservation:
     """The answer to :func:`reserve`.
 
     ``granted`` False means the wait exceeded ``max_wait`` and nothing was reserved;
@@ -132,7 +131,7 @@ def release(state: BucketState, reservation: Reservation) -> BucketState:
     moment as the last waiter, which breaks the burst bound; such a slot stays spent.
     """
     if reservation.granted and state.tat == reservation.state.tat:
-        return state._replace(tat=reservation.previous_tat)
+        return replace(state, tat=reservation.previous_tat)
     return state
 
 
@@ -151,7 +150,7 @@ def rescale(state: BucketState, old: Limits, new: Limits, now: float) -> BucketS
     if state.tat <= now:
         return state
     owed = (state.tat - now) * old.rate
-    return state._replace(tat=now + owed / new.rate)
+    return replace(state, tat=now + owed / new.rate)
 
 
 def available_tokens(state: BucketState, limits: Limits, now: float) -> float:
@@ -243,4 +242,4 @@ def charge(state: BucketState, limits: Limits, now: float, tokens: float) -> Buc
     before it reserves."""
     if not tokens > 0:
         return state
-    return state._replace(tat=max(state.tat, now) + tokens * limits.interval)
+    return replace(state, tat=max(state.tat, now) + tokens * limits.interval)
