@@ -22,6 +22,8 @@ from tunegate._policy.bucket import (
     release,
     rescale,
     reserve,
+    reserve_tokens,
+    resume,
 )
 from tunegate.exceptions import ConfigurationError
 
@@ -197,6 +199,38 @@ def test_rescale_to_smaller_capacity_caps_the_burst() -> None:
     assert run(limits, [0, 0], rescale(state, Limits(10.0, 10), limits, T0)) == pytest.approx(
         [0.0, 0.1]
     )
+
+
+def test_reserve_tokens_is_reserve_repeated_all_or_none() -> None:
+    """n tokens together: the state of n reserves, the last one's wait; refused, nothing."""
+    limits = Limits(2.0, 3)
+    state = reserve(BucketState(), limits, T0).state  # 2 of the burst left
+    three = reserve_tokens(state, limits, T0, 3)
+    one_by_one = state
+    for _ in range(3):
+        step = reserve(one_by_one, limits, T0)
+        one_by_one = step.state
+    assert (three.granted, three.wait, three.state) == (True, step.wait, one_by_one)
+    assert three.wait == pytest.approx(0.5)
+    assert release(three.state, three) == state  # all three come back together
+    refused = reserve_tokens(state, limits, T0, 3, max_wait=0.25)
+    assert (refused.granted, refused.state) == (False, state)
+    assert refused.wait == pytest.approx(0.5)
+
+
+def test_resume_restarts_empty_behind_the_earlier_backlog() -> None:
+    """resume ends a pause at now: empty (one token now), or behind what was owed before."""
+    limits = Limits(1.0, 3)
+    paused = pause(BucketState(), limits, T0, 60)
+    resumed = resume(paused, limits, T0 + 1, before=-math.inf)
+    assert resumed.paused_until == T0 + 1
+    assert reserve(resumed, limits, T0 + 1, max_wait=0).granted
+    assert available_tokens(resumed, limits, T0 + 1) == pytest.approx(1.0)
+    backlog = resume(paused, limits, T0 + 1, before=T0 + 10)
+    assert reserve(backlog, limits, T0 + 1).wait == pytest.approx(10 - 2 - 1)
+    assert resume(resumed, limits, T0 + 2) == resumed  # no pause: no change
+    queued = reserve(paused, limits, T0).state  # a caller asleep until the pause's end
+    assert resume(queued, limits, T0 + 1).tat == queued.tat
 
 
 def test_release_gives_back_the_last_reservation() -> None:

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import redis
 
-from tests._redis_server import RedisServer
+from tests._redis_server import RedisServer, free_port
 from tests.pipeline.test_round_trips import ANSWER, Monitor
 from tunegate._policy.bucket import BucketState, Limits, charge, debt, reserve, share, start_empty
 from tunegate._redis import RedisLink
-from tunegate.exceptions import RateLimitTimeout
+from tunegate.exceptions import ConfigurationError, RateLimitTimeout
 from tunegate.ratelimit import _SCRIPT, RateLimiter
 
 pytestmark = pytest.mark.redis
@@ -412,3 +412,46 @@ async def test_aacquire_falls_back_to_the_share_too(restartable_redis: RedisServ
         await lim.aclose()
         await link.aclose()
         link.close()
+
+
+def test_a_process_started_during_the_outage_takes_the_configured_share() -> None:
+    """A process that never reached Redis saw no member but itself; with the fleet's size
+    configured (members=4) it grants a quarter of the rate, starting without a burst."""
+    port = free_port()  # nothing listens there: Redis is down from the start
+    link = RedisLink(f"redis://127.0.0.1:{port}", retry_interval=30)
+    limiter = RateLimiter(redis=link, members=4)
+    bucket = limiter.configure_provider(PROVIDER, rate=20.0, capacity=8)
+    limiter.acquire(PROVIDER)
+    stats = limiter.get_stats()[PROVIDER]
+    assert bucket.members == 1  # it never heard of the others...
+    assert (stats["shared"], stats["rate"], stats["capacity"]) == (False, 5.0, 2)  # ...but
+    assert stats["available_tokens"] < 1.0  # no burst: the others may have just used it
+    with pytest.raises(RateLimitTimeout) as err:
+        limiter.acquire(PROVIDER, timeout=0)
+    assert err.value.retry_after == pytest.approx(0.2, abs=0.05)
+    unsized = RateLimiter(redis=link)  # the old behaviour, for comparison: the whole rate
+    unsized.configure_provider(PROVIDER, rate=20.0, capacity=8)
+    unsized.acquire(PROVIDER)
+    assert unsized.get_stats()[PROVIDER]["rate"] == 20.0
+    link.close()
+
+
+def test_the_configured_size_bounds_the_share_of_a_process_that_counted_fewer(
+    restartable_redis: RedisServer,
+) -> None:
+    """Two processes seen in Redis, three configured (one joined during the outage): each
+    share is a third, not a half."""
+    links = [RedisLink(restartable_redis.url, retry_interval=30) for _ in range(2)]
+    limiters = [RateLimiter(redis=link, members=3) for link in links]
+    buckets = [lim.configure_provider(PROVIDER, rate=9.0, capacity=6) for lim in limiters]
+    for lim in limiters * 2:
+        lim.acquire(PROVIDER)
+    assert [b.members for b in buckets] == [2, 2]
+    restartable_redis.stop()
+    limiters[0].acquire(PROVIDER, timeout=1.0)
+    stats = limiters[0].get_stats()[PROVIDER]
+    assert (stats["shared"], stats["rate"], stats["capacity"]) == (False, 3.0, 2)
+    for link in links:
+        link.close()
+    with pytest.raises(ConfigurationError, match="members"):
+        RateLimiter(members=0)

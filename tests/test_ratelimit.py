@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from email.utils import formatdate
@@ -11,6 +12,7 @@ import pytest
 
 from tunegate._clock import SystemClock
 from tunegate.exceptions import ConfigurationError, RateLimitTimeout
+from tunegate.providers.spec import SPECS, SPOTIFY, slots_in_window
 from tunegate.ratelimit import PROVIDER_DEFAULTS, RateLimiter, TokenBucket
 from tunegate.testing import FakeClock
 
@@ -109,7 +111,7 @@ def test_ensure_provider_keeps_what_is_configured() -> None:
     limiter.ensure_provider("lastfm", *PROVIDER_DEFAULTS["lastfm"])
     stats = limiter.get_stats()
     assert (stats["spotify"]["rate"], stats["spotify"]["capacity"]) == (2.0, 2)
-    assert (stats["lastfm"]["rate"], stats["lastfm"]["capacity"]) == (5.0, 5)
+    assert (stats["lastfm"]["rate"], stats["lastfm"]["capacity"]) == (5.0, 1)
 
 
 def test_configure_provider_replaces_settings() -> None:
@@ -121,13 +123,55 @@ def test_configure_provider_replaces_settings() -> None:
     assert (first.rate, first.capacity) == (4.0, 3)
 
 
-def test_provider_defaults_match_the_design_table() -> None:
-    """The design's table: Spotify 10/s burst 10, MusicBrainz 1/s, Last.fm 5/s burst 5."""
+def test_provider_defaults_keep_each_providers_window() -> None:
+    """The design's rates, with the bursts each provider's window leaves room for: Spotify
+    10/s and Last.fm 5/s with no burst (the design's 10 and 5 would overrun), MusicBrainz 1/s."""
     assert PROVIDER_DEFAULTS == {
-        "spotify": (10.0, 10),
+        "spotify": (10.0, 1),
         "musicbrainz": (1.0, 1),
-        "lastfm": (5.0, 5),
+        "lastfm": (5.0, 1),
     }
+
+
+def busiest_window(rate: float, capacity: int, window: float, seconds: float) -> int:
+    """A greedy caller on a FakeClock takes every token for ``seconds``; the most of its
+    grants that fall in one rolling window (each grant and the ones less than ``window``
+    seconds before it)."""
+    clock = FakeClock()
+    limiter = limiter_with(clock, rate=rate, capacity=capacity)
+    start = clock.monotonic()
+    times: list[float] = []
+    for _ in range(100_000):
+        limiter.acquire("spotify")  # sleeps (advances the clock) until its slot
+        if clock.monotonic() - start > seconds:
+            break
+        times.append(clock.monotonic())
+    busiest, first = 0, 0
+    for last, t in enumerate(times):
+        while times[first] <= t - window + 1e-9:
+            first += 1
+        busiest = max(busiest, last - first + 1)
+    return busiest
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_each_default_bucket_fits_its_providers_window(name: str) -> None:
+    """Played out, the default bucket never has more than the quota in a rolling window, and
+    slots_in_window (the spec's own check) says exactly how many it has at most."""
+    spec = SPECS[name]
+    assert spec.quota is not None
+    assert spec.quota_window is not None
+    most = busiest_window(spec.rate, spec.capacity, spec.quota_window, 3 * spec.quota_window)
+    assert most == slots_in_window(spec.rate, spec.capacity, spec.quota_window) <= spec.quota
+
+
+def test_the_old_bursts_overran_the_windows() -> None:
+    """What the spec's check refuses: Spotify 10/s burst 10 starts 309 in 30 s (quota 300),
+    Last.fm 5/s burst 5 starts 9 in one second (5)."""
+    assert busiest_window(10.0, 10, 30.0, 90.0) == slots_in_window(10.0, 10, 30.0) == 309
+    assert busiest_window(5.0, 5, 1.0, 3.0) == slots_in_window(5.0, 5, 1.0) == 9
+    with pytest.raises(ValueError, match="over the quota of 300"):
+        dataclasses.replace(SPOTIFY, capacity=10)
 
 
 @pytest.mark.parametrize(("rate", "capacity"), [(0.0, 1), (-2.0, 1), (1.0, 0), (1.0, 2.5)])
@@ -393,6 +437,49 @@ async def test_async_header_and_pause_forms() -> None:
     assert err.value.retry_after == pytest.approx(4.0)
 
 
+def test_resume_ends_a_retry_after_pause_and_restarts_empty() -> None:
+    """resume() lifts a 429's pause at once: one token now, the next an interval later."""
+    clock = FakeClock()
+    limiter = limiter_with(clock, rate=10.0, capacity=10)
+    limiter.acquire("spotify")  # a backlog from before the pause...
+    limiter.adjust_from_headers("spotify", {"Retry-After": "3600"}, status=429)
+    assert limiter.acquire("spotify", blocking=False) is False
+    limiter.resume("spotify")
+    assert limiter.get_stats()["spotify"]["paused_until"] is None
+    assert limiter.acquire("spotify", blocking=False) == 0.0
+    assert limiter.acquire("spotify", blocking=False) is False  # restarted empty
+    assert limiter.acquire("spotify") == pytest.approx(0.1)
+    limiter.resume("spotify")  # no pause: nothing changes
+    assert limiter.acquire("spotify") == pytest.approx(0.1)
+
+
+def test_resume_keeps_the_backlog_reserved_before_the_pause() -> None:
+    """Slots reserved before the pause (callers asleep until them) stay reserved."""
+    clock = FakeClock()
+    limiter = limiter_with(clock, rate=1.0, capacity=1)
+    bucket = limiter.buckets["spotify"]
+    for _ in range(5):  # slots at +0 .. +4: the last caller sleeps 4 s
+        bucket._reserve_local(None)
+    limiter.pause("spotify", 60)
+    limiter.resume("spotify")
+    assert limiter.acquire("spotify") == pytest.approx(5.0)
+
+
+async def test_aresume_and_a_slot_reserved_behind_the_pause() -> None:
+    """A caller already asleep until the pause's end keeps its slot: resuming then changes
+    nothing for the callers after it (they queue behind it, as they would have)."""
+    clock = FakeClock()
+    limiter = limiter_with(clock, rate=2.0, capacity=1)
+    await limiter.apause("spotify", 30)
+    limiter.buckets["spotify"]._reserve_local(None)  # asleep until +30
+    await limiter.aresume("spotify")
+    assert await limiter.aacquire("spotify") == pytest.approx(30.5)
+    clock.advance(1)  # that token has refilled
+    await limiter.apause("spotify", 30)
+    await limiter.aresume("spotify")  # nobody behind this one
+    assert await limiter.aacquire("spotify", blocking=False) == 0.0
+
+
 def test_pause_never_shortens_and_ignores_nonsense() -> None:
     """A shorter or negative pause keeps the longer one already set."""
     clock = FakeClock()
@@ -478,3 +565,24 @@ def test_close_without_redis_does_nothing() -> None:
     limiter = limiter_with(FakeClock())
     limiter.close()
     assert limiter.acquire("spotify") == 0.0
+
+
+def test_a_free_token_takes_the_hot_path_and_everything_else_the_flow() -> None:
+    """Once metered, a local acquire that finds a token returns one shared Granted(0.0)
+    (no flow, nothing built), counted like any grant; a paused or empty bucket still goes
+    through the flow: a refusal or a wait, exactly as before."""
+    clock = FakeClock()
+    limiter = limiter_with(clock, rate=10.0, capacity=3)
+    first = limiter.acquire("spotify")  # the first one goes through the flow (the meter)
+    assert limiter.buckets["spotify"]._metered
+    second, third = limiter.acquire("spotify"), limiter.acquire("spotify", blocking=False)
+    assert second is third  # the hot path's one answer
+    assert (first, second, bool(third)) == (0.0, 0.0, True)
+    assert limiter.acquire("spotify", blocking=False) is False  # empty: the flow refuses
+    assert limiter.acquire("spotify") == pytest.approx(0.1)  # and waits
+    limiter.pause("spotify", 5)
+    with pytest.raises(RateLimitTimeout):
+        limiter.acquire("spotify", timeout=1)
+    stats = limiter.get_stats()["spotify"]
+    assert stats["granted"] == 4
+    assert stats["consumed"] == 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import subprocess
 import sys
 import time
@@ -28,10 +29,19 @@ from tests.test_redis_link import (
     stalled_redis,
 )
 from tunegate._clock import SystemClock
-from tunegate._policy.bucket import BucketState, Limits, pause, release, rescale, reserve
+from tunegate._policy.bucket import (
+    BucketState,
+    Limits,
+    pause,
+    release,
+    rescale,
+    reserve,
+    reserve_tokens,
+    resume,
+)
 from tunegate._redis import RedisLink
 from tunegate.exceptions import RateLimitTimeout
-from tunegate.ratelimit import _SCRIPT, RateLimiter
+from tunegate.ratelimit import _SCRIPT, RateLimiter, caller
 
 pytestmark = pytest.mark.redis
 
@@ -154,6 +164,32 @@ def test_http_date_retry_after_pauses_every_sharer(redis_url: str) -> None:
     assert err.value.retry_after == pytest.approx(60, abs=3)
 
 
+def test_resume_in_one_process_ends_the_pause_in_another(redis_url: str) -> None:
+    """An operator's resume on one limiter ends a Retry-After pause for every sharer."""
+    seen, other = RateLimiter(redis=redis_url), RateLimiter(redis=redis_url)
+    for limiter in (seen, other):
+        limiter.configure_provider("spotify", rate=10.0, capacity=10)
+    assert seen.adjust_from_headers("spotify", {"Retry-After": "7200"}, status=429)
+    assert other.acquire("spotify", blocking=False) is False
+    other.resume("spotify")
+    assert seen.get_stats()["spotify"]["paused_until"] is None
+    assert seen.acquire("spotify", blocking=False) == 0.0
+    assert other.acquire("spotify", blocking=False) is False  # restarted empty, shared
+    assert other.acquire("spotify", timeout=1.0) <= 0.1 + 1e-5  # the reserved wait
+
+
+async def test_aresume_on_the_shared_bucket(redis_url: str) -> None:
+    """aresume is resume for asyncio; it also clears this process's own copy of the pause,
+    so that a Redis outage right after does not bring the pause back."""
+    limiter = RateLimiter(redis=redis_url)
+    limiter.configure_provider("lastfm", rate=5.0, capacity=5)
+    await limiter.apause("lastfm", 600)
+    await limiter.aresume("lastfm")
+    assert await limiter.aacquire("lastfm", blocking=False) == 0.0
+    bucket = limiter.buckets["lastfm"]
+    assert bucket._state.paused_until <= bucket._clock.monotonic()
+
+
 def test_shared_timeout_does_not_consume(redis_url: str) -> None:
     """A refused shared acquire leaves the bucket's state exactly as it was."""
     limiter = RateLimiter(redis=redis_url)
@@ -211,6 +247,34 @@ async def test_asyncio_client_is_accepted(redis_url: str) -> None:
     assert stats["shared"]
     assert stats["paused_until"] is not None
     await client.aclose()
+
+
+async def test_a_shared_buckets_local_waiters_are_served_round_robin(redis_url: str) -> None:
+    """On a shared bucket, this process's waiters take the slots it reserved in Redis in
+    round-robin order by caller key: 20 of one key queued, then 2 of another."""
+    gate = AsyncGate()
+    limiter = RateLimiter(redis=redis_url, clock=gate)
+    limiter.configure_provider("spotify", rate=1.0, capacity=1)  # slots 1 s apart
+    await limiter.aacquire("spotify")
+
+    async def one(key: str) -> tuple[str, float]:
+        with caller(key):
+            return key, await limiter.aacquire("spotify")
+
+    tasks = []
+    for key in ["heavy"] * 20 + ["light"] * 2:
+        tasks.append(asyncio.create_task(one(key)))
+        for _ in range(1000):  # until this one has its slot (bounded: ~5 s)
+            if len(gate.slept) == len(tasks):
+                break
+            await asyncio.sleep(0.005)
+    assert len(gate.slept) == 22
+    assert gate._event is not None
+    gate._event.set()
+    done = await asyncio.gather(*tasks)
+    # Sleeps add up to each slot counted from its own arrival: the 22 arrive well within 1 s.
+    order = [key for key, _ in sorted(done, key=lambda item: item[1])]
+    assert [i for i, key in enumerate(order) if key == "light"] == [1, 3]
 
 
 def test_decode_responses_client_is_accepted(redis_url: str) -> None:
@@ -459,6 +523,7 @@ def check_parity(client: redis.Redis, configured: Limits, steps: list[Step]) -> 
     key = f"tunegate:rl:{{parity-{uuid.uuid4().hex}}}"
     limits, state, now = configured, BucketState(), T0
     last: tuple[Any, Any] | None = None
+    before = -math.inf
     for gap, (op, arg) in steps:
         now += gap / 8
         if op == "acquire":
@@ -469,9 +534,24 @@ def check_parity(client: redis.Redis, configured: Limits, steps: list[Step]) -> 
             assert (bool(reply[0]), reply[1]) == (r.granted, pytest.approx(r.wait * 1e6, abs=1))
             if r.granted:
                 state, last = r.state, (r, reply)
+        elif op == "take":
+            tokens, max_wait = arg
+            r = reserve_tokens(state, limits, now, tokens, max_wait)
+            wait_arg = "" if max_wait is None else repr(max_wait * 1e6)
+            reply = _lua(client, key, configured, now, "acquire", wait_arg, "", "", "", str(tokens))
+            assert (bool(reply[0]), reply[1]) == (r.granted, pytest.approx(r.wait * 1e6, abs=1))
+            if r.granted:
+                state, last = r.state, (r, reply)
         elif op == "pause":
-            state = pause(state, limits, now, arg)
+            after_pause = pause(state, limits, now, arg)
+            if after_pause.tat > state.tat:
+                before = state.tat  # as TokenBucket keeps it (Lua: its 'pre' field)
+            state = after_pause
             _lua(client, key, configured, now, "pause", repr(arg * 1e6))
+        elif op == "resume":
+            was_paused = state.paused_until > now
+            state = resume(state, limits, now, before)
+            assert _lua(client, key, configured, now, "resume") == int(was_paused)
         elif op == "rate":
             new = configured if arg is None else Limits(*arg)
             state, limits = rescale(state, limits, new, now), new
@@ -503,10 +583,23 @@ def test_lua_matches_python_on_a_scenario(redis_url: str) -> None:
         (0, ("acquire", None)),
         (0, ("acquire", None)),  # queues behind the burst
         (1, ("acquire", 0.0)),  # refused
+        (0, ("take", (2, 0.5))),  # refused: the second slot is further off
+        (0, ("take", (2, None))),  # both, at the second one's start
+        (0, ("release", None)),  # both come back
         (1, ("release", None)),  # the last reservation comes back
         (2, ("pause", 1.5)),
         (1, ("acquire", 0.5)),  # refused: paused
         (1, ("pause", 0.25)),  # shorter: ignored
+        (0, ("resume", None)),  # over now: one token now, the rest at the steady rate
+        (0, ("acquire", 0.0)),
+        (0, ("acquire", 0.0)),  # refused: the bucket restarted empty
+        (0, ("resume", None)),  # not paused: nothing to do
+        (0, ("acquire", None)),
+        (0, ("pause", 4.0)),
+        (0, ("acquire", None)),  # reserves a slot behind the pause...
+        (1, ("resume", None)),  # ...which stands: so does the queue behind it
+        (0, ("acquire", 0.0)),  # refused
+        (0, ("pause", 1.5)),
         (0, ("rate", (8.0, 4))),  # faster while paused: owed time shrinks below the pause
         (0, ("acquire", None)),  # goes when the pause ends...
         (0, ("acquire", None)),  # ...and the next one an interval later, not at the same time
@@ -526,6 +619,11 @@ _steps = st.lists(
         st.one_of(
             st.tuples(st.just("acquire"), st.sampled_from([None, None, 0.0, 0.125, 0.3, 1.0])),
             st.tuples(st.just("pause"), st.sampled_from([0.0, 0.25, 1.0, 2.5])),
+            st.tuples(st.just("resume"), st.none()),
+            st.tuples(
+                st.just("take"),
+                st.tuples(st.integers(1, 4), st.sampled_from([None, 0.0, 0.5, 2.0])),
+            ),
             st.tuples(st.just("rate"), st.sampled_from([None, *RATES])),
             st.tuples(st.just("release"), st.none()),
         ),

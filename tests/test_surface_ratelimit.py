@@ -4,14 +4,21 @@ beside tunegate's form, several tokens taken atomically, and consumption in ``ge
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tunegate._consumption import ConsumptionMeter, usage
 from tunegate.exceptions import ConfigurationError, RateLimitTimeout
+from tunegate.observability import Metrics
+from tunegate.pipeline import Pipeline
 from tunegate.ratelimit import Granted, RateLimiter
 from tunegate.testing import FakeClock
 
@@ -206,17 +213,27 @@ def test_shared_non_blocking_refusal_takes_nothing(redis_url: str) -> None:
 
 
 @pytest.mark.redis
-def test_shared_several_tokens_is_refused_until_the_script_takes_them_at_once(
-    redis_url: str,
-) -> None:
-    limiter = RateLimiter(redis=redis_url, key_prefix=f"tunegate:test:{uuid.uuid4().hex}:")
+def test_shared_several_tokens_are_taken_together_by_every_process(redis_url: str) -> None:
+    """tokens=n on a shared bucket: one script call reserves all n or none, for every
+    process; a refusal takes nothing, and each process's consumption counts its n."""
+    prefix = f"tunegate:test:{uuid.uuid4().hex}:"
+    one = RateLimiter(redis=redis_url, key_prefix=prefix)
+    two = RateLimiter(redis=redis_url, key_prefix=prefix)
     try:
-        limiter.configure_provider("spotify", rate=10.0, capacity=10)
-        with pytest.raises(ConfigurationError, match="shared through Redis"):
-            limiter.acquire("spotify", tokens=2)
-        assert limiter.acquire("spotify", tokens=1, blocking=False)
+        for limiter in (one, two):
+            limiter.configure_provider("spotify", rate=0.01, capacity=5)
+        assert one.acquire("spotify", tokens=3, blocking=False) == 0.0
+        assert two.acquire("spotify", tokens=3, blocking=False) is False  # 2 left, not 3
+        assert two.acquire("spotify", tokens=3, timeout=1) is False
+        assert two.acquire("spotify", tokens=2, blocking=False) == 0.0
+        assert one.acquire("spotify", blocking=False) is False  # all 5 taken
+        assert one.get_stats()["spotify"]["consumed"] == 3
+        assert two.get_stats()["spotify"]["consumed"] == 2
+        with pytest.raises(ConfigurationError, match="exceed its capacity"):
+            one.acquire("spotify", tokens=6)
     finally:
-        limiter.close()
+        one.close()
+        two.close()
 
 
 # -- consumption and prediction -------------------------------------------------------------
@@ -324,3 +341,78 @@ def test_stats_for_one_provider_is_its_get_stats_entry() -> None:
     assert asyncio.run(limiter.astats_for("lastfm"))["fill_ratio"] == pytest.approx(1.0)
     with pytest.raises(ConfigurationError):
         limiter.stats_for("nowhere")
+
+
+# -- the same figures as Prometheus gauges --------------------------------------------------
+
+
+def scrape(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+    """(metric, provider) -> value, parsed back from the registry's text exposition."""
+    text = generate_latest(registry).decode()
+    return {
+        (sample.name, sample.labels.get("provider", "")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("rate_limit_")
+    }
+
+
+def test_consumption_gauges_on_a_scrape() -> None:
+    """rate_limit_consumption_rate, _fill_ratio and _seconds_to_exhaustion per provider, from
+    the limiter's consumption figures at scrape time."""
+    clock = FakeClock()
+    limiter = limiter_with(clock, rate=2.0, capacity=20)
+    registry = CollectorRegistry()
+    pipeline = Pipeline(
+        "musicbrainz", "http://127.0.0.1:9", rate_limiter=limiter, registry=registry
+    )
+    assert ("rate_limit_consumption_rate", "musicbrainz") not in scrape(registry)  # no rate yet
+    for _ in range(9):
+        limiter.acquire("musicbrainz", blocking=False)
+    clock.advance(2.0)
+    samples = scrape(registry)
+    assert samples[("rate_limit_consumption_rate", "musicbrainz")] == pytest.approx(4.5)
+    assert samples[("rate_limit_tokens_available", "musicbrainz")] == pytest.approx(15.0)
+    assert samples[("rate_limit_fill_ratio", "musicbrainz")] == pytest.approx(0.75)
+    assert samples[("rate_limit_seconds_to_exhaustion", "musicbrainz")] == pytest.approx(
+        15.0 / (4.5 - 2.0)
+    )
+    clock.advance(120.0)  # a quiet two minutes: consumption 0, the bucket never runs dry
+    scrape(registry)
+    clock.advance(1.0)
+    samples = scrape(registry)
+    assert samples[("rate_limit_consumption_rate", "musicbrainz")] == 0.0
+    assert samples[("rate_limit_fill_ratio", "musicbrainz")] == 1.0
+    assert samples[("rate_limit_seconds_to_exhaustion", "musicbrainz")] == math.inf
+    pipeline.close()
+
+
+@pytest.mark.redis
+def test_consumption_gauges_of_a_shared_bucket(redis_url: str) -> None:
+    """A shared bucket's gauges come from a reading taken off the scrape (no Redis call on
+    the scrape itself): the fill ratio is the shared bucket's."""
+    limiter = RateLimiter(redis=redis_url, key_prefix=f"tunegate:test:{uuid.uuid4().hex}:")
+    limiter.configure_provider("lastfm", rate=0.01, capacity=4)
+    registry = CollectorRegistry()
+    pipeline = Pipeline("lastfm", "http://127.0.0.1:9", rate_limiter=limiter, registry=registry)
+    fill = ("rate_limit_fill_ratio", "lastfm")
+
+    def scrape_until(done: Callable[[dict[tuple[str, str], float]], bool]) -> dict[Any, float]:
+        for _ in range(300):  # until the reading taken off the scrape is in (bounded: ~3 s)
+            samples = scrape(registry)
+            if done(samples):
+                break
+            threading.Event().wait(0.01)
+        return samples
+
+    try:
+        assert scrape_until(lambda got: fill in got)[fill] == pytest.approx(1.0, abs=0.01)
+        for _ in range(3):
+            assert limiter.acquire("lastfm", blocking=False)
+        Metrics.for_registry(registry).live.readings.max_age = 0.0  # refresh after each scrape
+        samples = scrape_until(lambda got: got[fill] < 0.5)
+        assert samples[("rate_limit_fill_ratio", "lastfm")] == pytest.approx(0.25, abs=0.01)
+        assert samples[("rate_limit_tokens_available", "lastfm")] == pytest.approx(1.0, abs=0.05)
+    finally:
+        pipeline.close()
+        limiter.close()

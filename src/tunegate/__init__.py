@@ -35,7 +35,7 @@ from tunegate.exceptions import (
 from tunegate.observability import JsonFormatter, correlation_id, track_sources
 from tunegate.pipeline import Pipeline
 from tunegate.providers.spec import ProviderSpec
-from tunegate.ratelimit import RateLimiter, TokenBucket
+from tunegate.ratelimit import RateLimiter, TokenBucket, caller
 from tunegate.retry import RetryBudget, Retrying, RetryPolicy, retry
 
 __version__ = "0.1.0"
@@ -76,6 +76,7 @@ __all__ = [
     "SpotifyClient",
     "TokenBucket",
     "TunegateError",
+    "caller",
     "clients_from_env",
     "correlation_id",
     "deadline",

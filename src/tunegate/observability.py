@@ -42,7 +42,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 try:  # the `metrics` extra; without it pipelines keep stats and logs but record no metrics
     from prometheus_client import REGISTRY, Counter, Histogram
@@ -410,19 +410,19 @@ class _Readings:
         self.max_age = max_age
         self.first_wait = first_wait
         self._lock = threading.Condition(threading.Lock())
-        self._values: weakref.WeakKeyDictionary[object, tuple[float | None, float]] = (
+        self._values: weakref.WeakKeyDictionary[object, tuple[_Reading | None, float]] = (
             weakref.WeakKeyDictionary()
         )
-        self._queue: dict[int, tuple[object, Callable[[], float | None]]] = {}
+        self._queue: dict[int, tuple[object, Callable[[], _Reading | None]]] = {}
         self._worker: threading.Thread | None = None
 
-    def prime(self, owner: object, read: Callable[[], float | None]) -> None:
+    def prime(self, owner: object, read: Callable[[], _Reading | None]) -> None:
         """Take the first reading for ``owner`` now, in the background."""
         with self._lock:
             if self._values.get(owner) is None:
                 self._enqueue(owner, read)
 
-    def get(self, owner: object, read: Callable[[], float | None]) -> float | None:
+    def get(self, owner: object, read: Callable[[], _Reading | None]) -> _Reading | None:
         """The last reading for ``owner`` (None before the first), refreshing it when old."""
         now = time.monotonic()
         with self._lock:
@@ -434,7 +434,7 @@ class _Readings:
                 got = self._values.get(owner)
         return None if got is None else got[0]
 
-    def _enqueue(self, owner: object, read: Callable[[], float | None]) -> None:
+    def _enqueue(self, owner: object, read: Callable[[], _Reading | None]) -> None:
         self._queue[id(owner)] = (owner, read)
         # A thread inherited through fork() is not alive in the child.
         if self._worker is None or not self._worker.is_alive():
@@ -448,6 +448,7 @@ class _Readings:
                     self._worker = None
                     return
                 _, (owner, read) = self._queue.popitem()
+            value: _Reading | None
             try:
                 value = read()
             except Exception as exc:  # best effort: the next scrape asks again
@@ -462,8 +463,27 @@ def _state_code(breaker: CircuitBreaker) -> float:
     return float(BREAKER_STATE_CODES.get(str(breaker.state), 0))
 
 
-def _bucket_tokens(bucket: TokenBucket) -> float:
-    return float(bucket.stats()["available_tokens"])
+class _BucketFigures(NamedTuple):
+    """One bucket's gauges, from one read of :meth:`RateLimiter.stats_for` (the consumption
+    figures are :mod:`tunegate._consumption`'s)."""
+
+    tokens: float
+    fill_ratio: float
+    consumption_rate: float | None
+    seconds_to_exhaustion: float | None
+
+
+_Reading = float | _BucketFigures
+
+
+def _bucket_figures(limiter: RateLimiter, provider: str) -> _BucketFigures:
+    stats = limiter.stats_for(provider)
+    return _BucketFigures(
+        float(stats["available_tokens"]),
+        stats["fill_ratio"],
+        stats["consumption_rate"],
+        stats["seconds_to_exhaustion"],
+    )
 
 
 class _Live:
@@ -473,7 +493,11 @@ class _Live:
     provider, plus what pipelines that are gone had counted, so the counter never goes
     down). Gauges, per provider over all its pipelines: ``cache_hit_ratio`` from the summed
     counters, ``circuit_breaker_state`` the worst of the distinct breakers, and
-    ``rate_limit_tokens_available`` the fewest tokens of the distinct buckets. A local
+    ``rate_limit_tokens_available`` the fewest tokens of the distinct buckets, and from the
+    same reading ``rate_limit_fill_ratio`` (the lowest), ``rate_limit_consumption_rate``
+    (tokens per second, summed over the limiters: each counts its own takings) and
+    ``rate_limit_seconds_to_exhaustion`` (the soonest; +Inf when consumption is known and
+    does not outpace the refill; absent while no consumption is known). A local
     breaker or bucket is read in place (no I/O); a shared one through :class:`_Readings`.
     """
 
@@ -493,8 +517,9 @@ class _Live:
         if breaker is not None and breaker.shared:
             self.readings.prime(breaker, functools.partial(_state_code, breaker))
         bucket = None if limiter is None else limiter.buckets.get(source.provider)
-        if bucket is not None and bucket.shared:
-            self.readings.prime(bucket, functools.partial(_bucket_tokens, bucket))
+        if limiter is not None and bucket is not None and bucket.shared:
+            read = functools.partial(_bucket_figures, limiter, source.provider)
+            self.readings.prime(bucket, read)
 
     def _retire(self, source: Source) -> None:
         counts = source.stats.counts()
@@ -509,68 +534,101 @@ class _Live:
                 total[name] += n
 
     def describe(self) -> Iterable[Metric]:
-        return list(self._families())
+        ops, gauges = self._families()
+        return [ops, *gauges]
 
-    def _families(
-        self,
-    ) -> tuple[CounterMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    def _families(self) -> tuple[CounterMetricFamily, list[GaugeMetricFamily]]:
         return (
             CounterMetricFamily(
                 "cache_operations",
                 "Cache lookups and writes by result.",
                 labels=["provider", "result"],
             ),
-            GaugeMetricFamily(
-                "circuit_breaker_state",
-                "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
-                labels=["provider"],
-            ),
-            GaugeMetricFamily(
-                "cache_hit_ratio", "Cache hits over cache lookups.", labels=["provider"]
-            ),
-            GaugeMetricFamily(
-                "rate_limit_tokens_available",
-                "Tokens in the provider's rate-limit bucket.",
-                labels=["provider"],
-            ),
+            [
+                GaugeMetricFamily(
+                    "circuit_breaker_state",
+                    "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+                    labels=["provider"],
+                ),
+                GaugeMetricFamily(
+                    "cache_hit_ratio", "Cache hits over cache lookups.", labels=["provider"]
+                ),
+                GaugeMetricFamily(
+                    "rate_limit_tokens_available",
+                    "Tokens in the provider's rate-limit bucket.",
+                    labels=["provider"],
+                ),
+                GaugeMetricFamily(
+                    "rate_limit_consumption_rate",
+                    "Tokens per second taken from the provider's bucket, over about a minute.",
+                    labels=["provider"],
+                ),
+                GaugeMetricFamily(
+                    "rate_limit_fill_ratio",
+                    "Available tokens over the bucket's capacity, 0 to 1.",
+                    labels=["provider"],
+                ),
+                GaugeMetricFamily(
+                    "rate_limit_seconds_to_exhaustion",
+                    "Seconds until the bucket is empty at the current consumption rate.",
+                    labels=["provider"],
+                ),
+            ],
         )
 
     def collect(self) -> Iterable[Metric]:
-        ops, state, ratio, tokens = self._families()
+        ops, gauges = self._families()
+        state, ratio, tokens, consumption, fill, exhaustion = gauges
         with self._lock:
             live = {p: list(s) for p, s in self._sources.items()}
             retired = {p: dict(c) for p, c in self._retired.items()}
         for provider in sorted(live.keys() | retired.keys()):
             totals = retired.get(provider) or dict.fromkeys(Stats.COUNTERS, 0)
             breakers: dict[int, CircuitBreaker] = {}
-            buckets: dict[int, TokenBucket] = {}
+            buckets: dict[int, tuple[TokenBucket, RateLimiter]] = {}
             for source in live.get(provider, ()):
                 for name, n in source.stats.counts().items():
                     totals[name] += n
                 if source.breaker is not None:
                     breakers[id(source.breaker)] = source.breaker
-                bucket = None if source.limiter is None else source.limiter.buckets.get(provider)
-                if bucket is not None:
-                    buckets[id(bucket)] = bucket
+                limiter = source.limiter
+                bucket = None if limiter is None else limiter.buckets.get(provider)
+                if limiter is not None and bucket is not None:
+                    buckets[id(bucket)] = (bucket, limiter)
             for result, counter in CACHE_RESULTS.items():
                 ops.add_metric([provider, result], totals[counter])
             ratio.add_metric([provider], _hit_ratio(totals))
             codes = [c for c in map(self._breaker_code, breakers.values()) if c is not None]
             if codes:
                 state.add_metric([provider], max(codes, key=lambda c: _SEVERITY[int(c)]))
-            counts = [t for t in map(self._tokens, buckets.values()) if t is not None]
-            if counts:
-                tokens.add_metric([provider], min(counts))
-        return [ops, state, ratio, tokens]
+            read = [self._figures(provider, *pair) for pair in buckets.values()]
+            figures = [f for f in read if f is not None]
+            if figures:
+                tokens.add_metric([provider], min(f.tokens for f in figures))
+                fill.add_metric([provider], min(f.fill_ratio for f in figures))
+                rates = [f.consumption_rate for f in figures if f.consumption_rate is not None]
+                if rates:
+                    consumption.add_metric([provider], sum(rates))
+                    soonest = [
+                        f.seconds_to_exhaustion
+                        for f in figures
+                        if f.seconds_to_exhaustion is not None
+                    ]
+                    exhaustion.add_metric([provider], min(soonest, default=math.inf))
+        return [ops, *gauges]
 
     def _breaker_code(self, breaker: CircuitBreaker) -> float | None:
         if breaker.shared:
-            return self.readings.get(breaker, functools.partial(_state_code, breaker))
+            got = self.readings.get(breaker, functools.partial(_state_code, breaker))
+            return got if isinstance(got, float) else None
         return _state_code(breaker)  # the local machine: no I/O
 
-    def _tokens(self, bucket: TokenBucket) -> float | None:
-        read = functools.partial(_bucket_tokens, bucket)
-        return self.readings.get(bucket, read) if bucket.shared else read()
+    def _figures(
+        self, provider: str, bucket: TokenBucket, limiter: RateLimiter
+    ) -> _BucketFigures | None:
+        read = functools.partial(_bucket_figures, limiter, provider)
+        got = self.readings.get(bucket, read) if bucket.shared else read()
+        return got if isinstance(got, _BucketFigures) else None
 
 
 class Metrics:
@@ -584,7 +642,9 @@ class Metrics:
     - ``cache_operations_total{provider,result}``: ``hit``, ``negative_hit``, ``miss``,
       ``stale_served``, ``coalesced``, ``store``, derived from the pipelines' stats;
     - gauges ``circuit_breaker_state{provider}``, ``cache_hit_ratio{provider}``,
-      ``rate_limit_tokens_available{provider}``, read at scrape time (see :class:`_Live`).
+      ``rate_limit_tokens_available{provider}``, ``rate_limit_consumption_rate{provider}``,
+      ``rate_limit_fill_ratio{provider}``, ``rate_limit_seconds_to_exhaustion{provider}``,
+      read at scrape time (see :class:`_Live`).
     """
 
     _by_registry: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, Metrics]] = (

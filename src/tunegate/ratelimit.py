@@ -11,8 +11,11 @@
 
 The arithmetic is :mod:`tunegate._policy.bucket` (GCRA). A caller reserves its slot, under a
 lock held only for that arithmetic (locally) or in one Lua call (shared), and then sleeps
-outside it: waiters are served in arrival order and nobody polls. One :class:`TokenBucket`
-serves threads and asyncio tasks alike.
+outside it: waiters are served in arrival order and nobody polls, unless they name
+themselves (``with tunegate.caller("app-a"):``): each bucket's waiters are then served
+round-robin by caller key, on the same slots. One :class:`TokenBucket` serves threads and
+asyncio tasks alike. A local bucket with a token there grants it without a flow at all
+(:meth:`RateLimiter.acquire`'s hot path).
 
 Shared buckets fail open: when Redis cannot serve (unreachable, stalled past the link's
 0.5 s socket timeout, out of memory, read-only...) each process falls back to a local bucket
@@ -31,11 +34,13 @@ path composes with ``yield from`` and the public methods run with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, TypedDict, cast, overload
@@ -44,6 +49,7 @@ from tunegate._clock import Clock, SystemClock
 from tunegate._consumption import ConsumptionMeter, Usage, usage
 from tunegate._drive import Effect, Flow, adrive, drive
 from tunegate._policy.bucket import (
+    _NOISE,
     BucketState,
     Limits,
     Reservation,
@@ -55,8 +61,11 @@ from tunegate._policy.bucket import (
     release,
     rescale,
     reserve,
+    reserve_tokens,
+    resume,
     share,
     start_empty,
+    take,
 )
 from tunegate._redis import LinkOwner, RedisCall, RedisLike, RedisLink, lua
 from tunegate.exceptions import ConfigurationError, RateLimitTimeout
@@ -72,6 +81,8 @@ __all__ = [
     "RateLimiter",
     "TokenBucket",
     "WaitStats",
+    "caller",
+    "current_caller",
 ]
 
 log = logging.getLogger("tunegate.ratelimit")
@@ -118,6 +129,116 @@ class BucketStats(TypedDict):
     shared: bool
 
 
+# -- fair share between callers ---------------------------------------------------------
+
+_CALLER: ContextVar[str | None] = ContextVar("tunegate_caller", default=None)
+# A waiter postponed more often than this (one postponement per caller served before it)
+# leaves the queue and keeps the slot it then has: a bound on its loop, nothing else.
+_MAX_NAPS = 1000
+
+
+@contextlib.contextmanager
+def caller(key: str) -> Iterator[None]:
+    """The acquires made inside are ``key``'s (one calling application, an API key...).
+
+    Callers of one provider that have to wait for a token are then served round-robin by
+    key instead of in arrival order, so a caller with many requests queued cannot starve
+    one with a few. A context variable: works in threads and asyncio tasks (tasks started
+    inside inherit it). The key is only compared, never logged or reported.
+    """
+    if not isinstance(key, str) or not key:
+        raise ConfigurationError("caller key must be a non-empty string")
+    token = _CALLER.set(key)
+    try:
+        yield
+    finally:
+        _CALLER.reset(token)
+
+
+def current_caller() -> str | None:
+    """The key set by the innermost :func:`caller` block, or None."""
+    return _CALLER.get()
+
+
+class _Waiter:
+    """A caller asleep until ``start`` (monotonic), queued in its bucket's :class:`_Queue`.
+
+    ``start`` only moves later (another caller's turn came first), never past ``deadline``
+    (its ``timeout``); ``reserved`` is the start its own reservation gave it.
+    """
+
+    __slots__ = ("deadline", "key", "reserved", "round", "start")
+
+    def __init__(
+        self, key: str | None, round_: int, start: float, reserved: float, deadline: float | None
+    ) -> None:
+        self.key = key
+        self.round = round_
+        self.start = start
+        self.reserved = reserved
+        self.deadline = deadline
+
+
+class _Queue:
+    """The callers of one bucket asleep until their slots, in slot order, and the rule that
+    orders them: round-robin by caller key (start-time fair queueing by rounds).
+
+    A waiter's round is one more than its key's previous waiter's, or the round now being
+    served for a key with nobody waiting. A newcomer goes behind every waiter of its round
+    or an earlier one: it takes that position's slot, and the waiters behind move one slot
+    later each, the last one onto the slot the newcomer reserved. So the set of slots is
+    the one the bucket reserved (its bound holds), nobody is moved earlier, and with one
+    key (or none) everybody goes behind everybody: arrival order, as without a queue.
+    Not thread-safe: the bucket's lock guards it.
+    """
+
+    __slots__ = ("_pending", "_served", "waiters")
+
+    def __init__(self) -> None:
+        self.waiters: list[_Waiter] = []
+        self._pending: dict[str | None, list[int]] = {}  # key -> [waiting, last round]
+        self._served = 0  # the round of the last waiter whose turn came
+
+    def join(self, key: str | None, start: float, deadline: float | None) -> _Waiter:
+        q = self.waiters
+        pending = self._pending.get(key)
+        round_ = self._served if pending is None else max(self._served, pending[1] + 1)
+        fair = len(q)  # behind every waiter of this round or an earlier one
+        while fair > 0 and q[fair - 1].round > round_:
+            fair -= 1
+        slot = len(q)  # where the reserved start sorts (the end, unless threads raced)
+        while slot > 0 and q[slot - 1].start > start:
+            slot -= 1
+        at = min(fair, slot)  # nobody moves earlier than they are
+        for i in range(slot - 1, at - 1, -1):  # one moved past its timeout stays, as do those
+            later = q[i + 1].start if i + 1 < slot else start  # ahead of it
+            deadline_i = q[i].deadline
+            if deadline_i is not None and later > deadline_i:
+                at = i + 1
+                break
+        waiter = _Waiter(key, round_, q[at].start if at < slot else start, start, deadline)
+        for i in range(at, slot):  # forwards: each takes the next one's slot before it moves
+            q[i].start = q[i + 1].start if i + 1 < slot else start
+        q.insert(at, waiter)
+        if pending is None:
+            self._pending[key] = [1, round_]
+        else:
+            pending[0] += 1
+            pending[1] = max(pending[1], round_)
+        return waiter
+
+    def leave(self, waiter: _Waiter, *, served: bool) -> None:
+        with contextlib.suppress(ValueError):
+            self.waiters.remove(waiter)
+        if served:
+            self._served = max(self._served, waiter.round)
+        pending = self._pending.get(waiter.key)
+        if pending is not None:
+            pending[0] -= 1
+            if pending[0] <= 0:
+                del self._pending[waiter.key]
+
+
 class _Ticket(NamedTuple):  # not a frozen dataclass: half the cost on the hot path
     """A reservation made locally (``local``) or in Redis (``shared``: the tat strings)."""
 
@@ -152,6 +273,12 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _expected_members(members: int) -> int:
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ConfigurationError(f"members must be a positive int, not {members!r}")
+    return members
+
+
 def _member_ttl(seconds: float) -> float:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
         raise ConfigurationError(f"member_ttl must be positive seconds, not {seconds!r}")
@@ -170,8 +297,9 @@ class TokenBucket:
     beside the bucket (``{key}:members``, at most every ``member_ttl / 4`` seconds, in the same
     script call) and read back how many members were seen within ``member_ttl``
     (:attr:`members`). While Redis cannot serve, it grants at ``rate / members`` with
-    ``capacity // members`` (at least 1), starting without a burst (unless it never heard
-    from Redis, and so knows of no other member). When Redis answers again
+    ``capacity // members`` (at least 1), where ``members`` is the larger of that count and
+    the fleet's configured size (``members=``), starting without a burst (unless it never
+    heard from Redis and expects no other member). When Redis answers again
     it hands what it granted meanwhile to the shared bucket, and for a short grace period
     (the link's retry interval plus two of its own intervals, while the others may still be
     on their shares) it takes both a shared and a local token for each acquire.
@@ -188,6 +316,7 @@ class TokenBucket:
         key_prefix: str = DEFAULT_KEY_PREFIX,
         idle_ttl: float = DEFAULT_IDLE_TTL,
         member_ttl: float = DEFAULT_MEMBER_TTL,
+        members: int = 1,
     ) -> None:
         limits = Limits(rate, capacity)
         self.provider = provider
@@ -214,6 +343,7 @@ class TokenBucket:
         self._beat_every = member_ttl / _BEATS_PER_TTL
         self._beat_due = -math.inf
         self._members = 1
+        self._expected = _expected_members(members)  # the fleet's size as configured
         self._fleet = limits  # the limits in force in Redis, as last heard
         self._heard_from_redis = False
         self._reserved_until = -math.inf  # the shared TAT as last heard, on our clock
@@ -221,6 +351,9 @@ class TokenBucket:
         self._charging = False
         self._floor = -math.inf  # the TAT before the fallback's own grants (see debt())
         self._grace_until = -math.inf
+        self._before_pause = -math.inf  # the TAT before the last pause raised it
+        self._queue = _Queue()  # callers asleep until their slots (fair share by caller)
+        self._metered = False  # RateLimiter: its meter has a first sample (see acquire)
 
     def __repr__(self) -> str:
         return (
@@ -272,20 +405,74 @@ class TokenBucket:
     def acquire_flow(self, timeout: float | None = None) -> Flow[float]:
         """:meth:`acquire` as a flow of effects, to compose with ``yield from``."""
         max_wait = _max_wait(timeout)
-        if self._link is not None:  # the local hot path makes no sub-generator
+        if self._link is not None:
             ticket = yield from self._shared_ticket(max_wait)
+        elif self._take_now():  # the local hot path: one hold of the lock, no sub-generator
+            return 0.0
         else:
             ticket = self._reserve_local(max_wait)
         if not ticket.granted:
             raise RateLimitTimeout(self.provider, ticket.wait)
-        if ticket.wait > 0:
-            try:
-                yield _Sleep(self._clock, ticket.wait)
-            except BaseException:  # KeyboardInterrupt, a cancelled task: the slot goes unused
+        wait = ticket.wait
+        if wait > 0:
+            wait = yield from self._wait_turn(ticket, max_wait, queued=True)
+        self._record(wait)
+        return wait
+
+    def _wait_turn(self, ticket: _Ticket, max_wait: float | None, *, queued: bool) -> Flow[float]:
+        """Sleep until the reserved slot, or (``queued``) the slot the fair queue gives this
+        caller, which may move later while it sleeps: it then sleeps again for the rest.
+        Return the seconds slept. Several tokens at once (not ``queued``) keep their slots."""
+        clock = self._clock
+        waiter: _Waiter | None = None
+        wait = ticket.wait
+        target = 0.0  # the start slept towards
+        own = True  # False: this caller took the slot of one queued ahead (see below)
+        if queued:
+            with self._lock:
+                now = clock.monotonic()
+                deadline = None if max_wait is None else now + max_wait
+                waiter = self._queue.join(_CALLER.get(), now + wait, deadline)
+                wait = waiter.start - now
+                target = waiter.start
+                own = waiter.start >= waiter.reserved
+        slept = 0.0
+        try:
+            for naps in range(_MAX_NAPS + 1):
+                if wait >= _NOISE:
+                    yield _Sleep(clock, wait)
+                    slept += wait
+                if waiter is None:
+                    break
+                with self._lock:
+                    # Postponed while asleep? Measured on the slots, not the clock, so that
+                    # a test clock standing still sees the same turns.
+                    wait = waiter.start - target
+                    target = waiter.start
+                    if wait < _NOISE or naps >= _MAX_NAPS - 1:
+                        self._queue.leave(waiter, served=True)
+                        waiter = None
+            return slept
+        except BaseException:  # KeyboardInterrupt, a cancelled task: the slot goes unused
+            if waiter is not None:
+                with self._lock:
+                    self._queue.leave(waiter, served=False)
+            # The slot this caller reserved went to one it was queued ahead of: keep it spent.
+            if own:
                 yield from self._give_back(ticket)
-                raise
-        self._record(ticket.wait)
-        return ticket.wait
+            raise
+
+    def _take_now(self) -> bool:
+        """A local bucket's token if one is there now, taken and counted under one hold of
+        the lock: the policy's :func:`take` (:func:`reserve` allowing no wait). False:
+        nothing taken (the caller reserves a slot to wait for)."""
+        with self._lock:
+            state = take(self._state, self._limits, self._clock.monotonic())
+            if state is None:
+                return False
+            self._state = state
+            self._granted += 1
+        return True
 
     def _reserve_local(self, max_wait: float | None) -> _Ticket:
         with self._lock:
@@ -295,8 +482,9 @@ class TokenBucket:
 
     # -- the shared bucket and its fallback ---------------------------------------------------
 
-    def _shared_ticket(self, max_wait: float | None) -> Flow[_Ticket]:
-        """A reservation in Redis, or on this process's share while Redis cannot serve."""
+    def _shared_ticket(self, max_wait: float | None, tokens: int = 1) -> Flow[_Ticket]:
+        """A reservation (of ``tokens`` together) in Redis, or on this process's share while
+        Redis cannot serve."""
         now = self._clock.monotonic()
         owed = 0.0
         with self._lock:
@@ -306,12 +494,13 @@ class TokenBucket:
             # Coming back, mark at once: a restarted Redis has forgotten every member.
             beat = now >= self._beat_due or self._falling_back
         member = self._member if beat else ""
+        extra = () if tokens == 1 else (str(tokens),)
         reply = yield from self._script(
             "acquire", self._us_or_blank(max_wait), repr(owed) if owed else "", member,
-            self._member_ttl_ms,
+            self._member_ttl_ms, *extra,
         )  # fmt: skip
         if reply is None:
-            return self._reserve_share(max_wait, empty=True)
+            return self._reserve_share(max_wait, tokens, empty=True)
         ticket = _ticket_from_reply(reply)
         paused = self._heard(now, reply, beat)
         if paused > 0:  # a pause the provider asked for while Redis was away: for everyone
@@ -319,7 +508,7 @@ class TokenBucket:
         if not ticket.granted or now >= self._grace_until:
             return ticket
         # Grace: the others may still be on their shares; take this one's share too.
-        local = self._reserve_share(max_wait, empty=False)
+        local = self._reserve_share(max_wait, tokens, empty=False)
         if not local.granted:
             assert ticket.shared is not None
             yield from self._script("release", *ticket.shared)
@@ -359,12 +548,14 @@ class TokenBucket:
 
     def _share(self) -> Limits:
         """This process's part of the limits in force in Redis (another process may have
-        set them: adjust_rate), by the members last seen."""
-        return share(self._fleet, self._members)
+        set them: adjust_rate), by the members last seen or the fleet's configured size,
+        whichever is larger (a process started or joined during an outage is seen by no
+        one)."""
+        return share(self._fleet, max(self._members, self._expected))
 
-    def _reserve_share(self, max_wait: float | None, *, empty: bool) -> _Ticket:
-        """A local reservation on this process's share (``empty``: Redis cannot serve; a
-        fallback that starts here starts with no burst)."""
+    def _reserve_share(self, max_wait: float | None, tokens: int, *, empty: bool) -> _Ticket:
+        """A local reservation of ``tokens`` on this process's share (``empty``: Redis cannot
+        serve; a fallback that starts here starts with no burst)."""
         with self._lock:
             now = self._clock.monotonic()  # after the failed call: it may have taken 0.5 s
             self._charging = False  # a debt sent in a call that failed was not handed over
@@ -373,20 +564,23 @@ class TokenBucket:
             started = empty and not self._falling_back
             if started:
                 self._falling_back = True
-                if self._heard_from_redis:
+                if self._heard_from_redis or self._expected > 1:
                     # Tokens reserved in Redis before it went are still to be used (callers
                     # sleeping until their slots), and the others may just have emptied the
                     # bucket: the share starts empty once the fleet's reservations are done.
                     state = start_empty(state, limits, max(now, self._reserved_until))
                 self._floor = state.tat
-            reservation = reserve(state, limits, now, max_wait)
+            if tokens == 1:
+                reservation = reserve(state, limits, now, max_wait)
+            else:
+                reservation = reserve_tokens(state, limits, now, tokens, max_wait)
             self._state = reservation.state
         if started:
             log.info(
                 "%s: Redis cannot serve; granting this process's share, %g/s (1 of %d members)",
                 self._what,
                 limits.rate,
-                self._members,
+                max(self._members, self._expected),
             )
         return _Ticket(reservation.granted, reservation.wait, reservation)
 
@@ -422,9 +616,30 @@ class TokenBucket:
         seconds = clamp_pause(seconds)
         # Locally too, so that a Redis outage right after still obeys it.
         with self._lock:
-            self._state = pause(self._state, self._limits, self._clock.monotonic(), seconds)
+            before = self._state
+            self._state = pause(before, self._limits, self._clock.monotonic(), seconds)
+            if self._state.tat > before.tat:
+                self._before_pause = before.tat  # what resume() restores
             self._floor = max(self._floor, self._state.tat)  # a pause is no grant (debt())
         yield from self._script("pause", repr(seconds * _US))
+
+    def resume(self) -> None:
+        """End a pause (one the provider asked for, or :meth:`pause`) now, for everyone
+        sharing this bucket: the bucket restarts empty, one token now and the rest at the
+        steady rate. Callers already asleep until a slot behind the pause (in this process
+        or another) keep their slots, and new callers queue behind them. No pause: no-op."""
+        drive(self._resume())
+
+    async def aresume(self) -> None:
+        """The asyncio form of :meth:`resume`."""
+        await adrive(self._resume())
+
+    def _resume(self) -> Flow[None]:
+        with self._lock:
+            now = self._clock.monotonic()
+            self._state = resume(self._state, self._limits, now, self._before_pause)
+            self._floor = min(self._floor, self._state.tat)  # tokens from here on are grants
+        yield from self._script("resume")
 
     def adjust_rate(self, new_rate: float, new_capacity: int | None = None) -> None:
         """Change the rate (and optionally the capacity) in force, keeping tokens owed.
@@ -535,39 +750,21 @@ class TokenBucket:
             raise ConfigurationError(
                 f"{self._what}: {tokens} tokens at once exceed its capacity of {self.capacity}"
             )
-        if self._link is not None:
-            # The Lua twin reserves one slot per call; n calls would not be atomic.
-            raise ConfigurationError(
-                f"{self._what} is shared through Redis: it takes one token per acquire "
-                "(several at once need token_bucket.lua to reserve them in one call)"
-            )
-        ticket = self._reserve_local_tokens(tokens, max_wait)
+        if self._link is not None:  # one script call reserves them all (ARGV[10])
+            ticket = yield from self._shared_ticket(max_wait, tokens)
+        else:
+            with self._lock:
+                now = self._clock.monotonic()
+                reservation = reserve_tokens(self._state, self._limits, now, tokens, max_wait)
+                self._state = reservation.state
+            ticket = _Ticket(reservation.granted, reservation.wait, reservation)
         if not ticket.granted:
             raise RateLimitTimeout(self.provider, ticket.wait)
-        if ticket.wait > 0:
-            try:
-                yield _Sleep(self._clock, ticket.wait)
-            except BaseException:  # as in acquire_flow: the slots go back if nobody came after
-                yield from self._give_back(ticket)
-                raise
-        self._record(ticket.wait)
-        return ticket.wait
-
-    def _reserve_local_tokens(self, tokens: int, max_wait: float | None) -> _Ticket:
-        """``tokens`` consecutive reservations under one hold of the lock (the policy's
-        :func:`reserve`, unchanged), kept only if the last of them starts within
-        ``max_wait``: the slots are taken together, at the last one's start."""
-        with self._lock:
-            now = self._clock.monotonic()
-            state = self._state
-            last = first = reserve(state, self._limits, now)
-            for _ in range(tokens - 1):
-                last = reserve(last.state, self._limits, now)
-            if max_wait is not None and last.wait > max_wait:
-                return _Ticket(False, last.wait)
-            self._state = last.state
-        whole = Reservation(True, last.wait, last.state, first.previous_tat)
-        return _Ticket(True, last.wait, whole)
+        wait = ticket.wait
+        if wait > 0:
+            wait = yield from self._wait_turn(ticket, max_wait, queued=False)
+        self._record(wait)
+        return wait
 
 
 class RateLimiter(LinkOwner):
@@ -579,6 +776,9 @@ class RateLimiter(LinkOwner):
     an idle bucket's key expires ``idle_ttl`` seconds after it is full and unpaused.
     ``member_ttl``: seconds after its last acquire that a process still counts as one of the
     bucket's members, whose number sets each one's share while Redis is lost.
+    ``members``: how many processes the fleet is expected to have; a share is never more
+    than ``1 / members`` of the quota, even for a process that could not count the others
+    (it started, or they joined, while Redis was away). Default 1: the count seen in Redis.
     """
 
     def __init__(
@@ -589,6 +789,7 @@ class RateLimiter(LinkOwner):
         key_prefix: str = DEFAULT_KEY_PREFIX,
         idle_ttl: float = DEFAULT_IDLE_TTL,
         member_ttl: float = DEFAULT_MEMBER_TTL,
+        members: int = 1,
     ) -> None:
         if not idle_ttl > 0:
             raise ConfigurationError(f"idle_ttl must be positive seconds, not {idle_ttl!r}")
@@ -597,6 +798,7 @@ class RateLimiter(LinkOwner):
         self._key_prefix = key_prefix
         self._idle_ttl = idle_ttl
         self._member_ttl = _member_ttl(member_ttl)
+        self._expected = _expected_members(members)
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()  # guards creating buckets, never acquiring
         self._meters: dict[str, ConsumptionMeter] = {}  # consumption, for get_stats
@@ -638,6 +840,7 @@ class RateLimiter(LinkOwner):
                     key_prefix=self._key_prefix,
                     idle_ttl=self._idle_ttl,
                     member_ttl=self._member_ttl,
+                    members=self._expected,
                 )
                 self._buckets[provider] = bucket
             elif replace:
@@ -693,6 +896,8 @@ class RateLimiter(LinkOwner):
           the timeout out) when the wait would exceed it. Several tokens are taken together
           or not at all; more than the bucket's capacity is a ConfigurationError.
         """
+        if self._free_token(provider, tokens):
+            return _NO_WAIT  # the local hot path: no flow, no driver, nothing allocated here
         return drive(self._acquire_tokens(provider, tokens, blocking, timeout))
 
     @overload
@@ -727,6 +932,8 @@ class RateLimiter(LinkOwner):
         timeout: float | None = None,  # noqa: ASYNC109 - bounds the reserved wait up front
     ) -> Granted | Literal[False]:
         """The asyncio form of :meth:`acquire`."""
+        if self._free_token(provider, tokens):
+            return _NO_WAIT  # as in acquire: nothing to await
         return await adrive(self._acquire_tokens(provider, tokens, blocking, timeout))
 
     def acquire_flow(self, provider: str, timeout: float | None = None) -> Flow[float]:
@@ -743,6 +950,15 @@ class RateLimiter(LinkOwner):
     async def apause(self, provider: str, seconds: float) -> None:
         """The asyncio form of :meth:`pause`."""
         await self._bucket(provider).apause(seconds)
+
+    def resume(self, provider: str) -> None:
+        """End ``provider``'s pause now (one set by a ``Retry-After`` or :meth:`pause`), in
+        every sharing process: see :meth:`TokenBucket.resume`."""
+        self._bucket(provider).resume()
+
+    async def aresume(self, provider: str) -> None:
+        """The asyncio form of :meth:`resume`."""
+        await self._bucket(provider).aresume()
 
     def adjust_from_headers(
         self, provider: str, headers: Mapping[str, str], status: int | None = None
@@ -795,6 +1011,17 @@ class RateLimiter(LinkOwner):
                 meter = self._meters.setdefault(provider, ConsumptionMeter())
         return meter
 
+    def _free_token(self, provider: str, tokens: int | None) -> bool:
+        """acquire's hot path: one token asked of a local bucket (metered already) that has
+        one now, taken (:meth:`TokenBucket._take_now`). False: nothing taken."""
+        bucket = self._buckets.get(provider)
+        return (
+            bucket is not None
+            and bucket._metered
+            and (tokens is None or (type(tokens) is int and tokens == 1))
+            and bucket._take_now()
+        )
+
     def _acquire_tokens(
         self, provider: str, tokens: int | None, blocking: bool | None, timeout: float | None
     ) -> Flow[Granted | Literal[False]]:
@@ -807,6 +1034,8 @@ class RateLimiter(LinkOwner):
         meter = self._meter(provider)
         if meter.empty:  # a first sample, so that the first get_stats() has a rate
             meter.observe(self._clock.monotonic(), bucket._granted)
+            # From now on a local bucket's free token needs no flow (acquire's hot path).
+            bucket._metered = bucket._link is None
         max_wait = 0.0 if blocking is False else _max_wait(timeout)
         try:
             if n == 1:  # the common case: the one-token flow itself, one generator less
@@ -861,3 +1090,6 @@ class LimiterStats(BucketStats, Usage):
     """:class:`BucketStats` and the consumption figures of :class:`tunegate._consumption.Usage`
     (``consumed``, ``consumption_rate``, ``consumption_window``, ``fill_ratio``,
     ``seconds_to_exhaustion``): one provider in :meth:`RateLimiter.get_stats`."""
+
+
+_NO_WAIT = Granted(0.0)  # acquire's answer when a token was there: one object, made once

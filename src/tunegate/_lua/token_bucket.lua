@@ -5,9 +5,10 @@
 --            tat     theoretical arrival time (when the bucket is full again)
 --            paused  no token before this
 --            rate, cap   a shared override set by adjust_rate (absent: the caller's values)
+--            pre     the tat just before a pause raised it (what resume restores)
 -- KEYS[2]  optional: the bucket's members, a sorted set of member id -> last seen (us), so
 --          each process knows its share of the quota when Redis is lost (ratelimit.py)
--- ARGV[1]  operation: acquire | pause | rate | release | peek
+-- ARGV[1]  operation: acquire | pause | resume | rate | release | peek
 -- ARGV[2]  the caller's configured rate (tokens per second)
 -- ARGV[3]  the caller's configured capacity
 -- ARGV[4]  idle TTL in ms: the key lives this long after the bucket is full and unpaused
@@ -18,11 +19,15 @@
 --                    its own while Redis was away, owed by the shared bucket from now on
 --            ARGV[8] member id to mark as seen now ('' or absent: none; sent once in a while)
 --            ARGV[9] member TTL in ms: members not seen for this long are not counted
+--            ARGV[10] tokens to take together ('' or absent: 1), all or none: the slot
+--                    arithmetic repeated (the policy's reserve_tokens); wait is the last's
 --            -> {granted 0|1, wait us (rounded up), tat after, tat before, members, rate, cap,
 --                ahead}: refusal reserves nothing (a charge stays); members is 0 without
 --                KEYS[2]; rate and cap are the ones in force (an override included); ahead
 --                is the TAT minus now in us (how far the fleet has reserved)
 --   pause    ARGV[6] seconds to pause, in us     -> paused-until (us)
+--   resume   end a pause now: the bucket restarts empty, keeping the backlog reserved
+--            before the pause; slots reserved behind the pause stand -> 1 if paused, else 0
 --   rate     ARGV[6] new rate, ARGV[7] new capacity; both '' drop the override -> 1
 --   release  ARGV[6] tat after, ARGV[7] tat before, as acquire returned them
 --            -> 1 if the slot was given back (nobody reserved after it), else 0
@@ -40,7 +45,7 @@ if not now then
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
-local f = redis.call('HMGET', key, 'tat', 'paused', 'rate', 'cap')
+local f = redis.call('HMGET', key, 'tat', 'paused', 'rate', 'cap', 'pre')
 local tat = tonumber(f[1]) or now -- no key: a full bucket
 local paused = tonumber(f[2]) or 0
 local rate = tonumber(f[3]) or tonumber(ARGV[2])
@@ -87,7 +92,12 @@ if op == 'acquire' then
   if charge and charge > 0 then
     tat = math.max(tat, now) + charge * interval(rate)
   end
-  local start = math.max(now, tat - tolerance(rate, cap), paused)
+  local tokens = math.max(1, math.floor(tonumber(ARGV[10]) or 1))
+  local start, new_tat = now, tat
+  for _ = 1, tokens do
+    start = math.max(now, new_tat - tolerance(rate, cap), paused)
+    new_tat = math.max(new_tat, start) + interval(rate)
+  end
   local wait = start - now
   if wait < 1 then
     wait = 0 -- float noise from summing intervals (the Python policy's _NOISE)
@@ -99,14 +109,30 @@ if op == 'acquire' then
     end
     return {0, math.ceil(wait), '', '', seen, fmt(rate), fmt(cap), fmt(tat - now)}
   end
-  local new_tat = math.max(tat, start) + interval(rate)
   save(new_tat, paused)
   return {1, math.ceil(wait), fmt(new_tat), fmt(tat), seen, fmt(rate), fmt(cap),
           fmt(new_tat - now)}
 elseif op == 'pause' then
   local resume_at = math.max(paused, now + math.max(0, tonumber(ARGV[6])))
-  save(math.max(tat, resume_at + tolerance(rate, cap)), resume_at)
+  local new_tat = resume_at + tolerance(rate, cap)
+  if new_tat > tat then
+    redis.call('HSET', key, 'pre', fmt(tat))
+  else
+    new_tat = tat
+  end
+  save(new_tat, resume_at)
   return fmt(resume_at)
+elseif op == 'resume' then
+  -- the Python policy's resume(); 'pre' is its `before`
+  if paused <= now then
+    return 0
+  end
+  if tat - (paused + tolerance(rate, cap)) > 1 then
+    save(tat, now) -- callers asleep until their slots behind the pause keep them
+  else
+    save(math.max(tonumber(f[5]) or now, now + tolerance(rate, cap)), now)
+  end
+  return 1
 elseif op == 'rate' then
   local new_rate = tonumber(ARGV[6]) or tonumber(ARGV[2])
   local new_cap = tonumber(ARGV[7]) or tonumber(ARGV[3])

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from tunegate._policy.headers import get_header, parse_retry_after
 from tunegate.exceptions import ConfigurationError
@@ -41,8 +42,11 @@ __all__ = [
     "release",
     "rescale",
     "reserve",
+    "reserve_tokens",
+    "resume",
     "share",
     "start_empty",
+    "take",
 ]
 
 # A 429 that says nothing about how long to wait still pauses every sharer this long.
@@ -63,6 +67,11 @@ class Limits:
     rate: float
     capacity: int
 
+    # GCRA's ``T``, seconds between two tokens at the steady rate, and ``tau``, how far
+    # ahead of the steady schedule a burst may run: worked out once, read on every grant.
+    interval: float = field(init=False, repr=False, compare=False)
+    tolerance: float = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         if isinstance(self.rate, bool) or not isinstance(self.rate, int | float):
             raise ConfigurationError(
@@ -74,28 +83,18 @@ class Limits:
             raise ConfigurationError(f"capacity must be an int, not {self.capacity!r}")
         if self.capacity < 1:
             raise ConfigurationError(f"capacity must be at least 1, not {self.capacity!r}")
-
-    @property
-    def interval(self) -> float:
-        """Seconds between two tokens at the steady rate (GCRA's ``T``)."""
-        return 1.0 / self.rate
-
-    @property
-    def tolerance(self) -> float:
-        """How far ahead of the steady schedule a burst may run (GCRA's ``tau``)."""
-        return (self.capacity - 1) / self.rate
+        object.__setattr__(self, "interval", 1.0 / self.rate)
+        object.__setattr__(self, "tolerance", (self.capacity - 1) / self.rate)
 
 
-@dataclass(frozen=True, slots=True)
-class BucketState:
+class BucketState(NamedTuple):  # a tuple, not a frozen dataclass: a grant builds one
     """``tat``: when the bucket is full again; ``paused_until``: no token before this."""
 
     tat: float = -math.inf
     paused_until: float = -math.inf
 
 
-@dataclass(frozen=True, slots=True)
-class Reservation:
+class Reservation(NamedTuple):
     """The answer to :func:`reserve`.
 
     ``granted`` False means the wait exceeded ``max_wait`` and nothing was reserved;
@@ -109,19 +108,55 @@ class Reservation:
     previous_tat: float
 
 
+_new_state = tuple.__new__
+
+
+def _start(state: BucketState, limits: Limits, now: float) -> float:
+    """When the next slot starts (GCRA): not before now, the burst's edge, a pause's end."""
+    return max(now, state.tat - limits.tolerance, state.paused_until)
+
+
+def _after(state: BucketState, limits: Limits, start: float) -> BucketState:
+    """The state once the slot starting at ``start`` is taken."""
+    # tuple.__new__: half the cost of the NamedTuple's own __new__ (every grant builds one)
+    return _new_state(BucketState, (max(state.tat, start) + limits.interval, state.paused_until))
+
+
 def reserve(
     state: BucketState, limits: Limits, now: float, max_wait: float | None = None
 ) -> Reservation:
     """Reserve the next slot; refuse (reserving nothing) when it is more than ``max_wait`` away."""
-    start = max(now, state.tat - limits.tolerance, state.paused_until)
+    start = _start(state, limits, now)
     wait = start - now
     if wait < _NOISE:
         wait = 0.0
     if max_wait is not None and wait > max_wait:
-        return Reservation(granted=False, wait=wait, state=state, previous_tat=state.tat)
-    tat = max(state.tat, start) + limits.interval
-    state_after = BucketState(tat, state.paused_until)  # not dataclasses.replace: hot path
-    return Reservation(granted=True, wait=wait, state=state_after, previous_tat=state.tat)
+        return Reservation(False, wait, state, state.tat)
+    return Reservation(True, wait, _after(state, limits, start), state.tat)
+
+
+def take(state: BucketState, limits: Limits, now: float) -> BucketState | None:
+    """The state after taking a token that is there at ``now`` (:func:`reserve` with no
+    wait allowed, without its :class:`Reservation`: the hot path), or None when a caller
+    would have to wait for it."""
+    start = _start(state, limits, now)
+    if start - now >= _NOISE:
+        return None
+    return _after(state, limits, start)
+
+
+def reserve_tokens(
+    state: BucketState, limits: Limits, now: float, tokens: int, max_wait: float | None = None
+) -> Reservation:
+    """Reserve ``tokens`` consecutive slots together, all or none: :func:`reserve` repeated,
+    kept only if the last slot starts within ``max_wait``. ``wait`` is the last slot's (the
+    caller uses them together then); :func:`release` gives them all back."""
+    last = reserve(state, limits, now)
+    for _ in range(tokens - 1):
+        last = reserve(last.state, limits, now)
+    if max_wait is not None and last.wait > max_wait:
+        return Reservation(granted=False, wait=last.wait, state=state, previous_tat=state.tat)
+    return Reservation(granted=True, wait=last.wait, state=last.state, previous_tat=state.tat)
 
 
 def release(state: BucketState, reservation: Reservation) -> BucketState:
@@ -131,7 +166,7 @@ def release(state: BucketState, reservation: Reservation) -> BucketState:
     moment as the last waiter, which breaks the burst bound; such a slot stays spent.
     """
     if reservation.granted and state.tat == reservation.state.tat:
-        return replace(state, tat=reservation.previous_tat)
+        return BucketState(reservation.previous_tat, state.paused_until)
     return state
 
 
@@ -145,12 +180,30 @@ def pause(state: BucketState, limits: Limits, now: float, seconds: float) -> Buc
     return BucketState(tat=max(state.tat, until + limits.tolerance), paused_until=until)
 
 
+def resume(
+    state: BucketState, limits: Limits, now: float, before: float = -math.inf
+) -> BucketState:
+    """End a pause at ``now`` (an operator's call: the provider is answering again).
+
+    ``before`` is the TAT just before the pause raised it (the backlog reserved then). The
+    bucket restarts empty at ``now``, as at a pause's end, keeping that backlog. When a
+    caller has reserved a slot behind the pause (the TAT has moved past where the pause put
+    it), that caller is asleep until its slot, maybe in another process, and cannot be
+    called back: the slots stand, and new callers still queue behind them.
+    """
+    if state.paused_until <= now:
+        return state
+    if state.tat - (state.paused_until + limits.tolerance) > _NOISE:
+        return BucketState(state.tat, now)
+    return BucketState(max(before, now + limits.tolerance), now)
+
+
 def rescale(state: BucketState, old: Limits, new: Limits, now: float) -> BucketState:
     """Carry the tokens already owed (reserved ahead of ``now``) over to new limits."""
     if state.tat <= now:
         return state
     owed = (state.tat - now) * old.rate
-    return replace(state, tat=now + owed / new.rate)
+    return BucketState(now + owed / new.rate, state.paused_until)
 
 
 def available_tokens(state: BucketState, limits: Limits, now: float) -> float:
@@ -242,4 +295,4 @@ def charge(state: BucketState, limits: Limits, now: float, tokens: float) -> Buc
     before it reserves."""
     if not tokens > 0:
         return state
-    return replace(state, tat=max(state.tat, now) + tokens * limits.interval)
+    return BucketState(max(state.tat, now) + tokens * limits.interval, state.paused_until)
