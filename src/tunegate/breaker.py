@@ -1,7 +1,9 @@
 """Circuit breakers for the providers, each on its own or shared by every process through Redis.
 
 The state machine is :mod:`tunegate._policy.breaker`; this module only drives it. A local
-breaker keeps the machine in memory behind a lock held for one policy call. A shared breaker
+breaker keeps the machine in memory behind a lock held for one policy call; while CLOSED it
+admits with the permit the machine says that state grants at any time (``standing()``),
+without the clock or the lock, and a success that changes nothing skips it. A shared breaker
 (``redis=``) runs the machine's Lua twin in Redis, so one process tripping it opens it for
 all, and half-open probe slots are leased there. It remembers the last answer from Redis for
 ``cache_ttl`` seconds (1 s by default), whichever call brought it (an allow or an outcome):
