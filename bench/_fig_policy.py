@@ -1,6 +1,7 @@
 """Figures 5 and 6: the granted path of breaker + limiter + retry around a no-op (sync and
-async) beside pybreaker + pyrate-limiter + tenacity and pybreaker + limits + stamina; a
-shared Redis limiter across 4 processes beside pyrate-limiter's RedisBucket."""
+async) beside pybreaker + pyrate-limiter + tenacity and pybreaker + limits + stamina, and
+tunegate's split into its three pieces; a shared Redis limiter across 4 processes beside
+pyrate-limiter's RedisBucket."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from _ctx import LIFTED, Ctx
@@ -46,8 +48,13 @@ def _tunegate_parts() -> tuple[CircuitBreaker, RateLimiter, Retrying]:
     return breaker, limiter, Retrying(RetryPolicy(max_attempts=3))
 
 
-def tunegate_stack(ctx: Ctx) -> float:
-    """``Retrying.call(breaker.call, fn)`` where fn takes a limiter token, then the no-op."""
+# Every stack does the same work per call, as its library's users would write it: a retry
+# wrapper (3 attempts), around a breaker's guard, around a function that takes one token
+# from an in-memory limiter and then calls the no-op. tunegate's split (5f-5k) times each
+# of its three pieces alone around the no-op; their sum is about the stack.
+
+
+def _sync_pieces() -> dict[str, Callable[[], object]]:
     breaker, limiter, retrying = _tunegate_parts()
     acquire = limiter.acquire
 
@@ -55,10 +62,15 @@ def tunegate_stack(ctx: Ctx) -> float:
         acquire("bench5")
         return _noop()
 
-    return timed(lambda: retrying.call(breaker.call, guarded), ctx.seconds, cpu=True)
+    return {
+        "stack": lambda: retrying.call(breaker.call, guarded),
+        "breaker": lambda: breaker.call(_noop),
+        "limiter": guarded,
+        "retry": lambda: retrying.call(_noop),
+    }
 
 
-def tunegate_astack(ctx: Ctx) -> float:
+def _async_pieces() -> dict[str, Callable[[], Awaitable[object]]]:
     breaker, limiter, retrying = _tunegate_parts()
     acquire = limiter.aacquire
 
@@ -66,17 +78,38 @@ def tunegate_astack(ctx: Ctx) -> float:
         await acquire("bench5")
         return await _anoop()
 
+    return {
+        "stack": lambda: retrying.acall(breaker.acall, guarded),
+        "breaker": lambda: breaker.acall(_anoop),
+        "limiter": guarded,
+        "retry": lambda: retrying.acall(_anoop),
+    }
+
+
+def tunegate_stack(ctx: Ctx, piece: str = "stack") -> float:
+    """``Retrying.call(breaker.call, fn)`` where fn takes a limiter token, then the no-op;
+    or one ``piece`` of it alone: "breaker", "limiter" (fn), "retry"."""
+    return timed(_sync_pieces()[piece], ctx.seconds, cpu=True)
+
+
+def tunegate_astack(ctx: Ctx, piece: str = "stack") -> float:
+    """The asyncio form of :func:`tunegate_stack`."""
     with asyncio.Runner() as runner:
-        return atimed(runner, lambda: retrying.acall(breaker.acall, guarded), ctx.seconds, cpu=True)
+        return atimed(runner, _async_pieces()[piece], ctx.seconds, cpu=True)
 
 
-def pyrate_tenacity_stack(ctx: Ctx) -> float:
+def _pybreaker_pyrate() -> tuple[Any, Any]:
     import pybreaker
-    import tenacity
     from pyrate_limiter import Duration, Limiter, Rate
 
     breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60)
-    limiter = Limiter(Rate(10**9, Duration.SECOND))
+    return breaker, Limiter(Rate(10**9, Duration.SECOND))
+
+
+def pyrate_tenacity_stack(ctx: Ctx) -> float:
+    import tenacity
+
+    breaker, limiter = _pybreaker_pyrate()
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_exponential(), reraise=True
     )
@@ -86,6 +119,25 @@ def pyrate_tenacity_stack(ctx: Ctx) -> float:
         return _noop()
 
     return timed(lambda: retrying(breaker.call, guarded), ctx.seconds, cpu=True)
+
+
+def pyrate_tenacity_astack(ctx: Ctx) -> float:
+    """tenacity's AsyncRetrying, pybreaker's ``calling()`` block (its asyncio form without
+    tornado) and pyrate-limiter's ``try_acquire_async``."""
+    import tenacity
+
+    breaker, limiter = _pybreaker_pyrate()
+    retrying = tenacity.AsyncRetrying(
+        stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_exponential(), reraise=True
+    )
+
+    async def guarded() -> None:
+        with breaker.calling():
+            await limiter.try_acquire_async("bench5", blocking=False)
+            return await _anoop()
+
+    with asyncio.Runner() as runner:
+        return atimed(runner, lambda: retrying(guarded), ctx.seconds, cpu=True)
 
 
 def limits_stamina_stack(ctx: Ctx) -> float:
@@ -106,6 +158,28 @@ def limits_stamina_stack(ctx: Ctx) -> float:
         return breaker.call(guarded)
 
     return timed(call, ctx.seconds, cpu=True)
+
+
+def limits_stamina_astack(ctx: Ctx) -> float:
+    """stamina on an ``async def``, pybreaker's ``calling()`` block, limits' asyncio
+    fixed window in memory."""
+    import limits
+    import limits.aio
+    import pybreaker
+    import stamina
+
+    breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60)
+    strategy = limits.aio.strategies.FixedWindowRateLimiter(limits.aio.storage.MemoryStorage())
+    rate = limits.parse("1000000000/second")
+
+    @stamina.retry(on=Exception, attempts=3)
+    async def call() -> None:
+        with breaker.calling():
+            await strategy.hit(rate, "bench5")
+            return await _anoop()
+
+    with asyncio.Runner() as runner:
+        return atimed(runner, call, ctx.seconds, cpu=True)
 
 
 # -- figure 6 ---------------------------------------------------------------------------------

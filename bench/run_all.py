@@ -207,6 +207,16 @@ def figures(b: Bench) -> list[Figure]:
             sh("tg_stack", lambda: overhead(_fig_policy.tunegate_stack, _fig_policy.floor))
         )
 
+    def tg_astack() -> float:
+        return float(
+            sh("tg_astack", lambda: overhead(_fig_policy.tunegate_astack, _fig_policy.afloor))
+        )
+
+    def tg_piece(piece: str, asynchronous: bool) -> Callable[[], float]:
+        if asynchronous:
+            return lambda: _fig_policy.tunegate_astack(c, piece) - _fig_policy.afloor(c)
+        return lambda: _fig_policy.tunegate_stack(c, piece) - _fig_policy.floor(c)
+
     def redis_miss(key: str) -> float:
         r = once("redis_miss", lambda: _fig_miss.redis_miss_round_trips(c))
         return float(r[key])
@@ -393,10 +403,10 @@ def figures(b: Bench) -> list[Figure]:
         Figure(
             "5a. granted path, breaker + limiter + retry, async (minus an await)",
             "us",
-            lambda: overhead(_fig_policy.tunegate_astack, _fig_policy.afloor),
+            tg_astack,
             op="<=",
             limit=3,
-            note="CPU time",
+            note="CPU time; Retrying.acall(breaker.acall, fn), fn: limiter.aacquire, the no-op",
         ),
         Figure(
             "5b. pybreaker + pyrate-limiter + tenacity, sync (minus a direct call)",
@@ -411,6 +421,38 @@ def figures(b: Bench) -> list[Figure]:
             lambda: overhead(_fig_policy.limits_stamina_stack, _fig_policy.floor),
             "tunegate's stack (5)",
             tg_stack,
+        ),
+        Figure(
+            "5d. pybreaker + pyrate-limiter + tenacity, async (minus an await)",
+            "us",
+            lambda: overhead(_fig_policy.pyrate_tenacity_astack, _fig_policy.afloor),
+            "tunegate's stack (5a)",
+            tg_astack,
+            note="tenacity.AsyncRetrying, pybreaker's calling() block, try_acquire_async",
+        ),
+        Figure(
+            "5e. pybreaker + limits + stamina, async (minus an await)",
+            "us",
+            lambda: overhead(_fig_policy.limits_stamina_astack, _fig_policy.afloor),
+            "tunegate's stack (5a)",
+            tg_astack,
+            note="stamina on an async def, pybreaker's calling() block, limits.aio",
+        ),
+        *(
+            Figure(
+                f"5{letter}. split of 5{'a' if asynchronous else ''}: {what} alone",
+                "us",
+                tg_piece(piece, asynchronous),
+                note="CPU time, minus a direct call or an await",
+            )
+            for letter, asynchronous, piece, what in (
+                ("f", False, "breaker", "breaker.call(no-op)"),
+                ("g", False, "limiter", "limiter.acquire + no-op"),
+                ("h", False, "retry", "Retrying.call(no-op)"),
+                ("i", True, "breaker", "breaker.acall(no-op)"),
+                ("j", True, "limiter", "limiter.aacquire + no-op"),
+                ("k", True, "retry", "Retrying.acall(no-op)"),
+            )
         ),
         Figure(
             "6. shared limiter, 4 processes, 10/s: worst window / (rate x t + capacity)",
@@ -518,7 +560,7 @@ NOT_MEASURED = [
 
 def _selected(name: str, only: list[str] | None) -> bool:
     number = name.split(".", 1)[0]
-    return only is None or any(number == o or number.rstrip("abcde") == o for o in only)
+    return only is None or any(number == o or number.rstrip("abcdefghijk") == o for o in only)
 
 
 def run(quick: bool, only: list[str] | None = None) -> dict[str, Any]:

@@ -462,6 +462,86 @@ def test_low_level_permits(clock: FakeClock) -> None:
     assert b.state is CLOSED
 
 
+def test_a_closed_breaker_hands_out_one_permit_per_epoch(clock: FakeClock) -> None:
+    """The hot path makes no object: CLOSED admits with the same permit until a transition
+    or a reset starts a new epoch, whose calls get a new one; an old epoch's permit is then
+    stale (its failure changes nothing)."""
+    b = make(clock)
+    first = b.allow()
+    assert b.allow() is first
+    b.record_failure(b.allow())  # counted, still CLOSED, same epoch
+    assert b.allow() is first
+    b.reset()
+    fresh = b.allow()
+    assert fresh is not first
+    assert fresh.epoch == first.epoch + 1
+    for _ in range(3):
+        b.record_failure(first)
+    assert b.state is CLOSED
+    assert b.get_stats()["failures"] == 0
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_success_after_failures_clears_them_on_every_path(
+    clock: FakeClock, asynchronous: bool
+) -> None:
+    """The idle shortcut (a success on a healthy breaker skips the machine) never skips a
+    success that matters: F F S F F leaves a threshold-3 breaker closed through call(),
+    acall(), record_success() and `with`, and a third failure then opens it."""
+    b = make(clock)
+
+    async def afail() -> None:
+        fail()
+
+    async def aok() -> None:
+        return None
+
+    def ok_once(path: int) -> None:
+        if path == 0:
+            if asynchronous:
+                asyncio.run(b.acall(aok))
+            else:
+                b.call(lambda: None)
+        elif path == 1:
+            b.record_success(b.allow())
+        else:
+            with b:
+                pass
+
+    def fail_once() -> None:
+        if asynchronous:
+            asyncio.run(b.acall(afail))
+        else:
+            b.call(fail)
+
+    for path in range(3):
+        b.reset()
+        for _ in range(2):
+            with pytest.raises(ProviderUnavailable):
+                fail_once()
+        ok_once(path)
+        assert b.get_stats()["failures"] == 0
+        for _ in range(2):
+            b.record_failure(b.allow())
+        assert b.state is CLOSED
+        b.record_failure(b.allow())
+        assert b.state is OPEN
+
+
+def test_admitted_calls_are_counted_from_many_threads(clock: FakeClock) -> None:
+    """The hot path counts without the breaker's lock: 8 threads x 2,000 calls are 16,000."""
+    b = make(clock)
+
+    def work() -> None:
+        for _ in range(2000):
+            b.call(int)
+
+    with ThreadPoolExecutor(8) as pool:
+        for f in [pool.submit(work) for _ in range(8)]:
+            f.result(timeout=WAIT)
+    assert b.get_stats()["total_calls"] == 16_000
+
+
 def test_context_managers(clock: FakeClock) -> None:
     """`with breaker:` records success, failure and not-failure like call()."""
     b = make(clock)

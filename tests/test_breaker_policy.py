@@ -133,6 +133,29 @@ def test_transition_row(row: policy.Transition) -> None:
         assert after.epoch == case.before.epoch
 
 
+@pytest.mark.parametrize("key", list(CASES), ids=[f"{k[0]}-{k[1]}-{k[2].name}" for k in CASES])
+def test_standing_answers_what_allow_and_record_would(
+    key: tuple[CircuitState, Event, Guard],
+) -> None:
+    """standing(s), which a driver keeps instead of asking the machine: its permit is the
+    one allow() grants at any time with any token, and while it says idle a success on that
+    permit (or another non-probe one) leaves the state as it is; outside CLOSED it says
+    nothing (a state from every row of the table, at times before, at and past each timeout)."""
+    s = CASES[key].before
+    permit, idle = policy.standing(s)
+    if s.state is not CLOSED:
+        assert (permit, idle) == (None, False)
+        return
+    assert permit is not None
+    for now in (0.0, 50.0, 110.0, 1e9):
+        for token in ("", "t"):
+            assert policy.allow(s, CFG, now, token) == (s, permit)
+        after = policy.record(s, CFG, now, Event.SUCCESS, permit)
+        assert (after is s) is idle
+        assert policy.record(s, CFG, now, Event.SUCCESS, Permit(s.epoch - 1)) is s
+    assert idle is (s.failures == 0)
+
+
 def test_a_full_cycle_with_explicit_times() -> None:
     """CLOSED -> OPEN -> HALF_OPEN -> OPEN -> HALF_OPEN -> CLOSED on a made-up clock."""
     cfg = BreakerConfig(failure_threshold=2, success_threshold=2, timeout=30.0, probe_lease=30.0)

@@ -160,6 +160,8 @@ class Attempts:
         self.breaker = breaker
         self.limiter = limiter
         self.budget = budget
+        # Looked up once: budget_lock() takes a process-wide guard on every lookup.
+        self._budget_lock = budget_lock(budget) if budget is not None else None
         self.classifier = classifier
         self._rand = rand
         self._rec = recorder
@@ -178,7 +180,8 @@ class Attempts:
         endpoint = call.request.endpoint_template
         start = call.started
         if budget is not None:
-            with budget_lock(budget):
+            assert self._budget_lock is not None
+            with self._budget_lock:
                 budget.record_call(self.clock.monotonic())
         if call.http is None:
             call.http = self._http_request(call.request)
@@ -189,7 +192,11 @@ class Attempts:
             permit: Permit | None = None
             if breaker is not None:
                 try:
-                    permit = yield from breaker.allow_flow()
+                    # A local breaker (or a shared one's fresh answer) decides at once:
+                    # no flow is made for it.
+                    permit = breaker.admit()
+                    if permit is None:
+                        permit = yield from breaker.allow_flow()
                 except CircuitBreakerOpenError as exc:
                     self._rec.count("breaker_rejections")
                     return Failed(exc, "circuit_open", attempt - 1)
@@ -200,7 +207,9 @@ class Attempts:
                 outcome, status, latency = yield from self._attempt(call, attempt)
                 if permit is not None:
                     assert breaker is not None
-                    yield from breaker.record_flow(permit, self._verdict(breaker, outcome))
+                    flow = breaker.settle(permit, self._verdict(breaker, outcome))
+                    if flow is not None:  # shared: cancelled in there, it still hands back
+                        yield from flow
                     permit = None
             except GeneratorExit:  # abandoned: no effect can run now
                 raise
@@ -383,7 +392,8 @@ class Attempts:
 
     def _spend(self, now: float) -> bool:
         assert self.budget is not None
-        with budget_lock(self.budget):
+        assert self._budget_lock is not None
+        with self._budget_lock:
             return self.budget.try_spend(now)
 
     @staticmethod

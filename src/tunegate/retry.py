@@ -81,19 +81,17 @@ class RetryEvent:
 
 
 class _Run:
-    """The state of one call: attempt count, start time, last delay. The only retry loop
-    logic; the sync and async drivers differ only in how they call and sleep."""
+    """The state of one call after its first failure: attempt count, start time, last
+    delay. The only retry loop logic; the sync and async drivers differ only in how they
+    call and sleep. A first attempt that succeeds makes none (see :meth:`Retrying._begin`)."""
 
     __slots__ = ("_owner", "_start", "attempt", "previous_delay")
 
-    def __init__(self, owner: Retrying) -> None:
+    def __init__(self, owner: Retrying, start: float) -> None:
         self._owner = owner
-        self._start = owner.clock.monotonic()
+        self._start = start
         self.attempt = 1
         self.previous_delay = 0.0
-        if owner.budget is not None:
-            with owner._budget_lock:
-                owner.budget.record_call(self._start)
 
     def after_failure(self, error: Exception) -> float | None:
         """The delay before the next attempt, or None to re-raise ``error`` now."""
@@ -169,13 +167,27 @@ class Retrying:
         with self._budget_lock:
             return self.budget.try_spend(now)
 
+    def _begin(self) -> float:
+        """A call starts: its start time, counted in the budget."""
+        start = self.clock.monotonic()
+        if self.budget is not None:
+            with self._budget_lock:
+                self.budget.record_call(start)
+        return start
+
+    # A call that succeeds at once costs one clock read and no per-call object: its _Run
+    # is made at the first failure.
+
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)``, retried; sleeps with ``clock.sleep``."""
-        run = _Run(self)
+        start = self.clock.monotonic() if self.budget is None else self._begin()
+        run: _Run | None = None
         while True:
             try:
                 return fn(*args, **kwargs)
             except Exception as error:
+                if run is None:
+                    run = _Run(self, start)
                 delay = run.after_failure(error)
                 if delay is None:
                     raise
@@ -183,11 +195,14 @@ class Retrying:
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """``await fn(*args, **kwargs)``, retried; sleeps with ``clock.asleep``."""
-        run = _Run(self)
+        start = self.clock.monotonic() if self.budget is None else self._begin()
+        run: _Run | None = None
         while True:
             try:
                 return await fn(*args, **kwargs)
             except Exception as error:
+                if run is None:
+                    run = _Run(self, start)
                 delay = run.after_failure(error)
                 if delay is None:
                     raise

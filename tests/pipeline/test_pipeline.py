@@ -73,14 +73,15 @@ class RecordingBreaker(CircuitBreaker):
         super().__init__("test", **kwargs)
         self.events = events
 
-    def allow_flow(self) -> Flow[Permit]:
+    # The attempts ask admit()/settle() first (no flow for a local breaker); granted's edit.
+    def admit(self) -> Permit | None:
         self.events.append("breaker.allow")
-        return super().allow_flow()
+        return super().admit()
 
-    def record_flow(self, permit: Permit, verdict: Verdict) -> Flow[None]:
+    def settle(self, permit: Permit, verdict: Verdict) -> Flow[None] | None:
         if verdict != "ignored":
             self.events.append(f"breaker.{verdict}")
-        return super().record_flow(permit, verdict)
+        return super().settle(permit, verdict)
 
 
 def test_stage_order(server: ScriptServer, make: MakePipeline, driver: str) -> None:
@@ -401,11 +402,15 @@ class StallingBreaker(CircuitBreaker):
         super().__init__("test", failure_threshold=1, timeout=10.0, clock=clock)
         self.stalled = asyncio.Event()
 
-    def record_flow(self, permit: Permit, verdict: Verdict) -> Flow[None]:
+    def settle(self, permit: Permit, verdict: Verdict) -> Flow[None] | None:
         if verdict == "success":
-            self.stalled.set()
-            yield Stall()
-        yield from super().record_flow(permit, verdict)
+            return self._stall(permit)
+        return super().settle(permit, verdict)
+
+    def _stall(self, permit: Permit) -> Flow[None]:
+        self.stalled.set()
+        yield Stall()
+        yield from super().record_flow(permit, "success")
 
 
 class StallingLimiter(RateLimiter):

@@ -62,6 +62,7 @@ __all__ = [
     "record",
     "reset",
     "retry_at",
+    "standing",
 ]
 
 
@@ -208,6 +209,18 @@ def advance(s: BreakerState, cfg: BreakerConfig, now: float) -> BreakerState:
     if s.probes and any(expiry <= now for _, expiry in s.probes):
         s = replace(s, probes=tuple(p for p in s.probes if p[1] > now))
     return s
+
+
+def standing(s: BreakerState) -> tuple[Permit | None, bool]:
+    """What holds for ``s`` whatever the time, until the next transition or event:
+    ``(permit, idle)``. ``permit`` is the one :func:`allow` grants at any ``now`` with any
+    token (CLOSED admits every call, and nothing changes in CLOSED with time), else None.
+    ``idle``: a SUCCESS reported with that permit (or any non-probe permit) leaves ``s``
+    unchanged (CLOSED with no failure counted). A driver may keep both and skip the machine
+    on the hot path: the answers are this table's, computed once per state."""
+    if s.state is not CLOSED:
+        return None, False
+    return Permit(s.epoch), not s.failures
 
 
 def allow(
