@@ -773,8 +773,10 @@ def config_show(ctx: typer.Context) -> None:
 
 @app.command(
     help=_paragraphs("""Run the gateway as an HTTP service (/v1/..., pass-through, /metrics,
-/status); the settings come from flags > environment > the TOML file, as for enrich. The admin
-token comes from TUNEGATE_ADMIN_TOKEN. Needs the 'serve' extra.
+/status); the settings come from flags > environment > the TOML file, as for enrich. The same
+file holds the service's own settings: admin_token (TUNEGATE_ADMIN_TOKEN), token_key
+(TUNEGATE_TOKEN_KEY), drain (TUNEGATE_DRAIN) and an [api_keys] table of application = key
+(TUNEGATE_API_KEYS=app=KEY,...); with --sandbox only these are used. Needs the 'serve' extra.
 
 Example: tunegate serve --sandbox --port 8080""")
 )
@@ -797,8 +799,8 @@ def serve(
         raise _fail(console(), message) from None
     if config is not None:
         ctx.find_root().obj = config
-    cfg = None if sandbox else _load(ctx)
-    run_service(host=host, port=port, sandbox=sandbox, config=cfg)
+    # Loaded with --sandbox too: the admin token, caller keys and drain still apply.
+    run_service(host=host, port=port, sandbox=sandbox, config=_load(ctx))
 
 
 def main() -> None:

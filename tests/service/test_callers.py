@@ -1,4 +1,4 @@
-"""Callers' API keys: parsing and the service file, 401 without a known key on /v1 and the
+"""Callers' API keys: parsing and the service's variables, 401 without a known key on /v1 and the
 pass-through (operations stay open), the key never leaving the process, and the fair share:
 two applications contend for one slow provider quota and the light one is not starved."""
 
@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -71,47 +70,38 @@ def test_a_request_carries_its_key_in_either_header() -> None:
     assert key_in({}) is None
 
 
-def test_service_file_and_environment(tmp_path: Path) -> None:
-    path = tmp_path / "service.toml"
-    path.write_text(
-        f'admin_token = "from-file"\ntoken_key = "tk"\n[api_keys]\nheavy = "{KEY_HEAVY}"\n'
-    )
-    opts = ServiceOptions.from_env({"TUNEGATE_SERVICE_FILE": str(path)})
-    assert opts.admin_token == "from-file"
+def test_service_variables() -> None:
+    """``ServiceOptions.from_env``: the service's variables (the TOML file's equivalents are
+    in tests/test_config_service.py)."""
+    env = {
+        "TUNEGATE_ADMIN_TOKEN": "from-env",
+        "TUNEGATE_TOKEN_KEY": "tk",
+        "TUNEGATE_API_KEYS": f"heavy={KEY_HEAVY},light={KEY_LIGHT}",
+    }
+    opts = ServiceOptions.from_env(env)
+    assert opts.admin_token == "from-env"
     assert opts.token_key == b"tk"
     assert opts.api_keys.app_of(KEY_HEAVY) == "heavy"
-    env = {
-        "TUNEGATE_SERVICE_FILE": str(path),
-        "TUNEGATE_ADMIN_TOKEN": "from-env",
-        "TUNEGATE_API_KEYS": f"light={KEY_LIGHT}",
-    }
-    opts = ServiceOptions.from_env(env)  # the environment wins over the file
-    assert opts.admin_token == "from-env"
-    assert opts.api_keys.apps() == {"light"}
+    assert opts.api_keys.apps() == {"heavy", "light"}
     assert not ServiceOptions.from_env({}).api_keys  # none configured: an open service
-    path.write_text('admin_token = "x"\nadmin_tokn = "y"\n')
-    with pytest.raises(ConfigurationError, match="unknown key 'admin_tokn'"):
-        ServiceOptions.from_env({"TUNEGATE_SERVICE_FILE": str(path)})
-    path.write_text(f'[api_keys]\na = "{KEY_HEAVY}"\nb = "{KEY_HEAVY}"\n')
+    bad = {"TUNEGATE_API_KEYS": f"a={KEY_HEAVY},b={KEY_HEAVY}"}
     with pytest.raises(ConfigurationError, match="entries 1 and 2 share one key") as refused:
-        ServiceOptions.from_env({"TUNEGATE_SERVICE_FILE": str(path)})
-    assert str(path) in str(refused.value)
+        ServiceOptions.from_env(bad)
+    assert "TUNEGATE_API_KEYS" in str(refused.value)
     assert KEY_HEAVY not in str(refused.value)
 
 
-def test_serve_exits_2_with_one_line_on_a_bad_service_file(tmp_path: Path) -> None:
-    path = tmp_path / "service.toml"
-    path.write_text(f'[api_keys]\na = "{KEY_HEAVY}"\nb = "{KEY_HEAVY}"\n')
+def test_serve_exits_2_with_one_line_on_bad_keys() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "tunegate", "serve", "--sandbox", "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "TUNEGATE_SERVICE_FILE": str(path), "TUNEGATE_API_KEYS": ""},
+        env={**os.environ, "TUNEGATE_API_KEYS": f"a={KEY_HEAVY},b={KEY_HEAVY}"},
     )
     assert out.returncode == 2, out.stderr
     assert "share one key" in out.stderr
-    assert str(path) in out.stderr  # the line names the file
+    assert "TUNEGATE_API_KEYS" in out.stderr  # the line names the variable
     assert "Traceback" not in out.stderr
     assert KEY_HEAVY not in out.stderr + out.stdout
 

@@ -7,7 +7,6 @@ and the ``/status`` page. Errors are ``application/problem+json``; every answer 
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -21,17 +20,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunegate.clients import AsyncGateway, Settings
+from tunegate.config import DEFAULT_DRAIN, service_config
 from tunegate.exceptions import ConfigurationError
 from tunegate.observability import correlation_id
 from tunegate.service import ops, passthrough
 from tunegate.service.api import DEFAULT_DEADLINE, ENDPOINTS, handler
-from tunegate.service.callers import (
-    API_KEYS_ENV,
-    SERVICE_FILE_ENV,
-    CallerKeys,
-    guarded,
-    read_service_file,
-)
+from tunegate.service.callers import CallerKeys, guarded
 from tunegate.service.openapi import DOCS_HTML, openapi_document
 from tunegate.service.status import STATUS_HTML
 
@@ -40,12 +34,7 @@ if TYPE_CHECKING:
 
     from tunegate.config import CliConfig
 
-__all__ = ["ADMIN_TOKEN_ENV", "ServiceOptions", "create_app", "serve"]
-
-ADMIN_TOKEN_ENV = "TUNEGATE_ADMIN_TOKEN"
-TOKEN_KEY_ENV = "TUNEGATE_TOKEN_KEY"
-DRAIN_ENV = "TUNEGATE_DRAIN"
-DEFAULT_DRAIN = 10
+__all__ = ["ServiceOptions", "create_app", "serve"]
 
 
 @dataclass(frozen=True)
@@ -68,32 +57,24 @@ class ServiceOptions:
     drain: int = DEFAULT_DRAIN
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **given: Any) -> ServiceOptions:
-        """From the environment, then the service file it names (``TUNEGATE_SERVICE_FILE``:
-        ``admin_token``, ``token_key``, ``[api_keys]``); the environment wins. Raises
-        ConfigurationError, naming the file or the application, for a bad one."""
-        env = os.environ if environ is None else environ
-        path = (env.get(SERVICE_FILE_ENV) or "").strip()
-        filed = read_service_file(path) if path else {}
-        token = (env.get(ADMIN_TOKEN_ENV) or "").strip() or filed.get("admin_token") or None
-        listed = (env.get(API_KEYS_ENV) or "").strip()
-        if listed:
-            keys = CallerKeys.parse(listed)
-        else:
-            try:
-                keys = CallerKeys.of(filed.get("api_keys", {}))
-            except ConfigurationError as exc:
-                raise ConfigurationError(f"{path}: {exc}") from None
-        key = (env.get(TOKEN_KEY_ENV) or "").strip() or filed.get("token_key", "")
+    def from_config(cls, config: CliConfig, **given: Any) -> ServiceOptions:
+        """From the configuration's service settings (``admin_token``, ``token_key``,
+        ``drain``, ``api_keys``: see :mod:`tunegate.config`); ``given`` wins. Raises
+        ConfigurationError, naming a caller key entry by its position, for bad keys."""
+        given.setdefault("api_keys", CallerKeys.of(config.caller_key_table()))
+        key = config.secret("token_key")
         if key:  # several service processes must sign the callers' tokens alike
             given.setdefault("token_key", key.encode())
-        given.setdefault("api_keys", keys)
-        drain = (env.get(DRAIN_ENV) or "").strip()
-        if drain:
-            if not drain.isdigit() or not 0 < int(drain) <= 3600:
-                raise ConfigurationError(f"{DRAIN_ENV} must be whole seconds in 1..3600")
-            given.setdefault("drain", int(drain))
-        return cls(admin_token=token, **given)
+        given.setdefault("drain", config.drain)
+        return cls(admin_token=config.secret("admin_token"), **given)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **given: Any) -> ServiceOptions:
+        """From the service's variables alone (``TUNEGATE_ADMIN_TOKEN``,
+        ``TUNEGATE_TOKEN_KEY``, ``TUNEGATE_DRAIN``, ``TUNEGATE_API_KEYS``), no file: what
+        :func:`create_app` uses when given no options. Raises ConfigurationError naming
+        the variable, never its value."""
+        return cls.from_config(service_config(environ), **given)
 
 
 @contextlib.contextmanager
@@ -233,15 +214,21 @@ def serve(
     at once, lets in-flight requests finish for ``TUNEGATE_DRAIN`` seconds (10), cancels
     the rest, closes the gateway and exits.
 
-    Provider settings come from ``config`` (the CLI's configuration: flags > environment >
-    TOML file) when given, else from the environment as for ``Gateway.from_env()``."""
+    ``config`` (the CLI's configuration: flags > environment > TOML file) gives the
+    service's own settings and, unless ``sandbox``, the providers' settings and the cache;
+    without it everything comes from the environment (``Gateway.from_env()``,
+    :meth:`ServiceOptions.from_env`)."""
     import uvicorn
 
-    settings = None if config is None else config.client_settings()
-    cache_path = None if config is None else config.cache
+    provider_config = None if sandbox else config
+    settings = None if provider_config is None else provider_config.client_settings()
+    cache_path = None if provider_config is None else provider_config.cache
     try:
-        options = ServiceOptions.from_env()
-    except ConfigurationError as exc:  # a bad service file or key list: one line, exit 2
+        if config is None:
+            options = ServiceOptions.from_env()
+        else:
+            options = ServiceOptions.from_config(config)
+    except ConfigurationError as exc:  # bad caller keys: one line, exit 2
         print(f"tunegate serve: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     app = create_app(sandbox=sandbox, settings=settings, cache_path=cache_path, options=options)
