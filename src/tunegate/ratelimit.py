@@ -237,6 +237,11 @@ class _Queue:
             pending[0] -= 1
             if pending[0] <= 0:
                 del self._pending[waiter.key]
+            elif not served and waiter.round == pending[1]:
+                # A cancelled last waiter: its key's next one takes the round after the last
+                # still queued, not after the cancelled one (it would lose a turn).
+                rounds = [w.round for w in self.waiters if w.key == waiter.key]
+                pending[1] = max(rounds, default=self._served)
 
 
 class _Ticket(NamedTuple):  # not a frozen dataclass: half the cost on the hot path

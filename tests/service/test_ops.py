@@ -178,7 +178,7 @@ def test_admin_resume_ends_a_pause_and_requests_flow(
         before = spotify_calls()
         r = c.post("/admin/limits/spotify/resume", headers=AUTH)
         assert r.status_code == 200, r.text
-        assert r.json() == {"provider": "spotify", "paused_until": None}
+        assert r.json() == {"provider": "spotify", "paused_until": None, "next_token_in": 0.0}
         assert c.get("/status.json").json()["providers"]["spotify"]["paused_until"] is None
         other = known_track(emulator.catalog, skip=1)
         for t in (track, other):  # flowing again: neither is cached, so each asks Spotify

@@ -92,7 +92,9 @@ if op == 'acquire' then
   if charge and charge > 0 then
     tat = math.max(tat, now) + charge * interval(rate)
   end
-  local tokens = math.max(1, math.floor(tonumber(ARGV[10]) or 1))
+  -- acquire() refuses more tokens than the capacity; the ceiling keeps a stray direct call
+  -- from spinning Redis
+  local tokens = math.min(math.max(1, math.floor(tonumber(ARGV[10]) or 1)), 100000)
   local start, new_tat = now, tat
   for _ = 1, tokens do
     start = math.max(now, new_tat - tolerance(rate, cap), paused)

@@ -19,6 +19,7 @@ application's name goes further."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ class CallerKeys:
     def of(cls, apps: Mapping[str, str]) -> CallerKeys:
         """From ``application name -> key``, checked by :func:`tunegate.config.caller_keys`
         (ConfigurationError naming the entry by its position, never a name or a key)."""
-        return cls(tuple((key.encode(), app) for app, key in caller_keys(apps).items()))
+        return cls(tuple((_digest(key), app) for app, key in caller_keys(apps).items()))
 
     @classmethod
     def parse(cls, text: str) -> CallerKeys:
@@ -66,15 +67,21 @@ class CallerKeys:
         """The application whose key ``given`` is; None when it is no configured key."""
         if not given:
             return None
-        raw = given.strip().encode()
+        raw = _digest(given.strip())
         found = None
         for key, app in self._keys:  # no early exit: the time says nothing of the match
-            if hmac.compare_digest(raw, key):
+            if hmac.compare_digest(raw, key):  # equal lengths: the time says nothing of it
                 found = app
         return found
 
     def __repr__(self) -> str:  # the keys never appear in a repr, a log or a traceback
         return f"CallerKeys({len(self._keys)} keys)"
+
+
+def _digest(key: str) -> bytes:
+    # Compared as fixed-length digests, so a key's length leaks through no timing, and the
+    # raw keys are not kept in memory.
+    return hashlib.sha256(key.encode()).digest()
 
 
 def key_in(headers: Mapping[str, str]) -> str | None:

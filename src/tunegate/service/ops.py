@@ -365,8 +365,15 @@ async def _admin_resume(request: Request, gw: AsyncGateway) -> Any:
     name = _provider(request, gw)
     # Ends the pause on the shared bucket too: every process behind one Redis resumes.
     await gw.limiter.aresume(name)
-    paused = (await gw.limiter.aget_stats())[name]["paused_until"]
-    return {"provider": name, "paused_until": paused}
+    stats = (await gw.limiter.aget_stats())[name]
+    # Callers already asleep until slots behind the pause keep them (the limiter cannot
+    # call them back): say when the next token is free, so an operator sees it.
+    missing = max(0.0, 1.0 - float(stats["available_tokens"]))
+    return {
+        "provider": name,
+        "paused_until": stats["paused_until"],
+        "next_token_in": round(missing / float(stats["rate"]), 3),
+    }
 
 
 async def _admin_rate(request: Request, gw: AsyncGateway) -> Any:
