@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gc
+import random
 import sys
+import threading
 import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -83,3 +86,66 @@ def test_shared_objects_counted_once() -> None:
     """An object reachable twice (e.g. an interned string) is counted once."""
     s = "x" * 10_000
     assert resident_size([s, s]) < resident_size([s, "y" * 10_000])
+
+
+def test_lock_free_reads_beside_writers_stay_consistent() -> None:
+    """Readers take no lock: with writers putting, deleting and evicting in other threads
+    (and thread switches forced often), a read finds the right entry or none, and the byte
+    and entry accounting ends exact."""
+    backend = MemoryBackend(max_entries=40, max_bytes=40 * 2000)
+    keys = [f"spotify:search:{i}" for i in range(120)]
+    values = {k: freeze({"key": k, "items": [k] * (i % 9)}) for i, k in enumerate(keys)}
+    wrong: list[str] = []
+    raised: list[BaseException] = []
+
+    def guarded(work: Callable[[int], None]) -> Callable[[int], None]:
+        def run(seed: int) -> None:
+            try:
+                work(seed)
+            except BaseException as exc:  # a thread's exception must fail the test
+                raised.append(exc)
+
+        return run
+
+    @guarded
+    def reader(seed: int) -> None:
+        pick = random.Random(seed).choice
+        for _ in range(30_000):
+            key = pick(keys)
+            entry = backend.get(key)
+            if entry is not None and entry.value["key"] != key:
+                wrong.append(key)
+
+    @guarded
+    def writer(seed: int) -> None:
+        rand = random.Random(seed)
+        for n in range(4_000):
+            key = rand.choice(keys)
+            if n % 11 == 0:
+                backend.delete(key)
+            elif n % 97 == 0:
+                backend.delete_matching("spotify:search:1*")
+            else:
+                value = values[key]
+                backend.put(key, _entry(value), orjson.dumps(value), 0.0)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=reader, args=(s,)) for s in range(3)]
+        threads += [threading.Thread(target=writer, args=(s,)) for s in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads)
+    finally:
+        sys.setswitchinterval(old)
+    assert raised == []
+    assert wrong == []
+    assert len(backend) <= 40
+    assert 0 < backend.total_bytes <= backend.max_bytes
+    for key in keys:
+        backend.delete(key)
+    assert len(backend) == 0
+    assert backend.total_bytes == 0

@@ -74,10 +74,16 @@ class MemoryBackend:
         return self._bytes
 
     def get(self, key: str) -> CacheEntry | None:
-        with self._lock:
-            entry = self._data.get(key)
-            if entry is not None:
-                self._data.move_to_end(key)
+        # No lock: each OrderedDict call is one C call on a str key, atomic under the GIL,
+        # and writers change the entries and their sizes only under the lock. A key a
+        # writer removes between the two calls just misses its LRU touch.
+        data = self._data
+        entry = data.get(key)
+        if entry is not None:
+            try:
+                data.move_to_end(key)
+            except KeyError:  # removed since the get (contextlib.suppress costs more)
+                return entry
         return entry
 
     async def aget(self, key: str) -> CacheEntry | None:
