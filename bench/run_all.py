@@ -505,7 +505,7 @@ def figures(b: Bench) -> list[Figure]:
             op="<=",
             limit=1.5,
             once=True,
-            note="over a dict of the same body bytes (ratio measured in the probe)",
+            note="over a dict of the same body bytes, right-sized (orjson buffers: see the JSON)",
         ),
         Figure(
             f"7b. RSS growth / max_bytes ({cap} cap, overfilled by {fill} responses)",

@@ -358,12 +358,15 @@ def test_lru_bounded_by_bytes(clock: FakeClock) -> None:
     for key in keys:
         cache.store(key, "x" * 1000)
     assert backend.total_bytes <= 5000
-    assert len(backend) == 3  # each: the 1000-char str resident (1049 B), its key, overhead
+    # Each: its JSON (1002 B), key and overhead; the newest also decoded (a 1049 B str).
+    assert len(backend) == 2
     assert cache.lookup(keys[-1]) is not None
     assert cache.lookup(keys[0]) is None
     cache.store(keys[-1], "y" * 10_000)  # too big: dropped, and the old value goes too
     assert cache.lookup(keys[-1]) is None
-    assert backend.total_bytes == sum(backend._sizes.values())
+    for key in keys:
+        backend.delete(key)
+    assert backend.total_bytes == 0  # the accounting followed every write exactly
 
 
 # -- API edges -----------------------------------------------------------------------------

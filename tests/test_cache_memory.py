@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import gc
+import random
 import sys
+import threading
 import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import orjson
+import pytest
 
 from tunegate._policy.freshness import CacheEntry
 from tunegate.cache.frozen import decode, encode, freeze
 from tunegate.cache.memory import MemoryBackend, resident_size
+from tunegate.exceptions import ConfigurationError
 
 
 def _search_body(i: int) -> dict[str, Any]:
@@ -63,23 +68,169 @@ def test_resident_size_tracks_tracemalloc() -> None:
     assert 0.75 * measured <= accounted <= 1.25 * measured
 
 
-def test_eviction_follows_resident_size() -> None:
-    """Entries go once the resident total passes max_bytes, and the total never exceeds it."""
-    value = decode(encode(freeze(_search_body(1))))
-    one = resident_size(value)
-    backend = MemoryBackend(max_entries=10_000, max_bytes=10 * one)
-    for i in range(50):
-        v = decode(encode(freeze(_search_body(i))))
-        backend.put(f"spotify:search:{i}", _entry(v), orjson.dumps(v), 0.0)
+def _fill(backend: MemoryBackend, n: int, first: int = 0) -> list[bytes]:
+    """``n`` search answers put as the manager puts them (frozen value, orjson bytes)."""
+    payloads = []
+    for i in range(first, first + n):
+        value = decode(encode(freeze(_search_body(i))))
+        payload = orjson.dumps(value)
+        payloads.append(payload)
+        backend.put(f"spotify:search:{i}", _entry(value), payload, 0.0)
         assert backend.total_bytes <= backend.max_bytes
-    # The JSON is several times smaller than the objects: counting it would keep ~30 entries.
-    assert 5 <= len(backend) < 10
-    assert backend.get("spotify:search:49") is not None
+        assert backend.hot_total <= backend.hot_bytes
+    return payloads
+
+
+@pytest.mark.parametrize("hot_bytes", [0, None, 1 << 30])
+def test_accounted_bytes_track_tracemalloc(hot_bytes: int | None) -> None:
+    """What ``total_bytes`` counts is within 20% of what the entries take (tracemalloc),
+    whether entries keep only their JSON, the default hot share is decoded, or all are."""
+    keys = [f"spotify:search:{i}" for i in range(400)]  # the caller's, made before
+    bodies = [encode(freeze(_search_body(i))) for i in range(400)]  # as read from the wire
+    backend = MemoryBackend(max_entries=10_000, max_bytes=1 << 31, hot_bytes=hot_bytes)
+    decode(bodies[0])  # orjson's key cache filled before measuring
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for key, body in zip(keys, bodies, strict=True):
+            value = decode(body)
+            backend.put(key, _entry(value), orjson.dumps(value), 0.0)
+        del value  # what stays is the cache's own
+        gc.collect()
+        measured = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    held = measured + sum(sys.getsizeof(k) for k in keys)
+    assert 0.8 * held <= backend.total_bytes <= 1.2 * held
+
+
+def test_eviction_follows_resident_bytes() -> None:
+    """Entries go once the resident total passes max_bytes; the JSON, not orjson's output
+    buffer (several times longer), is what an entry keeps."""
+    one = len(orjson.dumps(_search_body(1)))
+    backend = MemoryBackend(max_entries=10_000, max_bytes=20 * one, hot_bytes=3 * one)
+    _fill(backend, 60)
+    # Cold entries hold their JSON plus a few hundred bytes; three fit decoded besides.
+    assert 10 <= len(backend) < 20
+    assert backend.get("spotify:search:59") is not None
     assert backend.get("spotify:search:0") is None
-    assert backend.total_bytes == sum(backend._sizes.values())
+    for i in range(60):
+        backend.delete(f"spotify:search:{i}")
+    assert len(backend) == 0
+    assert backend.total_bytes == backend.hot_total == 0
+
+
+def test_hot_hits_share_one_object_and_cold_ones_decode_once() -> None:
+    """A hot entry's hits return the very object the cache holds; a cooled entry's hit
+    decodes an equal value with the same stamps, which is then hot (the same object again)
+    and cools the least recently used hot entry in turn."""
+    one = resident_size(decode(encode(freeze(_search_body(1)))))
+    backend = MemoryBackend(max_entries=100, max_bytes=1 << 30, hot_bytes=2 * one + 500)
+    stored = CacheEntry(freeze(_search_body(0)), True, False, "spotify", "search", 5.0, 9.0)
+    backend.put("spotify:search:0", stored, encode(stored.value), 0.0)
+    first = backend.get("spotify:search:0")
+    assert first is not None
+    assert first.value is stored.value
+    assert backend.get("spotify:search:0") is first
+    _fill(backend, 2, first=1)  # entries 1 and 2 are the hot ones now; 0 is cold
+    assert backend.hot_total <= backend.hot_bytes
+    again = backend.get("spotify:search:0")
+    assert again is not None
+    assert again.value == stored.value
+    assert again.value is not stored.value
+    assert (again.negative, again.provider, again.kind) == (True, "spotify", "search")
+    assert (again.fresh_until, again.stale_until, again.stale) == (5.0, 9.0, False)
+    assert backend.get("spotify:search:0") is again  # hot again: no second decode
+    with pytest.raises(TypeError):
+        again.value["tracks"] = None  # decoded values are frozen too
+    hit = backend.get("spotify:search:1")  # it went cold when 0 came back
+    assert hit is not None
+    assert backend.get("spotify:search:1") is hit
+
+
+def test_a_value_too_big_for_the_hot_share_is_kept_as_json() -> None:
+    backend = MemoryBackend(max_entries=10, max_bytes=1 << 20, hot_bytes=1000)
+    value = freeze({"s": "x" * 5000})
+    backend.put("spotify:search:big", _entry(value), encode(value), 0.0)
+    assert backend.hot_total == 0
+    a, b = backend.get("spotify:search:big"), backend.get("spotify:search:big")
+    assert a is not None
+    assert b is not None
+    assert a.value == b.value == value
+    assert backend.hot_total == 0
+
+
+@pytest.mark.parametrize("hot_bytes", [-1, 2.5, 1 << 30])
+def test_hot_bytes_is_checked(hot_bytes: Any) -> None:
+    with pytest.raises(ConfigurationError):
+        MemoryBackend(max_bytes=1 << 20, hot_bytes=hot_bytes)
 
 
 def test_shared_objects_counted_once() -> None:
     """An object reachable twice (e.g. an interned string) is counted once."""
     s = "x" * 10_000
     assert resident_size([s, s]) < resident_size([s, "y" * 10_000])
+
+
+def test_lock_free_reads_beside_writers_stay_consistent() -> None:
+    """Readers take no lock: with writers putting, deleting and evicting in other threads
+    (and thread switches forced often), a read finds the right entry or none, and the byte
+    and entry accounting ends exact."""
+    backend = MemoryBackend(max_entries=40, max_bytes=40 * 2000, hot_bytes=4000)
+    keys = [f"spotify:search:{i}" for i in range(120)]
+    values = {k: freeze({"key": k, "items": [k] * (i % 9)}) for i, k in enumerate(keys)}
+    wrong: list[str] = []
+    raised: list[BaseException] = []
+
+    def guarded(work: Callable[[int], None]) -> Callable[[int], None]:
+        def run(seed: int) -> None:
+            try:
+                work(seed)
+            except BaseException as exc:  # a thread's exception must fail the test
+                raised.append(exc)
+
+        return run
+
+    @guarded
+    def reader(seed: int) -> None:
+        pick = random.Random(seed).choice
+        for _ in range(30_000):
+            key = pick(keys)
+            entry = backend.get(key)
+            if entry is not None and entry.value["key"] != key:
+                wrong.append(key)
+
+    @guarded
+    def writer(seed: int) -> None:
+        rand = random.Random(seed)
+        for n in range(4_000):
+            key = rand.choice(keys)
+            if n % 11 == 0:
+                backend.delete(key)
+            elif n % 97 == 0:
+                backend.delete_matching("spotify:search:1*")
+            else:
+                value = values[key]
+                backend.put(key, _entry(value), orjson.dumps(value), 0.0)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=reader, args=(s,)) for s in range(3)]
+        threads += [threading.Thread(target=writer, args=(s,)) for s in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads)
+    finally:
+        sys.setswitchinterval(old)
+    assert raised == []
+    assert wrong == []
+    assert len(backend) <= 40
+    assert 0 < backend.total_bytes <= backend.max_bytes
+    for key in keys:
+        backend.delete(key)
+    assert len(backend) == 0
+    assert backend.total_bytes == 0

@@ -33,7 +33,10 @@ token) and two after it (the breaker record, the write and release).
 The key-first hit: :meth:`Pipeline.look` (``alook`` for asyncio) answers a cache key from
 any backend with the fresh value, or a :class:`Miss` carrying the stale entry (and the
 claim); the caller then builds the full request and passes the miss to
-:meth:`Pipeline.flow` (or ``call``), so the cache is not read twice.
+:meth:`Pipeline.flow` (or ``call``), so the cache is not read twice. On a memory cache the
+clients ask :meth:`Pipeline.warm` first: the hit there is a lock-free dict lookup, two
+counters and the frozen value as stored (``cache/memory.py``); only its miss goes on to
+``look``.
 """
 
 from __future__ import annotations
@@ -530,8 +533,9 @@ class Pipeline:
 
     def warm(self, key: str, endpoint: str, not_found: Any) -> Any:
         """The fresh in-memory answer under ``key`` (``not_found`` for a negative entry),
-        counted as a hit; else :data:`MISS`, uncounted (the full :meth:`call` follows).
-        Superseded by :meth:`look`, which serves every backend."""
+        counted as a hit; else :data:`MISS`, uncounted: the caller's :meth:`look` (or its
+        own batch path) follows and counts it. The clients' first step on a memory cache:
+        no flight generation read, no :class:`Miss` built, a frame fewer than ``look``."""
         cache = self.cache
         entry = None if cache is None else cache.fresh(key)
         if entry is None:
