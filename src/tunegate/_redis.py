@@ -29,6 +29,7 @@ decide who closes a link with :meth:`RedisLink.adopt` (through :class:`LinkOwner
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import logging
 import math
@@ -47,7 +48,6 @@ import redis.backoff
 import redis.connection
 import redis.exceptions
 import redis.retry
-from redis.commands.core import AsyncScript, Script
 
 from tunegate._drive import Effect
 from tunegate.exceptions import ConfigurationError
@@ -88,7 +88,7 @@ DEFAULT_SOCKET_TIMEOUT = 0.5
 # Every error a Redis call can end with. Shared components fail open on all of them:
 # outages (is_outage) mark the link down for retry_interval; anything else is a bug in what
 # we sent (a script error, a key of the wrong type), logged once, and that call falls back.
-# redis-py's Script answers NOSCRIPT itself (it loads the script and retries).
+# LuaScript answers NOSCRIPT itself (it loads the script and retries).
 REDIS_FAILURES: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
 
 # What "Redis is not there" looks like (kept for compatibility; is_outage is the full rule).
@@ -515,29 +515,36 @@ class LinkOwner:
 
 
 class LuaScript:
-    """A Lua script called by SHA on any client (redis-py's Script loads it on NOSCRIPT).
+    """A Lua script called by SHA on any client, loaded (``SCRIPT LOAD``) when Redis
+    answers NOSCRIPT, as redis-py's ``Script`` does. Bound to no client, so nothing here
+    keeps a client or its connections alive. ``EVALSHA`` goes straight to
+    ``execute_command``: ``Script.__call__`` costs a few microseconds a call in argument
+    checks, and scripts sit on the hit path."""
 
-    One redis-py ``Script`` per form, bound to no client, so nothing here keeps a client or
-    its connections alive.
-    """
+    __slots__ = ("_encoded", "sha", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
-        encoded = source.encode("utf-8")  # bytes: the SHA needs no client's encoder
-        self._sync = Script(None, encoded)  # type: ignore[arg-type]
-        self._async = AsyncScript(None, encoded)  # type: ignore[arg-type]
-
-    @property
-    def sha(self) -> str:
-        return str(self._sync.sha)
+        self._encoded = source.encode("utf-8")
+        self.sha = hashlib.sha1(self._encoded).hexdigest()  # the id Redis gives the script
 
     def run(self, client: redis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return self._sync(keys=list(keys), args=list(args), client=client)
+        run = client.execute_command
+        try:
+            return run("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        except redis.exceptions.NoScriptError:  # a new or flushed server
+            run("SCRIPT LOAD", self._encoded)  # type: ignore[no-untyped-call]
+            return run("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
     async def arun(
         self, client: redis.asyncio.Redis, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        return await self._async(keys=list(keys), args=list(args), client=client)
+        run = client.execute_command
+        try:
+            return await run("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        except redis.exceptions.NoScriptError:
+            await run("SCRIPT LOAD", self._encoded)  # type: ignore[no-untyped-call]
+            return await run("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
 
 # -- the one Redis effect ---------------------------------------------------------------
