@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import orjson
@@ -162,6 +163,9 @@ def round_trips_per_hit(ctx: Ctx, n: int = 20) -> float:
         with ctx.spotify(CacheManager(url)) as client:
             for _ in range(3):  # connect, handshake, warm
                 assert client.search_track(artist, title) is not None
+            # The warm-up miss's last write (a breaker record) can land a moment after its
+            # answer; seen once in ~20 samples inside the counted window. Let it settle.
+            time.sleep(0.3)
             proxy.reset()
             for _ in range(n):
                 client.search_track(artist, title)
