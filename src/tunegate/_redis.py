@@ -120,17 +120,18 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(_OUTAGE_CODES)
 
 
-def _bare_pool_get() -> bool:
-    """Does this redis-py's ``ConnectionPool.get_connection`` take no command name? (5.3+;
+def _bare_pool_get(pool: type[Any]) -> bool:
+    """Does this redis-py's ``get_connection`` of ``pool`` take no command name? (5.3+;
     before that the name was required, and :func:`_send` keeps to ``execute_command``.)"""
     try:
-        param = inspect.signature(redis.ConnectionPool.get_connection).parameters["command_name"]
+        param = inspect.signature(pool.get_connection).parameters["command_name"]
     except (KeyError, TypeError, ValueError):
         return False
     return param.default is None
 
 
-_BARE_POOL_GET = _bare_pool_get()
+_BARE_POOL_GET = _bare_pool_get(redis.ConnectionPool)
+_ABARE_POOL_GET = _bare_pool_get(redis.asyncio.ConnectionPool)
 
 
 def _send(client: redis.Redis, args: tuple[Any, ...]) -> Any:
@@ -152,6 +153,20 @@ def _send(client: redis.Redis, args: tuple[Any, ...]) -> Any:
         raise
     finally:
         pool.release(conn)
+
+
+async def _asend(client: redis.asyncio.Redis, args: tuple[Any, ...]) -> Any:
+    """:func:`_send` on an asyncio client (about 15 us of a 100 us GET here). An error or a
+    cancellation inside the command disconnects the connection in redis-py itself."""
+    if not _ABARE_POOL_GET:
+        return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+    pool = client.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await conn.send_command(*args)
+        return await client.parse_response(conn, args[0])
+    finally:
+        await pool.release(conn)
 
 
 def load_lua(name: str) -> str:
@@ -456,7 +471,7 @@ class RedisLink:
             if call.script is not None:
                 reply = await call.script.arun(self.aio, call.keys, call.args)
             else:
-                reply = await self.aio.execute_command(*call.command)  # type: ignore[no-untyped-call]
+                reply = await _asend(self.aio, call.command)
         except REDIS_FAILURES as exc:
             self.failed(exc, call.what)
             return call.down
@@ -552,7 +567,7 @@ class LuaScript:
     """A Lua script called by SHA on any client, loaded (``SCRIPT LOAD``) when Redis
     answers NOSCRIPT, as redis-py's ``Script`` does. Bound to no client, so nothing here
     keeps a client or its connections alive. ``EVALSHA`` is sent as a plain command
-    (:func:`_send` in the sync form): ``Script.__call__`` costs a few microseconds a call in
+    (:func:`_send`, :func:`_asend`): ``Script.__call__`` costs a few microseconds a call in
     argument checks, and scripts sit on the hit path."""
 
     __slots__ = ("_encoded", "sha", "source")
@@ -573,12 +588,12 @@ class LuaScript:
     async def arun(
         self, client: redis.asyncio.Redis, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        run = client.execute_command
+        call = ("EVALSHA", self.sha, len(keys), *keys, *args)
         try:
-            return await run("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            return await _asend(client, call)
         except redis.exceptions.NoScriptError:
-            await run("SCRIPT LOAD", self._encoded)  # type: ignore[no-untyped-call]
-            return await run("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            await _asend(client, ("SCRIPT LOAD", self._encoded))
+            return await _asend(client, call)
 
 
 # -- the one Redis effect ---------------------------------------------------------------
