@@ -190,6 +190,9 @@ def figures(b: Bench) -> list[Figure]:
     def tg_redis_hit() -> float:
         return float(sh("tg_redis_hit", lambda: _fig_redis.tunegate_hit(c)))
 
+    def original_hit() -> float:
+        return float(sh("original_hit", lambda: _fig_redis.original_hit(c)))
+
     def tg_amiss() -> float:
         return float(sh("tg_amiss", lambda: _fig_miss.tunegate_amiss(c)))
 
@@ -312,6 +315,25 @@ def figures(b: Bench) -> list[Figure]:
             tg_redis_hit,
             ">=",
             5,
+        ),
+        Figure(
+            "2f. Redis hit, SpotifyClient.search_track, beside the design's original",
+            "us",
+            tg_redis_hit,
+            "original CacheManager hit: GET + json.loads + its 2 stats counters, same value",
+            original_hit,
+            "<=",
+            1.0,
+        ),
+        Figure(
+            "2g. Redis hit on a stored string not decoded in this process before",
+            "us",
+            lambda: _fig_redis.tunegate_hit_first_read(c),
+            "original CacheManager hit: GET + json.loads + its 2 stats counters, same value",
+            original_hit,
+            "<=",
+            1.0,
+            note="decoded_entries=0: every hit runs the lookup script and decodes + freezes",
         ),
         Figure(
             "3. miss, AsyncSpotifyClient.search_track (memory cache)",

@@ -192,6 +192,133 @@ async def test_async_api(redis_url: str) -> None:
     await client.aclose()
 
 
+# -- decoded once per stored string ----------------------------------------------------------
+
+
+def _cmd_calls(raw: redis.Redis, command: str) -> int:
+    stats = raw.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_a_hit_reuses_the_decoded_value_until_the_stored_bytes_change(
+    cache: CacheManager, redis_url: str
+) -> None:
+    """Two hits on the same stored string share one frozen object (decoded once), which
+    refuses mutation; a write by another process changes the bytes, and the next hit reads
+    it, still one GET each."""
+    key = cache.key("spotify:track", TRACK["id"])
+    cache.store(key, TRACK)
+    first, second = cache.get(key), cache.get(key)
+    assert first is second
+    assert first == TRACK
+    with pytest.raises(TypeError):
+        first["name"] = "changed"
+    with pytest.raises(TypeError):
+        first["artists"].append({"name": "someone"})
+    with pytest.raises(TypeError):
+        first["artists"][0]["name"] = "changed"
+    other = CacheManager(redis_url)  # another process sharing the Redis
+    try:
+        other.store(key, {**TRACK, "name": "Strobe (Radio Edit)"})
+        third = cache.get(key)
+        assert third is not first
+        assert third["name"] == "Strobe (Radio Edit)"
+        assert type(third) is FrozenDict
+        assert cache.get(key) is third
+        other.invalidate("spotify:track", TRACK["id"])
+        assert cache.get(key) is None  # Redis answers every hit: gone means gone
+    finally:
+        other.close()
+    assert cache.get_stats()["hits"] == 4
+
+
+def test_decoded_entries_are_bounded_by_count_and_bytes(raw: redis.Redis, redis_url: str) -> None:
+    """The oldest decoded entry goes first past ``decoded_entries`` or ``decoded_bytes``;
+    one bigger than ``decoded_bytes`` is never kept; 0 keeps none."""
+    from tunegate.cache import RedisBackend
+
+    def decoded_again(cache: CacheManager, key: str) -> bool:
+        return cache.get(key) is not cache.get(key)
+
+    by_count = CacheManager(backend=RedisBackend(redis_url, decoded_entries=2))
+    keys = [by_count.key("spotify:track", str(i)) for i in range(3)]
+    for key in keys:
+        by_count.store(key, TRACK)
+    held = [by_count.get(k) for k in keys]  # key 0 decoded first, so evicted by key 2
+    assert by_count.get(keys[0]) is not held[0]
+    assert by_count.get(keys[2]) is held[2]
+    by_count.close()
+
+    sizes = [len(raw.get(k) or b"") for k in keys]  # stamps differ by a digit or two
+    by_bytes = CacheManager(backend=RedisBackend(redis_url, decoded_bytes=2 * max(sizes)))
+    held = [by_bytes.get(k) for k in keys]
+    assert by_bytes.get(keys[0]) is not held[0]
+    assert by_bytes.get(keys[2]) is held[2]
+    by_bytes.close()
+
+    too_small = CacheManager(backend=RedisBackend(redis_url, decoded_bytes=sizes[0] - 1))
+    assert decoded_again(too_small, keys[0])
+    too_small.close()
+    off = CacheManager(backend=RedisBackend(redis_url, decoded_entries=0))
+    assert decoded_again(off, keys[0])
+    off.close()
+    with pytest.raises(ConfigurationError):
+        RedisBackend(redis_url, decoded_entries=-1)
+
+
+def test_hit_flow_is_one_get_for_a_key_read_fresh_and_nothing_otherwise(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    """The request path's guess: a key this process read fresh is looked up with one plain
+    GET (a hit, counted); an unknown key, an expired one, or one Redis dropped since
+    returns None uncounted, so the caller looks it up its own way."""
+    from tunegate._drive import drive
+
+    clock = FakeClock()
+    cache = CacheManager(redis_url, clock=clock, ttls={"spotify:track": 10.0}, jitter=0.0)
+    key = cache.key("spotify:track", TRACK["id"])
+    try:
+        cache.store(key, TRACK)
+        raw.config_resetstat()
+        assert drive(cache.hit_flow(key)) is None  # never read here: no command at all
+        assert _cmd_calls(raw, "get") == 0
+        assert cache.lookup(key) is not None
+        entry = drive(cache.hit_flow(key))
+        assert entry is not None
+        assert entry.value == TRACK
+        assert _cmd_calls(raw, "get") == 2
+        assert cache.get_stats()["hits"] == 2
+        clock.advance(10.0)  # past fresh_until: no guess, no command
+        assert drive(cache.hit_flow(key)) is None
+        assert _cmd_calls(raw, "get") == 2
+        clock.advance(-5.0)
+        raw.delete(key)  # dropped behind our back: one GET, then None, uncounted
+        assert drive(cache.hit_flow(key)) is None
+        assert _cmd_calls(raw, "get") == 3
+        assert cache.get_stats()["hits"] == 2
+        assert cache.get_stats()["misses"] == 0
+    finally:
+        cache.close()
+
+
+def test_packed_is_what_a_store_writes(redis_url: str, raw: redis.Redis) -> None:
+    """The request path's write (``packed``) and the backend's put share one encoding and
+    one expiry rule: the same string and a PX that ends with the stale grace."""
+    clock = FakeClock()
+    cache = CacheManager(redis_url, clock=clock, jitter=0.0)
+    key = cache.key("spotify:search", "a", "b")
+    try:
+        value, stored, ttl_ms = cache.packed(key, TRACK, ttl=100.0)
+        assert value == TRACK
+        assert type(value) is FrozenDict
+        assert ttl_ms == int((100.0 + cache.policy.stale_grace) * 1000) + 1
+        cache.store(key, TRACK, ttl=100.0)
+        assert raw.get(key) == stored
+        assert ttl_ms - 5000 <= raw.pttl(key) <= ttl_ms
+    finally:
+        cache.close()
+
+
 # -- Redis going away ------------------------------------------------------------------------
 
 

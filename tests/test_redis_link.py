@@ -533,3 +533,34 @@ def test_who_closes_a_link_is_decided_once(redis_url: str) -> None:
     mine.close()
     assert mine._link._sync is None
     made.close()
+
+
+@pytest.mark.redis
+def test_an_error_reply_keeps_the_connection_and_a_timeout_drops_it(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    """Sync commands bypass ``execute_command``, so the connection rules are ours: after an
+    error reply (WRONGTYPE) the same pooled connection answers the next command in step;
+    after a read that timed out mid-command it is disconnected, never handed back holding
+    the late reply for the next caller."""
+    link = RedisLink(redis_url, socket_timeout=0.2, retry_interval=0.05)
+    admin = redis_server.client()
+    try:
+        admin.rpush("a list", "x")
+        admin.set("plain", "v")
+        get_list = RedisCall(link, "test", command=("GET", "a list"), down=DOWN)
+        get_plain = RedisCall(link, "test", command=("GET", "plain"), down=DOWN)
+        assert get_list.run() is DOWN  # WRONGTYPE: a bug in what we sent, falls back
+        assert link.available  # not an outage
+        pool = link.sync.connection_pool
+        (conn,) = pool._available_connections
+        assert get_plain.run() == b"v"
+        assert pool._available_connections == [conn]
+        slow = RedisCall(link, "test", command=("BLPOP", "nothing", 1), down=DOWN)
+        assert slow.run() is DOWN  # the 0.2 s read timed out while Redis still waits
+        assert conn._sock is None  # dropped, not pooled in step
+        time.sleep(1.0)  # BLPOP's own nil reply would have arrived by now (and the retry
+        assert get_plain.run() == b"v"  # interval passed): a fresh connection, in step
+    finally:
+        admin.close()
+        link.close()

@@ -634,6 +634,9 @@ class Pipeline:
         """The entry under ``key`` and, when the cache shares single-flight's Redis, the
         lease claim made in the same script (None when there is none)."""
         if self._fold:
+            entry = yield from cache.hit_flow(key)  # a key read fresh lately: a plain GET
+            if entry is not None:
+                return entry, None
             now = cache.now()
             claim = self._flight.claim(key, now)
             reply = None if claim is None else (yield claim)

@@ -48,7 +48,7 @@ from tunegate.cache.decorator import cached as cached_function
 from tunegate.cache.decorator import call_parts
 from tunegate.cache.frozen import encode, freeze
 from tunegate.cache.memory import MemoryBackend
-from tunegate.cache.redisbackend import RedisBackend, pack, unpack
+from tunegate.cache.redisbackend import RedisBackend, packed, unpack
 from tunegate.cache.sqlite import SqliteBackend
 from tunegate.exceptions import ConfigurationError, InvalidInput
 from tunegate.observability import Tally
@@ -320,6 +320,25 @@ class CacheManager:
         row[_NEGATIVE_HITS if entry.negative else _HITS].bump()
         return entry
 
+    def hit_flow(self, key: str) -> Flow[CacheEntry | None]:
+        """A flow: the fresh entry under ``key`` by one plain ``GET``, counted as a hit, when
+        this process read it fresh from Redis lately and its fresh time has not run out;
+        else None, uncounted, and then (a guess that did not hold: Redis dropped or replaced
+        it, or cannot serve) after that ``GET``. For the request path, whose lookup is
+        otherwise a script that also claims single-flight's lease for a miss."""
+        backend = self._backend
+        if type(backend) is not RedisBackend or not backend.known_fresh(key, self._now()):
+            return None
+        try:
+            entry = yield from backend.get_flow(key)
+        except BackendError:
+            return None
+        if entry is None or self._now() >= entry.fresh_until:
+            return None
+        row = self._rows.get(entry.provider) or self._row(entry.provider)
+        row[_NEGATIVE_HITS if entry.negative else _HITS].bump()
+        return entry
+
     def lookup_flow(self, key: str) -> Flow[CacheEntry | None]:
         """:meth:`lookup` as a flow, for the request path: a Redis backend's command runs
         in the caller's driver loop (``RedisBackend.get_flow``), any other backend as one
@@ -360,12 +379,16 @@ class CacheManager:
         and counted as a lookup; an unreadable string is a miss and an error."""
         if not key.startswith(self._prefix):
             raise _not_ours()
-        if raw is None:
-            return self._judge(key, None)
+        backend = self._backend
         try:
-            entry = unpack(key, raw)
-        except (ValueError, UnicodeError):
+            if isinstance(backend, RedisBackend):  # decoded once per distinct stored string
+                entry = backend.entry(key, raw)
+            else:
+                entry = None if raw is None else unpack(key, raw)
+        except (BackendError, ValueError, UnicodeError):
             return self._judge(key, _FAILED)
+        if entry is None:
+            return self._judge(key, None)
         if now < entry.fresh_until:
             self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
             return entry
@@ -446,8 +469,7 @@ class CacheManager:
         send with its single-flight publish in one script. Then :meth:`packed_failed` if
         that script failed. ``TypeError`` for a value that is not JSON-like."""
         entry, payload, now = self._prepare(key, value, None, ttl, negative)
-        ttl_ms = max(1, int((entry.stale_until - now) * 1000.0) + 1)  # as RedisBackend.put
-        return entry.value, pack(entry, payload), ttl_ms
+        return (entry.value, *packed(entry, payload, now))
 
     def packed_failed(self, key: str) -> None:
         """Count a write prepared by :meth:`packed` that Redis did not take."""

@@ -9,6 +9,13 @@ so a hit is a single ``GET``, and the value stays valid UTF-8 for clients create
 ``stale_until`` (``SET ... PX``). Pattern invalidation walks ``SCAN MATCH`` and deletes with
 ``UNLINK`` in batches; never ``KEYS``, which blocks the server.
 
+Decoding and freezing a value costs a few times ``orjson.loads``, more than the ``GET``'s own
+client work, so each backend remembers the entries it last decoded, by key with the exact
+stored string: a hit whose ``GET`` returns the same bytes (stamps included) reuses that
+entry and decodes nothing. Every hit still asks Redis, so a write by any process changes
+the bytes and is seen at once; sharing the object is safe because cached values are frozen.
+:class:`_Decoded` bounds it by entries and by stored bytes.
+
 Each operation is written once, as a flow (generator) that yields the Redis commands it needs
 (:class:`tunegate._redis.RedisCall`) and returns its result; :func:`tunegate._drive.drive`
 runs it with blocking calls on the sync client and :func:`tunegate._drive.adrive` with awaits
@@ -26,6 +33,7 @@ of our entries reads as a miss too, with one warning a minute.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Generator
 from typing import Any, TypeVar
 
@@ -64,6 +72,14 @@ def pack(entry: CacheEntry, payload: bytes) -> bytes:
     return _MAGIC + b" " + header.encode("ascii") + payload
 
 
+def packed(entry: CacheEntry, payload: bytes, now: float) -> tuple[bytes, int]:
+    """What a write of ``entry`` at ``now`` stores, and for how many milliseconds (``PX``):
+    until its stale grace ends, then Redis frees it (at least 1 ms: PX refuses 0). Not kept
+    decoded: a hit returns what decoding the stored bytes gives (a str or int subclass in
+    ``entry.value`` comes back a plain str or int)."""
+    return pack(entry, payload), max(1, int((entry.stale_until - now) * 1000.0) + 1)
+
+
 def unpack(key: str, raw: bytes | str) -> CacheEntry:
     """A stored string back to an entry; raises ``ValueError`` when it is not one of ours."""
     data = raw.encode("utf-8") if isinstance(raw, str) else raw
@@ -84,9 +100,8 @@ def _get(link: RedisLink, key: str) -> Op[Any]:
     return (yield from _command(link, "GET", key))
 
 
-def _put(link: RedisLink, key: str, entry: CacheEntry, payload: bytes, now: float) -> Op[None]:
-    ttl_ms = max(1, int((entry.stale_until - now) * 1000.0) + 1)  # Redis frees it after grace
-    yield from _command(link, "SET", key, pack(entry, payload), "PX", ttl_ms)
+def _set(link: RedisLink, key: str, stored: bytes, ttl_ms: int) -> Op[None]:
+    yield from _command(link, "SET", key, stored, "PX", ttl_ms)
 
 
 def _delete(link: RedisLink, key: str) -> Op[int]:
@@ -111,38 +126,118 @@ def _delete_matching(link: RedisLink, pattern: str) -> Op[int]:
     return deleted
 
 
+class _Decoded:
+    """The entries a backend last decoded, each under its key with the exact
+    stored string it came from: at most ``entries`` of them and ``max_bytes`` of stored
+    strings (the oldest go first). Reading needs no lock (one dict lookup, atomic); writers
+    take one, so the byte count stays exact across threads."""
+
+    __slots__ = ("_bytes", "_entries", "_kept", "_lock", "_max_bytes")
+
+    def __init__(self, entries: int, max_bytes: int) -> None:
+        self._entries = entries
+        self._max_bytes = max_bytes
+        self._kept: dict[str, tuple[bytes | str, CacheEntry]] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str, raw: bytes | str) -> CacheEntry | None:
+        """The entry decoded from exactly ``raw`` under ``key``, if kept."""
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == raw:  # a memcmp: the whole string, stamps too
+            return kept[1]
+        return None
+
+    def fresh(self, key: str, now: float) -> bool:
+        """Is the entry last decoded under ``key`` still fresh at ``now``?"""
+        kept = self._kept.get(key)
+        return kept is not None and now < kept[1].fresh_until
+
+    def keep(self, key: str, raw: bytes | str, entry: CacheEntry) -> None:
+        size = len(raw)
+        if size > self._max_bytes or self._entries <= 0:
+            return
+        with self._lock:
+            kept = self._kept
+            old = kept.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old[0])
+            while kept and (len(kept) >= self._entries or self._bytes + size > self._max_bytes):
+                self._bytes -= len(kept.pop(next(iter(kept)))[0])
+            kept[key] = (raw, entry)
+            self._bytes += size
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            old = self._kept.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old[0])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+            self._bytes = 0
+
+
 class RedisBackend(LinkOwner):
-    """Entries in Redis, shared by every process that uses the same namespace."""
+    """Entries in Redis, shared by every process that uses the same namespace.
+
+    ``decoded_entries`` and ``decoded_bytes`` bound the entries kept decoded in this process
+    (see the module docstring; ``decoded_entries=0`` turns that off): their stored strings
+    count, and the frozen values take a few times that.
+    """
 
     name = "redis"
 
-    def __init__(self, client: RedisLike) -> None:
+    def __init__(
+        self,
+        client: RedisLike,
+        *,
+        decoded_entries: int = 1000,
+        decoded_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
         # RedisLink checks a URL at once (a typo fails here, not as a miss on every lookup)
         # and opens connections of its own: the caller's client is never used nor closed.
         self._adopt(client)
         if self._link is None:
             raise ConfigurationError("RedisBackend needs a Redis client, a URL or a RedisLink")
+        for name, bound in (("decoded_entries", decoded_entries), ("decoded_bytes", decoded_bytes)):
+            if isinstance(bound, bool) or not isinstance(bound, int) or bound < 0:
+                raise ConfigurationError(f"{name} must be an int >= 0, not {bound!r}")
         self.link: RedisLink = self._link
         self._warn = WarnEvery(log)
+        self._decoded = _Decoded(decoded_entries, decoded_bytes)
 
-    def _entry(self, key: str, raw: Any) -> CacheEntry | None:
+    def entry(self, key: str, raw: bytes | str | None) -> CacheEntry | None:
+        """The entry a ``GET`` of ``key`` returned as ``raw`` (None: no entry), decoded once
+        per distinct stored string; :class:`BackendError` when it is not one of ours."""
         if raw is None:
             return None
+        found = self._decoded.get(key, raw)
+        if found is not None:
+            return found
         try:
-            return unpack(key, raw)
+            found = unpack(key, raw)
         except (ValueError, UnicodeError) as exc:
             self._warn.warning(
                 "redis cache entry unreadable; treated as a miss (%s)", type(exc).__name__
             )
             raise BackendError("decode") from exc
+        self._decoded.keep(key, raw, found)
+        return found
+
+    def known_fresh(self, key: str, now: float) -> bool:
+        """Did this process last read a fresh entry under ``key``, still fresh at ``now``?
+        (A guess that a ``GET`` will hit: Redis may have dropped or replaced it since.)"""
+        return self._decoded.fresh(key, now)
 
     # -- the flows, for a caller composing them under its own driver ----------------------
 
     def get_flow(self, key: str) -> Op[CacheEntry | None]:
-        return self._entry(key, (yield from _get(self.link, key)))
+        return self.entry(key, (yield from _get(self.link, key)))
 
     def put_flow(self, key: str, entry: CacheEntry, payload: bytes, now: float) -> Op[None]:
-        return _put(self.link, key, entry, payload, now)
+        return _set(self.link, key, *packed(entry, payload, now))
 
     # -- the backend protocol: each line picks a driver ----------------------------------
 
@@ -159,13 +254,25 @@ class RedisBackend(LinkOwner):
         await adrive(self.put_flow(key, entry, payload, now))
 
     def delete(self, key: str) -> int:
+        self._decoded.drop(key)  # memory only: Redis decides what a later GET returns
         return drive(_delete(self.link, key))
 
     async def adelete(self, key: str) -> int:
+        self._decoded.drop(key)
         return await adrive(_delete(self.link, key))
 
     def delete_matching(self, pattern: str) -> int:
+        self._decoded.clear()
         return drive(_delete_matching(self.link, pattern))
 
     async def adelete_matching(self, pattern: str) -> int:
+        self._decoded.clear()
         return await adrive(_delete_matching(self.link, pattern))
+
+    def close(self) -> None:
+        self._decoded.clear()
+        super().close()
+
+    async def aclose(self) -> None:
+        self._decoded.clear()
+        await super().aclose()
