@@ -45,8 +45,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 try:  # the `metrics` extra; without it pipelines keep stats and logs but record no metrics
-    from prometheus_client import REGISTRY, Counter, Histogram
+    from prometheus_client import REGISTRY as REGISTRY  # the default one, for the service
     from prometheus_client import CollectorRegistry as CollectorRegistry  # for type hints
+    from prometheus_client import Counter, Histogram
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 except ImportError:  # pragma: no cover - depends on the environment
     HAVE_PROMETHEUS = False
@@ -70,13 +71,58 @@ __all__ = [
     "Tally",
     "correlation_id",
     "current_correlation_id",
+    "exposition",
+    "http_server_metrics",
     "library_logger",
     "logger",
+    "new_registry",
     "record_source",
     "track_sources",
 ]
 
 logger = logging.getLogger("tunegate.pipeline")  # given the filter below
+
+# -- the service's Prometheus pieces (prometheus_client is imported in this module only) ---
+
+#: Latency buckets of the service's HTTP answers, seconds.
+HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+def new_registry() -> CollectorRegistry | None:
+    """A fresh registry, or None without the ``metrics`` extra."""
+    return CollectorRegistry() if HAVE_PROMETHEUS else None
+
+
+def http_server_metrics(registry: CollectorRegistry | None) -> tuple[Any, Any] | None:
+    """The service's ``http_requests`` counter and ``http_request_duration_seconds``
+    histogram in ``registry`` (None: the default one); None without the extra."""
+    if not HAVE_PROMETHEUS:
+        return None
+    target = registry if registry is not None else REGISTRY
+    requests = Counter(
+        "http_requests",
+        "HTTP requests answered by the service.",
+        ("route", "method", "status"),
+        registry=target,
+    )
+    latency = Histogram(
+        "http_request_duration_seconds",
+        "Time to answer an HTTP request, by route.",
+        ("route",),
+        registry=target,
+        buckets=HTTP_BUCKETS,
+    )
+    return requests, latency
+
+
+def exposition(registry: CollectorRegistry | None) -> tuple[bytes, str]:
+    """``registry`` (None: the default one) in Prometheus' text format, and its media type."""
+    if not HAVE_PROMETHEUS:
+        return b"", "text/plain; version=0.0.4; charset=utf-8"
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return generate_latest(registry if registry is not None else REGISTRY), CONTENT_TYPE_LATEST
+
 
 # -- correlation id ---------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tunegate.clients import AsyncGateway, Settings
 from tunegate.config import DEFAULT_DRAIN, service_config
 from tunegate.exceptions import ConfigurationError
-from tunegate.observability import correlation_id
+from tunegate.observability import correlation_id, new_registry
 from tunegate.service import ops, passthrough
 from tunegate.service.api import DEFAULT_DEADLINE, ENDPOINTS, handler
 from tunegate.service.callers import CallerKeys, guarded
@@ -30,9 +30,8 @@ from tunegate.service.openapi import DOCS_HTML, openapi_document
 from tunegate.service.status import STATUS_HTML
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
     from tunegate.config import CliConfig
+    from tunegate.observability import CollectorRegistry
 
 __all__ = ["ServiceOptions", "create_app", "serve"]
 
@@ -86,11 +85,7 @@ def _sandbox_settings() -> Iterator[Settings]:
 
 
 def _new_registry() -> CollectorRegistry | None:
-    try:
-        from prometheus_client import CollectorRegistry
-    except ImportError:  # pragma: no cover - the serve extra brings it
-        return None
-    return CollectorRegistry()
+    return new_registry()
 
 
 def create_app(

@@ -23,13 +23,13 @@ from starlette.routing import Route
 
 from tunegate.clients import AsyncGateway
 from tunegate.exceptions import ConfigurationError, InvalidInput
+from tunegate.observability import HAVE_PROMETHEUS, exposition, http_server_metrics
 from tunegate.service.errors import UNAUTHORIZED, from_exception, problem
 from tunegate.service.json import JSONBody
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
     from tunegate._redis import RedisLink
+    from tunegate.observability import CollectorRegistry
     from tunegate.service.app import ServiceOptions
 
 __all__ = ["State", "routes", "timed"]
@@ -47,22 +47,8 @@ class _HttpMetrics:
         weakref.WeakKeyDictionary()
     )
 
-    def __init__(self, registry: Any) -> None:
-        from prometheus_client import Counter, Histogram
-
-        self.requests = Counter(
-            "http_requests",
-            "HTTP requests answered by the service.",
-            ("route", "method", "status"),
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "http_request_duration_seconds",
-            "Time to answer an HTTP request, by route.",
-            ("route",),
-            registry=registry,
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
-        )
+    def __init__(self, requests: Any, latency: Any) -> None:
+        self.requests, self.latency = requests, latency
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def child(self, route: str, method: str, status: int) -> tuple[Any, Any]:
@@ -81,7 +67,9 @@ class _HttpMetrics:
     def of(cls, registry: Any) -> _HttpMetrics:
         found = cls._by_registry.get(registry)
         if found is None:
-            found = cls._by_registry[registry] = cls(registry)
+            made = http_server_metrics(registry)
+            assert made is not None  # callers check HAVE_PROMETHEUS
+            found = cls._by_registry[registry] = cls(*made)
         return found
 
 
@@ -102,10 +90,10 @@ class State:
     _readiness_link: RedisLink | None = None
 
     def __post_init__(self) -> None:
-        try:
-            from prometheus_client import REGISTRY
-        except ImportError:  # pragma: no cover - the serve extra brings it
+        if not HAVE_PROMETHEUS:  # pragma: no cover - the serve extra brings it
             return
+        from tunegate.observability import REGISTRY
+
         self._metrics = _HttpMetrics.of(self.registry if self.registry is not None else REGISTRY)
 
     def gw(self) -> AsyncGateway:
@@ -399,10 +387,8 @@ def routes(state: State) -> list[Route]:
         return JSONBody(body, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-
-        registry = state.registry if state.registry is not None else REGISTRY
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        body, media_type = exposition(state.registry)
+        return Response(body, media_type=media_type)
 
     async def status_json(request: Request) -> Response:
         return JSONBody(await status_snapshot(state))
