@@ -3,8 +3,8 @@
 same rows through the plain sequential spotipy + musicbrainzngs + pylast script.
 
 Quota bound = max over providers of (upstream calls the run made - the burst the client's
-bucket may spend at once) / the provider's rate, with the client defaults (Spotify 10/s
-burst 10, MusicBrainz 1/s burst 1, Last.fm 5/s burst 5), which are the quotas."""
+bucket may spend at once) / the provider's rate, with the client defaults from
+``tunegate.providers.spec`` (Spotify 10/s, MusicBrainz 1/s, Last.fm 5/s, each with a burst of 1)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ from typing import Any
 from _ctx import Ctx
 from _infra import EmulatorProcess, child_env, here
 
-RATES = {"spotify": (10.0, 10), "musicbrainz": (1.0, 1), "lastfm": (5.0, 5)}
+from tunegate.providers.spec import SPECS
+
+# The client-side rate and burst per provider: the specs the clients default to.
+RATES = {p: (SPECS[p].rate, SPECS[p].capacity) for p in ("spotify", "musicbrainz", "lastfm")}
 FIRST_ROW = 5000  # catalogue rows no other figure touches
 ROWS = {True: 5, False: 40}  # by --quick
 

@@ -8,8 +8,8 @@ Usage: ``.venv/bin/python bench/bench_enrich_quota.py [--rows 60]`` (about 1.5 m
 and takes about 6 minutes).
 
 Printed per run: wall time; the quota bound, max over providers of
-(upstream calls - burst) / rate, where the burst is the client bucket's capacity (10
-Spotify, 1 MusicBrainz, 5 Last.fm tokens are there at the start); elapsed / bound;
+(upstream calls - burst) / rate, where the burst is the client bucket's capacity (1
+Spotify, 1 MusicBrainz, 1 Last.fm token: the specs' defaults); elapsed / bound;
 MusicBrainz requests per row joined by ISRC; the rate-limit answers (429, 503, Last.fm
 error 29) the emulator gave. Then the speed-up, baseline / batched. A figure, not a test.
 
@@ -45,10 +45,10 @@ from tunegate.clients import AsyncGateway, Settings
 from tunegate.emulator import Emulator
 from tunegate.emulator.config import RateLimit
 from tunegate.enrich import Providers, enrich
+from tunegate.providers.spec import SPECS
 
-# The client-side rate and burst per provider (PROVIDER_DEFAULTS; MusicBrainz from the
-# emulator's env at its 1/s quota).
-RATES = {"spotify": (10.0, 10), "musicbrainz": (1.0, 1), "lastfm": (5.0, 5)}
+# The client-side rate and burst per provider: the specs the clients default to.
+RATES = {p: (SPECS[p].rate, SPECS[p].capacity) for p in ("spotify", "musicbrainz", "lastfm")}
 TIME_LIMIT = 600.0  # seconds a run may take before the bench gives up
 
 
@@ -200,9 +200,7 @@ def redis_stop(rows: int, name: str) -> None:
                 while time.perf_counter() - started < 60:
                     # every provider's bucket must know both (a process counts only the
                     # members of a bucket it has used before the outage)
-                    members = min(
-                        int(probe.zcard(f"tunegate:rl:{{{p}}}:members")) for p in RATES
-                    )
+                    members = min(int(probe.zcard(f"tunegate:rl:{{{p}}}:members")) for p in RATES)
                     if members >= 2 and time.perf_counter() - started >= REDIS_STOP_AT:
                         break
                     time.sleep(0.05)
