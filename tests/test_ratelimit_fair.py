@@ -103,14 +103,9 @@ async def test_tasks_are_served_round_robin_by_key() -> None:
     limiter = limiter_with(clock, rate=10.0, capacity=1)
     await limiter.aacquire("spotify")
 
-    async def one(key: str) -> tuple[str, float]:
-        with caller(key):
-            assert current_caller() == key
-            return key, await limiter.aacquire("spotify")
-
     tasks = []
     for i, key in enumerate(["heavy"] * 20 + ["light"] * 2):
-        tasks.append(asyncio.create_task(one(key)))
+        tasks.append(asyncio.create_task(acquire_as(limiter, key)))
         await clock.await_sleepers(i + 1)
     clock.open()
     order = grant_order(list(await asyncio.gather(*tasks)))
@@ -184,6 +179,13 @@ def test_caller_checks_its_key_and_is_exported() -> None:
         assert current_caller() == "outer"
 
 
+async def acquire_as(limiter: RateLimiter, key: str) -> tuple[str, float]:
+    """One token for ``key``'s caller: (key, seconds waited)."""
+    with caller(key):
+        assert current_caller() == key
+        return key, await limiter.aacquire("spotify")
+
+
 async def test_a_cancelled_waiter_costs_its_key_no_turn() -> None:
     """A key's last waiter cancelled: the key's next waiter takes the turn it left, not the
     one after (it would go behind one more heavy waiter per cancellation)."""
@@ -191,19 +193,15 @@ async def test_a_cancelled_waiter_costs_its_key_no_turn() -> None:
     limiter = limiter_with(clock, rate=10.0, capacity=1)
     await limiter.aacquire("spotify")
 
-    async def one(key: str) -> tuple[str, float]:
-        with caller(key):
-            return key, await limiter.aacquire("spotify")
-
     tasks = []
     for i, key in enumerate(["heavy"] * 6 + ["light"] * 2):
-        tasks.append(asyncio.create_task(one(key)))
+        tasks.append(asyncio.create_task(acquire_as(limiter, key)))
         await clock.await_sleepers(i + 1)
     gone = tasks.pop()  # the light key's second waiter
     gone.cancel()
     with pytest.raises(asyncio.CancelledError):
         await gone
-    tasks.append(asyncio.create_task(one("light")))  # it comes back
+    tasks.append(asyncio.create_task(acquire_as(limiter, "light")))  # it comes back
     await clock.await_sleepers(8)
     clock.open()
     order = grant_order(list(await asyncio.gather(*tasks)))

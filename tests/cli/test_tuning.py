@@ -4,12 +4,12 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 
 from tests.cli.test_cli import records, run
+from tests.enrich.test_stages import write_rows
 from tunegate.emulator import Emulator, RateLimit
 from tunegate.providers.musicbrainz import ISRC_BATCH_MAX
 
@@ -28,18 +28,7 @@ def _lifted(tls: bool = False) -> Emulator:
 
 def _rows(emu: Emulator, path: Path, n: int) -> None:
     """``n`` catalogue tracks every provider knows, with their ISRC column."""
-    cat = emu.catalog
-    picked = [
-        i
-        for i in range(cat.size)
-        if cat.on_musicbrainz(i) and cat.on_spotify(i) and cat.on_lastfm(i)
-    ][:n]
-    with path.open("w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["artist", "title", "isrc"])
-        for i in picked:
-            t = emu.describe_track(i)
-            out.writerow([t["artists"][0], t["title"], t["isrc"]])
+    write_rows(emu, path, n, ("isrc",))
 
 
 def _env(emu: Emulator) -> dict[str, str]:

@@ -4,15 +4,13 @@ token's life (lazy, shared refresh, refresh ahead, once on a 401), batch and per
 from __future__ import annotations
 
 import logging
-import sys
-from types import FrameType
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests._loops import driver_loops
 from tests.clients.conftest import Driver, requests_to, statuses
-from tunegate import _drive
 from tunegate.cache import CacheManager
 from tunegate.clients import SpotifyClient
 from tunegate.clients._token import REFUSAL_HOLD
@@ -105,29 +103,15 @@ def test_get_tracks_per_id_runs_in_the_one_driver_loop(emulator: Emulator) -> No
         base_url=emulator.urls.root,
         registry=CollectorRegistry(),
     )
-    loops = {_drive.drive.__code__, _drive.adrive.__code__}
-    depth = deepest = entered = 0
-
-    def profile(frame: FrameType, event: str, arg: object) -> None:
-        nonlocal depth, deepest, entered
-        if frame.f_code in loops:
-            if event == "call":
-                depth += 1
-                entered += 1
-                deepest = max(deepest, depth)
-            elif event == "return":
-                depth -= 1
-
-    sys.setprofile(profile)
     try:
-        tracks = client.get_tracks(ids)
+        with driver_loops() as loops:
+            tracks = client.get_tracks(ids)
     finally:
-        sys.setprofile(None)
         client.close()
     assert [t and t["id"] for t in tracks] == ids
     assert statuses(emulator, "spotify", "tracks") == {"403": 1}
     assert requests_to(emulator, "spotify", "track") == 3
-    assert (entered, deepest) == (1, 1)
+    assert (loops.entered, loops.deepest) == (1, 1)
 
 
 def test_get_tracks_uses_the_batch_where_allowed(driver: Driver, emulator: Emulator) -> None:

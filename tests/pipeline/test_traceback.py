@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 import traceback
-from types import FrameType
 from typing import Any
 
 import pytest
 
+from tests._loops import driver_loops
 from tests.pipeline._server import Reply, ScriptServer
 from tests.pipeline.conftest import MakePipeline, item
 from tunegate import AsyncSpotifyClient, RetryPolicy, SpotifyClient
@@ -89,7 +88,6 @@ def test_shared_breaker_and_limiter_run_in_the_callers_driver_loop(
     """A miss with the cache, limiter, breaker and single-flight all in Redis enters one
     driver loop, and never a second inside it (measured with a profile hook), whether the
     cache shares single-flight's link (folded scripts) or has its own."""
-    from tunegate import _drive
     from tunegate._redis import RedisLink
     from tunegate.breaker import CircuitBreaker
     from tunegate.cache import CacheManager
@@ -105,25 +103,11 @@ def test_shared_breaker_and_limiter_run_in_the_callers_driver_loop(
         redis=link,
     )
     server.script("/items/1", Reply(503), Reply(json={"v": 1}))
-    loops = {_drive.drive.__code__, _drive.adrive.__code__}
-    depth = deepest = entered = 0
-
-    def profile(frame: FrameType, event: str, arg: object) -> None:
-        nonlocal depth, deepest, entered
-        if frame.f_code in loops:
-            if event == "call":
-                depth += 1
-                entered += 1
-                deepest = max(deepest, depth)
-            elif event == "return":
-                depth -= 1
-
-    sys.setprofile(profile)
     try:
-        value = pipeline.call(item(1))
+        with driver_loops() as loops:
+            value = pipeline.call(item(1))
     finally:
-        sys.setprofile(None)
         link.close()
     assert value == {"v": 1}
     assert server.count("/items/1") == 2  # a retry too: every stage ran
-    assert (entered, deepest) == (1, 1)
+    assert (loops.entered, loops.deepest) == (1, 1)
