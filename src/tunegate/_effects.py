@@ -14,14 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-# The moved effects, under their old path for branches written before the move (the
-# same classes: nothing here defines them); import them from tunegate._drive.
-from tunegate._drive import AwaitFlight, Effect, FlightTimeout, Poll, Sleep
+from tunegate._drive import Effect
 
 if TYPE_CHECKING:
     from tunegate._http import HttpPool, HttpRequest, HttpResponse
 
-__all__ = ["AwaitFlight", "FlightTimeout", "Poll", "Send", "Sleep"]
+__all__ = ["Send"]
 
 
 @dataclass(slots=True)

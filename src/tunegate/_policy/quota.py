@@ -8,7 +8,7 @@ without sending (their retry would be refused too); answered, they go on. Repeat
 refusals so cost about one request per pause.
 
 No I/O and no clock: waiting is the caller's (it gets a ``concurrent.futures.Future``
-that both drivers can wait on: ``tunegate._effects.AwaitFlight``).
+that both drivers can wait on: ``tunegate._drive.AwaitFlight``).
 """
 
 from __future__ import annotations
