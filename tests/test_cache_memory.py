@@ -234,3 +234,36 @@ def test_lock_free_reads_beside_writers_stay_consistent() -> None:
         backend.delete(key)
     assert len(backend) == 0
     assert backend.total_bytes == 0
+
+
+def test_a_key_being_rewritten_is_never_read_as_absent() -> None:
+    """Overwriting a present key replaces its slot in one step: a lock-free reader beside
+    the writer always finds it (a pop before the insert read as a miss, and the manager
+    counted a present entry as a miss under threads)."""
+    backend = MemoryBackend(max_entries=100, max_bytes=1 << 20)
+    value = freeze({"n": 1})
+    payload = orjson.dumps(value)
+    backend.put("spotify:search:k", _entry(value), payload, 0.0)
+    absent = 0
+    done = threading.Event()
+
+    def writer() -> None:
+        for _ in range(20_000):
+            backend.put("spotify:search:k", _entry(value), payload, 0.0)
+        done.set()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        thread = threading.Thread(target=writer)
+        thread.start()
+        reads = 0
+        while not done.is_set() and reads < 2_000_000:
+            reads += 1
+            if backend.get("spotify:search:k") is None:
+                absent += 1
+        thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(old)
+    assert absent == 0
+    assert len(backend) == 1

@@ -187,11 +187,20 @@ class MemoryBackend:
         if not hot:
             entry = _cold(entry)
         with self._lock:
-            self._drop(key)
+            data = self._data
+            old = data.get(key)
+            if old is not None:  # accounted out, but left in place: see the assignment below
+                self._bytes -= _cold_size(key, old.payload)
+                if self._hot.pop(key, None) is not None:
+                    self._unheat(old)
             if size > self.max_bytes:
+                data.pop(key, None)
                 return  # too big to ever fit; the old value is gone, so nothing stale lingers
             slot = _Slot(entry, payload, decoded)
-            self._data[key] = slot
+            # One assignment replaces the old slot: a lock-free get() never finds the key
+            # absent while it is being rewritten (a pop first would read as a miss).
+            data[key] = slot
+            data.move_to_end(key)
             self._bytes += size
             if hot:
                 self._hot[key] = slot
