@@ -73,7 +73,9 @@ class Monitor:
                     return
 
     def split(self, *markers: str) -> list[list[str]]:
-        """The commands between the markers sent (``markers``, then the stop), left out."""
+        """The commands between the markers sent (``markers``, by default the answer
+        marker, then the stop; markers left out): before and after the answer."""
+        markers = markers or (ANSWER,)
         self._client.echo(STOP)
         self._thread.join(5)
         self._client.close()
@@ -191,7 +193,7 @@ def test_the_monitor_sees_every_command(redis_server: RedisServer, redis_url: st
     client.get("a")
     client.eval("redis.call('GET', 'a'); return redis.call('GET', 'a')", 0)
     client.close()
-    before, after = monitor.split(ANSWER)
+    before, after = monitor.split()
     assert [c.split()[0].strip("'\"").upper() for c in before] == ["SET"]
     assert [c.split()[0].strip("'\"").upper() for c in after] == ["GET", "EVAL"]
 
