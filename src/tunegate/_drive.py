@@ -215,7 +215,7 @@ class Backlog:
     caller's loop: ``asyncio.run`` cancels every task left when its coroutine returns, and
     a client's loop may end right after the answer."""
 
-    def __init__(self, limit: int = 1024, idle: float = 1.0) -> None:
+    def __init__(self, limit: int = 1024, idle: float = 5.0) -> None:
         self.limit = limit
         self.idle = idle
         self._reset()
@@ -225,6 +225,7 @@ class Backlog:
         self._queue: collections.deque[_Job] = collections.deque()
         self._keys: dict[str, concurrent.futures.Future[None]] = {}
         self._busy = 0  # queued or running
+        self._given = self._done = 0  # jobs taken, jobs finished: they finish in order
         self._worker: threading.Thread | None = None
 
     def put(self, flow: Flow[Any], key: str = "") -> bool:
@@ -235,6 +236,7 @@ class Backlog:
                 return False
             self._queue.append(job)
             self._busy += 1
+            self._given += 1
             if job.done is not None:
                 self._keys[key] = job.done  # the latest: the jobs run in order
             if self._worker is None:
@@ -261,7 +263,8 @@ class Backlog:
         if threading.current_thread() is self._worker:
             return False
         with self._cond:
-            return self._cond.wait_for(lambda: self._busy == 0, timeout)
+            given = self._given  # not the jobs given while it waits: it would never end
+            return self._cond.wait_for(lambda: self._done >= given, timeout)
 
     async def aflush(self, bound: float | None = 10.0) -> bool:
         """:meth:`flush` for asyncio: the loop goes on while it waits."""
@@ -285,6 +288,7 @@ class Backlog:
             finally:
                 with self._cond:
                     self._busy -= 1
+                    self._done += 1
                     if job.done is not None and self._keys.get(job.key) is job.done:
                         del self._keys[job.key]
                     self._cond.notify_all()

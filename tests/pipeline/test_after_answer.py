@@ -261,6 +261,28 @@ def test_a_failing_job_is_logged_and_the_next_one_runs(
     assert "work left for after an answer failed" in caplog.text
 
 
+def test_flush_waits_for_the_jobs_given_before_it_not_for_later_ones() -> None:
+    """Under a steady stream of calls a flush still ends: it waits for what was given."""
+    backlog = Backlog()
+    first, later = threading.Event(), threading.Event()
+    try:
+        assert backlog.put(_held(first))
+        flushed: list[bool] = []
+        flushing = threading.Thread(target=lambda: flushed.append(backlog.flush(10)))
+        flushing.start()
+        flushing.join(0.2)
+        assert flushing.is_alive()  # the first job holds it
+        assert backlog.put(_held(later))  # given after the flush began
+        first.set()
+        flushing.join(10)
+        assert flushed == [True]
+        assert backlog.busy == 1  # the later job still runs
+    finally:
+        first.set()
+        later.set()
+        assert backlog.flush(10)
+
+
 # -- the breaker's success record -------------------------------------------------------------
 
 
