@@ -263,6 +263,8 @@ class CircuitBreaker(LinkOwner):
             int(key_ttl * 1000),
             "",  # now: the server's TIME
         )
+        # False with failure_threshold 1: a non-probe success then changes nothing anywhere.
+        self._success_counts = policy.success_counts(cfg)
         self._openings = 0  # transitions into OPEN seen here (the design's circuit_breaker_opens)
         self._listeners.append(self._count_opening)
 
@@ -547,8 +549,11 @@ class CircuitBreaker(LinkOwner):
         # Every success goes to Redis too, not only when this process last saw failures
         # there: another process may have failed since, and a success it never hears of
         # would let failures that were not consecutive open the breaker for everyone. An
-        # ignored outcome outside HALF_OPEN changes nothing anywhere.
-        if event is _IGNORED and not permit.probe:
+        # ignored outcome outside HALF_OPEN changes nothing anywhere, nor does a success
+        # there when failure_threshold is 1 (policy.success_counts).
+        if not permit.probe and (
+            event is _IGNORED or (event is _SUCCESS and not self._success_counts)
+        ):
             return
         if self._owed is not None:  # an earlier success of ours goes first: order kept
             yield from self._pay_owed()
@@ -567,6 +572,8 @@ class CircuitBreaker(LinkOwner):
     # outcome and a half-open probe's outcome are reported before the answer, as before.
 
     def _defer_success(self, permit: _SharedPermit) -> Flow[None] | None:
+        if not self._success_counts:  # failure_threshold 1: nothing to clear, anywhere
+            return None
         with self._lock:
             waiting = self._owed is not None
             self._owed = permit  # the latest permit: an older epoch's would be stale anyway

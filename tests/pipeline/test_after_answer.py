@@ -337,3 +337,30 @@ def test_a_success_left_for_later_still_clears_another_process_failures(
     finally:
         link.close()
         other.close()
+
+
+def test_with_threshold_one_a_success_costs_no_round_trip_at_all(redis_url: str) -> None:
+    """policy.success_counts(): with failure_threshold 1 nothing is ever counted in CLOSED,
+    so a success is reported nowhere, now or later; a failure still opens it for all."""
+    link, other = RedisLink(redis_url), RedisLink(redis_url)
+    here = CircuitBreaker("one", redis=link, failure_threshold=1)
+    there = CircuitBreaker("one", redis=other, failure_threshold=1, cache_ttl=0)
+    plain = redis.Redis.from_url(redis_url)
+
+    def scripts() -> int:
+        stats = plain.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+    try:
+        here.allow()  # the view
+        before = scripts()
+        assert here.settle(here.allow(), "success") is None
+        here.record_success(here.allow())
+        assert BACKLOG.flush(10)
+        assert scripts() == before
+        here.record_failure(here.allow())
+        assert there.state is CircuitState.OPEN
+    finally:
+        plain.close()
+        link.close()
+        other.close()
