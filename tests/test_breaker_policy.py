@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tunegate._policy import breaker as policy
 from tunegate._policy.breaker import (
@@ -273,3 +275,41 @@ def test_record_takes_only_outcomes() -> None:
     """ALLOW and RESET are not outcomes of a call."""
     with pytest.raises(ValueError, match="outcome"):
         policy.record(_closed, CFG, 1.0, Event.ALLOW, Permit(4))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["allow", "success", "failure", "ignored", "reset"]),
+            st.sampled_from([0.0, 1.0, 11.0]),
+            st.integers(0, 5),
+        ),
+        max_size=30,
+    )
+)
+def test_with_threshold_one_a_non_probe_success_never_changes_a_state(
+    steps: list[tuple[str, float, int]],
+) -> None:
+    """success_counts(): False exactly when failure_threshold is 1; then, from every state
+    a history reaches, a SUCCESS on any non-probe permit (current or stale) leaves it as is."""
+    cfg = replace(CFG, failure_threshold=1)
+    assert not policy.success_counts(cfg)
+    assert policy.success_counts(CFG)
+    s, now = BreakerState(), 0.0
+    permits: list[Permit] = [Permit(0)]
+    for i, (op, dt, pick) in enumerate(steps):
+        now += dt
+        for permit in permits:
+            if not permit.probe:
+                assert policy.record(s, cfg, now, Event.SUCCESS, permit) == policy.advance(
+                    s, cfg, now
+                )
+        if op == "allow":
+            s, decision = policy.allow(s, cfg, now, f"t{i}")
+            if isinstance(decision, Permit):
+                permits.append(decision)
+        elif op == "reset":
+            s = policy.reset(s, now)
+        else:
+            s = policy.record(s, cfg, now, Event(op), permits[-1 - pick % len(permits)])

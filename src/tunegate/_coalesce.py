@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from tunegate._attempts import NO_ANSWER, Call, Failed
 from tunegate._clock import Clock
-from tunegate._drive import AwaitFlight, FlightTimeout, Flow, Poll
+from tunegate._drive import BACKLOG, AwaitFlight, FlightTimeout, Flow, Poll
 from tunegate._flight import (
     FINISH,
     LEAD,
@@ -62,6 +62,25 @@ HIT = 3
 # published outcome, the cache entry. ARGV: token, outcome ('' for none), outcome ms,
 # entry ('' for none), entry ms. Publish, write, then drop our lease.
 FINISH_STORE: Final = lua("singleflight_finish_store.lua")
+
+
+def _finish(
+    link: RedisLink,
+    keys: tuple[str, str],
+    key: str,
+    token: str,
+    payload: bytes,
+    ttl_ms: int,
+    write: tuple[bytes, int, Callable[[], None]] | None,
+) -> Flow[None]:
+    """Publish the outcome and drop the lease, with the cache write when the leader left one."""
+    if write is None:
+        yield ScriptCall(link, FINISH, keys, (token, payload, ttl_ms), _WHAT)
+        return
+    args = (token, payload, ttl_ms, write[0], write[1])
+    done = yield ScriptCall(link, FINISH_STORE, (*keys, key), args, _WHAT)
+    if done is None:
+        write[2]()  # counted as a dropped write
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,14 +258,13 @@ class SingleFlight:
             raise
         finally:
             if payload is not None:
+                # After the answer: the caller needs its value, not the publish. Left to the
+                # backlog (run here when it is full); a lookup of ``key`` in this process
+                # waits for the write first (Pipeline._lookup).
                 write = call.write  # the cache write the leader left for this script
-                if write is None:
-                    yield ScriptCall(link, FINISH, keys, (token, payload, ttl_ms), _WHAT)
-                else:
-                    args = (token, payload, ttl_ms, write[0], write[1])
-                    done = yield ScriptCall(link, FINISH_STORE, (*keys, key), args, _WHAT)
-                    if done is None:
-                        write[2]()  # counted as a dropped write
+                finish = _finish(link, keys, key, token, payload, ttl_ms, write)
+                if not BACKLOG.put(finish, "" if write is None else key):
+                    yield from finish
 
     # -- followers -------------------------------------------------------------------------
 

@@ -11,24 +11,35 @@ wait for this process's leader of the same call) live here too, beside ``Effect`
 module imports nothing of the policy layer, so the limiter, the breaker, single-flight,
 the token source and the clients all use these same classes. ``Send``, the one effect
 that reaches the socket, is :class:`tunegate._effects.Send`.
+
+:data:`BACKLOG` runs the work a call leaves for after its answer (a shared breaker's success
+record, single-flight's publish with the cache write): flows of Redis effects the caller
+need not wait for, run in order by one worker thread with the blocking drivers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import collections
 import concurrent.futures
 import contextlib
+import logging
+import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
     from tunegate._clock import Clock
 
 __all__ = [
+    "BACKLOG",
     "AwaitFlight",
+    "Backlog",
     "Effect",
     "FlightTimeout",
     "Flow",
@@ -172,3 +183,121 @@ def _settle(done: concurrent.futures.Future[Any], waiter: asyncio.Future[Any]) -
         waiter.set_exception(exc)
     else:
         waiter.set_result(done.result())
+
+
+# -- after the answer -----------------------------------------------------------------------
+
+log = logging.getLogger("tunegate")
+
+
+class _Job:
+    __slots__ = ("done", "flow", "key")
+
+    def __init__(self, flow: Flow[Any], key: str) -> None:
+        self.flow = flow
+        self.key = key
+        # Only keyed work is waited for, one job at a time (Backlog.pending).
+        self.done: concurrent.futures.Future[None] | None = (
+            concurrent.futures.Future() if key else None
+        )
+
+
+class Backlog:
+    """Work a call leaves for after its answer: each a flow, run in the order given by one
+    worker thread (started on demand, gone after ``idle`` seconds without work) with the
+    blocking driver, whichever driver the call ran under. Its effects must be ones whose
+    failures are values (``RedisCall`` fails open), never raised into anyone's call.
+
+    Bounded: :meth:`put` refuses work beyond ``limit`` pending jobs, and the caller runs it
+    itself. Work on a ``key`` can be waited for (:meth:`pending`): a lookup of that cache
+    key waits for the write this process still owes it. :meth:`flush` waits for all of it
+    (pipelines flush on close, the process at exit). Not an ``asyncio`` task on the
+    caller's loop: ``asyncio.run`` cancels every task left when its coroutine returns, and
+    a client's loop may end right after the answer."""
+
+    def __init__(self, limit: int = 1024, idle: float = 5.0) -> None:
+        self.limit = limit
+        self.idle = idle
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._keys: dict[str, concurrent.futures.Future[None]] = {}
+        self._busy = 0  # queued or running
+        self._given = self._done = 0  # jobs taken, jobs finished: they finish in order
+        self._worker: threading.Thread | None = None
+
+    def put(self, flow: Flow[Any], key: str = "") -> bool:
+        """Leave ``flow`` to the worker; False (nothing taken) when ``limit`` jobs wait."""
+        job = _Job(flow, key)
+        with self._cond:
+            if len(self._queue) >= self.limit:
+                return False
+            self._queue.append(job)
+            self._busy += 1
+            self._given += 1
+            if job.done is not None:
+                self._keys[key] = job.done  # the latest: the jobs run in order
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._work, name="tunegate-after-answer", daemon=True
+                )
+                self._worker.start()
+            else:
+                self._cond.notify()
+        return True
+
+    def pending(self, key: str) -> concurrent.futures.Future[None] | None:
+        """The future of the last job on ``key`` not yet done, if any (no lock: one read)."""
+        return self._keys.get(key) if self._keys else None
+
+    @property
+    def busy(self) -> int:
+        """Jobs queued or running."""
+        return self._busy
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Wait until every job given so far is done (True), or ``timeout`` seconds (False).
+        From the worker itself (a job flushing): False at once, nothing to wait for."""
+        if threading.current_thread() is self._worker:
+            return False
+        with self._cond:
+            given = self._given  # not the jobs given while it waits: it would never end
+            return self._cond.wait_for(lambda: self._done >= given, timeout)
+
+    async def aflush(self, bound: float | None = 10.0) -> bool:
+        """:meth:`flush` for asyncio: the loop goes on while it waits."""
+        if not self._busy:
+            return True
+        return await asyncio.to_thread(self.flush, bound)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                if not self._queue:
+                    self._cond.wait_for(lambda: bool(self._queue), self.idle)
+                    if not self._queue:  # idle: the next put starts a worker again
+                        self._worker = None
+                        return
+                job = self._queue.popleft()
+            try:
+                drive(job.flow)
+            except BaseException:  # a bug in a flow: logged, and the next job runs
+                log.exception("tunegate: work left for after an answer failed")
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._done += 1
+                    if job.done is not None and self._keys.get(job.key) is job.done:
+                        del self._keys[job.key]
+                    self._cond.notify_all()
+                if job.done is not None:
+                    job.done.set_result(None)
+
+
+#: The process's one backlog (one worker thread for every pipeline).
+BACKLOG: Final = Backlog()
+atexit.register(BACKLOG.flush, 5.0)
+if hasattr(os, "register_at_fork"):  # a forked child has no worker, and owes nothing
+    os.register_at_fork(after_in_child=BACKLOG._reset)

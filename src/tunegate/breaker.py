@@ -10,10 +10,11 @@ all, and half-open probe slots are leased there. It remembers the last answer fr
 a CLOSED breaker, or an OPEN one still inside its timeout, then lets a call through (or
 refuses it) without a round trip, and another process's trip is seen within that bound.
 Every outcome of a call goes to Redis, successes included, so that failures count as
-consecutive across all processes. When Redis cannot serve (unreachable, stalled, full,
-read-only) the breaker carries on with the local machine, seeded with the last shared state
-it saw, and goes back to Redis when :class:`tunegate._redis.RedisLink` says it is worth
-trying again.
+consecutive across all processes; the pipeline's form (:meth:`CircuitBreaker.settle`)
+sends a success in CLOSED after the answer instead of before it. When Redis cannot serve
+(unreachable, stalled, full, read-only) the breaker carries on with the local machine,
+seeded with the last shared state it saw, and goes back to Redis when
+:class:`tunegate._redis.RedisLink` says it is worth trying again.
 
 The low-level form, which the request pipeline uses::
 
@@ -47,7 +48,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypedDict, TypeVar, overload
 
 from tunegate._clock import Clock, SystemClock
-from tunegate._drive import Flow, adrive, drive
+from tunegate._drive import BACKLOG, Flow, adrive, drive
 from tunegate._policy import breaker as policy
 from tunegate._policy.breaker import BreakerConfig, BreakerState, CircuitState, Event, Permit
 from tunegate._policy.errors import meaning
@@ -245,6 +246,9 @@ class CircuitBreaker(LinkOwner):
         self._what = f"circuit breaker {name!r}"
         self._cache_ttl = cache_ttl
         self._view: _View | None = None
+        # A success in CLOSED that settle() left to the backlog, not yet sent (the latest
+        # one: they collapse while one waits); taken by whoever sends it first.
+        self._owed: _SharedPermit | None = None
         self._local_mode = False  # True while Redis is down and the local machine decides
         hashed = f"{key_prefix}{{{name}}}"  # hash tag: both keys live in one cluster slot
         self._keys = (hashed, f"{hashed}:probes")
@@ -259,6 +263,8 @@ class CircuitBreaker(LinkOwner):
             int(key_ttl * 1000),
             "",  # now: the server's TIME
         )
+        # False with failure_threshold 1: a non-probe success then changes nothing anywhere.
+        self._success_counts = policy.success_counts(cfg)
         self._openings = 0  # transitions into OPEN seen here (the design's circuit_breaker_opens)
         self._listeners.append(self._count_opening)
 
@@ -543,11 +549,44 @@ class CircuitBreaker(LinkOwner):
         # Every success goes to Redis too, not only when this process last saw failures
         # there: another process may have failed since, and a success it never hears of
         # would let failures that were not consecutive open the breaker for everyone. An
-        # ignored outcome outside HALF_OPEN changes nothing anywhere.
-        if event is _IGNORED and not permit.probe:
+        # ignored outcome outside HALF_OPEN changes nothing anywhere, nor does a success
+        # there when failure_threshold is 1 (policy.success_counts).
+        if not permit.probe and (
+            event is _IGNORED or (event is _SUCCESS and not self._success_counts)
+        ):
             return
+        if self._owed is not None:  # an earlier success of ours goes first: order kept
+            yield from self._pay_owed()
         if (yield from self._run(event, permit.epoch, permit.probe)) is None:
             self._local_record(event, permit)
+
+    # -- a success left for after the answer -----------------------------------------------
+    # Why not skip it: a clean CLOSED view (no failure counted, under cache_ttl old) says
+    # the success changes nothing *as of that view*; another process may have counted
+    # failures since, and this success must clear them (failures count as consecutive
+    # across processes; tests/test_breaker_redis.py's succeeder trusts a 60 s view). The
+    # view cannot tell, so the success is sent, but after the answer: the caller waits for
+    # nothing. Kept exact: successes that wait in the backlog collapse into one (all of
+    # them would reach Redis after whatever it counted meanwhile, so one clears the same),
+    # and any other outcome of ours sends the owed success first. A failure, an ignored
+    # outcome and a half-open probe's outcome are reported before the answer, as before.
+
+    def _defer_success(self, permit: _SharedPermit) -> Flow[None] | None:
+        if not self._success_counts:  # failure_threshold 1: nothing to clear, anywhere
+            return None
+        with self._lock:
+            waiting = self._owed is not None
+            self._owed = permit  # the latest permit: an older epoch's would be stale anyway
+        if waiting:  # the job already in the backlog sends this one
+            return None
+        job = self._pay_owed()
+        return None if BACKLOG.put(job) else job  # full: the caller sends it itself
+
+    def _pay_owed(self) -> Flow[None]:
+        with self._lock:
+            permit, self._owed = self._owed, None
+        if permit is not None and (yield from self._run(_SUCCESS, permit.epoch)) is None:
+            self._local_record(_SUCCESS, permit)
 
     # -- guarding calls: the flows ----------------------------------------------------------
     # Each operation is written once, as a flow of effects (tunegate._drive.Flow) that a
@@ -580,7 +619,11 @@ class CircuitBreaker(LinkOwner):
 
     def settle(self, permit: Permit, verdict: Verdict) -> Flow[None] | None:
         """Count how the call of ``permit`` ended (as :meth:`record_flow`); the flow that
-        still reports it to Redis, or None when it is done."""
+        still reports it to Redis, or None when it is done. The pipeline's form: a shared
+        breaker's success outside a half-open probe is reported after the answer
+        (``_drive.BACKLOG``), so the caller waits for no round trip."""
+        if verdict == "success" and type(permit) is _SharedPermit and not permit.probe:
+            return self._defer_success(permit)
         return self._outcome_flow(_VERDICTS[verdict], permit)
 
     # -- guarding calls: the low-level form ------------------------------------------------

@@ -28,7 +28,12 @@ one clock the pipeline is given.
 With the cache in single-flight's Redis, the lookup and the lease claim are one script, and
 the cache write rides the lease's release (``_coalesce.LOOKUP_CLAIM``, ``FINISH_STORE``): a
 miss makes two Redis round trips before the upstream answer (that one, the rate-limit
-token) and two after it (the breaker record, the write and release).
+token), and the caller waits for no other. What the answer leaves to do (a shared breaker's
+success record in CLOSED, the write with the publish and the release) is the backlog's
+(``_drive.BACKLOG``: one worker thread, in order, bounded; the caller runs it itself when
+the backlog is full). A lookup of a key this process still owes a write waits for that
+write first, so a caller reads what this process answered before; :meth:`Pipeline.flush`
+waits for all of it, and closing a pipeline flushes.
 
 The key-first hit: :meth:`Pipeline.look` (``alook`` for asyncio) answers a cache key from
 any backend with the fresh value, or a :class:`Miss` carrying the stale entry (and the
@@ -41,6 +46,7 @@ counters and the frozen value as stored (``cache/memory.py``); only its miss goe
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 from collections.abc import Callable
@@ -49,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Final
 from tunegate._attempts import NO_ANSWER, Attempts, Call, Failed, RequestLike
 from tunegate._clock import Clock, SystemClock
 from tunegate._coalesce import AFTER_DEADLINE, ERROR_TTL, HIT, SingleFlight
-from tunegate._drive import Flow, adrive, drive
+from tunegate._drive import BACKLOG, AwaitFlight, FlightTimeout, Flow, adrive, drive
 from tunegate._flight import PUBLISHED
 from tunegate._http import HttpConfig, HttpPool, shared_pool
 from tunegate._policy.classify import Expect, ProviderHook
@@ -103,6 +109,15 @@ class Miss:
 
     def __repr__(self) -> str:
         return f"<Miss stale={self.stale is not None}>"
+
+
+def _settled(key: str) -> Flow[None]:
+    """Wait for the cache write this process still owes ``key`` (the backlog's), if any:
+    a lookup then sees it. Bounded by what a leader may need after its answer."""
+    owed = BACKLOG.pending(key)
+    if owed is not None:
+        with contextlib.suppress(FlightTimeout):
+            yield AwaitFlight(owed, AFTER_DEADLINE)
 
 
 class CacheStep:
@@ -190,6 +205,8 @@ class CacheStep:
         cache = self.cache
         if cache is None:
             return Miss(None, 0)
+        if BACKLOG.pending(key) is not None:
+            yield from _settled(key)
         entry: CacheEntry | None = yield from cache.lookup_flow(key)
         if entry is not None and not entry.stale:
             self._rec.hit(endpoint, entry.negative)
@@ -592,13 +609,28 @@ class Pipeline:
                 stats["retry_budget"] = self.budget.stats(self.clock.monotonic())
         return stats
 
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Wait until the work calls left for after their answers is done (breaker success
+        records, cache writes with single-flight's publish): True, or False after
+        ``timeout`` seconds. The backlog is the process's: this waits for every
+        pipeline's."""
+        return BACKLOG.flush(timeout)
+
+    async def aflush(self, bound: float | None = 10.0) -> bool:
+        """:meth:`flush` for asyncio: the loop goes on while it waits."""
+        return await BACKLOG.aflush(bound)
+
     def close(self) -> None:
-        """Close the sync connections (they reopen if the pipeline is used again)."""
+        """Flush (:meth:`flush`), then close the sync connections (they reopen if the
+        pipeline is used again)."""
+        BACKLOG.flush()
         self.http.close()
 
     async def aclose(self) -> None:
-        """Close the running loop's connections, HTTP and the Redis client single-flight
-        used; call it before the loop ends (they reopen if the pipeline is used again)."""
+        """Flush (:meth:`aflush`), then close the running loop's connections, HTTP and the
+        Redis client single-flight used; call it before the loop ends (they reopen if the
+        pipeline is used again)."""
+        await BACKLOG.aflush()
         await self.http.aclose()
         if self.redis_link is not None:
             await self.redis_link.aclose()
@@ -634,6 +666,8 @@ class Pipeline:
         """The entry under ``key`` and, when the cache shares single-flight's Redis, the
         lease claim made in the same script (None when there is none)."""
         if self._fold:
+            if BACKLOG.pending(key) is not None:  # this process's answer, not written yet
+                yield from _settled(key)
             entry = yield from cache.hit_flow(key)  # a key read fresh lately: a plain GET
             if entry is not None:
                 return entry, None

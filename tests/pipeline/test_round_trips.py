@@ -3,14 +3,18 @@ the private redis-server): those before the upstream answer arrives, and those a
 
 Everything is shared through one Redis, as the clients set it up in Redis mode: the cache,
 the rate limiter, the breaker and cross-process single-flight. ``parse`` sends a marker
-(``ECHO``) when the answer arrives, so the server's own log splits the call in two. A Lua
-script counts once (the commands it runs inside are the server's, not round trips)."""
+(``ECHO``) when the answer arrives, and the test another when the call has returned, so the
+server's own log splits the call in three: before the answer, after it while the caller
+still waits, and the work left for after the answer (the backlog's, held behind a gate
+until the call has returned, then flushed). A Lua script counts once (the commands it runs
+inside are the server's, not round trips)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -19,6 +23,7 @@ import redis
 from tests._redis_server import RedisServer
 from tests.pipeline._server import Reply, ScriptServer
 from tests.pipeline.conftest import MakePipeline, item
+from tunegate._drive import BACKLOG, Effect, Flow
 from tunegate._redis import RedisLink
 from tunegate.breaker import CircuitBreaker
 from tunegate.cache import CacheManager
@@ -26,12 +31,13 @@ from tunegate.ratelimit import RateLimiter
 
 pytestmark = pytest.mark.redis
 
-ANSWER, STOP = "tunegate-test:answer", "tunegate-test:stop"
+ANSWER, RETURNED, STOP = "tunegate-test:answer", "tunegate-test:returned", "tunegate-test:stop"
 #: In sequence before the answer: the cache lookup folded with the single-flight claim (one
-#: script), and the rate-limit token (was 3: GET, CLAIM, token). After it: the breaker
-#: record (script), then the cache write folded with the published outcome (one script;
-#: was 3: record, SET, FINISH).
-BEFORE, AFTER = 2, 2
+#: script), and the rate-limit token (was 3: GET, CLAIM, token). After it, none the caller
+#: waits for (was 2: the breaker record, then the write with the publish). Left for after
+#: the answer: the breaker's success record (script) and the cache write folded with the
+#: published outcome and the release (one script; was 3: record, SET, FINISH).
+BEFORE, WAITED_AFTER, LEFT = 2, 0, 2
 
 
 _SETUP = {"HELLO", "CLIENT", "SELECT", "AUTH"}
@@ -66,16 +72,50 @@ class Monitor:
                 if STOP in command:
                     return
 
-    def split(self) -> tuple[list[str], list[str]]:
-        """The commands before and after the answer marker (markers left out)."""
+    def split(self, *markers: str) -> list[list[str]]:
+        """The commands between the markers sent (``markers``, by default the answer
+        marker, then the stop; markers left out): before and after the answer."""
+        markers = markers or (ANSWER,)
         self._client.echo(STOP)
         self._thread.join(5)
         self._client.close()
         start = next(i for i, c in enumerate(self.commands) if "tunegate-test:ready" in c)
         seen = self.commands[start + 1 :]
-        at = next(i for i, c in enumerate(seen) if ANSWER in c)
-        end = next(i for i, c in enumerate(seen) if STOP in c)
-        return seen[:at], seen[at + 1 : end]
+        parts: list[list[str]] = []
+        for marker in (*markers, STOP):
+            at = next(i for i, c in enumerate(seen) if marker in c)
+            parts.append(seen[:at])
+            seen = seen[at + 1 :]
+        return parts
+
+
+class _Wait(Effect):
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+
+    def run(self) -> None:
+        assert self.gate.wait(10)
+
+    async def arun(self) -> None:  # pragma: no cover - the backlog runs blocking effects
+        raise AssertionError
+
+
+def _held(gate: threading.Event) -> Flow[None]:
+    yield _Wait(gate)
+
+
+@contextmanager
+def backlog_held() -> Iterator[threading.Event]:
+    """Hold the backlog's worker until the event is set: the work a call leaves for after
+    its answer then waits behind it, whatever the scheduling."""
+    assert BACKLOG.flush(10)
+    gate = threading.Event()
+    assert BACKLOG.put(_held(gate))
+    try:
+        yield gate
+    finally:
+        gate.set()
+        assert BACKLOG.flush(10)
 
 
 @pytest.fixture
@@ -111,25 +151,37 @@ def test_a_redis_backed_miss_makes_few_round_trips(
     async def both() -> Any:
         try:
             await pipeline.acall(item(0))  # scripts loaded, bucket and breaker known
+            assert await pipeline.aflush()
             monitor = Monitor(redis_server)
-            value = await pipeline.acall(item(1), parse=parse)
+            with backlog_held() as gate:
+                value = await pipeline.acall(item(1), parse=parse)
+                marker.echo(RETURNED)
+                gate.set()
             return monitor, value
         finally:
             await pipeline.aclose()
 
     if driver == "sync":
         pipeline.call(item(0))
+        assert pipeline.flush()
         monitor = Monitor(redis_server)
-        value = pipeline.call(item(1), parse=parse)
+        with backlog_held() as gate:
+            value = pipeline.call(item(1), parse=parse)
+            marker.echo(RETURNED)
+            gate.set()
     else:
         monitor, value = asyncio.run(both())
     marker.close()
-    before, after = monitor.split()
+    before, waited, left = monitor.split(ANSWER, RETURNED)
     print(f"{driver}: before the answer {len(before)}: {before}")
-    print(f"{driver}: after the answer {len(after)}: {after}")
+    print(f"{driver}: after it, waited for {len(waited)}: {waited}")
+    print(f"{driver}: left for after the answer {len(left)}: {left}")
     assert value == {"v": 1}
     assert len(before) <= BEFORE
-    assert len(after) <= AFTER
+    assert len(waited) <= WAITED_AFTER
+    assert len(left) <= LEFT
+    assert any("tunegate:cb:{test}" in c for c in left)  # the success record still went
+    assert pipeline.look(pipeline.key(item(1)) or "") == {"v": 1}  # and the write
 
 
 def test_the_monitor_sees_every_command(redis_server: RedisServer, redis_url: str) -> None:
@@ -176,6 +228,7 @@ def test_the_folded_lookup_claims_only_on_a_miss_and_agrees_with_the_cache(
         assert plain.exists(lease)  # claimed with the lookup
         server.script("/items/1", Reply(json={"v": "new"}))
         assert pipeline.call(item(1), looked=missed) == {"v": "new"}
+        assert pipeline.flush()  # the publish and the release come after the answer
         assert not plain.exists(lease)  # released when the outcome was published
         assert server.count("/items/1") == 1
     finally:

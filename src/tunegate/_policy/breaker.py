@@ -63,6 +63,7 @@ __all__ = [
     "reset",
     "retry_at",
     "standing",
+    "success_counts",
 ]
 
 
@@ -221,6 +222,19 @@ def standing(s: BreakerState) -> tuple[Permit | None, bool]:
     if s.state is not CLOSED:
         return None, False
     return Permit(s.epoch), not s.failures
+
+
+def success_counts(cfg: BreakerConfig) -> bool:
+    """Can a SUCCESS reported with a non-probe permit change any state, in any process?
+
+    Only by clearing the failures counted while CLOSED (a non-probe permit is CLOSED's: in
+    OPEN, in HALF_OPEN or after a reset its epoch is stale). With ``failure_threshold`` 1
+    none is ever counted, since the first failure opens the breaker: False, and a driver
+    need not report such a success at all (a shared one: no round trip). With a higher
+    threshold a driver cannot skip one on its own view, however fresh and clean: another
+    process may have counted failures since it was read, and this success must clear them
+    (failures count as consecutive across processes)."""
+    return cfg.failure_threshold > 1
 
 
 def allow(

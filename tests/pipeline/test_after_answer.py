@@ -1,0 +1,366 @@
+"""Work a call leaves for after its answer (the breaker's success record, the cache write
+with single-flight's publish and release), and the Redis link it runs on.
+
+The reproduction first: an asyncio connection that sat idle in the pool while Redis was
+restarted. A second connection exists as soon as two things talk to Redis at once (a call
+and the work it left behind); the first command on it after the restart must not mark the
+link down (and so drop a cache write)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import redis
+
+from tests._redis_server import RedisServer
+from tests.pipeline._server import Reply, ScriptServer
+from tests.pipeline.conftest import MakePipeline, item
+from tunegate._drive import BACKLOG, Backlog, Effect, Flow, drive
+from tunegate._redis import DOWN, RedisCall, RedisLink
+from tunegate.breaker import CircuitBreaker, CircuitState
+from tunegate.cache import CacheManager
+from tunegate.ratelimit import RateLimiter
+
+pytestmark = pytest.mark.redis
+
+
+def test_an_idle_asyncio_connection_from_before_a_restart_is_not_an_outage(
+    restartable_redis: RedisServer,
+) -> None:
+    link = RedisLink(restartable_redis.url, retry_interval=60.0)
+    ping = RedisCall(link, "test", command=("PING",), down=DOWN)
+
+    async def run() -> list[object]:
+        pool = link.aio.connection_pool
+        held = [await pool.get_connection() for _ in range(2)]  # type: ignore[no-untyped-call]
+        for conn in held:  # both connected, then idle in the pool
+            await conn.send_command("PING")
+            assert await conn.read_response() == b"PONG"
+        for conn in held:
+            await pool.release(conn)
+        # Restarted while this loop runs no callback: its streams have not seen the EOF.
+        restartable_redis.stop()
+        restartable_redis.start()
+        return [await link.aexecute(ping) for _ in range(3)]
+
+    try:
+        assert asyncio.run(run()) == [True, True, True]
+        assert link.available
+    finally:
+        link.close()
+
+
+def test_asyncio_calls_after_a_restart_are_back_on_redis_at_once(
+    server: ScriptServer, make: MakePipeline, restartable_redis: RedisServer
+) -> None:
+    """The same through the pipeline: concurrent tasks leave several connections in the
+    loop's pool; after a restart the cache is back on Redis with the first call (the link
+    would otherwise stay down for its whole retry interval, here a minute)."""
+    link = RedisLink(restartable_redis.url, retry_interval=60.0)
+    limiter = RateLimiter(redis=link)
+    limiter.configure_provider("test", rate=1000.0, capacity=100)
+    pipeline = make(
+        cache=CacheManager(link),
+        rate_limiter=limiter,
+        circuit_breaker=CircuitBreaker("test", redis=link),
+    )
+
+    async def run() -> list[Any]:
+        async with pipeline:
+            await asyncio.gather(*(pipeline.acall(item(i)) for i in range(4)))
+            assert await pipeline.aflush()
+            restartable_redis.stop()  # the loop runs nothing meanwhile
+            restartable_redis.start()
+            first = await pipeline.acall(item(9))
+            assert await pipeline.aflush()
+            return [first, await pipeline.acall(item(9))]
+
+    try:
+        assert asyncio.run(run()) == [{"ok": True}] * 2
+        assert link.available
+        assert pipeline.get_stats()["cache_hits"] == 1  # the second call of item 9
+    finally:
+        link.close()
+
+
+# -- the backlog ----------------------------------------------------------------------------
+
+
+class _Wait(Effect):
+    """Blocks the backlog's worker until ``gate`` is set (bounded)."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+
+    def run(self) -> None:
+        assert self.gate.wait(10)
+
+    async def arun(self) -> None:  # pragma: no cover - the backlog runs blocking effects
+        raise AssertionError
+
+
+def _held(gate: threading.Event) -> Flow[None]:
+    yield _Wait(gate)
+
+
+@contextmanager
+def held(limit: int | None = None) -> Iterator[threading.Event]:
+    """The backlog's worker held behind a gate (and the backlog's bound set to ``limit``):
+    what calls leave for after their answers waits until the gate opens."""
+    assert BACKLOG.flush(10)
+    gate = threading.Event()
+    assert BACKLOG.put(_held(gate))
+    old = BACKLOG.limit
+    if limit is not None:
+        BACKLOG.limit = limit
+    try:
+        yield gate
+    finally:
+        BACKLOG.limit = old
+        gate.set()
+        assert BACKLOG.flush(10)
+
+
+@pytest.fixture
+def shared(redis_url: str) -> Iterator[dict[str, Any]]:
+    """Cache, limiter, breaker and single-flight on one link (the clients' Redis mode)."""
+    link = RedisLink(redis_url)
+    limiter = RateLimiter(redis=link)
+    limiter.configure_provider("test", rate=1000.0, capacity=100)
+    yield {
+        "cache": CacheManager(link),
+        "rate_limiter": limiter,
+        "circuit_breaker": CircuitBreaker("test", redis=link),
+    }
+    assert BACKLOG.flush(10)
+    link.close()
+
+
+def _cached(plain: redis.Redis, key: str | None) -> bool:
+    assert key is not None
+    return bool(plain.exists(key))
+
+
+def test_the_write_is_left_for_after_the_answer_and_flush_waits_for_it(
+    server: ScriptServer, make: MakePipeline, redis_server: RedisServer, shared: dict[str, Any]
+) -> None:
+    pipeline = make(**shared)
+    server.script("/items/1", Reply(json={"v": 1}))
+    plain = redis_server.client()
+    try:
+        with held():
+            assert pipeline.call(item(1)) == {"v": 1}
+            assert not _cached(plain, pipeline.key(item(1)))  # answered before the write
+        assert pipeline.flush()
+        assert _cached(plain, pipeline.key(item(1)))
+    finally:
+        plain.close()
+
+
+def test_a_full_backlog_leaves_the_work_to_the_caller(
+    server: ScriptServer, make: MakePipeline, redis_server: RedisServer, shared: dict[str, Any]
+) -> None:
+    pipeline = make(**shared)
+    server.script("/items/1", Reply(json={"v": 1}))
+    plain = redis_server.client()
+    try:
+        with held(limit=0):  # nothing more fits: the caller writes before it returns
+            assert pipeline.call(item(1)) == {"v": 1}
+            assert _cached(plain, pipeline.key(item(1)))
+            assert BACKLOG.busy == 1  # only the gate
+    finally:
+        plain.close()
+
+
+def test_a_lookup_waits_for_the_write_this_process_still_owes(
+    server: ScriptServer, make: MakePipeline, shared: dict[str, Any]
+) -> None:
+    """Read-your-writes in one process: the second call of a key, made while the first
+    one's write still waits in the backlog, waits for it and hits instead of calling the
+    provider again (it would lead: the lease is this process's own)."""
+    pipeline = make(**shared)
+    server.script("/items/1", Reply(json={"v": 1}))
+    results: list[Any] = []
+    with held() as gate:
+        assert pipeline.call(item(1)) == {"v": 1}
+        second = threading.Thread(target=lambda: results.append(pipeline.call(item(1))))
+        second.start()
+        second.join(0.3)
+        assert second.is_alive()  # waiting for the write
+        gate.set()
+        second.join(10)
+    assert results == [{"v": 1}]
+    assert server.count("/items/1") == 1
+    assert pipeline.get_stats()["cache_hits"] == 1
+
+
+def test_closing_a_pipeline_flushes_what_its_calls_left(
+    server: ScriptServer, make: MakePipeline, redis_server: RedisServer, shared: dict[str, Any]
+) -> None:
+    pipeline = make(**shared)
+    server.script("/items/1", Reply(json={"v": 1}))
+    plain = redis_server.client()
+    try:
+        with held() as gate:
+            assert pipeline.call(item(1)) == {"v": 1}
+            closing = threading.Thread(target=pipeline.close)
+            closing.start()
+            closing.join(0.3)
+            assert closing.is_alive()  # close waits for the write
+            gate.set()
+            closing.join(10)
+            assert _cached(plain, pipeline.key(item(1)))
+    finally:
+        plain.close()
+
+
+def test_work_left_by_an_asyncio_call_outlives_its_loop(
+    server: ScriptServer, make: MakePipeline, redis_server: RedisServer, shared: dict[str, Any]
+) -> None:
+    """``asyncio.run`` cancels the tasks its coroutine leaves: the backlog is no task."""
+    pipeline = make(**shared)
+    server.script("/items/1", Reply(json={"v": 1}))
+    plain = redis_server.client()
+
+    async def one() -> Any:
+        value = await pipeline.acall(item(1))
+        await pipeline.http.aclose()
+        return value
+
+    try:
+        with held():
+            assert asyncio.run(one()) == {"v": 1}  # the loop is gone
+        assert _cached(plain, pipeline.key(item(1)))  # written after it
+    finally:
+        plain.close()
+
+
+def test_a_failing_job_is_logged_and_the_next_one_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ran: list[int] = []
+
+    def broken() -> Flow[None]:
+        yield from ()
+        raise RuntimeError("a bug")
+
+    def fine() -> Flow[None]:
+        yield from ()
+        ran.append(1)
+
+    backlog = Backlog()
+    assert backlog.put(broken())
+    assert backlog.put(fine())
+    assert backlog.flush(10)
+    assert ran == [1]
+    assert "work left for after an answer failed" in caplog.text
+
+
+def test_flush_waits_for_the_jobs_given_before_it_not_for_later_ones() -> None:
+    """Under a steady stream of calls a flush still ends: it waits for what was given."""
+    backlog = Backlog()
+    first, later = threading.Event(), threading.Event()
+    try:
+        assert backlog.put(_held(first))
+        flushed: list[bool] = []
+        flushing = threading.Thread(target=lambda: flushed.append(backlog.flush(10)))
+        flushing.start()
+        flushing.join(0.2)
+        assert flushing.is_alive()  # the first job holds it
+        assert backlog.put(_held(later))  # given after the flush began
+        first.set()
+        flushing.join(10)
+        assert flushed == [True]
+        assert backlog.busy == 1  # the later job still runs
+    finally:
+        first.set()
+        later.set()
+        assert backlog.flush(10)
+
+
+# -- the breaker's success record -------------------------------------------------------------
+
+
+def test_successes_waiting_collapse_and_a_failure_sends_the_owed_one_first(
+    redis_url: str,
+) -> None:
+    """Another process counted 2 failures; our success waits in the backlog while our next
+    call fails. In Redis the success must come first: failures 1, not 3 (threshold 3 would
+    open it). Two owed successes cost one round trip."""
+    link, other = RedisLink(redis_url), RedisLink(redis_url)
+    here = CircuitBreaker("t", redis=link, failure_threshold=3, cache_ttl=60)
+    there = CircuitBreaker("t", redis=other, failure_threshold=3, cache_ttl=0)
+    plain = redis.Redis.from_url(redis_url)
+
+    def scripts() -> int:
+        stats = plain.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+    try:
+        permit = here.allow()  # a fresh view: CLOSED, nothing counted
+        for _ in range(2):
+            there.record_failure(there.allow())
+        with held():
+            before = scripts()
+            for _ in range(2):
+                flow = here.settle(here.allow(), "success")
+                assert flow is None  # left to the backlog (the second joins the first)
+            assert scripts() == before  # nothing sent yet
+            drive(here.record_flow(permit, "failure"))
+            assert scripts() == before + 2  # the owed success, then the failure
+            assert there.get_stats()["failures"] == 1  # (a peek: one script call more)
+        assert scripts() == before + 3  # the backlog's job found nothing owed
+        assert there.state is CircuitState.CLOSED
+    finally:
+        plain.close()
+        link.close()
+        other.close()
+
+
+def test_a_success_left_for_later_still_clears_another_process_failures(
+    redis_url: str,
+) -> None:
+    link, other = RedisLink(redis_url), RedisLink(redis_url)
+    here = CircuitBreaker("t", redis=link, failure_threshold=3, cache_ttl=60)
+    there = CircuitBreaker("t", redis=other, failure_threshold=3, cache_ttl=0)
+    try:
+        here.allow()
+        there.record_failure(there.allow())
+        assert here.settle(here.allow(), "success") is None
+        assert BACKLOG.flush(10)
+        assert there.get_stats()["failures"] == 0
+    finally:
+        link.close()
+        other.close()
+
+
+def test_with_threshold_one_a_success_costs_no_round_trip_at_all(redis_url: str) -> None:
+    """policy.success_counts(): with failure_threshold 1 nothing is ever counted in CLOSED,
+    so a success is reported nowhere, now or later; a failure still opens it for all."""
+    link, other = RedisLink(redis_url), RedisLink(redis_url)
+    here = CircuitBreaker("one", redis=link, failure_threshold=1)
+    there = CircuitBreaker("one", redis=other, failure_threshold=1, cache_ttl=0)
+    plain = redis.Redis.from_url(redis_url)
+
+    def scripts() -> int:
+        stats = plain.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+    try:
+        here.allow()  # the view
+        before = scripts()
+        assert here.settle(here.allow(), "success") is None
+        here.record_success(here.allow())
+        assert BACKLOG.flush(10)
+        assert scripts() == before
+        here.record_failure(here.allow())
+        assert there.state is CircuitState.OPEN
+    finally:
+        plain.close()
+        link.close()
+        other.close()
