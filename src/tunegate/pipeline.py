@@ -592,6 +592,12 @@ class Pipeline:
         raised into the call."""
         return self._rec.subscribe(observer)
 
+    @property
+    def recorder(self) -> Recorder:
+        """This pipeline's one observer, for a component that runs calls beside it (the
+        Spotify token's single-flight) and should count into the same stats and metrics."""
+        return self._rec
+
     def get_stats(self) -> dict[str, Any]:
         """Counters, hit ratio, latency percentiles (ms) of the last 1024 upstream attempts,
         and the breaker's, limiter's and retry budget's own stats for this provider."""

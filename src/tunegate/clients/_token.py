@@ -29,7 +29,6 @@ from tunegate._coalesce import SingleFlight
 from tunegate._drive import Flow
 from tunegate._redis import DOWN, RedisCall, RedisLink
 from tunegate.exceptions import AuthenticationError
-from tunegate.observability import Recorder, Stats
 from tunegate.pipeline import Pipeline
 from tunegate.providers import spotify
 from tunegate.providers.spotify import SpotifyToken
@@ -122,7 +121,7 @@ class TokenSource:
         self._single = SingleFlight(
             "spotify",
             clock=clock,
-            recorder=Recorder("spotify", Stats(), None),
+            recorder=pipeline.recorder,  # counted with the accounts pipeline's own calls
             link=link,
             lease_ms=int(lease * 1000),
             follow_slack=0.0,
