@@ -52,10 +52,8 @@ from tests._redis_server import RedisServer, free_port  # noqa: E402
 # -- the child servers ------------------------------------------------------------------
 
 
-def _child(mode: str, port: int, redis_url: str | None) -> None:
+def _app(mode: str, redis_url: str | None) -> Any:
     """``floor``: a constant body; ``service``: the tunegate app on the emulator."""
-    import uvicorn
-
     if mode == "floor":
         from starlette.applications import Starlette
         from starlette.responses import Response
@@ -66,25 +64,41 @@ def _child(mode: str, port: int, redis_url: str | None) -> None:
         async def constant(request: Any) -> Response:
             return Response(body, media_type="application/json")
 
-        app: Any = Starlette(routes=[Route("/floor", constant)])
-    else:
-        from dataclasses import replace
+        return Starlette(routes=[Route("/floor", constant)])
+    import inspect
+    from dataclasses import replace
 
-        from tunegate.clients import AsyncGateway, Settings
-        from tunegate.emulator import Emulator
-        from tunegate.service import create_app
+    from tunegate.clients import AsyncGateway, Settings
+    from tunegate.emulator import Emulator
+    from tunegate.service import create_app
 
-        emu = Emulator(catalog_size=2_000, rate_limits=False).start()
-        settings = Settings.from_env(emu.env())
-        if redis_url:
-            settings = replace(settings, redis_url=redis_url)
-        import inspect
+    emu = Emulator(catalog_size=2_000, rate_limits=False).start()
+    settings = Settings.from_env(emu.env())
+    if redis_url:
+        settings = replace(settings, redis_url=redis_url)
+    known = inspect.signature(create_app).parameters  # a baseline tree may predate it
+    extra = {"freeze_gc": True} if "freeze_gc" in known else {}
+    return create_app(AsyncGateway(settings), owns_gateway=True, **extra)
 
-        known = inspect.signature(create_app).parameters  # a baseline tree may predate it
-        extra = {"freeze_gc": True} if "freeze_gc" in known else {}
-        app = create_app(AsyncGateway(settings), owns_gateway=True, **extra)
+
+def granian_app() -> Any:
+    """The factory Granian's worker calls (``--factory bench_serve:granian_app``)."""
+    return _app(os.environ["BENCH_MODE"], os.environ.get("BENCH_REDIS_URL") or None)
+
+
+def _child(mode: str, port: int, redis_url: str | None, server: str) -> None:
+    if server == "granian":  # one worker, one thread, uvloop: uvicorn's setup, Granian's I/O
+        env = {**os.environ, "BENCH_MODE": mode, "BENCH_REDIS_URL": redis_url or ""}
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "bench"), env.get("PYTHONPATH", "")])
+        args = ["--interface", "asgi", "--loop", "uvloop", "--workers", "1"]
+        args += ["--runtime-mode", "st", "--http", "1", "--no-ws", "--no-access-log"]
+        args += ["--log-level", "warning", "--host", "127.0.0.1", "--port", str(port)]
+        args += ["--factory", "bench_serve:granian_app"]
+        os.execve(sys.executable, [sys.executable, "-m", "granian", *args], env)
+    import uvicorn
+
     uvicorn.run(
-        app,
+        _app(mode, redis_url),
         host="127.0.0.1",
         port=port,
         loop="uvloop",
@@ -103,15 +117,19 @@ def _server(
     redis_url: str | None = None,
     env: dict[str, str] | None = None,
     src: Path | None = None,
+    server: str = "uvicorn",
+    extra_path: str = "",
 ) -> Iterator[str]:
-    """A child server; ``src``: the source tree it imports tunegate from (default ours)."""
+    """A child server; ``src``: the source tree it imports tunegate from (default ours);
+    ``server``: uvicorn or granian (``extra_path``: where Granian is, if not installed)."""
     import httpx
 
     port = free_port()
-    args = [sys.executable, __file__, "--child", mode, "--port", str(port)]
+    args = [sys.executable, __file__, "--child", mode, "--port", str(port), "--server", server]
     if redis_url:
         args += ["--redis-url", redis_url]
-    child_env = {**os.environ, "PYTHONPATH": str(src or ROOT / "src"), **(env or {})}
+    path = os.pathsep.join(p for p in (str(src or ROOT / "src"), extra_path) if p)
+    child_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     proc = subprocess.Popen(args, env=child_env)
     url = f"http://127.0.0.1:{port}"
     _PIDS[url] = proc.pid
@@ -144,12 +162,19 @@ def _ms(text: str) -> float:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far (Linux /proc; 0 elsewhere)."""
+    """User + system CPU time of ``pid`` and its child processes (Granian's worker) so far
+    (Linux /proc; 0 elsewhere)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        kids = [
+            int(k)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for k in (task / "children").read_text().split()
+        ]
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_cpu_seconds(k) for k in kids)
 
 
 def measured(load: Any, url: str, seconds: float, connections: int) -> dict[str, float]:
@@ -373,6 +398,15 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=float, default=50.0, help="requests/s of --outage")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of every figure (medians)")
+    parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
+    parser.add_argument(
+        "--granian",
+        metavar="PATH",
+        nargs="?",
+        const="",
+        help="also measure floor and hits under Granian (PATH: where it is installed, e.g."
+        " pip install --target PATH granian; omit when it is in the environment)",
+    )
     parser.add_argument(
         "--baseline-src",
         metavar="DIR",
@@ -384,7 +418,7 @@ def main() -> None:
     )
     a = parser.parse_args()
     if a.child:
-        _child(a.child, a.port, a.redis_url)
+        _child(a.child, a.port, a.redis_url, a.server)
         return
     sys.path.insert(0, str(ROOT / "src"))
     if a.outage:
@@ -401,6 +435,8 @@ def main() -> None:
     trees: list[tuple[str, Path | None]] = [("", None)]
     if a.baseline_src:
         trees.append((" [baseline]", Path(a.baseline_src).resolve()))
+    if a.granian is not None:
+        trees.append((" [granian]", None))
     runs: list[dict[str, dict[str, float]]] = []
     body = b""
     with _private_redis() as redis_server:
@@ -434,7 +470,8 @@ def main() -> None:
     )
     for name, fig in figures.items():
         in_proc = name.startswith(("library", "bare"))
-        vs = "" if in_proc else f"{floor['rps'] / fig['rps']:.2f}x"
+        own = figures.get(FLOOR + " [granian]", floor) if name.endswith("[granian]") else floor
+        vs = "" if in_proc else f"{own['rps'] / fig['rps']:.2f}x"
         cpu = f"{fig['cpu_us']:.0f}" if fig.get("cpu_us") else ""
         print(
             f"{name:<46} {fig['rps']:>9.0f} {fig['p50_ms']:>8.3f} {fig['p99_ms']:>8.3f} "
@@ -457,6 +494,7 @@ def main() -> None:
             hit = figures.get(f"typed API hit (redis){label}")
             if not hit:
                 continue
+            floor = figures.get(FLOOR + label, figures[FLOOR])
             budget = 1 / floor["rps"] + 1 / get["rps"] + encode
             ratio = (1 / hit["rps"]) / budget
             verdict = "met" if ratio <= 1.5 else "missed"
@@ -493,7 +531,9 @@ def _service_figures(
 
     figures: dict[str, dict[str, float]] = {}
     where = "redis" if redis_url else "memory"
-    with _server("service", redis_url, src=src) as url:
+    server = "granian" if label == " [granian]" else "uvicorn"
+    extra = a.granian or "" if server == "granian" else ""
+    with _server("service", redis_url, src=src, server=server, extra_path=extra) as url:
         typed = f"{url}/v1/spotify/tracks/{t.spotify_id}"
         passthrough = f"{url}/musicbrainz/ws/2/recording/{t.mbid}?fmt=json"
         for u in (typed, passthrough):
@@ -501,12 +541,15 @@ def _service_figures(
             if u == typed:
                 body = got.content
             assert httpx.get(u, timeout=30).headers["x-cache"] == "hit"
-        if not label and not redis_url:
+        if label in ("", " [granian]") and not redis_url:  # each server's own floor
             with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
                 f.write(body)
+            env = {"BENCH_FLOOR_BODY": f.name}
             try:
-                with _server("floor", env={"BENCH_FLOOR_BODY": f.name}) as floor:
-                    figures[FLOOR] = measured(load, f"{floor}/floor", a.seconds, a.connections)
+                with _server("floor", env=env, server=server, extra_path=extra) as floor:
+                    figures[FLOOR + label] = measured(
+                        load, f"{floor}/floor", a.seconds, a.connections
+                    )
             finally:
                 os.unlink(f.name)
         figures[f"typed API hit ({where}){label}"] = measured(load, typed, a.seconds, a.connections)
