@@ -108,6 +108,13 @@ def test_a_deadline_is_a_deadline_exceeded_and_a_cancellation_stays_one() -> Non
         with pytest.raises(DeadlineExceeded):
             await deadlines.run(0.01, asyncio.sleep(5))
         assert await deadlines.run(5, asyncio.sleep(0, "done")) == "done"
+
+        async def fails() -> None:
+            raise LookupError("the call's own error")
+
+        with pytest.raises(LookupError):
+            await deadlines.run(5, fails())
+        assert not deadlines._due  # every way out unregisters the task
         inner = asyncio.ensure_future(deadlines.run(5, asyncio.sleep(5)))
         await asyncio.sleep(0)
         inner.cancel()

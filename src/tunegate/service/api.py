@@ -210,6 +210,10 @@ class Deadlines:
                 task.uncancel()
                 raise DeadlineExceeded(seconds) from None
             raise
+        except BaseException:  # the call's own error: its answer, whatever the time
+            if self.leave(task):
+                task.uncancel()
+            raise
         if self.leave(task):  # cancelled at its very end, and the call let it go: answered
             task.uncancel()
         return value
