@@ -52,10 +52,8 @@ from tests._redis_server import RedisServer, free_port  # noqa: E402
 # -- the child servers ------------------------------------------------------------------
 
 
-def _child(mode: str, port: int, redis_url: str | None) -> None:
+def _app(mode: str, redis_url: str | None) -> Any:
     """``floor``: a constant body; ``service``: the tunegate app on the emulator."""
-    import uvicorn
-
     if mode == "floor":
         from starlette.applications import Starlette
         from starlette.responses import Response
@@ -66,21 +64,41 @@ def _child(mode: str, port: int, redis_url: str | None) -> None:
         async def constant(request: Any) -> Response:
             return Response(body, media_type="application/json")
 
-        app: Any = Starlette(routes=[Route("/floor", constant)])
-    else:
-        from dataclasses import replace
+        return Starlette(routes=[Route("/floor", constant)])
+    import inspect
+    from dataclasses import replace
 
-        from tunegate.clients import AsyncGateway, Settings
-        from tunegate.emulator import Emulator
-        from tunegate.service import create_app
+    from tunegate.clients import AsyncGateway, Settings
+    from tunegate.emulator import Emulator
+    from tunegate.service import create_app
 
-        emu = Emulator(catalog_size=2_000, rate_limits=False).start()
-        settings = Settings.from_env(emu.env())
-        if redis_url:
-            settings = replace(settings, redis_url=redis_url)
-        app = create_app(AsyncGateway(settings), owns_gateway=True)
+    emu = Emulator(catalog_size=2_000, rate_limits=False).start()
+    settings = Settings.from_env(emu.env())
+    if redis_url:
+        settings = replace(settings, redis_url=redis_url)
+    known = inspect.signature(create_app).parameters  # a baseline tree may predate it
+    extra = {"freeze_gc": True} if "freeze_gc" in known else {}
+    return create_app(AsyncGateway(settings), owns_gateway=True, **extra)
+
+
+def granian_app() -> Any:
+    """The factory Granian's worker calls (``--factory bench_serve:granian_app``)."""
+    return _app(os.environ["BENCH_MODE"], os.environ.get("BENCH_REDIS_URL") or None)
+
+
+def _child(mode: str, port: int, redis_url: str | None, server: str) -> None:
+    if server == "granian":  # one worker, one thread, uvloop: uvicorn's setup, Granian's I/O
+        env = {**os.environ, "BENCH_MODE": mode, "BENCH_REDIS_URL": redis_url or ""}
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "bench"), env.get("PYTHONPATH", "")])
+        args = ["--interface", "asgi", "--loop", "uvloop", "--workers", "1"]
+        args += ["--runtime-mode", "st", "--http", "1", "--no-ws", "--no-access-log"]
+        args += ["--log-level", "warning", "--host", "127.0.0.1", "--port", str(port)]
+        args += ["--factory", "bench_serve:granian_app"]
+        os.execve(sys.executable, [sys.executable, "-m", "granian", *args], env)
+    import uvicorn
+
     uvicorn.run(
-        app,
+        _app(mode, redis_url),
         host="127.0.0.1",
         port=port,
         loop="uvloop",
@@ -90,19 +108,31 @@ def _child(mode: str, port: int, redis_url: str | None) -> None:
     )
 
 
+_PIDS: dict[str, int] = {}  # server URL -> its process, for the CPU it spends per request
+
+
 @contextmanager
 def _server(
-    mode: str, redis_url: str | None = None, env: dict[str, str] | None = None
+    mode: str,
+    redis_url: str | None = None,
+    env: dict[str, str] | None = None,
+    src: Path | None = None,
+    server: str = "uvicorn",
+    extra_path: str = "",
 ) -> Iterator[str]:
+    """A child server; ``src``: the source tree it imports tunegate from (default ours);
+    ``server``: uvicorn or granian (``extra_path``: where Granian is, if not installed)."""
     import httpx
 
     port = free_port()
-    args = [sys.executable, __file__, "--child", mode, "--port", str(port)]
+    args = [sys.executable, __file__, "--child", mode, "--port", str(port), "--server", server]
     if redis_url:
         args += ["--redis-url", redis_url]
-    child_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
+    path = os.pathsep.join(p for p in (str(src or ROOT / "src"), extra_path) if p)
+    child_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     proc = subprocess.Popen(args, env=child_env)
     url = f"http://127.0.0.1:{port}"
+    _PIDS[url] = proc.pid
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -131,6 +161,33 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its child processes (Granian's worker) so far
+    (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        kids = [
+            int(k)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for k in (task / "children").read_text().split()
+        ]
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_cpu_seconds(k) for k in kids)
+
+
+def measured(load: Any, url: str, seconds: float, connections: int) -> dict[str, float]:
+    """``load``'s figures plus ``cpu_us``: the server process's CPU time per request (its
+    own cost, which other work on a shared machine moves far less than req/s)."""
+    pid = next((p for u, p in _PIDS.items() if url.startswith(u)), None)
+    before = _cpu_seconds(pid) if pid else 0.0
+    fig = load(url, seconds, connections)
+    if pid and fig.get("requests"):
+        fig["cpu_us"] = (_cpu_seconds(pid) - before) / fig["requests"] * 1e6
+    return fig
+
+
 def wrk(url: str, seconds: float, connections: int) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url],
@@ -143,7 +200,9 @@ def wrk(url: str, seconds: float, connections: int) -> dict[str, float]:
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    total = re.search(r"(\d+) requests in", out)
     return {
+        "requests": int(total.group(1)) if total else 0,
         "rps": rps,
         "p50_ms": p50,
         "p99_ms": p99,
@@ -173,6 +232,7 @@ def aiohttp_load(url: str, seconds: float, connections: int) -> dict[str, float]
             await asyncio.gather(*(worker(session) for _ in range(connections)))
         latencies.sort()
         return {
+            "requests": len(latencies),
             "rps": len(latencies) / seconds,
             "p50_ms": latencies[len(latencies) // 2],
             "p99_ms": latencies[int(len(latencies) * 0.99)],
@@ -198,12 +258,15 @@ def in_process(redis_url: str | None, seconds: float) -> dict[str, dict[str, flo
         await fn()
         lat: list[float] = []
         stop = time.perf_counter() + seconds
+        cpu0 = time.process_time()
         while time.perf_counter() < stop:
             t0 = time.perf_counter()
             await fn()
             lat.append(time.perf_counter() - t0)
+        cpu = time.process_time() - cpu0
         lat.sort()
         return {
+            "cpu_us": cpu / len(lat) * 1e6,
             "rps": len(lat) / sum(lat),
             "p50_ms": lat[len(lat) // 2] * 1000,
             "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
@@ -334,19 +397,34 @@ def main() -> None:
         "--outage", type=float, metavar="SECONDS", help="only the Redis-outage run, this long"
     )
     parser.add_argument("--rate", type=float, default=50.0, help="requests/s of --outage")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of every figure (medians)")
+    parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
+    parser.add_argument(
+        "--granian",
+        metavar="PATH",
+        nargs="?",
+        const="",
+        help="also measure floor and hits under Granian (PATH: where it is installed, e.g."
+        " pip install --target PATH granian; omit when it is in the environment)",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        help="also measure the service from this source tree (e.g. an older commit's src/),"
+        " interleaved with ours in every round",
+    )
     parser.add_argument(
         "--down", type=float, help="seconds Redis stays stopped (default: a third of --outage)"
     )
     a = parser.parse_args()
     if a.child:
-        _child(a.child, a.port, a.redis_url)
+        _child(a.child, a.port, a.redis_url, a.server)
         return
     sys.path.insert(0, str(ROOT / "src"))
     if a.outage:
         down = a.down if a.down is not None else a.outage / 3
         outage(a.outage, (a.outage - down) / 2, down, a.rate)
         return
-    import httpx
 
     from tunegate.emulator.catalog import Catalog
 
@@ -354,71 +432,142 @@ def main() -> None:
     loader = "wrk" if load is wrk else "aiohttp loop"
     cat = Catalog(2_000, 0)
     t = next(cat.track(i) for i in range(200) if cat.track(i).spotify_id and cat.track(i).mbid)
-    figures: dict[str, dict[str, float]] = {}
+    trees: list[tuple[str, Path | None]] = [("", None)]
+    if a.baseline_src:
+        trees.append((" [baseline]", Path(a.baseline_src).resolve()))
+    if a.granian is not None:
+        trees.append((" [granian]", None))
+    runs: list[dict[str, dict[str, float]]] = []
+    body = b""
     with _private_redis() as redis_server:
         redis_url = None if redis_server is None else redis_server.url
-        with _server("service") as url:
-            typed = f"{url}/v1/spotify/tracks/{t.spotify_id}"
-            passthrough = f"{url}/musicbrainz/ws/2/recording/{t.mbid}?fmt=json"
-            body = httpx.get(typed, timeout=30).content  # the miss; then every call is a hit
-            assert httpx.get(typed, timeout=30).headers["x-cache"] == "hit"
-            httpx.get(passthrough, timeout=30)
-            assert httpx.get(passthrough, timeout=30).headers["x-cache"] == "hit"
-            with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
-                f.write(body)
-            with _server("floor", env={"BENCH_FLOOR_BODY": f.name}) as floor:
-                figures["floor: constant body (same framework)"] = load(
-                    f"{floor}/floor", a.seconds, a.connections
-                )
-            figures["typed API hit (memory)"] = load(typed, a.seconds, a.connections)
-            figures["pass-through hit (memory)"] = load(passthrough, a.seconds, a.connections)
-            os.unlink(f.name)
-        if redis_url:
-            with _server("service", redis_url) as url:
-                typed = f"{url}/v1/spotify/tracks/{t.spotify_id}"
-                passthrough = f"{url}/musicbrainz/ws/2/recording/{t.mbid}?fmt=json"
-                for u in (typed, passthrough):
-                    httpx.get(u, timeout=30)
-                    assert httpx.get(u, timeout=30).headers["x-cache"] == "hit"
-                figures["typed API hit (redis)"] = load(typed, a.seconds, a.connections)
-                figures["pass-through hit (redis)"] = load(passthrough, a.seconds, a.connections)
-        figures.update(in_process(redis_url, min(a.seconds, 3.0)))
+        for _round in range(a.rounds):
+            figures: dict[str, dict[str, float]] = {}
+            for label, src in trees:  # interleaved: each round measures every tree
+                got, body = _service_figures(t, label, src, None, load, a, body)
+                figures.update(got)
+                if redis_url:
+                    redis_server.flush()  # type: ignore[union-attr]
+                    got, _ = _service_figures(t, label, src, redis_url, load, a, body)
+                    figures.update(got)
+            runs.append(figures)
+        ours = in_process(redis_url, min(a.seconds, 3.0))
+    figures = _median(runs)
+    figures.update(ours)
     import starlette
     import uvicorn
 
     print(
-        f"tunegate serve bench: {loader}, {a.connections} connections, {a.seconds:g} s each; "
-        f"Starlette {starlette.__version__} on uvicorn {uvicorn.__version__} "
-        f"(uvloop + httptools, 1 worker); Python {platform.python_version()}; "
-        f"load average {os.getloadavg()[0]:.2f}"
+        f"tunegate serve bench: {loader}, {a.connections} connections, {a.seconds:g} s each, "
+        f"{a.rounds} round(s) (medians); Starlette {starlette.__version__} on uvicorn "
+        f"{uvicorn.__version__} (uvloop + httptools, 1 worker); Python "
+        f"{platform.python_version()}; load average {os.getloadavg()[0]:.2f}"
     )
-    floor_rps = figures["floor: constant body (same framework)"]["rps"]
-    print(f"{'figure':<44} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs floor':>9}")
+    floor = figures[FLOOR]
+    print(
+        f"{'figure':<46} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs floor':>9} "
+        f"{'CPU us/req':>10}"
+    )
     for name, fig in figures.items():
-        vs = f"{floor_rps / fig['rps']:.2f}x" if not name.startswith(("library", "bare")) else ""
-        print(f"{name:<44} {fig['rps']:>10.0f} {fig['p50_ms']:>8.3f} {fig['p99_ms']:>8.3f} {vs:>9}")
+        in_proc = name.startswith(("library", "bare"))
+        own = figures.get(FLOOR + " [granian]", floor) if name.endswith("[granian]") else floor
+        vs = "" if in_proc else f"{own['rps'] / fig['rps']:.2f}x"
+        cpu = f"{fig['cpu_us']:.0f}" if fig.get("cpu_us") else ""
+        print(
+            f"{name:<46} {fig['rps']:>9.0f} {fig['p50_ms']:>8.3f} {fig['p99_ms']:>8.3f} "
+            f"{vs:>9} {cpu:>10}"
+        )
         if fig.get("non_2xx"):
             print(f"  !! {fig['non_2xx']:.0f} answers were not 2xx")
     get = figures.get("bare redis GET + orjson.loads")
-    hit = figures.get("typed API hit (redis)")
-    if get and hit:
+    if get:
         # The issue's target: a Redis hit within 1.5x of (floor + GET + encode), per request
-        # (one worker is one core: the cost of a request is 1 / its throughput).
+        # (one worker is one core: the cost of a request is 1 / its throughput). Beside it
+        # the same ratio in CPU time (the server's per request; the in-process GET's).
         import orjson
 
         t0 = time.perf_counter()
         for _ in range(10_000):
             orjson.dumps(json.loads(body))
         encode = (time.perf_counter() - t0) / 10_000
-        budget = 1 / floor_rps + 1 / get["rps"] + encode
-        ratio = (1 / hit["rps"]) / budget
-        verdict = "met" if ratio <= 1.5 else "missed"
-        print(
-            f"target: typed Redis hit {1e6 / hit['rps']:.0f} us/request vs floor + GET + encode "
-            f"{budget * 1e6:.0f} us = {ratio:.2f}x (target <= 1.5x: {verdict})"
-        )
+        for label, _src in trees:
+            hit = figures.get(f"typed API hit (redis){label}")
+            if not hit:
+                continue
+            floor = figures.get(FLOOR + label, figures[FLOOR])
+            budget = 1 / floor["rps"] + 1 / get["rps"] + encode
+            ratio = (1 / hit["rps"]) / budget
+            verdict = "met" if ratio <= 1.5 else "missed"
+            line = (
+                f"target{label}: typed Redis hit {1e6 / hit['rps']:.0f} us/request vs floor + "
+                f"GET + encode {budget * 1e6:.0f} us = {ratio:.2f}x (target <= 1.5x: {verdict})"
+            )
+            if hit.get("cpu_us") and floor.get("cpu_us") and get.get("cpu_us"):
+                cpu_budget = floor["cpu_us"] + get["cpu_us"] + encode * 1e6
+                line += (
+                    f"; CPU {hit['cpu_us']:.0f} us vs {cpu_budget:.0f} us = "
+                    f"{hit['cpu_us'] / cpu_budget:.2f}x"
+                )
+            print(line)
     if a.json:
         print(json.dumps(figures, indent=2))
+
+
+FLOOR = "floor: constant body (same framework)"
+
+
+def _service_figures(
+    t: Any,
+    label: str,
+    src: Path | None,
+    redis_url: str | None,
+    load: Any,
+    a: argparse.Namespace,
+    body: bytes,
+) -> tuple[dict[str, dict[str, float]], bytes]:
+    """Warm hits of one service process (memory cache, or Redis), and the floor with the
+    first (ours, memory): the same bytes the typed hit answers."""
+    import httpx
+
+    figures: dict[str, dict[str, float]] = {}
+    where = "redis" if redis_url else "memory"
+    server = "granian" if label == " [granian]" else "uvicorn"
+    extra = a.granian or "" if server == "granian" else ""
+    with _server("service", redis_url, src=src, server=server, extra_path=extra) as url:
+        typed = f"{url}/v1/spotify/tracks/{t.spotify_id}"
+        passthrough = f"{url}/musicbrainz/ws/2/recording/{t.mbid}?fmt=json"
+        for u in (typed, passthrough):
+            got = httpx.get(u, timeout=30)  # the miss; then every call is a hit
+            if u == typed:
+                body = got.content
+            assert httpx.get(u, timeout=30).headers["x-cache"] == "hit"
+        if label in ("", " [granian]") and not redis_url:  # each server's own floor
+            with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+                f.write(body)
+            env = {"BENCH_FLOOR_BODY": f.name}
+            try:
+                with _server("floor", env=env, server=server, extra_path=extra) as floor:
+                    figures[FLOOR + label] = measured(
+                        load, f"{floor}/floor", a.seconds, a.connections
+                    )
+            finally:
+                os.unlink(f.name)
+        figures[f"typed API hit ({where}){label}"] = measured(load, typed, a.seconds, a.connections)
+        figures[f"pass-through hit ({where}){label}"] = measured(
+            load, passthrough, a.seconds, a.connections
+        )
+    return figures, body
+
+
+def _median(runs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Per figure and measure, the median over the rounds (req/s, p50, p99, CPU)."""
+    import statistics
+
+    out: dict[str, dict[str, float]] = {}
+    for name in runs[0]:
+        keys = runs[0][name].keys()
+        out[name] = {k: statistics.median(r[name][k] for r in runs if k in r[name]) for k in keys}
+    return out
 
 
 if __name__ == "__main__":

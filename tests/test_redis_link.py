@@ -4,10 +4,14 @@ fail-open on every way Redis can fail, and asyncio clients that end with their l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import logging
+import shlex
+import shutil
 import socket
+import struct
 import threading
 import time
 import weakref
@@ -23,6 +27,8 @@ import redis.asyncio
 import redis.asyncio.connection
 import redis.connection
 import redis.exceptions
+import redis.retry
+from redis.backoff import NoBackoff
 
 import tunegate
 from tests._redis_server import RedisServer, free_port
@@ -30,6 +36,7 @@ from tunegate._drive import Effect, Flow, adrive, drive
 from tunegate._redis import (
     DOWN,
     REDIS_FAILURES,
+    TIMEOUTS_TO_DOWN,
     LinkOwner,
     LuaScript,
     RedisCall,
@@ -265,28 +272,34 @@ def test_every_redis_error_is_a_failure_and_outages_are_told_apart(
     assert is_outage(exc) is outage
 
 
-def test_a_stalled_redis_costs_one_bounded_wait_then_none(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_stalled_redis_costs_bounded_waits_then_none(caplog: pytest.LogCaptureFixture) -> None:
     """Behind a caller's client with no socket timeout, a script call on a Redis that never
-    answers gives up (None) within the link's timeout and marks the link down."""
+    answers gives up (None) within the link's timeout; after TIMEOUTS_TO_DOWN such stalls
+    in a row the link is down and the next call does not wait at all. (One timeout used to
+    mark the link down; one slow command no longer does, see the DEBUG SLEEP tests.)"""
     with stalled_redis() as port:
         user = redis.Redis(host="127.0.0.1", port=port)
-        link = RedisLink(user, retry_interval=30)
+        link = RedisLink(user, retry_interval=30, socket_timeout=0.2)
         with caplog.at_level(logging.WARNING, logger="tunegate.redis"):
-            assert in_thread(lambda: link.run_script(ECHO, [], ["x"], "test")) is None
+            for _ in range(TIMEOUTS_TO_DOWN):
+                assert link.available
+                assert in_thread(lambda: link.run_script(ECHO, [], ["x"], "test")) is None
         assert not link.available
-        assert link.run_script(ECHO, [], ["x"], "test") is None  # no second wait
+        assert link.run_script(ECHO, [], ["x"], "test") is None  # no further wait
         assert len(caplog.records) == 1
         link.close()
         user.close()
 
 
 async def test_a_stalled_redis_is_bounded_for_asyncio_too() -> None:
-    """The asyncio client gives up within the link's timeout as well."""
+    """The asyncio client gives up within the link's timeout as well, and the stalls in a
+    row mark the link down the same way."""
     with stalled_redis() as port:
         user = redis.asyncio.Redis(host="127.0.0.1", port=port)
-        link = RedisLink(user, retry_interval=30)
-        reply = await asyncio.wait_for(link.arun_script(ECHO, [], ["x"], "test"), BOUND)
-        assert reply is None
+        link = RedisLink(user, retry_interval=30, socket_timeout=0.2)
+        for _ in range(TIMEOUTS_TO_DOWN):
+            reply = await asyncio.wait_for(link.arun_script(ECHO, [], ["x"], "test"), BOUND)
+            assert reply is None
         assert not link.available
         await link.aclose()
         await user.aclose()
@@ -502,7 +515,8 @@ async def test_a_command_and_a_script_share_one_fail_open_rule(redis_url: str) -
                 RedisCall(dead, "test", command=("GET", "k"), down=DOWN),
                 RedisCall(dead, "test", script=lua("lease_release.lua"), keys=("k",), args=("x",)),
             )
-            assert in_thread(calls[0].run) is DOWN
+            for _ in range(TIMEOUTS_TO_DOWN):
+                assert in_thread(calls[0].run) is DOWN
             assert not dead.available
             assert await asyncio.wait_for(calls[0].arun(), BOUND) is DOWN
             assert in_thread(calls[1].run) is None  # a script's default down value
@@ -569,3 +583,179 @@ def test_an_error_reply_keeps_the_connection_and_a_timeout_drops_it(
     finally:
         admin.close()
         link.close()
+
+
+# -- when the link goes down: stalls in a row, or no server at once ------------------------
+
+
+class DebugRedisServer(RedisServer):
+    """A private redis-server that takes ``DEBUG SLEEP`` (a pause of the whole server, as a
+    slow command makes one). ``enable-debug-command`` is fixed at startup and
+    tests/_redis_server.py starts servers without it, so the binary is a wrapper adding it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        wrapper = self.dir / "redis-server-debug"
+        wrapper.write_text(
+            f'#!/bin/sh\nexec {shlex.quote(self.binary)} "$@" --enable-debug-command yes\n'
+        )
+        wrapper.chmod(0o755)
+        self.binary = str(wrapper)
+
+
+@pytest.fixture
+def debug_redis() -> Iterator[DebugRedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server binary not installed; .ci/run installs it with apt-get")
+    server = DebugRedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+PAUSE = 1.0  # seconds DEBUG SLEEP holds the server: five times the links' socket timeout
+
+
+@contextmanager
+def paused(server: RedisServer) -> Iterator[None]:
+    """The server busy with one slow command (DEBUG SLEEP) when the block starts (a probe
+    of our own, not the link under test, has seen it stop answering); it answers again once
+    the block ends."""
+    admin = server.client()
+    probe = server.client(socket_timeout=0.05, retry=redis.retry.Retry(NoBackoff(), 0))
+    sleeper = threading.Thread(target=admin.execute_command, args=("DEBUG", "SLEEP", PAUSE))
+    sleeper.start()
+    try:
+        for _ in range(200):  # bounded: until the pause has begun
+            try:
+                probe.ping()
+            except redis.exceptions.TimeoutError:
+                break
+            time.sleep(0.002)
+        else:
+            raise AssertionError("the server never paused")
+        yield
+    finally:
+        sleeper.join(BOUND)
+        admin.close()
+        probe.close()
+    assert not sleeper.is_alive()
+
+
+def is_up(link: RedisLink) -> bool:
+    return link.available
+
+
+@pytest.mark.redis
+def test_one_slow_command_does_not_take_the_link_down(debug_redis: DebugRedisServer) -> None:
+    """Redis busy for 0.6 s (one slow command): the call in flight times out (0.2 s) and
+    falls back, the link stays up, and the next call after the pause is served."""
+    link = RedisLink(debug_redis.url, socket_timeout=0.2, retry_interval=60)
+    ping = RedisCall(link, "test", command=("PING",), down=DOWN)
+    try:
+        assert ping.run() is True
+        with paused(debug_redis):
+            assert in_thread(ping.run) is DOWN
+            assert link.available
+        assert ping.run() is True
+        assert link.available
+    finally:
+        link.close()
+
+
+@pytest.mark.redis
+async def test_commands_in_flight_during_one_stall_count_once(
+    debug_redis: DebugRedisServer,
+) -> None:
+    """Under load, one pause times out every command in flight with it: they all fall back,
+    and count as one stall, so the link stays up and serves them again after the pause."""
+    link = RedisLink(debug_redis.url, socket_timeout=0.2, retry_interval=60)
+    ping = RedisCall(link, "test", command=("PING",), down=DOWN)
+    try:
+        assert await ping.arun() is True
+        with paused(debug_redis):
+            replies = await asyncio.wait_for(
+                asyncio.gather(*(ping.arun() for _ in range(8))), BOUND
+            )
+            assert replies == [DOWN] * 8
+            assert link.available
+        assert await asyncio.gather(*(ping.arun() for _ in range(8))) == [True] * 8
+    finally:
+        await link.aclose()
+        link.close()
+
+
+@pytest.mark.redis
+def test_stalls_in_a_row_take_the_link_down_and_a_reply_between_them_does_not(
+    debug_redis: DebugRedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TIMEOUTS_TO_DOWN pauses with no reply in between mark the link down (one warning);
+    the same number with a reply in between do not."""
+    link = RedisLink(debug_redis.url, socket_timeout=0.2, retry_interval=60)
+    ping = RedisCall(link, "test", command=("PING",), down=DOWN)
+    try:
+        for _ in range(TIMEOUTS_TO_DOWN - 1):
+            with paused(debug_redis):
+                assert in_thread(ping.run) is DOWN
+        assert is_up(link)
+        assert ping.run() is True  # a reply: the count starts again
+        with caplog.at_level(logging.WARNING, logger="tunegate.redis"):
+            for _ in range(TIMEOUTS_TO_DOWN):
+                assert is_up(link)
+                with paused(debug_redis):
+                    assert in_thread(ping.run) is DOWN
+        assert not is_up(link)
+        assert ping.run() is DOWN  # not even asked while down
+        assert [r.levelname for r in caplog.records] == ["WARNING"]
+    finally:
+        link.close()
+
+
+@contextmanager
+def resetting_server() -> Iterator[int]:
+    """A port whose server accepts each connection and resets it at once."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=64)
+    server.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # linger 0: RST
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(BOUND)
+        server.close()
+
+
+@pytest.mark.parametrize("where", ["refused", "reset"])
+async def test_no_server_takes_the_link_down_at_once(where: str) -> None:
+    """A refused connection (nothing listens) or a reset one is an outage from the first
+    call, sync and asyncio: no stalls are counted."""
+    with contextlib.ExitStack() as stack:
+        port = free_port() if where == "refused" else stack.enter_context(resetting_server())
+        for form in ("sync", "async"):
+            link = RedisLink(f"redis://127.0.0.1:{port}/0", socket_timeout=0.2, retry_interval=60)
+            ping = RedisCall(link, "test", command=("PING",), down=DOWN)
+            try:
+                if form == "sync":
+                    assert in_thread(ping.run) is DOWN
+                else:
+                    assert await asyncio.wait_for(ping.arun(), BOUND) is DOWN
+                assert not link.available, (where, form)
+            finally:
+                await link.aclose()
+                link.close()

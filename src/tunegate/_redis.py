@@ -14,8 +14,14 @@ When Redis cannot serve us (:data:`REDIS_FAILURES`: unreachable, stalled, out of
 read-only replica, MISCONF ...), callers fall back (cache miss, local limiter, local breaker).
 :class:`RedisLink` remembers an outage for ``retry_interval`` seconds, so a dead Redis costs
 one failed attempt per interval rather than one per call, and logs one warning per outage.
-An error that is not an outage (a bug in one of our scripts, a key of the wrong type) falls
-back the same way and is logged once.
+What is an outage: a refused, reset or closed connection, or a server state that refuses us
+(out of memory, read-only...), at once; a command that timed out only once it is the
+:data:`TIMEOUTS_TO_DOWN`-th stall in a row. One slow command (a long script, a big reply, a
+pause of the server) times out the commands in flight with it, which fall back one by one,
+and must not take every piece to local state: the commands in flight together during one
+stall count as one, and any reply in between starts the count again. An error that is not
+an outage (a bug in one of our scripts, a key of the wrong type) falls back the same way
+and is logged once.
 
 Every Redis command and every script call of tunegate is one effect, :class:`RedisCall`,
 and its fail-open rule lives in one place (:meth:`RedisLink.execute`): the reply, or the
@@ -57,6 +63,7 @@ __all__ = [
     "DOWN",
     "REDIS_DOWN_ERRORS",
     "REDIS_FAILURES",
+    "TIMEOUTS_TO_DOWN",
     "AsyncRedis",
     "LinkOwner",
     "LuaScript",
@@ -67,6 +74,7 @@ __all__ = [
     "ScriptCall",
     "SyncRedis",
     "is_outage",
+    "is_timeout",
     "load_lua",
     "lua",
 ]
@@ -111,6 +119,20 @@ _OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 # ... and the ones redis-py leaves as a plain ResponseError, by their error code.
 _OUTAGE_CODES = ("MISCONF", "BUSY", "NOREPLICAS", "LOADING", "MASTERDOWN", "CLUSTERDOWN")
+
+
+#: Stalls in a row (commands timing out with no reply in between; the commands in flight
+#: together during one stall count once) after which the link is marked down.
+TIMEOUTS_TO_DOWN = 3
+
+# redis-py's own (read, write and connect timeouts) and the builtin one (socket.timeout,
+# asyncio's): one slow answer, not yet a sign that Redis is gone.
+_TIMEOUT_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.TimeoutError, TimeoutError)
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """Did a command wait past the socket timeout (rather than find no server at all)?"""
+    return isinstance(exc, _TIMEOUT_ERRORS)
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -368,6 +390,10 @@ class RedisLink:
         self._lock = threading.Lock()
         self.retry_interval = retry_interval
         self._down_until = 0.0
+        # Stalls in a row (reset by any reply) and the number of the latest: a command
+        # that sees a later number on timing out was in flight during a stall counted.
+        self._timeouts = 0
+        self._stall = 0
         self._outage_logged = False
         self._last_warning = float("-inf")
         self._bugs_logged: set[str] = set()
@@ -469,13 +495,14 @@ class RedisLink:
         """``call``'s reply, or ``call.down`` when Redis cannot serve it now."""
         if not self.available:
             return call.down
+        stall = self._stall
         try:
             if call.script is not None:
                 reply = call.script.run(self.sync, call.keys, call.args)
             else:
                 reply = _send(self.sync, call.command)
         except REDIS_FAILURES as exc:
-            self.failed(exc, call.what)
+            self.failed(exc, call.what, stall)
             return call.down
         self.mark_up()
         return reply
@@ -484,13 +511,14 @@ class RedisLink:
         """The asyncio form of :meth:`execute`, on the running loop's client."""
         if not self.available:
             return call.down
+        stall = self._stall
         try:
             if call.script is not None:
                 reply = await call.script.arun(self.aio, call.keys, call.args)
             else:
                 reply = await _asend(self.aio, call.command)
         except REDIS_FAILURES as exc:
-            self.failed(exc, call.what)
+            self.failed(exc, call.what, stall)
             return call.down
         self.mark_up()
         return reply
@@ -514,13 +542,24 @@ class RedisLink:
         """False while a recent outage says Redis cannot serve; True once the interval passed."""
         return time.monotonic() >= self._down_until
 
-    def failed(self, exc: BaseException, what: str) -> None:
+    def failed(self, exc: BaseException, what: str, stall: int | None = None) -> None:
         """Account for ``exc`` (one of :data:`REDIS_FAILURES`), after which ``what`` fell back.
 
-        An outage marks the link down (one warning per outage); any other error is a bug in
-        what we sent, logged once per ``what`` and not held against Redis.
+        A timeout is one more stall in a row, unless ``stall`` (:attr:`_stall` when the
+        command was sent) says a stall it was in flight during was counted already; the
+        :data:`TIMEOUTS_TO_DOWN`-th marks the link down. Any other outage marks it down at
+        once (one warning per outage); any other error is a bug in what we sent, logged
+        once per ``what`` and not held against Redis.
         """
-        if is_outage(exc):
+        if is_timeout(exc):
+            if stall is None or stall == self._stall:  # a new stall (threads: roughly)
+                self._stall += 1
+                self._timeouts += 1
+            if self._timeouts >= TIMEOUTS_TO_DOWN:
+                self.mark_down(exc, what)
+            else:
+                log.debug("redis timed out for %s, which falls back for this call", what)
+        elif is_outage(exc):
             self.mark_down(exc, what)
         elif what not in self._bugs_logged:
             self._bugs_logged.add(what)
@@ -552,6 +591,8 @@ class RedisLink:
         )
 
     def mark_up(self) -> None:
+        if self._timeouts:  # a reply: the stalls before it were not in a row
+            self._timeouts = 0
         if self._outage_logged:
             self._outage_logged = False
             log.info("redis reachable again; shared state resumed")

@@ -7,16 +7,19 @@ and the ``/status`` page. Errors are ``application/problem+json``; every answer 
 from __future__ import annotations
 
 import contextlib
+import gc
+import random
 import secrets
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from starlette._utils import get_route_path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunegate.clients import AsyncGateway, Settings
@@ -24,7 +27,7 @@ from tunegate.config import DEFAULT_DRAIN, service_config
 from tunegate.exceptions import ConfigurationError
 from tunegate.observability import correlation_id, new_registry
 from tunegate.service import ops, passthrough
-from tunegate.service.api import DEFAULT_DEADLINE, ENDPOINTS, handler
+from tunegate.service.api import DEFAULT_DEADLINE, ENDPOINTS, Deadlines, handler
 from tunegate.service.callers import CallerKeys, guarded
 from tunegate.service.openapi import DOCS_HTML, openapi_document
 from tunegate.service.status import STATUS_HTML
@@ -96,12 +99,15 @@ def create_app(
     options: ServiceOptions | None = None,
     cache_path: str | None = None,
     owns_gateway: bool = False,
+    freeze_gc: bool = False,
 ) -> Starlette:
     """The service app. ``gateway`` is used as given (the caller closes it); otherwise one
     is built at startup from ``settings`` (default: the environment), or against the
     built-in emulator when ``sandbox``. ``cache_path``: a SQLite cache file for a service
     without Redis (default: in memory). ``owns_gateway``: close the given gateway at
-    shutdown (on the server's loop, where its connections live)."""
+    shutdown (on the server's loop, where its connections live). ``freeze_gc``: once
+    started, move every object alive then out of the garbage collector's sight
+    (``gc.freeze``), as ``tunegate serve`` does (see :func:`_frozen_at_start`)."""
     opts = options if options is not None else ServiceOptions.from_env()
     registry = opts.registry
     if registry is None and gateway is None:
@@ -112,6 +118,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if gateway is not None:
             state.gateway = gateway
+            _frozen_at_start(freeze_gc)
             try:
                 yield
             finally:
@@ -132,6 +139,7 @@ def create_app(
                 cache = CacheManager.sqlite(cache_path)
             gw = AsyncGateway(chosen, registry=registry, cache_manager=cache)
             state.gateway = gw
+            _frozen_at_start(freeze_gc)
             try:
                 yield
             finally:
@@ -141,8 +149,9 @@ def create_app(
                     await cache.aclose()
 
     routes: list[Route] = []
+    deadlines = Deadlines()
     for endpoint in ENDPOINTS:
-        run = guarded(opts.api_keys, handler(endpoint, state.gw, opts.deadline))
+        run = guarded(opts.api_keys, handler(endpoint, state.gw, opts.deadline, deadlines))
         routes.append(
             Route(endpoint.path, ops.timed(state, endpoint.path, run), methods=[endpoint.method])
         )
@@ -165,10 +174,75 @@ def create_app(
         Route("/", status_page, include_in_schema=False),
     ]
     document = openapi_document(routes, caller_keys=bool(opts.api_keys))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(lifespan=lifespan)
+    app.router = PrefixRouter(routes, lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     app.state.tunegate = state
     return app
+
+
+def _frozen_at_start(freeze: bool) -> None:
+    """``gc.freeze()`` once the app and its gateway are built: what lives from startup on
+    (modules, the gateway, the emulator's catalogue with ``--sandbox``) is never scanned
+    by a full collection again. Measured under wrk on a Redis hit: 6 full collections in
+    8 s of up to 58 ms each without it (the p99), 2.6 ms in all with it."""
+    if freeze:
+        gc.collect()
+        gc.freeze()
+
+
+class PrefixRouter(Router):
+    """Starlette's router, trying only the routes whose literal prefix (the template up to
+    its first parameter) the path starts with. A route's regular expression is anchored
+    on that prefix, so the first full (or partial: 405) match is the same route as in
+    Starlette's loop, which costs about 1 us a route tried: ``/healthz`` came after 20.
+    Nothing matched: Starlette's own loop, for its slash redirect and 404."""
+
+    def __init__(self, routes: Sequence[BaseRoute], **kwargs: Any) -> None:
+        super().__init__(list(routes), **kwargs)
+        self._prefixed = [(_literal_prefix(route), route) for route in self.routes]
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().app(scope, receive, send)
+            return
+        if "router" not in scope:
+            scope["router"] = self
+        path = get_route_path(scope)
+        partial: tuple[BaseRoute, Scope] | None = None
+        for prefix, route in self._prefixed:
+            if not path.startswith(prefix):
+                continue
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                scope["route"] = route
+                scope.update(child_scope)
+                await route.handle(scope, receive, send)
+                return
+            if match is Match.PARTIAL and partial is None:
+                partial = route, child_scope
+        if partial is not None:
+            scope["route"] = partial[0]
+            scope.update(partial[1])
+            await partial[0].handle(scope, receive, send)
+            return
+        await super().app(scope, receive, send)  # no route: the redirect or the 404
+
+
+def _literal_prefix(route: BaseRoute) -> str:
+    """What every path ``route`` matches starts with ("" for a route of another kind)."""
+    path = getattr(route, "path", None)
+    if not isinstance(route, Route) or not isinstance(path, str):
+        return ""
+    return path.split("{", 1)[0]
+
+
+_ids = random.Random()  # seeded from os.urandom; request ids need to be distinct, not secret
+
+
+def new_request_id() -> str:
+    """A fresh request id: 16 hex digits (uuid4 reads os.urandom per call, a few us)."""
+    return f"{_ids.getrandbits(64):016x}"
 
 
 class RequestIdMiddleware:
@@ -188,7 +262,7 @@ class RequestIdMiddleware:
                 text = value[:128].decode("latin-1")
                 given = text if text.isprintable() else None
                 break
-        with correlation_id(given) as rid:
+        with correlation_id(given or new_request_id()) as rid:
             header = (b"x-request-id", rid.encode("latin-1"))
 
             async def send_with_id(message: Message) -> None:
@@ -226,7 +300,13 @@ def serve(
     except ConfigurationError as exc:  # bad caller keys: one line, exit 2
         print(f"tunegate serve: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    app = create_app(sandbox=sandbox, settings=settings, cache_path=cache_path, options=options)
+    app = create_app(
+        sandbox=sandbox,
+        settings=settings,
+        cache_path=cache_path,
+        options=options,
+        freeze_gc=True,
+    )
     # No access log: a pass-through URL may carry a caller's key in its query string.
     uvicorn.run(
         app, host=host, port=port, timeout_graceful_shutdown=options.drain, access_log=False

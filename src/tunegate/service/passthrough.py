@@ -4,11 +4,12 @@ musicbrainzngs, pylast (and clients in other languages) work with only their bas
 changed, and share the cache, the quota, the breakers and the retries.
 
 Every forwarded call is an :class:`~tunegate.providers.ApiRequest` sent through the
-provider client's own :class:`~tunegate.Pipeline` (``Pipeline.acall``): no second request
-path. Its cache kind is the provider spec's kind for that resource (so it gets that kind's
-TTL and is invalidated with it), its key parts start with ``"raw"`` and hold the path and
-the sorted query, so a raw answer never meets the typed clients' parsed ones. Only reads are
-forwarded: Spotify and MusicBrainz GETs, Last.fm ``*.get*`` and ``*.search`` methods.
+provider client's ``send_raw`` (its cache scope and headers, Spotify's token, then its
+:class:`~tunegate.Pipeline`): no second request path. Its cache kind is the provider
+spec's kind for that resource (so it gets that kind's TTL and is invalidated with it), its
+key parts start with ``"raw"`` and hold the path and the sorted query, so a raw answer
+never meets the typed clients' parsed ones. Only reads are forwarded: Spotify and
+MusicBrainz GETs, Last.fm ``*.get*`` and ``*.search`` methods.
 
 Credentials: the service holds the providers' real ones. A Spotify caller gets a
 service-issued token from ``/spotify/api/token`` (HMAC-signed, one hour; with callers' keys
@@ -24,7 +25,6 @@ carries it, MusicBrainz takes ``X-API-Key``; an unknown one gets the provider's 
 from __future__ import annotations
 
 import base64
-import functools
 import hmac
 import re
 import time
@@ -39,7 +39,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tunegate._http import user_agent
 from tunegate.exceptions import ConfigurationError, InvalidInput
 from tunegate.observability import track_sources
 from tunegate.providers import ApiRequest
@@ -132,11 +131,9 @@ async def _forward(
     with track_sources() as sources, running_as(app):
         try:
             client = getattr(state.gw(), provider)
-            api_request = make(client)
-            if provider == "spotify":
-                value = await client.send_raw(api_request)
-            else:
-                value = await client.pipeline.acall(api_request, expect=expect)
+            # The client's own entry for a request of ours: its cache scope, its headers
+            # (MusicBrainz's User-Agent), on Spotify its bearer token, then its pipeline.
+            value = await client.send_raw(make(client), expect=expect)
         except Exception as exc:
             found = classify(exc)
             if found is None:
@@ -264,8 +261,6 @@ def _configured(state: State, provider: str) -> bool:
 
 # -- MusicBrainz --------------------------------------------------------------------------
 
-# Once per agent: user_agent() reads the installed version (importlib.metadata, ~ms).
-_agent = functools.lru_cache(maxsize=8)(user_agent)
 _MB_ENTITY = re.compile(r"/ws/2/([a-z-]+)(/.*)?")
 
 
@@ -318,8 +313,7 @@ async def musicbrainz_api(state: State, request: Request) -> Response:
             path=path,
             params=params,
             cache_kind=kind,
-            cache_parts=(*client.cache_scope, "raw", path, _canonical(params)),
-            headers=(("User-Agent", _agent(client.user_agent)),),
+            cache_parts=("raw", path, _canonical(params)),  # the client adds its scope
         )
 
     expect: Literal["json", "xml"] = "json" if json_wanted else "xml"
@@ -388,7 +382,7 @@ async def lastfm_api(state: State, request: Request) -> Response:
             path="/2.0/",
             params=(*keep, ("api_key", key), *fmt),
             cache_kind=kind,
-            cache_parts=(*client.cache_scope, "raw", _canonical(keep), expect),
+            cache_parts=("raw", _canonical(keep), expect),  # the client adds its scope
             secret_params=frozenset({"api_key"}),
         )
 
