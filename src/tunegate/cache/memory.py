@@ -60,10 +60,14 @@ def resident_size(value: Any) -> int:
             continue
         seen.add(ident)
         total += getsizeof(obj)
+        # dict's and list's own iteration: a frozen value is measured as it is, not frozen
+        # further on the way (see tunegate.cache.frozen: decoded values freeze lazily)
         if isinstance(obj, dict):
-            stack.extend(obj.keys())
-            stack.extend(obj.values())
-        elif isinstance(obj, list | tuple):
+            stack.extend(dict.keys(obj))
+            stack.extend(dict.values(obj))
+        elif isinstance(obj, list):
+            stack.extend(list.__iter__(obj))
+        elif isinstance(obj, tuple):
             stack.extend(obj)
     return total
 
