@@ -42,7 +42,7 @@ from tunegate._policy.freshness import (
     freshness,
 )
 from tunegate._policy.keys import KeyScheme, split_key
-from tunegate._redis import RedisLike
+from tunegate._redis import DOWN, RedisLike
 from tunegate.cache._backend import BackendError, CacheBackend
 from tunegate.cache.decorator import cached as cached_function
 from tunegate.cache.decorator import call_parts
@@ -332,14 +332,18 @@ class CacheManager:
         backend = self._backend
         if type(backend) is not RedisBackend:
             return None
-        guessed = not backend.known_fresh(key, self._now())
+        now = self._now()  # fresh when asked, as the script judges it (``judge``)
+        guessed = not backend.known_fresh(key, now)
         if guessed and not backend.first_look.get_first():
             return None
+        raw = yield backend.get_call(key)
+        if raw is DOWN:
+            return None
         try:
-            entry = yield from backend.get_flow(key)
+            entry = backend.entry(key, raw)
         except BackendError:
             return None
-        if entry is None or self._now() >= entry.fresh_until:
+        if entry is None or now >= entry.fresh_until:
             return None
         if guessed:
             backend.first_look.saw(True)

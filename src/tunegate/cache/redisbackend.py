@@ -54,6 +54,7 @@ T = TypeVar("T")
 Op = Generator[Effect, Any, T]
 
 _MAGIC = b"TG1"
+_HEAD = _MAGIC + b" "
 _SCAN_COUNT = 500
 _UNLINK_BATCH = 500
 
@@ -82,15 +83,16 @@ def packed(entry: CacheEntry, payload: bytes, now: float) -> tuple[bytes, int]:
 
 def unpack(key: str, raw: bytes | str) -> CacheEntry:
     """A stored string back to an entry; raises ``ValueError`` when it is not one of ours."""
-    data = raw.encode("utf-8") if isinstance(raw, str) else raw
+    data = raw if type(raw) is bytes else raw.encode("utf-8")  # type: ignore[union-attr]
     newline = data.find(b"\n", 0, 96)
     split = split_key(key)
-    if newline < 0 or not data.startswith(_MAGIC + b" ") or split is None:
+    if newline < 0 or not data.startswith(_HEAD) or split is None:
         raise ValueError("not a tunegate cache entry")
-    _, fresh, stale, negative = data[:newline].split(b" ")
+    fresh, stale, negative = data[4:newline].split(b" ")
     value = decode(memoryview(data)[newline + 1 :])
-    provider, kind = split
-    return CacheEntry(value, negative == b"1", False, provider, kind, float(fresh), float(stale))
+    return CacheEntry(
+        value, negative == b"1", False, split[0], split[1], float(fresh), float(stale)
+    )
 
 
 # -- the operations, each written once -------------------------------------------------------
@@ -274,6 +276,13 @@ class RedisBackend(LinkOwner):
 
     def get_flow(self, key: str) -> Op[CacheEntry | None]:
         return self.entry(key, (yield from _get(self.link, key)))
+
+    def get_call(self, key: str) -> RedisCall:
+        """The ``GET`` of ``key`` as one effect for a flow of the caller's: its reply is the
+        stored string, None (no entry) or ``DOWN`` (Redis cannot serve; then :meth:`entry`
+        must not be asked). For the hit path, which yields it without the frames of
+        :meth:`get_flow`."""
+        return RedisCall(self.link, "the cache", ("GET", key), None, (), (), DOWN)
 
     def put_flow(self, key: str, entry: CacheEntry, payload: bytes, now: float) -> Op[None]:
         return _set(self.link, key, *packed(entry, payload, now))
