@@ -14,7 +14,14 @@ client work, so each backend remembers the entries it last decoded, by key with 
 stored string: a hit whose ``GET`` returns the same bytes (stamps included) reuses that
 entry and decodes nothing. Every hit still asks Redis, so a write by any process changes
 the bytes and is seen at once; sharing the object is safe because cached values are frozen.
-:class:`_Decoded` bounds it by entries and by stored bytes.
+:class:`_Decoded` bounds it by entries and by stored bytes. A stored string this process
+has not read decodes at about ``orjson.loads``'s cost: the value freezes lazily
+(:mod:`tunegate.cache.frozen`).
+
+On the request path (:meth:`CacheManager.hit_flow`), a key read fresh lately is looked up
+with a plain ``GET``; any other key with the lookup + single-flight claim script (one round
+trip for a hit or a miss) or, while recent such lookups mostly hit, with a ``GET`` first
+(:class:`FirstLook` decides).
 
 Each operation is written once, as a flow (generator) that yields the Redis commands it needs
 (:class:`tunegate._redis.RedisCall`) and returns its result; :func:`tunegate._drive.drive`
