@@ -5,7 +5,8 @@ A value is frozen once, on write: every dict becomes a :class:`FrozenDict` and e
 ``track["artists"][0]["name"]``, ``isinstance(x, dict)``, ``json.dumps`` and ``orjson.dumps``
 all work, but every mutating method raises ``TypeError``. The in-memory backend can then
 hand the very same object to every caller with no copy and no decode. (A guard against
-accidents, not a sandbox: ``dict.__setitem__(d, k, v)`` still gets through.) ``.copy()``,
+accidents, not a sandbox: ``dict.__setitem__(d, k, v)`` still gets through, and dict's
+own methods called on a decoded value, ``dict.values(d)``, see its children as stored.) ``.copy()``,
 ``d | other`` and ``lst + other`` return plain (shallow) mutable copies; :func:`thaw` and
 ``copy.deepcopy`` return deep ones.
 
@@ -17,10 +18,11 @@ a whole decoded value in Python costs about twice ``orjson.loads``; a hit whose 
 reads three fields pays for those three containers only, and a caller that only
 serializes the value (orjson reads a dict or list subclass at C level) pays for none. What
 a caller gets is read-only either way: no path above hands out a plain container of a
-cached value. To that end the frozen types take every read in Python, a few tens of
-nanoseconds more than a plain dict's per read; ``__iter__`` is defined only so that
-``dict(d)``, ``{**d}`` and ``f(**d)`` read through ``__getitem__`` too (CPython copies a
-dict subclass at C level only while its iteration is dict's own).
+cached value. To that end the frozen types take every read in Python: about 0.15 us more
+per read than a plain dict's here (0.22 against 0.06 us), eagerly frozen values too.
+``__iter__`` is defined only so that ``dict(d)``, ``{**d}`` and ``f(**d)`` read through
+``__getitem__`` too (CPython copies a dict subclass at C level only while its iteration is
+dict's own).
 """
 
 from __future__ import annotations
