@@ -5,6 +5,7 @@ Counted by the server (MONITOR): a script is one command, its inner calls are no
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -167,3 +168,32 @@ def test_a_cold_process_keeps_a_miss_at_one_lookup_round_trip(
     _look(pipeline, 5000)
     misses = _counted(redis_server, pipeline, range(5001, 5031))
     assert misses == ["EVALSHA"] * 30
+
+
+def test_the_asyncio_driver_takes_the_same_first_look(
+    redis_server: RedisServer, setup: tuple[Pipeline, CacheManager]
+) -> None:
+    pipeline, writer = setup
+    keys = []
+    for i in range(60):
+        key = pipeline.key(item(i))
+        assert key is not None
+        writer.store(key, {"v": i})
+        keys.append(key)
+
+    async def looks() -> list[str]:
+        try:
+            for key in keys[:50]:
+                await pipeline.alook(key)
+            commands = Commands(redis_server)
+            try:
+                values = [await pipeline.alook(key) for key in keys[50:]]
+                seen = commands.take()
+            finally:
+                commands.close()
+            assert values == [{"v": i} for i in range(50, 60)]
+            return seen
+        finally:
+            await pipeline.aclose()
+
+    assert asyncio.run(looks()) == ["GET"] * 10
