@@ -191,11 +191,17 @@ class MemoryBackend:
         if not hot:
             entry = _cold(entry)
         with self._lock:
-            self._drop(key)
             if size > self.max_bytes:
+                self._drop(key)
                 return  # too big to ever fit; the old value is gone, so nothing stale lingers
+            old = self._data.get(key)
+            if old is not None:
+                self._release(key, old)
             slot = _Slot(entry, payload, decoded)
+            # Replaced in place, then moved: a reader (no lock) sees the old slot or the
+            # new one, never no entry in between (a drop and insert lost hits under threads).
             self._data[key] = slot
+            self._data.move_to_end(key)
             self._bytes += size
             if hot:
                 self._hot[key] = slot
@@ -232,10 +238,15 @@ class MemoryBackend:
         slot = self._data.pop(key, None)
         if slot is None:
             return False
+        self._release(key, slot)
+        return True
+
+    def _release(self, key: str, slot: _Slot) -> None:
+        """Under the lock: take ``key``'s ``slot`` out of the byte count and the hot order
+        (its place in ``_data`` is the caller's to drop or replace)."""
         self._bytes -= _cold_size(key, slot.payload)
         if self._hot.pop(key, None) is not None:
             self._unheat(slot)
-        return True
 
     def delete(self, key: str) -> int:
         with self._lock:
