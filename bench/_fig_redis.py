@@ -2,7 +2,7 @@
 the anchors: redis-py GET + orjson.loads of the same value (the JSON tunegate keeps under
 that query's key), the design's original CacheManager doing the same hit (GET + json.loads
 + its two stats counters), requests-cache's RedisCache and hishel's RedisStorage hits of
-the same response. 2f: a hit on a stored string this process has not decoded before."""
+the same response. 2g: a hit on a stored string this process has not decoded before."""
 
 from __future__ import annotations
 
@@ -50,9 +50,11 @@ def tunegate_ahit(ctx: Ctx) -> float:
 
 
 def tunegate_hit_first_read(ctx: Ctx) -> float:
-    """2f: every hit decodes, as the first hit on a stored string in a process does: the
-    backend keeps nothing decoded (``decoded_entries=0``), so the lookup is the folded
-    script (no key is known fresh) plus decode and freeze."""
+    """2g: every hit decodes, as the first hit on a stored string in a process does: the
+    backend keeps nothing decoded (``decoded_entries=0``), so no key is known fresh. Its
+    first look is the lookup + claim script until ``FirstLook`` has seen mostly hits (about
+    25 lookups, inside ``timed``'s calibration), then a plain ``GET``, as for a batch job
+    that reads each stored key once; then decode (the value freezes lazily)."""
     artist, title = _query(ctx)
     cache = CacheManager(backend=RedisBackend(ctx.redis.url, decoded_entries=0))
     with cache, ctx.spotify(cache) as client:

@@ -42,7 +42,7 @@ from tunegate._policy.freshness import (
     freshness,
 )
 from tunegate._policy.keys import KeyScheme, split_key
-from tunegate._redis import RedisLike
+from tunegate._redis import DOWN, RedisLike
 from tunegate.cache._backend import BackendError, CacheBackend
 from tunegate.cache.decorator import cached as cached_function
 from tunegate.cache.decorator import call_parts
@@ -322,19 +322,31 @@ class CacheManager:
 
     def hit_flow(self, key: str) -> Flow[CacheEntry | None]:
         """A flow: the fresh entry under ``key`` by one plain ``GET``, counted as a hit, when
-        this process read it fresh from Redis lately and its fresh time has not run out;
-        else None, uncounted, and then (a guess that did not hold: Redis dropped or replaced
-        it, or cannot serve) after that ``GET``. For the request path, whose lookup is
-        otherwise a script that also claims single-flight's lease for a miss."""
+        this process read it fresh from Redis lately and its fresh time has not run out, or
+        when recent lookups of other keys mostly hit (the backend's
+        :class:`~tunegate.cache.redisbackend.FirstLook`); else None, uncounted, and then
+        (a guess that did not hold: no fresh entry, or Redis cannot serve) after that
+        ``GET``. For the request path, whose lookup is otherwise a script that also claims
+        single-flight's lease for a miss; :meth:`judge` counts the script's outcome (so a
+        ``GET`` that missed tells :class:`FirstLook` nothing: the script that follows does)."""
         backend = self._backend
-        if type(backend) is not RedisBackend or not backend.known_fresh(key, self._now()):
+        if type(backend) is not RedisBackend:
+            return None
+        now = self._now()  # fresh when asked, as the script judges it (``judge``)
+        guessed = not backend.known_fresh(key, now)
+        if guessed and not backend.first_look.get_first():
+            return None
+        raw = yield backend.get_call(key)
+        if raw is DOWN:
             return None
         try:
-            entry = yield from backend.get_flow(key)
+            entry = backend.entry(key, raw)
         except BackendError:
             return None
-        if entry is None or self._now() >= entry.fresh_until:
+        if entry is None or now >= entry.fresh_until:
             return None
+        if guessed:
+            backend.first_look.saw(True)
         row = self._rows.get(entry.provider) or self._row(entry.provider)
         row[_NEGATIVE_HITS if entry.negative else _HITS].bump()
         return entry
@@ -376,20 +388,27 @@ class CacheManager:
         """:meth:`lookup` for a stored string someone else read from this cache's Redis at
         ``now`` (this cache's clock): the request path's lookup folded with its
         single-flight claim, one round trip (``tunegate._coalesce.LOOKUP_CLAIM``). Judged
-        and counted as a lookup; an unreadable string is a miss and an error."""
+        and counted as a lookup (and told to the backend's ``FirstLook``); an unreadable
+        string is a miss and an error."""
         if not key.startswith(self._prefix):
             raise _not_ours()
         backend = self._backend
+        shared = backend if isinstance(backend, RedisBackend) else None
         try:
-            if isinstance(backend, RedisBackend):  # decoded once per distinct stored string
-                entry = backend.entry(key, raw)
+            if shared is not None:  # decoded once per distinct stored string
+                entry = shared.entry(key, raw)
             else:
                 entry = None if raw is None else unpack(key, raw)
         except (BackendError, ValueError, UnicodeError):
+            if shared is not None:
+                shared.first_look.saw(False)
             return self._judge(key, _FAILED)
+        hit = entry is not None and now < entry.fresh_until
+        if shared is not None:  # what a GET first would have found: FirstLook learns it
+            shared.first_look.saw(hit)
         if entry is None:
             return self._judge(key, None)
-        if now < entry.fresh_until:
+        if hit:
             self._bump(entry.provider, _NEGATIVE_HITS if entry.negative else _HITS)
             return entry
         return self._judge(key, entry)

@@ -60,10 +60,14 @@ def resident_size(value: Any) -> int:
             continue
         seen.add(ident)
         total += getsizeof(obj)
+        # dict's and list's own iteration: a frozen value is measured as it is, not frozen
+        # further on the way (see tunegate.cache.frozen: decoded values freeze lazily)
         if isinstance(obj, dict):
-            stack.extend(obj.keys())
-            stack.extend(obj.values())
-        elif isinstance(obj, list | tuple):
+            stack.extend(dict.keys(obj))
+            stack.extend(dict.values(obj))
+        elif isinstance(obj, list):
+            stack.extend(list.__iter__(obj))
+        elif isinstance(obj, tuple):
             stack.extend(obj)
     return total
 
@@ -187,20 +191,17 @@ class MemoryBackend:
         if not hot:
             entry = _cold(entry)
         with self._lock:
-            data = self._data
-            old = data.get(key)
-            if old is not None:  # accounted out, but left in place: see the assignment below
-                self._bytes -= _cold_size(key, old.payload)
-                if self._hot.pop(key, None) is not None:
-                    self._unheat(old)
             if size > self.max_bytes:
-                data.pop(key, None)
+                self._drop(key)
                 return  # too big to ever fit; the old value is gone, so nothing stale lingers
+            old = self._data.get(key)
+            if old is not None:
+                self._release(key, old)
             slot = _Slot(entry, payload, decoded)
-            # One assignment replaces the old slot: a lock-free get() never finds the key
-            # absent while it is being rewritten (a pop first would read as a miss).
-            data[key] = slot
-            data.move_to_end(key)
+            # Replaced in place, then moved: a reader (no lock) sees the old slot or the
+            # new one, never no entry in between (a drop and insert lost hits under threads).
+            self._data[key] = slot
+            self._data.move_to_end(key)
             self._bytes += size
             if hot:
                 self._hot[key] = slot
@@ -237,10 +238,15 @@ class MemoryBackend:
         slot = self._data.pop(key, None)
         if slot is None:
             return False
+        self._release(key, slot)
+        return True
+
+    def _release(self, key: str, slot: _Slot) -> None:
+        """Under the lock: take ``key``'s ``slot`` out of the byte count and the hot order
+        (its place in ``_data`` is the caller's to drop or replace)."""
         self._bytes -= _cold_size(key, slot.payload)
         if self._hot.pop(key, None) is not None:
             self._unheat(slot)
-        return True
 
     def delete(self, key: str) -> int:
         with self._lock:
