@@ -52,6 +52,7 @@ from tunegate._policy.bucket import (
     _NOISE,
     BucketState,
     Limits,
+    Phase,
     Reservation,
     available_tokens,
     clamp_pause,
@@ -61,10 +62,13 @@ from tunegate._policy.bucket import (
     release,
     rescale,
     reserve,
+    reserve_phased,
     reserve_tokens,
     resume,
     share,
+    share_phased,
     start_empty,
+    start_phased,
     take,
 )
 from tunegate._redis import LinkOwner, RedisCall, RedisLike, RedisLink, lua
@@ -313,6 +317,8 @@ class TokenBucket:
         member_ttl: float = DEFAULT_MEMBER_TTL,
         members: int = 1,
         peers: Callable[[], int] | None = None,
+        member: str | None = None,
+        phases: Callable[[], Phase | None] | None = None,
     ) -> None:
         limits = Limits(rate, capacity)
         self.provider = provider
@@ -334,7 +340,8 @@ class TokenBucket:
         # when to mark itself seen next, and the fallback state (see the class docstring).
         self.members_key = f"{self.key}:members"
         self._keys = (self.key, self.members_key)
-        self._member = secrets.token_hex(8)
+        # Lowercase hex of one length: the Lua script and the policy order ids alike.
+        self._member = member if member is not None else secrets.token_hex(8)
         self._member_ttl_ms = str(max(1, round(_member_ttl(member_ttl) * 1000)))
         self._beat_every = member_ttl / _BEATS_PER_TTL
         self._beat_due = -math.inf
@@ -343,6 +350,10 @@ class TokenBucket:
         # The members its sibling buckets saw (RateLimiter): a bucket not used before an
         # outage counted nobody, but the processes sharing the other providers are there.
         self._peers = peers
+        # Its turn among the members (rank, count) as last heard with a mark, and the best
+        # its sibling buckets heard (same member id: the same order): the phased share.
+        self._phase_heard: Phase | None = None
+        self._phases = phases
         self._fleet = limits  # the limits in force in Redis, as last heard
         self._heard_from_redis = False
         self._reserved_until = -math.inf  # the shared TAT as last heard, on our clock
@@ -492,11 +503,14 @@ class TokenBucket:
                 self._charging = True
             # Coming back, mark at once: a restarted Redis has forgotten every member.
             beat = now >= self._beat_due or self._falling_back
+            heard = self._phase_heard
         member = self._member if beat else ""
-        extra = () if tokens == 1 else (str(tokens),)
+        # Not marking: the script works the rank out again if the count moved since.
+        ranked = "" if beat else f"{heard.members if heard is not None else ''}"
         reply = yield from self._script(
             "acquire", self._us_or_blank(max_wait), repr(owed) if owed else "", member,
-            self._member_ttl_ms, *extra,
+            self._member_ttl_ms, "" if tokens == 1 else str(tokens),
+            "" if beat else self._member, ranked,
         )  # fmt: skip
         if reply is None:
             return self._reserve_share(max_wait, tokens, empty=True)
@@ -519,6 +533,7 @@ class TokenBucket:
         ends a fallback, start the grace period and return the seconds left of a pause set
         locally meanwhile (else 0)."""
         members = int(reply[4])
+        rank = int(reply[8]) if len(reply) > 8 else -1  # -1: no mark in this call
         fleet = (float(_text(reply[5])), int(float(_text(reply[6]))))
         # The fleet's reservations run this far ahead (read after the reply: late, not early).
         reserved_until = self._clock.monotonic() + float(_text(reply[7])) / _US
@@ -530,6 +545,8 @@ class TokenBucket:
                 self._fleet = Limits(*fleet)
             if beat:
                 self._beat_due = now + self._beat_every
+            if rank >= 0 and members > 0:
+                self._phase_heard = Phase(rank, members)
             rejoined = self._falling_back
             if rejoined:
                 self._falling_back = self._charging = False
@@ -549,12 +566,38 @@ class TokenBucket:
         """This process's part of the limits in force in Redis (another process may have
         set them: adjust_rate), by the members last seen or the fleet's configured size,
         whichever is larger (a process started or joined during an outage is seen by no
-        one)."""
+        one). Phased (the default): no burst when it has company."""
+        if self._phased:
+            return share_phased(self._fleet, self._fleet_size())
         return share(self._fleet, self._fleet_size())
 
     def _fleet_size(self) -> int:
         peers = self._peers() if self._peers is not None else 1
         return max(self._members, self._expected, peers)
+
+    # Phased shares (the default): the members of a fleet that lost Redis grant in turn on
+    # the wall clock's grid (_policy/bucket.py). Tests turn it off to show the unphased ones.
+    _phased = True
+
+    def _phase(self) -> Phase | None:
+        """This member's turn while Redis is away, or None (alone, or unphased): its rank
+        as heard with the largest member count (its own, or a sibling bucket's, whose order
+        is the same), among the fleet's size. Never heard one: a rank from its id."""
+        n = self._fleet_size()
+        if n <= 1 or not self._phased:
+            return None
+        best = self._phase_heard
+        sibling = self._phases() if self._phases is not None else None
+        if sibling is not None and (best is None or sibling.members > best.members):
+            best = sibling
+        rank = best.rank if best is not None else int(self._member, 16)
+        return Phase(rank % n, n)
+
+    @property
+    def phase(self) -> Phase | None:
+        """This bucket's turn among its members (rank, count) as last heard from Redis, or
+        None before its first mark."""
+        return self._phase_heard
 
     def _reserve_share(self, max_wait: float | None, tokens: int, *, empty: bool) -> _Ticket:
         """A local reservation of ``tokens`` on this process's share (``empty``: Redis cannot
@@ -563,6 +606,7 @@ class TokenBucket:
             now = self._clock.monotonic()  # after the failed call: it may have taken 0.5 s
             self._charging = False  # a debt sent in a call that failed was not handed over
             limits = self._share()
+            phase = self._phase()
             state = self._state
             started = empty and not self._falling_back
             if started:
@@ -570,20 +614,29 @@ class TokenBucket:
                 if self._heard_from_redis or self._expected > 1:
                     # Tokens reserved in Redis before it went are still to be used (callers
                     # sleeping until their slots), and the others may just have emptied the
-                    # bucket: the share starts empty once the fleet's reservations are done.
-                    state = start_empty(state, limits, max(now, self._reserved_until))
+                    # bucket: the share starts empty once the fleet's reservations are done
+                    # (phased: one fleet interval after them, another member may have
+                    # reserved one more since this one last heard).
+                    if phase is not None:
+                        state = start_phased(state, self._fleet, now, self._reserved_until)
+                    else:
+                        state = start_empty(state, limits, max(now, self._reserved_until))
                 self._floor = state.tat
-            if tokens == 1:
+            if phase is not None:
+                wall = self._clock.time()
+                reservation = reserve_phased(state, self._fleet, phase, now, wall, max_wait, tokens)
+            elif tokens == 1:
                 reservation = reserve(state, limits, now, max_wait)
             else:
                 reservation = reserve_tokens(state, limits, now, tokens, max_wait)
             self._state = reservation.state
         if started:
             log.info(
-                "%s: Redis cannot serve; granting this process's share, %g/s (1 of %d members)",
+                "%s: Redis cannot serve; granting this process's share, %g/s (1 of %d members%s)",
                 self._what,
                 limits.rate,
                 self._fleet_size(),
+                "" if phase is None else f", in turn {phase.rank}",
             )
         return _Ticket(reservation.granted, reservation.wait, reservation)
 
@@ -802,6 +855,9 @@ class RateLimiter(LinkOwner):
         self._idle_ttl = idle_ttl
         self._member_ttl = _member_ttl(member_ttl)
         self._expected = _expected_members(members)
+        # One member id for all its buckets: a bucket that never heard its own rank takes
+        # a sibling's, which orders the same processes the same way.
+        self._member = secrets.token_hex(8)
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()  # guards creating buckets, never acquiring
         self._meters: dict[str, ConsumptionMeter] = {}  # consumption, for get_stats
@@ -845,6 +901,8 @@ class RateLimiter(LinkOwner):
                     member_ttl=self._member_ttl,
                     members=self._expected,
                     peers=self._members_seen,
+                    member=self._member,
+                    phases=self._phase_seen,
                 )
                 self._buckets[provider] = bucket
             elif replace:
@@ -854,6 +912,11 @@ class RateLimiter(LinkOwner):
     def _members_seen(self) -> int:
         """The most members any of this limiter's buckets last saw in Redis."""
         return max((b.members for b in tuple(self._buckets.values())), default=1)
+
+    def _phase_seen(self) -> Phase | None:
+        """The turn heard with the largest member count by any of this limiter's buckets."""
+        heard = [b.phase for b in tuple(self._buckets.values()) if b.phase is not None]
+        return max(heard, key=lambda p: p.members, default=None)
 
     def _bucket(self, provider: str) -> TokenBucket:
         bucket = self._buckets.get(provider)
