@@ -361,6 +361,10 @@ class TokenBucket:
         self._charging = False
         self._floor = -math.inf  # the TAT before the fallback's own grants (see debt())
         self._grace_until = -math.inf
+        # The wall clock minus the bucket's, read once per fallback: the grid of a phased
+        # share is on the wall clock, its state on the bucket's (re-reading the difference
+        # each time would jitter a slot start by microseconds and skip a turn).
+        self._wall_offset: float | None = None
         self._before_pause = -math.inf  # the TAT before the last pause raised it
         self._queue = _Queue()  # callers asleep until their slots (fair share by caller)
         self._metered = False  # RateLimiter: its meter has a first sample (see acquire)
@@ -593,6 +597,18 @@ class TokenBucket:
         rank = best.rank if best is not None else int(self._member, 16)
         return Phase(rank % n, n)
 
+    def _wall_minus_clock(self) -> float:
+        """The wall clock minus the bucket's, read back to back (the smallest of three)."""
+        clock = self._clock
+        best = math.inf
+        for _ in range(3):
+            before = clock.monotonic()
+            wall = clock.time()
+            after = clock.monotonic()
+            if after - before < best:
+                best, offset = after - before, wall - (before + after) / 2
+        return offset
+
     @property
     def phase(self) -> Phase | None:
         """This bucket's turn among its members (rank, count) as last heard from Redis, or
@@ -623,7 +639,9 @@ class TokenBucket:
                         state = start_empty(state, limits, max(now, self._reserved_until))
                 self._floor = state.tat
             if phase is not None:
-                wall = self._clock.time()
+                if started or self._wall_offset is None:
+                    self._wall_offset = self._wall_minus_clock()
+                wall = now + self._wall_offset
                 reservation = reserve_phased(state, self._fleet, phase, now, wall, max_wait, tokens)
             elif tokens == 1:
                 reservation = reserve(state, limits, now, max_wait)
