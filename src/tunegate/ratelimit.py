@@ -50,6 +50,7 @@ from tunegate._drive import Flow, adrive, drive
 from tunegate._drive import Sleep as _Sleep  # the one leaf sleep effect
 from tunegate._policy.bucket import (
     _NOISE,
+    RATE_LIMITED_PAUSE,
     BucketState,
     Limits,
     Phase,
@@ -1078,9 +1079,33 @@ class RateLimiter(LinkOwner):
         bucket = self._bucket(provider)
         seconds = pause_from_headers(headers, self._clock.time(), status)
         if seconds is not None:
-            log.info("%s: pausing %.3fs as the provider asked", provider, seconds)
-            yield from bucket._pause(seconds)
+            yield from self._provider_asked(bucket, seconds)
         return seconds
+
+    def refused(self, provider: str, retry_after: float | None = None) -> float:
+        """The provider refused a call over its quota in the body of its answer (Last.fm's
+        error 29 over HTTP 200, MusicBrainz's 503 throttling text): pause ``provider`` for
+        every sharer exactly as a ``429`` with ``Retry-After: retry_after`` would (one
+        second without it, as a bare 429). Returns the pause in seconds."""
+        return drive(self.refused_flow(provider, retry_after))
+
+    async def arefused(self, provider: str, retry_after: float | None = None) -> float:
+        """The asyncio form of :meth:`refused`."""
+        return await adrive(self.refused_flow(provider, retry_after))
+
+    def refused_flow(self, provider: str, retry_after: float | None = None) -> Flow[float]:
+        """:meth:`refused` as a flow of effects, to compose with ``yield from``."""
+        bucket = self._bucket(provider)
+        wait = retry_after if retry_after is not None and retry_after > 0 else None
+        seconds = RATE_LIMITED_PAUSE if wait is None else clamp_pause(wait)
+        yield from self._provider_asked(bucket, seconds)
+        return seconds
+
+    @staticmethod
+    def _provider_asked(bucket: TokenBucket, seconds: float) -> Flow[None]:
+        """The pause a provider asked for, by its headers or in its body: the one path."""
+        log.info("%s: pausing %.3fs as the provider asked", bucket.provider, seconds)
+        yield from bucket._pause(seconds)
 
     def get_stats(self) -> dict[str, LimiterStats]:
         """Per provider: rate, capacity, available_tokens, granted, waits, paused_until,
