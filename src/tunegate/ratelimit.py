@@ -359,6 +359,7 @@ class TokenBucket:
         self._heard_from_redis = False
         self._reserved_until = -math.inf  # the shared TAT as last heard, on our clock
         self._falling_back = False
+        self._fallbacks = 0  # outages this bucket fell back through
         self._charging = False
         self._floor = -math.inf  # the TAT before the fallback's own grants (see debt())
         self._grace_until = -math.inf
@@ -611,6 +612,27 @@ class TokenBucket:
         return offset
 
     @property
+    def mode(self) -> Literal["local", "shared", "fallback"]:
+        """``local`` (no Redis), ``shared`` (on the Redis bucket) or ``fallback`` (Redis
+        cannot serve: on this process's share)."""
+        if self._link is None:
+            return "local"
+        return "fallback" if self._falling_back else "shared"
+
+    def mode_summary(self) -> dict[str, Any]:
+        """What a run's summary shows of this bucket: its :attr:`mode`, the members last
+        seen and configured, its turn (``[rank, members]``, or None) and the outages it
+        fell back through."""
+        phase = self._phase_heard
+        return {
+            "mode": self.mode,
+            "members_seen": self._members,
+            "members_configured": self._expected,
+            "phase": None if phase is None else [phase.rank, phase.members],
+            "fallbacks": self._fallbacks,
+        }
+
+    @property
     def phase(self) -> Phase | None:
         """This bucket's turn among its members (rank, count) as last heard from Redis, or
         None before its first mark."""
@@ -628,6 +650,7 @@ class TokenBucket:
             started = empty and not self._falling_back
             if started:
                 self._falling_back = True
+                self._fallbacks += 1
                 if self._heard_from_redis or self._expected > 1:
                     # Tokens reserved in Redis before it went are still to be used (callers
                     # sleeping until their slots), and the others may just have emptied the
