@@ -20,11 +20,12 @@ asyncio tasks alike. A local bucket with a token there grants it without a flow 
 Shared buckets fail open: when Redis cannot serve (unreachable, stalled past the link's
 0.5 s socket timeout, out of memory, read-only...) each process falls back to a local bucket
 holding its share of the quota (one warning per outage) and returns to the shared one when
-Redis answers again. No call fails because of Redis. The share is the rate (and capacity)
-divided by the members last seen in Redis: every process using a shared bucket marks itself
-there on its acquires (no extra round trip), so a fleet that loses Redis stays under quota
-instead of each process taking the whole rate (see :class:`TokenBucket` and
-``docs/rate-limiting.md``).
+Redis answers again. No call fails because of Redis. The share is the rate divided by the
+members last seen in Redis, taken in turns on the wall clock's grid (member k of n grants
+only in the slots j with j % n == k): every process using a shared bucket marks itself there
+on its acquires and hears its rank back (no extra round trip), so a fleet that loses Redis
+stays under quota instead of each process taking the whole rate, and two members never
+grant in the same interval (see :class:`TokenBucket` and ``docs/rate-limiting.md``).
 
 Every operation that may talk to Redis or sleep is written once, as a flow of effects
 (:meth:`RateLimiter.acquire_flow`, :meth:`RateLimiter.adjust_flow`, ...), which the request
@@ -294,12 +295,15 @@ class TokenBucket:
     A shared bucket is a *member* of its fleet: its acquires mark it seen in a sorted set
     beside the bucket (``{key}:members``, at most every ``member_ttl / 4`` seconds, in the same
     script call) and read back how many members were seen within ``member_ttl``
-    (:attr:`members`). While Redis cannot serve, it grants at ``rate / members`` with
-    ``capacity // members`` (at least 1), where ``members`` is the largest of that count, the
-    fleet's configured size (``members=``) and, in a :class:`RateLimiter`, the count its other
-    providers' buckets saw (``peers``: a provider not used before the outage counted no one),
-    starting without a burst (unless it never
-    heard from Redis and expects no other member). When Redis answers again
+    (:attr:`members`), and its rank among them (:attr:`phase`). While Redis cannot serve, it
+    grants at ``rate / members`` with no burst, where ``members`` is the largest of that
+    count, the fleet's configured size (``members=``) and, in a :class:`RateLimiter`, the
+    count its other providers' buckets saw (``peers``: a provider not used before the outage
+    counted no one), in turns: only at the start of the wall clock's slots (``1 / rate``
+    long) that its rank owns (``phases``: a sibling's rank when it heard none; ``member``: the
+    id it shares with its siblings), so that two members never grant within one interval of
+    each other. It starts one fleet interval after the shared reservations last heard
+    (unless it never heard from Redis and expects no other member). When Redis answers again
     it hands what it granted meanwhile to the shared bucket, and for a short grace period
     (the link's retry interval plus two of its own intervals, while the others may still be
     on their shares) it takes both a shared and a local token for each acquire.
