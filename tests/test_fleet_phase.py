@@ -72,11 +72,12 @@ def test_share_phased_has_no_burst_with_company() -> None:
     assert share_phased(Limits(10.0, 10), 1) == Limits(10.0, 10)  # alone: the whole
 
 
-def test_start_phased_waits_one_interval_after_the_fleet_reservations() -> None:
+def test_start_phased_waits_an_interval_a_member_after_the_fleet_reservations() -> None:
     limits = Limits(2.0, 4)
-    assert start_phased(BucketState(), limits, 10.0, 12.0).tat == 12.5
-    assert start_phased(BucketState(), limits, 10.0, 3.0).tat == 10.5  # long done: from now
-    assert start_phased(BucketState(tat=20.0), limits, 10.0, 12.0).tat == 20.0
+    assert start_phased(BucketState(), limits, 10.0, 12.0, 2).tat == 13.0
+    assert start_phased(BucketState(), limits, 10.0, 12.0, 3).tat == 13.5
+    assert start_phased(BucketState(), limits, 10.0, 3.0, 2).tat == 11.0  # done: from now
+    assert start_phased(BucketState(tat=20.0), limits, 10.0, 12.0, 2).tat == 20.0
 
 
 def test_member_rank_counts_the_ids_before_it() -> None:

@@ -302,7 +302,7 @@ class TokenBucket:
     counted no one), in turns: only at the start of the wall clock's slots (``1 / rate``
     long) that its rank owns (``phases``: a sibling's rank when it heard none; ``member``: the
     id it shares with its siblings), so that two members never grant within one interval of
-    each other. It starts one fleet interval after the shared reservations last heard
+    each other. It starts an interval per member after the shared reservations last heard
     (unless it never heard from Redis and expects no other member). When Redis answers again
     it hands what it granted meanwhile to the shared bucket, and for a short grace period
     (the link's retry interval plus two of its own intervals, while the others may still be
@@ -659,10 +659,12 @@ class TokenBucket:
                     # Tokens reserved in Redis before it went are still to be used (callers
                     # sleeping until their slots), and the others may just have emptied the
                     # bucket: the share starts empty once the fleet's reservations are done
-                    # (phased: one fleet interval after them, another member may have
-                    # reserved one more since this one last heard).
+                    # (phased: an interval per member after them, each other member may
+                    # have reserved one more since this one last heard).
                     if phase is not None:
-                        state = start_phased(state, self._fleet, now, self._reserved_until)
+                        state = start_phased(
+                            state, self._fleet, now, self._reserved_until, phase.members
+                        )
                     else:
                         state = start_empty(state, limits, max(now, self._reserved_until))
                 self._floor = state.tat

@@ -352,13 +352,14 @@ def phase_slot(t: float, rate: float, phase: Phase) -> float:
 
 
 def start_phased(
-    state: BucketState, limits: Limits, now: float, reserved_until: float
+    state: BucketState, limits: Limits, now: float, reserved_until: float, members: int = 2
 ) -> BucketState:
-    """The hand-over to a phased share: no grant before one fleet interval after the later of
-    ``now`` and ``reserved_until``, the shared TAT as last heard (callers asleep until a
-    shared slot still go then, and another member may have reserved one slot more since).
+    """The hand-over to a phased share: no grant before ``members`` fleet intervals after the
+    later of ``now`` and ``reserved_until``, the shared TAT as last heard (callers asleep
+    until a shared slot still go then, and each other member may have reserved a slot more
+    since, plus one for good measure).
     """
-    floor = max(now, reserved_until) + limits.interval
+    floor = max(now, reserved_until) + max(1, members) * limits.interval
     return BucketState(max(state.tat, floor), state.paused_until)
 
 
