@@ -36,6 +36,7 @@ from tunegate._policy.bucket import (
     Phase,
     member_rank,
     phase_slot,
+    rephase,
     reserve_phased,
     share_phased,
     start_phased,
@@ -276,3 +277,23 @@ def test_members_falling_back_together_share_a_slot_only_unphased(
         assert collisions == []
     else:
         assert collisions, "the unphased shares were expected to grant in one slot"
+
+
+def test_rephase_moves_slots_reserved_before_the_outage_onto_own_turns() -> None:
+    """Callers asleep until shared slots move onto this member's turns after the hand-over,
+    in order, never earlier; one due now, or one a move would take past its deadline,
+    keeps its slot."""
+    limits = Limits(5.0, 1)  # slots of 0.2 s; member 1 of 2 owns the odd ones
+    phase = Phase(1, 2)
+    now, wall = 100.0, 1_000.0  # the wall clock is the bucket's + 900
+    state = start_phased(BucketState(), limits, now, 101.0, 2)  # no grant before 101.4
+    state, moved = rephase(
+        state, limits, phase, now, wall, [99.0, 100.4, 100.6, 100.8], [None, None, 100.9, None]
+    )
+    assert moved[0] == 99.0  # due: it goes
+    assert moved[1] == pytest.approx(101.4)  # wall 1001.4: slot 5007, odd
+    assert moved[2] == 100.6  # 101.8 would be past its deadline
+    assert moved[3] == pytest.approx(101.8)
+    assert state.tat == pytest.approx(102.2)
+    for t in (moved[1], moved[3]):
+        assert round((t + 900.0) * 5) % 2 == 1

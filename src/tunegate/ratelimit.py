@@ -62,6 +62,7 @@ from tunegate._policy.bucket import (
     pause,
     pause_from_headers,
     release,
+    rephase,
     rescale,
     reserve,
     reserve_phased,
@@ -672,6 +673,8 @@ class TokenBucket:
                 if started or self._wall_offset is None:
                     self._wall_offset = self._wall_minus_clock()
                 wall = now + self._wall_offset
+                if started:  # callers asleep until shared slots: onto this member's turns
+                    state = self._rephase_waiters(state, phase, now, wall)
                 reservation = reserve_phased(state, self._fleet, phase, now, wall, max_wait, tokens)
             elif tokens == 1:
                 reservation = reserve(state, limits, now, max_wait)
@@ -687,6 +690,24 @@ class TokenBucket:
                 "" if phase is None else f", in turn {phase.rank}",
             )
         return _Ticket(reservation.granted, reservation.wait, reservation)
+
+    def _rephase_waiters(
+        self, state: BucketState, phase: Phase, now: float, wall: float
+    ) -> BucketState:
+        """Move the callers asleep until shared slots onto this member's turns (the policy's
+        :func:`rephase`; each sees on waking that its slot moved and sleeps the rest).
+        Under the lock."""
+        waiters = self._queue.waiters
+        if not waiters:
+            return state
+        starts = [w.start for w in waiters]
+        state, moved = rephase(
+            state, self._fleet, phase, now, wall, starts, [w.deadline for w in waiters]
+        )
+        for waiter, start in zip(waiters, moved, strict=True):
+            waiter.start = start
+        waiters.sort(key=lambda w: w.start)  # one kept for its deadline may now be ahead
+        return state
 
     def _give_back(self, ticket: _Ticket) -> Flow[None]:
         if ticket.shared is not None:

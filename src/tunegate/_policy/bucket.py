@@ -20,7 +20,7 @@ Pure: every function takes ``now`` (any monotonic seconds) and returns new state
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -43,6 +43,7 @@ __all__ = [
     "pause_from_headers",
     "phase_slot",
     "release",
+    "rephase",
     "rescale",
     "reserve",
     "reserve_phased",
@@ -392,3 +393,37 @@ def reserve_phased(
     if max_wait is not None and wait > max_wait:
         return Reservation(False, wait, state, state.tat)
     return Reservation(True, wait, last, state.tat)
+
+
+def rephase(
+    state: BucketState,
+    limits: Limits,
+    phase: Phase,
+    now: float,
+    wall: float,
+    starts: Sequence[float],
+    deadlines: Sequence[float | None],
+) -> tuple[BucketState, list[float]]:
+    """Slots a member reserved in the shared bucket before it was lost (``starts``, in
+    order; each caller's ``deadline`` or None), moved onto ``phase``'s turns of the phased
+    ``state``: each to the first own slot at or after both its start and the slots before
+    it, never earlier. A start already due stays, as does one a move would take past its
+    deadline. Returns the state with those slots taken and the new starts.
+
+    Another member reading a staler shared TAT than these slots may start its turns before
+    they are due; on its turns they cannot meet its grants.
+    """
+    moved: list[float] = []
+    for start, deadline in zip(starts, deadlines, strict=True):
+        if start <= now:
+            moved.append(start)
+            continue
+        trial = BucketState(max(state.tat, start), state.paused_until)
+        r = reserve_phased(trial, limits, phase, now, wall)
+        new = now + r.wait
+        if deadline is not None and new > deadline:
+            moved.append(start)
+            continue
+        state = r.state
+        moved.append(max(new, start))
+    return state, moved
