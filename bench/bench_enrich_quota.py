@@ -15,14 +15,15 @@ error 29) the emulator gave. Then the speed-up, baseline / batched. A figure, no
 
 ``--redis-stop`` prints the issue's fleet line instead: two ``tunegate enrich --redis``
 processes (``--redis-rows`` rows each, default 60) share one private redis-server, which
-is stopped 5 s into the run (or later, once both processes are members of every
-provider's bucket: a process counts only the members of buckets it used before the
-outage); per provider, the emulator's quota window, the most requests any client made in
-one such window, the rate-limit answers, and the failed rows. Two runs: the ``real``
-windows (Spotify 300 in 30 s, MusicBrainz 1 in 1 s; Last.fm 5 s at 5/s plus the bucket's
-burst, 30, its real 1500 in 300 s being too loose to show a doubled rate), then ``5 s``
-windows for all three at rate * 5 + burst. With Redis gone each process falls back to
-rate / members.
+is stopped ``--stop-at`` seconds (default 5) into the run (or later, once both processes
+are members of every provider's bucket: a process counts only the members of buckets it
+used before the outage); per provider, the emulator's quota window, the most requests any
+client made in one such window, the rate-limit answers, the rows whose part for that
+provider failed, and the requests it received after Redis stopped; then the rows written
+and failed in all. Two runs (``--windows`` picks one): the ``real`` windows (Spotify 300
+in 30 s, MusicBrainz 1 in 1 s; Last.fm 5 s at 5/s plus the bucket's burst, 30, its real
+1500 in 300 s being too loose to show a doubled rate), then ``5 s`` windows for all three
+at rate * 5 + burst. With Redis gone each process falls back to its share of the rate.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from _infra import PrivateRedis, child_env  # bench/ is on sys.path when run as a script
+from _infra import child_env, private_redis  # bench/ is on sys.path when run as a script
 
 from tunegate.cache import CacheManager
 from tunegate.clients import AsyncGateway, Settings
@@ -164,10 +165,22 @@ def _failed_rows(path: Path) -> tuple[int, int]:
     return len(recs), sum(1 for r in recs if r["status"] not in ("ok", "not_found"))
 
 
-def redis_stop(rows: int, name: str) -> None:
-    """Two processes on one Redis, Redis stopped 5 s in: the emulator's windows and rows."""
+def _provider_failures(path: Path) -> dict[str, int]:
+    """Rows whose provider part ended ``error`` or ``pending``, by provider."""
+    failed: dict[str, int] = dict.fromkeys(RATES, 0)
+    for line in path.read_bytes().splitlines():
+        if line.strip():
+            for provider, part in orjson.loads(line)["providers"].items():
+                if part.get("status") in ("error", "pending"):
+                    failed[provider] = failed.get(provider, 0) + 1
+    return failed
+
+
+def redis_stop(rows: int, name: str, stop_at: float) -> None:
+    """Two processes on one Redis, Redis stopped ``stop_at`` s in: the emulator's windows
+    and rows."""
     windows = FLEET_WINDOWS[name]
-    redis = PrivateRedis()
+    redis = private_redis()
     try:
         with (
             tempfile.TemporaryDirectory() as tmp,
@@ -201,12 +214,13 @@ def redis_stop(rows: int, name: str) -> None:
                     # every provider's bucket must know both (a process counts only the
                     # members of a bucket it has used before the outage)
                     members = min(int(probe.zcard(f"tunegate:rl:{{{p}}}:members")) for p in RATES)
-                    if members >= 2 and time.perf_counter() - started >= REDIS_STOP_AT:
+                    if members >= 2 and time.perf_counter() - started >= stop_at:
                         break
                     time.sleep(0.05)
                 probe.close()
                 stopped_at = time.perf_counter() - started
                 redis.close()
+                at_stop = {p: v["total"] for p, v in emu.stats()["requests"].items()}
                 alive = sum(p.poll() is None for p in procs)
                 codes = [p.wait(timeout=TIME_LIMIT) for p in procs]
             finally:
@@ -217,16 +231,19 @@ def redis_stop(rows: int, name: str) -> None:
             elapsed = time.perf_counter() - started
             stats = emu.stats()
             written = [_failed_rows(Path(tmp) / f"out{n}.jsonl") for n in range(2)]
+            by_provider = [_provider_failures(Path(tmp) / f"out{n}.jsonl") for n in range(2)]
     finally:
-        if redis.proc.poll() is None:
-            redis.close()
+        redis.close()
     print(
         f"{name} windows: tunegate enrich, 2 processes x {rows} rows on one Redis "
         f"(members seen: {members}), "
         f"Redis stopped {stopped_at:.1f} s into the run with {alive} of 2 still running; "
         f"both done in {elapsed:.1f} s, exit codes {codes}"
     )
-    print(f"{'provider':<12} {'quota window':>14} {'most in a window':>16} {'limited':>7}")
+    print(
+        f"{'provider':<12} {'quota window':>14} {'most in a window':>16} {'limited':>7}"
+        f" {'failed rows':>11} {'after stop':>10}"
+    )
     for provider, window in windows.items():
         seen = stats["clients"].get(provider, {})
         most = max((c["max_in_window"] for c in seen.values()), default=0)
@@ -234,7 +251,13 @@ def redis_stop(rows: int, name: str) -> None:
         refused = sum(n for st, n in by_status.items() if st in ("429", "503"))
         refused += int(stats.get("throttled", {}).get(provider, {}).get("rejected", 0))
         quota = f"{window.requests} in {window.window:g} s"
-        print(f"{provider:<12} {quota:>14} {most:>16} {refused:>7}")
+        failed_here = sum(f.get(provider, 0) for f in by_provider)
+        after = stats["requests"].get(provider, {}).get("total", 0) - at_stop.get(provider, 0)
+        over = "  OVER" if most > window.requests else ""
+        print(
+            f"{provider:<12} {quota:>14} {most:>16} {refused:>7} {failed_here:>11}"
+            f" {after:>10}{over}"
+        )
     total = sum(n for n, _ in written)
     failed = sum(f for _, f in written)
     print(f"rows written {total} of {2 * rows}, failed rows {failed}")
@@ -244,15 +267,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=60)
     parser.add_argument(
-        "--redis-stop", action="store_true", help="the 2-process run with Redis stopped 5 s in"
+        "--redis-stop", action="store_true", help="the 2-process run, Redis stopped --stop-at s in"
     )
     parser.add_argument("--redis-rows", type=int, default=60, help="rows per process")
+    parser.add_argument(
+        "--stop-at",
+        type=float,
+        default=REDIS_STOP_AT,
+        metavar="S",
+        help=f"seconds into the run when Redis stops (default {REDIS_STOP_AT:g})",
+    )
+    parser.add_argument(
+        "--windows",
+        choices=[*FLEET_WINDOWS, "all"],
+        default="all",
+        help="which quota windows to run with --redis-stop (default: all)",
+    )
     args = parser.parse_args()
     if args.rows < 1 or args.redis_rows < 1:
         parser.error("--rows and --redis-rows must be at least 1")
+    if not args.stop_at >= 0:
+        parser.error("--stop-at must be 0 or more seconds")
     if args.redis_stop:
-        for name in FLEET_WINDOWS:
-            redis_stop(args.redis_rows, name)
+        names = list(FLEET_WINDOWS) if args.windows == "all" else [args.windows]
+        for name in names:
+            redis_stop(args.redis_rows, name, args.stop_at)
     else:
         run(args.rows)
 

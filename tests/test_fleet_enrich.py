@@ -115,3 +115,78 @@ def test_two_enrich_processes_stay_under_quota_when_redis_stops(
         assert "503" not in entry["by_status"], (provider, entry["by_status"])
     for provider, acts in stats["throttled"].items():
         assert acts.get("rejected", 0) == 0, (provider, acts)
+
+
+MB_ROWS = 12  # per process, one MusicBrainz ISRC lookup a row: about 24 s at 1/s for both
+
+
+def test_two_enrich_processes_keep_musicbrainz_one_a_second_when_redis_stops(
+    restartable_redis: RedisServer, tmp_path: Path
+) -> None:
+    """The issue's acceptance at the real MusicBrainz quota, 1 request in any 1 s (the
+    emulator's window, which counts with its 50 ms jitter allowance): two ``enrich``
+    processes, one ISRC lookup a row (no batching), Redis stopped while both are in the
+    middle of their MusicBrainz stage. The phased shares (0.5/s each, in turns on the
+    wall clock's grid) keep the fleet at 1 in every window: no 503, 0 failed rows. The
+    unphased shares (0.5/s each, unsynchronised) put two requests in one second."""
+    with Emulator(catalog_size=500, seed=12) as emu:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SPOTIFY_", "LASTFM_"))}
+        env = {k: v for k, v in env.items() if not k.startswith("TUNEGATE_")}
+        env.update(emu.env())
+        env["XDG_CACHE_HOME"] = str(tmp_path)
+        procs = []
+        for n in range(2):
+            lines = ["artist,title"]
+            for i in range(n * MB_ROWS, (n + 1) * MB_ROWS):
+                track = emu.catalog.track(i)
+                artist = emu.catalog.artist(track.artists[0]).name
+                lines.append(f'"{artist}","{track.title}"')
+            (tmp_path / f"mb{n}.csv").write_text("\n".join(lines) + "\n")
+            argv = [sys.executable, "-m", "tunegate", "enrich", str(tmp_path / f"mb{n}.csv")]
+            argv += ["-o", str(tmp_path / f"mb{n}.jsonl"), "--redis", restartable_redis.url]
+            argv += ["--cache", "memory", "--quiet", "--no-isrc-batching"]
+            procs.append(
+                subprocess.Popen(
+                    argv,
+                    cwd=tmp_path,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        try:
+            client = restartable_redis.client()
+            deadline = time.monotonic() + 30
+            members = 0
+            while time.monotonic() < deadline:
+                members = int(client.zcard("tunegate:rl:{musicbrainz}:members"))
+                mb = emu.stats()["requests"].get("musicbrainz", {}).get("total", 0)
+                if members >= 2 and mb >= 2:
+                    break
+                time.sleep(0.05)
+            client.close()
+            assert members == 2, "the two processes never both reached MusicBrainz's bucket"
+            time.sleep(2.0)  # both on the shared bucket for a while
+            restartable_redis.stop()
+            at_stop = emu.stats()["requests"]["musicbrainz"]["total"]
+            assert all(p.poll() is None for p in procs), "Redis stopped after the run ended"
+            errors = [p.communicate(timeout=60)[1] for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait(10)
+        stats = emu.stats()
+    failed = {
+        n: [r["status"] for r in _records(tmp_path / f"mb{n}.jsonl") if r["status"] != "ok"]
+        for n in range(2)
+    }
+    mb = stats["requests"]["musicbrainz"]
+    assert mb["total"] - at_stop >= 6, "little of MusicBrainz's stage ran after the stop"
+    seen = stats["clients"]["musicbrainz"]
+    assert {who: c["max_in_window"] for who, c in seen.items()} == dict.fromkeys(seen, 1), seen
+    assert "503" not in mb["by_status"], mb["by_status"]
+    assert stats["throttled"].get("musicbrainz", {}).get("rejected", 0) == 0
+    assert failed == {0: [], 1: []}
+    assert [p.returncode for p in procs] == [0, 0], errors

@@ -283,7 +283,11 @@ class Attempts:
             outcome = self._read(call, response)
         latency = time.perf_counter() - began
         if response is not None and limiter is not None:
-            yield from limiter.adjust_flow(self.provider, response.headers, response.status)
+            paused = yield from limiter.adjust_flow(
+                self.provider, response.headers, response.status
+            )
+            if paused is None and outcome.kind is Kind.RATE_LIMITED:  # said in the body
+                yield from limiter.refused_flow(self.provider, outcome.retry_after)
         return outcome, None if response is None else response.status, latency
 
     def _read(self, call: Call, response: HttpResponse) -> Outcome:

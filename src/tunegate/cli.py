@@ -248,6 +248,7 @@ def say(err: Any, log_format: str, text: str, level: int = logging.INFO) -> None
 
 MAX_WINDOW = 100_000
 ISRC_BATCH_MAX = 200  # providers.musicbrainz.ISRC_BATCH_MAX (not imported: --help stays fast)
+MAX_MEMBERS = 10_000  # clients.settings.MAX_MEMBERS (not imported, as above)
 STAGES = ("spotify", "musicbrainz", "lastfm")
 
 
@@ -383,6 +384,16 @@ def enrich(
             "emulator's --tls CA); or TUNEGATE_CA_BUNDLE.",
         ),
     ] = None,
+    members: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=MAX_MEMBERS,
+            help="Processes sharing the quotas through --redis (default 1, or "
+            "TUNEGATE_MEMBERS): if Redis is lost, each takes at most 1/N of each quota, "
+            "even before it has seen the others in Redis.",
+        ),
+    ] = None,
 ) -> None:
     import asyncio
     import dataclasses
@@ -406,6 +417,7 @@ def enrich(
         redis_url=redis_url,
         progress_every=progress_every,
         log_format=log_format,
+        members=members,
     )
     output_format, concurrency, cache = cfg.format, cfg.concurrency, cfg.cache
     progress_every, log_format = cfg.progress_every, cfg.log_format
@@ -456,6 +468,7 @@ def enrich(
                 settings = dataclasses.replace(settings, redis_url=redis_url)
             if ca_bundle is not None:
                 settings = dataclasses.replace(settings, ca_bundle=str(ca_bundle))
+            settings = dataclasses.replace(settings, members=cfg.members)
             cache_manager = None
             if cache == "memory":
                 cache_manager = CacheManager()
@@ -577,7 +590,12 @@ async def _enrich(
             finally:
                 ticker.cancel()
         breakers = tally.breakers(gateway.breakers)
-        return summary_data(summary, gateway.get_stats(), output, tally, breakers)
+        data = summary_data(summary, gateway.get_stats(), output, tally, breakers)
+        for name, figures in data["providers"].items():  # each provider's limiter mode
+            bucket = gateway.limiter.buckets.get(name)
+            if bucket is not None:
+                figures["limiter"] = bucket.mode_summary()
+        return data
 
 
 cache_app = typer.Typer(

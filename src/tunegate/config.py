@@ -41,6 +41,7 @@ from pydantic_settings import (
 )
 
 from tunegate.clients import Settings
+from tunegate.clients.settings import MAX_MEMBERS, parse_members
 from tunegate.exceptions import ConfigurationError
 
 __all__ = [
@@ -129,6 +130,8 @@ class CliConfig(BaseSettings):
     format: Literal["jsonl", "csv"] = Field("jsonl", alias="TUNEGATE_FORMAT")
     progress_every: float = Field(5.0, ge=0.1, le=3600, alias="TUNEGATE_PROGRESS_EVERY")
     log_format: Literal["text", "json"] = Field("text", alias="TUNEGATE_LOG_FORMAT")
+    # processes sharing the quota through Redis: the limiter's share while Redis is lost
+    members: int = Field(1, alias="TUNEGATE_MEMBERS")
     # tunegate serve's own: the admin endpoints' bearer token (unset: every admin call 401),
     # the key signing the tokens the Spotify pass-through issues, SIGTERM's drain in
     # seconds, and the callers' keys (application -> key; env: app=KEY,app2=KEY2).
@@ -155,6 +158,14 @@ class CliConfig(BaseSettings):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 3600:
             raise ValueError("must be whole seconds in 1..3600")
         return value
+
+    @field_validator("members", mode="before")
+    @classmethod
+    def _fleet_size(cls, value: object) -> object:
+        try:
+            return parse_members(value)
+        except ConfigurationError:  # pydantic's message, without the variable's name
+            raise ValueError(f"must be a whole number of processes in 1..{MAX_MEMBERS}") from None
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -200,6 +211,7 @@ class CliConfig(BaseSettings):
             musicbrainz_url=self.musicbrainz_url,
             lastfm_url=self.lastfm_url,
             musicbrainz_rate=self.musicbrainz_rate,
+            members=self.members,
         )
 
 

@@ -20,11 +20,12 @@ asyncio tasks alike. A local bucket with a token there grants it without a flow 
 Shared buckets fail open: when Redis cannot serve (unreachable, stalled past the link's
 0.5 s socket timeout, out of memory, read-only...) each process falls back to a local bucket
 holding its share of the quota (one warning per outage) and returns to the shared one when
-Redis answers again. No call fails because of Redis. The share is the rate (and capacity)
-divided by the members last seen in Redis: every process using a shared bucket marks itself
-there on its acquires (no extra round trip), so a fleet that loses Redis stays under quota
-instead of each process taking the whole rate (see :class:`TokenBucket` and
-``docs/rate-limiting.md``).
+Redis answers again. No call fails because of Redis. The share is the rate divided by the
+members last seen in Redis, taken in turns on the wall clock's grid (member k of n grants
+only in the slots j with j % n == k): every process using a shared bucket marks itself there
+on its acquires and hears its rank back (no extra round trip), so a fleet that loses Redis
+stays under quota instead of each process taking the whole rate, and two members never
+grant in the same interval (see :class:`TokenBucket` and ``docs/rate-limiting.md``).
 
 Every operation that may talk to Redis or sleep is written once, as a flow of effects
 (:meth:`RateLimiter.acquire_flow`, :meth:`RateLimiter.adjust_flow`, ...), which the request
@@ -50,8 +51,10 @@ from tunegate._drive import Flow, adrive, drive
 from tunegate._drive import Sleep as _Sleep  # the one leaf sleep effect
 from tunegate._policy.bucket import (
     _NOISE,
+    RATE_LIMITED_PAUSE,
     BucketState,
     Limits,
+    Phase,
     Reservation,
     available_tokens,
     clamp_pause,
@@ -59,12 +62,16 @@ from tunegate._policy.bucket import (
     pause,
     pause_from_headers,
     release,
+    rephase,
     rescale,
     reserve,
+    reserve_phased,
     reserve_tokens,
     resume,
     share,
+    share_phased,
     start_empty,
+    start_phased,
     take,
 )
 from tunegate._redis import LinkOwner, RedisCall, RedisLike, RedisLink, lua
@@ -289,12 +296,15 @@ class TokenBucket:
     A shared bucket is a *member* of its fleet: its acquires mark it seen in a sorted set
     beside the bucket (``{key}:members``, at most every ``member_ttl / 4`` seconds, in the same
     script call) and read back how many members were seen within ``member_ttl``
-    (:attr:`members`). While Redis cannot serve, it grants at ``rate / members`` with
-    ``capacity // members`` (at least 1), where ``members`` is the largest of that count, the
-    fleet's configured size (``members=``) and, in a :class:`RateLimiter`, the count its other
-    providers' buckets saw (``peers``: a provider not used before the outage counted no one),
-    starting without a burst (unless it never
-    heard from Redis and expects no other member). When Redis answers again
+    (:attr:`members`), and its rank among them (:attr:`phase`). While Redis cannot serve, it
+    grants at ``rate / members`` with no burst, where ``members`` is the largest of that
+    count, the fleet's configured size (``members=``) and, in a :class:`RateLimiter`, the
+    count its other providers' buckets saw (``peers``: a provider not used before the outage
+    counted no one), in turns: only at the start of the wall clock's slots (``1 / rate``
+    long) that its rank owns (``phases``: a sibling's rank when it heard none; ``member``: the
+    id it shares with its siblings), so that two members never grant within one interval of
+    each other. It starts an interval per member after the shared reservations last heard
+    (unless it never heard from Redis and expects no other member). When Redis answers again
     it hands what it granted meanwhile to the shared bucket, and for a short grace period
     (the link's retry interval plus two of its own intervals, while the others may still be
     on their shares) it takes both a shared and a local token for each acquire.
@@ -313,6 +323,8 @@ class TokenBucket:
         member_ttl: float = DEFAULT_MEMBER_TTL,
         members: int = 1,
         peers: Callable[[], int] | None = None,
+        member: str | None = None,
+        phases: Callable[[], Phase | None] | None = None,
     ) -> None:
         limits = Limits(rate, capacity)
         self.provider = provider
@@ -334,7 +346,8 @@ class TokenBucket:
         # when to mark itself seen next, and the fallback state (see the class docstring).
         self.members_key = f"{self.key}:members"
         self._keys = (self.key, self.members_key)
-        self._member = secrets.token_hex(8)
+        # Lowercase hex of one length: the Lua script and the policy order ids alike.
+        self._member = member if member is not None else secrets.token_hex(8)
         self._member_ttl_ms = str(max(1, round(_member_ttl(member_ttl) * 1000)))
         self._beat_every = member_ttl / _BEATS_PER_TTL
         self._beat_due = -math.inf
@@ -343,13 +356,22 @@ class TokenBucket:
         # The members its sibling buckets saw (RateLimiter): a bucket not used before an
         # outage counted nobody, but the processes sharing the other providers are there.
         self._peers = peers
+        # Its turn among the members (rank, count) as last heard with a mark, and the best
+        # its sibling buckets heard (same member id: the same order): the phased share.
+        self._phase_heard: Phase | None = None
+        self._phases = phases
         self._fleet = limits  # the limits in force in Redis, as last heard
         self._heard_from_redis = False
         self._reserved_until = -math.inf  # the shared TAT as last heard, on our clock
         self._falling_back = False
+        self._fallbacks = 0  # outages this bucket fell back through
         self._charging = False
         self._floor = -math.inf  # the TAT before the fallback's own grants (see debt())
         self._grace_until = -math.inf
+        # The wall clock minus the bucket's, read once per fallback: the grid of a phased
+        # share is on the wall clock, its state on the bucket's (re-reading the difference
+        # each time would jitter a slot start by microseconds and skip a turn).
+        self._wall_offset: float | None = None
         self._before_pause = -math.inf  # the TAT before the last pause raised it
         self._queue = _Queue()  # callers asleep until their slots (fair share by caller)
         self._metered = False  # RateLimiter: its meter has a first sample (see acquire)
@@ -492,11 +514,14 @@ class TokenBucket:
                 self._charging = True
             # Coming back, mark at once: a restarted Redis has forgotten every member.
             beat = now >= self._beat_due or self._falling_back
+            heard = self._phase_heard
         member = self._member if beat else ""
-        extra = () if tokens == 1 else (str(tokens),)
+        # Not marking: the script works the rank out again if the count moved since.
+        ranked = "" if beat else f"{heard.members if heard is not None else ''}"
         reply = yield from self._script(
             "acquire", self._us_or_blank(max_wait), repr(owed) if owed else "", member,
-            self._member_ttl_ms, *extra,
+            self._member_ttl_ms, "" if tokens == 1 else str(tokens),
+            "" if beat else self._member, ranked,
         )  # fmt: skip
         if reply is None:
             return self._reserve_share(max_wait, tokens, empty=True)
@@ -519,6 +544,7 @@ class TokenBucket:
         ends a fallback, start the grace period and return the seconds left of a pause set
         locally meanwhile (else 0)."""
         members = int(reply[4])
+        rank = int(reply[8]) if len(reply) > 8 else -1  # -1: no mark in this call
         fleet = (float(_text(reply[5])), int(float(_text(reply[6]))))
         # The fleet's reservations run this far ahead (read after the reply: late, not early).
         reserved_until = self._clock.monotonic() + float(_text(reply[7])) / _US
@@ -530,6 +556,8 @@ class TokenBucket:
                 self._fleet = Limits(*fleet)
             if beat:
                 self._beat_due = now + self._beat_every
+            if rank >= 0 and members > 0:
+                self._phase_heard = Phase(rank, members)
             rejoined = self._falling_back
             if rejoined:
                 self._falling_back = self._charging = False
@@ -549,12 +577,71 @@ class TokenBucket:
         """This process's part of the limits in force in Redis (another process may have
         set them: adjust_rate), by the members last seen or the fleet's configured size,
         whichever is larger (a process started or joined during an outage is seen by no
-        one)."""
+        one). Phased (the default): no burst when it has company."""
+        if self._phased:
+            return share_phased(self._fleet, self._fleet_size())
         return share(self._fleet, self._fleet_size())
 
     def _fleet_size(self) -> int:
         peers = self._peers() if self._peers is not None else 1
         return max(self._members, self._expected, peers)
+
+    # Phased shares (the default): the members of a fleet that lost Redis grant in turn on
+    # the wall clock's grid (_policy/bucket.py). Tests turn it off to show the unphased ones.
+    _phased = True
+
+    def _phase(self) -> Phase | None:
+        """This member's turn while Redis is away, or None (alone, or unphased): its rank
+        as heard with the largest member count (its own, or a sibling bucket's, whose order
+        is the same), among the fleet's size. Never heard one: a rank from its id."""
+        n = self._fleet_size()
+        if n <= 1 or not self._phased:
+            return None
+        best = self._phase_heard
+        sibling = self._phases() if self._phases is not None else None
+        if sibling is not None and (best is None or sibling.members > best.members):
+            best = sibling
+        rank = best.rank if best is not None else int(self._member, 16)
+        return Phase(rank % n, n)
+
+    def _wall_minus_clock(self) -> float:
+        """The wall clock minus the bucket's, read back to back (the smallest of three)."""
+        clock = self._clock
+        best = math.inf
+        for _ in range(3):
+            before = clock.monotonic()
+            wall = clock.time()
+            after = clock.monotonic()
+            if after - before < best:
+                best, offset = after - before, wall - (before + after) / 2
+        return offset
+
+    @property
+    def mode(self) -> Literal["local", "shared", "fallback"]:
+        """``local`` (no Redis), ``shared`` (on the Redis bucket) or ``fallback`` (Redis
+        cannot serve: on this process's share)."""
+        if self._link is None:
+            return "local"
+        return "fallback" if self._falling_back else "shared"
+
+    def mode_summary(self) -> dict[str, Any]:
+        """What a run's summary shows of this bucket: its :attr:`mode`, the members last
+        seen and configured, its turn (``[rank, members]``, or None) and the outages it
+        fell back through."""
+        phase = self._phase_heard
+        return {
+            "mode": self.mode,
+            "members_seen": self._members,
+            "members_configured": self._expected,
+            "phase": None if phase is None else [phase.rank, phase.members],
+            "fallbacks": self._fallbacks,
+        }
+
+    @property
+    def phase(self) -> Phase | None:
+        """This bucket's turn among its members (rank, count) as last heard from Redis, or
+        None before its first mark."""
+        return self._phase_heard
 
     def _reserve_share(self, max_wait: float | None, tokens: int, *, empty: bool) -> _Ticket:
         """A local reservation of ``tokens`` on this process's share (``empty``: Redis cannot
@@ -563,29 +650,64 @@ class TokenBucket:
             now = self._clock.monotonic()  # after the failed call: it may have taken 0.5 s
             self._charging = False  # a debt sent in a call that failed was not handed over
             limits = self._share()
+            phase = self._phase()
             state = self._state
             started = empty and not self._falling_back
             if started:
                 self._falling_back = True
+                self._fallbacks += 1
                 if self._heard_from_redis or self._expected > 1:
                     # Tokens reserved in Redis before it went are still to be used (callers
                     # sleeping until their slots), and the others may just have emptied the
-                    # bucket: the share starts empty once the fleet's reservations are done.
-                    state = start_empty(state, limits, max(now, self._reserved_until))
+                    # bucket: the share starts empty once the fleet's reservations are done
+                    # (phased: an interval per member after them, each other member may
+                    # have reserved one more since this one last heard).
+                    if phase is not None:
+                        state = start_phased(
+                            state, self._fleet, now, self._reserved_until, phase.members
+                        )
+                    else:
+                        state = start_empty(state, limits, max(now, self._reserved_until))
                 self._floor = state.tat
-            if tokens == 1:
+            if phase is not None:
+                if started or self._wall_offset is None:
+                    self._wall_offset = self._wall_minus_clock()
+                wall = now + self._wall_offset
+                if started:  # callers asleep until shared slots: onto this member's turns
+                    state = self._rephase_waiters(state, phase, now, wall)
+                reservation = reserve_phased(state, self._fleet, phase, now, wall, max_wait, tokens)
+            elif tokens == 1:
                 reservation = reserve(state, limits, now, max_wait)
             else:
                 reservation = reserve_tokens(state, limits, now, tokens, max_wait)
             self._state = reservation.state
         if started:
             log.info(
-                "%s: Redis cannot serve; granting this process's share, %g/s (1 of %d members)",
+                "%s: Redis cannot serve; granting this process's share, %g/s (1 of %d members%s)",
                 self._what,
                 limits.rate,
                 self._fleet_size(),
+                "" if phase is None else f", in turn {phase.rank}",
             )
         return _Ticket(reservation.granted, reservation.wait, reservation)
+
+    def _rephase_waiters(
+        self, state: BucketState, phase: Phase, now: float, wall: float
+    ) -> BucketState:
+        """Move the callers asleep until shared slots onto this member's turns (the policy's
+        :func:`rephase`; each sees on waking that its slot moved and sleeps the rest).
+        Under the lock."""
+        waiters = self._queue.waiters
+        if not waiters:
+            return state
+        starts = [w.start for w in waiters]
+        state, moved = rephase(
+            state, self._fleet, phase, now, wall, starts, [w.deadline for w in waiters]
+        )
+        for waiter, start in zip(waiters, moved, strict=True):
+            waiter.start = start
+        waiters.sort(key=lambda w: w.start)  # one kept for its deadline may now be ahead
+        return state
 
     def _give_back(self, ticket: _Ticket) -> Flow[None]:
         if ticket.shared is not None:
@@ -802,6 +924,9 @@ class RateLimiter(LinkOwner):
         self._idle_ttl = idle_ttl
         self._member_ttl = _member_ttl(member_ttl)
         self._expected = _expected_members(members)
+        # One member id for all its buckets: a bucket that never heard its own rank takes
+        # a sibling's, which orders the same processes the same way.
+        self._member = secrets.token_hex(8)
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()  # guards creating buckets, never acquiring
         self._meters: dict[str, ConsumptionMeter] = {}  # consumption, for get_stats
@@ -845,6 +970,8 @@ class RateLimiter(LinkOwner):
                     member_ttl=self._member_ttl,
                     members=self._expected,
                     peers=self._members_seen,
+                    member=self._member,
+                    phases=self._phase_seen,
                 )
                 self._buckets[provider] = bucket
             elif replace:
@@ -854,6 +981,11 @@ class RateLimiter(LinkOwner):
     def _members_seen(self) -> int:
         """The most members any of this limiter's buckets last saw in Redis."""
         return max((b.members for b in tuple(self._buckets.values())), default=1)
+
+    def _phase_seen(self) -> Phase | None:
+        """The turn heard with the largest member count by any of this limiter's buckets."""
+        heard = [b.phase for b in tuple(self._buckets.values()) if b.phase is not None]
+        return max(heard, key=lambda p: p.members, default=None)
 
     def _bucket(self, provider: str) -> TokenBucket:
         bucket = self._buckets.get(provider)
@@ -997,9 +1129,33 @@ class RateLimiter(LinkOwner):
         bucket = self._bucket(provider)
         seconds = pause_from_headers(headers, self._clock.time(), status)
         if seconds is not None:
-            log.info("%s: pausing %.3fs as the provider asked", provider, seconds)
-            yield from bucket._pause(seconds)
+            yield from self._provider_asked(bucket, seconds)
         return seconds
+
+    def refused(self, provider: str, retry_after: float | None = None) -> float:
+        """The provider refused a call over its quota in the body of its answer (Last.fm's
+        error 29 over HTTP 200, MusicBrainz's 503 throttling text): pause ``provider`` for
+        every sharer exactly as a ``429`` with ``Retry-After: retry_after`` would (one
+        second without it, as a bare 429). Returns the pause in seconds."""
+        return drive(self.refused_flow(provider, retry_after))
+
+    async def arefused(self, provider: str, retry_after: float | None = None) -> float:
+        """The asyncio form of :meth:`refused`."""
+        return await adrive(self.refused_flow(provider, retry_after))
+
+    def refused_flow(self, provider: str, retry_after: float | None = None) -> Flow[float]:
+        """:meth:`refused` as a flow of effects, to compose with ``yield from``."""
+        bucket = self._bucket(provider)
+        wait = retry_after if retry_after is not None and retry_after > 0 else None
+        seconds = RATE_LIMITED_PAUSE if wait is None else clamp_pause(wait)
+        yield from self._provider_asked(bucket, seconds)
+        return seconds
+
+    @staticmethod
+    def _provider_asked(bucket: TokenBucket, seconds: float) -> Flow[None]:
+        """The pause a provider asked for, by its headers or in its body: the one path."""
+        log.info("%s: pausing %.3fs as the provider asked", bucket.provider, seconds)
+        yield from bucket._pause(seconds)
 
     def get_stats(self) -> dict[str, LimiterStats]:
         """Per provider: rate, capacity, available_tokens, granted, waits, paused_until,

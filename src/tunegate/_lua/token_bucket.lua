@@ -21,10 +21,16 @@
 --            ARGV[9] member TTL in ms: members not seen for this long are not counted
 --            ARGV[10] tokens to take together ('' or absent: 1), all or none: the slot
 --                    arithmetic repeated (the policy's reserve_tokens); wait is the last's
+--            ARGV[11] member id to rank without marking it ('' or absent: none), and
+--            ARGV[12] the member count its rank was last heard with: the rank is worked
+--                    out again only when the count differs (a member came or went)
 --            -> {granted 0|1, wait us (rounded up), tat after, tat before, members, rate, cap,
---                ahead}: refusal reserves nothing (a charge stays); members is 0 without
+--                ahead, rank}: refusal reserves nothing (a charge stays); members is 0 without
 --                KEYS[2]; rate and cap are the ones in force (an override included); ahead
---                is the TAT minus now in us (how far the fleet has reserved)
+--                is the TAT minus now in us (how far the fleet has reserved); rank is, when
+--                ARGV[8] marked a member (or ARGV[11] asked), how many live members' ids
+--                sort before its id (the policy's member_rank: its turn in a phased
+--                share), else -1
 --   pause    ARGV[6] seconds to pause, in us     -> paused-until (us)
 --   resume   end a pause now: the bucket restarts empty, keeping the backlog reserved
 --            before the pause; slots reserved behind the pause stand -> 1 if paused, else 0
@@ -69,11 +75,23 @@ local function save(new_tat, new_paused)
   redis.call('PEXPIRE', key, math.max(busy_ms, 0) + idle_ms)
 end
 
--- Mark ARGV[8] seen (pruning the long gone) and count the members seen within the TTL.
+-- How many of the live member ids sort before `member`.
+local function rank_of(mkey, since, member)
+  local rank = 0
+  for _, other in ipairs(redis.call('ZRANGEBYSCORE', mkey, since, '+inf')) do
+    if other < member then
+      rank = rank + 1
+    end
+  end
+  return rank
+end
+
+-- Mark ARGV[8] seen (pruning the long gone) and count the members seen within the TTL;
+-- when marking (or asked by ARGV[11] after a change of count), also its rank, else -1.
 local function members()
   local mkey = KEYS[2]
   if not mkey then
-    return 0
+    return 0, -1
   end
   local ttl_ms = tonumber(ARGV[9]) or 0
   local since = fmt(now - ttl_ms * 1000)
@@ -82,12 +100,19 @@ local function members()
     redis.call('ZADD', mkey, fmt(now), member)
     redis.call('ZREMRANGEBYSCORE', mkey, '-inf', '(' .. since)
     redis.call('PEXPIRE', mkey, ttl_ms)
+    local seen = redis.call('ZCOUNT', mkey, since, '+inf')
+    return seen, rank_of(mkey, since, member)
   end
-  return redis.call('ZCOUNT', mkey, since, '+inf')
+  local seen = redis.call('ZCOUNT', mkey, since, '+inf')
+  local ranked = ARGV[11]
+  if ranked and ranked ~= '' and seen ~= tonumber(ARGV[12]) then
+    return seen, rank_of(mkey, since, ranked)
+  end
+  return seen, -1
 end
 
 if op == 'acquire' then
-  local seen = members()
+  local seen, rank = members()
   local charge = tonumber(ARGV[7])
   if charge and charge > 0 then
     tat = math.max(tat, now) + charge * interval(rate)
@@ -109,11 +134,11 @@ if op == 'acquire' then
     if charge and charge > 0 then
       save(tat, paused)
     end
-    return {0, math.ceil(wait), '', '', seen, fmt(rate), fmt(cap), fmt(tat - now)}
+    return {0, math.ceil(wait), '', '', seen, fmt(rate), fmt(cap), fmt(tat - now), rank}
   end
   save(new_tat, paused)
   return {1, math.ceil(wait), fmt(new_tat), fmt(tat), seen, fmt(rate), fmt(cap),
-          fmt(new_tat - now)}
+          fmt(new_tat - now), rank}
 elseif op == 'pause' then
   local resume_at = math.max(paused, now + math.max(0, tonumber(ARGV[6])))
   local new_tat = resume_at + tolerance(rate, cap)

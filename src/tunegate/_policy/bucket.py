@@ -20,7 +20,7 @@ Pure: every function takes ``now`` (any monotonic seconds) and returns new state
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -32,20 +32,27 @@ __all__ = [
     "RATE_LIMITED_PAUSE",
     "BucketState",
     "Limits",
+    "Phase",
     "Reservation",
     "available_tokens",
     "charge",
     "clamp_pause",
     "debt",
+    "member_rank",
     "pause",
     "pause_from_headers",
+    "phase_slot",
     "release",
+    "rephase",
     "rescale",
     "reserve",
+    "reserve_phased",
     "reserve_tokens",
     "resume",
     "share",
+    "share_phased",
     "start_empty",
+    "start_phased",
     "take",
 ]
 
@@ -296,3 +303,127 @@ def charge(state: BucketState, limits: Limits, now: float, tokens: float) -> Buc
     if not tokens > 0:
         return state
     return BucketState(max(state.tat, now) + tokens * limits.interval, state.paused_until)
+
+
+# -- phased shares: members of a fleet granting in turn on the wall-clock grid ---------------
+#
+# Shares that are only rate / members still let two members grant in the same second: each
+# keeps its own schedule, unsynchronised with the others'. A quota of one request per second
+# shared by two processes at 0.5/s each then sees two requests in one second whenever their
+# schedules drift together. Phased, the members take turns instead: time is cut into slots
+# of one fleet interval (1 / rate) on the wall clock, which the processes of one machine (or
+# of NTP-synchronised hosts) agree on, and member ``k`` of ``n`` grants only at the start of
+# slots ``j`` with ``j % n == k``. Two members then never grant within one interval of each
+# other, whatever each one's own schedule: the merged grants are as far apart as the shared
+# bucket's with a capacity of 1.
+
+
+class Phase(NamedTuple):
+    """Member ``rank`` (0-based) of ``members``: which slots of the grid are its own."""
+
+    rank: int
+    members: int
+
+
+def member_rank(member: str, live: Iterable[str]) -> int:
+    """``member``'s rank among the ``live`` member ids: how many of them sort before it. The
+    Lua script counts the same way (the ids are lowercase hex of one length, which every
+    collation orders alike)."""
+    return sum(1 for other in live if other < member)
+
+
+def share_phased(limits: Limits, members: int) -> Limits:
+    """A phased member's part of ``limits``: the rate divided by ``members``, and no burst
+    (capacity 1) when it has company: a burst would take another member's slots."""
+    n = max(1, members)
+    return limits if n == 1 else Limits(limits.rate / n, 1)
+
+
+def phase_slot(t: float, rate: float, phase: Phase) -> float:
+    """The start of the first slot at or after ``t`` (wall seconds) that ``phase`` owns.
+
+    The grid's slot ``j`` runs from ``j / rate`` for one interval; member ``k`` of ``n``
+    owns the slots with ``j % n == k``. A ``t`` within float noise after a slot's start
+    counts as at it.
+    """
+    n = max(1, phase.members)
+    j = math.ceil((t - _NOISE) * rate)
+    j += (phase.rank - j) % n
+    return j / rate
+
+
+def start_phased(
+    state: BucketState, limits: Limits, now: float, reserved_until: float, members: int = 2
+) -> BucketState:
+    """The hand-over to a phased share: no grant before ``members`` fleet intervals after the
+    later of ``now`` and ``reserved_until``, the shared TAT as last heard (callers asleep
+    until a shared slot still go then, and each other member may have reserved a slot more
+    since, plus one for good measure).
+    """
+    floor = max(now, reserved_until) + max(1, members) * limits.interval
+    return BucketState(max(state.tat, floor), state.paused_until)
+
+
+def reserve_phased(
+    state: BucketState,
+    limits: Limits,
+    phase: Phase,
+    now: float,
+    wall: float,
+    max_wait: float | None = None,
+    tokens: int = 1,
+) -> Reservation:
+    """:func:`reserve_tokens` on the phased share of the fleet's ``limits``: each slot at the
+    start of the next grid slot that ``phase`` owns, no burst. ``now`` is the bucket's clock
+    (what ``state`` is kept in), ``wall`` the wall clock at the same moment (the grid's).
+    One member alone (``phase.members`` 1) is the plain bucket."""
+    if phase.members <= 1:
+        return reserve_tokens(state, limits, now, tokens, max_wait)
+    mine = share_phased(limits, phase.members)
+    offset = wall - now
+    last = state
+    start = now
+    for _ in range(max(1, tokens)):
+        start = max(now, last.tat, last.paused_until)  # capacity 1: tolerance 0
+        start = phase_slot(start + offset, limits.rate, phase) - offset
+        last = BucketState(max(last.tat, start) + mine.interval, last.paused_until)
+    wait = start - now
+    if wait < _NOISE:
+        wait = 0.0
+    if max_wait is not None and wait > max_wait:
+        return Reservation(False, wait, state, state.tat)
+    return Reservation(True, wait, last, state.tat)
+
+
+def rephase(
+    state: BucketState,
+    limits: Limits,
+    phase: Phase,
+    now: float,
+    wall: float,
+    starts: Sequence[float],
+    deadlines: Sequence[float | None],
+) -> tuple[BucketState, list[float]]:
+    """Slots a member reserved in the shared bucket before it was lost (``starts``, in
+    order; each caller's ``deadline`` or None), moved onto ``phase``'s turns of the phased
+    ``state``: each to the first own slot at or after both its start and the slots before
+    it, never earlier. A start already due stays, as does one a move would take past its
+    deadline. Returns the state with those slots taken and the new starts.
+
+    Another member reading a staler shared TAT than these slots may start its turns before
+    they are due; on its turns they cannot meet its grants.
+    """
+    moved: list[float] = []
+    for start, deadline in zip(starts, deadlines, strict=True):
+        if start <= now:
+            moved.append(start)
+            continue
+        trial = BucketState(max(state.tat, start), state.paused_until)
+        r = reserve_phased(trial, limits, phase, now, wall)
+        new = now + r.wait
+        if deadline is not None and new > deadline:
+            moved.append(start)
+            continue
+        state = r.state
+        moved.append(max(new, start))
+    return state, moved

@@ -21,6 +21,8 @@ Variables (read with plain ``os.environ``: a dozen strings need no settings fram
 ``TUNEGATE_LASTFM_URL``
 ``TUNEGATE_MUSICBRAINZ_RATE``  requests/s for a self-hosted MusicBrainz mirror
 ``TUNEGATE_CA_BUNDLE``         PEM file of CAs to trust (a proxy's, the emulator's TLS)
+``TUNEGATE_MEMBERS``           processes sharing the quota through Redis (1..10000): while
+                               Redis is lost, each takes at most 1 / members of it
 =============================  ===========================================================
 
 A provider whose variables are missing is not built; using it raises ConfigurationError
@@ -64,7 +66,16 @@ from tunegate.ratelimit import RateLimiter
 if TYPE_CHECKING:
     from tunegate.observability import CollectorRegistry
 
-__all__ = ["AsyncGateway", "Gateway", "Settings", "clients_from_env"]
+__all__ = [
+    "MAX_MEMBERS",
+    "AsyncGateway",
+    "Gateway",
+    "Settings",
+    "clients_from_env",
+    "parse_members",
+]
+
+MAX_MEMBERS = 10_000  # the largest fleet TUNEGATE_MEMBERS (and --members) may name
 
 S = TypeVar("S", bound=_Spotify)
 M = TypeVar("M", bound=_MusicBrainz)
@@ -74,6 +85,16 @@ L = TypeVar("L", bound=_LastFm)
 def _get(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+def parse_members(value: object, name: str = "TUNEGATE_MEMBERS") -> int:
+    """A fleet's size: a whole number of processes in 1..:data:`MAX_MEMBERS` (an int, or
+    its decimal digits); ConfigurationError naming ``name`` otherwise."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MEMBERS:
+        raise ConfigurationError(f"{name} must be a whole number of processes in 1..{MAX_MEMBERS}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -91,6 +112,7 @@ class Settings:
     lastfm_url: str | None = None
     musicbrainz_rate: float | None = None
     ca_bundle: str | None = None  # trusted instead of the system's CAs
+    members: int = 1  # the fleet's size, for the limiter's share while Redis is lost
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -113,6 +135,7 @@ class Settings:
             lastfm_url=_get(env, LASTFM.url_env),
             musicbrainz_rate=rate,
             ca_bundle=_get(env, "TUNEGATE_CA_BUNDLE"),
+            members=parse_members(_get(env, "TUNEGATE_MEMBERS") or 1),
         )
 
 
@@ -152,7 +175,9 @@ class _Gateway(Generic[S, M, L]):
         self._owns_cache = cache_manager is None
         self.cache = cache_manager or CacheManager(self._link, clock=clock)
         own_limiter = rate_limiter is None
-        self.limiter = rate_limiter or RateLimiter(redis=self._link, clock=clock)
+        self.limiter = rate_limiter or RateLimiter(
+            redis=self._link, clock=clock, members=parse_members(s.members, "Settings.members")
+        )
         self.breakers = breakers or CircuitBreakerRegistry(redis=self._link, clock=clock)
         common = ClientOptions(
             cache_manager=self.cache,
