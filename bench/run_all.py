@@ -333,7 +333,10 @@ def figures(b: Bench) -> list[Figure]:
             original_hit,
             "<=",
             1.0,
-            note="decoded_entries=0: every hit runs the lookup script and decodes + freezes",
+            note=(
+                "decoded_entries=0: no key known fresh, every hit a first look (a GET once"
+                " FirstLook has seen mostly hits) and a decode (lazily frozen)"
+            ),
         ),
         Figure(
             "3. miss, AsyncSpotifyClient.search_track (memory cache)",
