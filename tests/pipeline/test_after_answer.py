@@ -21,9 +21,11 @@ from tests._redis_server import RedisServer
 from tests.pipeline._server import Reply, ScriptServer
 from tests.pipeline.conftest import MakePipeline, item
 from tunegate._drive import BACKLOG, Backlog, Effect, Flow, drive
+from tunegate._policy.retry import RetryPolicy
 from tunegate._redis import DOWN, RedisCall, RedisLink
 from tunegate.breaker import CircuitBreaker, CircuitState
 from tunegate.cache import CacheManager
+from tunegate.exceptions import ProviderUnavailable
 from tunegate.ratelimit import RateLimiter
 
 pytestmark = pytest.mark.redis
@@ -177,26 +179,89 @@ def test_a_full_backlog_leaves_the_work_to_the_caller(
         plain.close()
 
 
-def test_a_lookup_waits_for_the_write_this_process_still_owes(
+def test_a_lookup_takes_over_the_write_this_process_still_owes(
     server: ScriptServer, make: MakePipeline, shared: dict[str, Any]
 ) -> None:
     """Read-your-writes in one process: the second call of a key, made while the first
-    one's write still waits in the backlog, waits for it and hits instead of calling the
-    provider again (it would lead: the lease is this process's own)."""
+    one's write still waits in the backlog (behind a stalled job), runs that write itself
+    and hits instead of calling the provider again (it would lead: the lease is this
+    process's own)."""
     pipeline = make(**shared)
     server.script("/items/1", Reply(json={"v": 1}))
-    results: list[Any] = []
-    with held() as gate:
+    with held():
         assert pipeline.call(item(1)) == {"v": 1}
-        second = threading.Thread(target=lambda: results.append(pipeline.call(item(1))))
-        second.start()
-        second.join(0.3)
-        assert second.is_alive()  # waiting for the write
-        gate.set()
-        second.join(10)
-    assert results == [{"v": 1}]
+        key = pipeline.key(item(1))
+        assert key is not None
+        assert BACKLOG.pending(key) is not None
+        assert pipeline.call(item(1)) == {"v": 1}
+        assert BACKLOG.pending(key) is None  # done, by the second caller
     assert server.count("/items/1") == 1
     assert pipeline.get_stats()["cache_hits"] == 1
+
+
+def test_a_second_call_without_cache_follows_the_first_one_s_publish(
+    server: ScriptServer, make: MakePipeline, redis_url: str, driver: str
+) -> None:
+    """No cache, single-flight in Redis: the publish (and the lease release) waits in the
+    backlog; an identical call right after must not lead again because the lease is still
+    its own process's: it runs the publish first and reads it, as another process would."""
+    link = RedisLink(redis_url)
+    pipeline = make(redis=link)
+    server.script("/items/1", Reply(json={"v": 1}))
+
+    async def twice() -> list[Any]:
+        try:
+            return [await pipeline.acall(item(1)) for _ in range(2)]
+        finally:  # not pipeline.aclose(): it would flush, behind the gate
+            await pipeline.http.aclose()
+            await link.aclose()
+
+    try:
+        with held():
+            if driver == "sync":
+                answers = [pipeline.call(item(1)) for _ in range(2)]
+            else:
+                answers = asyncio.run(twice())
+        assert answers == [{"v": 1}] * 2
+        assert server.count("/items/1") == 1
+    finally:
+        link.close()
+
+
+def test_a_second_call_right_after_a_failure_reads_its_error_marker(
+    server: ScriptServer, make: MakePipeline, redis_url: str
+) -> None:
+    """The error marker covers the same call from this process too (no write is owed for a
+    failure, but the publish is)."""
+    link = RedisLink(redis_url)
+    pipeline = make(
+        cache=CacheManager(link),
+        retry=RetryPolicy(max_attempts=1, base=0.01, cap=0.05, deadline=5.0),
+    )
+    server.script("/items/1", Reply(status=503, json={}))
+    try:
+        with held():
+            for _ in range(2):
+                with pytest.raises(ProviderUnavailable):
+                    pipeline.call(item(1))
+        assert server.count("/items/1") == 1
+    finally:
+        link.close()
+
+
+def test_use_cache_false_writes_after_the_write_still_queued(
+    server: ScriptServer, make: MakePipeline, redis_server: RedisServer, shared: dict[str, Any]
+) -> None:
+    """A ``use_cache=False`` call writes its own (newer) answer at once: the older answer's
+    write still in the backlog must not land over it."""
+    pipeline = make(**shared)
+    server.script("/items/1", Reply(json={"v": 1}), Reply(json={"v": 2}))
+    with held():
+        assert pipeline.call(item(1)) == {"v": 1}
+        assert pipeline.call(item(1), use_cache=False) == {"v": 2}
+    assert pipeline.flush()
+    assert pipeline.call(item(1)) == {"v": 2}  # a hit on the newer answer
+    assert server.count("/items/1") == 2
 
 
 def test_closing_a_pipeline_flushes_what_its_calls_left(
@@ -205,16 +270,20 @@ def test_closing_a_pipeline_flushes_what_its_calls_left(
     pipeline = make(**shared)
     server.script("/items/1", Reply(json={"v": 1}))
     plain = redis_server.client()
+    seen: list[bool] = []  # was it written when close returned?
+
+    def close() -> None:
+        pipeline.close()
+        seen.append(_cached(plain, pipeline.key(item(1))))
+
     try:
         with held() as gate:
             assert pipeline.call(item(1)) == {"v": 1}
-            closing = threading.Thread(target=pipeline.close)
+            closing = threading.Thread(target=close)
             closing.start()
-            closing.join(0.3)
-            assert closing.is_alive()  # close waits for the write
             gate.set()
             closing.join(10)
-            assert _cached(plain, pipeline.key(item(1)))
+        assert seen == [True]
     finally:
         plain.close()
 
@@ -261,26 +330,53 @@ def test_a_failing_job_is_logged_and_the_next_one_runs(
     assert "work left for after an answer failed" in caplog.text
 
 
+def _mark(ran: list[str], name: str) -> Flow[None]:
+    yield from ()
+    ran.append(name)
+
+
 def test_flush_waits_for_the_jobs_given_before_it_not_for_later_ones() -> None:
-    """Under a steady stream of calls a flush still ends: it waits for what was given."""
+    """Under a steady stream of calls a flush still ends: it waits for what was given
+    (``flush()`` reads the mark ``given`` when it begins; here the mark is passed)."""
     backlog = Backlog()
     first, later = threading.Event(), threading.Event()
+    ran: list[str] = []
     try:
         assert backlog.put(_held(first))
-        flushed: list[bool] = []
-        flushing = threading.Thread(target=lambda: flushed.append(backlog.flush(10)))
-        flushing.start()
-        flushing.join(0.2)
-        assert flushing.is_alive()  # the first job holds it
-        assert backlog.put(_held(later))  # given after the flush began
+        assert backlog.put(_mark(ran, "before"))
+        mark = backlog.given
+        assert not backlog.flush(0, upto=mark)  # the first job holds it
+        assert backlog.put(_held(later))  # given after the mark
+        assert backlog.put(_mark(ran, "later"))
         first.set()
-        flushing.join(10)
-        assert flushed == [True]
-        assert backlog.busy == 1  # the later job still runs
+        assert backlog.flush(10, upto=mark)  # while the later job still holds the worker
+        assert ran == ["before"]
+        assert backlog.busy == 2  # the later jobs
     finally:
         first.set()
         later.set()
         assert backlog.flush(10)
+    assert ran == ["before", "later"]
+
+
+def test_flush_waits_for_an_older_job_when_a_later_one_was_taken_over() -> None:
+    """``settled`` runs a key's later job ahead of the worker: flush still waits for the
+    older one."""
+    backlog = Backlog()
+    first = threading.Event()
+    ran: list[str] = []
+    try:
+        assert backlog.put(_held(first))
+        assert backlog.put(_mark(ran, "k"), "k")
+        drive(backlog.settled("k", 10))
+        assert ran == ["k"]
+        assert backlog.pending("k") is None
+        assert not backlog.flush(0)  # the first job still holds the worker
+        first.set()
+        assert backlog.flush(10)
+        assert backlog.busy == 0
+    finally:
+        first.set()
 
 
 # -- the breaker's success record -------------------------------------------------------------
