@@ -26,6 +26,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -341,5 +342,25 @@ class Backlog:
 #: The process's one backlog (one worker thread for every pipeline).
 BACKLOG: Final = Backlog()
 atexit.register(BACKLOG.flush, 5.0)
-if hasattr(os, "register_at_fork"):  # a forked child has no worker, and owes nothing
-    os.register_at_fork(after_in_child=BACKLOG._reset)
+
+
+def _in_forked_child() -> None:
+    """A forked child has no worker, and owes nothing. A ``multiprocessing`` child (fork,
+    forkserver) ends with ``os._exit`` after its target, so no ``atexit`` runs there: its
+    exit finalizers flush the backlog instead. Registered once its bootstrap has cleared
+    the parent's finalizers (``register_after_fork`` runs after that). Other code that ends
+    a process with ``os._exit`` (Celery/billiard workers ...) must call
+    ``Pipeline.flush()`` first."""
+    BACKLOG._reset()
+    mp_util = sys.modules.get("multiprocessing.util")  # loaded when multiprocessing forks
+    if mp_util is not None:
+        mp_util.register_after_fork(BACKLOG, _flush_when_the_child_ends)
+
+
+def _flush_when_the_child_ends(backlog: Backlog) -> None:
+    mp_util = sys.modules["multiprocessing.util"]
+    mp_util.Finalize(None, backlog.flush, args=(5.0,), exitpriority=10)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_in_forked_child)

@@ -39,9 +39,11 @@ import functools
 import inspect
 import itertools
 import logging
+import os
 import secrets
 import sys
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
@@ -249,6 +251,7 @@ class CircuitBreaker(LinkOwner):
         # A success in CLOSED that settle() left to the backlog, not yet sent (the latest
         # one: they collapse while one waits); taken by whoever sends it first.
         self._owed: _SharedPermit | None = None
+        _BREAKERS.add(self)  # a forked child forgets what this process owed (_forget_owed)
         self._local_mode = False  # True while Redis is down and the local machine decides
         hashed = f"{key_prefix}{{{name}}}"  # hash tag: both keys live in one cluster slot
         self._keys = (hashed, f"{hashed}:probes")
@@ -1010,3 +1013,20 @@ class CircuitBreakerRegistry(LinkOwner):
         """The asyncio form of :meth:`reset_all`."""
         for breaker in tuple(self._breakers.values()):
             await breaker.areset()
+
+
+# -- fork -------------------------------------------------------------------------------------
+# A forked child starts with an empty backlog (_drive.BACKLOG): the job that would send a
+# success the parent owed is not there, so the child must not collapse its own successes
+# into it (they would never be sent). The parent still sends its own.
+
+_BREAKERS: Final[weakref.WeakSet[CircuitBreaker]] = weakref.WeakSet()
+
+
+def _forget_owed() -> None:
+    for breaker in list(_BREAKERS):
+        breaker._owed = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_owed)

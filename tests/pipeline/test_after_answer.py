@@ -9,6 +9,8 @@ link down (and so drop a cache write)."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,16 +18,19 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 
 from tests._redis_server import RedisServer
 from tests.pipeline._server import Reply, ScriptServer
-from tests.pipeline.conftest import MakePipeline, item
+from tests.pipeline.conftest import FAST_HTTP, FAST_RETRY, MakePipeline, item
 from tunegate._drive import BACKLOG, Backlog, Effect, Flow, drive
+from tunegate._http import HttpPool
 from tunegate._policy.retry import RetryPolicy
 from tunegate._redis import DOWN, RedisCall, RedisLink
 from tunegate.breaker import CircuitBreaker, CircuitState
 from tunegate.cache import CacheManager
 from tunegate.exceptions import ProviderUnavailable
+from tunegate.pipeline import Pipeline
 from tunegate.ratelimit import RateLimiter
 
 pytestmark = pytest.mark.redis
@@ -460,3 +465,81 @@ def test_with_threshold_one_a_success_costs_no_round_trip_at_all(redis_url: str)
         plain.close()
         link.close()
         other.close()
+
+
+# -- forked children --------------------------------------------------------------------------
+
+
+def test_a_forked_child_sends_its_own_successes(redis_url: str) -> None:
+    """The parent owed a success at fork (its job waits in the parent's backlog): the
+    child's own successes must still reach Redis, from the child's backlog."""
+    link, other = RedisLink(redis_url), RedisLink(redis_url)
+    here = CircuitBreaker("t", redis=link, failure_threshold=3, cache_ttl=60)
+    there = CircuitBreaker("t", redis=other, failure_threshold=3, cache_ttl=0)
+    try:
+        here.allow()  # a fresh view: CLOSED, nothing counted
+        with held():
+            assert here.settle(here.allow(), "success") is None  # owed, behind the gate
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: never back into pytest
+                code = 1
+                try:
+                    for _ in range(2):
+                        there.record_failure(there.allow())
+                    assert here.settle(here.allow(), "success") is None
+                    assert BACKLOG.flush(10)
+                    os.write(write, str(there.get_stats()["failures"]).encode())
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(write)
+            _, status = os.waitpid(pid, 0)
+            failures = os.read(read, 16)
+            os.close(read)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert failures == b"0"  # the child's success cleared them
+    finally:
+        link.close()
+        other.close()
+
+
+def _child_call(redis_url: str, base: str, i: int) -> None:
+    """A multiprocessing child: one miss, whose write waits in the backlog (behind a job
+    held until the child's exit finalizers begin) when the target returns."""
+    from multiprocessing.util import Finalize
+
+    gate = threading.Event()
+    Finalize(None, gate.set, exitpriority=20)  # runs before the backlog's flush (10)
+    assert BACKLOG.put(_held(gate))
+    link = RedisLink(redis_url)
+    pipeline = Pipeline(
+        "test",
+        base,
+        cache=CacheManager(link),
+        http=HttpPool("test", FAST_HTTP),
+        registry=CollectorRegistry(),
+        retry=FAST_RETRY,
+    )
+    assert pipeline.call(item(i)) == {"ok": True}
+    pipeline.http.close()
+
+
+def test_a_multiprocessing_child_writes_what_it_owes_before_it_ends(
+    server: ScriptServer, redis_server: RedisServer
+) -> None:
+    """A multiprocessing (fork) child ends with os._exit: no atexit. Its exit finalizers
+    flush the backlog: the writes land and the leases are released."""
+    context = multiprocessing.get_context("fork")
+    plain = redis_server.client()
+    try:
+        for i in range(3):
+            child = context.Process(target=_child_call, args=(redis_server.url, server.url, i))
+            child.start()
+            child.join(30)
+            assert child.exitcode == 0
+        keys = sorted(k if isinstance(k, str) else k.decode() for k in plain.keys("*"))
+        assert len([k for k in keys if k.startswith("tunegate:v1:")]) == 3
+        assert [k for k in keys if ":sf:" in k and not k.endswith(":result")] == []
+    finally:
+        plain.close()
