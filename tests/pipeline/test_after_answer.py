@@ -9,6 +9,7 @@ link down (and so drop a cache write)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -23,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from tests._redis_server import RedisServer
 from tests.pipeline._server import Reply, ScriptServer
 from tests.pipeline.conftest import FAST_HTTP, FAST_RETRY, MakePipeline, item
-from tunegate._drive import BACKLOG, Backlog, Effect, Flow, drive
+from tunegate._drive import BACKLOG, AwaitFlight, Backlog, Effect, Flow, drive
 from tunegate._http import HttpPool
 from tunegate._policy.retry import RetryPolicy
 from tunegate._redis import DOWN, RedisCall, RedisLink
@@ -419,6 +420,45 @@ def test_successes_waiting_collapse_and_a_failure_sends_the_owed_one_first(
         assert there.state is CircuitState.CLOSED
     finally:
         plain.close()
+        link.close()
+        other.close()
+
+
+def test_a_failure_waits_for_the_owed_success_whose_script_is_in_flight(
+    redis_url: str,
+) -> None:
+    """The worker took the owed success and its script is on the wire when our next call
+    fails: the failure must reach Redis after it (failures 1 there), not before it (the
+    success would then clear it: failures 0)."""
+    link, other = RedisLink(redis_url), RedisLink(redis_url)
+    here = CircuitBreaker("t", redis=link, failure_threshold=3, cache_ttl=60)
+    there = CircuitBreaker("t", redis=other, failure_threshold=3, cache_ttl=0)
+    try:
+        permit = here.allow()
+        with held():
+            assert here.settle(here.allow(), "success") is None  # owed
+            paying = here._pay_owed()  # what the worker's job runs: taken, script in flight
+            in_flight = next(paying)
+            failing = here.record_flow(permit, "failure")
+            landed: list[str] = []
+
+            def land_the_success() -> None:
+                if not landed:
+                    landed.append("success")
+                    with contextlib.suppress(StopIteration):
+                        paying.send(in_flight.run())
+
+            effect = next(failing)
+            first = effect
+            with contextlib.suppress(StopIteration):
+                while True:
+                    if isinstance(effect, AwaitFlight):  # it waits: the success lands now
+                        land_the_success()
+                    effect = failing.send(effect.run())
+            land_the_success()  # (without the wait: after the failure)
+        assert there.get_stats()["failures"] == 1
+        assert isinstance(first, AwaitFlight)
+    finally:
         link.close()
         other.close()
 
