@@ -205,6 +205,33 @@ def test_a_lookup_takes_over_the_write_this_process_still_owes(
     assert pipeline.get_stats()["cache_hits"] == 1
 
 
+def test_the_cache_manager_s_own_lookup_reads_the_write_still_owed(
+    server: ScriptServer, make: MakePipeline, shared: dict[str, Any]
+) -> None:
+    """``CacheManager.lookup``/``alookup`` (and so ``get`` and ``@cache.cached``) see what
+    a pipeline of this process answered, even while its write waits in the backlog."""
+    pipeline = make(**shared)
+    cache = shared["cache"]
+    server.script("/items/1", Reply(json={"v": 1}))
+
+    async def look(key: str | None) -> Any:
+        assert key is not None
+        try:
+            return await cache.alookup(key)
+        finally:
+            if pipeline.redis_link is not None:
+                await pipeline.redis_link.aclose()
+
+    with held():
+        assert pipeline.call(item(1)) == {"v": 1}
+        entry = cache.lookup(pipeline.key(item(1)))
+        assert entry is not None
+        assert entry.value == {"v": 1}
+        assert pipeline.call(item(2)) == {"ok": True}
+        entry = asyncio.run(look(pipeline.key(item(2))))
+        assert entry is not None
+
+
 def test_a_second_call_without_cache_follows_the_first_one_s_publish(
     server: ScriptServer, make: MakePipeline, redis_url: str, driver: str
 ) -> None:
