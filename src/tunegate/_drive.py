@@ -211,8 +211,9 @@ class Backlog:
     failures are values (``RedisCall`` fails open), never raised into anyone's call.
 
     Bounded: :meth:`put` refuses work beyond ``limit`` pending jobs, and the caller runs it
-    itself. Work on a ``key`` can be waited for (:meth:`pending`): a lookup of that cache
-    key waits for the write this process still owes it. :meth:`flush` waits for all of it
+    itself. Work on a ``key`` can be looked for (:meth:`pending`) and settled
+    (:meth:`settled`): a lookup or a lead of that key first runs, or waits for, what this
+    process still owes it. :meth:`flush` waits for all of it
     (pipelines flush on close, the process at exit). Not an ``asyncio`` task on the
     caller's loop: ``asyncio.run`` cancels every task left when its coroutine returns, and
     a client's loop may end right after the answer."""

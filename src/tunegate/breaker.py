@@ -315,6 +315,12 @@ class CircuitBreaker(LinkOwner):
 
         In shared mode a process sees its own transitions at once and the others' when it
         next talks to Redis (within ``cache_ttl``). A listener that raises is logged.
+
+        It runs in the thread or task whose call saw the transition, or on the
+        ``tunegate-after-answer`` thread (``_drive.BACKLOG``): a pipeline's success in
+        CLOSED is sent from there after the answer, and its reply may bring another
+        process's transition. So a listener must be thread-safe and quick (it holds up
+        the backlog: cache writes and lease releases wait behind it).
         """
         with self._lock:
             self._listeners.append(fn)

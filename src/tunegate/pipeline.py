@@ -257,6 +257,16 @@ class Pipeline:
             outage-like failure: at most ``ERROR_TTL``).
         clock / rand: injected for tests (``tunegate.testing.FakeClock``); every deadline
             and backoff of the path reads this one clock.
+
+    After the answer (``_drive.BACKLOG``, the process's one ``tunegate-after-answer``
+    thread): a shared breaker's success record in CLOSED, and single-flight's publish
+    with the Redis cache write and the lease release. In this process a lookup or a lead
+    of a key (this pipeline's, ``CacheManager.lookup``/``get``, ``@cache.cached``) runs
+    what is still owed on that key first; another process sees it once the backlog ran
+    it. :meth:`close`/:meth:`aclose` flush it first and may block up to 10 s (a stalled
+    Redis). The backlog is flushed at exit and by a ``multiprocessing`` child's exit
+    finalizers; code that ends a process with ``os._exit`` (Celery/billiard workers ...)
+    must call :meth:`flush` first.
     """
 
     def __init__(
@@ -621,7 +631,8 @@ class Pipeline:
         return await BACKLOG.aflush(bound)
 
     def close(self) -> None:
-        """Flush (:meth:`flush`), then close the sync connections (they reopen if the
+        """Flush (:meth:`flush`: blocks until the work calls left for after their answers
+        is done, at most 10 s), then close the sync connections (they reopen if the
         pipeline is used again)."""
         BACKLOG.flush()
         self.http.close()
