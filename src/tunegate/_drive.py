@@ -247,14 +247,17 @@ class Backlog:
             self._undone[job.seq] = None
             if job.done is not None:
                 self._keys[key] = job.done  # the latest: the jobs run in order
-            if self._worker is None:
-                self._worker = threading.Thread(
-                    target=self._work, name="tunegate-after-answer", daemon=True
-                )
-                self._worker.start()
-            else:
-                self._cond.notify()
+            self._wake_locked()
         return True
+
+    def _wake_locked(self) -> None:
+        if self._worker is None:
+            self._worker = threading.Thread(
+                target=self._work, name="tunegate-after-answer", daemon=True
+            )
+            self._worker.start()
+        else:
+            self._cond.notify()
 
     def pending(self, key: str) -> concurrent.futures.Future[None] | None:
         """The future of the last job on ``key`` not yet done, if any (no lock: one read)."""
@@ -269,16 +272,23 @@ class Backlog:
         if self.pending(key) is None or threading.current_thread() is self._worker:
             return
         with self._cond:
-            mine = [job for job in self._queue if job.key == key]
+            mine = collections.deque(job for job in self._queue if job.key == key)
             for job in mine:
                 self._queue.remove(job)
-        for job in mine:
-            try:
-                yield from job.flow
-            except Exception:  # a bug in a flow: logged, as the worker does
-                log.exception("tunegate: work left for after an answer failed")
-            finally:
-                self._finished(job)
+        try:
+            while mine:
+                job = mine.popleft()
+                try:
+                    yield from job.flow
+                except Exception:  # a bug in a flow: logged, as the worker does
+                    log.exception("tunegate: work left for after an answer failed")
+                finally:
+                    self._finished(job)
+        finally:
+            if mine:  # the caller gave up (cancelled): the worker runs the rest, first
+                with self._cond:
+                    self._queue.extendleft(reversed(mine))
+                    self._wake_locked()
         owed = self.pending(key)  # the worker's, running now
         if owed is not None:
             with contextlib.suppress(FlightTimeout):

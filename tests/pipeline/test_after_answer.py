@@ -392,6 +392,29 @@ def test_flush_waits_for_the_jobs_given_before_it_not_for_later_ones() -> None:
     assert ran == ["before", "later"]
 
 
+def test_a_caller_that_gives_up_settling_leaves_the_rest_to_the_worker() -> None:
+    """A caller cancelled while it runs a key's jobs: the ones it did not reach go back to
+    the worker (nothing stays pending forever; flush still ends)."""
+    backlog = Backlog()
+    first, second = threading.Event(), threading.Event()
+    ran: list[str] = []
+    try:
+        assert backlog.put(_held(first))
+        assert backlog.put(_held(second), "k")
+        assert backlog.put(_mark(ran, "k2"), "k")
+        settling = backlog.settled("k", 10)
+        assert isinstance(next(settling), _Wait)  # it runs the first job of "k"
+        settling.close()  # cancelled there
+        assert backlog.pending("k") is not None  # "k2" still owed
+        first.set()
+        assert backlog.flush(10)
+        assert ran == ["k2"]
+        assert backlog.pending("k") is None
+    finally:
+        first.set()
+        second.set()
+
+
 def test_flush_waits_for_an_older_job_when_a_later_one_was_taken_over() -> None:
     """``settled`` runs a key's later job ahead of the worker: flush still waits for the
     older one."""
