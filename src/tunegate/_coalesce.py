@@ -209,6 +209,13 @@ class SingleFlight:
         pause = 0.01
         waited = False
         reply = call.claimed  # the claim its lookup made, if any
+        if BACKLOG.pending(key) is not None:
+            # This process's publish of ``key`` still waits in the backlog: the lease is
+            # still ours (the claim hands it back to its holder), so claiming now would
+            # lead the same call again. Once it ran, the claim finds the published answer
+            # or error marker, as a caller in another process does.
+            yield from BACKLOG.settled(key, self.follow_slack)
+            reply = None  # a claim made before that is stale
         while True:
             if reply is None:
                 claim = self.claim(key)
@@ -259,11 +266,11 @@ class SingleFlight:
         finally:
             if payload is not None:
                 # After the answer: the caller needs its value, not the publish. Left to the
-                # backlog (run here when it is full); a lookup of ``key`` in this process
-                # waits for the write first (Pipeline._lookup).
+                # backlog (run here when it is full); a lookup or a lead of ``key`` in this
+                # process waits for it first (Pipeline._lookup, above).
                 write = call.write  # the cache write the leader left for this script
                 finish = _finish(link, keys, key, token, payload, ttl_ms, write)
-                if not BACKLOG.put(finish, "" if write is None else key):
+                if not BACKLOG.put(finish, key):  # keyed: the next lead of key waits
                     yield from finish
 
     # -- followers -------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -191,11 +192,12 @@ log = logging.getLogger("tunegate")
 
 
 class _Job:
-    __slots__ = ("done", "flow", "key")
+    __slots__ = ("done", "flow", "key", "seq")
 
     def __init__(self, flow: Flow[Any], key: str) -> None:
         self.flow = flow
         self.key = key
+        self.seq = 0  # its place in the order given (Backlog.put)
         # Only keyed work is waited for, one job at a time (Backlog.pending).
         self.done: concurrent.futures.Future[None] | None = (
             concurrent.futures.Future() if key else None
@@ -209,8 +211,9 @@ class Backlog:
     failures are values (``RedisCall`` fails open), never raised into anyone's call.
 
     Bounded: :meth:`put` refuses work beyond ``limit`` pending jobs, and the caller runs it
-    itself. Work on a ``key`` can be waited for (:meth:`pending`): a lookup of that cache
-    key waits for the write this process still owes it. :meth:`flush` waits for all of it
+    itself. Work on a ``key`` can be looked for (:meth:`pending`) and settled
+    (:meth:`settled`): a lookup or a lead of that key first runs, or waits for, what this
+    process still owes it. :meth:`flush` waits for all of it
     (pipelines flush on close, the process at exit). Not an ``asyncio`` task on the
     caller's loop: ``asyncio.run`` cancels every task left when its coroutine returns, and
     a client's loop may end right after the answer."""
@@ -225,7 +228,10 @@ class Backlog:
         self._queue: collections.deque[_Job] = collections.deque()
         self._keys: dict[str, concurrent.futures.Future[None]] = {}
         self._busy = 0  # queued or running
-        self._given = self._done = 0  # jobs taken, jobs finished: they finish in order
+        self._given = 0  # jobs taken so far (the last one's seq)
+        # The seqs of the jobs not done yet, in the order given: the first is the oldest
+        # (a caller may run a later job of its key before the worker reaches older ones).
+        self._undone: dict[int, None] = {}
         self._worker: threading.Thread | None = None
 
     def put(self, flow: Flow[Any], key: str = "") -> bool:
@@ -237,34 +243,79 @@ class Backlog:
             self._queue.append(job)
             self._busy += 1
             self._given += 1
+            job.seq = self._given
+            self._undone[job.seq] = None
             if job.done is not None:
                 self._keys[key] = job.done  # the latest: the jobs run in order
-            if self._worker is None:
-                self._worker = threading.Thread(
-                    target=self._work, name="tunegate-after-answer", daemon=True
-                )
-                self._worker.start()
-            else:
-                self._cond.notify()
+            self._wake_locked()
         return True
+
+    def _wake_locked(self) -> None:
+        if self._worker is None:
+            self._worker = threading.Thread(
+                target=self._work, name="tunegate-after-answer", daemon=True
+            )
+            self._worker.start()
+        else:
+            self._cond.notify()
 
     def pending(self, key: str) -> concurrent.futures.Future[None] | None:
         """The future of the last job on ``key`` not yet done, if any (no lock: one read)."""
         return self._keys.get(key) if self._keys else None
+
+    def settled(self, key: str, timeout: float) -> Flow[None]:
+        """Make sure the work on ``key`` given so far is done: the jobs on ``key`` still
+        queued are taken out and run here, in their order, under the caller's driver (a
+        caller never waits behind other keys' work, nor behind a stalled worker); one the
+        worker is running is waited for, at most ``timeout`` seconds. Nothing when none is
+        pending: one dict look. The worker never waits for itself."""
+        if self.pending(key) is None or threading.current_thread() is self._worker:
+            return
+        with self._cond:
+            mine = collections.deque(job for job in self._queue if job.key == key)
+            for job in mine:
+                self._queue.remove(job)
+        try:
+            while mine:
+                job = mine.popleft()
+                try:
+                    yield from job.flow
+                except Exception:  # a bug in a flow: logged, as the worker does
+                    log.exception("tunegate: work left for after an answer failed")
+                finally:
+                    self._finished(job)
+        finally:
+            if mine:  # the caller gave up (cancelled): the worker runs the rest, first
+                with self._cond:
+                    self._queue.extendleft(reversed(mine))
+                    self._wake_locked()
+        owed = self.pending(key)  # the worker's, running now
+        if owed is not None:
+            with contextlib.suppress(FlightTimeout):
+                yield AwaitFlight(owed, timeout)
 
     @property
     def busy(self) -> int:
         """Jobs queued or running."""
         return self._busy
 
-    def flush(self, timeout: float | None = 10.0) -> bool:
-        """Wait until every job given so far is done (True), or ``timeout`` seconds (False).
-        From the worker itself (a job flushing): False at once, nothing to wait for."""
+    @property
+    def given(self) -> int:
+        """How many jobs were given so far (a mark for :meth:`flush`'s ``upto``)."""
+        return self._given
+
+    def flush(self, timeout: float | None = 10.0, upto: int | None = None) -> bool:
+        """Wait until every job given so far (the first ``upto`` given, when set) is done
+        (True), or ``timeout`` seconds (False). From the worker itself (a job flushing):
+        False at once, nothing to wait for."""
         if threading.current_thread() is self._worker:
             return False
         with self._cond:
-            given = self._given  # not the jobs given while it waits: it would never end
-            return self._cond.wait_for(lambda: self._done >= given, timeout)
+            # Not the jobs given while it waits: under a steady stream it would never end.
+            given = self._given if upto is None else upto
+            return self._cond.wait_for(
+                lambda: not self._undone or next(iter(self._undone)) > given, timeout
+            )
 
     async def aflush(self, bound: float | None = 10.0) -> bool:
         """:meth:`flush` for asyncio: the loop goes on while it waits."""
@@ -286,18 +337,41 @@ class Backlog:
             except BaseException:  # a bug in a flow: logged, and the next job runs
                 log.exception("tunegate: work left for after an answer failed")
             finally:
-                with self._cond:
-                    self._busy -= 1
-                    self._done += 1
-                    if job.done is not None and self._keys.get(job.key) is job.done:
-                        del self._keys[job.key]
-                    self._cond.notify_all()
-                if job.done is not None:
-                    job.done.set_result(None)
+                self._finished(job)
+
+    def _finished(self, job: _Job) -> None:
+        with self._cond:
+            self._busy -= 1
+            del self._undone[job.seq]
+            if job.done is not None and self._keys.get(job.key) is job.done:
+                del self._keys[job.key]
+            self._cond.notify_all()
+        if job.done is not None:
+            job.done.set_result(None)
 
 
 #: The process's one backlog (one worker thread for every pipeline).
 BACKLOG: Final = Backlog()
 atexit.register(BACKLOG.flush, 5.0)
-if hasattr(os, "register_at_fork"):  # a forked child has no worker, and owes nothing
-    os.register_at_fork(after_in_child=BACKLOG._reset)
+
+
+def _in_forked_child() -> None:
+    """A forked child has no worker, and owes nothing. A ``multiprocessing`` child (fork,
+    forkserver) ends with ``os._exit`` after its target, so no ``atexit`` runs there: its
+    exit finalizers flush the backlog instead. Registered once its bootstrap has cleared
+    the parent's finalizers (``register_after_fork`` runs after that). Other code that ends
+    a process with ``os._exit`` (Celery/billiard workers ...) must call
+    ``Pipeline.flush()`` first."""
+    BACKLOG._reset()
+    mp_util = sys.modules.get("multiprocessing.util")  # loaded when multiprocessing forks
+    if mp_util is not None:
+        mp_util.register_after_fork(BACKLOG, _flush_when_the_child_ends)
+
+
+def _flush_when_the_child_ends(backlog: Backlog) -> None:
+    mp_util = sys.modules["multiprocessing.util"]
+    mp_util.Finalize(None, backlog.flush, args=(5.0,), exitpriority=10)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_in_forked_child)

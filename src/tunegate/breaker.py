@@ -34,21 +34,25 @@ The low-level form, which the request pipeline uses::
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import inspect
 import itertools
 import logging
+import os
 import secrets
 import sys
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypedDict, TypeVar, overload
 
 from tunegate._clock import Clock, SystemClock
-from tunegate._drive import BACKLOG, Flow, adrive, drive
+from tunegate._drive import BACKLOG, AwaitFlight, FlightTimeout, Flow, adrive, drive
 from tunegate._policy import breaker as policy
 from tunegate._policy.breaker import BreakerConfig, BreakerState, CircuitState, Event, Permit
 from tunegate._policy.errors import meaning
@@ -135,6 +139,9 @@ class _View:
 
 
 _SCRIPT = lua("breaker.lua")
+#: How long an outcome waits for an owed success whose script is in flight (one script
+#: call, bounded by the link's socket timeout, 0.5 s by default).
+_AFTER_SENT: Final = 2.0
 
 
 def _text(value: Any) -> str:
@@ -249,6 +256,8 @@ class CircuitBreaker(LinkOwner):
         # A success in CLOSED that settle() left to the backlog, not yet sent (the latest
         # one: they collapse while one waits); taken by whoever sends it first.
         self._owed: _SharedPermit | None = None
+        self._sending: concurrent.futures.Future[None] | None = None  # owed one, in flight
+        _BREAKERS.add(self)  # a forked child forgets what this process owed (_forget_owed)
         self._local_mode = False  # True while Redis is down and the local machine decides
         hashed = f"{key_prefix}{{{name}}}"  # hash tag: both keys live in one cluster slot
         self._keys = (hashed, f"{hashed}:probes")
@@ -306,6 +315,12 @@ class CircuitBreaker(LinkOwner):
 
         In shared mode a process sees its own transitions at once and the others' when it
         next talks to Redis (within ``cache_ttl``). A listener that raises is logged.
+
+        It runs in the thread or task whose call saw the transition, or on the
+        ``tunegate-after-answer`` thread (``_drive.BACKLOG``): a pipeline's success in
+        CLOSED is sent from there after the answer, and its reply may bring another
+        process's transition. So a listener must be thread-safe and quick (it holds up
+        the backlog: cache writes and lease releases wait behind it).
         """
         with self._lock:
             self._listeners.append(fn)
@@ -557,6 +572,9 @@ class CircuitBreaker(LinkOwner):
             return
         if self._owed is not None:  # an earlier success of ours goes first: order kept
             yield from self._pay_owed()
+        elif (sending := self._sending) is not None:  # taken, its script in flight: after it
+            with contextlib.suppress(FlightTimeout):
+                yield AwaitFlight(sending, _AFTER_SENT)
         if (yield from self._run(event, permit.epoch, permit.probe)) is None:
             self._local_record(event, permit)
 
@@ -568,7 +586,8 @@ class CircuitBreaker(LinkOwner):
     # view cannot tell, so the success is sent, but after the answer: the caller waits for
     # nothing. Kept exact: successes that wait in the backlog collapse into one (all of
     # them would reach Redis after whatever it counted meanwhile, so one clears the same),
-    # and any other outcome of ours sends the owed success first. A failure, an ignored
+    # and any other outcome of ours sends the owed success first (or, once its script is
+    # in flight, waits for its reply: ``_sending``). A failure, an ignored
     # outcome and a half-open probe's outcome are reported before the answer, as before.
 
     def _defer_success(self, permit: _SharedPermit) -> Flow[None] | None:
@@ -585,8 +604,19 @@ class CircuitBreaker(LinkOwner):
     def _pay_owed(self) -> Flow[None]:
         with self._lock:
             permit, self._owed = self._owed, None
-        if permit is not None and (yield from self._run(_SUCCESS, permit.epoch)) is None:
-            self._local_record(_SUCCESS, permit)
+            if permit is None:
+                return
+            # Until its reply: another outcome of ours waits for it (_shared_record), or
+            # it could reach Redis first and this success would clear it there.
+            sending = self._sending = concurrent.futures.Future()
+        try:
+            if (yield from self._run(_SUCCESS, permit.epoch)) is None:
+                self._local_record(_SUCCESS, permit)
+        finally:
+            with self._lock:
+                if self._sending is sending:
+                    self._sending = None
+            sending.set_result(None)
 
     # -- guarding calls: the flows ----------------------------------------------------------
     # Each operation is written once, as a flow of effects (tunegate._drive.Flow) that a
@@ -1010,3 +1040,20 @@ class CircuitBreakerRegistry(LinkOwner):
         """The asyncio form of :meth:`reset_all`."""
         for breaker in tuple(self._breakers.values()):
             await breaker.areset()
+
+
+# -- fork -------------------------------------------------------------------------------------
+# A forked child starts with an empty backlog (_drive.BACKLOG): the job that would send a
+# success the parent owed is not there, so the child must not collapse its own successes
+# into it (they would never be sent). The parent still sends its own.
+
+_BREAKERS: Final[weakref.WeakSet[CircuitBreaker]] = weakref.WeakSet()
+
+
+def _forget_owed() -> None:
+    for breaker in list(_BREAKERS):
+        breaker._owed = breaker._sending = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_owed)

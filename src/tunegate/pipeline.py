@@ -46,7 +46,6 @@ counters and the frozen value as stored (``cache/memory.py``); only its miss goe
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import random
 from collections.abc import Callable
@@ -55,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Final
 from tunegate._attempts import NO_ANSWER, Attempts, Call, Failed, RequestLike
 from tunegate._clock import Clock, SystemClock
 from tunegate._coalesce import AFTER_DEADLINE, ERROR_TTL, HIT, SingleFlight
-from tunegate._drive import BACKLOG, AwaitFlight, FlightTimeout, Flow, adrive, drive
+from tunegate._drive import BACKLOG, Flow, adrive, drive
 from tunegate._flight import PUBLISHED
 from tunegate._http import HttpConfig, HttpPool, shared_pool
 from tunegate._policy.classify import Expect, ProviderHook
@@ -114,10 +113,7 @@ class Miss:
 def _settled(key: str) -> Flow[None]:
     """Wait for the cache write this process still owes ``key`` (the backlog's), if any:
     a lookup then sees it. Bounded by what a leader may need after its answer."""
-    owed = BACKLOG.pending(key)
-    if owed is not None:
-        with contextlib.suppress(FlightTimeout):
-            yield AwaitFlight(owed, AFTER_DEADLINE)
+    return BACKLOG.settled(key, AFTER_DEADLINE)
 
 
 class CacheStep:
@@ -261,6 +257,16 @@ class Pipeline:
             outage-like failure: at most ``ERROR_TTL``).
         clock / rand: injected for tests (``tunegate.testing.FakeClock``); every deadline
             and backoff of the path reads this one clock.
+
+    After the answer (``_drive.BACKLOG``, the process's one ``tunegate-after-answer``
+    thread): a shared breaker's success record in CLOSED, and single-flight's publish
+    with the Redis cache write and the lease release. In this process a lookup or a lead
+    of a key (this pipeline's, ``CacheManager.lookup``/``get``, ``@cache.cached``) runs
+    what is still owed on that key first; another process sees it once the backlog ran
+    it. :meth:`close`/:meth:`aclose` flush it first and may block up to 10 s (a stalled
+    Redis). The backlog is flushed at exit and by a ``multiprocessing`` child's exit
+    finalizers; code that ends a process with ``os._exit`` (Celery/billiard workers ...)
+    must call :meth:`flush` first.
     """
 
     def __init__(
@@ -469,6 +475,10 @@ class Pipeline:
         try:
             lead = functools.partial(self._lead, call)
             if key is None or not use_cache:
+                if key is not None and BACKLOG.pending(key) is not None:
+                    # An earlier answer's write of key still queued would land after
+                    # (over) this call's own write: it goes first.
+                    yield from _settled(key)
                 outcome = yield from lead()
             else:
                 recheck = functools.partial(cache_step.recheck, call)
@@ -627,7 +637,8 @@ class Pipeline:
         return await BACKLOG.aflush(bound)
 
     def close(self) -> None:
-        """Flush (:meth:`flush`), then close the sync connections (they reopen if the
+        """Flush (:meth:`flush`: blocks until the work calls left for after their answers
+        is done, at most 10 s), then close the sync connections (they reopen if the
         pipeline is used again)."""
         BACKLOG.flush()
         self.http.close()

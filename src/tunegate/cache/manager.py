@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar, TypeVarTuple
 
 from tunegate._clock import Clock, SystemClock
-from tunegate._drive import Effect, Flow
+from tunegate._drive import BACKLOG, Effect, Flow, adrive, drive
 from tunegate._policy.freshness import (
     DEFAULT_NEGATIVE_TTL,
     DEFAULT_STALE_GRACE,
@@ -298,6 +298,8 @@ class CacheManager:
         None. Never raises for backend trouble (that reads as a miss)."""
         if not key.startswith(self._prefix):
             raise _not_ours()
+        if BACKLOG.pending(key) is not None:  # a write a pipeline here still owes key
+            drive(BACKLOG.settled(key, 2.0))
         try:
             entry = self._backend.get(key)
         except BackendError:
@@ -418,6 +420,8 @@ class CacheManager:
         return self._now()
 
     async def alookup(self, key: str) -> CacheEntry | None:
+        if BACKLOG.pending(key) is not None:  # a write a pipeline here still owes key
+            await adrive(BACKLOG.settled(key, 2.0))
         return self._judge(key, await self._acall(self._backend.aget, self._own_prefix(key)))
 
     def get(self, key: str, default: Any = None) -> Any:
