@@ -344,8 +344,10 @@ class HttpPool:
         self._by_loop: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
     def _timeout(self, cap: float | None, patient: bool = False) -> aiohttp.ClientTimeout:
-        if cap is None:  # no deadline (the usual call): the two fixed timeouts, built once
+        if cap is None:  # no deadline: the two fixed timeouts, built once
             return self._patient if patient else self._default
+        if not patient and cap >= self.config.total_timeout:  # the deadline is further off
+            return self._default  # than the total timeout (the usual call): the same limits
         return self._limits(cap, patient)
 
     def _limits(self, cap: float | None, patient: bool) -> aiohttp.ClientTimeout:
