@@ -9,6 +9,11 @@ up as time in ``select``/``recv``/``run_until_complete``.)
 ``--bare`` runs the figure without cProfile, for a sampling profiler, whose samples are not
 inflated by per-call tracing as cProfile's are:
 ``py-spy record -r 500 -f raw -o out.txt -- python bench/profile_figure.py 3 --bare``.
+
+``--cpu`` (figures 3 and 3a) times this process's CPU per miss instead, tunegate's and bare
+aiohttp's (GET + ``orjson.loads``, same URLs) in turns for ``--rounds`` rounds: the client's
+own cost, which the emulator's work and the machine's other load do not inflate as they do
+wall time (the sync client's figure includes its loop thread's CPU).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import statistics
 from collections.abc import Callable
 
 import _fig_miss
@@ -46,6 +52,27 @@ SAMPLES: dict[str, Callable[[Ctx], object]] = {
 }
 
 
+def _cpu(ctx: Ctx, figure: str, rounds: int) -> None:
+    """CPU microseconds per miss, tunegate's beside bare aiohttp's, in turns."""
+    _fig_miss.CPU = True
+    ours_fn = SAMPLES[figure]
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(rounds):
+        ours.append(ours_fn(ctx))
+        theirs.append(_fig_miss.aiohttp_miss(ctx))
+        print(
+            f"  tunegate {ours[-1]:7.0f} us  aiohttp {theirs[-1]:7.0f} us  "
+            f"{ours[-1] / theirs[-1]:.2f}x",
+            flush=True,
+        )
+    mine, bare = statistics.median(ours), statistics.median(theirs)
+    print(
+        f"figure {figure} CPU per miss: tunegate {mine:.0f} us, bare aiohttp {bare:.0f} us, "
+        f"{mine / bare:.2f}x (median of {rounds})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("figure", choices=sorted(SAMPLES))
@@ -56,10 +83,22 @@ def main() -> None:
         action="store_true",
         help="no cProfile: just run the figure, for a sampler outside (py-spy record -- ...)",
     )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="figures 3, 3a: CPU per miss beside bare aiohttp's, in turns (no profiler)",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="--cpu: rounds of both sides")
     args = parser.parse_args()
+    if args.cpu and args.figure not in ("3", "3a"):
+        parser.error("--cpu is for figures 3 and 3a")
     ctx = Ctx.start(quick=True)
     ctx.seconds = args.seconds
     try:
+        if args.cpu:
+            SAMPLES[args.figure](ctx)  # warm
+            _cpu(ctx, args.figure, args.rounds)
+            return
         SAMPLES[args.figure](ctx)  # warm: imports, connections, token
         if args.bare:
             SAMPLES[args.figure](ctx)

@@ -109,3 +109,43 @@ def test_a_compressed_body_that_inflates_past_the_cap_is_too_large(
     finally:
         pool.close()
     assert caught.value.code == TOO_LARGE
+
+
+def test_the_sync_bridge_hands_back_results_errors_and_timeouts() -> None:
+    """``_Bridge.run``: a coroutine's value or its very exception comes back to the calling
+    thread; past the timeout the caller gets ``concurrent.futures.TimeoutError`` and the
+    task on the bridge loop is cancelled, not left running."""
+    from tunegate._http import _get_bridge
+
+    bridge = _get_bridge()
+
+    async def value() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    class Boom(Exception):
+        pass
+
+    boom = Boom()
+
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise boom
+
+    cancelled = concurrent.futures.Future[bool]()
+
+    async def hangs() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set_result(True)
+            raise
+
+    assert bridge.run(value(), None) == 7
+    assert bridge.run(value(), 5.0) == 7
+    with pytest.raises(Boom) as caught:
+        bridge.run(fails(), 5.0)
+    assert caught.value is boom
+    with pytest.raises(concurrent.futures.TimeoutError):
+        bridge.run(hangs(), 0.05)
+    assert cancelled.result(timeout=5.0)

@@ -27,6 +27,7 @@ from tunegate._flight import (
     LEAD,
     PUBLISHED,
     RENEW,
+    Flight,
     Flights,
     LeaderGone,
     lease_keys,
@@ -162,16 +163,16 @@ class SingleFlight:
         """The outcome of ``call``: led here (``lead()``), or another caller's. ``recheck``
         looks for an answer a leader in another process left before we took its lease
         over (:data:`NO_ANSWER` when there is none)."""
-        future = None
+        flight: Flight | None = None
         for _ in range(3):  # a cancelled leader hands over to a follower; bounded
-            future, leads = self.flights.join(key, call.looked_at)
-            if leads:
+            joined = self.flights.join(key, call.looked_at)
+            if isinstance(joined, Flight):  # we lead: no future unless someone follows
+                flight = joined
                 break
             self._rec.count("coalesced")
             try:
-                outcome = yield AwaitFlight(future, self._follow_timeout(call))
+                outcome = yield AwaitFlight(joined, self._follow_timeout(call))
             except LeaderGone:
-                future = None
                 continue
             except FlightTimeout:
                 return self._timed_out(call, "timed out waiting for the same call in flight")
@@ -184,15 +185,15 @@ class SingleFlight:
         try:
             outcome = yield from self._lead_across_processes(call, key, lead, recheck)
         except Exception as exc:
-            if future is not None:
-                self.flights.finish(key, future, error=exc)
+            if flight is not None:
+                self.flights.finish(key, flight, error=exc)
             raise
         except BaseException:
-            if future is not None:
-                self.flights.finish(key, future, error=LeaderGone())
+            if flight is not None:
+                self.flights.finish(key, flight, error=LeaderGone())
             raise
-        if future is not None:
-            self.flights.finish(key, future, outcome)
+        if flight is not None:
+            self.flights.finish(key, flight, outcome)
         return outcome
 
     def _lead_across_processes(

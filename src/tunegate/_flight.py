@@ -1,7 +1,8 @@
 """Single-flight: concurrent identical misses share one upstream call.
 
-In a process, :class:`Flights` keeps one ``concurrent.futures.Future`` per key in flight,
-shared by threads and by tasks of any event loop. Across processes, a lease in Redis picks
+In a process, :class:`Flights` keeps one :class:`Flight` per key in flight, with a
+``concurrent.futures.Future`` (made when a first follower joins) shared by threads and by
+tasks of any event loop. Across processes, a lease in Redis picks
 one leader per key (three Lua scripts below), and the leader publishes the outcome for a
 few seconds: the value, "not found", or, for an outage-like failure, an *error marker*
 (error type, status, code, retry_after, attempts; never a message, so never a secret).
@@ -39,6 +40,7 @@ __all__ = [
     "CLAIM",
     "FINISH",
     "RENEW",
+    "Flight",
     "Flights",
     "LeaderGone",
     "lease_keys",
@@ -51,6 +53,38 @@ __all__ = [
 
 class LeaderGone(Exception):
     """The leader was cancelled or interrupted: a follower should lead instead."""
+
+
+class Flight:
+    """One key's call in flight, as its leader holds it. The future its followers wait on
+    is made only when a first follower joins: most calls have none, and a
+    ``concurrent.futures.Future`` (a condition, a lock) made and settled costs more than the
+    rest of single-flight together."""
+
+    __slots__ = ("_future", "_outcome")
+
+    def __init__(self) -> None:
+        self._future: concurrent.futures.Future[Any] | None = None
+        self._outcome: tuple[Any, BaseException | None] | None = None  # once finished
+
+    def _followed(self) -> concurrent.futures.Future[Any]:
+        """The future to wait on (under :class:`Flights`' lock); settled already when the
+        call has finished."""
+        future = self._future
+        if future is None:
+            future = self._future = concurrent.futures.Future()
+            if self._outcome is not None:  # a follower that looked before the finish
+                _settle(future, *self._outcome)
+        return future
+
+
+def _settle(
+    future: concurrent.futures.Future[Any], value: Any, error: BaseException | None
+) -> None:
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
 
 
 class Flights:
@@ -68,45 +102,46 @@ class Flights:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self.generation = 0  # bumped by every finish; read without the lock (an int)
         self._lock = threading.Lock()
-        self._live: dict[str, concurrent.futures.Future[Any]] = {}
-        self._done: collections.OrderedDict[
-            str, tuple[concurrent.futures.Future[Any], int, float]
-        ] = collections.OrderedDict()
+        self._live: dict[str, Flight] = {}
+        self._done: collections.OrderedDict[str, tuple[Flight, int, float]] = (
+            collections.OrderedDict()
+        )
 
-    def join(self, key: str, looked_at: int) -> tuple[concurrent.futures.Future[Any], bool]:
-        """``(future, True)`` when the caller leads, ``(future, False)`` when it follows."""
+    def join(self, key: str, looked_at: int) -> Flight | concurrent.futures.Future[Any]:
+        """A :class:`Flight` when the caller leads (to :meth:`finish`), else the future
+        of the leader's outcome to wait on."""
         with self._lock:
-            future = self._live.get(key)
-            if future is not None:
-                return future, False
+            flight = self._live.get(key)
+            if flight is not None:
+                return flight._followed()
             done = self._done.get(key)
             if done is not None and done[1] > looked_at:
-                return done[0], False
-            future = self._live[key] = concurrent.futures.Future()
-            return future, True
+                return done[0]._followed()
+            flight = self._live[key] = Flight()
+            return flight
 
     def finish(
         self,
         key: str,
-        future: concurrent.futures.Future[Any],
+        flight: Flight,
         value: Any = None,
         error: BaseException | None = None,
     ) -> None:
         now = self._clock.monotonic()
         with self._lock:
-            if self._live.get(key) is future:
+            if self._live.get(key) is flight:
                 del self._live[key]
             self.generation += 1
+            flight._outcome = (value, error)
+            future = flight._future
             if not isinstance(error, LeaderGone):
-                self._done[key] = (future, self.generation, now)
+                self._done[key] = (flight, self.generation, now)
                 self._done.move_to_end(key)
             horizon = now - self.linger
             while self._done and next(iter(self._done.values()))[2] < horizon:
                 self._done.popitem(last=False)
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
+        if future is not None:
+            _settle(future, value, error)
 
     def __len__(self) -> int:
         return len(self._live)

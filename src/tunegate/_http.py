@@ -291,12 +291,35 @@ class _Bridge:
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        """``coro``'s result, run as a task on the bridge loop while this thread waits on a
+        plain lock the task's end releases (``concurrent.futures.TimeoutError`` after
+        ``timeout``). Not ``asyncio.run_coroutine_threadsafe``: its chained
+        ``concurrent.futures.Future`` made the hand-off ~1.5x as dear (figure 3a)."""
+        loop = self.loop
+        finished = threading.Lock()
+        finished.acquire()
+        tasks: list[asyncio.Task[T]] = []
+
+        def ended(task: asyncio.Task[T]) -> None:
+            if not task.cancelled():
+                task.exception()  # retrieved: a caller that gave up leaves asyncio no log
+            finished.release()
+
+        def start() -> None:
+            task = loop.create_task(coro)
+            tasks.append(task)
+            task.add_done_callback(ended)
+
+        loop.call_soon_threadsafe(start)
+        done = False
         try:
-            return future.result(timeout)
+            done = finished.acquire(timeout=-1 if timeout is None else timeout)
         finally:
-            if not future.done():  # our timeout or an interrupt: stop the exchange too
-                future.cancel()
+            if not done:  # our timeout or an interrupt: stop the exchange too
+                loop.call_soon_threadsafe(_cancel, tasks)
+        if not done:
+            raise concurrent.futures.TimeoutError
+        return tasks[0].result()
 
     def stop(self) -> None:
         if self.thread.is_alive():
@@ -304,6 +327,12 @@ class _Bridge:
             self.thread.join(timeout=5)
         if not self.thread.is_alive():
             self.loop.close()
+
+
+def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    # On the bridge loop, after the start that made the task (callbacks run in order).
+    for task in tasks:
+        task.cancel()
 
 
 _bridge: _Bridge | None = None
@@ -344,8 +373,10 @@ class HttpPool:
         self._by_loop: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
     def _timeout(self, cap: float | None, patient: bool = False) -> aiohttp.ClientTimeout:
-        if cap is None:  # no deadline (the usual call): the two fixed timeouts, built once
+        if cap is None:  # no deadline: the two fixed timeouts, built once
             return self._patient if patient else self._default
+        if not patient and cap >= self.config.total_timeout:  # the deadline is further off
+            return self._default  # than the total timeout (the usual call): the same limits
         return self._limits(cap, patient)
 
     def _limits(self, cap: float | None, patient: bool) -> aiohttp.ClientTimeout:

@@ -22,7 +22,7 @@ Cache counters and the gauges (breaker state, hit ratio, tokens) are read from t
 pipelines when the registry is scraped; a scrape never makes a Redis round trip.
 
 OpenTelemetry: a span per pipeline call that misses the cache, when ``opentelemetry-api``
-is importable; nothing otherwise (a fresh hit makes no span).
+is importable and a tracer provider is set; nothing otherwise (a fresh hit makes no span).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ import itertools
 import json
 import logging
 import math
+import os
 import threading
 import time
-import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -135,7 +135,7 @@ _correlation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 def correlation_id(value: str | None = None) -> Iterator[str]:
     """Tag every log line and span inside the block with ``value`` (a fresh random id when
     None). Works across threads' own contexts and asyncio tasks (a ``ContextVar``)."""
-    cid = value if value else uuid.uuid4().hex[:16]
+    cid = value if value else os.urandom(8).hex()  # 16 hex digits, as uuid4's were
     token = _correlation.set(cid)
     try:
         yield cid
@@ -254,6 +254,9 @@ FIELDS = (
 )
 
 
+_ANSWERED = frozenset({"success", "not_found"})  # attempt outcomes logged at INFO
+
+
 def log_attempt(
     *,
     provider: str,
@@ -265,7 +268,7 @@ def log_attempt(
     outcome: str,
 ) -> None:
     """One upstream attempt: INFO when it succeeded or found nothing, WARNING otherwise."""
-    level = logging.INFO if outcome in ("success", "not_found") else logging.WARNING
+    level = logging.INFO if outcome in _ANSWERED else logging.WARNING
     if not logger.isEnabledFor(level):
         return
     fields = {
@@ -778,8 +781,11 @@ class Recorder:
     while nobody subscribes."""
 
     __slots__ = (
+        "_api_calls",
+        "_api_errors",
         "_hits",
         "_m_calls",
+        "_m_latency",
         "_negative_hits",
         "_observers",
         "metrics",
@@ -792,9 +798,14 @@ class Recorder:
         self.stats = stats
         self._hits = stats.tallies["cache_hits"].bump
         self._negative_hits = stats.tallies["negative_hits"].bump
+        self._api_calls = stats.tallies["api_calls"].bump
+        self._api_errors = stats.tallies["api_errors"].bump
         self._observers: tuple[Observer, ...] = ()
         self.metrics = metrics
+        # Children looked up once (labels() takes the metric's lock and builds a key each
+        # time): by outcome, and by templated endpoint (bounded, like the labels).
         self._m_calls: dict[str, Any] = {}
+        self._m_latency: dict[str, Any] = {}
         if metrics is not None:
             outcomes = ("success", "not_found", "rate_limited", "transient", "permanent")
             for outcome in (*outcomes, "authentication"):
@@ -846,28 +857,31 @@ class Recorder:
         span: Span | None,
     ) -> None:
         """One upstream exchange and its outcome (``Kind`` value)."""
-        stats = self.stats
-        stats.add("api_calls")
-        if outcome not in ("success", "not_found"):
-            stats.add("api_errors")
-        stats.observe(latency)
-        if self.metrics is not None:
+        answered = outcome in _ANSWERED
+        self._api_calls()
+        if not answered:
+            self._api_errors()
+        self.stats.observe(latency)
+        metrics = self.metrics
+        if metrics is not None:
             counter = self._m_calls.get(outcome)
             if counter is None:
-                counter = self._m_calls[outcome] = self.metrics.api_calls.labels(
-                    self.provider, outcome
-                )
+                counter = self._m_calls[outcome] = metrics.api_calls.labels(self.provider, outcome)
             counter.inc()
-            self.metrics.latency.labels(self.provider, endpoint).observe(latency)
-        log_attempt(
-            provider=self.provider,
-            endpoint=endpoint,
-            status=status,
-            attempt=attempt,
-            latency_ms=latency * 1000.0,
-            cache=cache,
-            outcome=outcome,
-        )
+            timer = self._m_latency.get(endpoint)
+            if timer is None:
+                timer = self._m_latency[endpoint] = metrics.latency.labels(self.provider, endpoint)
+            timer.observe(latency)
+        if logger.isEnabledFor(logging.INFO if answered else logging.WARNING):
+            log_attempt(
+                provider=self.provider,
+                endpoint=endpoint,
+                status=status,
+                attempt=attempt,
+                latency_ms=latency * 1000.0,
+                cache=cache,
+                outcome=outcome,
+            )
         if span is not None:
             span.attempt(attempt, status, outcome, latency * 1000.0)
         if self._observers:
@@ -978,10 +992,13 @@ _tracer: Any = None
 
 
 def start_span(provider: str, endpoint: str) -> Span | None:
-    """A span for one pipeline call, or None without opentelemetry-api."""
+    """A span for one pipeline call, or None without opentelemetry-api or before a tracer
+    provider is set (every span would be a no-op then)."""
     global _tracer
     if _otel_trace is None:
         return None
+    if type(_otel_trace.get_tracer_provider()) is _otel_trace.ProxyTracerProvider:
+        return None  # no provider set (yet): the span would be a no-op, so make none
     if _tracer is None:  # a proxy tracer: it follows a provider set later
         _tracer = _otel_trace.get_tracer("tunegate")
     attrs: dict[str, Any] = {"tunegate.provider": provider, "tunegate.endpoint": endpoint}

@@ -561,6 +561,21 @@ class ClientBase:
         sent = self._as_sent(request).request
         return (yield from self._pipeline.flow(sent, expect=expect, use_cache=use_cache))
 
+    def _raw_hit(self, request: ApiRequest, use_cache: bool) -> Any:
+        """``send_raw``'s fresh in-memory answer, with no flow (a cached "not found" is
+        raised, as the flow would), else :data:`MISS`, uncounted: the flow looks and counts.
+        The service's pass-through hits take this path, as the typed methods' hits do."""
+        if not (use_cache and self._in_memory) or request.provider != self._pipeline.provider:
+            return MISS  # (another provider's request: the flow refuses it)
+        sent, key = self._as_sent(request)
+        if key is None:
+            return MISS
+        found = self._pipeline.warm(key, sent.endpoint_template, _NEGATIVE)
+        if found is _NEGATIVE:
+            provider, endpoint = self._pipeline.provider, sent.endpoint_template
+            raise NotFound("not found (cached)", provider=provider, endpoint=endpoint)
+        return found
+
     # -- reading the cache directly ---------------------------------------------------------
 
     def _from_cache(
@@ -626,6 +641,9 @@ class SyncClientMixin(ClientBase):
         ``secret_params``. The provider's "no such thing" is raised as
         :class:`~tunegate.exceptions.NotFound`; every other failure as from the typed
         methods."""
+        found = self._raw_hit(request, use_cache)
+        if found is not MISS:
+            return found
         return drive(self._raw(request, expect, use_cache))
 
     def close(self) -> None:
@@ -671,6 +689,9 @@ class AsyncClientMixin(ClientBase):
     ) -> Any:
         """:meth:`SyncClientMixin.send_raw`, awaited: a request of your own through this
         client's whole path, its decoded answer unparsed, "not found" raised."""
+        found = self._raw_hit(request, use_cache)
+        if found is not MISS:
+            return found
         return await adrive(self._raw(request, expect, use_cache))
 
     async def aclose(self) -> None:

@@ -62,6 +62,8 @@ _DASH_SUFFIX = re.compile(r"\s[-–—]\s.*$")
 
 
 def _fold(value: str) -> str:
+    if value.isascii():  # NFKD, the accents and _FOLD leave ASCII as it is; casefold is lower
+        return value.lower()
     decomposed = unicodedata.normalize("NFKD", value)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return stripped.casefold().translate(_FOLD)
@@ -83,7 +85,11 @@ def normalize(value: str) -> str:
     >>> normalize("Crazy in Love (feat. Jay-Z)")
     'crazy in love'
     """
-    folded = _fold(value)
+    return _normalized(_fold(value))
+
+
+def _normalized(folded: str) -> str:
+    """:func:`normalize` of a string :func:`_fold` gave."""
     without_feat = _TRAILING_FEAT.sub("", _BRACKETED_FEAT.sub(" ", folded))
     # A name made only of punctuation ("!!!") keeps its folded form rather than vanishing.
     return _tidy(without_feat) or folded.strip()
@@ -92,11 +98,14 @@ def normalize(value: str) -> str:
 def core_title(value: str) -> str:
     """The normalised title without version information: bracketed parts and a dashed
     suffix removed (``"Strobe - Radio Edit"`` -> ``"strobe"``)."""
-    folded = _fold(value)
-    folded = _BRACKETED_FEAT.sub(" ", folded)
-    core = _DASH_SUFFIX.sub("", _BRACKETS.sub(" ", folded))
+    return _core(_fold(value))
+
+
+def _core(folded: str) -> str:
+    """:func:`core_title` of a string :func:`_fold` gave."""
+    core = _DASH_SUFFIX.sub("", _BRACKETS.sub(" ", _BRACKETED_FEAT.sub(" ", folded)))
     core = _TRAILING_FEAT.sub("", core)
-    return _tidy(core) or normalize(value)
+    return _tidy(core) or _normalized(folded)
 
 
 def _ratio(a: str, b: str) -> float:
@@ -111,30 +120,61 @@ def similarity(a: str, b: str) -> float:
         return 1.0
     if not a or not b:
         return 0.0
-    direct = _ratio(a, b)
     words_a, words_b = sorted(a.split()), sorted(b.split())
     if words_a == words_b:
         return 1.0
-    return max(direct, _ratio(" ".join(words_a), " ".join(words_b)))
+    direct = _ratio(a, b)
+    sorted_a, sorted_b = " ".join(words_a), " ".join(words_b)
+    if sorted_a == a and sorted_b == b:  # already in word order: the same ratio again
+        return direct
+    return max(direct, _ratio(sorted_a, sorted_b))
 
 
 def title_similarity(query: str, candidate: str) -> float:
     """Rule 3: the full titles, or their cores at a small penalty."""
-    full = similarity(normalize(query), normalize(candidate))
-    if full == 1.0:
-        return full
-    cores = similarity(core_title(query), core_title(candidate)) - VERSION_PENALTY
-    return max(full, cores, 0.0)
+    return _Query("", query).title(candidate)
 
 
 def artist_similarity(query: str, credited: Sequence[str]) -> float:
     """Rule 4: the query's artist against each credited artist and all of them joined."""
-    wanted = normalize(query)
-    names = [normalize(name) for name in credited if name]
-    if not names:
-        return 0.0
-    candidates = [*names, " ".join(names)] if len(names) > 1 else names
-    return max(similarity(wanted, name) for name in candidates)
+    return _Query(query, "").artist(credited)
+
+
+class _Query:
+    """One query's artist and title, folded and normalised once however many candidates
+    they are scored against (what :func:`best_match` does for a search's hits)."""
+
+    __slots__ = ("_artist", "_core", "_folded", "_title", "_wanted")
+
+    def __init__(self, artist: str, title: str) -> None:
+        self._artist = artist
+        self._wanted: str | None = None  # normalize(artist), on first use
+        self._folded = _fold(title)
+        self._title = _normalized(self._folded)
+        self._core: str | None = None  # core_title(title), when a full title is not equal
+
+    def title(self, candidate: str) -> float:
+        """:func:`title_similarity` of the query's title and ``candidate``."""
+        folded = _fold(candidate)
+        full = similarity(self._title, _normalized(folded))
+        if full == 1.0:
+            return full
+        core = self._core
+        if core is None:
+            core = self._core = _core(self._folded)
+        cores = similarity(core, _core(folded)) - VERSION_PENALTY
+        return max(full, cores, 0.0)
+
+    def artist(self, credited: Sequence[str]) -> float:
+        """:func:`artist_similarity` of the query's artist and ``credited``."""
+        wanted = self._wanted
+        if wanted is None:
+            wanted = self._wanted = normalize(self._artist)
+        names = [normalize(name) for name in credited if name]
+        if not names:
+            return 0.0
+        candidates = [*names, " ".join(names)] if len(names) > 1 else names
+        return max(similarity(wanted, name) for name in candidates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +209,17 @@ def best_match(
     artists_of: Callable[[T], Sequence[str]],
 ) -> T | None:
     """Rule 5: the best qualifying item, ties to the earliest; None when none qualifies."""
+    query = _Query(artist, title)
     best: T | None = None
     best_total = -1.0
     for item in items:
-        result = score(artist, title, title_of(item), artists_of(item))
-        if result.qualifies and result.total > best_total:
-            best, best_total = item, result.total
+        cand_title, credited = title_of(item), artists_of(item)
+        title_score = query.title(cand_title)
+        if title_score < MIN_TITLE:
+            continue  # cannot qualify whatever its artist scores
+        artist_score = query.artist(credited)
+        if artist_score >= MIN_ARTIST:  # MatchScore's rule, without building one
+            total = TITLE_WEIGHT * title_score + (1.0 - TITLE_WEIGHT) * artist_score
+            if total > best_total:
+                best, best_total = item, total
     return best
