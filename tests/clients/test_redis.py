@@ -108,3 +108,30 @@ def test_use_cache_false_asks_the_provider_with_a_redis_cache(
         client.search_track("Deadmau5", "Strobe", use_cache=False)
         assert time.monotonic() - start < 2.0  # inside the publish window, for the record
         assert requests_to(emulator, "spotify", "search") == 2
+
+
+def test_async_client_closes_every_redis_connection_it_opened(
+    emulator: Emulator, redis_url: str
+) -> None:
+    """An async client given a Redis URL owns its link: after a miss (whose after-answer work
+    runs on the backlog's worker through the link's sync client) ``aclose`` leaves no
+    connection of ours on the server."""
+    import asyncio
+
+    from tunegate.clients import AsyncLastFmClient
+
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        before = len(admin.client_list())
+
+        async def run() -> None:
+            client = AsyncLastFmClient(
+                DEFAULT_LASTFM_KEY, base_url=emulator.urls.root, redis=redis_url, rate=100.0
+            )
+            assert await client.get_track_tags("Deadmau5", "Strobe") is not None
+            await client.aclose()
+
+        asyncio.run(run())
+        assert len(admin.client_list()) == before
+    finally:
+        admin.close()

@@ -599,6 +599,7 @@ class ClientBase:
         await self._pipeline.aclose()
         if self._owns_link and self._link is not None:
             await self._link.aclose()
+            self._link.close()  # the backlog's worker sends through the link's sync client
 
 
 class SyncClientMixin(ClientBase):
