@@ -14,6 +14,7 @@ from tunegate.cache import CacheManager
 from tunegate.clients import AsyncMusicBrainzClient, Gateway, MusicBrainzClient
 from tunegate.emulator import Emulator
 from tunegate.exceptions import ConfigurationError, InvalidInput
+from tunegate.providers._request import ApiRequest
 from tunegate.ratelimit import RateLimiter
 from tunegate.testing import FakeClock
 
@@ -184,6 +185,15 @@ def test_shared_limiter_reconfigured_later_is_refused(limits: tuple[float, int])
     limiter.configure_provider("musicbrainz", rate=limits[0], capacity=limits[1])
     with pytest.raises(ConfigurationError, match="allow_fast"):
         client.lookup_isrc("GBAHS1400099")
+    raw = ApiRequest(
+        provider="musicbrainz",
+        method="GET",
+        endpoint_template="/ws/2/recording/{mbid}",
+        path="/ws/2/recording/cb2cc207-8125-445c-9ef9-6ea44eee959a",
+        params=(("fmt", "json"),),
+    )
+    with pytest.raises(ConfigurationError, match="allow_fast"):
+        client.send_raw(raw)  # a request of the caller's own too, before any I/O
     limiter.configure_provider("musicbrainz", rate=1.0, capacity=1)
     assert client.lookup_isrc("GBAHS1400099") == recording
 

@@ -21,7 +21,7 @@ from tunegate._clock import Clock, SystemClock
 from tunegate._drive import adrive, drive
 from tunegate._http import HttpConfig
 from tunegate._http import user_agent as agent_header
-from tunegate._policy.classify import ProviderHook
+from tunegate._policy.classify import Expect, ProviderHook
 from tunegate.clients import _isrc_batch
 from tunegate.clients._base import (
     AsyncClientMixin,
@@ -212,6 +212,10 @@ class _MusicBrainz(ClientBase):
         # Before any answer, cached or not: a shared limiter may have been sped up since.
         self._check_limits()
         return super()._prepare(op, args)
+
+    def _raw(self, request: ApiRequest, expect: Expect, use_cache: bool) -> Flow[Any]:
+        self._check_limits()  # a request of the caller's own is held to the 1/s rule too
+        return (yield from super()._raw(request, expect, use_cache))
 
     def _identified(self, request: ApiRequest) -> ApiRequest:
         """``request`` as this client sends it (User-Agent, cache scope), once the limits
