@@ -177,6 +177,14 @@ def _send(client: redis.Redis, args: tuple[Any, ...]) -> Any:
         pool.release(conn)
 
 
+_RESENDABLE = frozenset({"GET", "PING"})
+
+
+class StaleConnection(redis.exceptions.ConnectionError):
+    """A pooled connection failed a command that must not run twice: this call falls back,
+    the link stays up (the pool's idle connections are dropped)."""
+
+
 async def _asend(client: redis.asyncio.Redis, args: tuple[Any, ...]) -> Any:
     """:func:`_send` on an asyncio client (about 15 us of a 100 us GET here). An error or a
     cancellation inside the command disconnects the connection in redis-py itself.
@@ -196,7 +204,12 @@ async def _asend(client: redis.asyncio.Redis, args: tuple[Any, ...]) -> Any:
         await conn.send_command(*args)
         return await client.parse_response(conn, args[0])
     except redis.exceptions.ConnectionError:
-        pass  # below, once the connection is back in the pool (disconnected)
+        # Sent again only when a second run changes nothing: a reply lost after the server
+        # ran the command looks the same, and a token or a breaker failure must not count
+        # twice (those fall back for this call instead).
+        if args[0] not in _RESENDABLE:
+            await pool.disconnect(inuse_connections=False)
+            raise StaleConnection("an idle connection failed; not sent twice") from None
     finally:
         await pool.release(conn)
     await pool.disconnect(inuse_connections=False)
@@ -551,7 +564,9 @@ class RedisLink:
         once (one warning per outage); any other error is a bug in what we sent, logged
         once per ``what`` and not held against Redis.
         """
-        if is_timeout(exc):
+        if isinstance(exc, StaleConnection):
+            log.debug("a pooled redis connection failed for %s, which falls back once", what)
+        elif is_timeout(exc):
             if stall is None or stall == self._stall:  # a new stall (threads: roughly)
                 self._stall += 1
                 self._timeouts += 1
