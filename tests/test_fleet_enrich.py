@@ -167,7 +167,12 @@ def test_two_enrich_processes_keep_musicbrainz_one_a_second_when_redis_stops(
                 time.sleep(0.05)
             client.close()
             assert members == 2, "the two processes never both reached MusicBrainz's bucket"
-            time.sleep(2.0)  # both on the shared bucket for a while
+            # Both a few requests into the stage on the shared bucket (a count, not a
+            # wait: the stage's pace is the emulator's), then Redis goes.
+            while time.monotonic() < deadline and mb < 4:
+                time.sleep(0.05)
+                mb = emu.stats()["requests"].get("musicbrainz", {}).get("total", 0)
+            assert mb >= 4, "MusicBrainz's stage never got going on the shared bucket"
             restartable_redis.stop()
             at_stop = emu.stats()["requests"]["musicbrainz"]["total"]
             assert all(p.poll() is None for p in procs), "Redis stopped after the run ended"

@@ -87,6 +87,8 @@ class FrozenDict(dict[str, Any]):
     clear = pop = popitem = setdefault = update = _refuse
 
     def __getitem__(self, key: str) -> Any:
+        # The child's freeze is written out here and in get(): a shared helper would add a
+        # call to every read of a cached value.
         v = _dget(self, key)
         t = type(v)
         if t is dict:
