@@ -15,7 +15,9 @@ import pytest
 
 from tunegate._policy.freshness import CacheEntry
 from tunegate.cache.frozen import decode, encode, freeze
-from tunegate.cache.memory import MemoryBackend, resident_size
+from tunegate.cache.memory import _HOT_OVERHEAD, MemoryBackend, resident_size
+from tunegate.emulator.catalog import Catalog
+from tunegate.emulator.spotify import track_json
 from tunegate.exceptions import ConfigurationError
 
 
@@ -267,3 +269,174 @@ def test_a_key_being_rewritten_is_never_read_as_absent() -> None:
         sys.setswitchinterval(old)
     assert absent == 0
     assert len(backend) == 1
+
+
+# -- decoded sizes estimated from the payload's length ---------------------------------------
+
+_BASE = "https://api.spotify.com"
+
+
+@pytest.fixture(scope="module")
+def answers() -> Callable[[int, int], tuple[str, Any, bytes]]:
+    """Search answers built from the emulator's catalogue (its own track objects, in its
+    paging envelope): ``answer(i, n)`` is query ``i``'s key, frozen value and JSON, with
+    ``n`` tracks."""
+    cat = Catalog(10_000, 0)
+    on_spotify = [i for i in range(4000) if cat.track(i).spotify_id is not None]
+
+    def answer(i: int, n: int) -> tuple[str, Any, bytes]:
+        items = [
+            track_json(cat, on_spotify[(i * 7 + j) % len(on_spotify)], _BASE) for j in range(n)
+        ]
+        body = {
+            "tracks": {
+                "href": f"{_BASE}/v1/search?query=q{i}&type=track&offset=0&limit=10",
+                "items": items,
+                "limit": 10,
+                "next": None,
+                "offset": 0,
+                "previous": None,
+                "total": n,
+            }
+        }
+        value = decode(encode(freeze(body)))  # as read from the wire
+        return f"tunegate:v1:spotify:search:q{i}", value, orjson.dumps(value)
+
+    return answer
+
+
+def _decoded_added(backend: MemoryBackend, key: str, value: Any, payload: bytes) -> int:
+    """The decoded bytes ``put`` accounted for a new hot entry (its walk or its estimate)."""
+    before = backend.hot_total
+    backend.put(key, _entry(value), payload, 0.0)
+    return backend.hot_total - before - _HOT_OVERHEAD
+
+
+def test_estimates_of_one_shape_stay_within_the_margin(
+    answers: Callable[[int, int], tuple[str, Any, bytes]],
+) -> None:
+    """Bodies of one shape (ten tracks each): no estimate is more than 5% below its walk,
+    the total is not below the walks' total, and most puts were estimated, not walked."""
+    backend = MemoryBackend(max_entries=10_000, max_bytes=1 << 32, hot_bytes=1 << 31)
+    walked = estimated = exact = 0
+    for i in range(400):
+        key, value, payload = answers(i, 10)
+        added, walk = _decoded_added(backend, key, value, payload), resident_size(value)
+        assert added >= 0.95 * walk, i
+        walked, estimated, exact = walked + walk, estimated + added, exact + (added == walk)
+    assert estimated >= walked
+    assert estimated <= 1.1 * walked
+    assert exact <= 8 + 400 // 32 + 10  # the walks (an estimate may hit the walk by chance)
+
+
+def test_a_class_whose_bodies_grow_is_walked_again(
+    answers: Callable[[int, int], tuple[str, Any, bytes]],
+) -> None:
+    """Learned on one-track answers, the class walks the first ten-track answer (more than
+    1/8 longer than any walked), then estimates from ratios that include it."""
+    backend = MemoryBackend(max_entries=10_000, max_bytes=1 << 32, hot_bytes=1 << 31)
+    for i in range(20):
+        _decoded_added(backend, *answers(i, 1))
+    key, value, payload = answers(100, 10)
+    assert _decoded_added(backend, key, value, payload) == resident_size(value)
+    for i in range(101, 140):
+        key, value, payload = answers(i, 10)
+        assert _decoded_added(backend, key, value, payload) >= 0.95 * resident_size(value)
+
+
+def test_a_denser_shape_of_the_same_length_is_relearned_within_32_puts() -> None:
+    """A class learned on string-heavy bodies (few bytes decoded per byte of JSON) then fed
+    bodies of many small numbers (many more): one of the next 32 puts walks, and the
+    estimates after it do not fall short."""
+
+    def sparse(i: int) -> Any:
+        return freeze({"id": i, "text": f"{i:06d}" + "x" * 1500})
+
+    def dense(i: int) -> Any:
+        return freeze({"id": i, "n": [i % 7] * 500})
+
+    backend = MemoryBackend(max_entries=10_000, max_bytes=1 << 32, hot_bytes=1 << 31)
+    for i in range(40):
+        value = sparse(i)
+        _decoded_added(backend, f"spotify:search:s{i}", value, orjson.dumps(value))
+    short = []
+    for i in range(64):
+        value = dense(i)
+        added = _decoded_added(backend, f"spotify:search:d{i}", value, orjson.dumps(value))
+        short.append(added < 0.95 * resident_size(value))
+    assert any(short[:32])  # the ratio learned on sparse bodies is far too low for these
+    assert not any(short[32:])
+
+
+def test_max_bytes_bounds_a_cache_overfilled_with_search_answers(
+    answers: Callable[[int, int], tuple[str, Any, bytes]],
+) -> None:
+    """Answers of 1 to 10 tracks, put past ``max_bytes`` several times over: the accounted
+    bytes never pass either bound, and at the end they are within 15% of what the entries
+    hold (each entry's JSON and bookkeeping, the hot ones' values walked)."""
+    backend = MemoryBackend(max_entries=100_000, max_bytes=2 << 20, hot_bytes=512 << 10)
+    put = 0
+    for i in range(1200):
+        key, value, payload = answers(i, 1 + i * 7 % 10)
+        backend.put(key, _entry(value), payload, 0.0)
+        put += len(payload)
+        assert backend.total_bytes <= backend.max_bytes
+        assert backend.hot_total <= backend.hot_bytes
+    assert put > 4 * backend.max_bytes
+    cold = sum(
+        len(slot.payload) + sys.getsizeof(b"") + sys.getsizeof(key) + 300
+        for key, slot in backend._data.items()
+    )
+    hot = sum(resident_size(slot.entry.value) + _HOT_OVERHEAD for slot in backend._hot.values())
+    assert backend.total_bytes > 0.8 * backend.max_bytes  # full, not emptied by overcounting
+    assert 0.85 * (cold + hot) <= backend.total_bytes <= 1.15 * (cold + hot)
+
+
+def test_keys_of_other_shapes_share_a_bounded_table() -> None:
+    """Keys that are not the scheme's are classed by their first two segments, and no
+    number of distinct ones grows the table of classes past its bound."""
+    backend = MemoryBackend(max_entries=100, max_bytes=1 << 30)
+    value = freeze({"s": "x" * 400})
+    payload = orjson.dumps(value)
+    for i in range(1000):
+        backend.put(f"user{i}:thing:{i}", _entry(value), payload, 0.0)
+        backend.put(f"tunegate:v1:spotify:search:{i}", _entry(value), payload, 0.0)
+    assert "spotify:search" in backend._classes
+    assert "user0:thing" in backend._classes
+    assert len(backend._classes) <= 257
+
+
+def test_writers_on_one_class_in_threads_keep_exact_accounting(
+    answers: Callable[[int, int], tuple[str, Any, bytes]],
+) -> None:
+    """Threads putting one class at once (the table is updated outside the lock) leave the
+    byte accounting exact: deleting everything brings both totals back to zero."""
+    puts = [answers(i, 1 + i % 10) for i in range(120)]
+    backend = MemoryBackend(max_entries=60, max_bytes=1 << 20, hot_bytes=256 << 10)
+    raised: list[BaseException] = []
+
+    def writer(seed: int) -> None:
+        try:
+            rand = random.Random(seed)
+            for _ in range(1500):
+                key, value, payload = rand.choice(puts)
+                backend.put(key, _entry(value), payload, 0.0)
+        except BaseException as exc:  # a thread's exception must fail the test
+            raised.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=writer, args=(s,)) for s in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads)
+    finally:
+        sys.setswitchinterval(old)
+    assert raised == []
+    assert 0 < backend.total_bytes <= backend.max_bytes  # read mid-put, it can be over
+    for key, _, _ in puts:
+        backend.delete(key)
+    assert backend.total_bytes == backend.hot_total == 0
