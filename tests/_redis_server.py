@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -25,13 +26,16 @@ class RedisServer:
     """One ``redis-server`` process; ``stop()`` and ``start()`` keep the same port.
 
     ``with RedisServer() as server:`` starts it (unless it runs already) and ends with
-    :meth:`close`, which also removes its directory."""
+    :meth:`close`, which also removes its directory. ``extra_args`` are more redis-server
+    arguments, e.g. ``("--maxmemory", "1mb")``, given at every start; they come after the
+    helper's own, so for a setting given twice they win."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, extra_args: Sequence[str] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.binary = binary
+        self.extra_args = tuple(extra_args)
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="tunegate-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -63,6 +67,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.dir),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

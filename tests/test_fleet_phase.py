@@ -218,6 +218,15 @@ def run_members(limiters: Sequence[RateLimiter], until: float) -> list[list[floa
     return grants
 
 
+def reservations_done(limiters: Sequence[RateLimiter]) -> None:
+    """Sleep until the fleet's reservations in Redis are past: the latest end any member
+    heard (the last reservation's reply has the shared bucket's end; read late, not early)."""
+    buckets = [lim.buckets[PROVIDER] for lim in limiters]
+    left = max(b._reserved_until - b._clock.monotonic() for b in buckets)
+    assert left < 2 / RATE  # capacity 1: one slot ahead at the most (and the reply's delay)
+    time.sleep(max(0.0, left))
+
+
 def shared_slots(grants: Sequence[Sequence[float]], since: float) -> list[int]:
     """The slots of the grid in which two or more grants at or after ``since`` fell."""
     slots = [slot(t) for g in grants for t in g if t >= since]
@@ -267,7 +276,7 @@ def test_members_falling_back_together_share_a_slot_only_unphased(
     with fleet(restartable_redis.url, 2, phased=phased) as limiters:
         for lim in limiters * 2:
             lim.acquire(PROVIDER)
-        time.sleep(0.6)  # the shared reservations are done: both start from now
+        reservations_done(limiters)  # so both start from now
         restartable_redis.stop()
         started = time.time()
         grants = run_members(limiters, started + 2.5)

@@ -66,10 +66,23 @@ def test_burst_gets_the_providers_error(emu: Emulator, provider: str) -> None:
     else:
         assert refused.status_code == 429
         assert refused.json()["error"] == 29
-    assert emu.stats()["clients"][provider]
-    assert (
-        max(c["max_in_window"] for c in emu.stats()["clients"][provider].values()) > LIMIT.requests
-    )
+    stats = emu.stats()
+    assert stats["clients"][provider]
+    assert max(c["max_in_window"] for c in stats["clients"][provider].values()) > LIMIT.requests
+    refusals = sum(1 for s in statuses if s != 200)
+    assert stats["throttled"][provider]["rejected"] == refusals  # each provider's the same
+
+
+def test_lastfm_error_29_with_status_200_is_counted_as_throttled() -> None:
+    """With ``lastfm_errors_as_200`` no status shows the refusal: the throttled count does."""
+    with Emulator(lastfm_rate=RateLimit(1, 30.0), lastfm_errors_as_200=True) as emu:
+        with httpx.Client() as client:
+            answers = [callers(emu, client)["lastfm"]() for _ in range(3)]
+        assert [r.status_code for r in answers] == [200] * 3
+        assert [r.json().get("error") for r in answers] == [None, 29, 29]
+        stats = emu.stats()
+    assert stats["throttled"]["lastfm"]["rejected"] == 2
+    assert stats["requests"]["lastfm"]["by_status"] == {"200": 3}
 
 
 @pytest.mark.parametrize("provider", ["spotify", "musicbrainz", "lastfm"])
@@ -83,8 +96,9 @@ def test_a_client_within_the_limit_is_never_refused(emu: Emulator, provider: str
             statuses.append(call().status_code)
             time.sleep(spacing)
     assert statuses == [200] * 10
-    window = emu.stats()["clients"][provider]
-    assert all(c["max_in_window"] <= LIMIT.requests for c in window.values())
+    stats = emu.stats()
+    assert all(c["max_in_window"] <= LIMIT.requests for c in stats["clients"][provider].values())
+    assert stats["throttled"].get(provider, {}).get("rejected", 0) == 0
 
 
 def test_window_limiter_policy() -> None:

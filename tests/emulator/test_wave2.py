@@ -67,7 +67,10 @@ def test_long_retry_after_reaches_the_client() -> None:
 @pytest.mark.parametrize(
     ("title", "stripped"),
     [
-        ("Soft Beautiful Infinite", "Soft Beautiful Infinite"),
+        ("Soft Beautiful Infinite", "Soft Beautiful Infinite"),  # issue 11: not "So"
+        ("SOFT BEAUTIFUL INFINITE", "SOFT BEAUTIFUL INFINITE"),
+        ("Soft Beautiful Infinite (feat. X)", "Soft Beautiful Infinite"),
+        ("Heroic Feat of Strength", "Heroic Feat of Strength"),  # no dot, no brackets
         ("Left Featherweight", "Left Featherweight"),
         ("Draft Of A Song", "Draft Of A Song"),
         ("Song (feat. X)", "Song"),
@@ -75,6 +78,7 @@ def test_long_retry_after_reaches_the_client() -> None:
         ("Song feat. X", "Song"),
         ("Song Featuring X", "Song"),
         ("Song (ft X)", "Song"),
+        ("Song (featuring X)", "Song"),
     ],
 )
 def test_strip_feat_needs_a_word_of_its_own(title: str, stripped: str) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -11,9 +13,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.pipeline._server import ScriptServer, serve
+from tunegate._drive import BACKLOG, Effect, Flow
 from tunegate._http import HttpConfig, HttpPool
 from tunegate._policy.retry import RetryPolicy
+from tunegate._redis import RedisLink
+from tunegate.breaker import CircuitBreaker
+from tunegate.cache import CacheManager
 from tunegate.pipeline import Pipeline
+from tunegate.ratelimit import RateLimiter
 
 FAST_HTTP = HttpConfig(connect_timeout=0.5, read_timeout=0.5, total_timeout=1.0, app="tests/1.0")
 FAST_RETRY = RetryPolicy(max_attempts=3, base=0.01, cap=0.05, deadline=5.0)
@@ -119,3 +126,59 @@ def invoke_many(
                 await link.aio.aclose()
 
     return asyncio.run(go())
+
+
+@pytest.fixture
+def shared(redis_url: str) -> Iterator[dict[str, Any]]:
+    """Cache, limiter, breaker and single-flight on one link (the clients' Redis mode), as
+    ``make(**shared)`` takes them; single-flight finds the link through the cache."""
+    link = RedisLink(redis_url)
+    limiter = RateLimiter(redis=link)
+    limiter.configure_provider("test", rate=1000.0, capacity=100)
+    yield {
+        "cache": CacheManager(link),
+        "rate_limiter": limiter,
+        "circuit_breaker": CircuitBreaker("test", redis=link),
+    }
+    assert BACKLOG.flush(10)
+    link.close()
+
+
+# -- the backlog held -------------------------------------------------------------------------
+
+
+class Wait(Effect):
+    """Blocks the backlog's worker until ``gate`` is set (bounded)."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+
+    def run(self) -> None:
+        assert self.gate.wait(10)
+
+    async def arun(self) -> None:  # pragma: no cover - the backlog runs blocking effects
+        raise AssertionError
+
+
+def gated(gate: threading.Event) -> Flow[None]:
+    """A backlog job that holds the worker until ``gate`` is set."""
+    yield Wait(gate)
+
+
+@contextmanager
+def held(limit: int | None = None) -> Iterator[threading.Event]:
+    """The backlog's worker held behind a gate (and the backlog's bound set to ``limit``):
+    what calls leave for after their answers waits until the gate opens, whatever the
+    scheduling. Ends with the backlog flushed."""
+    assert BACKLOG.flush(10)
+    gate = threading.Event()
+    assert BACKLOG.put(gated(gate))
+    old = BACKLOG.limit
+    if limit is not None:
+        BACKLOG.limit = limit
+    try:
+        yield gate
+    finally:
+        BACKLOG.limit = old
+        gate.set()
+        assert BACKLOG.flush(10)

@@ -13,8 +13,7 @@ import contextlib
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -23,8 +22,8 @@ from prometheus_client import CollectorRegistry
 
 from tests._redis_server import RedisServer
 from tests.pipeline._server import Reply, ScriptServer
-from tests.pipeline.conftest import FAST_HTTP, FAST_RETRY, MakePipeline, item
-from tunegate._drive import BACKLOG, AwaitFlight, Backlog, Effect, Flow, drive
+from tests.pipeline.conftest import FAST_HTTP, FAST_RETRY, MakePipeline, Wait, gated, held, item
+from tunegate._drive import BACKLOG, AwaitFlight, Backlog, Flow, drive
 from tunegate._http import HttpPool
 from tunegate._policy.retry import RetryPolicy
 from tunegate._redis import DOWN, RedisCall, RedisLink
@@ -99,90 +98,31 @@ def test_asyncio_calls_after_a_restart_are_back_on_redis_at_once(
 # -- the backlog ----------------------------------------------------------------------------
 
 
-class _Wait(Effect):
-    """Blocks the backlog's worker until ``gate`` is set (bounded)."""
-
-    def __init__(self, gate: threading.Event) -> None:
-        self.gate = gate
-
-    def run(self) -> None:
-        assert self.gate.wait(10)
-
-    async def arun(self) -> None:  # pragma: no cover - the backlog runs blocking effects
-        raise AssertionError
-
-
-def _held(gate: threading.Event) -> Flow[None]:
-    yield _Wait(gate)
-
-
-@contextmanager
-def held(limit: int | None = None) -> Iterator[threading.Event]:
-    """The backlog's worker held behind a gate (and the backlog's bound set to ``limit``):
-    what calls leave for after their answers waits until the gate opens."""
-    assert BACKLOG.flush(10)
-    gate = threading.Event()
-    assert BACKLOG.put(_held(gate))
-    old = BACKLOG.limit
-    if limit is not None:
-        BACKLOG.limit = limit
-    try:
-        yield gate
-    finally:
-        BACKLOG.limit = old
-        gate.set()
-        assert BACKLOG.flush(10)
+Cached = Callable[[str | None], bool]
 
 
 @pytest.fixture
-def shared(redis_url: str) -> Iterator[dict[str, Any]]:
-    """Cache, limiter, breaker and single-flight on one link (the clients' Redis mode)."""
-    link = RedisLink(redis_url)
-    limiter = RateLimiter(redis=link)
-    limiter.configure_provider("test", rate=1000.0, capacity=100)
-    yield {
-        "cache": CacheManager(link),
-        "rate_limiter": limiter,
-        "circuit_breaker": CircuitBreaker("test", redis=link),
-    }
-    assert BACKLOG.flush(10)
-    link.close()
-
-
-def _cached(plain: redis.Redis, key: str | None) -> bool:
-    assert key is not None
-    return bool(plain.exists(key))
-
-
-def test_the_write_is_left_for_after_the_answer_and_flush_waits_for_it(
-    server: ScriptServer, make: MakePipeline, redis_server: RedisServer, shared: dict[str, Any]
-) -> None:
-    pipeline = make(**shared)
-    server.script("/items/1", Reply(json={"v": 1}))
+def cached(redis_server: RedisServer) -> Iterator[Cached]:
+    """Is this key in Redis now? (asked on a connection of the test's own)"""
     plain = redis_server.client()
-    try:
-        with held():
-            assert pipeline.call(item(1)) == {"v": 1}
-            assert not _cached(plain, pipeline.key(item(1)))  # answered before the write
-        assert pipeline.flush()
-        assert _cached(plain, pipeline.key(item(1)))
-    finally:
-        plain.close()
+
+    def exists(key: str | None) -> bool:
+        assert key is not None
+        return bool(plain.exists(key))
+
+    yield exists
+    plain.close()
 
 
 def test_a_full_backlog_leaves_the_work_to_the_caller(
-    server: ScriptServer, make: MakePipeline, redis_server: RedisServer, shared: dict[str, Any]
+    server: ScriptServer, make: MakePipeline, shared: dict[str, Any], cached: Cached
 ) -> None:
     pipeline = make(**shared)
     server.script("/items/1", Reply(json={"v": 1}))
-    plain = redis_server.client()
-    try:
-        with held(limit=0):  # nothing more fits: the caller writes before it returns
-            assert pipeline.call(item(1)) == {"v": 1}
-            assert _cached(plain, pipeline.key(item(1)))
-            assert BACKLOG.busy == 1  # only the gate
-    finally:
-        plain.close()
+    with held(limit=0):  # nothing more fits: the caller writes before it returns
+        assert pipeline.call(item(1)) == {"v": 1}
+        assert cached(pipeline.key(item(1)))
+        assert BACKLOG.busy == 1  # only the gate
 
 
 def test_a_lookup_takes_over_the_write_this_process_still_owes(
@@ -283,7 +223,7 @@ def test_a_second_call_right_after_a_failure_reads_its_error_marker(
 
 
 def test_use_cache_false_writes_after_the_write_still_queued(
-    server: ScriptServer, make: MakePipeline, redis_server: RedisServer, shared: dict[str, Any]
+    server: ScriptServer, make: MakePipeline, shared: dict[str, Any]
 ) -> None:
     """A ``use_cache=False`` call writes its own (newer) answer at once: the older answer's
     write still in the backlog must not land over it."""
@@ -298,48 +238,40 @@ def test_use_cache_false_writes_after_the_write_still_queued(
 
 
 def test_closing_a_pipeline_flushes_what_its_calls_left(
-    server: ScriptServer, make: MakePipeline, redis_server: RedisServer, shared: dict[str, Any]
+    server: ScriptServer, make: MakePipeline, shared: dict[str, Any], cached: Cached
 ) -> None:
     pipeline = make(**shared)
     server.script("/items/1", Reply(json={"v": 1}))
-    plain = redis_server.client()
     seen: list[bool] = []  # was it written when close returned?
 
     def close() -> None:
         pipeline.close()
-        seen.append(_cached(plain, pipeline.key(item(1))))
+        seen.append(cached(pipeline.key(item(1))))
 
-    try:
-        with held() as gate:
-            assert pipeline.call(item(1)) == {"v": 1}
-            closing = threading.Thread(target=close)
-            closing.start()
-            gate.set()
-            closing.join(10)
-        assert seen == [True]
-    finally:
-        plain.close()
+    with held() as gate:
+        assert pipeline.call(item(1)) == {"v": 1}
+        closing = threading.Thread(target=close)
+        closing.start()
+        gate.set()
+        closing.join(10)
+    assert seen == [True]
 
 
 def test_work_left_by_an_asyncio_call_outlives_its_loop(
-    server: ScriptServer, make: MakePipeline, redis_server: RedisServer, shared: dict[str, Any]
+    server: ScriptServer, make: MakePipeline, shared: dict[str, Any], cached: Cached
 ) -> None:
     """``asyncio.run`` cancels the tasks its coroutine leaves: the backlog is no task."""
     pipeline = make(**shared)
     server.script("/items/1", Reply(json={"v": 1}))
-    plain = redis_server.client()
 
     async def one() -> Any:
         value = await pipeline.acall(item(1))
         await pipeline.http.aclose()
         return value
 
-    try:
-        with held():
-            assert asyncio.run(one()) == {"v": 1}  # the loop is gone
-        assert _cached(plain, pipeline.key(item(1)))  # written after it
-    finally:
-        plain.close()
+    with held():
+        assert asyncio.run(one()) == {"v": 1}  # the loop is gone
+    assert cached(pipeline.key(item(1)))  # written after it
 
 
 def test_a_failing_job_is_logged_and_the_next_one_runs(
@@ -375,11 +307,11 @@ def test_flush_waits_for_the_jobs_given_before_it_not_for_later_ones() -> None:
     first, later = threading.Event(), threading.Event()
     ran: list[str] = []
     try:
-        assert backlog.put(_held(first))
+        assert backlog.put(gated(first))
         assert backlog.put(_mark(ran, "before"))
         mark = backlog.given
         assert not backlog.flush(0, upto=mark)  # the first job holds it
-        assert backlog.put(_held(later))  # given after the mark
+        assert backlog.put(gated(later))  # given after the mark
         assert backlog.put(_mark(ran, "later"))
         first.set()
         assert backlog.flush(10, upto=mark)  # while the later job still holds the worker
@@ -399,11 +331,11 @@ def test_a_caller_that_gives_up_settling_leaves_the_rest_to_the_worker() -> None
     first, second = threading.Event(), threading.Event()
     ran: list[str] = []
     try:
-        assert backlog.put(_held(first))
-        assert backlog.put(_held(second), "k")
+        assert backlog.put(gated(first))
+        assert backlog.put(gated(second), "k")
         assert backlog.put(_mark(ran, "k2"), "k")
         settling = backlog.settled("k", 10)
-        assert isinstance(next(settling), _Wait)  # it runs the first job of "k"
+        assert isinstance(next(settling), Wait)  # it runs the first job of "k"
         settling.close()  # cancelled there
         assert backlog.pending("k") is not None  # "k2" still owed
         first.set()
@@ -422,7 +354,7 @@ def test_flush_waits_for_an_older_job_when_a_later_one_was_taken_over() -> None:
     first = threading.Event()
     ran: list[str] = []
     try:
-        assert backlog.put(_held(first))
+        assert backlog.put(gated(first))
         assert backlog.put(_mark(ran, "k"), "k")
         drive(backlog.settled("k", 10))
         assert ran == ["k"]
@@ -438,6 +370,12 @@ def test_flush_waits_for_an_older_job_when_a_later_one_was_taken_over() -> None:
 # -- the breaker's success record -------------------------------------------------------------
 
 
+def _scripts(plain: redis.Redis) -> int:
+    """Scripts the server has run (EVALSHA calls): a breaker record is one."""
+    stats = plain.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
 def test_successes_waiting_collapse_and_a_failure_sends_the_owed_one_first(
     redis_url: str,
 ) -> None:
@@ -449,24 +387,20 @@ def test_successes_waiting_collapse_and_a_failure_sends_the_owed_one_first(
     there = CircuitBreaker("t", redis=other, failure_threshold=3, cache_ttl=0)
     plain = redis.Redis.from_url(redis_url)
 
-    def scripts() -> int:
-        stats = plain.info("commandstats")
-        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
-
     try:
         permit = here.allow()  # a fresh view: CLOSED, nothing counted
         for _ in range(2):
             there.record_failure(there.allow())
         with held():
-            before = scripts()
+            before = _scripts(plain)
             for _ in range(2):
                 flow = here.settle(here.allow(), "success")
                 assert flow is None  # left to the backlog (the second joins the first)
-            assert scripts() == before  # nothing sent yet
+            assert _scripts(plain) == before  # nothing sent yet
             drive(here.record_flow(permit, "failure"))
-            assert scripts() == before + 2  # the owed success, then the failure
+            assert _scripts(plain) == before + 2  # the owed success, then the failure
             assert there.get_stats()["failures"] == 1  # (a peek: one script call more)
-        assert scripts() == before + 3  # the backlog's job found nothing owed
+        assert _scripts(plain) == before + 3  # the backlog's job found nothing owed
         assert there.state is CircuitState.CLOSED
     finally:
         plain.close()
@@ -538,17 +472,13 @@ def test_with_threshold_one_a_success_costs_no_round_trip_at_all(redis_url: str)
     there = CircuitBreaker("one", redis=other, failure_threshold=1, cache_ttl=0)
     plain = redis.Redis.from_url(redis_url)
 
-    def scripts() -> int:
-        stats = plain.info("commandstats")
-        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
-
     try:
         here.allow()  # the view
-        before = scripts()
+        before = _scripts(plain)
         assert here.settle(here.allow(), "success") is None
         here.record_success(here.allow())
         assert BACKLOG.flush(10)
-        assert scripts() == before
+        assert _scripts(plain) == before
         here.record_failure(here.allow())
         assert there.state is CircuitState.OPEN
     finally:
@@ -601,7 +531,7 @@ def _child_call(redis_url: str, base: str, i: int) -> None:
 
     gate = threading.Event()
     Finalize(None, gate.set, exitpriority=20)  # runs before the backlog's flush (10)
-    assert BACKLOG.put(_held(gate))
+    assert BACKLOG.put(gated(gate))
     link = RedisLink(redis_url)
     pipeline = Pipeline(
         "test",

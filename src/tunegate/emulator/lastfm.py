@@ -95,7 +95,8 @@ class LastfmProvider(Provider):
             return client, _failure(request, 26, 403)
         if key not in cfg.lastfm_api_keys:
             return client, _failure(request, 10, 403)
-        if cfg.rate_limits and not self.state.limiter("lastfm").check(client, now).allowed:
+        if cfg.rate_limits and not self.state.limiter(self.name).check(client, now).allowed:
+            self.state.stats.throttle(self.name, "rejected")  # with 200 too: no status shows it
             return client, _failure(request, 29, 429)
         return client, None
 

@@ -144,9 +144,10 @@ class SpotifyProvider(Provider):
             return app, _error(401, "The access token expired", _www_auth("invalid_token"))
         if not self.state.config.rate_limits:
             return app, None
-        decision = self.state.limiter("spotify").check(app, now)
+        decision = self.state.limiter(self.name).check(app, now)
         if decision.allowed:
             return app, None
+        self.state.stats.throttle(self.name, "rejected")
         return app, _error(
             429,
             "Too many requests",

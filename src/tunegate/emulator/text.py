@@ -11,9 +11,13 @@ __all__ = ["ascii_int", "fold", "strip_feat", "tokens"]
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 _APOSTROPHES = re.compile(r"['’`´]")
-# ``\b``: "feat"/"ft" must be a word of its own ("Soft Beautiful" keeps its "ft").
+# A guest credit at the end: "feat"/"ft" a word of its own (``\b``: "Soft Beautiful" keeps
+# its "ft"), in brackets or with its dot ("Heroic Feat of Strength" is no credit); or
+# "featuring".
 _FEAT = re.compile(
-    r"\s*[\(\[]?\s*\b(?:feat\.?|ft\.?|featuring)(?=[\s.])\.?\s+[^\)\]]*[\)\]]?\s*$", re.IGNORECASE
+    r"\s*(?:[\(\[]\s*\b(?:feat|ft)\b\.?|[\(\[]?\s*\bfeaturing\b|\b(?:feat|ft)\.)"
+    r"\s+[^\)\]]*[\)\]]?\s*$",
+    re.IGNORECASE,
 )
 # Letters NFKD does not decompose into base + accent.
 _SPECIAL = str.maketrans({"ø": "o", "Ø": "o", "ł": "l", "Ł": "l", "ß": "ss", "æ": "ae", "đ": "d"})
