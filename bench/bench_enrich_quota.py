@@ -64,15 +64,9 @@ def write_input(emu: Emulator, path: Path, rows: int, first: int = 0) -> None:
 
 
 def limited(stats: dict[str, Any]) -> int:
-    """Rate-limit answers the emulator gave: 429 and 503 statuses and Last.fm error 29
-    (counted by the emulator as throttling refusals)."""
-    total = 0
-    for provider in stats["requests"].values():
-        total += sum(n for s, n in provider["by_status"].items() if s in ("429", "503"))
-    for provider, acts in stats.get("throttled", {}).items():
-        if provider == "lastfm":
-            total += int(acts.get("rejected", 0))
-    return total
+    """Rate-limit refusals the emulator gave: Spotify's quota 429s, MusicBrainz's 503s and
+    Last.fm's error 29, each counted once in ``throttled[provider]["rejected"]``."""
+    return sum(int(acts.get("rejected", 0)) for acts in stats.get("throttled", {}).values())
 
 
 async def one_run(inp: Path, out: Path, settings: Settings, batching: bool) -> Any:
@@ -247,9 +241,7 @@ def redis_stop(rows: int, name: str, stop_at: float) -> None:
     for provider, window in windows.items():
         seen = stats["clients"].get(provider, {})
         most = max((c["max_in_window"] for c in seen.values()), default=0)
-        by_status = stats["requests"].get(provider, {}).get("by_status", {})
-        refused = sum(n for st, n in by_status.items() if st in ("429", "503"))
-        refused += int(stats.get("throttled", {}).get(provider, {}).get("rejected", 0))
+        refused = int(stats.get("throttled", {}).get(provider, {}).get("rejected", 0))
         quota = f"{window.requests} in {window.window:g} s"
         failed_here = sum(f.get(provider, 0) for f in by_provider)
         after = stats["requests"].get(provider, {}).get("total", 0) - at_stop.get(provider, 0)
