@@ -21,22 +21,12 @@ import argparse
 import asyncio
 import json
 import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
-import time
 from collections.abc import Callable
 
 import orjson
-from _timing import atimed, timed  # bench/ is on sys.path when a script runs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from _infra import RedisServer, private_redis  # bench/ is on sys.path when a script runs
+from _timing import atimed, timed
 
 
 def main() -> None:
@@ -82,25 +72,14 @@ def main() -> None:
         ),
     }
 
-    server: subprocess.Popen[bytes] | None = None
-    tmp = tempfile.mkdtemp()
+    server: RedisServer | None = None
     exe = shutil.which("redis-server")
     if exe is not None:
         import redis
 
-        port = free_port()
-        server = subprocess.Popen(
-            [exe, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tmp],
-            stdout=subprocess.DEVNULL,
-        )
-        url = f"redis://127.0.0.1:{port}/0"
+        server = private_redis()  # the tests' helper: free port, nothing on disk
+        url = server.url
         plain = redis.Redis.from_url(url)
-        for _ in range(100):
-            try:
-                plain.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         plain.set("bench:plain", json.dumps(track))
         rcache = CacheManager(url)
         rkey = rcache.key("spotify:search", "deadmau5", "strobe")
@@ -130,9 +109,7 @@ def main() -> None:
         runner.close()
         emu.stop()
         if server is not None:
-            server.terminate()
-            server.wait(timeout=10)
-        shutil.rmtree(tmp, ignore_errors=True)
+            server.close()
 
     floor_us = statistics.median(results["floor: dict lookup + orjson.loads"])
     width = max(map(len, results))
