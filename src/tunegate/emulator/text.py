@@ -13,9 +13,10 @@ _ASCII_DIGITS = re.compile(r"[0-9]+")
 _APOSTROPHES = re.compile(r"['’`´]")
 # A guest credit at the end: "feat"/"ft" a word of its own (``\b``: "Soft Beautiful" keeps
 # its "ft"), in brackets or with its dot ("Heroic Feat of Strength" is no credit); or
-# "featuring".
+# "featuring". No leading ``\s*`` and the bracket's spaces in one optional group: the
+# pattern runs on request input, and spaces matched two ways made a long run of them cubic.
 _FEAT = re.compile(
-    r"\s*(?:[\(\[]\s*\b(?:feat|ft)\b\.?|[\(\[]?\s*\bfeaturing\b|\b(?:feat|ft)\.)"
+    r"(?:[\(\[]\s*\b(?:feat|ft)\b\.?|(?:[\(\[]\s*)?\bfeaturing\b|\b(?:feat|ft)\.)"
     r"\s+[^\)\]]*[\)\]]?\s*$",
     re.IGNORECASE,
 )
