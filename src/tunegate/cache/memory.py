@@ -13,17 +13,19 @@ decoded objects of the hot ones (:func:`resident_size`), so the bound bounds mem
 
 Walking a decoded value for its size costs about as much as decoding it (~150 us of a
 ~166 us put for a search answer), so most puts estimate it instead: ``len(payload)`` times
-a ratio learned per size class, the key's ``provider:type`` (a key of another shape: its
-first two segments; past :data:`_MAX_CLASSES` classes, one shared class). The ratio is the
-largest of the class's last 16 walks, so estimates err high: within a shape the ratio falls
-as bodies grow (fixed per-object overhead), so only a body shorter than the recent walked
-ones can be estimated low, and by little (search answers of ten tracks: under 1%, the tests
-allow 5%; of 1 to 10 tracks: under 9%; totals came out 1-8% high). Walked, and measured
-exactly: the first 8 puts of a class, then every 32nd (a shape that drifts is re-learned),
-every payload under 256 B (cheap; not learned from, fixed overhead dominates there) and
-every payload more than 1/8 longer than the longest walked in its class (a bigger body may
-be another shape). Only hot entries' decoded bytes are estimated, at most ``hot_bytes``;
-a promotion reuses the size its put found (it never walked).
+a ratio learned per size class: the key's ``provider:type`` (a key of another shape: its
+first two segments) and the payload's octave (its length's power of two), since the ratio
+falls as bodies grow (fixed per-object overhead: a Spotify search answer of 0 tracks is
+~7x its JSON, of 1 track 5x, of 10 tracks 3x), so one ratio per kind would be 40% low
+after a run of long bodies and 60% high on a mix. Past :data:`_MAX_CLASSES` classes, new
+shapes share one per octave. The ratio is the largest of the class's last 16 walks, so
+estimates err high, and within an octave by little (search answers of 1 to 10 tracks,
+mixed: totals within a few percent, the tests allow 10%). Walked, and measured exactly:
+the first 8 puts of a class, then every 32nd (a shape that drifts is re-learned), every
+payload under 256 B (cheap; not learned from, fixed overhead dominates there) and every
+payload more than 1/8 longer than the longest walked in its class. Only hot entries'
+decoded bytes are estimated, at most ``hot_bytes``; a promotion reuses the size its put
+found (it never walked).
 
 Readers take no lock (each ``OrderedDict`` call on a ``str`` key is one C call, atomic under
 the GIL); writers (puts, promotions, evictions, deletes) take one. Written by hand rather
@@ -62,7 +64,7 @@ _WALK_EVERY: Final = 32
 _WINDOW: Final = 16
 _WALK_BELOW: Final = 256  # payloads shorter than this are always walked
 _GROWTH: Final = 8  # walked if longer than the class's longest walked by more than 1/8
-_MAX_CLASSES: Final = 256  # then new shapes share the global class, "" (keys are user data)
+_MAX_CLASSES: Final = 1024  # then new shapes share "" per octave (keys are user data)
 
 _COLD: Any = object()
 """The value of an entry whose decoded form is not kept: its slot's bytes are decoded."""
@@ -157,7 +159,7 @@ class MemoryBackend:
         self._bytes = 0
         self._hot_total = 0
         self._lock = threading.Lock()
-        self._classes: dict[str, _SizeClass] = {}
+        self._classes: dict[tuple[str, int], _SizeClass] = {}
 
     def __len__(self) -> int:
         return len(self._data)
@@ -255,7 +257,7 @@ class MemoryBackend:
         next walk brings it back), which leaves the table only slightly stale."""
         if length < _WALK_BELOW:
             return resident_size(value)
-        cls = self._size_class(key)
+        cls = self._size_class(key, length.bit_length())
         puts = cls.puts
         cls.puts = puts + 1
         longest = cls.longest  # read before the ratio: it is written after it
@@ -269,12 +271,12 @@ class MemoryBackend:
             cls.longest = length
         return size
 
-    def _size_class(self, key: str) -> _SizeClass:
-        name = _class_name(key)
+    def _size_class(self, key: str, octave: int) -> _SizeClass:
+        name = (_class_name(key), octave)
         cls = self._classes.get(name)
         if cls is None:
             if len(self._classes) >= _MAX_CLASSES:
-                name = ""
+                name = ("", octave)
             cls = self._classes.setdefault(name, _SizeClass())
         return cls
 
