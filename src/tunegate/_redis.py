@@ -350,7 +350,7 @@ class _LoopConns:
     async def send(self, args: tuple[Any, ...], resend: bool = False) -> Any:
         """``args``'s reply. ``resend``: the caller (a script) declares a second run
         harmless; commands are judged by :data:`RESENDABLE`."""
-        idle = self._idle
+        idle = self._idle  # the same list for the loop's life: emptied, never replaced
         while idle:
             conn = idle.pop()
             try:
@@ -420,9 +420,11 @@ class _LoopConns:
             if deadline > now:
                 due = min(due, deadline)
             elif conn not in self._aborted:
-                self._aborted.add(conn)
                 transport = _transport(conn)
-                if transport is not None:  # none yet: the TCP connect has its own timeout
+                if transport is None:  # still connecting, under its own connect timeout
+                    due = min(due, now + self._timeout / 4)  # look again soon
+                else:
+                    self._aborted.add(conn)
                     transport.abort()  # the pending read or write fails at once
         if due < math.inf:
             self._sweeper = self._loop.call_at(due, self._sweep)
@@ -433,7 +435,8 @@ class _LoopConns:
             await conn.disconnect(nowait=True)
 
     async def drop_idle(self) -> None:
-        idle, self._idle = self._idle, []
+        idle = self._idle[:]
+        self._idle.clear()  # at once: another command must not take one while we close
         for conn in idle:
             await self._drop(conn)
 
@@ -443,7 +446,8 @@ class _LoopConns:
         if self._sweeper is not None and not self._flights:
             self._sweeper.cancel()
             self._sweeper = None
-        idle, self._idle = self._idle, []
+        idle = self._idle[:]
+        self._idle.clear()
         for conn in idle:
             await conn.disconnect()
 
@@ -693,7 +697,9 @@ class RedisLink:
 
     @property
     def aio(self) -> redis.asyncio.Redis:
-        """Our asyncio client for the running loop (asyncio clients are bound to one loop).
+        """Our redis-py asyncio client for the running loop (asyncio clients are bound to one
+        loop), for callers that want one (a readiness PING). The link's own commands do not
+        use it (only its ``parse_response``): they run on the loop's command connections.
 
         It is closed when the loop ends through ``asyncio.run`` or ``asyncio.Runner``, or by
         :meth:`aclose`.
