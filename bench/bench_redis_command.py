@@ -1,12 +1,14 @@
 """One asyncio GET through ``RedisLink`` (a ``RedisCall``, as the cache's hit path sends it)
 beside ``redis.asyncio.Redis.get`` on the same private redis-server, in the same run.
 
-Usage: ``.venv/bin/python bench/bench_redis_command.py [--repeats 7] [--seconds 0.3]``
+Usage: ``.venv/bin/python bench/bench_redis_command.py [--repeats 7] [--seconds 0.3]
+[--concurrency 1,16]``
 
 Figures, per GET of a 200-byte value: CPU time of this process (``time.process_time``:
 what the command path costs, whatever the server and other processes do) and wall time,
 the median of ``--repeats`` loops taken in turns (link, redis-py, link, ...), and the ratio
-link / redis-py of each. Both sides are sequential awaits in one event loop; redis-py's
+link / redis-py of each. At concurrency 1 the GETs are sequential awaits in one event loop;
+at N, each step is a gather of N GETs (as the service's concurrent requests are). redis-py's
 client uses its pool and its own socket timeout (0.5 s, as the link's).
 """
 
@@ -16,7 +18,8 @@ import argparse
 import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import redis.asyncio
 from _infra import private_redis  # bench/ is on sys.path when a script runs
@@ -24,11 +27,10 @@ from _infra import private_redis  # bench/ is on sys.path when a script runs
 from tunegate._redis import DOWN, RedisCall, RedisLink
 
 KEY, VALUE = "bench:redis-command", b"v" * 200
+Step = Callable[[], Coroutine[Any, Any, object]]
 
 
-def _loop(
-    runner: asyncio.Runner, fn: Callable[[], Awaitable[object]], n: int
-) -> tuple[float, float]:
+def _loop(runner: asyncio.Runner, fn: Step, n: int) -> tuple[float, float]:
     """CPU and wall microseconds per call over ``n`` sequential awaits of ``fn``."""
 
     async def go() -> tuple[float, float]:
@@ -41,7 +43,7 @@ def _loop(
     return cpu / n * 1e6, wall / n * 1e6
 
 
-def _calls(runner: asyncio.Runner, fn: Callable[[], Awaitable[object]], seconds: float) -> int:
+def _calls(runner: asyncio.Runner, fn: Step, seconds: float) -> int:
     """How many calls make a loop of about ``seconds`` of wall time."""
     n = 16
     while True:
@@ -51,11 +53,20 @@ def _calls(runner: asyncio.Runner, fn: Callable[[], Awaitable[object]], seconds:
         n *= 4
 
 
+def _gathered(fn: Step, n: int) -> Step:
+    async def step() -> object:
+        return await asyncio.gather(*(fn() for _ in range(n)))
+
+    return step
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=0.3, help="per loop")
+    parser.add_argument("--concurrency", default="1,16", help="GETs in flight at once")
     opts = parser.parse_args()
+    levels = [int(n) for n in opts.concurrency.split(",")]
     server = private_redis()
     try:
         server.client().set(KEY, VALUE)
@@ -71,30 +82,39 @@ def main() -> None:
                 return await plain.get(KEY)
 
             sides = {"RedisLink (RedisCall GET)": ours, "redis.asyncio.Redis.get": theirs}
-            for fn in sides.values():  # warm: connections, the loop's entry, imports
-                assert runner.run(fn()) == VALUE
-            counts = {name: _calls(runner, fn, opts.seconds) for name, fn in sides.items()}
-            samples: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+            steps = {
+                (level, name): (_gathered(fn, level) if level > 1 else fn)
+                for level in levels
+                for name, fn in sides.items()
+            }
+            for step in steps.values():  # warm: connections, the loop's entry, imports
+                runner.run(step())
+            counts = {key: _calls(runner, step, opts.seconds) for key, step in steps.items()}
+            samples: dict[tuple[int, str], list[tuple[float, float]]] = {k: [] for k in steps}
             for _ in range(opts.repeats):  # interleaved: each side sees the same machine
-                for name, fn in sides.items():
-                    samples[name].append(_loop(runner, fn, counts[name]))
+                for key, step in steps.items():
+                    cpu, wall = _loop(runner, step, counts[key])
+                    samples[key].append((cpu / key[0], wall / key[0]))  # per GET
             runner.run(plain.aclose())
             runner.run(link.aclose())
         link.close()
     finally:
         server.close()
 
-    medians = {
-        name: (statistics.median(c for c, _ in s), statistics.median(w for _, w in s))
-        for name, s in samples.items()
-    }
     print(f"asyncio GET, {opts.repeats} interleaved repeats, private redis-server {server.version}")
-    print(f"{'':28} {'CPU us/GET':>11} {'wall us/GET':>12}  (median; min-max CPU)")
-    for name, (cpu, wall) in medians.items():
-        lo, hi = min(c for c, _ in samples[name]), max(c for c, _ in samples[name])
-        print(f"{name:28} {cpu:11.1f} {wall:12.1f}  ({lo:.1f}-{hi:.1f})")
-    (link_cpu, link_wall), (py_cpu, py_wall) = medians.values()
-    print(f"{'ratio link / redis-py':28} {link_cpu / py_cpu:11.2f} {link_wall / py_wall:12.2f}")
+    for level in levels:
+        head = f"{'CPU us/GET':>11} {'wall us/GET':>12}  (median; min-max CPU)"
+        print(f"\nconcurrency {level:<16} {head}")
+        medians = []
+        for name in sides:
+            got = samples[level, name]
+            cpu, wall = statistics.median(c for c, _ in got), statistics.median(w for _, w in got)
+            lo, hi = min(c for c, _ in got), max(c for c, _ in got)
+            print(f"{name:28} {cpu:11.1f} {wall:12.1f}  ({lo:.1f}-{hi:.1f})")
+            medians.append((cpu, wall))
+        (link_cpu, link_wall), (py_cpu, py_wall) = medians
+        ratio = f"{link_cpu / py_cpu:11.2f} {link_wall / py_wall:12.2f}"
+        print(f"{'ratio link / redis-py':28} {ratio}")
 
 
 if __name__ == "__main__":
