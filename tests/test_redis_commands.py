@@ -411,16 +411,21 @@ def test_a_loop_that_ends_closes_its_connections(restartable_redis: RedisServer)
     async def stuck() -> None:
         conns = link._loop_conns()
         await conns.send(("PING",))
-        with frozen(restartable_redis):
-            task = asyncio.ensure_future(conns.send(("GET", "k")))
-            await asyncio.sleep(0.05)  # sent; asyncio.run then cancels it, in flight
-            assert not task.done()
+        assert restartable_redis.proc is not None
+        os.kill(restartable_redis.proc.pid, signal.SIGSTOP)  # continued after the loop ended
+        task = asyncio.ensure_future(conns.send(("GET", "k")))
+        await asyncio.sleep(0.05)  # sent; asyncio.run then cancels it, in flight
+        assert not task.done()
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(3):
             assert asyncio.run(burst()) == IDLE_CAP
-        asyncio.run(stuck())
+        try:
+            asyncio.run(stuck())
+        finally:
+            assert restartable_redis.proc is not None
+            os.kill(restartable_redis.proc.pid, signal.SIGCONT)
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
     assert server_clients(restartable_redis, 1) == 1
