@@ -302,6 +302,15 @@ def _transport(conn: redis.asyncio.Connection) -> asyncio.WriteTransport | None:
     return writer.transport if isinstance(writer, asyncio.StreamWriter) else None
 
 
+# "Is there anything to read?" (EOF included): ``can_read`` since redis-py 8 (which warns on
+# the older name), ``can_read_destructive`` before.
+_CAN_READ = (
+    "can_read"
+    if hasattr(redis.asyncio.connection.AbstractConnection, "can_read")
+    else "can_read_destructive"
+)
+
+
 class _LoopConns:
     """One event loop's command connections: idle ones (LIFO), the commands in flight with
     their deadlines, and the one sweeper timer that ends those past it.
@@ -358,7 +367,7 @@ class _LoopConns:
         while idle:
             conn = idle.pop()
             try:
-                dirty = await conn.can_read()  # EOF seen (or stray bytes): not in step
+                dirty = await getattr(conn, _CAN_READ)()  # EOF seen, stray bytes: out of step
             except (redis.exceptions.ConnectionError, OSError):
                 dirty = True
             if dirty:
