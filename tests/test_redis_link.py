@@ -123,19 +123,31 @@ def server_clients(server: RedisServer, expected: int) -> int:
 
 def test_connections_take_the_callers_address_and_credentials_but_our_timeouts() -> None:
     """A client without socket timeout and with retries gives its address, db, password and
-    name; our connections get 0.5 s timeouts, no retries and raw bytes."""
+    name; our connections get 0.5 s timeouts, no retries and raw bytes. The asyncio command
+    connections hand the per-read timeout to their loop's sweeper, which bounds each command
+    by the same 0.5 s (tests/test_redis_commands.py stalls a server to show it)."""
     user = redis.Redis(
         host="127.0.0.1", port=6390, db=3, password="pw", client_name="app", decode_responses=True
     )
     link = RedisLink(user)
     kwargs = link.sync.connection_pool.connection_kwargs
+
+    async def loop_settings() -> tuple[dict[str, Any], float]:
+        conns = link._loop_conns()
+        return conns._kwargs, conns._timeout
+
+    aio_kwargs, command_timeout = asyncio.run(loop_settings())
     assert link.sync is not user
     assert link.sync.connection_pool is not user.connection_pool
-    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("127.0.0.1", 6390, 3)
-    assert (kwargs["password"], kwargs["client_name"]) == ("pw", "app")
-    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.5
-    assert kwargs["retry"].get_retries() == 0
-    assert not kwargs.get("decode_responses", False)
+    for made in (kwargs, aio_kwargs):
+        assert (made["host"], made["port"], made["db"]) == ("127.0.0.1", 6390, 3)
+        assert (made["password"], made["client_name"]) == ("pw", "app")
+        assert made["socket_connect_timeout"] == 0.5
+        assert made["retry"].get_retries() == 0
+        assert not made.get("decode_responses", False)
+    assert kwargs["socket_timeout"] == 0.5
+    assert aio_kwargs["socket_timeout"] is None  # redis-py's per-read timer: the sweeper's
+    assert command_timeout == link.socket_timeout == 0.5
     assert user.connection_pool.connection_kwargs["decode_responses"]  # the caller's, untouched
     link.close()
     user.close()

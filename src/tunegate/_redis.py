@@ -7,8 +7,25 @@ where and how to connect (host, port or unix socket, db, credentials, every ``ss
 setting, the TLS or plain connection class) and opens its own connections with short socket
 and connect timeouts (0.5 s by default) and no retries. The limiter and the breaker run
 before a request's deadline starts, so a stalled Redis must cost them a bounded wait, not
-the caller's "no timeout" client. One sync client serves every thread; asyncio clients are
-bound to one event loop, so each loop gets its own, closed when the loop ends.
+the caller's "no timeout" client. One sync client serves every thread; asyncio connections
+are bound to one event loop, so each loop gets its own, closed when the loop ends.
+
+Asyncio commands do not go through redis-py's asyncio pool: its get_connection/release (an
+asyncio lock each) and per-command timeouts (a ``wait_for`` task per write, a timer per read)
+cost about two thirds of a GET's CPU (bench/bench_redis_command.py: about 50 us of CPU per
+GET through the pool, 18 us on our own connections). Each loop keeps its own few idle
+connections (:class:`_LoopConns`: LIFO, at most :data:`IDLE_CAP` kept; in flight, one per
+command awaiting Redis), made with the class and settings the loop's redis-py client
+(:attr:`RedisLink.aio`) uses, and reads replies through that client's ``parse_response``, so
+every reply is parsed as redis-py parses it. The timeout stays ours and still bounds every
+command: redis-py's own per-read timeout is off on these connections only, and one sweeper
+per loop (a single timer, armed only while commands are in flight) aborts the socket of a
+command past ``socket_timeout``, which then fails with ``redis.exceptions.TimeoutError`` as
+before. A connection that failed mid-command is closed, never reused. An idle connection
+can be dead after a Redis restart and fail its first command: the command goes once more,
+on a fresh connection, only if a second run changes nothing (:data:`RESENDABLE`, or a script
+made with ``resend=True``); otherwise this call falls back (:class:`StaleConnection`) and
+the link stays up. The sync path keeps redis-py's pool, which polls a socket before reuse.
 
 When Redis cannot serve us (:data:`REDIS_FAILURES`: unreachable, stalled, out of memory, a
 read-only replica, MISCONF ...), callers fall back (cache miss, local limiter, local breaker).
@@ -35,13 +52,14 @@ decide who closes a link with :meth:`RedisLink.adopt` (through :class:`LinkOwner
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
 import logging
 import math
 import threading
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeAlias
@@ -61,8 +79,10 @@ from tunegate.exceptions import ConfigurationError
 __all__ = [
     "DEFAULT_SOCKET_TIMEOUT",
     "DOWN",
+    "IDLE_CAP",
     "REDIS_DOWN_ERRORS",
     "REDIS_FAILURES",
+    "RESENDABLE",
     "TIMEOUTS_TO_DOWN",
     "AsyncRedis",
     "LinkOwner",
@@ -72,6 +92,7 @@ __all__ = [
     "RedisLink",
     "RedisTarget",
     "ScriptCall",
+    "StaleConnection",
     "SyncRedis",
     "is_outage",
     "is_timeout",
@@ -153,7 +174,6 @@ def _bare_pool_get(pool: type[Any]) -> bool:
 
 
 _BARE_POOL_GET = _bare_pool_get(redis.ConnectionPool)
-_ABARE_POOL_GET = _bare_pool_get(redis.asyncio.ConnectionPool)
 
 
 def _send(client: redis.Redis, args: tuple[Any, ...]) -> Any:
@@ -177,48 +197,272 @@ def _send(client: redis.Redis, args: tuple[Any, ...]) -> Any:
         pool.release(conn)
 
 
-_RESENDABLE = frozenset({"GET", "PING"})
-
-
 class StaleConnection(redis.exceptions.ConnectionError):
-    """A pooled connection failed a command that must not run twice: this call falls back,
-    the link stays up (the pool's idle connections are dropped)."""
+    """An idle asyncio connection failed a command that must not run twice: this call falls
+    back, the link stays up (the loop's idle connections are dropped)."""
 
 
-async def _asend(client: redis.asyncio.Redis, args: tuple[Any, ...]) -> Any:
-    """:func:`_send` on an asyncio client (about 15 us of a 100 us GET here). An error or a
-    cancellation inside the command disconnects the connection in redis-py itself.
+# -- the resend rule ------------------------------------------------------------------------
+# An idle connection can be dead (a Redis restart) and fail its first command with
+# ConnectionError. Nothing tells "the server never got it" from "it ran and the reply was
+# lost", so a command goes again, on a fresh connection, only when a second run leaves Redis
+# as one run left it, and answers alike (but for the counts of DEL and UNLINK, below).
+# Everything else falls back for this call (StaleConnection): a token or a breaker failure
+# must not count twice.
 
-    A pooled connection whose server went away (a restart) is checked by redis-py only
-    through its stream's state, which knows of the EOF once this loop has run the stream's
-    callback: a connection idle since then fails its first command with ConnectionError
-    (the sync pool polls the socket itself and never hands one out). That is no outage:
-    the pool's other idle connections date from the same server, so they are dropped too
-    and the command goes once more, on a connection made afresh. A timeout is not retried
-    (a stalled Redis costs one bounded wait); a second failure is the caller's to handle."""
-    if not _ABARE_POOL_GET:
-        return await client.execute_command(*args)  # type: ignore[no-untyped-call]
-    pool = client.connection_pool
-    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-    try:
-        await conn.send_command(*args)
-        return await client.parse_response(conn, args[0])
-    except redis.exceptions.ConnectionError:
-        # Sent again only when a second run changes nothing: a reply lost after the server
-        # ran the command looks the same, and a token or a breaker failure must not count
-        # twice (those fall back for this call instead).
-        if args[0] not in _RESENDABLE:
-            await pool.disconnect(inuse_connections=False)
-            raise StaleConnection("an idle connection failed; not sent twice") from None
-    finally:
-        await pool.release(conn)
-    await pool.disconnect(inuse_connections=False)
-    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-    try:
-        await conn.send_command(*args)
-        return await client.parse_response(conn, args[0])
-    finally:
-        await pool.release(conn)
+#: Commands sent again after an idle connection failed them, and why each may be:
+RESENDABLE: frozenset[str] = frozenset(
+    {
+        # Read only: a second run reads what a first one read (or what changed since).
+        "PING",
+        "ECHO",
+        "GET",
+        "MGET",
+        "EXISTS",
+        "TTL",
+        "PTTL",
+        "SCAN",  # the cursor is the caller's; the server keeps no state between calls
+        # The same text under the same SHA: loading it twice is loading it once.
+        "SCRIPT LOAD",
+        # The keys end absent either way. The reply (how many were deleted) can come out
+        # lower when the first run did delete: the cache's invalidation count may then
+        # undercount, which is better than leaving a stale entry in place.
+        "DEL",
+        "UNLINK",
+    }
+)
+#: SET is resendable with these options only (each followed by this many arguments): the
+#: same value again, the same absolute expiry or a relative one restarted a few ms later
+#: (a write of another process between the two runs is overwritten, as if our one write had
+#: come that much later: last writer wins, as for any cache write). NX, GET and the compare
+#: forms (IFEQ...) would answer otherwise the second time.
+_SET_OPTIONS: dict[str, int] = {"EX": 1, "PX": 1, "EXAT": 1, "PXAT": 1, "KEEPTTL": 0}
+
+
+def _word(arg: object) -> str:
+    return (arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)).upper()
+
+
+def _resendable(args: tuple[Any, ...]) -> bool:
+    """Does a second run of the command ``args`` change nothing (see :data:`RESENDABLE`)?
+    Evaluated only after a failure, never on the command path."""
+    name = _word(args[0])
+    if name in RESENDABLE:
+        return True
+    if name != "SET":
+        return False
+    options, i = args[3:], 0  # SET key value [options]
+    while i < len(options):
+        width = _SET_OPTIONS.get(_word(options[i]))
+        if width is None:
+            return False
+        i += 1 + width
+    return True
+
+
+# Scripts that declare themselves resendable (lua() sets LuaScript.resend): each is keyed by
+# a lease token of ours, so a second run finds what the first left and does nothing more.
+# Not token_bucket.lua (a second acquire takes a second token), breaker.lua (a failure or a
+# success would count twice), singleflight_claim.lua (the second run finds our own lease and
+# answers "follow": we would wait on ourselves).
+_RESENDABLE_SCRIPTS = frozenset(
+    {
+        # Drops the lease only while it holds our tag; a second run finds it gone (0).
+        "lease_release.lua",
+        # PEXPIREs our lease again if still ours: the same deadline, a few ms later.
+        "singleflight_renew.lua",
+        # The same outcome (and cache entry) SET again; our lease is gone by then, and a
+        # new leader's holds another token, which the GET-compare leaves alone. Replies 1.
+        "singleflight_finish.lua",
+        "singleflight_finish_store.lua",
+        # Reads, then SET NX of our lease; when the lease is already ours it answers "lead"
+        # again (written for exactly this), so a second run gives the same reply.
+        "singleflight_lookup_claim.lua",
+    }
+)
+
+
+# -- asyncio commands: our own connections per loop, one sweeper ---------------------------
+
+#: Idle connections one loop keeps. In-flight ones are bounded by the callers' concurrency
+#: (one per command awaiting Redis on that loop, as redis-py's own pool does); when a burst
+#: ends, those past this cap are closed as they come back.
+IDLE_CAP = 32
+
+
+def _transport(conn: redis.asyncio.Connection) -> asyncio.WriteTransport | None:
+    """The transport under ``conn``, which the sweeper aborts to end a command that ran past
+    its deadline. redis-py has no public synchronous way to cut a connection (its
+    ``disconnect()`` is a coroutine and closes, which first flushes what a stalled server
+    does not read), so this reads its private ``_writer`` (the asyncio StreamWriter it
+    opened): the one private attribute of redis-py used here, checked by
+    tests/test_redis_commands.py. None if redis-py keeps it elsewhere: such a connection
+    then times its own reads (see :meth:`_LoopConns._run`)."""
+    writer = getattr(conn, "_writer", None)
+    return writer.transport if isinstance(writer, asyncio.StreamWriter) else None
+
+
+# "Is there anything to read?" (EOF included): ``can_read`` since redis-py 8 (which warns on
+# the older name), ``can_read_destructive`` before.
+_CAN_READ = (
+    "can_read"
+    if hasattr(redis.asyncio.connection.AbstractConnection, "can_read")
+    else "can_read_destructive"
+)
+
+
+class _LoopConns:
+    """One event loop's command connections: idle ones (LIFO), the commands in flight with
+    their deadlines, and the one sweeper timer that ends those past it.
+
+    Only the loop's own thread touches it. A command takes the newest idle connection (or
+    makes one), sends, reads the reply through the loop client's ``parse_response`` (so
+    replies are parsed exactly as redis-py parses them), and puts it back. redis-py's
+    per-read and per-write timeouts are off on these connections (each costs a timer or a
+    task per command); instead each command in flight has a deadline, and a single
+    ``call_at`` timer per loop, armed only while commands are in flight, aborts the
+    transport of any command past it, so its read fails and the caller gets
+    ``redis.exceptions.TimeoutError``, as from redis-py's own timeout. The TCP connect keeps
+    redis-py's own connect timeout; the handshake after it is under the sweeper too."""
+
+    __slots__ = (
+        "_aborted",
+        "_class",
+        "_client",
+        "_connect_timeout",
+        "_flights",
+        "_idle",
+        "_kwargs",
+        "_loop",
+        "_sweeper",
+        "_timeout",
+        "closed",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        client: redis.asyncio.Redis,
+        cls: type[Any],
+        kwargs: dict[str, Any],
+        timeout: float,
+        connect_timeout: float,
+    ) -> None:
+        self._loop = loop
+        self._client = client  # for parse_response (its response callbacks) only
+        self._class = cls
+        self._kwargs = kwargs
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._idle: list[redis.asyncio.Connection] = []
+        self._flights: dict[redis.asyncio.Connection, float] = {}  # -> deadline, loop.time()
+        self._aborted: set[redis.asyncio.Connection] = set()  # cut by the sweeper
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.closed = False
+
+    async def send(self, args: tuple[Any, ...], resend: bool = False) -> Any:
+        """``args``'s reply. ``resend``: the caller (a script) declares a second run
+        harmless; commands are judged by :data:`RESENDABLE`."""
+        idle = self._idle  # the same list for the loop's life: emptied, never replaced
+        while idle:
+            conn = idle.pop()
+            try:
+                dirty = await getattr(conn, _CAN_READ)()  # EOF seen, stray bytes: out of step
+            except (redis.exceptions.ConnectionError, OSError):
+                dirty = True
+            if dirty:
+                await self._drop(conn)
+                continue
+            try:
+                return await self._run(conn, args, False)
+            except redis.exceptions.ConnectionError:
+                # Idle since a server that is gone (a restart the loop has not seen yet):
+                # so are the other idle ones. Not an outage; see "the resend rule".
+                await self.drop_idle()
+                if not (resend or _resendable(args)):
+                    raise StaleConnection("an idle connection failed; not sent twice") from None
+            break
+        return await self._run(self._class(**self._kwargs), args, True)
+
+    async def _run(self, conn: redis.asyncio.Connection, args: tuple[Any, ...], new: bool) -> Any:
+        loop = self._loop
+        flights = self._flights
+        now = loop.time()
+        flights[conn] = now + (self._connect_timeout + self._timeout if new else self._timeout)
+        if self._sweeper is None:
+            # Every command in flight now has a deadline at or after this one's.
+            self._sweeper = loop.call_at(now + self._timeout, self._sweep)
+        kept = False
+        try:
+            if new:
+                await conn.connect()  # type: ignore[no-untyped-call]
+                if _transport(conn) is None:  # cannot be cut: redis-py times its reads
+                    conn.socket_timeout = self._timeout
+            await conn.send_command(*args)
+            reply = await self._client.parse_response(conn, args[0])
+            kept = True
+        except redis.exceptions.ResponseError:
+            kept = True  # a whole error reply was read: the connection is still in step
+            raise
+        except BaseException as exc:
+            if conn in self._aborted and not isinstance(exc, asyncio.CancelledError):
+                raise redis.exceptions.TimeoutError(
+                    f"redis did not answer within {self._timeout:g} s"
+                ) from None
+            raise
+        finally:
+            del flights[conn]
+            if self._aborted and conn in self._aborted:
+                self._aborted.discard(conn)
+                kept = False  # cut, even if its reply had arrived
+            if kept and not self.closed and len(self._idle) < IDLE_CAP:
+                self._idle.append(conn)
+            else:
+                await self._drop(conn)
+        return reply
+
+    def _sweep(self) -> None:
+        """End the commands past their deadline; re-arm for the next one, if any."""
+        self._sweeper = None
+        flights = self._flights
+        if not flights:
+            return  # idle: no timer is left behind
+        now = self._loop.time()
+        due = math.inf
+        for conn, deadline in flights.items():
+            if deadline > now:
+                due = min(due, deadline)
+            elif conn not in self._aborted:
+                transport = _transport(conn)
+                if transport is None:  # still connecting, under its own connect timeout
+                    due = min(due, now + self._timeout / 4)  # look again soon
+                else:
+                    self._aborted.add(conn)
+                    transport.abort()  # the pending read or write fails at once
+        if due < math.inf:
+            self._sweeper = self._loop.call_at(due, self._sweep)
+
+    @staticmethod
+    async def _drop(conn: redis.asyncio.Connection) -> None:
+        if conn.is_connected:
+            await conn.disconnect(nowait=True)
+
+    async def drop_idle(self) -> None:
+        idle = self._idle[:]
+        self._idle.clear()  # at once: another command must not take one while we close
+        for conn in idle:
+            await self._drop(conn)
+
+    async def aclose(self) -> None:
+        """Close the idle connections; the ones in flight close as they come back."""
+        self.closed = True
+        if self._sweeper is not None and not self._flights:
+            self._sweeper.cancel()
+            self._sweeper = None
+        idle = self._idle[:]
+        self._idle.clear()
+        for conn in idle:
+            await conn.disconnect()
 
 
 def load_lua(name: str) -> str:
@@ -237,7 +481,8 @@ def lua(name: str) -> LuaScript:
         with _SCRIPTS_LOCK:
             script = _SCRIPTS.get(name)
             if script is None:
-                script = _SCRIPTS[name] = LuaScript(load_lua(name))
+                resend = name in _RESENDABLE_SCRIPTS
+                script = _SCRIPTS[name] = LuaScript(load_lua(name), resend=resend)
     return script
 
 
@@ -345,14 +590,20 @@ def _positive(name: str, value: float) -> float:
 # -- per-loop asyncio clients ---------------------------------------------------------------
 
 
-async def _close_with_loop(client: redis.asyncio.Redis) -> AsyncGenerator[None, None]:
+async def _close_with_loop(
+    client: redis.asyncio.Redis, conns: _LoopConns
+) -> AsyncGenerator[None, None]:
     # asyncio.run() and asyncio.Runner finalize every live async generator of their loop
     # (loop.shutdown_asyncgens) before closing it. That is the one hook into a loop's end,
-    # so this generator, parked at its yield, closes the loop's client while it can still run.
+    # so this generator, parked at its yield, closes the loop's client and command
+    # connections while it can still run.
     try:
         yield
     finally:
-        await client.aclose()
+        try:
+            await conns.aclose()
+        finally:
+            await client.aclose()
 
 
 def _start(closer: AsyncGenerator[None, None]) -> None:
@@ -368,7 +619,8 @@ def _start(closer: AsyncGenerator[None, None]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _LoopClient:
-    client: redis.asyncio.Redis
+    client: redis.asyncio.Redis  # RedisLink.aio: for callers; our commands use conns
+    conns: _LoopConns
     closer: AsyncGenerator[None, None]
 
 
@@ -379,7 +631,8 @@ class RedisLink:
         client: a ``redis.Redis``, a ``redis.asyncio.Redis`` or a URL. Only its connection
             settings are used; the object itself is never called, closed or changed.
         retry_interval: seconds to leave Redis alone after it failed to serve us.
-        socket_timeout: seconds any one read or write may take on our connections.
+        socket_timeout: seconds any one read or write (sync), or any one command (asyncio),
+            may take on our connections.
         socket_connect_timeout: seconds a connect may take (default: ``socket_timeout``).
     """
 
@@ -428,7 +681,8 @@ class RedisLink:
 
     @property
     def socket_timeout(self) -> float:
-        """Seconds one read or write may take on our connections."""
+        """Seconds one read or write (sync) or one command (asyncio) may take on our
+        connections."""
         return self._socket_timeout
 
     def _kwargs(self, cls: type[Any], retry: Any) -> dict[str, Any]:
@@ -456,7 +710,9 @@ class RedisLink:
 
     @property
     def aio(self) -> redis.asyncio.Redis:
-        """Our asyncio client for the running loop (asyncio clients are bound to one loop).
+        """Our redis-py asyncio client for the running loop (asyncio clients are bound to one
+        loop), for callers that want one (a readiness PING). The link's own commands do not
+        use it (only its ``parse_response``): they run on the loop's command connections.
 
         It is closed when the loop ends through ``asyncio.run`` or ``asyncio.Runner``, or by
         :meth:`aclose`.
@@ -473,9 +729,15 @@ class RedisLink:
             connection_class=self._async_class, **self._kwargs(self._async_class, retry)
         )
         client = redis.asyncio.Redis.from_pool(pool)
-        closer = _close_with_loop(client)
+        # The command connections: the same class and settings, but no per-read or
+        # per-write timeout of redis-py's (the loop's sweeper bounds each command).
+        kwargs = dict(pool.connection_kwargs, socket_timeout=None)
+        conns = _LoopConns(
+            loop, client, self._async_class, kwargs, self._socket_timeout, self._connect_timeout
+        )
+        closer = _close_with_loop(client, conns)
         _start(closer)
-        entry = _LoopClient(client, closer)
+        entry = _LoopClient(client, conns, closer)
         with self._lock:
             self._forget_closed_loops()
             self._aio[loop] = entry
@@ -495,7 +757,8 @@ class RedisLink:
             client.close()
 
     async def aclose(self) -> None:
-        """Close our asyncio client of the running loop (made again if used again)."""
+        """Close our asyncio client and connections of the running loop (made again if used
+        again)."""
         loop = asyncio.get_running_loop()
         with self._lock:  # another thread may be iterating the dict to forget closed loops
             entry = self._aio.pop(loop, None)
@@ -520,16 +783,24 @@ class RedisLink:
         self.mark_up()
         return reply
 
+    def _loop_conns(self) -> _LoopConns:
+        loop = asyncio.get_running_loop()
+        entry = self._aio.get(loop)
+        if entry is None:
+            entry = self._new_loop_client(loop)
+        return entry.conns
+
     async def aexecute(self, call: RedisCall) -> Any:
-        """The asyncio form of :meth:`execute`, on the running loop's client."""
+        """The asyncio form of :meth:`execute`, on the running loop's own connections."""
         if not self.available:
             return call.down
         stall = self._stall
         try:
+            conns = self._loop_conns()
             if call.script is not None:
-                reply = await call.script.arun(self.aio, call.keys, call.args)
+                reply = await call.script.arun(conns, call.keys, call.args)
             else:
-                reply = await _asend(self.aio, call.command)
+                reply = await conns.send(call.command)
         except REDIS_FAILURES as exc:
             self.failed(exc, call.what, stall)
             return call.down
@@ -640,13 +911,18 @@ class LuaScript:
     """A Lua script called by SHA on any client, loaded (``SCRIPT LOAD``) when Redis
     answers NOSCRIPT, as redis-py's ``Script`` does. Bound to no client, so nothing here
     keeps a client or its connections alive. ``EVALSHA`` is sent as a plain command
-    (:func:`_send`, :func:`_asend`): ``Script.__call__`` costs a few microseconds a call in
-    argument checks, and scripts sit on the hit path."""
+    (:func:`_send`, :meth:`_LoopConns.send`): ``Script.__call__`` costs a few microseconds a
+    call in argument checks, and scripts sit on the hit path.
 
-    __slots__ = ("_encoded", "sha", "source")
+    ``resend=True`` declares that a second run changes nothing (a lease-keyed script), so
+    after an idle asyncio connection failed it the script is sent once more (see "the resend
+    rule"); :func:`lua` sets it for tunegate's own scripts."""
 
-    def __init__(self, source: str) -> None:
+    __slots__ = ("_encoded", "resend", "sha", "source")
+
+    def __init__(self, source: str, *, resend: bool = False) -> None:
         self.source = source
+        self.resend = resend
         self._encoded = source.encode("utf-8")
         self.sha = hashlib.sha1(self._encoded).hexdigest()  # the id Redis gives the script
 
@@ -659,14 +935,25 @@ class LuaScript:
             return _send(client, call)
 
     async def arun(
-        self, client: redis.asyncio.Redis, keys: Sequence[str], args: Sequence[Any]
+        self, client: redis.asyncio.Redis | _LoopConns, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
+        """On a link's loop connections (:meth:`RedisLink.aexecute`) or any asyncio client
+        (through its ``execute_command``)."""
+        send: Callable[..., Awaitable[Any]]
+        if isinstance(client, _LoopConns):
+            send = client.send
+        else:
+            send = functools.partial(_execute, client)
         call = ("EVALSHA", self.sha, len(keys), *keys, *args)
         try:
-            return await _asend(client, call)
+            return await send(call, self.resend)
         except redis.exceptions.NoScriptError:
-            await _asend(client, ("SCRIPT LOAD", self._encoded))
-            return await _asend(client, call)
+            await send(("SCRIPT LOAD", self._encoded))
+            return await send(call, self.resend)
+
+
+async def _execute(client: redis.asyncio.Redis, command: tuple[Any, ...], _: bool = False) -> Any:
+    return await client.execute_command(*command)  # type: ignore[no-untyped-call]
 
 
 # -- the one Redis effect ---------------------------------------------------------------
