@@ -43,13 +43,9 @@ def test_an_idle_asyncio_connection_from_before_a_restart_is_not_an_outage(
     ping = RedisCall(link, "test", command=("PING",), down=DOWN)
 
     async def run() -> list[object]:
-        pool = link.aio.connection_pool
-        held = [await pool.get_connection() for _ in range(2)]  # type: ignore[no-untyped-call]
-        for conn in held:  # both connected, then idle in the pool
-            await conn.send_command("PING")
-            assert await conn.read_response() == b"PONG"
-        for conn in held:
-            await pool.release(conn)
+        # Two commands at once leave two of the loop's own connections idle.
+        assert await asyncio.gather(link.aexecute(ping), link.aexecute(ping)) == [True, True]
+        assert len(link._loop_conns()._idle) == 2  # the restart finds both idle
         # Restarted while this loop runs no callback: its streams have not seen the EOF.
         restartable_redis.stop()
         restartable_redis.start()
