@@ -44,7 +44,7 @@ def test_an_idle_asyncio_connection_from_before_a_restart_is_not_an_outage(
 
     async def run() -> list[object]:
         # Two commands at once leave two of the loop's own connections idle.
-        assert await asyncio.gather(link.aexecute(ping), link.aexecute(ping)) == [True, True]
+        assert list(await asyncio.gather(link.aexecute(ping), link.aexecute(ping))) == [True, True]
         assert len(link._loop_conns()._idle) == 2  # the restart finds both idle
         # Restarted while this loop runs no callback: its streams have not seen the EOF.
         restartable_redis.stop()
