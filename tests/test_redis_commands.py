@@ -477,3 +477,79 @@ def test_two_loops_in_two_threads_keep_their_own_connections(
     assert link.available
     assert server_clients(restartable_redis, 1) == 1
     link.close()
+
+
+async def test_a_command_started_after_a_slow_connect_is_cut_at_its_own_deadline(
+    restartable_redis: RedisServer,
+) -> None:
+    """The sweeper was armed for a new connection's later deadline (connect + command
+    timeout); a command then started on an idle connection still ends at its own timeout,
+    not at the other's (the timer moves to an earlier deadline)."""
+    link = RedisLink(
+        restartable_redis.url, socket_timeout=TIMEOUT, socket_connect_timeout=5.0, retry_interval=60
+    )
+    conns = link._loop_conns()
+    slow = asyncio.create_task(conns.send(("BLPOP", "tunegate-test:nokey-a", 3)))
+    try:
+        assert await conns.send(("PING",)) is True  # a second new connection, left idle
+        await asyncio.sleep(TIMEOUT * 1.2)  # the first sweep ran: re-armed for the slow one
+        assert len(conns._idle) == 1
+        with pytest.raises(redis.exceptions.TimeoutError):  # not wait_for's own, at 2.5 s
+            await asyncio.wait_for(conns.send(("BLPOP", "tunegate-test:nokey-b", 10)), 2.5)
+    finally:
+        slow.cancel()
+        await asyncio.gather(slow, return_exceptions=True)
+        await link.aclose()
+        link.close()
+
+
+async def test_a_connection_refused_in_its_handshake_is_not_kept(redis_url: str) -> None:
+    """An error reply during a new connection's handshake (SELECT of a db the server does
+    not have): redis-py has disconnected it, so it is not put back among the idle ones."""
+    link = RedisLink(redis_url.rsplit("/", 1)[0] + "/99", retry_interval=60)
+    try:
+        assert await RedisCall(link, "test", command=("PING",), down=DOWN).arun() is DOWN
+        assert link._loop_conns()._idle == []
+    finally:
+        await link.aclose()
+        link.close()
+
+
+def test_a_forked_child_on_the_parents_loop_does_not_use_the_parents_connections(
+    restartable_redis: RedisServer,
+) -> None:
+    """A child that keeps running the parent's loop object makes its own connections: the
+    parent's sockets are shared with it, and their replies would cross."""
+    restartable_redis.client().set("tunegate-test:fork", b"v")
+    link = RedisLink(restartable_redis.url, retry_interval=60)
+    loop = asyncio.new_event_loop()
+    try:
+        conns = loop.run_until_complete(_warm(link))
+        (parents,) = conns._idle
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report, never return into pytest
+            ok = False
+            try:
+                reply = loop.run_until_complete(conns.send(("GET", "tunegate-test:fork")))
+                ok = reply == b"v" and parents not in conns._idle
+            finally:
+                os.write(write, b"1" if ok else b"0")
+                os._exit(0)
+        os.close(write)
+        _, status = os.waitpid(pid, 0)
+        assert os.read(read, 1) == b"1"
+        os.close(read)
+        assert status == 0
+        assert conns._idle == [parents]  # the parent's own, untouched by the child
+        assert loop.run_until_complete(conns.send(("GET", "tunegate-test:fork"))) == b"v"
+    finally:
+        loop.run_until_complete(link.aclose())
+        loop.close()
+        link.close()
+
+
+async def _warm(link: RedisLink) -> _LoopConns:
+    conns = link._loop_conns()
+    assert await conns.send(("PING",)) is True
+    return conns

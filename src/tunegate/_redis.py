@@ -13,7 +13,8 @@ are bound to one event loop, so each loop gets its own, closed when the loop end
 Asyncio commands do not go through redis-py's asyncio pool: its get_connection/release (an
 asyncio lock each) and per-command timeouts (a ``wait_for`` task per write, a timer per read)
 cost about two thirds of a GET's CPU (bench/bench_redis_command.py: about 50 us of CPU per
-GET through the pool, 18 us on our own connections). Each loop keeps its own few idle
+GET through the pool, 18 us on our own connections with redis-py 8; about 40 us before 8,
+whose idle check awaits a read). Each loop keeps its own few idle
 connections (:class:`_LoopConns`: LIFO, at most :data:`IDLE_CAP` kept; in flight, one per
 command awaiting Redis), made with the class and settings the loop's redis-py client
 (:attr:`RedisLink.aio`) uses, and reads replies through that client's ``parse_response``, so
@@ -25,7 +26,9 @@ before. A connection that failed mid-command is closed, never reused. An idle co
 can be dead after a Redis restart and fail its first command: the command goes once more,
 on a fresh connection, only if a second run changes nothing (:data:`RESENDABLE`, or a script
 made with ``resend=True``); otherwise this call falls back (:class:`StaleConnection`) and
-the link stays up. The sync path keeps redis-py's pool, which polls a socket before reuse.
+the link stays up. A forked child forgets the parent's connections (``os.register_at_fork``)
+rather than read the parent's replies. The sync path keeps redis-py's pool, which polls a
+socket before reuse and checks the pid itself.
 
 When Redis cannot serve us (:data:`REDIS_FAILURES`: unreachable, stalled, out of memory, a
 read-only replica, MISCONF ...), callers fall back (cache miss, local limiter, local breaker).
@@ -57,6 +60,7 @@ import hashlib
 import inspect
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -302,6 +306,23 @@ def _transport(conn: redis.asyncio.Connection) -> asyncio.WriteTransport | None:
     return writer.transport if isinstance(writer, asyncio.StreamWriter) else None
 
 
+# Connections a forked child inherited are the parent's sockets: a child still on the
+# parent's loop object (get_event_loop(), a loop passed across the fork) must not read the
+# parent's replies. Counted at fork rather than checking os.getpid() on every command.
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
+# A redis-py that keeps no ``_writer`` gives the sweeper nothing to cut: its own
+# connections then time their reads and connect, set before connecting.
+_CUTTABLE = hasattr(redis.asyncio.Connection(), "_writer")
+
 # "Is there anything to read?" (EOF included): ``can_read`` since redis-py 8 (which warns on
 # the older name), ``can_read_destructive`` before.
 _CAN_READ = (
@@ -331,6 +352,7 @@ class _LoopConns:
         "_client",
         "_connect_timeout",
         "_flights",
+        "_forks",
         "_idle",
         "_kwargs",
         "_loop",
@@ -358,18 +380,24 @@ class _LoopConns:
         self._flights: dict[redis.asyncio.Connection, float] = {}  # -> deadline, loop.time()
         self._aborted: set[redis.asyncio.Connection] = set()  # cut by the sweeper
         self._sweeper: asyncio.TimerHandle | None = None
+        self._forks = _forks
         self.closed = False
 
     async def send(self, args: tuple[Any, ...], resend: bool = False) -> Any:
         """``args``'s reply. ``resend``: the caller (a script) declares a second run
         harmless; commands are judged by :data:`RESENDABLE`."""
+        if self._forks != _forks:
+            self._after_fork()
         idle = self._idle  # the same list for the loop's life: emptied, never replaced
         while idle:
             conn = idle.pop()
             try:
                 dirty = await getattr(conn, _CAN_READ)()  # EOF seen, stray bytes: out of step
-            except (redis.exceptions.ConnectionError, OSError):
+            except (redis.exceptions.RedisError, OSError):  # redis-py 5's parser: RedisError
                 dirty = True
+            except BaseException:  # cancelled while checking (redis-py < 8 awaits there)
+                await self._drop(conn)
+                raise
             if dirty:
                 await self._drop(conn)
                 continue
@@ -387,22 +415,28 @@ class _LoopConns:
     async def _run(self, conn: redis.asyncio.Connection, args: tuple[Any, ...], new: bool) -> Any:
         loop = self._loop
         flights = self._flights
-        now = loop.time()
-        flights[conn] = now + (self._connect_timeout + self._timeout if new else self._timeout)
-        if self._sweeper is None:
-            # Every command in flight now has a deadline at or after this one's.
-            self._sweeper = loop.call_at(now + self._timeout, self._sweep)
+        deadline = loop.time() + (self._connect_timeout + self._timeout if new else self._timeout)
+        flights[conn] = deadline
+        sweeper = self._sweeper
+        # Re-armed only for an earlier deadline: one comparison a command in the steady
+        # state, where deadlines only grow (a new connection's is later than the next).
+        if sweeper is None or sweeper.when() > deadline:
+            if sweeper is not None:
+                sweeper.cancel()
+            self._sweeper = loop.call_at(deadline, self._sweep)
         kept = False
         try:
             if new:
-                await conn.connect()  # type: ignore[no-untyped-call]
-                if _transport(conn) is None:  # cannot be cut: redis-py times its reads
+                if not _CUTTABLE:  # cannot be cut: redis-py times its reads
                     conn.socket_timeout = self._timeout
+                await conn.connect()  # type: ignore[no-untyped-call]
             await conn.send_command(*args)
             reply = await self._client.parse_response(conn, args[0])
             kept = True
         except redis.exceptions.ResponseError:
-            kept = True  # a whole error reply was read: the connection is still in step
+            # A whole error reply was read: in step, unless it came in a new connection's
+            # handshake (a bad db, NOPERM), after which redis-py has disconnected it.
+            kept = conn.is_connected
             raise
         except BaseException as exc:
             if conn in self._aborted and not isinstance(exc, asyncio.CancelledError):
@@ -411,7 +445,7 @@ class _LoopConns:
                 ) from None
             raise
         finally:
-            del flights[conn]
+            flights.pop(conn, None)  # gone already in a forked child (_after_fork)
             if self._aborted and conn in self._aborted:
                 self._aborted.discard(conn)
                 kept = False  # cut, even if its reply had arrived
@@ -441,6 +475,15 @@ class _LoopConns:
                     transport.abort()  # the pending read or write fails at once
         if due < math.inf:
             self._sweeper = self._loop.call_at(due, self._sweep)
+
+    def _after_fork(self) -> None:
+        """In a forked child: forget the parent's connections without closing them (their
+        sockets are the parent's too; closing the child's copies would be harmless, but a
+        transport's close may write)."""
+        self._forks = _forks
+        self._idle.clear()
+        self._flights.clear()
+        self._aborted.clear()
 
     @staticmethod
     async def _drop(conn: redis.asyncio.Connection) -> None:
