@@ -23,14 +23,13 @@ import concurrent.futures
 import contextlib
 import functools
 import os
-import signal
 import ssl
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 from aiohttp import http_exceptions
@@ -280,116 +279,28 @@ def _redacted(exc: BaseException, secrets: tuple[str, ...]) -> BaseException:
 # -- the private event loop that serves sync callers -----------------------------------------
 
 
-_DAEMON: Final = "daemon"  # ``_Bridge._runner`` when the bridge's own thread runs the loop
-_IDLE_PASS = 1.0  # seconds between two looks of an idle bridge at its loop's timers and I/O
-
-
 class _Bridge:
-    """The process's private event loop for sync callers (rebuilt after a fork), run by
-    whichever thread needs it: a caller that finds it free runs it itself for its exchange
-    (no thread hand-off there and back: ~60 us CPU and ~90 us wall a call, figure 3a); one
-    that finds it run by another thread hands its exchange to that thread and waits. When a
-    caller's exchange ends with others' still on the loop, the bridge's daemon thread takes
-    the loop over until they are done. One thread at a time runs it (``_runner``, under
-    ``_mutex``), so the sessions on it are still used from one thread at a time."""
+    """A daemon thread running an event loop, for this process (rebuilt after a fork).
+
+    Callers hand their exchanges over and wait. Running the loop in the calling thread
+    instead while no other thread needs it (no hand-off there and back) was tried: no
+    faster per sync exchange on this machine, wall or CPU, in separate-process A/B runs."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        self._mutex = threading.Lock()
-        self._wake = threading.Condition(self._mutex)
-        self._runner: object = None  # None (free), _DAEMON, or the caller thread's ident
-        self._live = 0  # exchanges handed to the loop and not ended, whoever runs it
-        self._runs = 0  # caller runs so far: an idle pass only after a second without one
-        self._stopping = False
-        self.thread = threading.Thread(target=self._serve, name="tunegate-http", daemon=True)
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="tunegate-http", daemon=True
+        )
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
-        """``coro``'s result or its exception; ``concurrent.futures.TimeoutError`` after
-        ``timeout`` (the exchange is cancelled); Ctrl+C cancels it too and raises
-        ``KeyboardInterrupt``."""
-        mine = _may_run_here()
-        with self._mutex:
-            if mine and self._runner is None and not self.loop.is_closed():
-                self._runner = threading.get_ident()
-                self._runs += 1
-            else:
-                mine = False
-                if self._runner is None and not self._stopping:
-                    self._runner = _DAEMON
-                    self._wake.notify()
-            self._live += 1
-        if mine:
-            return self._run_here(coro, timeout)
-        return self._hand_over(coro, timeout)
-
-    def _run_here(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
-        """Run the loop in this thread until ``coro`` has ended, then give it back (to the
-        daemon thread when others' exchanges are still on it)."""
-        loop = self.loop
-        why: list[type[BaseException]] = []  # why it was cut short: timeout or interrupt
-        task: asyncio.Task[T] | None = None
-
-        async def first_look() -> T:
-            # One pass of the loop first: a peer's close that arrived while no one ran the
-            # loop is seen before a connection is taken from the pool.
-            try:
-                await asyncio.sleep(0)
-            except BaseException:
-                coro.close()  # cut before it started: not left "never awaited"
-                raise
-            return await coro
-
-        def cut(reason: type[BaseException]) -> None:
-            if task is not None and not task.done():
-                why.append(reason)
-                task.cancel()
-                loop.call_soon_threadsafe(_nothing)  # wake the selector (from a handler)
-
-        limit: asyncio.TimerHandle | None = None
-        restore: Callable[[], None] | None = None
-        try:
-            task = loop.create_task(first_look())
-            task.add_done_callback(self._ended)
-        except BaseException:
-            coro.close()
-            with self._mutex:
-                self._live -= 1
-                self._runner = None
-            raise
-        try:
-            if timeout is not None:
-                limit = loop.call_later(timeout, cut, TimeoutError)
-            restore = _catch_interrupts(lambda: cut(KeyboardInterrupt))
-            return loop.run_until_complete(task)
-        except asyncio.CancelledError:
-            if why and task.cancelled():  # cut short by us: the caller's own exception
-                if why[0] is TimeoutError:
-                    raise concurrent.futures.TimeoutError from None
-                raise why[0] from None
-            raise
-        except BaseException:
-            # A second Ctrl+C, or another signal handler raising inside the loop: the
-            # exchange is cancelled, and the daemon thread winds it up.
-            task.cancel()
-            raise
-        finally:
-            if restore is not None:
-                restore()
-            if limit is not None:
-                limit.cancel()
-            with self._mutex:
-                if self._live > 0:  # others' exchanges, or ours winding up
-                    self._runner = _DAEMON
-                    self._wake.notify()
-                else:
-                    self._runner = None
-
-    def _hand_over(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
-        """Run on the loop by the thread running it, while this one waits on a plain lock
-        the exchange's last step releases. Not ``asyncio.run_coroutine_threadsafe``: its
-        chained ``concurrent.futures.Future`` made the hand-off ~1.5x as dear (figure 3a)."""
+        """``coro``'s result or its very exception, run as a task on the bridge loop while
+        this thread waits on a plain lock the task's last step releases
+        (``concurrent.futures.TimeoutError`` after ``timeout``; the task is cancelled then,
+        and on an interrupt). Not ``asyncio.run_coroutine_threadsafe``: its chained
+        ``concurrent.futures.Future`` made the hand-off ~1.5x as dear (figure 3a); not a
+        done callback either: one more loop iteration before the caller wakes."""
         loop = self.loop
         finished = threading.Lock()
         finished.acquire()
@@ -405,24 +316,15 @@ class _Bridge:
                 finished.release()
 
         def start() -> None:
-            task = loop.create_task(wrapped())
-            task.add_done_callback(self._ended)
-            tasks.append(task)
+            tasks.append(loop.create_task(wrapped()))
 
-        try:
-            loop.call_soon_threadsafe(start)
-        except RuntimeError:  # the loop closed (interpreter exit): nothing will run it
-            with self._mutex:
-                self._live -= 1
-            coro.close()
-            raise
+        loop.call_soon_threadsafe(start)
         done = False
         try:
             done = finished.acquire(timeout=-1 if timeout is None else timeout)
         finally:
             if not done:  # our timeout or an interrupt: stop the exchange too
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_cancel, tasks, coro)
+                loop.call_soon_threadsafe(_cancel, tasks, coro)
         if not done:
             raise concurrent.futures.TimeoutError
         ok, value = outcome
@@ -432,95 +334,12 @@ class _Bridge:
             return result
         raise value
 
-    def _ended(self, _: asyncio.Task[Any]) -> None:
-        # On the loop, whoever runs it: the daemon thread gives it back once nothing is left.
-        with self._mutex:
-            self._live -= 1
-            if self._live == 0 and self._runner is _DAEMON:
-                self.loop.stop()
-
-    def _serve(self) -> None:
-        """The daemon thread: runs the loop while it holds exchanges no caller runs, and
-        after a second in which no caller ran it, one pass (keep-alive timers, peers'
-        closes)."""
-        while True:
-            with self._mutex:
-                runs = self._runs
-                while self._runner is not _DAEMON:
-                    if self._stopping:
-                        return
-                    if not self._wake.wait(_IDLE_PASS) and self._runner is None:
-                        if self._runs == runs and not self._stopping:
-                            self._runner = _DAEMON  # a whole second idle: one pass
-                            self.loop.call_soon(self.loop.stop)
-                            break
-                        runs = self._runs
-                if self._stopping:
-                    self._runner = None
-                    return
-            self.loop.run_forever()
-            with self._mutex:
-                if self._live == 0 or self._stopping:
-                    self._runner = None
-
     def stop(self) -> None:
-        with self._mutex:
-            self._stopping = True
-            if self._runner is _DAEMON:
-                self.loop.call_soon_threadsafe(self.loop.stop)
-            self._wake.notify_all()
-        self.thread.join(timeout=5)
-        with self._mutex:
-            if self._runner is None and not self.thread.is_alive():
-                self.loop.close()
-
-
-def _nothing() -> None:
-    pass
-
-
-def _may_run_here() -> bool:
-    """Whether this thread may run the bridge loop itself: not from inside another running
-    loop, and in the main thread only when Ctrl+C is Python's default (then it cancels the
-    exchange, :func:`_catch_interrupts`) or ignored: another handler might raise inside a
-    callback of another thread's exchange."""
-    if asyncio._get_running_loop() is not None:
-        return False
-    if threading.current_thread() is not threading.main_thread():
-        return True
-    return signal.getsignal(signal.SIGINT) in (
-        signal.default_int_handler,
-        signal.SIG_IGN,
-        signal.SIG_DFL,
-    )
-
-
-def _catch_interrupts(cancel: Callable[[], None]) -> Callable[[], None] | None:
-    """In the main thread with Python's default Ctrl+C, make the first Ctrl+C ``cancel``
-    instead of raising inside whatever callback the loop is running (as ``asyncio.Runner``
-    does); a second raises ``KeyboardInterrupt`` at once. Returns the undo, or None."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return None
-    hits: list[int] = []
-
-    def handler(signum: int, frame: object) -> None:
-        hits.append(signum)
-        if len(hits) > 1:
-            raise KeyboardInterrupt
-        cancel()
-
-    try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:  # an embedded interpreter without signals
-        return None
-
-    def undo() -> None:
-        if signal.getsignal(signal.SIGINT) is handler:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    return undo
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 def _cancel(tasks: list[asyncio.Task[Any]], coro: Coroutine[Any, Any, Any]) -> None:
