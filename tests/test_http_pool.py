@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import gc
 import gzip
+import inspect
+import signal
+import threading
+import warnings
 from collections.abc import Iterator
 
 import orjson
 import pytest
 
 from tests.pipeline._server import Reply, ScriptServer, serve
-from tunegate._http import TOO_LARGE, HttpConfig, HttpPool, HttpRequest
+from tunegate._http import TOO_LARGE, HttpConfig, HttpPool, HttpRequest, _Bridge, _get_bridge
 from tunegate.exceptions import MalformedResponse
 
 HOLD = 0.3  # seconds the server holds each answer, so the callers overlap
@@ -111,12 +117,38 @@ def test_a_compressed_body_that_inflates_past_the_cap_is_too_large(
     assert caught.value.code == TOO_LARGE
 
 
-def test_the_sync_bridge_hands_back_results_errors_and_timeouts() -> None:
+@contextlib.contextmanager
+def _loop_held(bridge: _Bridge, block: threading.Event | None = None) -> Iterator[None]:
+    """The bridge loop run by another thread for the duration (its exchange lasts until
+    the block ends), so this thread's calls are handed over to it; with ``block``, the
+    loop is stuck in a callback until that event is set."""
+    held, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        held.set()
+        if block is not None:
+            block.wait(5.0)
+        while not release.is_set():  # noqa: ASYNC110 (a thread's event, not the loop's)
+            await asyncio.sleep(0.005)
+
+    holder = threading.Thread(target=bridge.run, args=(hold(), 10.0))
+    holder.start()
+    try:
+        assert held.wait(5.0)
+        yield
+    finally:
+        release.set()
+        if block is not None:
+            block.set()
+        holder.join(5.0)
+
+
+@pytest.mark.parametrize("where", ["main thread", "other thread", "handed over"])
+def test_the_sync_bridge_hands_back_results_errors_and_timeouts(where: str) -> None:
     """``_Bridge.run``: a coroutine's value or its very exception comes back to the calling
     thread; past the timeout the caller gets ``concurrent.futures.TimeoutError`` and the
-    task on the bridge loop is cancelled, not left running."""
-    from tunegate._http import _get_bridge
-
+    task on the bridge loop is cancelled, not left running. Whether the caller runs the
+    loop itself (main thread, another thread) or hands its call to the thread running it."""
     bridge = _get_bridge()
 
     async def value() -> int:
@@ -141,11 +173,119 @@ def test_the_sync_bridge_hands_back_results_errors_and_timeouts() -> None:
             cancelled.set_result(True)
             raise
 
-    assert bridge.run(value(), None) == 7
+    def calls() -> None:
+        assert bridge.run(value(), None) == 7
+        assert bridge.run(value(), 5.0) == 7
+        with pytest.raises(Boom) as caught:
+            bridge.run(fails(), 5.0)
+        assert caught.value is boom
+        with pytest.raises(concurrent.futures.TimeoutError):
+            bridge.run(hangs(), 0.05)
+        assert cancelled.result(timeout=5.0)
+
+    if where == "other thread":
+        with concurrent.futures.ThreadPoolExecutor(1) as other:
+            other.submit(calls).result(timeout=20)
+    elif where == "handed over":
+        with _loop_held(bridge):
+            calls()
+    else:
+        calls()
+
+
+def test_sync_callers_on_many_threads_and_inside_a_running_loop_all_get_their_answers() -> None:
+    """32 threads at once (one runs the loop, the others hand over, the daemon thread takes
+    over when the one leaves), and a sync call from inside another running event loop: each
+    gets its own answer, and the loop is free again afterwards."""
+    bridge = _get_bridge()
+
+    async def echo(i: int) -> int:
+        await asyncio.sleep(0.001 * (i % 5))
+        return i
+
+    with concurrent.futures.ThreadPoolExecutor(32) as threads:
+        answers = list(threads.map(lambda i: bridge.run(echo(i), 10.0), range(500)))
+    assert answers == list(range(500))
+
+    async def inside() -> int:
+        return bridge.run(echo(3), 10.0)  # this thread runs a loop: handed over
+
+    assert asyncio.run(inside()) == 3
+    assert bridge.run(echo(4), 10.0) == 4
+
+
+def test_an_idle_bridge_still_runs_its_loops_timers() -> None:
+    """No caller for a while: the daemon thread still gives the loop a pass (keep-alive
+    expiry, a peer's close) instead of leaving it until the next call."""
+    bridge = _get_bridge()
+    fired = threading.Event()
+
+    async def arm() -> None:
+        asyncio.get_running_loop().call_later(0.2, fired.set)
+
+    bridge.run(arm(), 5.0)
+    assert fired.wait(10.0)
+
+
+@pytest.mark.parametrize("where", ["runs the loop", "handed over"])
+def test_an_interrupt_while_a_sync_caller_waits_cancels_its_exchange(where: str) -> None:
+    """Ctrl+C in the main thread during a sync call: ``KeyboardInterrupt`` reaches the
+    caller and the exchange on the loop is cancelled, not left running; the bridge serves
+    the next call."""
+    bridge = _get_bridge()
+    cancelled = concurrent.futures.Future[bool]()
+
+    async def hangs() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set_result(True)
+            raise
+
+    async def value() -> int:
+        return 7
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Ctrl+C reaches the main thread only")
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("another SIGINT handler is installed")
+    main = threading.main_thread().ident
+    assert main is not None
+    timer = threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGINT))
+    with contextlib.ExitStack() as stack:
+        if where == "handed over":
+            stack.enter_context(_loop_held(bridge))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                bridge.run(hangs(), 10.0)
+        finally:
+            timer.join()
+        assert cancelled.result(timeout=5.0)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert bridge.run(value(), 5.0) == 7
-    with pytest.raises(Boom) as caught:
-        bridge.run(fails(), 5.0)
-    assert caught.value is boom
-    with pytest.raises(concurrent.futures.TimeoutError):
-        bridge.run(hangs(), 0.05)
-    assert cancelled.result(timeout=5.0)
+
+
+def test_a_caller_that_gives_up_before_its_exchange_starts_leaves_nothing_unawaited() -> None:
+    """A caller whose timeout ends while the loop is stuck in another's callback: its start
+    and its cancel run back to back, before the exchange's first step. The coroutine is
+    closed (Python's "never awaited" warning would say otherwise) and the bridge serves
+    the next caller."""
+    bridge = _get_bridge()
+
+    async def value() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an unawaited coroutine's warning fails the test
+        coro = value()
+        gate = threading.Event()
+        with _loop_held(bridge, block=gate):
+            with pytest.raises(concurrent.futures.TimeoutError):
+                bridge.run(coro, 0.01)
+            gate.set()
+        assert bridge.run(value(), 5.0) == 7
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED  # never left pending
+        del coro
+        gc.collect()
