@@ -44,6 +44,7 @@ SAMPLES: dict[str, Callable[[Ctx], object]] = {
     "1": _memory_hit,
     "2": _fig_redis.tunegate_hit,
     "2a": _fig_redis.tunegate_ahit,
+    "2g": _fig_redis.tunegate_hit_first_read,
     "3": _fig_miss.tunegate_amiss,
     "3a": _fig_miss.tunegate_miss,
     "4": _fig_miss.tunegate_throughput,
