@@ -553,3 +553,61 @@ async def _warm(link: RedisLink) -> _LoopConns:
     conns = link._loop_conns()
     assert await conns.send(("PING",)) is True
     return conns
+
+
+# -- the sync side: the link's own connections too -----------------------------------------
+
+
+def test_sync_commands_reuse_one_idle_connection_and_survive_a_restart(
+    restartable_redis: RedisServer,
+) -> None:
+    """Sync commands take the newest idle connection and give it back; one idle since a
+    restart is polled before reuse (it has seen the EOF), reconnected, and the command goes
+    once, on a live socket: a token-bucket script is not refused as stale."""
+    link = RedisLink(restartable_redis.url, retry_interval=60)
+    get = RedisCall(link, "test", command=("GET", "tunegate-test:sync"), down=DOWN)
+    try:
+        assert get.run() is None
+        conns = link._conns()
+        (conn,) = conns._idle
+        assert get.run() is None
+        assert conns._idle == [conn]
+        restart(restartable_redis)
+        restartable_redis.client().set("tunegate-test:sync", b"after")
+        assert get.run() == b"after"
+        assert link.available
+        bucket = lua("token_bucket.lua")
+        keys, args = ["tunegate-test:bucket"], ["peek", 1, 1, 1000, ""]
+        assert link.run_script(bucket, keys, args, "test") is not None
+        assert conns._idle == [conn]  # the same object, reconnected
+        link.close()
+        assert conns._idle == []
+        assert conns.closed
+    finally:
+        link.close()
+
+
+def test_sync_connections_are_forgotten_in_a_forked_child(redis_url: str) -> None:
+    link = RedisLink(redis_url, retry_interval=60)
+    try:
+        assert RedisCall(link, "test", command=("PING",), down=DOWN).run() is True
+        conns = link._conns()
+        (parents,) = conns._idle
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            ok = False
+            try:
+                ok = RedisCall(link, "test", command=("PING",), down=DOWN).run() is True
+                ok = ok and parents not in conns._idle
+            finally:
+                os.write(write, b"1" if ok else b"0")
+                os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        assert os.read(read, 1) == b"1"
+        os.close(read)
+        assert conns._idle == [parents]
+        assert RedisCall(link, "test", command=("PING",), down=DOWN).run() is True
+    finally:
+        link.close()

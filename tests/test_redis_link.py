@@ -578,10 +578,10 @@ def test_an_error_reply_keeps_the_connection_and_a_timeout_drops_it(
         get_plain = RedisCall(link, "test", command=("GET", "plain"), down=DOWN)
         assert get_list.run() is DOWN  # WRONGTYPE: a bug in what we sent, falls back
         assert link.available  # not an outage
-        pool = link.sync.connection_pool
-        (conn,) = pool._available_connections
+        idle = link._conns()._idle  # the link's own sync connections
+        (conn,) = idle
         assert get_plain.run() == b"v"
-        assert pool._available_connections == [conn]
+        assert idle == [conn]
         slow = RedisCall(link, "test", command=("BLPOP", "nothing", 1), down=DOWN)
         assert slow.run() is DOWN  # the 0.2 s read timed out while Redis still waits
         assert conn._sock is None  # dropped, not pooled in step
