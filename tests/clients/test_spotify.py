@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -40,6 +41,42 @@ def test_search_track_finds_best_match_and_caches_it(driver: Driver, emulator: E
     stats = client.get_stats()
     assert (stats["cache_hits"], stats["cache_misses"], stats["api_calls"]) == (1, 1, 1)
     assert requests_to(emulator, "spotify", "search") == 1
+
+
+def _read_only_all_the_way_down(value: Any) -> None:
+    """Every container reached through the value's reads refuses mutation."""
+    if isinstance(value, dict):
+        with pytest.raises(TypeError):
+            value["x"] = 1
+        for k in value:
+            _read_only_all_the_way_down(value[k])
+    elif isinstance(value, list):
+        with pytest.raises(TypeError):
+            value.append(1)
+        for item in value:
+            _read_only_all_the_way_down(item)
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("search_track", ("Deadmau5", "Strobe")),
+        ("search_by_isrc", ("GBFFP0300052",)),
+        ("get_track", ("3n3Ppam7vgaVa1iaRUc9Lp",)),
+    ],
+)
+def test_a_miss_answers_read_only_data_equal_to_the_hit(
+    driver: Driver, method: str, args: tuple[Any, ...]
+) -> None:
+    """A miss's parsed value is frozen lazily (it is nobody else's): every read of it is
+    read-only, and it equals (and serializes as) the hit that follows."""
+    client = driver.spotify()
+    miss = driver.call(client, method, *args)
+    _read_only_all_the_way_down(miss)
+    hit = driver.call(client, method, *args)
+    assert client.get_stats()["cache_hits"] == 1
+    assert hit == miss
+    assert orjson.dumps(hit) == orjson.dumps(miss)
 
 
 def test_search_track_without_a_close_hit_is_none_and_cached(

@@ -15,10 +15,11 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self, Unpack
+from typing import Any, ClassVar, Self, Unpack, cast
 
 from tunegate._policy.classify import Expect, ProviderHook
 from tunegate.breaker import CircuitBreaker
+from tunegate.cache.frozen import adopt
 from tunegate.clients._base import (
     AsyncClientMixin,
     Changes,
@@ -105,19 +106,24 @@ def _no_match(endpoint: str) -> NotFound:
     return NotFound("no hit matches", provider="spotify", endpoint=endpoint)
 
 
+# The parses below build their values from the freshly decoded answer alone (dicts and
+# lists), so they hand them over frozen lazily (``adopt``): the cache's write then copies
+# nothing, and a miss's value reads as a hit's does.
+
+
 def _best(args: tuple[Any, ...], body: Any) -> SpotifyTrack:
     artist, title, _ = args
     found = spotify.best_match(spotify.parse_search_tracks(body), artist, title)
     if found is None:
         raise _no_match(spotify.SEARCH_ENDPOINT)
-    return found
+    return cast(SpotifyTrack, adopt(found))
 
 
 def _pick(args: tuple[Any, ...], body: Any) -> SpotifyTrack:
     found = spotify.pick_isrc_match(spotify.parse_search_tracks(body), args[0])
     if found is None:
         raise _no_match(spotify.SEARCH_ENDPOINT)
-    return found
+    return cast(SpotifyTrack, adopt(found))
 
 
 _SEARCH: Op[SpotifyTrack | None] = Op(
@@ -129,11 +135,11 @@ _ISRC: Op[SpotifyTrack | None] = Op(
 )
 _TRACK: Op[SpotifyTrack | None] = Op(
     lambda c, track_id, market: spotify.track_request(track_id, market=market),
-    lambda args, body: spotify.parse_track(body),
+    lambda args, body: adopt(spotify.parse_track(body)),
 )
 _ARTIST: Op[SpotifyArtist | None] = Op(
     lambda c, artist_id: spotify.artist_request(artist_id),
-    lambda args, body: spotify.parse_artist(body),
+    lambda args, body: adopt(spotify.parse_artist(body)),
 )
 
 
