@@ -3,6 +3,7 @@ token's life (lazy, shared refresh, refresh ahead, once on a 401), batch and per
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -15,6 +16,7 @@ from tests.clients.conftest import Driver, requests_to, statuses
 from tunegate.cache import CacheManager
 from tunegate.clients import SpotifyClient
 from tunegate.clients._token import REFUSAL_HOLD
+from tunegate.clients.spotify import _authorized
 from tunegate.emulator import DEFAULT_SPOTIFY_CLIENT_ID, DEFAULT_SPOTIFY_CLIENT_SECRET, Emulator
 from tunegate.exceptions import (
     AuthenticationError,
@@ -22,6 +24,7 @@ from tunegate.exceptions import (
     ConfigurationError,
     InvalidInput,
 )
+from tunegate.providers import ApiRequest
 from tunegate.testing import FakeClock
 
 STROBE = 0  # catalogue index of deadmau5 - Strobe
@@ -427,3 +430,31 @@ def test_cancelled_token_refresher_hands_over(emulator: Emulator) -> None:
     tracks, fetched = asyncio.run(main())
     assert [t["id"] for t in tracks] == ids[1:]
     assert fetched == 1  # by a waiting task: the cancelled one never got its token
+
+
+@pytest.mark.parametrize("secret", [frozenset(), frozenset({"api_key"})])
+def test_the_bearer_header_is_added_as_replace_would(secret: frozenset[str]) -> None:
+    """``_authorized`` builds the request positionally: every field must land where
+    ``dataclasses.replace`` puts it."""
+    request = ApiRequest(
+        provider="spotify",
+        method="POST",
+        endpoint_template="/v1/x/{id}",
+        path="/v1/x/1",
+        params=(("q", "a"),),
+        cache_kind="spotify:x",
+        cache_parts=("1",),
+        secret_params=secret,
+        data=(("d", "e"),),
+        headers=(("H", "v"),),
+        not_found_result="empty",
+    )
+    bearer = ("Authorization", "Bearer t")
+    expected = dataclasses.replace(
+        request,
+        headers=(*request.headers, bearer),
+        secret_params=secret | {"Authorization"},
+    )
+    got = _authorized(request, bearer)
+    for f in dataclasses.fields(ApiRequest):
+        assert getattr(got, f.name) == getattr(expected, f.name), f.name
