@@ -205,6 +205,8 @@ class _Query:
         names = [normalize(name) for name in credited if name]
         if not names:
             return 0.0
+        if wanted in names:  # the most any candidate can score: no ratio to compute
+            return 1.0
         candidates = [*names, " ".join(names)] if len(names) > 1 else names
         return max(similarity(wanted, name) for name in candidates)
 
