@@ -434,8 +434,8 @@ def test_cancelled_token_refresher_hands_over(emulator: Emulator) -> None:
 
 @pytest.mark.parametrize("secret", [frozenset(), frozenset({"api_key"})])
 def test_the_bearer_header_is_added_as_replace_would(secret: frozenset[str]) -> None:
-    """``_authorized`` builds the request positionally: every field must land where
-    ``dataclasses.replace`` puts it."""
+    """``_authorized`` (built positionally) adds the header and its secret as
+    ``dataclasses.replace`` would, every other field as it was."""
     request = ApiRequest(
         provider="spotify",
         method="POST",
