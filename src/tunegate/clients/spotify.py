@@ -264,7 +264,7 @@ class _Spotify(ClientBase):
         is still served (stale only for an outage), else the token's error is raised."""
         request, pipeline = prepared.request, self._pipeline
         try:
-            token = yield from self._tokens.get()
+            token = self._tokens.fresh() or (yield from self._tokens.get())
         except TunegateError as exc:
             if use_cache:
                 served, value = yield from self._from_cache(prepared, exc)
