@@ -372,12 +372,15 @@ class Attempts:
             yield Sleep(self.clock, min(left, _BACKOFF_SLICE))
 
     def _http_request(self, request: RequestLike) -> HttpRequest:
-        names = {n.lower() for n in request.secret_params}
-        values = tuple(
-            v
-            for k, v in (*request.params, *request.data, *request.headers)
-            if k.lower() in names and v
-        )
+        secret = request.secret_params
+        values: tuple[str, ...] = ()
+        if secret:  # most requests name one or none: no scan without a name
+            names = {n.lower() for n in secret}
+            values = tuple(
+                v
+                for k, v in (*request.params, *request.data, *request.headers)
+                if k.lower() in names and v
+            )
         return HttpRequest(
             request.method,
             self.base_url + request.path,

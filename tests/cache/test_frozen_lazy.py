@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from tunegate.cache import FrozenDict, FrozenList, thaw
-from tunegate.cache.frozen import decode
+from tunegate.cache.frozen import adopt, decode
 
 TRACK: dict[str, Any] = {
     "name": "Strobe",
@@ -94,6 +94,34 @@ def test_every_read_of_a_decoded_value_hands_out_frozen_containers(read: str) ->
         with pytest.raises(TypeError):
             got.append("x")
     assert decode(PAYLOAD) == TRACK == value
+
+
+@pytest.mark.parametrize("read", list(READS))
+def test_every_read_of_an_adopted_value_hands_out_frozen_containers(read: str) -> None:
+    """A miss's parsed value (``adopt``: freshly decoded, held by nobody else) reads as a
+    decoded one: frozen on the way out, equal to the data."""
+    value = adopt(orjson.loads(PAYLOAD))
+    assert type(value) is FrozenDict
+    got = READS[read](value)
+    assert type(got) in (FrozenDict, FrozenList)
+    if isinstance(got, dict):
+        with pytest.raises(TypeError):
+            got["name"] = "changed"
+    else:
+        with pytest.raises(TypeError):
+            got.append("x")
+    assert value == TRACK
+    assert orjson.dumps(value) == PAYLOAD
+
+
+@pytest.mark.parametrize("top", [[{"a": [1]}], "text", 7, None, ({"a": 1},)])
+def test_adopted_tops_other_than_dicts(top: Any) -> None:
+    value = adopt(top)
+    if isinstance(top, list | tuple):  # a tuple is not JSON's: copied deeply, as freeze does
+        assert type(value) is FrozenList
+        assert type(value[0]) is FrozenDict
+    else:
+        assert value is top
 
 
 def test_a_decoded_value_walked_through_its_reads_is_frozen_all_the_way_down() -> None:

@@ -3,9 +3,11 @@ token's life (lazy, shared refresh, refresh ahead, once on a 401), batch and per
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -14,6 +16,7 @@ from tests.clients.conftest import Driver, requests_to, statuses
 from tunegate.cache import CacheManager
 from tunegate.clients import SpotifyClient
 from tunegate.clients._token import REFUSAL_HOLD
+from tunegate.clients.spotify import _authorized
 from tunegate.emulator import DEFAULT_SPOTIFY_CLIENT_ID, DEFAULT_SPOTIFY_CLIENT_SECRET, Emulator
 from tunegate.exceptions import (
     AuthenticationError,
@@ -21,6 +24,7 @@ from tunegate.exceptions import (
     ConfigurationError,
     InvalidInput,
 )
+from tunegate.providers import ApiRequest
 from tunegate.testing import FakeClock
 
 STROBE = 0  # catalogue index of deadmau5 - Strobe
@@ -40,6 +44,42 @@ def test_search_track_finds_best_match_and_caches_it(driver: Driver, emulator: E
     stats = client.get_stats()
     assert (stats["cache_hits"], stats["cache_misses"], stats["api_calls"]) == (1, 1, 1)
     assert requests_to(emulator, "spotify", "search") == 1
+
+
+def _read_only_all_the_way_down(value: Any) -> None:
+    """Every container reached through the value's reads refuses mutation."""
+    if isinstance(value, dict):
+        with pytest.raises(TypeError):
+            value["x"] = 1
+        for k in value:
+            _read_only_all_the_way_down(value[k])
+    elif isinstance(value, list):
+        with pytest.raises(TypeError):
+            value.append(1)
+        for item in value:
+            _read_only_all_the_way_down(item)
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("search_track", ("Deadmau5", "Strobe")),
+        ("search_by_isrc", ("GBFFP0300052",)),
+        ("get_track", ("3n3Ppam7vgaVa1iaRUc9Lp",)),
+    ],
+)
+def test_a_miss_answers_read_only_data_equal_to_the_hit(
+    driver: Driver, method: str, args: tuple[Any, ...]
+) -> None:
+    """A miss's parsed value is frozen lazily (it is nobody else's): every read of it is
+    read-only, and it equals (and serializes as) the hit that follows."""
+    client = driver.spotify()
+    miss = driver.call(client, method, *args)
+    _read_only_all_the_way_down(miss)
+    hit = driver.call(client, method, *args)
+    assert client.get_stats()["cache_hits"] == 1
+    assert hit == miss
+    assert orjson.dumps(hit) == orjson.dumps(miss)
 
 
 def test_search_track_without_a_close_hit_is_none_and_cached(
@@ -390,3 +430,31 @@ def test_cancelled_token_refresher_hands_over(emulator: Emulator) -> None:
     tracks, fetched = asyncio.run(main())
     assert [t["id"] for t in tracks] == ids[1:]
     assert fetched == 1  # by a waiting task: the cancelled one never got its token
+
+
+@pytest.mark.parametrize("secret", [frozenset(), frozenset({"api_key"})])
+def test_the_bearer_header_is_added_as_replace_would(secret: frozenset[str]) -> None:
+    """``_authorized`` (built positionally) adds the header and its secret as
+    ``dataclasses.replace`` would, every other field as it was."""
+    request = ApiRequest(
+        provider="spotify",
+        method="POST",
+        endpoint_template="/v1/x/{id}",
+        path="/v1/x/1",
+        params=(("q", "a"),),
+        cache_kind="spotify:x",
+        cache_parts=("1",),
+        secret_params=secret,
+        data=(("d", "e"),),
+        headers=(("H", "v"),),
+        not_found_result="empty",
+    )
+    bearer = ("Authorization", "Bearer t")
+    expected = dataclasses.replace(
+        request,
+        headers=(*request.headers, bearer),
+        secret_params=secret | {"Authorization"},
+    )
+    got = _authorized(request, bearer)
+    for f in dataclasses.fields(ApiRequest):
+        assert getattr(got, f.name) == getattr(expected, f.name), f.name

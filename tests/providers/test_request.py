@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
 from tunegate.exceptions import AuthenticationError, NotFound, RateLimited
 from tunegate.providers import ApiRequest, lastfm, musicbrainz, spotify
-from tunegate.providers._request import clean_message, decode_body, retry_after_from
+from tunegate.providers._request import amended, clean_message, decode_body, retry_after_from
 
 CANARY = "canary-secret-0123456789"
 
@@ -132,3 +133,30 @@ def test_hook_accepts_the_pipelines_response_view() -> None:
     err = lastfm.hook(view, {"error": 29, "message": "Rate Limit Exceeded"})
     assert isinstance(err, RateLimited)
     assert err.code == 29
+
+
+def test_amended_is_replace_of_its_three_fields() -> None:
+    """``amended`` builds the request positionally: every field must land where
+    ``dataclasses.replace`` puts it."""
+    request = ApiRequest(
+        provider="spotify",
+        method="POST",
+        endpoint_template="/v1/x/{id}",
+        path="/v1/x/1",
+        params=(("q", "a"),),
+        cache_kind="spotify:x",
+        cache_parts=("1",),
+        secret_params=frozenset({"q"}),
+        data=(("d", "e"),),
+        headers=(("H", "v"),),
+        not_found_result="empty",
+    )
+    changes: dict[str, Any] = {
+        "cache_parts": ("@s", "1"),
+        "headers": (("H", "v"), ("U", "w")),
+        "secret_params": frozenset({"q", "U"}),
+    }
+    got, expected = amended(request, **changes), dataclasses.replace(request, **changes)
+    for f in dataclasses.fields(ApiRequest):
+        assert getattr(got, f.name) == getattr(expected, f.name), f.name
+    assert got == expected

@@ -10,7 +10,8 @@ own methods called on a decoded value, ``dict.values(d)``, see its children as s
 ``d | other`` and ``lst + other`` return plain (shallow) mutable copies; :func:`thaw` and
 ``copy.deepcopy`` return deep ones.
 
-A value decoded from stored bytes (:func:`decode`) is frozen lazily, one level at a time:
+A value decoded from stored bytes (:func:`decode`), or one a provider's parse just built
+from a fresh answer (:func:`adopt`: nobody else holds it), is frozen lazily, one level at a time:
 the decoded top is a frozen container whose own containers are still orjson's plain ones,
 and each is replaced by its frozen form the first time anything reaches it (indexing,
 ``get``, iteration, ``values``/``items``, copies, ``+``, ``|``, ``*``, pickling). Freezing
@@ -32,7 +33,7 @@ from typing import Any, NoReturn, SupportsIndex, overload
 
 import orjson
 
-__all__ = ["FrozenDict", "FrozenList", "decode", "encode", "freeze", "thaw"]
+__all__ = ["FrozenDict", "FrozenList", "adopt", "decode", "encode", "freeze", "thaw"]
 
 
 def _refuse(self: object, *args: object, **kwargs: object) -> NoReturn:
@@ -221,6 +222,19 @@ def freeze(value: Any) -> Any:
     if isinstance(value, _SCALARS):  # str/int/float subclasses (e.g. enum.StrEnum)
         return value
     raise TypeError(f"cannot cache a {t.__name__}: values must be JSON-like")
+
+
+def adopt(value: Any) -> Any:
+    """``value`` frozen lazily, as :func:`decode` freezes (its top now, each container on
+    first access), for a value nobody else holds whose containers are JSON's own (dict,
+    list): what a provider's parse just built from a freshly decoded answer. Anything
+    else (a caller's value, tuples, other types) needs :func:`freeze`'s deep copy."""
+    t = type(value)
+    if t is dict:
+        return FrozenDict(value)
+    if t is list:
+        return FrozenList(value)
+    return freeze(value)
 
 
 def thaw(value: Any) -> Any:

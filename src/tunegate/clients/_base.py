@@ -48,6 +48,7 @@ from tunegate.clients._extra import design_stats
 from tunegate.exceptions import ConfigurationError, NotFound, TunegateError
 from tunegate.pipeline import MISS, Miss, Pipeline
 from tunegate.providers import ApiRequest, Pairs
+from tunegate.providers._request import amended
 from tunegate.providers.spec import ProviderSpec
 from tunegate.ratelimit import RateLimiter
 
@@ -509,11 +510,12 @@ class ClientBase:
     def _as_sent(self, request: ApiRequest) -> Prepared:
         """``request`` with this client's cache scope and headers, and its key."""
         scope = self._cache_scope if request.cache_kind is not None else ()
-        if scope or self._headers:  # one replace per distinct input, never per call
-            request = dataclasses.replace(
+        if scope or self._headers:  # once per distinct input, never per call
+            request = amended(
                 request,
                 cache_parts=(*scope, *request.cache_parts),
                 headers=(*request.headers, *self._headers),
+                secret_params=request.secret_params,
             )
         return Prepared(request, self._pipeline.key(request))
 

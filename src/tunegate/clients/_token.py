@@ -191,6 +191,13 @@ class TokenSource:
         now = self._clock.time()
         return not token.needs_refresh(now) or now < min(self._hold_until, token.expires_at)
 
+    def fresh(self) -> SpotifyToken | None:
+        """This process's token when :meth:`get` would return it at once (no flow made,
+        the common case of every call), else None: then :meth:`get`."""
+        with self._lock:
+            token = self._token
+        return token if self._usable(token, None) else None
+
     # -- the flow ---------------------------------------------------------------------------
 
     def get(self, rejected: str | None = None) -> Flow[SpotifyToken]:

@@ -10,15 +10,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self, Unpack
+from typing import Any, ClassVar, Self, Unpack, cast
 
 from tunegate._policy.classify import Expect, ProviderHook
 from tunegate.breaker import CircuitBreaker
+from tunegate.cache.frozen import adopt
 from tunegate.clients._base import (
     AsyncClientMixin,
     Changes,
@@ -46,6 +46,7 @@ from tunegate.exceptions import (
 )
 from tunegate.pipeline import Miss, Pipeline
 from tunegate.providers import ApiRequest, spotify, validate
+from tunegate.providers._request import amended
 from tunegate.providers.spec import SPOTIFY
 from tunegate.providers.spotify import SpotifyToken
 from tunegate.providers.types import SpotifyArtist, SpotifyTrack
@@ -93,11 +94,17 @@ def auth_url_for(given: str | None, api_url: str) -> str:
     return strip_suffix(url, spotify.TOKEN_ENDPOINT)
 
 
-def _authorized(request: ApiRequest, token: SpotifyToken) -> ApiRequest:
-    return dataclasses.replace(
+_BEARER_SECRET = frozenset({"Authorization"})
+
+
+def _authorized(request: ApiRequest, bearer: tuple[str, str]) -> ApiRequest:
+    """``request`` with the token's ``Authorization`` header, marked secret (once a call)."""
+    secret = request.secret_params
+    return amended(
         request,
-        headers=(*request.headers, ("Authorization", token.authorization)),
-        secret_params=request.secret_params | {"Authorization"},
+        cache_parts=request.cache_parts,
+        headers=(*request.headers, bearer),
+        secret_params=secret | _BEARER_SECRET if secret else _BEARER_SECRET,
     )
 
 
@@ -105,19 +112,24 @@ def _no_match(endpoint: str) -> NotFound:
     return NotFound("no hit matches", provider="spotify", endpoint=endpoint)
 
 
+# The parses below build their values from the freshly decoded answer alone (dicts and
+# lists), so they hand them over frozen lazily (``adopt``): the cache's write then copies
+# nothing, and a miss's value reads as a hit's does.
+
+
 def _best(args: tuple[Any, ...], body: Any) -> SpotifyTrack:
     artist, title, _ = args
     found = spotify.best_match(spotify.parse_search_tracks(body), artist, title)
     if found is None:
         raise _no_match(spotify.SEARCH_ENDPOINT)
-    return found
+    return cast(SpotifyTrack, adopt(found))
 
 
 def _pick(args: tuple[Any, ...], body: Any) -> SpotifyTrack:
     found = spotify.pick_isrc_match(spotify.parse_search_tracks(body), args[0])
     if found is None:
         raise _no_match(spotify.SEARCH_ENDPOINT)
-    return found
+    return cast(SpotifyTrack, adopt(found))
 
 
 _SEARCH: Op[SpotifyTrack | None] = Op(
@@ -129,11 +141,11 @@ _ISRC: Op[SpotifyTrack | None] = Op(
 )
 _TRACK: Op[SpotifyTrack | None] = Op(
     lambda c, track_id, market: spotify.track_request(track_id, market=market),
-    lambda args, body: spotify.parse_track(body),
+    lambda args, body: adopt(spotify.parse_track(body)),
 )
 _ARTIST: Op[SpotifyArtist | None] = Op(
     lambda c, artist_id: spotify.artist_request(artist_id),
-    lambda args, body: spotify.parse_artist(body),
+    lambda args, body: adopt(spotify.parse_artist(body)),
 )
 
 
@@ -154,6 +166,8 @@ class _Spotify(ClientBase):
         self._id, self._secret = validate.spotify_credentials(client_id, client_secret)
         options = options_of(SpotifyOptions, options, changes)
         self._batch = options.batch_tracks
+        # The last token's header, made once per token rather than once per call.
+        self._bearer: tuple[SpotifyToken | None, tuple[str, str]] = (None, ("", ""))
         super().__init__(options)
 
     def _before_pipeline(self, options: ClientOptions) -> None:
@@ -250,7 +264,7 @@ class _Spotify(ClientBase):
         is still served (stale only for an outage), else the token's error is raised."""
         request, pipeline = prepared.request, self._pipeline
         try:
-            token = yield from self._tokens.get()
+            token = self._tokens.fresh() or (yield from self._tokens.get())
         except TunegateError as exc:
             if use_cache:
                 served, value = yield from self._from_cache(prepared, exc)
@@ -261,7 +275,7 @@ class _Spotify(ClientBase):
             try:
                 return (
                     yield from pipeline.flow(
-                        _authorized(request, token),
+                        _authorized(request, self._bearer_of(token)),
                         parse=parse,
                         expect=expect,
                         use_cache=use_cache,
@@ -274,13 +288,23 @@ class _Spotify(ClientBase):
             token = yield from self._tokens.get(rejected=token.access_token)
             return (
                 yield from pipeline.flow(
-                    _authorized(request, token), parse=parse, expect=expect, use_cache=use_cache
+                    _authorized(request, self._bearer_of(token)),
+                    parse=parse,
+                    expect=expect,
+                    use_cache=use_cache,
                 )
             )
         except NotFound:
             if batch:
                 raise
             return not_found_value(request)
+
+    def _bearer_of(self, token: SpotifyToken) -> tuple[str, str]:
+        last, bearer = self._bearer
+        if last is not token:  # a tuple swapped whole: threads see one pair or the other
+            bearer = ("Authorization", token.authorization)
+            self._bearer = (token, bearer)
+        return bearer
 
     def _raw(self, request: ApiRequest, expect: Expect, use_cache: bool) -> Flow[Any]:
         """``send_raw``: the Web API call with this client's token, "not found" raised."""

@@ -70,9 +70,8 @@ def _fold(value: str) -> str:
 
 
 def _tidy(value: str) -> str:
-    value = value.replace("&", " and ")
-    value = _NON_WORD.sub(" ", value).strip()
-    return _LEADING_THE.sub("", value)
+    value = _NON_WORD.sub(" ", value.replace("&", " and ")).strip()
+    return _LEADING_THE.sub("", value) if value.startswith("the") else value
 
 
 def normalize(value: str) -> str:
@@ -88,11 +87,33 @@ def normalize(value: str) -> str:
     return _normalized(_fold(value))
 
 
+# normalize() is pure and a search's candidates repeat the query's strings (and artists
+# recur across searches): remembered by folded string, a bounded memo started over when
+# full, as the pipeline's key memo is. Each regex below runs only when the text holds what
+# it needs to match (a bracket, "feat"/"ft.", a dash): the same result, fewer scans.
+_MEMO_SIZE = 4096
+_normal: dict[str, str] = {}
+_cores: dict[str, str] = {}
+
+
+def _without_feat(folded: str) -> str:
+    if "(" in folded or "[" in folded:
+        folded = _BRACKETED_FEAT.sub(" ", folded)
+    if "feat" in folded or "ft." in folded:
+        folded = _TRAILING_FEAT.sub("", folded)
+    return folded
+
+
 def _normalized(folded: str) -> str:
     """:func:`normalize` of a string :func:`_fold` gave."""
-    without_feat = _TRAILING_FEAT.sub("", _BRACKETED_FEAT.sub(" ", folded))
-    # A name made only of punctuation ("!!!") keeps its folded form rather than vanishing.
-    return _tidy(without_feat) or folded.strip()
+    found = _normal.get(folded)
+    if found is None:
+        # A name made only of punctuation ("!!!") keeps its folded form, not vanishing.
+        found = _tidy(_without_feat(folded)) or folded.strip()
+        if len(_normal) >= _MEMO_SIZE:
+            _normal.clear()
+        _normal[folded] = found
+    return found
 
 
 def core_title(value: str) -> str:
@@ -103,9 +124,20 @@ def core_title(value: str) -> str:
 
 def _core(folded: str) -> str:
     """:func:`core_title` of a string :func:`_fold` gave."""
-    core = _DASH_SUFFIX.sub("", _BRACKETS.sub(" ", _BRACKETED_FEAT.sub(" ", folded)))
-    core = _TRAILING_FEAT.sub("", core)
-    return _tidy(core) or _normalized(folded)
+    found = _cores.get(folded)
+    if found is None:
+        core = folded
+        if "(" in core or "[" in core:
+            core = _BRACKETS.sub(" ", _BRACKETED_FEAT.sub(" ", core))
+        if "-" in core or "–" in core or "—" in core:
+            core = _DASH_SUFFIX.sub("", core)
+        if "feat" in core or "ft." in core:
+            core = _TRAILING_FEAT.sub("", core)
+        found = _tidy(core) or _normalized(folded)
+        if len(_cores) >= _MEMO_SIZE:
+            _cores.clear()
+        _cores[folded] = found
+    return found
 
 
 def _ratio(a: str, b: str) -> float:
@@ -173,6 +205,8 @@ class _Query:
         names = [normalize(name) for name in credited if name]
         if not names:
             return 0.0
+        if wanted in names:  # the most any candidate can score: no ratio to compute
+            return 1.0
         candidates = [*names, " ".join(names)] if len(names) > 1 else names
         return max(similarity(wanted, name) for name in candidates)
 

@@ -85,7 +85,8 @@ def text(value: object, field: str, max_len: int = 200) -> str:
         raise InvalidInput(field, "must not be empty")
     if len(stripped) > max_len:
         raise InvalidInput(field, f"must be at most {max_len} characters, got {len(stripped)}")
-    if _CONTROL.search(stripped):
+    # isprintable() first: True means no control character at all, with no regex scan.
+    if not stripped.isprintable() and _CONTROL.search(stripped):
         raise InvalidInput(field, "must not contain control characters")
     return stripped
 
