@@ -11,7 +11,8 @@ Printed per run: wall time; the quota bound, max over providers of
 (upstream calls - burst) / rate, where the burst is the client bucket's capacity (1
 Spotify, 1 MusicBrainz, 1 Last.fm token: the specs' defaults); elapsed / bound;
 MusicBrainz requests per row joined by ISRC; the quota refusals the emulator gave (its
-``throttled`` counts: Spotify 429s, MusicBrainz 503s, Last.fm error 29). Then the speed-up, baseline / batched. A figure, not a test.
+``throttled`` counts: Spotify 429s, MusicBrainz 503s, Last.fm error 29). Then the
+speed-up, baseline / batched. A figure, not a test.
 
 ``--redis-stop`` prints the issue's fleet line instead: two ``tunegate enrich --redis``
 processes (``--redis-rows`` rows each, default 60) share one private redis-server, which

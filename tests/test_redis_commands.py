@@ -611,3 +611,12 @@ def test_sync_connections_are_forgotten_in_a_forked_child(redis_url: str) -> Non
         assert RedisCall(link, "test", command=("PING",), down=DOWN).run() is True
     finally:
         link.close()
+
+
+def test_a_sync_connection_refused_in_its_handshake_is_not_kept(redis_url: str) -> None:
+    link = RedisLink(redis_url.rsplit("/", 1)[0] + "/99", retry_interval=60)
+    try:
+        assert RedisCall(link, "test", command=("PING",), down=DOWN).run() is DOWN
+        assert link._conns()._idle == []
+    finally:
+        link.close()

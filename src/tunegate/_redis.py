@@ -334,6 +334,11 @@ _CAN_READ = (
 )
 
 
+def _should_reconnect(conn: object) -> bool:
+    check = getattr(conn, "should_reconnect", None)  # redis-py 8: maintenance notices
+    return bool(check()) if check is not None else False
+
+
 class _SyncConns:
     """Our sync command connections, shared by every thread: a LIFO of idle ones, taken and
     given back with ``list.pop``/``append`` (atomic under the GIL, so no lock; a thread
@@ -350,7 +355,7 @@ class _SyncConns:
         pool = client.connection_pool
         self._client = client  # for parse_response (its response callbacks) only
         self._class = pool.connection_class
-        self._kwargs = pool.connection_kwargs
+        self._kwargs = dict(pool.connection_kwargs)  # a copy: that pool may change its own
         self._idle: list[redis.connection.AbstractConnection] = []
         self._forks = _forks
         self.closed = False
@@ -385,7 +390,14 @@ class _SyncConns:
 
     def _keep(self, conn: redis.connection.AbstractConnection) -> None:
         idle = self._idle
-        if not self.closed and len(idle) < IDLE_CAP:
+        # Not one redis-py disconnected (an error reply in its handshake: a bad db) nor one
+        # a server maintenance notice asked to move (redis-py 8's pool checks the same).
+        if (
+            not self.closed
+            and len(idle) < IDLE_CAP
+            and getattr(conn, "_sock", None) is not None
+            and not _should_reconnect(conn)
+        ):
             idle.append(conn)
         else:
             conn.disconnect()  # type: ignore[no-untyped-call]
