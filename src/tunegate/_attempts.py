@@ -132,6 +132,7 @@ _PARSE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError)
 # A backoff looks at the breaker at least this often (seconds), so a call stops sleeping
 # soon after another caller opened it.
 _BACKOFF_SLICE = 0.25
+_LOWERED: dict[frozenset[str], frozenset[str]] = {}  # secret_params, lower-cased
 
 
 class Attempts:
@@ -168,127 +169,128 @@ class Attempts:
         self.quota = QuotaProbe()
 
     def run(self, call: Call) -> Flow[Any]:
-        """The attempts of ``call``: its parsed value, or :class:`Failed`."""
+        """The attempts of ``call``: its parsed value, or :class:`Failed`. One generator,
+        each attempt inline: every effect a miss yields passes through each generator
+        layer above it, there and back."""
         try:
-            return (yield from self._run(call))
+            policy, breaker, budget, limiter = self.retry, self.breaker, self.budget, self.limiter
+            endpoint = call.request.endpoint_template
+            start = call.started
+            if budget is not None:
+                assert self._budget_lock is not None
+                with self._budget_lock:
+                    budget.record_call(self.clock.monotonic())
+            http = call.http
+            if http is None:
+                http = call.http = self._http_request(call.request)
+            attempt = 0
+            previous_delay = 0.0
+            while True:
+                attempt += 1
+                permit: Permit | None = None
+                if breaker is not None:
+                    try:
+                        # A local breaker (or a shared one's fresh answer) decides at once:
+                        # no flow is made for it.
+                        permit = breaker.admit()
+                        if permit is None:
+                            permit = yield from breaker.allow_flow()
+                    except CircuitBreakerOpenError as exc:
+                        self._rec.count("breaker_rejections")
+                        return Failed(exc, "circuit_open", attempt - 1)
+                # Everything between the permit and its record is in here, so that a caller
+                # cancelled anywhere (even while recording) hands the permit back: a half-open
+                # probe slot must never leak.
+                try:
+                    # One exchange: a token, the lease extended, send, classify, limiter
+                    # feedback (inline: a flow of its own per attempt was one more layer).
+                    waited = 0.0
+                    if limiter is not None:
+                        waited = yield from limiter.acquire_flow(
+                            self.provider, self._left(call.deadline)
+                        )
+                    if call.lease is not None and (attempt > 1 or waited > 1.0):
+                        yield call.lease.renew()
+                    began = time.perf_counter()  # latency, not a deadline: always real time
+                    response: HttpResponse | None = None
+                    try:
+                        response = yield Send(
+                            self.http, http, self._left(call.deadline), call.patient
+                        )
+                    except ProviderError as exc:
+                        outcome = Outcome.failure(exc)
+                    else:
+                        outcome = self._read(call, response)
+                    latency = time.perf_counter() - began
+                    status: int | None = None
+                    if response is not None:
+                        status = response.status
+                        if limiter is not None:
+                            paused = yield from limiter.adjust_flow(
+                                self.provider, response.headers, status
+                            )
+                            if paused is None and outcome.kind is Kind.RATE_LIMITED:  # in the body
+                                yield from limiter.refused_flow(self.provider, outcome.retry_after)
+                    if permit is not None:
+                        assert breaker is not None
+                        flow = breaker.settle(permit, self._verdict(breaker, outcome))
+                        if flow is not None:  # shared: cancelled in there, it still hands back
+                            yield from flow
+                        permit = None
+                except GeneratorExit:  # abandoned: no effect can run now
+                    raise
+                except RateLimitTimeout as exc:
+                    if permit is not None:
+                        assert breaker is not None
+                        yield from breaker.record_flow(permit, "ignored")
+                    return Failed(exc, "rate_limit_timeout", attempt - 1)
+                except BaseException:
+                    if permit is not None:
+                        assert breaker is not None
+                        yield from breaker.record_flow(permit, "ignored")
+                    raise
+                kind = outcome.kind
+                if call.probe is not None:
+                    QuotaProbe.settle(call.probe, kind is Kind.RATE_LIMITED)
+                    call.probe = None
+                self._rec.attempt(
+                    endpoint, attempt, status, kind.value, latency, call.cache_state, call.span
+                )
+                if kind is Kind.SUCCESS:
+                    return outcome.payload
+                error = outcome.error
+                assert error is not None
+                error.attempts = attempt
+                if kind is Kind.NOT_FOUND:
+                    return Failed(error, "not_found", attempt)
+                now = self.clock.monotonic()
+                decision = policy.decide(
+                    attempt=attempt,
+                    error=error,
+                    elapsed=now - start,
+                    previous_delay=previous_delay,
+                    rand=self._rand,
+                    budget_ok=functools.partial(self._spend, now) if budget is not None else True,
+                )
+                if isinstance(decision, GiveUp):
+                    return Failed(error, decision.reason, attempt)
+                if decision.reason == "rate_limited":
+                    attempt, shared = yield from self._share_refusal(call, attempt, error, decision)
+                    if isinstance(shared, GiveUp):
+                        error.attempts = attempt
+                        return Failed(error, shared.reason, attempt)
+                    if shared is None:  # another call's probe was answered: try at once
+                        previous_delay = decision.delay
+                        continue
+                    decision = shared
+                self._rec.retrying(endpoint, attempt, decision.reason, decision.delay)
+                if call.lease is not None:
+                    yield call.lease.renew(int(decision.delay * 1000))
+                yield from self._backoff(decision.delay)
+                previous_delay = decision.delay
         finally:
             if call.probe is not None:  # left without an answer: the waiters try themselves
                 QuotaProbe.settle(call.probe, False)
-
-    def _run(self, call: Call) -> Flow[Any]:
-        policy, breaker, budget = self.retry, self.breaker, self.budget
-        endpoint = call.request.endpoint_template
-        start = call.started
-        if budget is not None:
-            assert self._budget_lock is not None
-            with self._budget_lock:
-                budget.record_call(self.clock.monotonic())
-        if call.http is None:
-            call.http = self._http_request(call.request)
-        attempt = 0
-        previous_delay = 0.0
-        while True:
-            attempt += 1
-            permit: Permit | None = None
-            if breaker is not None:
-                try:
-                    # A local breaker (or a shared one's fresh answer) decides at once:
-                    # no flow is made for it.
-                    permit = breaker.admit()
-                    if permit is None:
-                        permit = yield from breaker.allow_flow()
-                except CircuitBreakerOpenError as exc:
-                    self._rec.count("breaker_rejections")
-                    return Failed(exc, "circuit_open", attempt - 1)
-            # Everything between the permit and its record is in here, so that a caller
-            # cancelled anywhere (even while recording) hands the permit back: a half-open
-            # probe slot must never leak.
-            try:
-                outcome, status, latency = yield from self._attempt(call, attempt)
-                if permit is not None:
-                    assert breaker is not None
-                    flow = breaker.settle(permit, self._verdict(breaker, outcome))
-                    if flow is not None:  # shared: cancelled in there, it still hands back
-                        yield from flow
-                    permit = None
-            except GeneratorExit:  # abandoned: no effect can run now
-                raise
-            except RateLimitTimeout as exc:
-                if permit is not None:
-                    assert breaker is not None
-                    yield from breaker.record_flow(permit, "ignored")
-                return Failed(exc, "rate_limit_timeout", attempt - 1)
-            except BaseException:
-                if permit is not None:
-                    assert breaker is not None
-                    yield from breaker.record_flow(permit, "ignored")
-                raise
-            kind = outcome.kind
-            if call.probe is not None:
-                QuotaProbe.settle(call.probe, kind is Kind.RATE_LIMITED)
-                call.probe = None
-            self._rec.attempt(
-                endpoint, attempt, status, kind.value, latency, call.cache_state, call.span
-            )
-            if kind is Kind.SUCCESS:
-                return outcome.payload
-            error = outcome.error
-            assert error is not None
-            error.attempts = attempt
-            if kind is Kind.NOT_FOUND:
-                return Failed(error, "not_found", attempt)
-            now = self.clock.monotonic()
-            decision = policy.decide(
-                attempt=attempt,
-                error=error,
-                elapsed=now - start,
-                previous_delay=previous_delay,
-                rand=self._rand,
-                budget_ok=functools.partial(self._spend, now) if budget is not None else True,
-            )
-            if isinstance(decision, GiveUp):
-                return Failed(error, decision.reason, attempt)
-            if decision.reason == "rate_limited":
-                attempt, shared = yield from self._share_refusal(call, attempt, error, decision)
-                if isinstance(shared, GiveUp):
-                    error.attempts = attempt
-                    return Failed(error, shared.reason, attempt)
-                if shared is None:  # another call's probe was answered: try at once
-                    previous_delay = decision.delay
-                    continue
-                decision = shared
-            self._rec.retrying(endpoint, attempt, decision.reason, decision.delay)
-            if call.lease is not None:
-                yield call.lease.renew(int(decision.delay * 1000))
-            yield from self._backoff(decision.delay)
-            previous_delay = decision.delay
-
-    def _attempt(self, call: Call, attempt: int) -> Flow[tuple[Outcome, int | None, float]]:
-        """One exchange: a token, the lease extended, send, classify, limiter feedback.
-        Returns ``(outcome, status, latency)``."""
-        assert call.http is not None
-        limiter = self.limiter
-        waited = 0.0
-        if limiter is not None:
-            waited = yield from limiter.acquire_flow(self.provider, self._left(call.deadline))
-        if call.lease is not None and (attempt > 1 or waited > 1.0):
-            yield call.lease.renew()
-        began = time.perf_counter()  # latency, not a deadline: always real time
-        response: HttpResponse | None = None
-        try:
-            response = yield Send(self.http, call.http, self._left(call.deadline), call.patient)
-        except ProviderError as exc:
-            outcome = Outcome.failure(exc)
-        else:
-            outcome = self._read(call, response)
-        latency = time.perf_counter() - began
-        if response is not None and limiter is not None:
-            paused = yield from limiter.adjust_flow(
-                self.provider, response.headers, response.status
-            )
-            if paused is None and outcome.kind is Kind.RATE_LIMITED:  # said in the body
-                yield from limiter.refused_flow(self.provider, outcome.retry_after)
-        return outcome, None if response is None else response.status, latency
 
     def _read(self, call: Call, response: HttpResponse) -> Outcome:
         """Classify the answer, then let ``parse`` read a successful payload."""
@@ -373,23 +375,26 @@ class Attempts:
 
     def _http_request(self, request: RequestLike) -> HttpRequest:
         secret = request.secret_params
+        params, data, headers = tuple(request.params), tuple(request.data), tuple(request.headers)
         values: tuple[str, ...] = ()
         if secret:  # most requests name one or none: no scan without a name
-            names = {n.lower() for n in secret}
+            names = _LOWERED.get(secret)
+            if names is None:  # a provider's handful of name sets, lowered once each
+                names = frozenset(n.lower() for n in secret)
+                if len(_LOWERED) < 64:
+                    _LOWERED[secret] = names
             values = tuple(
-                v
-                for k, v in (*request.params, *request.data, *request.headers)
-                if k.lower() in names and v
+                v for pairs in (params, data, headers) for k, v in pairs if v and k.lower() in names
             )
         return HttpRequest(
             request.method,
             self.base_url + request.path,
             self.provider,
             request.endpoint_template,
-            params=tuple(request.params),
-            data=tuple(request.data),
-            headers=tuple(request.headers),
-            secrets=values,
+            params,
+            data,
+            headers,
+            values,
         )
 
     def _left(self, deadline: float | None) -> float | None:

@@ -89,12 +89,28 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
+# Encoded parts by (part, fold_case): an artist or a title recurs across calls and kinds,
+# and its normalisation (NFC, casefold, escape) is most of a key's cost. Bounded: emptied
+# when full, so a stream of distinct parts costs one dict store each and no more memory.
+_ENCODED: dict[tuple[str, bool], str] = {}
+_ENCODED_MAX = 4096
+
+
 def _encode_part(part: str | int, fold_case: bool) -> str:
     """Normalised, escaped and bounded: one part as it appears in a key."""
+    memo = (part, fold_case) if isinstance(part, str) and len(part) <= MAX_PART_BYTES else None
+    if memo is not None:  # (no huge strings kept)
+        known = _ENCODED.get(memo)
+        if known is not None:
+            return known
     escaped = _escape_sub(_percent, normalize_part(part, fold_case=fold_case))
     # Escaped text is at most 4 UTF-8 bytes per character; skip the encode when short.
     if len(escaped) * 4 > MAX_PART_BYTES and len(escaped.encode("utf-8")) > MAX_PART_BYTES:
-        return "#" + _digest(escaped)
+        escaped = "#" + _digest(escaped)
+    if memo is not None:
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        _ENCODED[memo] = escaped
     return escaped
 
 
@@ -167,11 +183,17 @@ def split_key(key: str, prefix: str = "") -> tuple[str, str] | None:
     The one key parser: the manager, :meth:`KeyScheme.split` and the backends all use it."""
     if prefix and not key.startswith(prefix):
         return None
-    parts = key.split(":", 4)  # namespaces hold no ':', so the kind is parts 2 and 3
-    if len(parts) < 4 or not parts[2] or not parts[3]:
+    # The kind runs from after the second ':' (namespaces hold none) to the fourth (or the
+    # end); found with str.find, not split: one slice each instead of a list of five.
+    first = key.find(":")
+    second = key.find(":", first + 1) if first >= 0 else -1
+    if second < 0:
         return None
-    provider = parts[2]
-    return provider, f"{provider}:{parts[3]}"
+    third = key.find(":", second + 1)
+    if third <= second + 1 or third + 1 == len(key) or key[third + 1] == ":":
+        return None
+    fourth = key.find(":", third + 1)
+    return key[second + 1 : third], key[second + 1 : fourth if fourth >= 0 else len(key)]
 
 
 def compile_glob(pattern: str) -> re.Pattern[bytes]:
