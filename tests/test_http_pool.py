@@ -12,6 +12,7 @@ import gzip
 import inspect
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 
@@ -20,7 +21,7 @@ import pytest
 
 from tests.pipeline._server import Reply, ScriptServer, serve
 from tunegate._http import TOO_LARGE, HttpConfig, HttpPool, HttpRequest, _Bridge, _get_bridge
-from tunegate.exceptions import MalformedResponse
+from tunegate.exceptions import MalformedResponse, ProviderUnavailable
 
 HOLD = 0.3  # seconds the server holds each answer, so the callers overlap
 
@@ -289,3 +290,45 @@ def test_a_caller_that_gives_up_before_its_exchange_starts_leaves_nothing_unawai
         assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED  # never left pending
         del coro
         gc.collect()
+
+
+# The read timeout below total: what it alone cuts off, what it lets through.
+PATIENT_READ = HttpConfig(connect_timeout=1.0, read_timeout=0.3, total_timeout=5.0)
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_the_read_timeout_cuts_off_a_silent_server_and_spares_a_slow_steady_one(
+    server: ScriptServer, driver: str
+) -> None:
+    """``read_timeout`` is the longest silence: no answer for 0.3 s is a timeout long before
+    ``total``; a body that drips a byte every 0.05 s for ~1 s (over 3 read timeouts) is read
+    whole; an idle keep-alive connection is not timed out between two exchanges."""
+    server.script("/silent", Reply(json={"ok": True}, delay=1.5))
+    server.script("/drip", Reply(json={"v": "x" * 12}, mode="drip"))
+    pool = HttpPool("test", PATIENT_READ)
+
+    def run(path: str) -> bytes:
+        if driver == "sync":
+            return pool.send(_request(server, path)).body
+
+        async def go() -> bytes:
+            try:
+                return (await pool.asend(_request(server, path))).body
+            finally:
+                await pool.aclose()
+
+        return asyncio.run(go())
+
+    started = time.monotonic()
+    with pytest.raises(ProviderUnavailable) as caught:
+        run("/silent")
+    assert time.monotonic() - started < 1.2
+    assert isinstance(caught.value.__cause__, TimeoutError)
+    started = time.monotonic()
+    assert orjson.loads(run("/drip")) == {"v": "x" * 12}
+    assert time.monotonic() - started > 3 * PATIENT_READ.read_timeout
+    if driver == "sync":  # one session: the second exchange reuses the idle connection
+        assert orjson.loads(run("/ok")) == {"ok": True}
+        time.sleep(2 * PATIENT_READ.read_timeout)
+        assert orjson.loads(run("/ok")) == {"ok": True}
+        pool.close()

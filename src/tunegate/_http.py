@@ -33,6 +33,7 @@ from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 from aiohttp import http_exceptions
+from aiohttp.client_proto import ResponseHandler
 
 from tunegate._policy.retry import TRUNCATED
 from tunegate._redact import redact
@@ -150,6 +151,71 @@ class HttpResponse:
     headers: Mapping[str, str]
     body: bytes
     elapsed: float
+
+
+# -- the read timeout, on one loop timer per connection --------------------------------------
+
+# A timer may run up to the clock's resolution before its time: not "early" for the check below.
+_CLOCK_SLACK = time.get_clock_info("monotonic").resolution
+
+
+class _ReadTimeoutProtocol(ResponseHandler):
+    """aiohttp's connection protocol with the same ``sock_read`` timeout (no data for that
+    many seconds while a response is awaited or read) on fewer loop timers: aiohttp cancels
+    and schedules a timer when a response is awaited, at each read of the socket and at its
+    end (2 a request, beside the total timeout's 1, the only one bare aiohttp sets). Here
+    those only move or clear a deadline; the connection's one timer, when it fires before
+    the deadline, is set again for it, and when none is armed, ends."""
+
+    _read_deadline: float | None = None  # when sock_read runs out; None: not armed
+
+    def _reschedule_timeout(self) -> None:
+        timeout = self._read_timeout
+        if not timeout:
+            self._read_deadline = None
+            return
+        self._read_deadline = deadline = self._loop.time() + timeout
+        if self._read_timeout_handle is None:
+            self._read_timeout_handle = self._loop.call_at(deadline, self._on_read_timer)
+
+    def _drop_timeout(self) -> None:
+        self._read_deadline = None  # the timer, if any, finds nothing to do
+
+    def _on_read_timer(self) -> None:
+        self._read_timeout_handle = None
+        deadline = self._read_deadline
+        if deadline is None:
+            return
+        if self._loop.time() + _CLOCK_SLACK < deadline:  # data came since: wait on
+            self._read_timeout_handle = self._loop.call_at(deadline, self._on_read_timer)
+            return
+        self._read_deadline = None
+        self._on_read_timeout()
+
+    def _stop_timer(self) -> None:
+        self._read_deadline = None
+        if self._read_timeout_handle is not None:  # the connection is done: let it go now
+            self._read_timeout_handle.cancel()
+            self._read_timeout_handle = None
+
+    def close(self) -> None:
+        super().close()
+        self._stop_timer()
+
+    def abort(self) -> None:
+        super().abort()
+        self._stop_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        self._stop_timer()
+
+
+# Private aiohttp names the protocol above relies on; without one of them, aiohttp's own.
+_LAZY_READ_TIMER = all(
+    hasattr(ResponseHandler, name)
+    for name in ("_reschedule_timeout", "_drop_timeout", "_on_read_timeout", "start_timeout")
+)
 
 
 # -- the exchange: the only code that touches aiohttp's request API --------------------------
@@ -417,6 +483,9 @@ class HttpPool:
             ssl=c.ssl_context if c.ssl_context is not None else True,
             ttl_dns_cache=300,
         )
+        if _LAZY_READ_TIMER and hasattr(connector, "_factory"):
+            factory: Any = functools.partial(_ReadTimeoutProtocol, loop=connector._loop)
+            connector._factory = factory  # a subclass of what aiohttp builds there
         return aiohttp.ClientSession(
             connector=connector,
             headers=self._headers,
