@@ -10,6 +10,7 @@ import contextlib
 import gc
 import gzip
 import inspect
+import os
 import signal
 import threading
 import time
@@ -332,3 +333,35 @@ def test_the_read_timeout_cuts_off_a_silent_server_and_spares_a_slow_steady_one(
         time.sleep(2 * PATIENT_READ.read_timeout)
         assert orjson.loads(run("/ok")) == {"ok": True}
         pool.close()
+
+
+def test_a_forked_child_gets_its_own_bridge_and_sessions(server: ScriptServer) -> None:
+    """After ``os.fork`` the parent's bridge thread and sessions are not the child's: its
+    sync and async exchanges open their own and answer; the parent's still work after."""
+    pool = HttpPool("test", HttpConfig())
+    assert orjson.loads(pool.send(_request(server, "/parent")).body) == {"ok": True}
+    parent_bridge = _get_bridge()
+
+    async def once() -> bytes:
+        try:
+            return (await pool.asend(_request(server, "/child-async"))).body
+        finally:
+            await pool.aclose()
+
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code only
+        code = 1
+        try:
+            body = pool.send(_request(server, "/child-sync"), timeout=5.0).body
+            fresh = _get_bridge() is not parent_bridge and _get_bridge().thread.is_alive()
+            if orjson.loads(body) == {"ok": True} and fresh:
+                code = 0 if orjson.loads(asyncio.run(once())) == {"ok": True} else 3
+            else:
+                code = 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _get_bridge() is parent_bridge
+    assert orjson.loads(pool.send(_request(server, "/parent")).body) == {"ok": True}
+    pool.close()

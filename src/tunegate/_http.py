@@ -353,7 +353,7 @@ class _Bridge:
     faster per sync exchange on this machine, wall or CPU, in separate-process A/B runs."""
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
+        self.forks = _forks
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="tunegate-http", daemon=True
@@ -417,6 +417,20 @@ def _cancel(tasks: list[asyncio.Task[Any]], coro: Coroutine[Any, Any, Any]) -> N
         task.add_done_callback(lambda _: coro.close())
 
 
+# Forks into this process's line so far: a child's count differs from its parent's, so the
+# objects its parent made (sessions, sockets, the bridge) are told apart with an int compare
+# per request instead of an os.getpid() system call. Bumped by os.fork()'s own hook (and
+# multiprocessing's, which uses it).
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
 _bridge: _Bridge | None = None
 _bridge_lock = threading.Lock()
 _forked_leftovers: list[object] = []  # a parent's objects after fork: kept, never finalised
@@ -425,10 +439,10 @@ _forked_leftovers: list[object] = []  # a parent's objects after fork: kept, nev
 def _get_bridge() -> _Bridge:
     global _bridge
     bridge = _bridge
-    if bridge is not None and bridge.pid == os.getpid():
+    if bridge is not None and bridge.forks == _forks:
         return bridge
     with _bridge_lock:
-        if _bridge is None or _bridge.pid != os.getpid():
+        if _bridge is None or _bridge.forks != _forks:
             if _bridge is not None:
                 _forked_leftovers.append(_bridge)
             _bridge = _Bridge()
@@ -449,7 +463,7 @@ class HttpPool:
         self._default = self._limits(None, False)
         self._patient = self._limits(None, True)
         self._lock = threading.Lock()
-        self._pid = os.getpid()
+        self._forks = _forks
         self._sync: aiohttp.ClientSession | None = None  # lives on the bridge loop
         # Not a WeakKeyDictionary: a session refers to its loop, so neither would ever go.
         self._by_loop: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
@@ -496,13 +510,13 @@ class HttpPool:
         )
 
     def _check_fork(self) -> None:
-        if self._pid != os.getpid():  # sessions and sockets belong to the parent
+        if self._forks != _forks:  # sessions and sockets belong to the parent
             with self._lock:
-                if self._pid != os.getpid():
+                if self._forks != _forks:
                     _forked_leftovers.append((self._sync, dict(self._by_loop)))
                     self._sync = None
                     self._by_loop = {}
-                    self._pid = os.getpid()
+                    self._forks = _forks
 
     # -- async ---------------------------------------------------------------------------
 
@@ -569,7 +583,7 @@ class HttpPool:
     def close(self) -> None:
         """Close the sync session (its connections); it reopens if used again."""
         self._check_fork()
-        if self._sync is not None and _bridge is not None and _bridge.pid == os.getpid():
+        if self._sync is not None and _bridge is not None and _bridge.forks == _forks:
             _bridge.run(self._close_sync(), 5.0)
 
 
@@ -592,7 +606,7 @@ def shared_pool(provider: str, config: HttpConfig | None = None) -> HttpPool:
 def _shutdown() -> None:
     # Close the sync sessions cleanly so interpreter exit prints no "Unclosed" warnings.
     bridge = _bridge
-    if bridge is None or bridge.pid != os.getpid():
+    if bridge is None or bridge.forks != _forks:
         return
     for pool in list(_shared.values()):
         with contextlib.suppress(Exception):  # best effort at exit
