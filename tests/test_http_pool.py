@@ -365,3 +365,26 @@ def test_a_forked_child_gets_its_own_bridge_and_sessions(server: ScriptServer) -
     assert _get_bridge() is parent_bridge
     assert orjson.loads(pool.send(_request(server, "/parent")).body) == {"ok": True}
     pool.close()
+
+
+def test_a_request_is_immutable_equal_by_value_and_shows_no_secret() -> None:
+    """What the frozen dataclass it was promised: fields fixed once built, equality and hash
+    by value, and a repr naming the method, provider and endpoint only."""
+
+    def build() -> HttpRequest:
+        return HttpRequest(
+            "GET", "http://x/v1/search", "spotify", "/search", params=(("q", "a"),), secrets=("s3",)
+        )
+
+    request = build()
+    assert request == build()
+    assert hash(request) == hash(build())
+    assert (request.params, request.data, request.headers, request.secrets) == (
+        (("q", "a"),),
+        (),
+        (),
+        ("s3",),
+    )
+    with pytest.raises(AttributeError):
+        request.url = "http://elsewhere/"  # type: ignore[misc]
+    assert repr(request) == str(request) == "HttpRequest(GET spotify /search)"

@@ -27,9 +27,9 @@ import ssl
 import threading
 import time
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 import aiohttp
 from aiohttp import http_exceptions
@@ -120,13 +120,16 @@ class HttpConfig:
         return user_agent(self.app)
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class HttpRequest:
+class HttpRequest(NamedTuple):
     """One exchange. ``url`` has no query string: ``params`` go apart, so that the address
     the library logs nowhere and we never log carries no secret. ``secrets`` are the secret
     values inside params, data or headers: any foreign error text containing one is
     replaced before it can reach a traceback. ``provider`` and ``endpoint`` (templated)
-    are what error messages say instead of the URL."""
+    are what error messages say instead of the URL.
+
+    Immutable, equal and hashable by value. A named tuple, not a frozen dataclass: one is
+    built per upstream call, and a frozen dataclass's ``__init__`` (an
+    ``object.__setattr__`` per field) cost ~1.1 us to the tuple's ~0.4 us."""
 
     method: str
     url: str
@@ -135,7 +138,7 @@ class HttpRequest:
     params: Pairs = ()
     data: Pairs = ()
     headers: Pairs = ()
-    secrets: tuple[str, ...] = field(default=())
+    secrets: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         # Hand-written so that printing a request shows no header, parameter or secret.
