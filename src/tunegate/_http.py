@@ -145,10 +145,10 @@ class HttpRequest(NamedTuple):
         return f"HttpRequest({self.method} {self.provider} {self.endpoint})"
 
 
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
+class HttpResponse(NamedTuple):
     """A complete answer: status, headers (case-insensitive), the decompressed body, and
-    the seconds the exchange took."""
+    the seconds the exchange took. A named tuple for :class:`HttpRequest`'s reason (one
+    a response: ~0.5 us as a frozen dataclass, ~0.25 us as this)."""
 
     status: int
     headers: Mapping[str, str]
