@@ -10,8 +10,10 @@ import contextlib
 import gc
 import gzip
 import inspect
+import os
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 
@@ -20,7 +22,7 @@ import pytest
 
 from tests.pipeline._server import Reply, ScriptServer, serve
 from tunegate._http import TOO_LARGE, HttpConfig, HttpPool, HttpRequest, _Bridge, _get_bridge
-from tunegate.exceptions import MalformedResponse
+from tunegate.exceptions import MalformedResponse, ProviderUnavailable
 
 HOLD = 0.3  # seconds the server holds each answer, so the callers overlap
 
@@ -289,3 +291,100 @@ def test_a_caller_that_gives_up_before_its_exchange_starts_leaves_nothing_unawai
         assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED  # never left pending
         del coro
         gc.collect()
+
+
+# The read timeout below total: what it alone cuts off, what it lets through.
+PATIENT_READ = HttpConfig(connect_timeout=1.0, read_timeout=0.3, total_timeout=5.0)
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_the_read_timeout_cuts_off_a_silent_server_and_spares_a_slow_steady_one(
+    server: ScriptServer, driver: str
+) -> None:
+    """``read_timeout`` is the longest silence: no answer for 0.3 s is a timeout long before
+    ``total``; a body that drips a byte every 0.05 s for ~1 s (over 3 read timeouts) is read
+    whole; an idle keep-alive connection is not timed out between two exchanges."""
+    server.script("/silent", Reply(json={"ok": True}, delay=1.5))
+    server.script("/drip", Reply(json={"v": "x" * 12}, mode="drip"))
+    pool = HttpPool("test", PATIENT_READ)
+
+    def run(path: str) -> bytes:
+        if driver == "sync":
+            return pool.send(_request(server, path)).body
+
+        async def go() -> bytes:
+            try:
+                return (await pool.asend(_request(server, path))).body
+            finally:
+                await pool.aclose()
+
+        return asyncio.run(go())
+
+    started = time.monotonic()
+    with pytest.raises(ProviderUnavailable) as caught:
+        run("/silent")
+    assert time.monotonic() - started < 1.2
+    assert isinstance(caught.value.__cause__, TimeoutError)
+    started = time.monotonic()
+    assert orjson.loads(run("/drip")) == {"v": "x" * 12}
+    assert time.monotonic() - started > 3 * PATIENT_READ.read_timeout
+    if driver == "sync":  # one session: the second exchange reuses the idle connection
+        assert orjson.loads(run("/ok")) == {"ok": True}
+        time.sleep(2 * PATIENT_READ.read_timeout)
+        assert orjson.loads(run("/ok")) == {"ok": True}
+        pool.close()
+
+
+def test_a_forked_child_gets_its_own_bridge_and_sessions(server: ScriptServer) -> None:
+    """After ``os.fork`` the parent's bridge thread and sessions are not the child's: its
+    sync and async exchanges open their own and answer; the parent's still work after."""
+    pool = HttpPool("test", HttpConfig())
+    assert orjson.loads(pool.send(_request(server, "/parent")).body) == {"ok": True}
+    parent_bridge = _get_bridge()
+
+    async def once() -> bytes:
+        try:
+            return (await pool.asend(_request(server, "/child-async"))).body
+        finally:
+            await pool.aclose()
+
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code only
+        code = 1
+        try:
+            body = pool.send(_request(server, "/child-sync"), timeout=5.0).body
+            fresh = _get_bridge() is not parent_bridge and _get_bridge().thread.is_alive()
+            if orjson.loads(body) == {"ok": True} and fresh:
+                code = 0 if orjson.loads(asyncio.run(once())) == {"ok": True} else 3
+            else:
+                code = 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _get_bridge() is parent_bridge
+    assert orjson.loads(pool.send(_request(server, "/parent")).body) == {"ok": True}
+    pool.close()
+
+
+def test_a_request_is_immutable_equal_by_value_and_shows_no_secret() -> None:
+    """What the frozen dataclass it was promised: fields fixed once built, equality and hash
+    by value, and a repr naming the method, provider and endpoint only."""
+
+    def build() -> HttpRequest:
+        return HttpRequest(
+            "GET", "http://x/v1/search", "spotify", "/search", params=(("q", "a"),), secrets=("s3",)
+        )
+
+    request = build()
+    assert request == build()
+    assert hash(request) == hash(build())
+    assert (request.params, request.data, request.headers, request.secrets) == (
+        (("q", "a"),),
+        (),
+        (),
+        ("s3",),
+    )
+    with pytest.raises(AttributeError):
+        request.url = "http://elsewhere/"  # type: ignore[misc]
+    assert repr(request) == str(request) == "HttpRequest(GET spotify /search)"

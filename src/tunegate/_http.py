@@ -27,12 +27,13 @@ import ssl
 import threading
 import time
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 import aiohttp
 from aiohttp import http_exceptions
+from aiohttp.client_proto import ResponseHandler
 
 from tunegate._policy.retry import TRUNCATED
 from tunegate._redact import redact
@@ -119,13 +120,16 @@ class HttpConfig:
         return user_agent(self.app)
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class HttpRequest:
+class HttpRequest(NamedTuple):
     """One exchange. ``url`` has no query string: ``params`` go apart, so that the address
     the library logs nowhere and we never log carries no secret. ``secrets`` are the secret
     values inside params, data or headers: any foreign error text containing one is
     replaced before it can reach a traceback. ``provider`` and ``endpoint`` (templated)
-    are what error messages say instead of the URL."""
+    are what error messages say instead of the URL.
+
+    Immutable, equal and hashable by value. A named tuple, not a frozen dataclass: one is
+    built per upstream call, and a frozen dataclass's ``__init__`` (an
+    ``object.__setattr__`` per field) cost ~1.1 us to the tuple's ~0.4 us."""
 
     method: str
     url: str
@@ -134,22 +138,87 @@ class HttpRequest:
     params: Pairs = ()
     data: Pairs = ()
     headers: Pairs = ()
-    secrets: tuple[str, ...] = field(default=())
+    secrets: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         # Hand-written so that printing a request shows no header, parameter or secret.
         return f"HttpRequest({self.method} {self.provider} {self.endpoint})"
 
 
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
+class HttpResponse(NamedTuple):
     """A complete answer: status, headers (case-insensitive), the decompressed body, and
-    the seconds the exchange took."""
+    the seconds the exchange took. A named tuple for :class:`HttpRequest`'s reason (one
+    a response: ~0.5 us as a frozen dataclass, ~0.25 us as this)."""
 
     status: int
     headers: Mapping[str, str]
     body: bytes
     elapsed: float
+
+
+# -- the read timeout, on one loop timer per connection --------------------------------------
+
+# A timer may run up to the clock's resolution before its time: not "early" for the check below.
+_CLOCK_SLACK = time.get_clock_info("monotonic").resolution
+
+
+class _ReadTimeoutProtocol(ResponseHandler):
+    """aiohttp's connection protocol with the same ``sock_read`` timeout (no data for that
+    many seconds while a response is awaited or read) on fewer loop timers: aiohttp cancels
+    and schedules a timer when a response is awaited, at each read of the socket and at its
+    end (2 a request, beside the total timeout's 1, the only one bare aiohttp sets). Here
+    those only move or clear a deadline; the connection's one timer, when it fires before
+    the deadline, is set again for it, and when none is armed, ends."""
+
+    _read_deadline: float | None = None  # when sock_read runs out; None: not armed
+
+    def _reschedule_timeout(self) -> None:
+        timeout = self._read_timeout
+        if not timeout:
+            self._read_deadline = None
+            return
+        self._read_deadline = deadline = self._loop.time() + timeout
+        if self._read_timeout_handle is None:
+            self._read_timeout_handle = self._loop.call_at(deadline, self._on_read_timer)
+
+    def _drop_timeout(self) -> None:
+        self._read_deadline = None  # the timer, if any, finds nothing to do
+
+    def _on_read_timer(self) -> None:
+        self._read_timeout_handle = None
+        deadline = self._read_deadline
+        if deadline is None:
+            return
+        if self._loop.time() + _CLOCK_SLACK < deadline:  # data came since: wait on
+            self._read_timeout_handle = self._loop.call_at(deadline, self._on_read_timer)
+            return
+        self._read_deadline = None
+        self._on_read_timeout()
+
+    def _stop_timer(self) -> None:
+        self._read_deadline = None
+        if self._read_timeout_handle is not None:  # the connection is done: let it go now
+            self._read_timeout_handle.cancel()
+            self._read_timeout_handle = None
+
+    def close(self) -> None:
+        super().close()
+        self._stop_timer()
+
+    def abort(self) -> None:
+        super().abort()
+        self._stop_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        self._stop_timer()
+
+
+# Private aiohttp names the protocol above relies on; without one of them, aiohttp's own.
+_LAZY_READ_TIMER = all(
+    hasattr(ResponseHandler, name)
+    for name in ("_reschedule_timeout", "_drop_timeout", "_on_read_timeout", "start_timeout")
+)
 
 
 # -- the exchange: the only code that touches aiohttp's request API --------------------------
@@ -287,7 +356,7 @@ class _Bridge:
     faster per sync exchange on this machine, wall or CPU, in separate-process A/B runs."""
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
+        self.forks = _forks
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="tunegate-http", daemon=True
@@ -351,6 +420,20 @@ def _cancel(tasks: list[asyncio.Task[Any]], coro: Coroutine[Any, Any, Any]) -> N
         task.add_done_callback(lambda _: coro.close())
 
 
+# Forks into this process's line so far: a child's count differs from its parent's, so the
+# objects its parent made (sessions, sockets, the bridge) are told apart with an int compare
+# per request instead of an os.getpid() system call. Bumped by os.fork()'s own hook (and
+# multiprocessing's, which uses it).
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
 _bridge: _Bridge | None = None
 _bridge_lock = threading.Lock()
 _forked_leftovers: list[object] = []  # a parent's objects after fork: kept, never finalised
@@ -359,10 +442,10 @@ _forked_leftovers: list[object] = []  # a parent's objects after fork: kept, nev
 def _get_bridge() -> _Bridge:
     global _bridge
     bridge = _bridge
-    if bridge is not None and bridge.pid == os.getpid():
+    if bridge is not None and bridge.forks == _forks:
         return bridge
     with _bridge_lock:
-        if _bridge is None or _bridge.pid != os.getpid():
+        if _bridge is None or _bridge.forks != _forks:
             if _bridge is not None:
                 _forked_leftovers.append(_bridge)
             _bridge = _Bridge()
@@ -383,7 +466,7 @@ class HttpPool:
         self._default = self._limits(None, False)
         self._patient = self._limits(None, True)
         self._lock = threading.Lock()
-        self._pid = os.getpid()
+        self._forks = _forks
         self._sync: aiohttp.ClientSession | None = None  # lives on the bridge loop
         # Not a WeakKeyDictionary: a session refers to its loop, so neither would ever go.
         self._by_loop: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
@@ -417,6 +500,9 @@ class HttpPool:
             ssl=c.ssl_context if c.ssl_context is not None else True,
             ttl_dns_cache=300,
         )
+        if _LAZY_READ_TIMER and hasattr(connector, "_factory"):
+            factory: Any = functools.partial(_ReadTimeoutProtocol, loop=connector._loop)
+            connector._factory = factory  # a subclass of what aiohttp builds there
         return aiohttp.ClientSession(
             connector=connector,
             headers=self._headers,
@@ -427,13 +513,13 @@ class HttpPool:
         )
 
     def _check_fork(self) -> None:
-        if self._pid != os.getpid():  # sessions and sockets belong to the parent
+        if self._forks != _forks:  # sessions and sockets belong to the parent
             with self._lock:
-                if self._pid != os.getpid():
+                if self._forks != _forks:
                     _forked_leftovers.append((self._sync, dict(self._by_loop)))
                     self._sync = None
                     self._by_loop = {}
-                    self._pid = os.getpid()
+                    self._forks = _forks
 
     # -- async ---------------------------------------------------------------------------
 
@@ -500,7 +586,7 @@ class HttpPool:
     def close(self) -> None:
         """Close the sync session (its connections); it reopens if used again."""
         self._check_fork()
-        if self._sync is not None and _bridge is not None and _bridge.pid == os.getpid():
+        if self._sync is not None and _bridge is not None and _bridge.forks == _forks:
             _bridge.run(self._close_sync(), 5.0)
 
 
@@ -523,7 +609,7 @@ def shared_pool(provider: str, config: HttpConfig | None = None) -> HttpPool:
 def _shutdown() -> None:
     # Close the sync sessions cleanly so interpreter exit prints no "Unclosed" warnings.
     bridge = _bridge
-    if bridge is None or bridge.pid != os.getpid():
+    if bridge is None or bridge.forks != _forks:
         return
     for pool in list(_shared.values()):
         with contextlib.suppress(Exception):  # best effort at exit

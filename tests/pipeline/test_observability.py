@@ -538,3 +538,48 @@ def test_spans_when_opentelemetry_is_installed(server: ScriptServer, make: MakeP
     assert [e.name for e in first.events] == ["tunegate.attempt"]
     assert spans[1].attributes["error.type"] == "NotFound"
     assert not spans[1].status.is_ok
+
+
+_SPAN_PROBE = """
+import sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from tunegate.observability import start_span
+
+before = start_span("test", "/x")
+if sys.argv[1] == "set-later":
+    assert before is None, "a span before any provider is set"
+    trace.set_tracer_provider(TracerProvider())
+after = start_span("test", "/x")
+assert after is not None, "no span once a provider is set"
+after.finish("miss")
+assert isinstance(trace.get_tracer_provider(), TracerProvider)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("how", ["set-later", "environment"])
+def test_spans_start_once_a_provider_is_set_in_code_or_named_by_the_environment(
+    how: str,
+) -> None:
+    """No span while no tracer provider is set; one as soon as a provider is set later in
+    code, or from the first call when ``OTEL_PYTHON_TRACER_PROVIDER`` names one (each in a
+    fresh process: the API's provider is set once per process)."""
+    pytest.importorskip("opentelemetry.sdk")
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OTEL_PYTHON_TRACER_PROVIDER"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    if how == "environment":
+        env["OTEL_PYTHON_TRACER_PROVIDER"] = "sdk_tracer_provider"
+    done = subprocess.run(
+        [sys.executable, "-c", _SPAN_PROBE, how],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout.strip() == "ok", done.stderr
