@@ -396,3 +396,45 @@ def test_the_aiohttp_names_the_one_timer_read_timeout_needs_are_there() -> None:
     from tunegate import _http
 
     assert _http._LAZY_READ_TIMER
+
+
+async def test_a_shorter_read_timeout_on_a_reused_connection_is_kept() -> None:
+    """The one-timer protocol on a connection reused by a request with a shorter sock_read
+    than the one before: the silent server is cut off at the shorter timeout, as aiohttp's
+    own timers do, not when the earlier request's timer would have fired."""
+    import functools
+    from typing import Any
+
+    import aiohttp
+    from aiohttp import web
+
+    from tunegate._http import _ReadTimeoutProtocol
+
+    async def fast(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def silent(_: web.Request) -> web.Response:
+        await asyncio.sleep(3)
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_get("/fast", fast)
+    app.router.add_get("/silent", silent)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    connector = aiohttp.TCPConnector(limit=1)
+    factory: Any = functools.partial(_ReadTimeoutProtocol, loop=connector._loop)
+    connector._factory = factory  # as HttpPool installs it
+    try:
+        async with aiohttp.ClientSession(connector=connector) as session:
+            long, short = aiohttp.ClientTimeout(sock_read=10), aiohttp.ClientTimeout(sock_read=0.3)
+            async with session.get(f"http://127.0.0.1:{port}/fast", timeout=long) as r:
+                await r.read()
+            with pytest.raises(aiohttp.ServerTimeoutError):
+                async with session.get(f"http://127.0.0.1:{port}/silent", timeout=short) as r:
+                    await asyncio.wait_for(r.read(), 2.5)
+    finally:
+        await runner.cleanup()

@@ -178,7 +178,12 @@ class _ReadTimeoutProtocol(ResponseHandler):
             self._read_deadline = None
             return
         self._read_deadline = deadline = self._loop.time() + timeout
-        if self._read_timeout_handle is None:
+        handle = self._read_timeout_handle
+        # Set again only for an earlier deadline (a request with a shorter sock_read on a
+        # reused connection); a later one is the firing timer's to find.
+        if handle is None or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
             self._read_timeout_handle = self._loop.call_at(deadline, self._on_read_timer)
 
     def _drop_timeout(self) -> None:
