@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from tests._loops import driver_loops
 from tests.clients.conftest import Driver, requests_to, statuses
+from tests.providers.test_request import request_of_every_field
 from tunegate.cache import CacheManager
 from tunegate.clients import SpotifyClient
 from tunegate.clients._token import REFUSAL_HOLD
@@ -436,19 +437,7 @@ def test_cancelled_token_refresher_hands_over(emulator: Emulator) -> None:
 def test_the_bearer_header_is_added_as_replace_would(secret: frozenset[str]) -> None:
     """``_authorized`` (built positionally) adds the header and its secret as
     ``dataclasses.replace`` would, every other field as it was."""
-    request = ApiRequest(
-        provider="spotify",
-        method="POST",
-        endpoint_template="/v1/x/{id}",
-        path="/v1/x/1",
-        params=(("q", "a"),),
-        cache_kind="spotify:x",
-        cache_parts=("1",),
-        secret_params=secret,
-        data=(("d", "e"),),
-        headers=(("H", "v"),),
-        not_found_result="empty",
-    )
+    request = request_of_every_field(secret)
     bearer = ("Authorization", "Bearer t")
     expected = dataclasses.replace(
         request,

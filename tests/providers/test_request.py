@@ -135,10 +135,10 @@ def test_hook_accepts_the_pipelines_response_view() -> None:
     assert err.code == 29
 
 
-def test_amended_is_replace_of_its_three_fields() -> None:
-    """``amended`` builds the request positionally: every field must land where
-    ``dataclasses.replace`` puts it."""
-    request = ApiRequest(
+def request_of_every_field(secret_params: frozenset[str]) -> ApiRequest:
+    """A request with every field set apart from its default, for the tests that check a
+    positional rebuild against ``dataclasses.replace``."""
+    return ApiRequest(
         provider="spotify",
         method="POST",
         endpoint_template="/v1/x/{id}",
@@ -146,11 +146,17 @@ def test_amended_is_replace_of_its_three_fields() -> None:
         params=(("q", "a"),),
         cache_kind="spotify:x",
         cache_parts=("1",),
-        secret_params=frozenset({"q"}),
+        secret_params=secret_params,
         data=(("d", "e"),),
         headers=(("H", "v"),),
         not_found_result="empty",
     )
+
+
+def test_amended_is_replace_of_its_three_fields() -> None:
+    """``amended`` builds the request positionally: every field must land where
+    ``dataclasses.replace`` puts it."""
+    request = request_of_every_field(frozenset({"q"}))
     changes: dict[str, Any] = {
         "cache_parts": ("@s", "1"),
         "headers": (("H", "v"), ("U", "w")),
