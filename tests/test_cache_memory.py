@@ -175,6 +175,22 @@ def test_shared_objects_counted_once() -> None:
     assert resident_size([s, s]) < resident_size([s, "y" * 10_000])
 
 
+def _race(targets: list[Callable[[int], None]]) -> None:
+    """Run ``targets[i](i)`` in threads at once, switching threads every 10 us (races
+    show), each bounded at 60 s."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=fn, args=(i,)) for i, fn in enumerate(targets)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads)
+    finally:
+        sys.setswitchinterval(old)
+
+
 def test_lock_free_reads_beside_writers_stay_consistent() -> None:
     """Readers take no lock: with writers putting, deleting and evicting in other threads
     (and thread switches forced often), a read finds the right entry or none, and the byte
@@ -216,18 +232,7 @@ def test_lock_free_reads_beside_writers_stay_consistent() -> None:
                 value = values[key]
                 backend.put(key, _entry(value), orjson.dumps(value), 0.0)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [threading.Thread(target=reader, args=(s,)) for s in range(3)]
-        threads += [threading.Thread(target=writer, args=(s,)) for s in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        assert not any(t.is_alive() for t in threads)
-    finally:
-        sys.setswitchinterval(old)
+    _race([reader] * 3 + [writer] * 2)
     assert raised == []
     assert wrong == []
     assert len(backend) <= 40
@@ -456,17 +461,7 @@ def test_writers_on_one_class_in_threads_keep_exact_accounting(
         except BaseException as exc:  # a thread's exception must fail the test
             raised.append(exc)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [threading.Thread(target=writer, args=(s,)) for s in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        assert not any(t.is_alive() for t in threads)
-    finally:
-        sys.setswitchinterval(old)
+    _race([writer] * 4)
     assert raised == []
     assert 0 < backend.total_bytes <= backend.max_bytes  # read mid-put, it can be over
     for key, _, _ in puts:

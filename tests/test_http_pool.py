@@ -168,13 +168,6 @@ def test_the_sync_bridge_hands_back_results_errors_and_timeouts(where: str) -> N
 
     cancelled = concurrent.futures.Future[bool]()
 
-    async def hangs() -> None:
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            cancelled.set_result(True)
-            raise
-
     def calls() -> None:
         assert bridge.run(value(), None) == 7
         assert bridge.run(value(), 5.0) == 7
@@ -182,7 +175,7 @@ def test_the_sync_bridge_hands_back_results_errors_and_timeouts(where: str) -> N
             bridge.run(fails(), 5.0)
         assert caught.value is boom
         with pytest.raises(concurrent.futures.TimeoutError):
-            bridge.run(hangs(), 0.05)
+            bridge.run(_hangs(cancelled), 0.05)
         assert cancelled.result(timeout=5.0)
 
     if where == "other thread":
@@ -229,6 +222,15 @@ def test_an_idle_bridge_still_runs_its_loops_timers() -> None:
     assert fired.wait(10.0)
 
 
+async def _hangs(cancelled: concurrent.futures.Future[bool]) -> None:
+    """An exchange that never ends by itself; says so in ``cancelled`` when cancelled."""
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        cancelled.set_result(True)
+        raise
+
+
 @pytest.mark.parametrize("where", ["runs the loop", "handed over"])
 def test_an_interrupt_while_a_sync_caller_waits_cancels_its_exchange(where: str) -> None:
     """Ctrl+C in the main thread during a sync call: ``KeyboardInterrupt`` reaches the
@@ -236,13 +238,6 @@ def test_an_interrupt_while_a_sync_caller_waits_cancels_its_exchange(where: str)
     the next call."""
     bridge = _get_bridge()
     cancelled = concurrent.futures.Future[bool]()
-
-    async def hangs() -> None:
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            cancelled.set_result(True)
-            raise
 
     async def value() -> int:
         return 7
@@ -260,7 +255,7 @@ def test_an_interrupt_while_a_sync_caller_waits_cancels_its_exchange(where: str)
         timer.start()
         try:
             with pytest.raises(KeyboardInterrupt):
-                bridge.run(hangs(), 10.0)
+                bridge.run(_hangs(cancelled), 10.0)
         finally:
             timer.join()
         assert cancelled.result(timeout=5.0)
@@ -320,10 +315,8 @@ def test_the_read_timeout_cuts_off_a_silent_server_and_spares_a_slow_steady_one(
 
         return asyncio.run(go())
 
-    started = time.monotonic()
     with pytest.raises(ProviderUnavailable) as caught:
-        run("/silent")
-    assert time.monotonic() - started < 1.2
+        run("/silent")  # it answers at 1.5 s, within total: only the read timeout cuts it
     assert isinstance(caught.value.__cause__, TimeoutError)
     started = time.monotonic()
     assert orjson.loads(run("/drip")) == {"v": "x" * 12}
